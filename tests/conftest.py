@@ -1,0 +1,47 @@
+"""Shared test fixtures: paths of the copied golden files and the tiny official-format weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+FIXTURES = Path(__file__).parent / "fixtures"
+TINY = FIXTURES / "tiny"
+TINY_CONFIG = TINY / "tiny_config.json"
+FULL_MANIFEST = FIXTURES / "reference" / "lvcd_state_dict_manifest.json"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> dict[str, Path]:
+    """The tiny model as the official files: {'svd': tiny_svd.safetensors, 'lvcd': tiny_lvcd.ckpt}."""
+    from lvcd.testing.tiny_weights import materialize
+
+    return materialize(TINY / "weights_manifest.json", tmp_path_factory.mktemp("tiny_weights"))
+
+
+@pytest.fixture(scope="session")
+def components() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(TINY / "components.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def sample_n35() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(TINY / "sample_N35.safetensors"))
+
+
+def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-4, name: str = "") -> float:
+    """max|actual - expected| <= rel * max|expected| (the fixtures' tolerance rule); returns the ratio."""
+    assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    scale = expected.abs().max().item()
+    err = (actual.double() - expected.double()).abs().max().item()
+    ratio = err / scale if scale > 0 else err
+    assert ratio <= rel, f"{name}: max abs err {err:.3g} = {ratio:.3g} x max|ref| {scale:.3g} > {rel}"
+    return ratio
