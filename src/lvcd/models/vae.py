@@ -1,0 +1,340 @@
+"""SVD's KL-f8 autoencoder: a 2-D encoder and a temporal video decoder, under sgm's parameter names.
+
+Three networks are built from one :class:`~lvcd.config.VAEConfig`:
+
+- :class:`AutoencoderKL` is the engine's ``first_stage_model`` (``encoder.*``, ``decoder.*``; SVD's first
+  stage has no ``quant_conv``). ``encode`` returns the *scaled* posterior sample (diffusion space),
+  ``decode`` takes scaled latents and decodes each clip of ``num_frames`` as one temporal unit.
+- :class:`ModeEncoder` is the conditioner's embedder 3 (``AutoencoderKLModeOnly``): encoder, ``quant_conv``,
+  then the posterior *mode*, unscaled. It is the UNet's ``concat`` input.
+
+Numerics follow sgm: GroupNorm(32, eps 1e-6) in the 2-D blocks; the decoder's temporal ``time_stack``
+is an openaimodel ``ResBlock`` whose GroupNorm32 keeps PyTorch's default eps 1e-5, computes in fp32, and
+takes its statistics over (C/32, T, H, W) of the whole clip, so the frames of a clip are coupled.
+
+Example::
+
+    vae = AutoencoderKL(VAEConfig())
+    latents = vae.encode(frames, generator=torch.Generator().manual_seed(0))  # (N, 4, H/8, W/8), scaled
+    pixels = vae.decode(latents, num_frames=len(frames)).clamp(-1, 1)
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from lvcd.config import VAEConfig
+
+LOGVAR_RANGE = (-30.0, 20.0)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    """The 2-D blocks' ``Normalize``: 32 groups, eps 1e-6."""
+    return nn.GroupNorm(32, channels, eps=1e-6)
+
+
+def _silu_norm(norm: nn.GroupNorm, x: Tensor) -> Tensor:
+    # The norm output is a fresh tensor, so SiLU may overwrite it (saves one activation at 320x576).
+    return F.silu(norm(x), inplace=True)
+
+
+class ResnetBlock(nn.Module):
+    """sgm ``model.ResnetBlock`` without time embedding: norm-SiLU-conv twice, 1x1 ``nin_shortcut`` if C changes."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.norm1 = _norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = _norm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(_silu_norm(self.norm1, x))
+        h = self.conv2(_silu_norm(self.norm2, h))
+        skip = x if self.nin_shortcut is None else self.nin_shortcut(x)
+        return h.add_(skip)
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over the H*W positions of each image, with 1x1-conv projections."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = _norm(channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        h = self.norm(x)
+        q, k, v = (rearrange(proj(h), "b c h w -> b 1 (h w) c") for proj in (self.q, self.k, self.v))
+        h = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C), as sgm
+        h = rearrange(h, "b 1 (h w) c -> b c h w", h=height, w=width)
+        return self.proj_out(h).add_(x)
+
+
+class Downsample(nn.Module):
+    """Stride-2 3x3 conv after padding right/bottom by one (sgm's asymmetric padding)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2, then a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class _GroupNorm32(nn.GroupNorm):
+    """openaimodel's GroupNorm32: statistics in fp32, result cast back; PyTorch's default eps 1e-5."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).type(x.dtype)
+
+
+class TemporalResBlock(nn.Module):
+    """openaimodel ``ResBlock(dims=3, skip_t_emb=True)``: mixes frames with (kt,1,1) convs, identity skip.
+
+    Runs on (clips, C, T, H, W). Key layout ``in_layers.{0,2}``, ``out_layers.{0,3}`` as in sgm.
+    """
+
+    def __init__(self, channels: int, kernel_size: tuple[int, int, int]):
+        super().__init__()
+        padding = tuple(k // 2 for k in kernel_size)
+        self.in_layers = nn.Sequential(
+            _GroupNorm32(32, channels),
+            nn.SiLU(inplace=True),
+            nn.Conv3d(channels, channels, kernel_size, padding=padding),
+        )
+        self.out_layers = nn.Sequential(
+            _GroupNorm32(32, channels),
+            nn.SiLU(inplace=True),
+            nn.Identity(),  # Dropout(0) in sgm; keeps index 3 for the conv
+            nn.Conv3d(channels, channels, kernel_size, padding=padding),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out_layers(self.in_layers(x)).add_(x)
+
+
+class VideoResBlock(ResnetBlock):
+    """2-D ResnetBlock, then a temporal ResBlock, merged as ``a*temporal + (1-a)*spatial``, a = sigmoid(mix_factor).
+
+    The merge is the reverse of the UNet's AlphaBlender (which weights the *spatial* branch by alpha).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, video_kernel_size: tuple[int, int, int]):
+        super().__init__(in_channels, out_channels)
+        self.time_stack = TemporalResBlock(out_channels, video_kernel_size)
+        self.mix_factor = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: Tensor, num_frames: int) -> Tensor:
+        spatial = rearrange(super().forward(x), "(b t) c h w -> b c t h w", t=num_frames)
+        alpha = torch.sigmoid(self.mix_factor)
+        # Same three roundings as sgm's `alpha * x + (1 - alpha) * x_mix`.
+        mixed = self.time_stack(spatial).mul_(alpha).add_(spatial * (1.0 - alpha))
+        return rearrange(mixed, "b c t h w -> (b t) c h w")
+
+
+class AE3DConv(nn.Conv2d):
+    """The decoder's ``conv_out``: a 2-D conv per frame, then ``time_mix_conv``, a temporal Conv3d."""
+
+    def __init__(self, in_channels: int, out_channels: int, video_kernel_size: tuple[int, int, int]):
+        super().__init__(in_channels, out_channels, 3, padding=1)
+        padding = tuple(k // 2 for k in video_kernel_size)
+        self.time_mix_conv = nn.Conv3d(out_channels, out_channels, video_kernel_size, padding=padding)
+
+    def forward(self, x: Tensor, num_frames: int) -> Tensor:  # type: ignore[override]
+        h = rearrange(super().forward(x), "(b t) c h w -> b c t h w", t=num_frames)
+        return rearrange(self.time_mix_conv(h), "b c t h w -> (b t) c h w")
+
+
+class _Level(nn.Module):
+    """One resolution level: ``block`` list plus an optional ``downsample`` / ``upsample``."""
+
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.block = nn.ModuleList(blocks)
+
+
+class _Mid(nn.Module):
+    def __init__(self, block_1: nn.Module, attn_1: AttnBlock, block_2: nn.Module):
+        super().__init__()
+        self.block_1 = block_1
+        self.attn_1 = attn_1
+        self.block_2 = block_2
+
+
+class Encoder(nn.Module):
+    """sgm ``Encoder`` with ``double_z``: (N, 3, H, W) in [-1, 1] -> moments (N, 2*z, H/8, W/8).
+
+    Per-image (no temporal layers), so frames may be batched freely.
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        widths = [cfg.ch * m for m in cfg.ch_mult]
+        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        block_in = cfg.ch
+        for level, block_out in enumerate(widths):
+            blocks = []
+            for _ in range(cfg.num_res_blocks):
+                blocks.append(ResnetBlock(block_in, block_out))
+                block_in = block_out
+            stage = _Level(blocks)
+            if level != len(widths) - 1:
+                stage.downsample = Downsample(block_in)
+            self.down.append(stage)
+        self.mid = _Mid(ResnetBlock(block_in, block_in), AttnBlock(block_in), ResnetBlock(block_in, block_in))
+        self.norm_out = _norm(block_in)
+        self.conv_out = nn.Conv2d(block_in, 2 * cfg.z_channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv_in(x)
+        for stage in self.down:
+            for block in stage.block:
+                h = block(h)
+            if hasattr(stage, "downsample"):
+                h = stage.downsample(h)
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        return self.conv_out(_silu_norm(self.norm_out, h))
+
+
+class VideoDecoder(nn.Module):
+    """sgm ``VideoDecoder`` (time_mode conv-only, learned merge): latents (N, z, h, w) -> pixels (N, 3, 8h, 8w).
+
+    ``N = clips * num_frames``, frames of a clip contiguous; each clip is one temporal unit (temporal convs
+    and the time_stack GroupNorm statistics span its frames). Input is the UNSCALED latent; output is not clamped.
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        kernel = tuple(cfg.video_kernel_size)
+        widths = [cfg.ch * m for m in cfg.ch_mult]
+        block_in = widths[-1]
+        self.conv_in = nn.Conv2d(cfg.z_channels, block_in, 3, padding=1)
+        self.mid = _Mid(
+            VideoResBlock(block_in, block_in, kernel), AttnBlock(block_in), VideoResBlock(block_in, block_in, kernel)
+        )
+        levels: list[_Level] = []
+        for level in reversed(range(len(widths))):
+            blocks = []
+            for _ in range(cfg.num_res_blocks + 1):
+                blocks.append(VideoResBlock(block_in, widths[level], kernel))
+                block_in = widths[level]
+            stage = _Level(blocks)
+            if level != 0:
+                stage.upsample = Upsample(block_in)
+            levels.insert(0, stage)
+        self.up = nn.ModuleList(levels)  # index = level, run from the deepest
+        self.norm_out = _norm(block_in)
+        self.conv_out = AE3DConv(block_in, cfg.out_ch, kernel)
+
+    def forward(self, z: Tensor, num_frames: int) -> Tensor:
+        if num_frames <= 0 or z.shape[0] % num_frames:
+            raise ValueError(f"{z.shape[0]} latents cannot be split into clips of num_frames={num_frames}.")
+        h = self.conv_in(z)
+        h = self.mid.block_1(h, num_frames)
+        h = self.mid.attn_1(h)
+        h = self.mid.block_2(h, num_frames)
+        for stage in reversed(self.up):
+            for block in stage.block:
+                h = block(h, num_frames)
+            if hasattr(stage, "upsample"):
+                h = stage.upsample(h)
+        return self.conv_out(_silu_norm(self.norm_out, h), num_frames)
+
+
+def _split_moments(moments: Tensor) -> tuple[Tensor, Tensor]:
+    mean, logvar = moments.chunk(2, dim=1)
+    return mean, logvar.clamp(*LOGVAR_RANGE)
+
+
+class AutoencoderKL(nn.Module):
+    """The engine's ``first_stage_model``: ``encoder`` + temporal ``decoder``; latents scaled by ``scale_factor``.
+
+    Example::
+
+        z = vae.encode(frames, generator=torch.Generator().manual_seed(1234))  # (N, 4, h, w)
+        video = vae.decode(z, num_frames=z.shape[0])  # (N, 3, H, W), unclamped
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.scale_factor = cfg.scale_factor
+        self.encoder = Encoder(cfg)
+        self.decoder = VideoDecoder(cfg)
+
+    def encode_moments(self, x: Tensor, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
+        """Posterior (mean, logvar clamped to [-30, 20]), unscaled, each (N, z, H/8, W/8).
+
+        ``batch_size`` bounds how many frames go through the encoder at once (memory at 320x576);
+        frames are independent, so it changes nothing but round-off.
+        """
+        chunks = x.split(batch_size) if batch_size else (x,)
+        return _split_moments(torch.cat([self.encoder(chunk) for chunk in chunks]))
+
+    def encode(
+        self,
+        x: Tensor,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = None,
+    ) -> Tensor:
+        """SCALED posterior sample ``scale_factor * (mean + exp(logvar/2) * eps)`` of frames (N, 3, H, W) in [-1, 1].
+
+        ``eps`` is ``noise`` if given, else CPU draws from ``generator``, one frame after the other like the
+        official per-frame ``encode_first_stage`` (so a seeded generator reproduces its numbers).
+        """
+        mean, logvar = self.encode_moments(x, batch_size)
+        if noise is None:
+            frame_shape = (1, *mean.shape[1:])
+            noise = torch.cat([torch.randn(frame_shape, generator=generator) for _ in range(mean.shape[0])])
+        std = torch.exp(0.5 * logvar)
+        sample = mean + std * noise.to(device=mean.device, dtype=mean.dtype)
+        return self.scale_factor * sample
+
+    def decode(self, latents: Tensor, num_frames: int | None = None) -> Tensor:
+        """Pixels (N, 3, H, W), unclamped, of SCALED latents (N, z, h, w); each run of ``num_frames`` is one clip.
+
+        ``num_frames=None`` decodes all N latents as a single clip.
+        """
+        z = (1.0 / self.scale_factor) * latents  # sgm multiplies by the reciprocal
+        return self.decoder(z, latents.shape[0] if num_frames is None else num_frames)
+
+
+class ModeEncoder(nn.Module):
+    """Conditioner embedder 3 (``AutoencoderKLModeOnly``): encoder -> ``quant_conv`` -> posterior MODE, unscaled.
+
+    Example::
+
+        concat = ModeEncoder(VAEConfig())(reference)  # (1, 3, H, W) -> (1, 4, H/8, W/8)
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.quant_conv = nn.Conv2d(2 * cfg.z_channels, 2 * cfg.z_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean, _ = _split_moments(self.quant_conv(self.encoder(x)))
+        return mean

@@ -1,0 +1,137 @@
+"""VAE parity with the official sgm first stage and embedder 3 (tiny fixtures), full-size key layout, clip semantics."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import FULL_MANIFEST, TINY_CONFIG, assert_close_rel
+from lvcd.config import VAEConfig, config_from_sgm_json
+from lvcd.models.vae import AutoencoderKL, ModeEncoder, TemporalResBlock, VideoResBlock
+
+FIRST_STAGE = "first_stage_model."
+EMBEDDER_3 = "conditioner.embedders.3.encoder."
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+@pytest.fixture(scope="module")
+def svd_state(tiny_weights) -> dict[str, torch.Tensor]:
+    return load_file(str(tiny_weights["svd"]))
+
+
+@pytest.fixture(scope="module")
+def vae(svd_state) -> AutoencoderKL:
+    model = AutoencoderKL(config_from_sgm_json(TINY_CONFIG).vae).eval().requires_grad_(False)
+    model.load_state_dict(_strip(svd_state, FIRST_STAGE), strict=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def mode_encoder(svd_state) -> ModeEncoder:
+    model = ModeEncoder(config_from_sgm_json(TINY_CONFIG).cond_vae).eval().requires_grad_(False)
+    state = _strip(svd_state, EMBEDDER_3)
+    # The official embedder also holds an (unused) decoder and post_quant_conv; nothing else may be left over.
+    state = {k: v for k, v in state.items() if not k.startswith(("decoder.", "post_quant_conv."))}
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+@torch.no_grad()
+def test_encoder_moments_and_scaled_sample_match_official(vae, components):
+    frames = components["vae.enc.input"]  # (3, 3, H, W); the official encodes one frame at a time, we batch
+    mean, logvar = vae.encode_moments(frames)
+    assert_close_rel(mean, components["vae.enc.mean"], name="vae.enc.mean")
+    assert_close_rel(logvar, components["vae.enc.logvar"], name="vae.enc.logvar")
+    sample = vae.encode(frames, noise=components["vae.enc.eps"])
+    assert_close_rel(sample, components["vae.enc.sample_scaled"], name="vae.enc.sample_scaled")
+    chunked = vae.encode(frames, noise=components["vae.enc.eps"], batch_size=1)
+    assert_close_rel(chunked, components["vae.enc.sample_scaled"], name="vae.enc.sample_scaled (batch 1)")
+
+
+@torch.no_grad()
+def test_decoder_matches_official_as_one_clip(vae, components):
+    pixels = vae.decode(components["vae.dec.z"], num_frames=7).clamp(-1, 1)
+    assert_close_rel(pixels, components["vae.dec.pixels"], name="vae.dec.pixels")
+    assert torch.equal(vae.decode(components["vae.dec.z"]).clamp(-1, 1), pixels)  # None = one clip of all frames
+
+
+@torch.no_grad()
+def test_mode_encoder_matches_conditioner_concat(mode_encoder, components):
+    assert_close_rel(mode_encoder(components["clip.image"]), components["cond.concat"], name="cond.concat")
+
+
+@torch.no_grad()
+def test_encode_draws_eps_per_frame_on_the_cpu_like_the_official(vae, components):
+    frames = components["vae.enc.input"]
+    torch.manual_seed(1234)
+    sample = vae.encode(frames)
+    torch.manual_seed(1234)
+    eps = torch.cat([torch.randn(1, 4, 8, 16) for _ in range(frames.shape[0])])  # encode_first_stage's draws
+    assert torch.equal(sample, vae.encode(frames, noise=eps))
+    seeded = [vae.encode(frames, generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert torch.equal(*seeded)
+
+
+def test_full_size_keys_and_shapes_match_official_manifest():
+    manifest = json.loads(FULL_MANIFEST.read_text())["components"]
+    with torch.device("meta"):
+        first_stage, embedder = AutoencoderKL(VAEConfig()), ModeEncoder(VAEConfig())
+    ours = {FIRST_STAGE + k: list(v.shape) for k, v in first_stage.state_dict().items()}
+    assert ours == {k: list(v) for k, v in manifest["first_stage_model"].items()}
+    ours = {EMBEDDER_3 + k: list(v.shape) for k, v in embedder.state_dict().items()}
+    wanted = (EMBEDDER_3 + "encoder.", EMBEDDER_3 + "quant_conv.")
+    expected = {k: list(v) for k, v in manifest["conditioner.embedders.3"].items() if k.startswith(wanted)}
+    assert ours == expected
+
+
+@torch.no_grad()
+def test_temporal_group_norm_couples_the_frames_of_a_clip(vae, components):
+    z = components["vae.dec.z"]
+    # Keep only the centre tap of every temporal conv: frames can then interact only through the
+    # time_stack GroupNorm statistics over (C/32, T, H, W).
+    no_temporal_conv = copy.deepcopy(vae)
+    for module in no_temporal_conv.modules():
+        if isinstance(module, torch.nn.Conv3d):
+            centre = module.weight[:, :, 1].clone()
+            module.weight.zero_()[:, :, 1] = centre
+    changed = z.clone()
+    changed[6] += 1.0
+    for model in (vae, no_temporal_conv):
+        before, after = model.decode(z, num_frames=7), model.decode(changed, num_frames=7)
+        change_of_other_frames = (after[:6] - before[:6]).abs().amax(dim=(1, 2, 3))
+        assert (change_of_other_frames > 1e-3).all(), change_of_other_frames
+
+
+@torch.no_grad()
+def test_clips_decode_independently(vae, components):
+    z = components["vae.dec.z"][:6]
+    together = vae.decode(z, num_frames=3)
+    apart = torch.cat([vae.decode(z[:3], num_frames=3), vae.decode(z[3:], num_frames=3)])
+    assert_close_rel(together, apart, rel=1e-5, name="two clips")
+    with pytest.raises(ValueError, match="num_frames=4"):
+        vae.decode(z, num_frames=4)
+
+
+def test_video_res_block_merge_weights_the_temporal_branch_by_alpha():
+    torch.manual_seed(0)
+    block = VideoResBlock(32, 32, (3, 1, 1)).eval()
+    x = torch.randn(4, 32, 4, 4)
+    with torch.no_grad():
+        block.mix_factor.fill_(30.0)  # alpha ~ 1: output = temporal branch only
+        spatial = super(VideoResBlock, block).forward(x)
+        temporal = (
+            block.time_stack(spatial.reshape(2, 2, 32, 4, 4).transpose(1, 2)).transpose(1, 2).reshape(4, 32, 4, 4)
+        )
+        assert torch.allclose(block(x, num_frames=2), temporal, atol=1e-5)
+        block.mix_factor.fill_(-30.0)  # alpha ~ 0: spatial only
+        assert torch.allclose(block(x, num_frames=2), spatial, atol=1e-5)
+    assert isinstance(block.time_stack, TemporalResBlock)
+    assert block.time_stack.in_layers[0].eps == 1e-5  # openaimodel GroupNorm32 default, unlike the 2-D blocks' 1e-6
+    assert block.norm1.eps == 1e-6
