@@ -1,0 +1,164 @@
+"""The whole LVCD model, laid out so that ``state_dict()`` keys are the official ones.
+
+    model.diffusion_model.*                     VideoUNet (SVD UNet + ControlNet inputs)
+    control_model.*                             ControlNet
+    conditioner.embedders.0.open_clip.model.visual.*   CLIP ViT image tower
+    conditioner.embedders.3.encoder.{encoder,quant_conv}.*   VAE encoder making the `concat` latent
+    first_stage_model.{encoder,decoder}.*       VAE (2-D encoder, temporal decoder)
+
+Parts can be left out (e.g. only the VAE for data preparation); absent parts are None.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lvcd.config import LVCDConfig
+from lvcd.diffusion import vscaling
+from lvcd.models.clip import CLIPImageEmbedder
+from lvcd.models.controlnet import ControlNet
+from lvcd.models.embeddings import micro_conditioning
+from lvcd.models.transformer import ClipLayout
+from lvcd.models.unet import VideoUNet
+from lvcd.models.vae import AutoencoderKL, ModeEncoder
+
+PARTS = ("unet", "controlnet", "clip", "cond_encoder", "first_stage")
+
+# State-dict prefix of each part, in the official files.
+PART_PREFIXES = {
+    "unet": "model.diffusion_model.",
+    "controlnet": "control_model.",
+    "clip": "conditioner.embedders.0.",
+    "cond_encoder": "conditioner.embedders.3.",
+    "first_stage": "first_stage_model.",
+}
+
+
+@dataclass
+class Conditioning:
+    """Per-frame conditioning of one network call over (B T) frames."""
+
+    concat: torch.Tensor  # (BT, 4, h, w) UNSCALED latent concatenated to the noisy input
+    crossattn: torch.Tensor  # (BT, 1, Dctx) CLIP image embedding
+    vector: torch.Tensor  # (BT, 768) fps / motion / cond_aug sinusoids
+    hint: torch.Tensor  # (BT, 3 or 1, 8h, 8w) line art, lines ~1 on 0
+
+    def select(self, index) -> Conditioning:
+        return Conditioning(self.concat[index], self.crossattn[index], self.vector[index], self.hint[index])
+
+
+class _ParameterFree(nn.Module):
+    """Placeholder for the conditioner's sinusoid embedders (fps, motion bucket, cond_aug): no parameters."""
+
+
+class _ConcatEmbedder(nn.Module):
+    def __init__(self, encoder: ModeEncoder):
+        super().__init__()
+        self.encoder = encoder
+
+
+class Conditioner(nn.Module):
+    """The official GeneralConditioner's parameter layout: embedders 0 (CLIP) and 3 (VAE encoder) carry weights."""
+
+    def __init__(self, clip: CLIPImageEmbedder | None, cond_encoder: ModeEncoder | None):
+        super().__init__()
+        self.embedders = nn.ModuleList(
+            [
+                clip if clip is not None else _ParameterFree(),
+                _ParameterFree(),
+                _ParameterFree(),
+                _ConcatEmbedder(cond_encoder) if cond_encoder is not None else _ParameterFree(),
+                _ParameterFree(),
+            ]
+        )
+
+
+class _DiffusionWrapper(nn.Module):
+    def __init__(self, unet: VideoUNet):
+        super().__init__()
+        self.diffusion_model = unet
+
+
+class LVCDModel(nn.Module):
+    """SVD + sketch ControlNet + Reference Attention, with the official parameter names.
+
+    >>> model = LVCDModel(get_config("svd-lvcd"))   # doctest: +SKIP  (build on the meta device to avoid RAM)
+    """
+
+    def __init__(self, config: LVCDConfig, parts: tuple[str, ...] = PARTS):
+        super().__init__()
+        unknown = set(parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"Unknown model parts {sorted(unknown)}; choose from {PARTS}.")
+        self.config = config
+        self.parts = tuple(p for p in PARTS if p in parts)
+        if "unet" in parts:
+            self.model = _DiffusionWrapper(VideoUNet(config.unet))
+        if "controlnet" in parts:
+            self.control_model = ControlNet(config.unet)
+        clip = CLIPImageEmbedder(config.clip) if "clip" in parts else None
+        cond_encoder = ModeEncoder(config.cond_vae) if "cond_encoder" in parts else None
+        if clip is not None or cond_encoder is not None:
+            self.conditioner = Conditioner(clip, cond_encoder)
+        if "first_stage" in parts:
+            self.first_stage_model = AutoencoderKL(config.vae)
+
+    # Named access to the parts -------------------------------------------------------------------
+    @property
+    def unet(self) -> VideoUNet:
+        return self.model.diffusion_model
+
+    @property
+    def controlnet(self) -> ControlNet:
+        return self.control_model
+
+    @property
+    def clip(self) -> CLIPImageEmbedder:
+        return self.conditioner.embedders[0]
+
+    @property
+    def cond_encoder(self) -> ModeEncoder:
+        return self.conditioner.embedders[3].encoder
+
+    @property
+    def vae(self) -> AutoencoderKL:
+        return self.first_stage_model
+
+    @property
+    def latent_scale(self) -> float:
+        return self.config.vae.scale_factor
+
+    # Conditioning ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def embed_reference(self, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """reference (1, 3, H, W) in [-1, 1] -> (CLIP embedding (1, 1, Dctx), concat MODE latent (1, 4, h, w) unscaled)."""
+        clip_dtype = next(self.clip.parameters()).dtype
+        crossattn = self.clip(reference.to(clip_dtype)).float()
+        enc_dtype = next(self.cond_encoder.parameters()).dtype
+        concat = self.cond_encoder(reference.to(enc_dtype)).float()
+        return crossattn, concat
+
+    def micro_conditioning(self, num_frames: int, device=None) -> torch.Tensor:
+        s = self.config.sampling
+        return micro_conditioning(s.fps_id, s.motion_bucket_id, s.cond_aug, num_frames, device=device)
+
+    # The denoiser ---------------------------------------------------------------------------------
+    def network(self, x_in: torch.Tensor, c_noise: torch.Tensor, cond: Conditioning, layout: ClipLayout) -> torch.Tensor:
+        """ControlNet + UNet on the 8-channel input (scaled noisy latent * c_in ++ concat latent)."""
+        hint = cond.hint
+        if hint.shape[1] == 1:
+            hint = hint.expand(-1, 3, -1, -1)  # the official hints are 3 identical channels
+        control = self.control_model(x_in, hint, c_noise, cond.crossattn, cond.vector, layout)
+        return self.unet(x_in, c_noise, cond.crossattn, cond.vector, layout, control=control)
+
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, layout: ClipLayout) -> torch.Tensor:
+        """EDM v-scaling denoiser: D = c_skip x + c_out F(c_in x ++ concat, c_noise). x: (BT, 4, h, w) scaled; sigma: (BT,)."""
+        c_skip, c_out, c_in, c_noise = (c[:, None, None, None] for c in vscaling(sigma.to(torch.float32)))
+        dtype = next(self.unet.parameters()).dtype
+        x_in = torch.cat([x * c_in, cond.concat.to(x.dtype)], dim=1).to(dtype)
+        context = Conditioning(cond.concat, cond.crossattn.to(dtype), cond.vector.to(dtype), cond.hint.to(dtype))
+        out = self.network(x_in, c_noise.flatten(), context, layout).to(x.dtype)
+        return out * c_out + x * c_skip

@@ -1,0 +1,1 @@
+"""LVCD networks: UNet, ControlNet, attention, VAE, CLIP; official parameter names throughout."""

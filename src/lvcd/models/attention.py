@@ -1,0 +1,119 @@
+"""Attention layers of the spatio-temporal transformer, with LVCD's Reference Attention as an explicit plan.
+
+Reference Attention (spec §2.5, §3.6): the spatial self-attention of frame t attends to the tokens of two frames of
+its clip, ``key_frames[t, 0]`` and ``key_frames[t, 1]`` (2N keys for N queries), optionally adding a log-weight to the
+logits of each block, which multiplies that block's unnormalised attention weights. No hooks: the plan is an argument.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ReferenceAttentionPlan:
+    """Which frames supply the two key/value blocks of each frame's spatial self-attention.
+
+    key_frames: (T, 2) long, frame indices within the clip.
+    log_weights: optional (T, 2) float, added to the logits of key block 0 / 1 of each frame.
+    weighted_layers: spatial-attention layer indices (per network, in module order) where ``log_weights`` apply;
+        None means every layer. The official prev-reference sampling weights layers 0-12 of each network.
+
+    >>> plan = ReferenceAttentionPlan.training(15)   # every frame attends to [itself ; frame 0]
+    """
+
+    key_frames: torch.Tensor
+    log_weights: torch.Tensor | None = None
+    weighted_layers: frozenset[int] | None = None
+
+    @classmethod
+    def training(cls, num_frames: int) -> ReferenceAttentionPlan:
+        """The un-hooked official ``ReferenceAttention``: keys [K_t ; K_0] for every frame t."""
+        frames = torch.arange(num_frames)
+        return cls(torch.stack([frames, torch.zeros_like(frames)], dim=1))
+
+    def applies_log_weights(self, layer_index: int) -> bool:
+        return self.log_weights is not None and (self.weighted_layers is None or layer_index in self.weighted_layers)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with sgm's parameter names (``to_q``, ``to_k``, ``to_v``, ``to_out.0``)."""
+
+    def __init__(self, query_dim: int, heads: int, dim_head: int, context_dim: int | None = None):
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.to_q = nn.Linear(query_dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim or query_dim, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, query_dim), nn.Dropout(0.0))
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(x, "b n (h d) -> b h n d", h=self.heads)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(x, "b h n d -> b n (h d)")
+
+    def single_token_cross_attention(self, context: torch.Tensor) -> torch.Tensor:
+        """Cross-attention to ONE context token: softmax over a single key is exactly 1, so the result is
+        ``to_out(to_v(context))`` for every query (spec §2.4 note). (B, 1, Dctx) -> (B, 1, C), broadcast over queries."""
+        assert context.shape[1] == 1, "single_token_cross_attention needs exactly one context token"
+        return self.to_out(self.to_v(context))
+
+    def reference_self_attention(
+        self, x: torch.Tensor, num_frames: int, plan: ReferenceAttentionPlan, layer_index: int
+    ) -> torch.Tensor:
+        """Spatial self-attention where frame t's keys/values are the tokens of frames ``plan.key_frames[t]``.
+
+        x: ((B T), N, C) -> ((B T), N, C)
+        """
+        q, k, v = (self.split_heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
+        tokens = q.shape[2]
+        key_frames = plan.key_frames.to(x.device)
+
+        def gather(t: torch.Tensor) -> torch.Tensor:
+            t = rearrange(t, "(b t) h n d -> b t h n d", t=num_frames)
+            first, second = t[:, key_frames[:, 0]], t[:, key_frames[:, 1]]
+            return rearrange(torch.cat([first, second], dim=3), "b t h n d -> (b t) h n d")
+
+        mask = None
+        if plan.applies_log_weights(layer_index):
+            # Per key-block log-weights as a broadcastable (B T, 1, 1, 2N) mask: exact, never a dense (T, 1, N, 2N) bias.
+            per_frame = plan.log_weights.to(device=x.device, dtype=q.dtype).repeat_interleave(tokens, dim=1)
+            mask = per_frame.repeat(q.shape[0] // num_frames, 1)[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, gather(k), gather(v), attn_mask=mask)
+        return self.to_out(self.merge_heads(out))
+
+    def temporal_self_attention(self, x: torch.Tensor, num_reference: int) -> torch.Tensor:
+        """Attention along time: the first ``num_reference`` frames each attend only to themselves (softmax over one
+        key is exactly 1, so their output is their own value), the remaining video frames attend among themselves.
+
+        x: (B', T, C) -> (B', T, C)
+        """
+        v = self.to_v(x)
+        video = x[:, num_reference:]
+        q, k, vv = self.split_heads(self.to_q(video)), self.split_heads(self.to_k(video)), self.split_heads(v[:, num_reference:])
+        out = self.merge_heads(F.scaled_dot_product_attention(q, k, vv))
+        if num_reference:
+            out = torch.cat([v[:, :num_reference], out], dim=1)
+        return self.to_out(out)
+
+
+class GEGLUFeedForward(nn.Module):
+    """sgm FeedForward with GEGLU: ``net.0.proj`` (dim -> 2*inner, split [value, gate]), ``net.2`` (inner -> dim_out)."""
+
+    def __init__(self, dim: int, dim_out: int | None = None, mult: int = 4):
+        super().__init__()
+        inner = dim * mult
+        project_in = nn.Module()
+        project_in.proj = nn.Linear(dim, inner * 2)
+        self.net = nn.Sequential(project_in, nn.Dropout(0.0), nn.Linear(inner, dim_out or dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        value, gate = self.net[0].proj(x).chunk(2, dim=-1)
+        return self.net[2](value * F.gelu(gate))

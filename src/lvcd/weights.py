@@ -1,0 +1,394 @@
+"""Read the official weight files, check them strictly, build the model on the meta device and materialise it once.
+
+Files:
+- ``svd.safetensors``: Stability's SVD img2vid checkpoint (UNet, CLIP image tower, VAE, conditioner VAE encoder).
+- ``lvcd.ckpt``: LVCD's Lightning checkpoint, ``{'state_dict': {control_model.* + 160 UNet attention tensors}}``.
+  Read with ``torch.load(weights_only=True)``; if the pickle holds other objects (Lightning hyper-parameters,
+  callbacks), a restricted unpickler rebuilds only tensors and plain containers and replaces every other object by
+  an inert stub, so no pickled code ever runs.
+- Our own safetensors written by ``lvcd convert`` (the LVCD-trained subset, or the whole model, optionally fp16).
+
+    >>> model, report = load_model("svd.safetensors", "lvcd.ckpt", dtype=torch.bfloat16, device="cuda")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from lvcd.config import LVCDConfig, get_config
+from lvcd.errors import WeightsError
+from lvcd.model import PART_PREFIXES, PARTS, LVCDModel
+
+SVD_URL = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid (file svd.safetensors; licence gate: accept it on the page, then `huggingface-cli login`)"
+LVCD_URL = "https://huggingface.co/luckyhzt/lvcd_pretrained_models (file lvcd.ckpt)"
+
+# Keys of the official files that the official model holds but never computes with.
+KNOWN_UNUSED_KEYS = frozenset(
+    "conditioner.embedders.0.open_clip.model." + k
+    for k in ("positional_embedding", "text_projection", "logit_scale", "token_embedding.weight", "ln_final.weight", "ln_final.bias")
+)
+KNOWN_UNUSED_PREFIXES = ("conditioner.embedders.3.encoder.decoder.", "conditioner.embedders.3.encoder.post_quant_conv.")
+
+# Parts whose weights stay in float32 unless asked otherwise (the official runs the VAE in fp32).
+VAE_PARTS = ("cond_encoder", "first_stage")
+
+
+def is_known_unused(key: str) -> bool:
+    return key in KNOWN_UNUSED_KEYS or key.startswith(KNOWN_UNUSED_PREFIXES)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading files
+# ------------------------------------------------------------------------------------------------
+
+
+class _InertObject:
+    """Stands in for any non-tensor object of a checkpoint's pickle; accepts and ignores everything."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, value):
+        pass
+
+    def extend(self, values):
+        pass
+
+
+_SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes", "bytearray", "bool", "slice"}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Rebuilds tensors and plain containers only; any other global becomes an inert stub class."""
+
+    def find_class(self, module: str, name: str):
+        allowed = (
+            (module == "collections" and name == "OrderedDict")
+            or (module == "builtins" and name in _SAFE_BUILTINS)
+            or (module == "_codecs" and name == "encode")
+            or (module == "torch._utils" and name.startswith("_rebuild_"))
+            or (module == "torch._tensor" and name == "_rebuild_from_type_v2")
+            or (module == "torch" and (name in ("Size", "device") or isinstance(getattr(torch, name, None), torch.dtype)))
+        )
+        if allowed:
+            return super().find_class(module, name)
+        return type(name, (_InertObject,), {"__module__": "lvcd.weights.inert"})
+
+
+class _RestrictedPickleModule:
+    """A ``pickle_module`` for torch.load that uses the restricted unpickler."""
+
+    Unpickler = _RestrictedUnpickler
+    load = staticmethod(lambda f, **kw: _RestrictedUnpickler(f, **kw).load())
+    __name__ = "lvcd_restricted_pickle"
+
+
+def _torch_load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise
+    # The pickle holds objects beyond tensors (e.g. Lightning hyper-parameters): rebuild tensors only.
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=True, pickle_module=_RestrictedPickleModule)
+
+
+class WeightsFile:
+    """Lazy, read-only view of one weights file: ``keys()``, ``shape(key)``, ``get(key)``."""
+
+    def __init__(self, path: str | os.PathLike, role: str):
+        self.path = Path(path)
+        self.role = role
+        if not self.path.exists():
+            raise WeightsError(f"The {role} weights file {self.path} does not exist. {_where_to_get(role)}")
+        if self.path.is_dir():
+            raise WeightsError(f"The {role} weights path {self.path} is a folder; pass the file itself.")
+        self._safe = None
+        self._tensors: dict[str, torch.Tensor] | None = None
+        try:
+            if _is_safetensors(self.path):
+                from safetensors import safe_open
+
+                self._safe = safe_open(str(self.path), framework="pt")
+                self._keys = list(self._safe.keys())
+            else:
+                obj = _torch_load(self.path)
+                self._tensors = _unwrap_state_dict(obj, self.path)
+                self._keys = list(self._tensors)
+        except WeightsError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any reader failure means an unusable file
+            raise WeightsError(
+                f"Could not read the {role} weights file {self.path} ({type(err).__name__}: {err}). "
+                f"It is probably truncated or corrupt (size {self.path.stat().st_size:,} bytes): download it again. {_where_to_get(role)}"
+            ) from err
+
+    def keys(self) -> list[str]:
+        return self._keys
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        if self._safe is not None:
+            return tuple(self._safe.get_slice(key).get_shape())
+        return tuple(self._tensors[key].shape)
+
+    def get(self, key: str) -> torch.Tensor:
+        try:
+            if self._safe is not None:
+                return self._safe.get_tensor(key)
+            return self._tensors[key]
+        except Exception as err:  # noqa: BLE001
+            raise WeightsError(f"Tensor {key} of {self.path} cannot be read ({err}); the file is corrupt or truncated: download it again.") from err
+
+    def kind(self) -> str:
+        return classify_keys(self._keys)
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix.lower() == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        head = f.read(9)
+    # safetensors: 8-byte little-endian header length then a JSON object.
+    return len(head) == 9 and head[8:9] == b"{"
+
+
+def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj:
+        raise WeightsError(f"{path} holds no state dict (found {type(obj).__name__}); expected a Lightning checkpoint or a plain state dict.")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise WeightsError(f"{path} holds no tensors; it is not a model checkpoint.")
+    return tensors
+
+
+def _where_to_get(role: str) -> str:
+    if role == "svd":
+        return f"Get svd.safetensors from {SVD_URL}."
+    if role == "lvcd":
+        return f"Get lvcd.ckpt from {LVCD_URL}."
+    return ""
+
+
+def classify_keys(keys) -> str:
+    """'svd' (UNet+conditioner+VAE, no ControlNet), 'lvcd' (ControlNet + trained attention), 'full' (both),
+    or 'unknown'."""
+    keys = list(keys)
+    has = {part: any(k.startswith(prefix) for k in keys) for part, prefix in PART_PREFIXES.items()}
+    if has["controlnet"] and (has["first_stage"] or has["clip"]):
+        return "full"
+    if has["controlnet"]:
+        return "lvcd"
+    if has["unet"] or has["first_stage"] or has["clip"]:
+        return "svd"
+    return "unknown"
+
+
+# ------------------------------------------------------------------------------------------------
+# Loading into the model
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadReport:
+    """What a load took from where, and everything that did not fit."""
+
+    loaded: dict[str, int] = field(default_factory=dict)  # file -> number of tensors taken from it
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    shape_mismatch: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.shape_mismatch)
+
+    def summary(self) -> str:
+        lines = [f"loaded {n} tensors from {f}" for f, n in self.loaded.items()]
+        lines.append(f"ignored {len(self.ignored)} known-unused tensors (CLIP text-tower leftovers, conditioner VAE decoder)")
+        for title, items in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if items:
+                lines.append(f"{len(items)} {title}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}")
+        for key, file_shape, model_shape in self.shape_mismatch[:5]:
+            lines.append(f"shape mismatch {key}: file {file_shape} vs model {model_shape}")
+        return "\n".join(lines)
+
+
+def _check_roles(svd: WeightsFile | None, lvcd: WeightsFile | None) -> None:
+    svd_kind = svd.kind() if svd else None
+    lvcd_kind = lvcd.kind() if lvcd else None
+    if svd_kind == "lvcd" and lvcd_kind in ("svd", None):
+        raise WeightsError(
+            f"{svd.path} is an LVCD checkpoint (ControlNet weights), given where svd.safetensors was expected"
+            + (f", and {lvcd.path} is the SVD checkpoint: the two files are swapped. Pass --svd {lvcd.path} --lvcd {svd.path}." if lvcd else ".")
+        )
+    if lvcd_kind == "svd":
+        raise WeightsError(f"{lvcd.path} is an SVD checkpoint (no ControlNet weights), given where lvcd.ckpt was expected. {_where_to_get('lvcd')}")
+    for f, kind in ((svd, svd_kind), (lvcd, lvcd_kind)):
+        if f is not None and kind == "unknown":
+            prefixes = sorted({k.split(".")[0] for k in f.keys()})[:6]
+            raise WeightsError(
+                f"{f.path} is not an SVD/LVCD checkpoint: none of its {len(f.keys())} tensors belong to the LVCD model "
+                f"(its top-level names: {', '.join(prefixes)}). {_where_to_get(f.role)}"
+            )
+
+
+def _target_dtype(key: str, dtype: torch.dtype, vae_dtype: torch.dtype) -> torch.dtype:
+    for part in VAE_PARTS:
+        if key.startswith(PART_PREFIXES[part]):
+            return vae_dtype
+    return dtype
+
+
+def load_model(
+    svd_path: str | os.PathLike | None,
+    lvcd_path: str | os.PathLike | None = None,
+    config: str | os.PathLike | LVCDConfig | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    vae_dtype: torch.dtype = torch.float32,
+    parts: tuple[str, ...] = PARTS,
+    strict: bool = True,
+) -> tuple[LVCDModel, LoadReport]:
+    """Build ``LVCDModel`` on the meta device and fill it from the files (``lvcd_path`` overrides ``svd_path``).
+
+    Each tensor is read once, cast, moved to ``device`` and assigned: peak host memory is about one copy of the
+    weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
+    """
+    cfg = get_config(config)
+    files = [f for f in (WeightsFile(svd_path, "svd") if svd_path else None, WeightsFile(lvcd_path, "lvcd") if lvcd_path else None)]
+    _check_roles(*files)
+    files = [f for f in files if f is not None]
+    if not files:
+        raise WeightsError("No weights given: pass svd.safetensors (and lvcd.ckpt), or one converted whole-model file.")
+
+    with torch.device("meta"):
+        model = LVCDModel(cfg, parts)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    prefixes = tuple(PART_PREFIXES[p] for p in model.parts)
+
+    report = LoadReport()
+    source: dict[str, WeightsFile] = {}
+    for f in files:  # later files override earlier ones (lvcd.ckpt over svd.safetensors), as the official loading order
+        for key in f.keys():
+            if key in expected:
+                source[key] = f
+            elif is_known_unused(key):
+                report.ignored.append(key)
+            elif key.startswith(prefixes) or not key.startswith(tuple(PART_PREFIXES.values())):
+                report.unexpected.append(f"{key} ({f.path.name})")
+    report.missing = sorted(k for k in expected if k not in source)
+    for key, f in source.items():
+        if f.shape(key) != expected[key]:
+            report.shape_mismatch.append((key, f.shape(key), expected[key]))
+    if strict and not report.ok:
+        raise WeightsError(_mismatch_message(files, report, cfg))
+
+    device = torch.device(device)
+    tensors = {}
+    for key, f in source.items():
+        tensors[key] = f.get(key).to(device=device, dtype=_target_dtype(key, dtype, vae_dtype))
+        report.loaded[str(f.path)] = report.loaded.get(str(f.path), 0) + 1
+    for key in report.missing:  # only reachable with strict=False: leave nothing on the meta device
+        tensors[key] = torch.zeros(expected[key], device=device, dtype=_target_dtype(key, dtype, vae_dtype))
+    model.load_state_dict(tensors, strict=True, assign=True)
+    model.eval().requires_grad_(False)
+    return model, report
+
+
+def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDConfig) -> str:
+    names = " + ".join(str(f.path) for f in files)
+    hint = (
+        f"The files do not fit the '{cfg.name}' model: they are of another model or another config. "
+        "Pass the official svd.safetensors + lvcd.ckpt, or give --config for a model of another size."
+    )
+    if report.missing and all(k.startswith(PART_PREFIXES["controlnet"]) for k in report.missing):
+        hint = f"The ControlNet weights are missing: pass lvcd.ckpt as well. {_where_to_get('lvcd')}"
+    return f"Weights {names} do not match the model.\n{report.summary()}\n{hint}"
+
+
+def load_first_stage(svd_path, config=None, device="cpu", dtype: torch.dtype = torch.float32):
+    """Only the VAE (``first_stage_model``) from ``svd.safetensors``, e.g. to pre-encode training latents."""
+    model, _ = load_model(svd_path, None, config=config, device=device, dtype=dtype, vae_dtype=dtype, parts=("first_stage",))
+    return model.first_stage_model
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing
+# ------------------------------------------------------------------------------------------------
+
+
+def lvcd_trained_keys(model: LVCDModel) -> list[str]:
+    """The key set LVCD trains and ``lvcd.ckpt`` holds: all ControlNet tensors + the UNet's spatial and temporal
+    self-attention (``attn1``) projections."""
+    keys = []
+    for key in model.state_dict():
+        if key.startswith(PART_PREFIXES["controlnet"]):
+            keys.append(key)
+        elif key.startswith(PART_PREFIXES["unet"]) and (".transformer_blocks.0.attn1." in key or ".time_stack.0.attn1." in key):
+            keys.append(key)
+    return keys
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write atomically: a temporary file in the target folder, then rename."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def iter_state(model: LVCDModel, keys: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
+    state = model.state_dict()
+    for key in keys:
+        yield key, state[key]
+
+
+def convert(
+    svd_path,
+    lvcd_path,
+    output,
+    subset: str = "lvcd",
+    dtype: torch.dtype = torch.float32,
+    config=None,
+    overwrite: bool = False,
+) -> Path:
+    """Write one safetensors file with official key names: ``subset='lvcd'`` (the trained tensors, loadable like
+    lvcd.ckpt) or ``'full'`` (the whole model: a single file replacing both)."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise WeightsError(f"{output} exists; pass --overwrite or choose another output name.")
+    for given in (svd_path, lvcd_path):
+        if given and Path(given).resolve() == output.resolve():
+            raise WeightsError("The output would overwrite an input file; choose another output name.")
+    if subset not in ("lvcd", "full"):
+        raise ValueError("subset must be 'lvcd' or 'full'")
+    parts = ("unet", "controlnet") if subset == "lvcd" else PARTS
+    model, _ = load_model(svd_path, lvcd_path, config=config, dtype=dtype, vae_dtype=dtype, parts=parts)
+    keys = lvcd_trained_keys(model) if subset == "lvcd" else list(model.state_dict())
+    meta = {"format": "pt", "lvcd_subset": subset, "lvcd_config": json.dumps(model.config.name)}
+    return save_safetensors(dict(iter_state(model, keys)), output, metadata=meta)
