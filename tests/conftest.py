@@ -45,3 +45,13 @@ def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rel: float = 
     ratio = err / scale if scale > 0 else err
     assert ratio <= rel, f"{name}: max abs err {err:.3g} = {ratio:.3g} x max|ref| {scale:.3g} > {rel}"
     return ratio
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_weights):
+    """The tiny LVCD model loaded from the official-format files (fp32, CPU, eval)."""
+    from lvcd.weights import load_model
+
+    model, report = load_model(tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG)
+    assert report.ok
+    return model
