@@ -1,0 +1,109 @@
+"""`lvcd lineart` end to end through the typer app (in process, CliRunner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from lvcd.cli import app
+from lvcd.lineart import InformativeDrawingsGenerator
+
+runner = CliRunner()
+
+
+def _invoke(args: list[str]):
+    """Run ``lvcd <args>`` on the real app. While ``lineart`` is the only registered command and the app has no
+    callback, typer runs it as the app itself (no sub-command name), so the name is dropped then."""
+    single_command = len(app.registered_commands) == 1 and app.registered_callback is None
+    return runner.invoke(app, args[1:] if single_command and args[:1] == ["lineart"] else args)
+
+
+def _write_frames(folder: Path, count: int = 3, size_hw: tuple[int, int] = (30, 42)) -> list[str]:
+    folder.mkdir(parents=True)
+    names = []
+    for index in range(count):
+        image = np.full((*size_hw, 3), 230, np.uint8)
+        image[5 + index : 20 + index, 8:30] = (180, 30, 30)  # a moving red rectangle
+        name = f"frame{index}.png"
+        Image.fromarray(image).save(folder / name)
+        names.append(name)
+    return names
+
+
+@pytest.fixture()
+def no_default_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("LVCD_LINEART_WEIGHTS", raising=False)
+    monkeypatch.setattr("lvcd.lineart.extractor._huggingface_cached", lambda filename: None)
+
+
+def test_xdog_on_a_folder_writes_one_png_per_frame(tmp_path):
+    names = _write_frames(tmp_path / "frames")
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path / "lines"), "--method", "xdog"])
+    assert result.exit_code == 0, result.output
+    assert "outside LVCD's training distribution" in result.output  # the warning (stderr is mixed in)
+    assert sorted(path.name for path in (tmp_path / "lines").iterdir()) == names
+    for name in names:
+        with Image.open(tmp_path / "lines" / name) as lines:
+            assert lines.size == (42, 30)
+            pixels = np.asarray(lines.convert("RGB"))
+        assert (pixels == pixels[..., :1]).all()  # grey: R = G = B
+        pixels = pixels[..., 0]
+        assert np.median(pixels) == 255 and pixels.min() < 64  # dark lines on white
+    # no staging folders are left behind
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["frames", "lines"]
+
+
+def test_refuses_to_overwrite_without_flag(tmp_path):
+    _write_frames(tmp_path / "frames")
+    output = tmp_path / "lines"
+    output.mkdir()
+    (output / "keep.txt").write_text("precious")
+    args = ["lineart", str(tmp_path / "frames"), "-o", str(output), "--method", "xdog"]
+    result = _invoke(args)
+    assert result.exit_code == 2
+    assert "--overwrite" in result.output and "Traceback" not in result.output
+    assert [path.name for path in output.iterdir()] == ["keep.txt"]
+    result = _invoke([*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in output.iterdir()) == ["frame0.png", "frame1.png", "frame2.png"]
+
+
+def test_refuses_to_replace_the_input(tmp_path):
+    _write_frames(tmp_path / "frames")
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path), "--method", "xdog", "--overwrite"])
+    assert result.exit_code == 2 and "input" in result.output and "Traceback" not in result.output
+    assert len(list((tmp_path / "frames").iterdir())) == 3
+
+
+def test_missing_weights_for_informative_exit_2_with_help(tmp_path, no_default_weights):
+    _write_frames(tmp_path / "frames", count=1)
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path / "lines")])
+    assert result.exit_code == 2
+    assert "sk_model.pth" in result.output and "huggingface.co/lllyasviel/Annotators" in result.output
+    assert "--method xdog" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "lines").exists()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no temporary left behind
+
+
+def test_informative_with_weights_on_a_single_odd_sized_image(tmp_path):
+    torch.manual_seed(0)
+    weights = tmp_path / "sk_model.pth"
+    torch.save(InformativeDrawingsGenerator().state_dict(), weights)
+    image = tmp_path / "shot.jpg"
+    Image.fromarray(np.full((21, 35, 3), 200, np.uint8)).save(image)
+    result = _invoke(["lineart", str(image), "-o", str(tmp_path / "out"), "--weights", str(weights)])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    with Image.open(tmp_path / "out" / "shot.png") as lines:
+        assert lines.size == (35, 21)
+
+
+def test_missing_input_exit_2(tmp_path):
+    result = _invoke(["lineart", str(tmp_path / "nope"), "-o", str(tmp_path / "out"), "--method", "xdog"])
+    assert result.exit_code == 2 and "does not exist" in result.output
