@@ -1,0 +1,42 @@
+"""Input and output of frames: readers, line-art conversion, size planning, atomic writers.
+
+- :mod:`lvcd.io.frames`: ``FrameSource``, ``load_image``, ``to_rgb_uint8``, ``list_image_files``, ``natural_key``
+- :mod:`lvcd.io.lineart_input`: ``detect_polarity``, ``detect_sequence_polarity``, ``lineart_to_hint``
+- :mod:`lvcd.io.sizing`: ``SizePlan``, ``plan_size``, ``fit_image``, ``fit_hint``, ``restore``
+- :mod:`lvcd.io.writers`: ``open_writer``, ``FrameWriter``, ``output_kind``
+"""
+
+from lvcd.io.frames import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    FrameSource,
+    list_image_files,
+    load_image,
+    natural_key,
+    to_rgb_uint8,
+)
+from lvcd.io.lineart_input import Polarity, detect_polarity, detect_sequence_polarity, lineart_to_hint
+from lvcd.io.sizing import SizePlan, fit_hint, fit_image, plan_size, restore
+from lvcd.io.writers import FrameWriter, open_writer, output_kind
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "FrameSource",
+    "FrameWriter",
+    "Polarity",
+    "SizePlan",
+    "detect_polarity",
+    "detect_sequence_polarity",
+    "fit_hint",
+    "fit_image",
+    "lineart_to_hint",
+    "list_image_files",
+    "load_image",
+    "natural_key",
+    "open_writer",
+    "output_kind",
+    "plan_size",
+    "restore",
+    "to_rgb_uint8",
+]

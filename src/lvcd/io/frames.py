@@ -1,0 +1,319 @@
+"""Reading frames: folders of images, videos (PyAV), animated GIF/WebP/APNG and single images.
+
+Every source yields ``HxWx3 uint8 RGB`` arrays one frame at a time, so a shot of any length is never
+held in memory. User-facing problems (missing path, unknown type, unreadable file, zero frames) raise
+:class:`lvcd.errors.InputError` naming the file; inputs are only ever opened for reading.
+
+>>> source = FrameSource.open("shot/lineart")           # doctest: +SKIP
+>>> source.check_uniform_size()                          # doctest: +SKIP
+>>> for name, frame in zip(source.names, source): ...    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import Colorspace
+
+from lvcd.errors import InputError
+from lvcd.io.images import (
+    _PIL_ERRORS,
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    _composite_over_white,
+    _open_pil,
+    _oriented_size_hw,
+    _pil_to_rgb,
+    list_image_files,
+    load_image,
+    natural_key,
+    to_rgb_uint8,
+)
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "FrameSource",
+    "list_image_files",
+    "load_image",
+    "natural_key",
+    "to_rgb_uint8",
+]
+
+_AV_ERRORS = (av.error.FFmpegError, OSError, ValueError, RuntimeError)
+_SUPPORTED = (
+    "a folder of images, an image/animated GIF ("
+    + ", ".join(sorted(IMAGE_SUFFIXES | {".gif"}))
+    + ") or a video ("
+    + ", ".join(sorted(VIDEO_SUFFIXES))
+    + ")"
+)
+
+
+def _index_names(count: int) -> list[str]:
+    """Zero-padded frame indices, at least 5 digits: ``00000, 00001, ...``."""
+    width = max(5, len(str(max(count - 1, 0))))
+    return [f"{index:0{width}d}" for index in range(count)]
+
+
+class FrameSource(ABC):
+    """A sequence of frames of one shot. Use :meth:`FrameSource.open`; iterate for ``HxWx3 uint8 RGB``.
+
+    Attributes: ``path``; ``names`` (file stems for folders, zero-padded indices otherwise);
+    ``size_hw`` (size of the first frame); ``fps`` (for videos and animations, when known).
+    Iterating raises InputError if a frame's size differs from ``size_hw``: a shot has one size.
+    """
+
+    path: Path
+    fps: float | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> FrameSource:
+        """Open a folder of images, a video file, an animated image, or a single image.
+
+        Raises InputError for a missing path, an unknown file type, zero frames, or an undecodable file.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"{path}: not found. Give {_SUPPORTED}.")
+        if path.is_dir():
+            return _FolderSource(path)
+        suffix = path.suffix.lower()
+        if suffix in VIDEO_SUFFIXES:
+            return _VideoSource(path)
+        if suffix in IMAGE_SUFFIXES or suffix == ".gif":
+            return _PillowSequenceSource(path)
+        raise InputError(f"{path}: unknown file type {suffix or '(no suffix)'!r}. Give {_SUPPORTED}.")
+
+    @property
+    @abstractmethod
+    def names(self) -> list[str]: ...
+
+    @property
+    @abstractmethod
+    def size_hw(self) -> tuple[int, int]: ...
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+    @abstractmethod
+    def check_uniform_size(self) -> None:
+        """Raise InputError naming the first frame whose size differs from the first frame's."""
+
+    def _check_frame_size(self, frame: np.ndarray, what: str) -> np.ndarray:
+        self._check_size_hw(frame.shape[:2], what)
+        return frame
+
+    def _check_size_hw(self, size_hw: tuple[int, ...], what: str) -> None:
+        if tuple(size_hw) != self.size_hw:
+            height, width = size_hw
+            raise InputError(
+                f"{what}: size {width}x{height} differs from the first frame's {self.size_hw[1]}x{self.size_hw[0]} "
+                "(width x height). All frames of a shot must have the same size; resize or remove it."
+            )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+
+class _FolderSource(FrameSource):
+    """Image files directly inside a folder, in natural order; names are the file stems."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder
+        self.files = list_image_files(folder)
+        stems: dict[str, Path] = {}
+        for file in self.files:
+            if file.stem in stems:
+                raise InputError(
+                    f"{folder}: two frames share the name {file.stem!r} ({stems[file.stem].name} and {file.name}). "
+                    "Keep one file per frame."
+                )
+            stems[file.stem] = file
+        self._names = list(stems)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    @cached_property
+    def size_hw(self) -> tuple[int, int]:
+        return self._header_size_hw(self.files[0])
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for file in self.files:
+            yield self._check_frame_size(load_image(file), str(file))
+
+    @staticmethod
+    def _header_size_hw(file: Path) -> tuple[int, int]:
+        image = _open_pil(file)
+        with image:
+            return _oriented_size_hw(image)
+
+    def check_uniform_size(self) -> None:
+        """Reads only the file headers (and EXIF orientation), not the pixels."""
+        for file in self.files[1:]:
+            self._check_size_hw(self._header_size_hw(file), str(file))
+
+
+class _PillowSequenceSource(FrameSource):
+    """A still image (1 frame) or an animated GIF / WebP / APNG / multi-page TIFF, decoded by Pillow."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        image = _open_pil(path)
+        with image:
+            try:
+                self._count = int(getattr(image, "n_frames", 1))
+                if self._count > 1:
+                    self._size_hw = (image.height, image.width)
+                    image.load()  # WebP reports a frame's duration only once it is loaded
+                    duration_ms = image.info.get("duration") or 0
+                    self.fps = 1000.0 / duration_ms if duration_ms > 0 else None
+                else:
+                    self._size_hw = _oriented_size_hw(image)
+            except _PIL_ERRORS as err:
+                raise InputError(f"{path}: the image data cannot be decoded ({err}). Re-export the file.") from err
+        if self._count < 1:
+            raise InputError(f"{path}: holds no frames.")
+
+    @property
+    def names(self) -> list[str]:
+        return _index_names(self._count)
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return self._size_hw
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._count == 1:
+            yield self._check_frame_size(load_image(self.path), str(self.path))
+            return
+        image = _open_pil(self.path)
+        with image:
+            for index in range(self._count):
+                try:
+                    image.seek(index)
+                    frame = _pil_to_rgb(image)
+                except _PIL_ERRORS as err:
+                    raise InputError(
+                        f"{self.path}: frame {index} cannot be decoded ({err}). Re-export the file."
+                    ) from err
+                yield self._check_frame_size(frame, f"{self.path} frame {index}")
+
+    def check_uniform_size(self) -> None:
+        """Nothing to check: Pillow renders every frame of an animation onto the same canvas."""
+
+
+class _VideoSource(FrameSource):
+    """A video file decoded with PyAV (FFmpeg). The frame count is counted by decoding, once, on demand,
+    because container headers are often missing or wrong (WebM stores none; edited MP4s lie)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._count: int | None = None
+        frames = self._decode(convert=True)
+        try:
+            first = next(frames, None)
+        finally:
+            frames.close()  # closes the container now, not at garbage collection
+        if first is None:
+            raise InputError(f"{path}: the video holds no decodable frames.")
+        self._size_hw = (int(first.shape[0]), int(first.shape[1]))
+
+    def _open_container(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+        try:
+            container = av.open(str(self.path), mode="r")
+        except _AV_ERRORS as err:
+            raise InputError(
+                f"{self.path}: cannot be opened as a video ({err}). Re-encode it, e.g. to H.264 MP4."
+            ) from err
+        if not container.streams.video:
+            container.close()
+            raise InputError(f"{self.path}: the file has no video stream.")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if self.fps is None:
+            rate = stream.average_rate or stream.guessed_rate
+            self.fps = float(rate) if rate else None
+        return container, stream
+
+    def _decode(self, convert: bool) -> Iterator[np.ndarray]:
+        """Decoded frames as RGB arrays, or (``convert=False``, much cheaper) as empty (H, W, 0) arrays
+        carrying only the displayed size."""
+        container, stream = self._open_container()
+        index = -1
+        try:
+            for index, frame in enumerate(container.decode(stream)):  # noqa: B007
+                if convert:
+                    yield _video_frame_to_rgb(frame)
+                else:
+                    turned = _quarter_turns(frame) % 2
+                    yield np.empty(
+                        (frame.width, frame.height, 0) if turned else (frame.height, frame.width, 0), np.uint8
+                    )
+        except _AV_ERRORS as err:
+            raise InputError(
+                f"{self.path}: decoding failed at frame {index + 1} ({err}). The file may be truncated; re-encode it."
+            ) from err
+        finally:
+            container.close()
+
+    @property
+    def names(self) -> list[str]:
+        return _index_names(len(self))
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        return self._size_hw
+
+    def __len__(self) -> int:
+        if self._count is None:
+            self._count = sum(1 for _ in self._decode(convert=False))
+        return self._count
+
+    def check_uniform_size(self) -> None:
+        """Decodes the stream without colour conversion: a resolution change mid-stream is reported."""
+        count = 0
+        for count, frame in enumerate(self._decode(convert=False), start=1):
+            self._check_frame_size(frame, f"{self.path} frame {count - 1}")
+        self._count = count
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for index, frame in enumerate(self._decode(convert=True)):
+            yield self._check_frame_size(frame, f"{self.path} frame {index}")
+
+
+def _video_frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """Decoded frame -> HxWx3 uint8 RGB, honouring the colour matrix, full/limited range, alpha and rotation."""
+    options: dict = {}
+    # Untagged YUV: do what players do (BT.709 from 720 lines up, BT.601 below). 2 = AVCOL_SPC_UNSPECIFIED.
+    if frame.colorspace == 2 and frame.height >= 720 and not frame.format.is_rgb:
+        options["src_colorspace"] = Colorspace.ITU709
+    if any(component.is_alpha for component in frame.format.components):
+        rgb = _composite_over_white(frame.to_ndarray(format="rgba", **options))
+    else:
+        rgb = frame.to_ndarray(format="rgb24", **options)
+    quarter_turns = _quarter_turns(frame)
+    if quarter_turns:
+        rgb = np.rot90(rgb, k=quarter_turns)
+    return np.ascontiguousarray(rgb)
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Display matrix (phone videos): counter-clockwise quarter turns, the direction of np.rot90's k > 0."""
+    return int(round((frame.rotation or 0) / 90.0)) % 4

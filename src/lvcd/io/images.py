@@ -1,0 +1,226 @@
+"""Single images: file listing, natural sort, decoding any Pillow mode to ``HxWx3 uint8 RGB``.
+
+Public names are re-exported by :mod:`lvcd.io.frames`; import them from there.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lvcd.errors import InputError
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
+
+_PIL_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+_DIGITS = re.compile(r"([0-9]+)")
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders embedded numbers by value: ``"frame2" < "frame10"``, case-insensitive.
+
+    Text and numbers alternate at fixed positions in the key, so any two keys compare without
+    TypeError; the original name breaks ties (``"01"`` vs ``"1"``) so the order is total.
+
+    >>> sorted(["f10.png", "f2.png", "F1.png"], key=natural_key)
+    ['F1.png', 'f2.png', 'f10.png']
+    """
+    parts = _DIGITS.split(name.casefold())
+    chunks = tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
+    return (chunks, name)
+
+
+def list_image_files(folder: str | Path) -> list[Path]:
+    """The image files directly inside ``folder``, in natural order.
+
+    Hidden files (``.DS_Store``, macOS ``._frame.png`` resource forks) and sub-folders are skipped.
+    Raises InputError if the folder is missing, is not a folder, or holds no image.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"{folder}: folder not found. Check the path.")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: expected a folder of images, found a file.")
+    files = [
+        path
+        for path in folder.iterdir()
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    ]
+    if not files:
+        raise InputError(
+            f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
+            "Put the frames directly in this folder."
+        )
+    return sorted(files, key=lambda path: natural_key(path.name))
+
+
+# --------------------------------------------------------------------------------------------------
+# Pixel conversion
+# --------------------------------------------------------------------------------------------------
+
+
+def _composite_over_white(rgba: np.ndarray) -> np.ndarray:
+    """HxWx4 uint8 (straight alpha) -> HxWx3 uint8 over a white background.
+
+    White, because line art drawn on a transparent layer has dark lines; over black they would vanish.
+    """
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32)
+    return np.round(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+
+
+def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """Single-channel 16-bit / 32-bit / float samples -> uint8 by their nominal range.
+
+    - ``I;16*``: full 16-bit range (``v / 257``).
+    - ``I`` (32-bit int, Pillow's mode for many 16-bit PNG/TIFF): 0..255 kept, else 0..65535, else min-max.
+    - ``F``: [0, 1] -> x255, [0, 255] kept, anything else stretched min-max.
+    Stretching by the actual min-max is the last resort only: it would change the tones of normal art.
+    """
+    values = values.astype(np.float64)
+    if not values.size:
+        return values.astype(np.uint8)
+    low, high = float(values.min()), float(values.max())
+    if mode.startswith("I;16"):
+        scaled = values / 257.0
+    elif mode == "F" and low >= 0.0 and high <= 1.0:
+        scaled = values * 255.0
+    elif low >= 0.0 and high <= 255.0:
+        scaled = values
+    elif mode != "F" and low >= 0.0 and high <= 65535.0:
+        scaled = values / 257.0
+    else:
+        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
+
+
+def _pil_to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow image -> HxWx3 uint8 RGB (transparency composited over white)."""
+    mode = image.mode
+    if mode == "RGB":
+        return np.asarray(image, dtype=np.uint8).copy()
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        gray = _high_depth_to_uint8(np.asarray(image), mode)
+        return np.repeat(gray[..., None], 3, axis=2)
+    # A colour-key transparency counts only for palette/gray images: Pillow keeps a stale GIF key in
+    # ``info`` after seeking to frames it already rendered to RGB.
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode in ("P", "L", "1") and "transparency" in image.info)
+    if has_alpha:
+        return _composite_over_white(np.asarray(image.convert("RGBA"), dtype=np.uint8))
+    # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX: Pillow's own conversions.
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _open_pil(path: Path) -> Image.Image:
+    """Open (lazily, header only) with a user-facing error; the caller closes the image."""
+    if not path.exists():
+        raise InputError(f"{path}: file not found. Check the path.")
+    if path.is_dir():
+        raise InputError(f"{path}: expected an image file, found a folder.")
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{path}: the image is too large to process ({err}). Downscale it first.") from err
+    except _PIL_ERRORS as err:
+        raise InputError(
+            f"{path}: not a readable image ({type(err).__name__}: {err}). "
+            f"Use PNG, JPEG, WebP, BMP or TIFF, or re-export the file."
+        ) from err
+
+
+def _oriented_size_hw(image: Image.Image) -> tuple[int, int]:
+    """Height and width after the EXIF orientation is applied (read from the header only)."""
+    width, height = image.size
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block must not make the image unusable
+        orientation = 1
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read one image file as ``HxWx3 uint8 RGB``; the EXIF orientation is applied.
+
+    Modes: RGB; RGBA / LA / PA / P-with-transparency composited over **white**; L, 1, P, CMYK via Pillow;
+    16-bit and float (I;16, I, F) scaled to 8 bit by their nominal range. The first frame of an animated
+    file is returned. Raises InputError naming the file if it is missing or not a decodable image.
+
+    >>> load_image("reference.png").shape   # doctest: +SKIP
+    (320, 576, 3)
+    """
+    path = Path(path)
+    image = _open_pil(path)
+    try:
+        with image:
+            return _pil_to_rgb(ImageOps.exif_transpose(image))
+    except _PIL_ERRORS as err:
+        raise InputError(
+            f"{path}: the image data cannot be decoded ({type(err).__name__}: {err}). "
+            "The file may be truncated or corrupt; re-export it."
+        ) from err
+
+
+def to_rgb_uint8(image: Any) -> np.ndarray:
+    """Convert an image-like object to ``HxWx3 uint8 RGB``.
+
+    Accepts a PIL image; a numpy array HxW, HxWx1, HxWx3 or HxWx4 (alpha composited over white) of dtype
+    bool, uint8, uint16 (full 16-bit range) or float in [0, 1]; or a torch tensor (3,H,W), (1,H,W) or (H,W)
+    in [0, 1]. Floats are clipped to [0, 1] after a small tolerance; values far outside (e.g. [-1, 1] model
+    space or [0, 255]) raise ValueError rather than silently producing a wrong image.
+
+    >>> to_rgb_uint8(np.zeros((4, 5), dtype=np.float32)).shape
+    (4, 5, 3)
+    """
+    if isinstance(image, Image.Image):
+        return _pil_to_rgb(image)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(image, torch.Tensor):
+        tensor = image.detach().cpu()
+        if tensor.ndim == 3 and tensor.shape[0] in (1, 3):
+            tensor = tensor.permute(1, 2, 0)  # (C, H, W) -> (H, W, C)
+        elif tensor.ndim != 2:
+            raise ValueError(f"expected a tensor of shape (3,H,W), (1,H,W) or (H,W), got {tuple(image.shape)}")
+        if tensor.dtype == torch.uint8:
+            array = tensor.numpy()
+        else:
+            array = tensor.float().numpy()
+        return to_rgb_uint8(array)
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"expected an array of shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}")
+    array = _to_uint8_values(array)
+    if array.ndim == 2:
+        return np.repeat(array[..., None], 3, axis=2)
+    if array.shape[2] == 4:
+        return _composite_over_white(array)
+    return np.ascontiguousarray(array)
+
+
+def _to_uint8_values(array: np.ndarray) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if array.dtype == np.uint16:
+        return np.round(array / 257.0).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise ValueError(
+                f"integer image values must be in [0, 255] (or use uint16), got [{array.min()}, {array.max()}]"
+            )
+        return array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        if array.size and (np.nanmin(array) < -0.05 or np.nanmax(array) > 1.05):
+            raise ValueError(
+                f"float image values must be in [0, 1], got [{np.nanmin(array):.3g}, {np.nanmax(array):.3g}]"
+            )
+        return np.round(np.nan_to_num(array).clip(0.0, 1.0) * 255.0).astype(np.uint8)
+    raise ValueError(f"unsupported image dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")

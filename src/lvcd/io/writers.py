@@ -1,0 +1,317 @@
+"""Writing frames: H.264 MP4, VP9 WebM, GIF or a folder of PNGs, streamed and atomic.
+
+Frames go to a hidden temporary file/folder next to the target (``.NAME.partial-XXXXXXXX``) and are
+renamed onto the target only by :meth:`FrameWriter.close`. An aborted or killed run therefore never
+leaves a partial output at the target, and a pre-existing output stays untouched until the new one is
+complete. Nothing is accumulated in memory: every frame is encoded or saved as it arrives.
+
+Codec choices:
+- ``.mp4`` (also ``.m4v``, ``.mov``, ``.mkv``, ``.avi``): H.264 (libx264), CRF 18, BT.709 limited range,
+  tagged so players decode the colours as written. ``yuv420p`` (plays everywhere) when width and height
+  are even. libx264 refuses 4:2:0 at odd sizes, so odd sizes use ``yuv444p`` (High 4:4:4): the exact
+  frame size is kept, but some browsers and QuickTime cannot play it; VLC, mpv, FFmpeg and Chrome on
+  most platforms can. Use ``.webm`` or a PNG folder for odd sizes where that matters.
+- ``.webm``: VP9 (libvpx-vp9), constant quality (CRF 30), ``yuv420p``; VP9 handles odd sizes itself.
+- ``.gif``: FFmpeg's GIF encoder with one palette per frame (Pillow median-cut, no dithering, so
+  flat colours do not flicker between frames). GIF delays are in 1/100 s, so fps is rounded per frame.
+- anything else: a folder of ``00000.png, 00001.png, ...`` (or the names given to :meth:`FrameWriter.write`).
+
+>>> with open_writer("out.mp4", fps=20) as writer:      # doctest: +SKIP
+...     for frame in frames:
+...         writer.write(frame)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+from av.video.reformatter import ColorRange, Colorspace
+from PIL import Image
+
+from lvcd.errors import InputError
+from lvcd.io.images import IMAGE_SUFFIXES, to_rgb_uint8
+
+OutputKind = Literal["mp4", "webm", "gif", "png"]
+_H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
+_H264_OPTIONS = {"crf": "18", "preset": "medium"}
+_VP9_OPTIONS = {"crf": "30", "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
+_BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709
+
+
+def output_kind(path: str | Path) -> OutputKind:
+    """The output format chosen by the path's suffix; a path without a video suffix is a PNG folder.
+
+    A single-image suffix (``out.png``) is refused: a folder named like an image would only confuse.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in _H264_CONTAINERS:
+        return "mp4"
+    if suffix in (".webm", ".gif"):
+        return suffix[1:]  # type: ignore[return-value]
+    if suffix in IMAGE_SUFFIXES:
+        raise InputError(
+            f"{path}: the output is a shot, not one image. Give a folder name for PNG frames "
+            f"(e.g. {Path(path).with_suffix('')}), or a .mp4, .webm or .gif file."
+        )
+    return "png"
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _check_not_input(target: Path, inputs: tuple[Path, ...]) -> None:
+    for given in inputs:
+        source = Path(given).resolve()
+        if _is_within(target, source):
+            raise InputError(
+                f"{target}: the output would be written onto or inside the input {given}. Choose another output path."
+            )
+        if _is_within(source, target):
+            raise InputError(
+                f"{target}: the output would replace a folder that holds the input {given}. Choose another output path."
+            )
+
+
+def open_writer(
+    path: str | Path,
+    fps: float = 20.0,
+    overwrite: bool = False,
+    inputs: tuple[Path, ...] | list[Path] | tuple = (),
+) -> FrameWriter:
+    """Open an atomic, streaming writer for ``path`` (format from :func:`output_kind`).
+
+    Raises InputError if ``path`` exists and ``overwrite`` is false, if ``path`` is, is inside, or
+    contains one of ``inputs``, or if ``fps`` is not a positive number. Missing parent folders are created.
+    """
+    target = Path(path).expanduser().resolve()
+    _check_not_input(target, tuple(inputs))
+    kind = output_kind(target)
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise InputError(f"{path}: already exists. Use --overwrite to replace it, or choose another name.")
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        fps = math.nan
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps {fps!r}: must be a positive number of frames per second.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "png":
+        return _PngFolderWriter(target, overwrite)
+    return _VideoWriter(target, overwrite, kind, fps)
+
+
+class FrameWriter:
+    """Streams HxWx3 uint8 frames to a temporary output; :meth:`close` renames it onto the target.
+
+    Use as a context manager: leaving the block normally closes (finalizes), an exception aborts.
+    """
+
+    def __init__(self, target: Path, overwrite: bool, temp_path: Path) -> None:
+        self.path = target
+        self.temp_path = temp_path
+        self.overwrite = overwrite
+        self.frames_written = 0
+        self.size_hw: tuple[int, int] | None = None
+        self._state: Literal["open", "closed", "aborted", "kept"] = "open"
+
+    def write(self, frame: np.ndarray, name: str | None = None) -> None:
+        """Append one frame (HxWx3 uint8; other image-likes go through ``to_rgb_uint8``).
+
+        ``name``: the file stem for PNG folders (default: the zero-padded index); ignored for videos.
+        """
+        if self._state != "open":
+            raise RuntimeError(f"{self.path}: writer is {self._state}")
+        frame = to_rgb_uint8(frame)
+        if self.size_hw is None:
+            self.size_hw = (int(frame.shape[0]), int(frame.shape[1]))
+        elif frame.shape[:2] != self.size_hw:
+            raise ValueError(
+                f"{self.path}: frame {self.frames_written} has size {frame.shape[:2]}, expected {self.size_hw}"
+            )
+        self._write(frame, name)
+        self.frames_written += 1
+
+    def close(self) -> Path:
+        """Finish the file and rename it onto the target atomically; returns the final path."""
+        if self._state == "closed":
+            return self.path
+        if self._state != "open":
+            raise RuntimeError(f"{self.path}: writer is {self._state}")
+        if self.frames_written == 0:
+            self.abort()
+            raise ValueError(f"{self.path}: no frames were written; nothing to save")
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
+        self._commit()
+        self._state = "closed"
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary output; any pre-existing output at the target is left untouched."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        try:
+            self._discard()
+        finally:
+            _remove(self.temp_path)
+
+    def _commit(self) -> None:
+        target, temp = self.path, self.temp_path
+        if not (target.exists() or target.is_symlink()):
+            os.replace(temp, target) if temp.is_file() else os.rename(temp, target)
+            return
+        if not self.overwrite:
+            self._state = "kept"  # never delete the finished result: the user decides what to keep
+            raise InputError(
+                f"{target}: appeared while writing and --overwrite was not given; the result is kept at {temp}."
+            )
+        if temp.is_file() and target.is_file():
+            os.replace(temp, target)  # atomic replacement of one file by another
+            return
+        # A folder (or a file/folder swap) cannot be replaced in one step: move the old output aside,
+        # move the new one in, then delete the old one; on failure put the old one back.
+        backup = _sibling(target, "replaced")
+        os.rename(target, backup)
+        try:
+            os.rename(temp, target)
+        except BaseException:
+            os.rename(backup, target)
+            raise
+        _remove(backup)
+
+    def __enter__(self) -> FrameWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
+
+    def __del__(self) -> None:  # never leave hidden temporaries behind when a writer is dropped
+        if getattr(self, "_state", None) == "open":
+            try:
+                self.abort()
+            except Exception:
+                pass
+
+    # Subclass hooks.
+    def _write(self, frame: np.ndarray, name: str | None) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """Flush everything into ``temp_path``."""
+
+    def _discard(self) -> None:
+        """Release handles before the temporary output is removed."""
+
+
+def _sibling(target: Path, tag: str, suffix: str = "") -> Path:
+    """A unique hidden path next to ``target``: ``.NAME.TAG-XXXXXXXX`` + ``suffix``."""
+    return target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class _PngFolderWriter(FrameWriter):
+    def __init__(self, target: Path, overwrite: bool) -> None:
+        super().__init__(target, overwrite, _sibling(target, "partial"))
+        self.temp_path.mkdir()
+        self._names: set[str] = set()
+
+    def _write(self, frame: np.ndarray, name: str | None) -> None:
+        name = f"{self.frames_written:05d}" if name is None else str(name)
+        if not name or name.startswith(".") or "/" in name or "\\" in name or name in self._names:
+            raise ValueError(f"{self.path}: invalid or repeated frame name {name!r}")
+        self._names.add(name)
+        Image.fromarray(frame).save(self.temp_path / f"{name}.png", compress_level=4)
+
+
+class _VideoWriter(FrameWriter):
+    def __init__(self, target: Path, overwrite: bool, kind: OutputKind, fps: float) -> None:
+        super().__init__(target, overwrite, _sibling(target, "partial", target.suffix))
+        self.kind = kind
+        self.rate = Fraction(fps).limit_denominator(1001)
+        self._container: av.container.OutputContainer | None = None
+        self._stream = None
+
+    def _open(self, height: int, width: int) -> None:
+        if self.kind == "mp4":
+            fmt = _H264_CONTAINERS[self.path.suffix.lower()]
+            options = {"movflags": "faststart"} if fmt in ("mp4", "mov") else {}
+            container = av.open(str(self.temp_path), mode="w", format=fmt, options=options)
+            stream = container.add_stream("libx264", rate=self.rate, options=dict(_H264_OPTIONS))
+            stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+        elif self.kind == "webm":
+            container = av.open(str(self.temp_path), mode="w", format="webm")
+            stream = container.add_stream("libvpx-vp9", rate=self.rate, options=dict(_VP9_OPTIONS))
+            stream.pix_fmt = "yuv420p"
+        else:
+            container = av.open(str(self.temp_path), mode="w", format="gif")
+            stream = container.add_stream("gif", rate=self.rate)
+            stream.pix_fmt = "pal8"
+        self._container = container
+        stream.width, stream.height = width, height
+        if self.kind != "gif":
+            context = stream.codec_context
+            context.colorspace = context.color_primaries = context.color_trc = _BT709
+            context.color_range = int(ColorRange.MPEG)
+        self._stream = stream
+
+    def _to_video_frame(self, frame: np.ndarray) -> av.VideoFrame:
+        if self.kind == "gif":
+            quantized = Image.fromarray(frame).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+            palette = np.zeros((256, 4), dtype=np.uint8)
+            colors = np.asarray(quantized.getpalette() or [], dtype=np.uint8).reshape(-1, 3)[:256]
+            palette[:, 0] = 255  # ARGB, opaque
+            palette[: len(colors), 1:] = colors
+            video_frame = av.VideoFrame.from_ndarray((np.asarray(quantized), palette), format="pal8")
+        else:
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
+                format=self._stream.pix_fmt, dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+            )
+        video_frame.pts = self.frames_written
+        video_frame.time_base = 1 / self.rate
+        return video_frame
+
+    def _write(self, frame: np.ndarray, name: str | None) -> None:
+        if self._container is None:
+            try:
+                self._open(*frame.shape[:2])
+            except BaseException:
+                self._discard()
+                raise
+        for packet in self._stream.encode(self._to_video_frame(frame)):
+            self._container.mux(packet)
+
+    def _finish(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None
+
+    def _discard(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:
+                pass
+            self._container = None

@@ -1,0 +1,175 @@
+"""lvcd.io.frames.FrameSource on folders, videos written here, GIF / WebP animations and single images."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from lvcd.errors import InputError
+from lvcd.io.frames import FrameSource
+from lvcd.io.writers import open_writer
+
+
+def _frame(index: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """A frame with flat colour areas and a moving white bar, so frames differ and compress well."""
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[:, : width // 2] = [200, 40, 40]
+    frame[:, width // 2 :] = [30, 160, 90]
+    frame[(4 * index) % (height - 4) : (4 * index) % (height - 4) + 4, 8:40] = 250
+    return frame
+
+
+def _write_folder(folder, names, sizes=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(names):
+        height, width = sizes[index] if sizes else (48, 64)
+        Image.fromarray(_frame(index, height, width)).save(folder / name)
+    return folder
+
+
+def test_folder_source_natural_order_names_and_frames(tmp_path):
+    folder = _write_folder(tmp_path / "shot", ["10.png", "2.png", "1.jpg", "0.png"])
+    source = FrameSource.open(folder)
+    assert len(source) == 4
+    assert source.names == ["0", "1", "2", "10"]
+    assert source.size_hw == (48, 64)
+    assert source.fps is None
+    frames = list(source)
+    assert len(frames) == 4 and all(f.shape == (48, 64, 3) and f.dtype == np.uint8 for f in frames)
+    assert np.array_equal(frames[0], _frame(3))  # "0.png" was written fourth (index 3)
+    source.check_uniform_size()
+
+
+def test_folder_source_size_mismatch_names_the_file(tmp_path):
+    folder = _write_folder(tmp_path / "shot", ["0.png", "1.png", "2.png"], sizes=[(48, 64), (48, 64), (50, 64)])
+    source = FrameSource.open(folder)
+    with pytest.raises(InputError, match=r"2\.png.*64x50"):
+        source.check_uniform_size()
+    with pytest.raises(InputError, match=r"2\.png"):
+        list(source)
+
+
+def test_folder_source_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty.*no image files"):
+        FrameSource.open(tmp_path / "empty")
+    with pytest.raises(InputError, match="nowhere.*not found"):
+        FrameSource.open(tmp_path / "nowhere")
+    folder = _write_folder(tmp_path / "shot", ["0.png", "1.png"])
+    (folder / "2.png").write_text("not a png")
+    source = FrameSource.open(folder)
+    with pytest.raises(InputError, match=r"2\.png.*not a readable image"):
+        source.check_uniform_size()
+    with pytest.raises(InputError, match=r"2\.png"):
+        list(source)
+    duplicate = _write_folder(tmp_path / "dup", ["1.png", "1.jpg"])
+    with pytest.raises(InputError, match="share the name '1'"):
+        FrameSource.open(duplicate)
+
+
+def test_single_image_and_unknown_type(tmp_path):
+    Image.fromarray(_frame(0)).save(tmp_path / "ref.png")
+    source = FrameSource.open(tmp_path / "ref.png")
+    assert len(source) == 1 and source.names == ["00000"] and source.size_hw == (48, 64)
+    assert np.array_equal(next(iter(source)), _frame(0))
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="notes.txt.*unknown file type"):
+        FrameSource.open(tmp_path / "notes.txt")
+    (tmp_path / "fake.png").write_text("hello")
+    with pytest.raises(InputError, match="fake.png.*not a readable image"):
+        FrameSource.open(tmp_path / "fake.png")
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_video_source_exact_count_and_streaming(tmp_path, suffix):
+    path = tmp_path / f"shot{suffix}"
+    with open_writer(path, fps=12) as writer:
+        for index in range(9):
+            writer.write(_frame(index))
+    with av.open(str(path)) as container:
+        header_count = container.streams.video[0].frames
+    source = FrameSource.open(path)
+    assert len(source) == 9  # WebM headers store no count (header_count 0): counted by decoding
+    assert suffix != ".webm" or header_count == 0
+    assert source.size_hw == (48, 64) and source.fps == pytest.approx(12.0)
+    assert source.names[0] == "00000" and source.names[-1] == "00008"
+    frames = iter(source)
+    first = next(frames)  # a generator: one frame decoded at a time
+    assert first.shape == (48, 64, 3) and first.dtype == np.uint8
+    assert np.abs(first.astype(int) - _frame(0)).mean() < 6
+    assert 1 + sum(1 for _ in frames) == 9
+    source.check_uniform_size()
+
+
+def test_video_errors(tmp_path):
+    fake = tmp_path / "clip.mp4"
+    fake.write_text("definitely not a video")
+    with pytest.raises(InputError, match="clip.mp4"):
+        FrameSource.open(fake)
+    empty = tmp_path / "empty.avi"
+    with av.open(str(empty), "w") as container:  # a valid container whose video stream has no frames
+        stream = container.add_stream("libx264", rate=20)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        container.start_encoding()
+    with pytest.raises(InputError, match="empty.avi.*no decodable frames"):
+        FrameSource.open(empty)
+    audio_only = tmp_path / "sound.mkv"
+    with av.open(str(audio_only), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    with pytest.raises(InputError, match="sound.mkv.*no video stream"):
+        FrameSource.open(audio_only)
+
+
+def test_gif_source_with_transparency_and_fps(tmp_path):
+    frames = []
+    for index in range(5):
+        rgba = np.zeros((32, 40, 4), np.uint8)
+        rgba[..., :3] = _frame(index, 32, 40)
+        rgba[..., 3] = 255
+        rgba[:4, :4, 3] = 0  # transparent corner -> white
+        frames.append(Image.fromarray(rgba))
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0, disposal=2)
+    source = FrameSource.open(path)
+    assert len(source) == 5 and source.fps == pytest.approx(20.0) and source.size_hw == (32, 40)
+    decoded = list(source)
+    assert len(decoded) == 5
+    for index, frame in enumerate(decoded):
+        assert frame[0, 0].tolist() == [255, 255, 255]
+        assert np.array_equal(frame[8:, 8:], _frame(index, 32, 40)[8:, 8:])
+
+
+def test_animated_webp_source(tmp_path):
+    frames = [Image.fromarray(_frame(index)) for index in range(4)]
+    path = tmp_path / "anim.webp"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, lossless=True)
+    source = FrameSource.open(path)
+    assert len(source) == 4 and source.fps == pytest.approx(10.0)
+    decoded = list(source)
+    assert len(decoded) == 4 and np.array_equal(decoded[2], _frame(2))
+
+
+def test_video_display_rotation_is_applied(tmp_path):
+    path = tmp_path / "phone.mp4"
+    frame = np.zeros((32, 64, 3), np.uint8)
+    frame[:8, :8] = 255  # white top-left corner
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(90)  # display rotated 90 degrees counter-clockwise
+        for index in range(2):
+            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            video_frame.pts = index
+            for packet in [*stream.encode(video_frame), *(stream.encode() if index == 1 else [])]:
+                container.mux(packet)
+    source = FrameSource.open(path)
+    assert source.size_hw == (64, 32) and len(source) == 2
+    shown = next(iter(source))
+    assert shown.shape == (64, 32, 3)
+    assert shown[-4, 4].min() > 200 and shown[4, 4].max() < 50  # top-left went to bottom-left
