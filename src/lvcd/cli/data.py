@@ -1,0 +1,183 @@
+"""`lvcd data`: build an LVCD training set (`prepare`), merge shard indexes (`index`), summarise a root (`inspect`)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from lvcd.errors import InputError, LVCDError
+
+data_app = typer.Typer(
+    name="data",
+    help="Prepare training data: scene split, resized frames, line art and VAE latents in the official layout.",
+    no_args_is_help=True,
+)
+
+
+class LineartMethod(str, Enum):
+    informative = "informative"
+    informative_coarse = "informative-coarse"
+    xdog = "xdog"
+
+
+class LongScenes(str, Enum):
+    split = "split"
+    drop = "drop"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'320x576' (height x width) -> (320, 576)."""
+    parts = text.lower().replace("*", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise InputError(f"Size {text!r} is not HEIGHTxWIDTH, e.g. 320x576.")
+    return int(parts[0]), int(parts[1])
+
+
+def _fail(err: Exception) -> None:
+    typer.echo(f"error: {err}", err=True)
+    raise typer.Exit(2) from None
+
+
+@data_app.command("prepare")
+def prepare(
+    inputs: list[Path] = typer.Argument(
+        ..., metavar="INPUT...", help="Video files, folders of frames, or folders of videos."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Training root to create or resume."),
+    svd: Path | None = typer.Option(
+        None, "--svd", help="svd.safetensors (its first_stage_model VAE encodes the latents)."
+    ),
+    config: str = typer.Option("svd-lvcd", "--config", help="Model preset name or sgm JSON config."),
+    size: str = typer.Option("320x576", "--size", help="Training size HEIGHTxWIDTH (official: 320x576)."),
+    lineart_method: LineartMethod = typer.Option(
+        LineartMethod.informative,
+        "--lineart-method",
+        help="Line-art extractor (the official sketches are 'informative').",
+    ),
+    lineart_weights: Path | None = typer.Option(None, "--lineart-weights", help="sk_model.pth (or its folder)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the latents' posterior noise (per frame: seed + frame name)."),
+    shard: int = typer.Option(0, "--shard", help="This process's shard, 0 <= shard < --num-shards."),
+    num_shards: int = typer.Option(1, "--num-shards", help="How many processes/GPUs share the work."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] for the VAE and the line-art network."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Frames per VAE batch."),
+    threshold: float = typer.Option(30.0, "--threshold", help="Scene cut: histogram RMSE (pixel counts at 320x576)."),
+    min_frames: int = typer.Option(15, "--min-frames", help="Shortest clip kept."),
+    max_frames: int = typer.Option(200, "--max-frames", help="Longest clip kept."),
+    long_scenes: LongScenes = typer.Option(
+        LongScenes.split, "--long-scenes", help="Scenes over --max-frames: split or drop."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Scene-split INPUTs into clips and write frames, line art and latents to OUTPUT (resumable, shardable)."""
+    from lvcd.data.prepare import Lazy, PrepareOptions, prepare_dataset
+    from lvcd.data.scenes import SceneSplitConfig
+
+    try:
+        if svd is None:
+            raise InputError("--svd is required: the path of svd.safetensors, whose VAE encodes the training latents.")
+        if not svd.is_file():
+            raise InputError(f"--svd {svd} is not a file: give the path of svd.safetensors.")
+        options = PrepareOptions(
+            size_hw=parse_size(size),
+            seed=seed,
+            batch_size=batch_size,
+            scene=SceneSplitConfig(
+                threshold=threshold, min_frames=min_frames, max_frames=max_frames, long_scenes=long_scenes.value
+            ),
+            shard=shard,
+            num_shards=num_shards,
+            lineart_method=lineart_method.value,
+            progress=not quiet,
+        )
+        method, weights = lineart_method.value, lineart_weights
+        if method != "xdog":  # find the weights now rather than after a long scan
+            from lvcd.lineart import resolve_weights
+
+            weights = resolve_weights(method, weights)
+            if not weights.is_file():
+                raise InputError(
+                    f"--lineart-weights {weights} is not a file: give sk_model.pth or the folder holding it."
+                )
+
+        from lvcd.config import get_config
+
+        try:
+            model_config = get_config(config)  # checked now, before a long scan; the weights load only if needed
+        except (FileNotFoundError, ValueError) as err:
+            raise InputError(f"--config {config}: {err}") from err
+
+        def load_vae():
+            from lvcd.weights import load_first_stage
+
+            return load_first_stage(svd, config=model_config, device=device)
+
+        def load_lineart():
+            from lvcd.lineart import get_extractor
+
+            extractor = get_extractor(method, weights=weights, device=device)
+            if getattr(extractor, "warning", None):
+                typer.echo(f"warning: {extractor.warning}", err=True)
+            return extractor
+
+        report = prepare_dataset(inputs, output, encoder=Lazy(load_vae), lineart=Lazy(load_lineart), options=options)
+    except LVCDError as err:
+        _fail(err)
+    typer.echo(
+        f"Shard {shard}/{num_shards}: {report.clips_in_shard} of {report.clips_total} clip(s) from {report.videos} video(s); "
+        f"{report.frames_written} frame(s) written, {report.frames_skipped} already done."
+    )
+    if report.index_path is not None:
+        typer.echo(f"Index: {report.index_path}")
+    else:
+        typer.echo(
+            f"{report.clips_missing} clip(s) of the root are in other shards; `lvcd data index {output}` once all are done."
+        )
+
+
+@data_app.command("index")
+def index(
+    root: Path = typer.Argument(..., help="Training root written by `lvcd data prepare` (one or more shards)."),
+    allow_partial: bool = typer.Option(
+        False, "--allow-partial", help="Index the finished clips even if some are missing."
+    ),
+) -> None:
+    """Merge the shard indexes of ROOT into train_clips_hist.json."""
+    from lvcd.data.prepare import write_index
+
+    try:
+        path, written, missing = write_index(root, allow_partial=allow_partial)
+    except LVCDError as err:
+        _fail(err)
+    typer.echo(f"Wrote {path}: {written} clip(s)" + (f", {missing} still missing" if missing else ""))
+
+
+@data_app.command("inspect")
+def inspect(
+    root: Path = typer.Argument(..., help="Training root (ours or the official Animation_video)."),
+    size: str = typer.Option("320x576", "--size", help="Training size HEIGHTxWIDTH."),
+    num_frames: int = typer.Option(15, "--num-frames", help="Frames per training sample (reference included)."),
+) -> None:
+    """Summarise a training root: clips, frames and training samples."""
+    from lvcd.data.dataset import build_samples
+    from lvcd.data.layout import DatasetLayout
+
+    try:
+        height, _ = parse_size(size)
+        if not root.is_dir():
+            raise InputError(f"{root} is not a folder.")
+        clips = DatasetLayout(root, height).read_index()
+    except LVCDError as err:
+        _fail(err)
+    lengths = sorted(len(frames) for frames in clips.values())
+    samples = build_samples(clips, num_frames)
+    typer.echo(
+        f"{root}: {len(clips)} clip(s), {sum(lengths)} frame(s), {len(samples)} training sample(s) of {num_frames} frames"
+    )
+    if lengths:
+        typer.echo(f"clip length: min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(data_app, name="data")

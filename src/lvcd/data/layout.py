@@ -1,0 +1,260 @@
+"""On-disk layout of an LVCD training set (the official ``Animation_video`` layout) and its index.
+
+One root holds, for a training height ``H`` (320 for the official data)::
+
+    ROOT/
+      train_clips_hist.json          {clip: [frame names]}, names relative to img_H/ without extension
+      img_H/<video>/<frame>.png      RGB frames at the training size
+      draw_H/<video>/<frame>.png     line art, dark lines on white (what the official sketches are)
+      lat_H/<video>/<frame>.safetensors   ours: {"latent": (4, H/8, W/8) float32}, SCALED (x 0.18215)
+      lat_H/<video>/<frame>.pt       official: torch.save of a (1, 4, H/8, W/8) scaled latent (read only)
+      lvcd_data.json                 ours: how the root was prepared (size, seed, line art, scene split)
+      scenes/<video>.json            ours: the cached scene split of each video
+      index/<shard>.json             ours: the clips each shard finished, merged into train_clips_hist.json
+
+Our frames are named ``<video>/<NNNNNN>`` (source frame index, 6+ digits) and clips
+``<video>/<first>-<last>`` (inclusive source frame indices), flat per video like the official data, so the
+official reader works on our roots and ours on the official one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lvcd.errors import InputError
+
+INDEX_NAME = "train_clips_hist"
+META_NAME = "lvcd_data.json"
+META_FORMAT = "lvcd-data/1"
+LATENT_KEY = "latent"
+
+# ---------------------------------------------------------------------------------------------- names
+
+
+def sanitize_video_name(name: str) -> str:
+    """A folder-safe video name: letters, digits, '.', '_' and '-' kept, anything else becomes '_'."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "video"
+
+
+def frame_name(video: str, index: int) -> str:
+    return f"{video}/{index:06d}"
+
+
+def clip_key(video: str, start: int, stop: int) -> str:
+    """Key of the clip made of source frames [start, stop)."""
+    return f"{video}/{start:06d}-{stop - 1:06d}"
+
+
+# ------------------------------------------------------------------------------------- atomic writes
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, document: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(document, indent=1) + "\n").encode())
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """HxWx3 (RGB) or HxW (grayscale) uint8 array to a PNG, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        Image.fromarray(image).save(temp_name, format="PNG")
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_latent(path: Path, latent: torch.Tensor, metadata: Mapping[str, str] | None = None) -> None:
+    """A (4, h, w) scaled latent to a safetensors file under the key ``latent``, atomically."""
+    from safetensors.torch import save
+
+    tensor = latent.detach().to("cpu", torch.float32).contiguous()
+    atomic_write_bytes(path, save({LATENT_KEY: tensor}, metadata=dict(metadata or {})))
+
+
+# -------------------------------------------------------------------------------------------- layout
+
+
+class DatasetLayout:
+    """Paths and readers of one training root at one training height.
+
+    >>> layout = DatasetLayout("Animation_video", height=320)     # doctest: +SKIP
+    >>> layout.image_path("Ponyo/000123")                          # doctest: +SKIP
+    PosixPath('Animation_video/img_320/Ponyo/000123.png')
+    """
+
+    def __init__(self, root: str | Path, height: int = 320) -> None:
+        self.root = Path(root)
+        self.height = int(height)
+        self.image_dir = self.root / f"img_{self.height}"
+        self.sketch_dir = self.root / f"draw_{self.height}"
+        self.latent_dir = self.root / f"lat_{self.height}"
+        self.scenes_dir = self.root / "scenes"
+        self.shard_index_dir = self.root / "index"
+        self.meta_path = self.root / META_NAME
+
+    # paths
+    def image_path(self, name: str) -> Path:
+        return self.image_dir / f"{name}.png"
+
+    def sketch_path(self, name: str) -> Path:
+        return self.sketch_dir / f"{name}.png"
+
+    def latent_path(self, name: str) -> Path:
+        """Where we write a latent (safetensors)."""
+        return self.latent_dir / f"{name}.safetensors"
+
+    def official_latent_path(self, name: str) -> Path:
+        return self.latent_dir / f"{name}.pt"
+
+    def index_path(self, index_name: str = INDEX_NAME) -> Path:
+        return self.root / f"{index_name}.json"
+
+    def scenes_path(self, video: str) -> Path:
+        return self.scenes_dir / f"{video}.json"
+
+    def shard_index_path(self, shard: int, num_shards: int) -> Path:
+        return self.shard_index_dir / f"{INDEX_NAME}.shard-{shard:04d}-of-{num_shards:04d}.json"
+
+    def frame_complete(self, name: str) -> bool:
+        """All three outputs of a frame exist (they are written atomically, so existing means complete)."""
+        return self.image_path(name).is_file() and self.sketch_path(name).is_file() and self.latent_path(name).is_file()
+
+    # readers
+    def read_index(self, index_name: str = INDEX_NAME) -> dict[str, list[str]]:
+        path = self.index_path(index_name)
+        if not path.is_file():
+            raise InputError(
+                f"No clip index {path}: prepare the root with `lvcd data prepare` (or `lvcd data index` after "
+                "sharded runs), or put the official train_clips_hist.json there."
+            )
+        return read_clip_index(path)
+
+    def load_latent(self, name: str) -> torch.Tensor:
+        """The scaled latent of a frame, (4, h, w) float32, from our safetensors or the official .pt."""
+        path = self.latent_path(name)
+        if path.is_file():
+            from safetensors.torch import load_file
+
+            try:
+                latent = load_file(str(path))[LATENT_KEY]
+            except Exception as err:  # safetensors raises its own error types
+                raise InputError(
+                    f"Latent file {path} is unreadable ({err}); delete it and re-run `lvcd data prepare`."
+                ) from err
+        else:
+            official = self.official_latent_path(name)
+            if not official.is_file():
+                raise InputError(
+                    f"No latent for frame {name!r}: neither {path} nor {official} exists. Re-run `lvcd data prepare` "
+                    "on this root, or check that the index matches the files."
+                )
+            latent = torch.load(str(official), map_location="cpu", weights_only=True)
+        latent = latent.float()
+        if latent.ndim == 4 and latent.shape[0] == 1:
+            latent = latent[0]
+        if latent.ndim != 3:
+            raise InputError(
+                f"Latent of frame {name!r} has shape {tuple(latent.shape)}; expected (4, h, w) or (1, 4, h, w)."
+            )
+        return latent
+
+
+def read_clip_index(path: Path) -> dict[str, list[str]]:
+    """Read a ``{clip: [frame names]}`` JSON and check its shape."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise InputError(f"Clip index {path} is not readable JSON ({err}).") from err
+    if not isinstance(document, dict) or not all(
+        isinstance(frames, list) and all(isinstance(name, str) for name in frames) for frames in document.values()
+    ):
+        raise InputError(f"Clip index {path} must map each clip name to a list of frame names.")
+    return document
+
+
+def available_heights(root: str | Path) -> list[int]:
+    """Training heights present in a root (from its ``img_<H>`` folders)."""
+    heights = []
+    for entry in Path(root).glob("img_*"):
+        suffix = entry.name[4:]
+        if entry.is_dir() and suffix.isdigit():
+            heights.append(int(suffix))
+    return sorted(heights)
+
+
+# -------------------------------------------------------------------------------------- meta + index
+
+
+def read_meta(root: str | Path) -> dict[str, Any] | None:
+    path = Path(root) / META_NAME
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path} is not valid JSON ({err}); delete it only if the root holds nothing else.") from err
+
+
+def check_or_write_meta(root: Path, meta: dict[str, Any]) -> None:
+    """Record how a root is prepared; refuse to mix different settings in one root."""
+    existing = read_meta(root)
+    if existing is None:
+        write_json(root / META_NAME, meta)
+        return
+    differences = [key for key in meta if key != "videos" and existing.get(key) != meta[key]]
+    if differences:
+        details = "; ".join(f"{key}: root has {existing.get(key)!r}, this run {meta[key]!r}" for key in differences)
+        raise InputError(
+            f"Root {root} was prepared with other settings ({details}). Use the same options to resume, or a new output folder."
+        )
+
+
+def merge_shard_indexes(root: str | Path, allow_partial: bool = False) -> tuple[dict[str, list[str]], list[str]]:
+    """Union of the shard indexes, ordered by clip key, and the clips expected but not yet prepared.
+
+    The expected clips are those of every cached scene split (``scenes/*.json``) in the root.
+    """
+    root = Path(root)
+    layout = DatasetLayout(root)
+    merged: dict[str, list[str]] = {}
+    for path in sorted(layout.shard_index_dir.glob(f"{INDEX_NAME}.shard-*.json")):
+        for clip, frames in read_clip_index(path).items():
+            if clip in merged and merged[clip] != frames:
+                raise InputError(
+                    f"Shard indexes disagree on clip {clip!r} ({path}); re-run `lvcd data prepare` on that shard."
+                )
+            merged[clip] = frames
+    expected: set[str] = set()
+    for path in sorted(layout.scenes_dir.glob("*.json")):
+        scan = json.loads(path.read_text())
+        expected.update(clip_key(scan["video"], start, stop) for start, stop in scan["clips"])
+    missing = sorted(expected - merged.keys())
+    if missing and not allow_partial:
+        return {}, missing
+    return {clip: merged[clip] for clip in sorted(merged)}, missing

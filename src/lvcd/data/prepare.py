@@ -1,0 +1,528 @@
+"""``lvcd data prepare``: videos or frame folders -> an LVCD training root (see ``layout.py``).
+
+Two passes per video:
+
+1. **scan**: decode every frame, resize it to the training size and split into scenes and clips
+   (``scenes.py``); the result is cached in ``scenes/<video>.json``.
+2. **process**: decode again and, for the frames of the clips this shard owns that are not complete yet,
+   write the resized frame, its line art and its VAE latent.
+
+Resumable: a frame whose three outputs exist is skipped (every file is written to a temporary name and
+renamed, so an existing file is complete); a second run over a finished root decodes nothing and loads no
+model. Shardable: the clips of all inputs, sorted by key, are cut into ``num_shards`` contiguous runs of
+about equal frame count; shard ``i`` processes run ``i`` (so it decodes each video only up to its last
+clip). Every shard needs the same inputs and options. Each shard writes ``index/<shard>.json``; whichever
+shard finds all clips of the root done writes ``train_clips_hist.json`` (``lvcd data index`` does the same
+by hand).
+
+Latents are reproducible across resumes and shards: the posterior noise of a frame comes from its own
+generator, seeded from (``seed``, frame name), and frames are encoded in fixed groups of ``batch_size``
+counted from each clip's first frame, so a frame's latent does not depend on which other frames a run had
+left to do (it can depend, at the float-rounding level, on ``batch_size`` and the device).
+
+    >>> report = prepare_dataset(["movie.mp4"], "train_root", encoder=vae, lineart=get_extractor("xdog"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from lvcd.data.layout import (
+    META_FORMAT,
+    DatasetLayout,
+    atomic_write_bytes,
+    check_or_write_meta,
+    clip_key,
+    frame_name,
+    merge_shard_indexes,
+    sanitize_video_name,
+    write_json,
+    write_latent,
+    write_png,
+)
+from lvcd.data.scenes import SceneDetector, SceneSplitConfig, clip_ranges, resize_rgb, scene_ranges
+from lvcd.errors import InputError
+
+# ---------------------------------------------------------------------------------------- components
+
+
+class LatentEncoder(Protocol):
+    """Encodes frames to SCALED latents with explicit posterior noise."""
+
+    latent_channels: int
+    downsample: int
+
+    def __call__(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """images (N, 3, H, W) in [-1, 1], noise (N, C, H/d, W/d) ~ N(0, 1) -> scaled latents (N, C, H/d, W/d)."""
+        ...
+
+
+class VAELatentEncoder:
+    """Adapter of ``lvcd.models.vae.AutoencoderKL`` to ``LatentEncoder`` (no grad, moved to its device/dtype)."""
+
+    def __init__(self, vae: Any, device: str | torch.device | None = None) -> None:
+        config = getattr(vae, "cfg", None) or getattr(vae, "config", None)
+        if config is None:
+            raise InputError("The VAE has no `cfg` (VAEConfig); build it with lvcd.models.vae.AutoencoderKL(config).")
+        self.vae = vae
+        self.latent_channels = int(config.z_channels)
+        self.downsample = int(config.downsample_factor)
+        parameter = next(vae.parameters(), None)
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else (parameter.device if parameter is not None else torch.device("cpu"))
+        )
+        self.dtype = parameter.dtype if parameter is not None else torch.float32
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, self.dtype)
+        noise = noise.to(self.device, self.dtype)
+        return self.vae.encode(images, noise=noise).float().cpu()
+
+
+def as_latent_encoder(encoder: Any, device: str | torch.device | None = None) -> LatentEncoder:
+    """Accept a ``LatentEncoder`` or an ``AutoencoderKL``."""
+    if hasattr(encoder, "latent_channels") and callable(encoder):
+        return encoder
+    if hasattr(encoder, "encode"):
+        return VAELatentEncoder(encoder, device)
+    raise InputError(f"Cannot encode latents with {type(encoder).__name__}: pass an AutoencoderKL or a LatentEncoder.")
+
+
+class Lazy:
+    """A component built on first use (so a run with nothing left to do loads no weights)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._value: Any = None
+        self.built = False
+
+    def get(self) -> Any:
+        if not self.built:
+            self._value = self._factory()
+            self.built = True
+        return self._value
+
+
+def _resolve(component: Any) -> Any:
+    return component.get() if isinstance(component, Lazy) else component
+
+
+# -------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """One source of frames (video file, GIF or folder of frames) and the name it gets in the root."""
+
+    name: str
+    path: Path
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Cheap identity of the source, to refuse a different video under a name already in the root."""
+        if self.path.is_dir():
+            from lvcd.io.images import IMAGE_SUFFIXES
+
+            return {
+                "kind": "folder",
+                "files": sum(1 for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
+            }
+        return {"kind": "file", "bytes": self.path.stat().st_size}
+
+
+def collect_inputs(inputs: Iterable[str | Path]) -> list[VideoInput]:
+    """Expand the command-line inputs: video files, frame folders, and folders of video files.
+
+    A folder holding image files is one frame folder; a folder holding none is a folder of videos (and GIFs).
+    """
+    from lvcd.io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    videos: list[VideoInput] = []
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"Input {path} does not exist: pass video files or folders of frames.")
+        if path.is_file():
+            videos.append(VideoInput(sanitize_video_name(path.stem), path))
+            continue
+        entries = sorted(p for p in path.iterdir() if p.is_file())
+        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
+            videos.append(VideoInput(sanitize_video_name(path.name), path))
+            continue
+        inner = [p for p in entries if p.suffix.lower() in VIDEO_SUFFIXES | {".gif"}]
+        if not inner:
+            raise InputError(f"Folder {path} holds neither frames ({', '.join(sorted(IMAGE_SUFFIXES))}) nor videos.")
+        videos.extend(VideoInput(sanitize_video_name(p.stem), p) for p in inner)
+    if not videos:
+        raise InputError("No inputs: pass at least one video file or folder of frames.")
+    seen: dict[str, Path] = {}
+    for video in videos:
+        if video.name in seen:
+            raise InputError(
+                f"Inputs {seen[video.name]} and {video.path} would both be named {video.name!r} in the root; rename one."
+            )
+        seen[video.name] = video.path
+    return sorted(videos, key=lambda v: v.name)
+
+
+def _open_frames(path: Path):
+    from lvcd.io.frames import FrameSource
+
+    return FrameSource.open(path)
+
+
+# ----------------------------------------------------------------------------------------- utilities
+
+
+def frame_seed(seed: int, name: str) -> int:
+    """Seed of one frame's posterior noise: a hash of the global seed and the frame name (63 bits)."""
+    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def frame_noise(seed: int, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(frame_seed(seed, name))
+    return torch.randn(shape, generator=generator)
+
+
+def to_model_input(frames: Sequence[np.ndarray]) -> torch.Tensor:
+    """HxWx3 uint8 frames -> (N, 3, H, W) float32 in [-1, 1]."""
+    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
+    return batch / 127.5 - 1.0
+
+
+def _close(*objects: Any) -> None:
+    """Close what has a ``close`` (a half-consumed frame generator holds an open container until closed)."""
+    for obj in objects:
+        close = getattr(obj, "close", None)
+        if callable(close):
+            close()
+
+
+# ------------------------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """Settings of a prepare run. ``size_hw``, ``seed``, ``lineart_method`` and ``scene`` must stay the same
+    for every run (resume, shard) into one root; ``batch_size``, ``shard`` and ``num_shards`` may differ."""
+
+    size_hw: tuple[int, int] = (320, 576)
+    seed: int = 0
+    batch_size: int = 8
+    scene: SceneSplitConfig = field(default_factory=SceneSplitConfig)
+    shard: int = 0
+    num_shards: int = 1
+    lineart_method: str = "unspecified"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        height, width = self.size_hw
+        if height <= 0 or width <= 0 or height % 8 or width % 8:
+            raise InputError(
+                f"Training size {height}x{width} must be positive multiples of 8 (the official one is 320x576)."
+            )
+        if self.batch_size < 1:
+            raise InputError(f"batch_size must be at least 1, got {self.batch_size}.")
+        if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
+            raise InputError(f"Shard {self.shard} of {self.num_shards} does not exist: use 0 <= shard < num_shards.")
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "format": META_FORMAT,
+            "size_hw": list(self.size_hw),
+            "seed": self.seed,
+            "lineart": self.lineart_method,
+            "scene": self.scene.to_dict(),
+        }
+
+
+@dataclass
+class PrepareReport:
+    videos: int = 0
+    clips_total: int = 0
+    clips_in_shard: int = 0
+    frames_in_shard: int = 0
+    frames_written: int = 0
+    frames_skipped: int = 0
+    index_path: Path | None = None
+    clips_missing: int = 0
+
+
+# ---------------------------------------------------------------------------------------------- scan
+
+
+def scan_video(
+    video: VideoInput, layout: DatasetLayout, options: PrepareOptions, open_frames=_open_frames
+) -> dict[str, Any]:
+    """Scene split of one video, from the cache in ``scenes/`` when it was made with the same settings."""
+    path = layout.scenes_path(video.name)
+    fingerprint = video.fingerprint()
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("fingerprint") != fingerprint:
+            raise InputError(
+                f"Root {layout.root} already holds a video named {video.name!r} from another source "
+                f"({cached.get('source')}); rename {video.path} or use another output folder."
+            )
+        if cached.get("scene") == options.scene.to_dict() and cached.get("size_hw") == list(options.size_hw):
+            return cached
+    detector = SceneDetector(options.scene)
+    source = open_frames(video.path)
+    try:
+        bar = tqdm(source, desc=f"scan {video.name}", unit="frame", disable=not options.progress, leave=False)
+        for frame in bar:
+            detector.update(frame)
+    finally:
+        _close(source)
+    if detector.num_frames == 0:
+        raise InputError(f"{video.path} has no frames.")
+    scan = {
+        "video": video.name,
+        "source": str(video.path.resolve()),
+        "fingerprint": fingerprint,
+        "size_hw": list(options.size_hw),
+        "scene": options.scene.to_dict(),
+        "num_frames": detector.num_frames,
+        "cuts": detector.cuts,
+        "clips": [list(c) for c in clip_ranges(scene_ranges(detector.num_frames, detector.cuts), options.scene)],
+        "scores": [round(s, 3) for s in detector.scores],
+    }
+    write_json(path, scan)
+    return scan
+
+
+# ------------------------------------------------------------------------------------------ sharding
+
+
+@dataclass(frozen=True)
+class Clip:
+    video: str
+    start: int
+    stop: int
+
+    @property
+    def key(self) -> str:
+        return clip_key(self.video, self.start, self.stop)
+
+    @property
+    def frame_names(self) -> list[str]:
+        return [frame_name(self.video, i) for i in range(self.start, self.stop)]
+
+
+def shard_clips(clips: Sequence[Clip], shard: int, num_shards: int) -> list[Clip]:
+    """The contiguous run of clips (sorted by key) owned by ``shard``: cut by cumulative frame count."""
+    ordered = sorted(clips, key=lambda c: c.key)
+    total = sum(c.stop - c.start for c in ordered)
+    owned, position = [], 0
+    for clip in ordered:
+        length = clip.stop - clip.start
+        # The shard whose share of the frame line holds the clip's midpoint (integer maths: deterministic).
+        owner = min(((2 * position + length) * num_shards) // (2 * max(total, 1)), num_shards - 1)
+        if owner == shard:
+            owned.append(clip)
+        position += length
+    return owned
+
+
+# ------------------------------------------------------------------------------------------- process
+
+
+class _Writer:
+    """Writes the outputs of fixed frame groups (each group: consecutive frames of one clip)."""
+
+    def __init__(
+        self, layout: DatasetLayout, encoder: Any, lineart: Any, options: PrepareOptions, report: PrepareReport
+    ):
+        self.layout = layout
+        self.encoder = encoder
+        self.lineart = lineart
+        self.options = options
+        self.report = report
+
+    def write_group(self, names: list[str], frames: list[np.ndarray]) -> None:
+        layout = self.layout
+        for name, frame in zip(names, frames, strict=True):
+            if not layout.image_path(name).is_file():
+                write_png(layout.image_path(name), frame)
+            if not layout.sketch_path(name).is_file():
+                write_png(layout.sketch_path(name), self._lines(name, frame))
+        if any(not layout.latent_path(name).is_file() for name in names):
+            latents = self._encode(names, frames)
+            for name, latent in zip(names, latents, strict=True):
+                if not layout.latent_path(name).is_file():
+                    # One metadata key: safetensors writes a map's keys in no fixed order, and resumed runs
+                    # must give byte-identical files.
+                    noise = {"seed": self.options.seed, "frame_seed": frame_seed(self.options.seed, name)}
+                    metadata = {"lvcd_noise": json.dumps(noise, sort_keys=True)}
+                    write_latent(layout.latent_path(name), latent, metadata)
+
+    def _lines(self, name: str, frame: np.ndarray) -> np.ndarray:
+        lines = np.asarray(_resolve(self.lineart)(frame))
+        if lines.ndim == 3 and lines.shape[2] == 1:
+            lines = lines[..., 0]
+        if lines.shape != frame.shape[:2] or lines.dtype != np.uint8:
+            raise InputError(
+                f"The line-art extractor returned shape {lines.shape} dtype {lines.dtype} for frame {name!r}; "
+                f"expected {frame.shape[:2]} uint8 (dark lines on white)."
+            )
+        return lines
+
+    def _encode(self, names: list[str], frames: list[np.ndarray]) -> torch.Tensor:
+        encoder = _resolve(self.encoder)
+        height, width = frames[0].shape[:2]
+        shape = (encoder.latent_channels, height // encoder.downsample, width // encoder.downsample)
+        noise = torch.stack([frame_noise(self.options.seed, name, shape) for name in names])
+        latents = encoder(to_model_input(frames), noise)  # (N, 4, H/8, W/8), scaled
+        if tuple(latents.shape) != (len(names), *shape):
+            raise InputError(
+                f"The latent encoder returned shape {tuple(latents.shape)}; expected {(len(names), *shape)}."
+            )
+        return latents
+
+
+def _frame_groups(clips: Sequence[Clip], batch_size: int) -> list[list[int]]:
+    return [list(range(g, min(g + batch_size, c.stop))) for c in clips for g in range(c.start, c.stop, batch_size)]
+
+
+def process_video(
+    video: VideoInput,
+    clips: Sequence[Clip],
+    writer: _Writer,
+    bar: tqdm,
+    open_frames=_open_frames,
+) -> None:
+    """Decode ``video`` once and write the missing outputs of ``clips`` (all of this video)."""
+    layout, report = writer.layout, writer.report
+    todo = []
+    for group in _frame_groups(clips, writer.options.batch_size):
+        incomplete = [i for i in group if not layout.frame_complete(frame_name(video.name, i))]
+        report.frames_skipped += len(group) - len(incomplete)
+        if incomplete:
+            todo.append((group, len(incomplete)))
+    if not todo:
+        return
+    group_of = {i: g for g, (group, _) in enumerate(todo) for i in group}
+    last_needed = max(group_of)
+    pending: dict[int, dict[int, np.ndarray]] = {}
+    source = open_frames(video.path)
+    frames_iter = iter(source)
+    index = -1
+    try:
+        for index, frame in enumerate(frames_iter):
+            if index > last_needed:
+                break
+            g = group_of.get(index)
+            if g is None:
+                continue
+            pending.setdefault(g, {})[index] = resize_rgb(frame, writer.options.size_hw)
+            group, incomplete = todo[g]
+            if len(pending[g]) == len(group):
+                frames = pending.pop(g)
+                writer.write_group([frame_name(video.name, i) for i in group], [frames[i] for i in group])
+                report.frames_written += incomplete
+                bar.update(incomplete)
+    finally:
+        _close(frames_iter, source)
+    if pending:
+        raise InputError(
+            f"{video.path} ended after {index + 1} frames but its scene scan counted more; the file changed since the "
+            f"scan: delete {layout.scenes_path(video.name)} and run again."
+        )
+
+
+def prepare_dataset(
+    inputs: Iterable[str | Path],
+    root: str | Path,
+    *,
+    encoder: Any,
+    lineart: Any,
+    options: PrepareOptions | None = None,
+    open_frames: Callable[[Path], Any] = _open_frames,
+) -> PrepareReport:
+    """Prepare (or resume) this shard of a training root from videos / frame folders.
+
+    encoder: an ``AutoencoderKL``, a ``LatentEncoder``, or a ``Lazy`` of either (built only if a latent is missing).
+    lineart: a callable HxWx3 uint8 -> HxW uint8 (``lvcd.lineart.get_extractor(...)``), or a ``Lazy`` of one.
+    """
+    options = options or PrepareOptions()
+    root = Path(root)
+    videos = collect_inputs(inputs)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"Output {root} exists and is not a folder.")
+    root.mkdir(parents=True, exist_ok=True)
+    check_or_write_meta(root, options.meta())
+    layout = DatasetLayout(root, options.size_hw[0])
+    report = PrepareReport(videos=len(videos))
+
+    # Pass 1: scene split of every input (each shard needs all clips to know its share). Shards start at
+    # different videos so that, run side by side, they mostly scan different ones; the caches are shared.
+    rotation = options.shard % len(videos)
+    scans = {}
+    for video in videos[rotation:] + videos[:rotation]:
+        scans[video.name] = scan_video(video, layout, options, open_frames)
+    clips = [Clip(v.name, start, stop) for v in videos for start, stop in scans[v.name]["clips"]]
+    owned = shard_clips(clips, options.shard, options.num_shards)
+    report.clips_total = len(clips)
+    report.clips_in_shard = len(owned)
+    report.frames_in_shard = sum(c.stop - c.start for c in owned)
+
+    # Pass 2: frames of the owned clips.
+    writer = _Writer(layout, Lazy(lambda: as_latent_encoder(_resolve(encoder))), lineart, options, report)
+    with tqdm(
+        total=report.frames_in_shard,
+        desc=f"prepare shard {options.shard}/{options.num_shards}",
+        unit="frame",
+        disable=not options.progress,
+    ) as bar:
+        for video in videos:
+            mine = [c for c in owned if c.video == video.name]
+            if mine:
+                before = report.frames_skipped
+                process_video(video, mine, writer, bar, open_frames)
+                bar.update(report.frames_skipped - before)
+
+    # Index: this shard's finished clips, then the root's index once every clip of the root is done.
+    done = {c.key: c.frame_names for c in owned if all(layout.frame_complete(n) for n in c.frame_names)}
+    _write_json_if_changed(layout.shard_index_path(options.shard, options.num_shards), done)
+    merged, missing = merge_shard_indexes(root)
+    report.clips_missing = len(missing)
+    if not missing:
+        report.index_path = layout.index_path()
+        _write_json_if_changed(report.index_path, merged)
+    return report
+
+
+def _write_json_if_changed(path: Path, document: Any) -> None:
+    data = (json.dumps(document, indent=1) + "\n").encode()
+    if path.is_file() and path.read_bytes() == data:
+        return
+    atomic_write_bytes(path, data)
+
+
+def write_index(root: str | Path, allow_partial: bool = False) -> tuple[Path, int, int]:
+    """Merge the shard indexes of a root into ``train_clips_hist.json``: (path, clips written, clips missing)."""
+    root = Path(root)
+    if not (root / "index").is_dir():
+        raise InputError(f"{root} has no shard indexes (index/): run `lvcd data prepare` into it first.")
+    merged, missing = merge_shard_indexes(root, allow_partial=allow_partial)
+    if missing and not allow_partial:
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise InputError(
+            f"{len(missing)} clip(s) of {root} are not prepared yet ({shown}): run the remaining shards of "
+            "`lvcd data prepare`, or pass --allow-partial to index what is there."
+        )
+    path = DatasetLayout(root).index_path()
+    _write_json_if_changed(path, merged)
+    return path, len(merged), len(missing)
