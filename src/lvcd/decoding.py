@@ -1,0 +1,30 @@
+"""Decoding latents to frames in overlapping chunks with the reference latent as temporal context (spec §3.7)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+
+from lvcd.longvideo import plan_decoding
+from lvcd.model import LVCDModel
+
+
+@torch.no_grad()
+def decode_frames(
+    model: LVCDModel,
+    latent_at: Callable[[list[int]], torch.Tensor],
+    num_frames: int,
+    chunk: int = 10,
+    overlap: int = 3,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yield (frame index, pixels (3, H, W) in [-1, 1], float32 on the model's device) for frames 0..N-1 in order.
+
+    ``latent_at(indices)`` returns SCALED latents (k, 4, h, w); only one chunk is decoded at a time.
+    """
+    vae_dtype = next(model.vae.parameters()).dtype
+    for piece in plan_decoding(num_frames, chunk=chunk, overlap=overlap):
+        indices = list(piece.latent_indices)
+        pixels = model.vae.decode(latent_at(indices).to(vae_dtype), num_frames=len(indices)).clamp(-1, 1).float()
+        for frame, image in zip(piece.output_frames, pixels[piece.keep_from :], strict=True):
+            yield frame, image
