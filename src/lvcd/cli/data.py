@@ -71,7 +71,7 @@ def prepare(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Scene-split INPUTs into clips and write frames, line art and latents to OUTPUT (resumable, shardable)."""
-    from lvcd.data.prepare import Lazy, PrepareOptions, prepare_dataset
+    from lvcd.data.prepare import Lazy, PrepareOptions, collect_inputs, prepare_dataset
     from lvcd.data.scenes import SceneSplitConfig
 
     try:
@@ -92,10 +92,17 @@ def prepare(
             progress=not quiet,
         )
         method, weights = lineart_method.value, lineart_weights
+        collect_inputs(inputs)  # fail on a bad input now, not after loading anything
         if method != "xdog":  # find the weights now rather than after a long scan
+            from lvcd.errors import WeightsError
             from lvcd.lineart import resolve_weights
 
-            weights = resolve_weights(method, weights)
+            try:
+                weights = resolve_weights(method, weights)
+            except WeightsError as err:
+                raise WeightsError(
+                    f"{err} (In `lvcd data prepare` the options are --lineart-weights and --lineart-method.)"
+                ) from err
             if not weights.is_file():
                 raise InputError(
                     f"--lineart-weights {weights} is not a file: give sk_model.pth or the folder holding it."

@@ -280,12 +280,14 @@ def scan_video(
             return cached
     detector = SceneDetector(options.scene)
     source = open_frames(video.path)
-    try:
-        bar = tqdm(source, desc=f"scan {video.name}", unit="frame", disable=not options.progress, leave=False)
-        for frame in bar:
-            detector.update(frame)
-    finally:
-        _close(source)
+    # No total: len() of a video source decodes the whole file once more just to count.
+    with tqdm(desc=f"scan {video.name}", unit="frame", disable=not options.progress, leave=False) as bar:
+        try:
+            for frame in source:
+                detector.update(frame)
+                bar.update(1)
+        finally:
+            _close(source)
     if detector.num_frames == 0:
         raise InputError(f"{video.path} has no frames.")
     scan = {
