@@ -1,0 +1,103 @@
+"""`lvcd evaluate`: score colorized clips against their ground truth (PSNR, SSIM, LPIPS, FID, FVD, EDMD, TC)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lvcd.errors import InputError, LVCDError
+
+
+def evaluate(
+    pred: Path | None = typer.Option(None, "--pred", help="Generated frames: a folder of images, a video or a GIF."),
+    gt: Path | None = typer.Option(None, "--gt", help="Ground-truth frames, frame-aligned with --pred."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="JSON or CSV list of clips {name, pred, gt[, lineart]} instead of --pred/--gt."
+    ),
+    lineart: Path | None = typer.Option(
+        None, "--lineart", help="The input line art; adds edmd_lineart (sketch of the output vs this line art)."
+    ),
+    size: str = typer.Option("256", "--size", help="Evaluation size: N for NxN (the paper: 256) or HxW."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write per-clip and aggregate results to this JSON."),
+    metrics: str = typer.Option("all", "--metrics", help="Comma-separated: psnr,ssim,lpips,fid,fvd,edmd,tc."),
+    lpips_weights: list[Path] = typer.Option(
+        [], "--lpips-weights", help="LPIPS files; repeat for lpips v0.1 alex.pth and alexnet-owt-7be5be79.pth."
+    ),
+    inception_weights: Path | None = typer.Option(
+        None, "--inception-weights", help="pt_inception-2015-12-05-6726825d.pth or inception-2015-12-05.pt (FID)."
+    ),
+    i3d_weights: Path | None = typer.Option(
+        None, "--i3d-weights", help="i3d_torchscript.pt or i3d_pretrained_400.pt (FVD)."
+    ),
+    weights_dir: Path | None = typer.Option(
+        None,
+        "--weights-dir",
+        help="Folder searched for the metric weight files by their usual names (default: $LVCD_METRIC_WEIGHTS).",
+    ),
+    sketch_method: str | None = typer.Option(
+        None,
+        "--sketch-method",
+        help="EDMD sketch extractor: informative, informative-coarse or xdog "
+        "(default: informative with --sketch-weights, else xdog).",
+    ),
+    sketch_weights: Path | None = typer.Option(None, "--sketch-weights", help="sk_model.pth for EDMD sketches."),
+    flow: str = typer.Option("dis", "--flow", help="Optical flow for TC: dis (OpenCV, no weights) or raft."),
+    raft_weights: Path | None = typer.Option(None, "--raft-weights", help="TorchScript RAFT file for --flow raft."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:N)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames per network call."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+) -> None:
+    """Score generated clips against ground truth as the LVCD paper does, at 256x256 by default.
+
+    Metrics whose weights are not given are skipped (with the reason); the others are computed.
+    See docs/metrics.md for where to obtain the weight files.
+    """
+    from lvcd.metrics import (
+        ClipSpec,
+        EvalSettings,
+        build_tools,
+        evaluate_clips,
+        format_table,
+        parse_metrics,
+        parse_size,
+        read_manifest,
+        report_to_dict,
+        write_json_atomic,
+    )
+
+    try:
+        if manifest is not None:
+            if pred is not None or gt is not None or lineart is not None:
+                raise InputError("give either --manifest or --pred/--gt[/--lineart], not both")
+            specs = read_manifest(manifest)
+        else:
+            if pred is None or gt is None:
+                raise InputError("give --pred and --gt (frame folders or videos), or --manifest")
+            specs = [ClipSpec(name=pred.name or str(pred), pred=pred, gt=gt, lineart=lineart)]
+        settings = EvalSettings(size=parse_size(size), metrics=parse_metrics(metrics), batch_size=batch_size)
+        tools = build_tools(
+            settings.metrics,
+            lpips_weights=lpips_weights,
+            inception_weights=inception_weights,
+            i3d_weights=i3d_weights,
+            weights_dir=weights_dir,
+            sketch_method=sketch_method,
+            sketch_weights=sketch_weights,
+            flow=flow,
+            raft_weights=raft_weights,
+            device=device,
+        )
+        report = evaluate_clips(specs, tools, settings, progress=progress)
+        if json_out is not None:
+            write_json_atomic(json_out, report_to_dict(report))
+    except LVCDError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(format_table(report))
+    if json_out is not None:
+        typer.echo(f"Wrote {json_out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)

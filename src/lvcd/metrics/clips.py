@@ -1,0 +1,176 @@
+"""What gets evaluated: clip specs (one pair or a manifest of many), frame loading and resizing.
+
+Frames are read with :class:`lvcd.io.frames.FrameSource` (folders of images, videos, GIFs) and resized to the
+evaluation size (256x256 by default, as in the paper, whatever the aspect ratio) with antialiased bilinear
+filtering, then rounded to 8 bits, as if the frames had been saved at that size.
+
+A manifest lists many clips, as JSON (a list, or ``{"clips": [...]}``) or CSV with a header row; each entry has
+``pred`` and ``gt`` and optionally ``name`` and ``lineart``. Relative paths are relative to the manifest.
+
+    >>> specs = read_manifest("clips.json")                    # doctest: +SKIP
+    >>> frames = load_frames(specs[0].pred, size=(256, 256))   # (T, 3, 256, 256) uint8   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lvcd.errors import InputError
+
+DEFAULT_SIZE = (256, 256)
+_RESIZE_CHUNK = 32
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One generated clip, its ground truth and, optionally, the line art it was drawn from."""
+
+    name: str
+    pred: Path
+    gt: Path
+    lineart: Path | None = None
+
+
+@dataclass(frozen=True)
+class ClipFrames:
+    """A clip's frames at the evaluation size, (T, 3, H, W) uint8 each."""
+
+    spec: ClipSpec
+    pred: torch.Tensor
+    gt: torch.Tensor
+    lineart: torch.Tensor | None = None
+
+
+def parse_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
+    """``256`` -> (256, 256); ``"256x448"`` -> (256, 448) as height x width."""
+    if isinstance(text, tuple):
+        height, width = text
+    else:
+        parts = str(text).lower().replace("×", "x").split("x")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            raise InputError(f"--size must be N or HxW (e.g. 256 or 256x448), got {text!r}") from None
+        if len(values) not in (1, 2):
+            raise InputError(f"--size must be N or HxW, got {text!r}")
+        height, width = values if len(values) == 2 else (values[0], values[0])
+    if min(height, width) < 32:
+        raise InputError(f"evaluation size {height}x{width} is too small (at least 32 pixels a side)")
+    return int(height), int(width)
+
+
+def as_unit_float(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 frames -> float32 in [0, 1]; float frames are returned as float32 unchanged."""
+    return frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(T, 3, h, w) uint8 -> (T, 3, H, W) uint8: antialiased bilinear, rounded (no-op at the target size)."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    resized = F.interpolate(frames.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+    return resized.round().clamp(0, 255).to(torch.uint8)
+
+
+def _open_source(path: Path):
+    try:
+        from lvcd.io.frames import FrameSource
+    except ImportError as err:
+        raise InputError("reading frames needs lvcd.io.frames, which this installation lacks") from err
+    return FrameSource.open(path)
+
+
+def load_frames(path: str | os.PathLike, size: tuple[int, int] = DEFAULT_SIZE) -> torch.Tensor:
+    """All frames of a folder/video/GIF at the evaluation size: (T, 3, H, W) uint8."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file or folder: {path}")
+    chunks, pending = [], []
+
+    def flush() -> None:
+        if pending:
+            batch = torch.from_numpy(np.stack(pending)).permute(0, 3, 1, 2)
+            chunks.append(resize_frames(batch, size))
+            pending.clear()
+
+    for frame in _open_source(path):
+        array = np.asarray(frame)
+        if pending and array.shape != pending[0].shape:
+            flush()
+        pending.append(array)
+        if len(pending) == _RESIZE_CHUNK:
+            flush()
+    flush()
+    if not chunks:
+        raise InputError(f"{path} holds no frames")
+    return torch.cat(chunks)
+
+
+def load_clip(spec: ClipSpec, size: tuple[int, int] = DEFAULT_SIZE) -> ClipFrames:
+    """Load a clip's prediction, ground truth and line art; their frame counts must agree."""
+    pred, gt = load_frames(spec.pred, size), load_frames(spec.gt, size)
+    if pred.shape[0] != gt.shape[0]:
+        raise InputError(
+            f"clip {spec.name!r}: the prediction has {pred.shape[0]} frames but the ground truth has {gt.shape[0]}; "
+            "metrics compare frame t with frame t, so give frame-aligned sequences of equal length"
+        )
+    lineart = None
+    if spec.lineart is not None:
+        lineart = load_frames(spec.lineart, size)
+        if lineart.shape[0] != pred.shape[0]:
+            raise InputError(
+                f"clip {spec.name!r}: the line art has {lineart.shape[0]} frames but the prediction has {pred.shape[0]}"
+            )
+    return ClipFrames(spec=spec, pred=pred, gt=gt, lineart=lineart)
+
+
+def _entry_to_spec(entry: dict, base: Path, index: int) -> ClipSpec:
+    if not isinstance(entry, dict):
+        raise InputError(f"manifest entry {index} is not an object with 'pred' and 'gt'")
+    entry = {str(k).strip().lower(): v for k, v in entry.items()}
+    missing = [key for key in ("pred", "gt") if not entry.get(key)]
+    if missing:
+        raise InputError(f"manifest entry {index} lacks {' and '.join(missing)}")
+
+    def resolve(value) -> Path:
+        path = Path(str(value).strip()).expanduser()
+        return path if path.is_absolute() else base / path
+
+    pred = resolve(entry["pred"])
+    name = str(entry.get("name") or "").strip() or str(entry["pred"]).strip()
+    lineart = resolve(entry["lineart"]) if entry.get("lineart") else None
+    return ClipSpec(name=name, pred=pred, gt=resolve(entry["gt"]), lineart=lineart)
+
+
+def read_manifest(path: str | os.PathLike) -> list[ClipSpec]:
+    """Clip specs from a JSON or CSV manifest (see the module docstring); names must be unique."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest not found: {path}")
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        entries: list = list(csv.DictReader(text.splitlines()))
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputError(f"manifest {path} is not valid JSON ({err}); use .csv for CSV manifests") from None
+        entries = data.get("clips") if isinstance(data, dict) else data
+        if not isinstance(entries, list):
+            raise InputError(f"manifest {path} must be a list of clips or an object with a 'clips' list")
+    specs = [_entry_to_spec(entry, path.parent, i) for i, entry in enumerate(entries)]
+    if not specs:
+        raise InputError(f"manifest {path} lists no clips")
+    names = [spec.name for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise InputError(f"manifest {path} repeats clip names: {', '.join(duplicates)}; give each a unique 'name'")
+    return specs

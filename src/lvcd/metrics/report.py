@@ -1,0 +1,136 @@
+"""The evaluation report as a readable table and as JSON (schema ``lvcd.evaluate/1``, written atomically).
+
+JSON layout (metric keys: psnr, ssim, lpips, fid, fvd, edmd, tc, and edmd_lineart when line art was given;
+a value is null when the metric was skipped or undefined)::
+
+    {"schema": "lvcd.evaluate/1", "lvcd_version": "0.1.0",
+     "settings": {"size": [256, 256], "metrics": [...], "fvd_clip_length": 16, "fvd_stride": 16, ...},
+     "skipped": {"fvd": "no I3D weights: ..."},
+     "clips": [{"name": ..., "pred": ..., "gt": ..., "lineart": null, "frames": 75,
+                "metrics": {"psnr": 24.1, ...}, "samples": {"fid": 75, "fvd": 4},
+                "per_frame": {"psnr": [...], ...}, "details": {...}, "notes": [...]}],
+     "aggregate": {"clips": 1, "frames": 75, "metrics": {...}, "samples": {...}, "notes": [...]}}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lvcd.metrics.evaluate import ClipResult, EvaluationReport
+
+SCHEMA = "lvcd.evaluate/1"
+# Which way is better, shown in the table header. TC: 1 = as steady as the ground truth, above = more flicker.
+DIRECTION = {
+    "psnr": "↑",
+    "ssim": "↑",
+    "lpips": "↓",
+    "fid": "↓",
+    "fvd": "↓",
+    "edmd": "↓",
+    "edmd_lineart": "↓",
+    "tc": "→1",
+}
+DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 2, "fvd": 2, "edmd": 3, "edmd_lineart": 3, "tc": 3}
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _clip_dict(result: ClipResult, names: list[str]) -> dict[str, Any]:
+    spec = result.spec
+    return {
+        "name": spec.name,
+        "pred": str(spec.pred),
+        "gt": str(spec.gt),
+        "lineart": str(spec.lineart) if spec.lineart is not None else None,
+        "frames": result.frames,
+        "metrics": {name: _finite(result.metrics.get(name)) for name in names},
+        "samples": dict(result.samples),
+        "per_frame": {name: [_finite(v) for v in values] for name, values in result.per_frame.items()},
+        "details": {key: _finite(value) for key, value in result.details.items()},
+        "notes": list(result.notes),
+    }
+
+
+def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
+    """The JSON-ready form of a report (see the module docstring)."""
+    from lvcd import __version__
+
+    names = report.metric_names
+    settings = report.settings
+    return {
+        "schema": SCHEMA,
+        "lvcd_version": __version__,
+        "settings": {
+            "size": list(settings.size),
+            "metrics": list(settings.metrics),
+            "resize": "bilinear with antialiasing, rounded to 8 bits",
+            "batch_size": settings.batch_size,
+            "fvd_clip_length": settings.fvd_clip_length,
+            "fvd_stride": settings.fvd_stride or settings.fvd_clip_length,
+            "sketch_threshold": settings.sketch_threshold,
+            **report.info,
+        },
+        "skipped": dict(report.skipped),
+        "clips": [_clip_dict(result, names) for result in report.clips],
+        "aggregate": {
+            "clips": len(report.clips),
+            "frames": sum(result.frames for result in report.clips),
+            "metrics": {name: _finite(report.aggregate.get(name)) for name in names},
+            "samples": dict(report.aggregate_samples),
+            "notes": list(report.notes),
+        },
+    }
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON to a temporary file beside ``path`` and rename it over ``path`` (no half-written files)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(data, stream, indent=2, allow_nan=False)
+            stream.write("\n")
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _cell(name: str, value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{DIGITS.get(name, 4)}f}"
+
+
+def format_table(report: EvaluationReport) -> str:
+    """A plain-text table: one row per clip, then the aggregate; skipped metrics and notes below it."""
+    names = report.metric_names
+    header = ["clip", "frames"] + [f"{name} {DIRECTION.get(name, '')}".strip() for name in names]
+    rows = [[r.spec.name, str(r.frames)] + [_cell(n, r.metrics.get(n)) for n in names] for r in report.clips]
+    if len(report.clips) > 1 or any(n in report.aggregate_samples for n in names):
+        total = sum(r.frames for r in report.clips)
+        rows.append(["ALL", str(total)] + [_cell(n, report.aggregate.get(n)) for n in names])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if report.aggregate_samples:
+        counts = ", ".join(f"{name} over {count} samples" for name, count in report.aggregate_samples.items())
+        lines.append(f"ALL: per-frame metrics averaged over all frames, tc over clips; {counts}")
+    lines += [f"skipped {name}: {reason}" for name, reason in report.skipped.items()]
+    lines += [f"note ({r.spec.name}): {note}" for r in report.clips for note in r.notes]
+    lines += [f"note: {note}" for note in report.notes]
+    if "sketch_method" in report.info:
+        lines.append(f"edmd sketches: {report.info['sketch_method']}")
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""The networks and helpers a run needs, built from user-supplied files; each absent one skips its metric.
+
+A metric whose weights were not given is *skipped with a reason* and the others still run. A weights file that
+was given but is wrong (missing, of another network) is an error: the user asked for that metric.
+
+    >>> tools = build_tools(["psnr", "lpips"], lpips_weights=["alex.pth", "alexnet-owt-7be5be79.pth"])  # doctest: +SKIP
+    >>> tools.skipped          # {} when everything asked for could be set up                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lvcd.errors import InputError
+from lvcd.metrics.optional import MissingDependencyError, import_distance_transform
+
+ALL_METRICS = ("psnr", "ssim", "lpips", "fid", "fvd", "edmd", "tc")
+WEIGHTS_DIR_ENV = "LVCD_METRIC_WEIGHTS"
+
+# File names looked for in --weights-dir / $LVCD_METRIC_WEIGHTS, in order of preference.
+KNOWN_FILES = {
+    "lpips": ("alex.pth", "alexnet-owt-*.pth"),
+    "fid": ("pt_inception-2015-12-05*.pth", "inception-2015-12-05.pt"),
+    "fvd": ("i3d_torchscript.pt", "i3d_pretrained_400.pt"),
+}
+
+
+@dataclass
+class MetricTools:
+    """Callables for the weighted metrics (None when absent), why any were skipped, and what was used."""
+
+    lpips: Callable | None = None  # (x, y) (N, 3, H, W) in [0, 1] -> (N,)
+    inception: Callable | None = None  # (N, 3, H, W) in [0, 1] -> (N, D) numpy
+    i3d: Callable | None = None  # (B, T, 3, H, W) in [0, 1] -> (B, D) numpy
+    sketch: Any = None  # LineartExtractor (``.batch``) or a callable (N, 3, H, W) -> (N, 1, H, W)
+    flow: Callable | None = None  # FlowEstimator
+    skipped: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"psnr,ssim"`` -> ("psnr", "ssim"); None or "all" -> every metric; unknown names are an error."""
+    if text is None:
+        return ALL_METRICS
+    names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    if names == ["all"]:
+        return ALL_METRICS
+    unknown = [n for n in names if n not in ALL_METRICS]
+    if unknown or not names:
+        raise InputError(
+            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METRICS)}"
+        )
+    return tuple(n for n in ALL_METRICS if n in names)
+
+
+def find_weights(directory: str | os.PathLike | None) -> dict[str, list[Path]]:
+    """Known weight files present in ``directory`` (default: $LVCD_METRIC_WEIGHTS), by metric."""
+    directory = directory or os.environ.get(WEIGHTS_DIR_ENV)
+    if not directory:
+        return {}
+    folder = Path(directory).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"weights folder not found: {folder}")
+    found: dict[str, list[Path]] = {}
+    for metric, patterns in KNOWN_FILES.items():
+        matches = [match for pattern in patterns for match in sorted(folder.glob(pattern))]
+        if matches:
+            found[metric] = matches if metric == "lpips" else matches[:1]
+    return found
+
+
+def _sketch_extractor(method: str | None, weights: str | os.PathLike | None, device: str) -> tuple[Any, dict]:
+    try:
+        from lvcd.lineart import get_extractor
+    except ImportError as err:
+        raise MissingDependencyError(f"lvcd.lineart (the sketch extractor) is not available: {err}") from None
+    chosen = method or ("informative" if weights else "xdog")
+    extractor = get_extractor(chosen, weights=weights, device=device)
+    info = {"sketch_method": chosen, "sketch_in_distribution": getattr(extractor, "in_distribution", None)}
+    return extractor, info
+
+
+def build_tools(
+    metrics: Sequence[str] = ALL_METRICS,
+    *,
+    lpips_weights: Sequence[str | os.PathLike] = (),
+    inception_weights: str | os.PathLike | None = None,
+    i3d_weights: str | os.PathLike | None = None,
+    weights_dir: str | os.PathLike | None = None,
+    sketch_method: str | None = None,
+    sketch_weights: str | os.PathLike | None = None,
+    flow: str = "dis",
+    raft_weights: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> MetricTools:
+    """Load what the selected metrics need; record a reason in ``skipped`` for each that cannot run."""
+    tools = MetricTools()
+    defaults = find_weights(weights_dir)
+    lpips_files = list(lpips_weights) or defaults.get("lpips", [])
+    inception_file = inception_weights or next(iter(defaults.get("fid", [])), None)
+    i3d_file = i3d_weights or next(iter(defaults.get("fvd", [])), None)
+
+    if "lpips" in metrics:
+        if lpips_files:
+            from lvcd.metrics.lpips import load_lpips
+
+            model = load_lpips(lpips_files, device)
+            tools.lpips = lambda x, y: model(x.to(device), y.to(device)).cpu()
+            tools.info["lpips_weights"] = [str(f) for f in lpips_files]
+        else:
+            tools.skipped["lpips"] = (
+                "no LPIPS weights: pass --lpips-weights alex.pth --lpips-weights alexnet-owt-7be5be79.pth"
+            )
+    if "fid" in metrics:
+        if inception_file:
+            from lvcd.metrics.inception import load_inception
+
+            tools.inception = load_inception(inception_file, device)
+            tools.info["fid_weights"] = f"{inception_file} ({tools.inception.source})"
+        else:
+            tools.skipped["fid"] = "no Inception weights: pass --inception-weights pt_inception-2015-12-05-6726825d.pth"
+    if "fvd" in metrics:
+        if i3d_file:
+            from lvcd.metrics.i3d import load_i3d
+
+            tools.i3d = load_i3d(i3d_file, device)
+            tools.info["fvd_weights"] = f"{i3d_file} ({tools.i3d.source})"
+        else:
+            tools.skipped["fvd"] = "no I3D weights: pass --i3d-weights i3d_torchscript.pt (or i3d_pretrained_400.pt)"
+    if "edmd" in metrics:
+        try:
+            import_distance_transform()
+            tools.sketch, sketch_info = _sketch_extractor(sketch_method, sketch_weights, device)
+            tools.info.update(sketch_info)
+        except MissingDependencyError as reason:
+            tools.skipped["edmd"] = str(reason)
+    if "tc" in metrics:
+        from lvcd.metrics.flow import load_flow
+
+        try:
+            tools.flow = load_flow(flow, raft_weights, device)
+            tools.info["flow"] = flow
+        except MissingDependencyError as reason:
+            tools.skipped["tc"] = str(reason)
+    return tools

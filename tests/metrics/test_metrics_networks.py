@@ -1,0 +1,149 @@
+"""LPIPS, FID InceptionV3 and I3D: key layouts of the public weight files, strict loading, TorchScript paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lvcd.errors import WeightsError
+from lvcd.metrics.checkpoints import is_torchscript, load_strict
+from lvcd.metrics.i3d import I3D_SIZE, InceptionI3d, _same_padding, load_i3d, to_i3d_input
+from lvcd.metrics.inception import FIDInceptionV3, load_inception
+from lvcd.metrics.lpips import LPIPS, load_lpips
+
+# --- LPIPS ---------------------------------------------------------------------------------------------------------
+
+
+def test_lpips_identical_images_is_zero(lpips_files):
+    model = load_lpips(lpips_files)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert model(images, images).abs().max().item() == 0.0
+        different = model(images, images.flip(-1))
+    assert different.shape == (3,) and torch.all(different > 0)
+
+
+def test_lpips_accepts_a_whole_lpips_state_dict(lpips_files, tmp_path):
+    reference = load_lpips(lpips_files)
+    whole = {
+        f"net.slice1.{k.split('.', 2)[2]}": v for k, v in reference.state_dict().items() if k.startswith("backbone.")
+    }
+    whole.update({f"lin{i}.model.1.weight": lin.weight for i, lin in enumerate(reference.lins)})
+    whole.update({"scaling_layer.shift": reference.shift, "scaling_layer.scale": reference.scale})
+    torch.save(whole, tmp_path / "lpips_full.pth")
+    model = load_lpips([tmp_path / "lpips_full.pth"])
+    x, y = torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40)
+    with torch.no_grad():
+        assert torch.equal(model(x, y), reference(x, y))
+
+
+def test_lpips_reports_missing_backbone_and_foreign_keys(lpips_files, tmp_path):
+    with pytest.raises(WeightsError, match="backbone"):
+        load_lpips(lpips_files[:1])
+    torch.save({"lin0.model.1.weight": torch.zeros(1, 64, 1, 1), "foo.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match="unexpected keys: foo.weight"):
+        load_lpips([tmp_path / "bad.pth", lpips_files[1]])
+    with pytest.raises(WeightsError, match="not found"):
+        load_lpips([tmp_path / "absent.pth"])
+
+
+def test_lpips_module_layout():
+    keys = set(LPIPS().state_dict())
+    assert {"backbone.features.0.weight", "backbone.features.10.bias", "lins.4.weight"} <= keys
+    assert not any("shift" in key for key in keys)  # constants, not weights
+
+
+# --- FID InceptionV3 -------------------------------------------------------------------------------------------------
+
+
+def test_fid_inception_has_the_pytorch_fid_key_layout():
+    state = FIDInceptionV3().state_dict()
+    assert state["Conv2d_1a_3x3.conv.weight"].shape == (32, 3, 3, 3)
+    assert state["Mixed_5b.branch_pool.conv.weight"].shape == (32, 192, 1, 1)
+    assert state["Mixed_6e.branch7x7dbl_5.conv.weight"].shape == (192, 192, 1, 7)
+    assert state["Mixed_7c.branch3x3dbl_3b.bn.running_var"].shape == (384,)
+    assert state["fc.weight"].shape == (1008, 2048)
+    assert not any(key.startswith("AuxLogits") for key in state)
+    params = sum(
+        v.numel() for k, v in state.items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
+    # torchvision's inception_v3 has 27,161,264 parameters; minus its aux head (3,326,696), plus 8 classes (16,392).
+    assert params == 27_161_264 - 3_326_696 + 16_392
+
+
+def _variance_preserving(network: torch.nn.Module) -> torch.nn.Module:
+    """He-initialise convolutions so random activations neither vanish into slow denormals nor explode."""
+    for module in network.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Conv3d)):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return network.eval()
+
+
+def test_fid_inception_strict_load_and_features(tmp_path):
+    torch.manual_seed(0)
+    network = _variance_preserving(FIDInceptionV3())
+    state = {k: v for k, v in network.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "pt_inception.pth")
+    extractor = load_inception(tmp_path / "pt_inception.pth")
+    assert extractor.source == "state_dict"
+    with torch.no_grad():  # 75x75 is the smallest input the network takes; the extractor itself resizes to 299
+        features = extractor.network(torch.rand(1, 3, 75, 75) * 2 - 1)
+    assert features.shape == (1, 2048) and torch.all(features >= 0)
+    del state["Mixed_7c.branch_pool.conv.weight"]
+    with pytest.raises(WeightsError, match="1 missing keys: Mixed_7c.branch_pool.conv.weight"):
+        load_strict(extractor.network, state, "FID InceptionV3", "broken.pth")
+
+
+def test_inception_torchscript_is_detected(tiny_torchscripts):
+    assert is_torchscript(tiny_torchscripts["inception"])
+    extractor = load_inception(tiny_torchscripts["inception"])
+    assert extractor.source == "torchscript"
+    assert extractor(torch.rand(2, 3, 20, 30)).shape == (2, 16)
+
+
+# --- I3D --------------------------------------------------------------------------------------------------------------
+
+
+def test_i3d_has_the_i3d_pretrained_400_key_layout():
+    state = InceptionI3d().state_dict()
+    assert state["Conv3d_1a_7x7.conv3d.weight"].shape == (64, 3, 7, 7, 7)
+    assert state["Conv3d_2c_3x3.bn.running_mean"].shape == (192,)
+    assert state["Mixed_4b.b1b.conv3d.weight"].shape == (208, 96, 3, 3, 3)
+    assert state["Mixed_5c.b3b.bn.weight"].shape == (128,)
+    assert state["logits.conv3d.weight"].shape == (400, 1024, 1, 1, 1)
+    assert state["logits.conv3d.bias"].shape == (400,)
+    assert not any(key.startswith("logits.bn") for key in state)
+
+
+def test_i3d_strict_load_and_torchscript(tmp_path, tiny_torchscripts):
+    torch.save(InceptionI3d().state_dict(), tmp_path / "i3d_pretrained_400.pt")
+    assert load_i3d(tmp_path / "i3d_pretrained_400.pt").source == "state_dict"
+    torch.save({"Conv3d_1a_7x7.conv3d.weight": torch.zeros(64, 3, 7, 7, 7)}, tmp_path / "partial.pt")
+    with pytest.raises(WeightsError, match="missing keys"):
+        load_i3d(tmp_path / "partial.pt")
+    extractor = load_i3d(tiny_torchscripts["i3d"])
+    assert extractor.source == "torchscript"
+    assert extractor(torch.rand(2, 16, 3, 32, 48)).shape == (2, 12)
+
+
+def test_tf_same_padding():
+    assert _same_padding(224, 7, 2) == (2, 3)
+    assert _same_padding(16, 7, 2) == (2, 3)
+    assert _same_padding(15, 3, 2) == (1, 1)
+    assert _same_padding(7, 3, 1) == (1, 1)
+    assert _same_padding(8, 2, 2) == (0, 0)
+
+
+def test_i3d_input_is_224_centre_crop_in_minus_one_one():
+    windows = torch.zeros(1, 16, 3, 256, 320)
+    windows[..., :, 128:192] = 1.0  # a bright band in the middle survives the centre crop
+    x = to_i3d_input(windows)
+    assert x.shape == (1, 3, 16, I3D_SIZE, I3D_SIZE)
+    assert x.min().item() == -1.0 and x.max().item() == 1.0
+
+
+@pytest.mark.slow
+def test_i3d_forward_shape():
+    with torch.no_grad():
+        logits = _variance_preserving(InceptionI3d())(torch.rand(1, 3, 16, I3D_SIZE, I3D_SIZE) * 2 - 1)
+    assert logits.shape == (1, 400)
