@@ -223,3 +223,11 @@ def test_build_tools_finds_weights_by_name_and_skips_the_rest(tmp_path, tiny_tor
     tools = build_tools(("lpips", "fid", "fvd", "tc"), weights_dir=tmp_path)
     assert tools.lpips is not None and tools.inception is not None and tools.flow is not None
     assert set(tools.skipped) == {"fvd"} and "--i3d-weights" in tools.skipped["fvd"]
+
+
+def test_metrics_without_a_tool_are_skipped(tmp_path):
+    pred, gt = _shot(tmp_path, frames=3)
+    report = evaluate_clips(
+        [ClipSpec("s", pred, gt)], MetricTools(), EvalSettings(metrics=("psnr", "fid")), progress=False
+    )
+    assert set(report.skipped) == {"fid"} and report.clips[0].metrics["psnr"] > 0

@@ -209,11 +209,12 @@ def evaluate_clips(
     """Load and score every clip, then aggregate. Metrics in ``tools.skipped`` are left out (reported)."""
     if not specs:
         raise InputError("nothing to evaluate: give --pred and --gt, or --manifest")
-    metrics = [m for m in settings.metrics if m not in tools.skipped]
+    skipped = dict(tools.skipped)
     needed = {"lpips": tools.lpips, "fid": tools.inception, "fvd": tools.i3d, "edmd": tools.sketch, "tc": tools.flow}
-    absent = [m for m in metrics if m in needed and needed[m] is None]
-    if absent:
-        raise InputError(f"no tool was set up for {', '.join(absent)}; build MetricTools with build_tools()")
+    for name in settings.metrics:
+        if name in needed and needed[name] is None and name not in skipped:
+            skipped[name] = "no network/extractor was set up for it (see build_tools)"
+    metrics = [m for m in settings.metrics if m not in skipped]
     results = []
     with tqdm(total=len(specs) * (len(metrics) + 1), desc="evaluate", unit="step", disable=not progress) as bar:
 
@@ -238,7 +239,7 @@ def evaluate_clips(
         clips=results,
         aggregate=values,
         aggregate_samples=samples,
-        skipped=dict(tools.skipped),
+        skipped=skipped,
         info=dict(tools.info),
         notes=notes,
     )
