@@ -12,7 +12,8 @@ TINY = FIXTURES / "tiny"
 TINY_CONFIG = TINY / "tiny_config.json"
 FULL_MANIFEST = FIXTURES / "reference" / "lvcd_state_dict_manifest.json"
 
-torch.set_num_threads(2)
+# One thread: the tiny test model is too small to gain from more, and it keeps shared CI cores predictable.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

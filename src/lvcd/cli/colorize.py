@@ -1,0 +1,148 @@
+"""`lvcd colorize`: colorize a shot of line art from one coloured reference frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lvcd.errors import InputError, LVCDError
+
+EXAMPLES = """
+Examples:
+
+  lvcd colorize --reference ref.png --lineart lineart/ -o shot.mp4 --svd svd.safetensors --lvcd lvcd.ckpt
+
+  lvcd colorize --reference ref.png --lineart frames/ --from-color -o out/ --lineart-weights sk_model.pth
+
+  lvcd colorize --reference ref.png --lineart shot.mp4 -o shot_color.webm --keyframe 40=key40.png --seed 7
+
+  lvcd colorize ... --resume        # continue an interrupted job from its last finished window
+"""
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError as err:
+        raise InputError(f"--size {text!r} is not HxW, e.g. 320x576.") from err
+    return height, width
+
+
+def parse_keyframes(items: list[str]) -> dict[int, Path]:
+    keyframes = {}
+    for item in items:
+        index, sep, path = item.partition("=")
+        if not sep or not index.strip().isdigit():
+            raise InputError(f"--keyframe {item!r} is not INDEX=IMAGE, e.g. --keyframe 40=key40.png.")
+        keyframes[int(index)] = Path(path)
+    return keyframes
+
+
+class ExtractedLineart:
+    """Line art extracted on the fly from colour frames (dark lines on white)."""
+
+    def __init__(self, source, extractor):
+        self.source, self.extractor = source, extractor
+        self.size_hw = source.size_hw
+        self.path = getattr(source, "path", None)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __iter__(self):
+        return (self.extractor(frame) for frame in self.source)
+
+
+def colorize(
+    reference: Path = typer.Option(..., "--reference", "-r", help="The coloured reference: frame 0 of the shot, coloured."),
+    lineart: Path = typer.Option(..., "--lineart", "-l", help="Line art of every frame: a folder of images (natural sort), a video or a GIF."),
+    output: Path = typer.Option(..., "--output", "-o", help="shot.mp4 / .webm / .gif writes a video; any other name a folder of PNG frames."),
+    svd: Path | None = typer.Option(None, "--svd", help="Stability's svd.safetensors (or one whole-model file from `lvcd convert`). Default: the Hugging Face cache."),
+    lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="LVCD's lvcd.ckpt (or its `lvcd convert` safetensors)."),
+    config: str | None = typer.Option(None, "--config", help="Model config: a preset name (svd-lvcd) or a JSON of sgm hyper-parameters."),
+    size: str | None = typer.Option(None, "--size", help="Processing size HxW (multiples of 64). Default: near 320x576, aspect kept."),
+    steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (printed when not given, for reproducing a run)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 for the diffusion networks (default: bf16 on GPU, fp32 on CPU)."),
+    offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU (for small GPUs)."),
+    polarity: str = typer.Option("auto", "--polarity", help="auto, dark-lines (dark lines on light paper) or bright-lines (light lines on black)."),
+    from_color: bool = typer.Option(False, "--from-color", help="--lineart holds colour frames: extract their line art first."),
+    lineart_method: str = typer.Option("informative", "--lineart-method", help="With --from-color: informative (sk_model.pth, as trained) or xdog (no weights)."),
+    lineart_weights: Path | None = typer.Option(None, "--lineart-weights", help="With --from-color: sk_model.pth."),
+    keyframe: list[str] = typer.Option([], "--keyframe", help="INDEX=IMAGE: a further coloured frame; windows after it use it as reference. Repeatable."),
+    fps: float | None = typer.Option(None, "--fps", help="Frame rate of a video output (default: the input video's, else 20)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    work_dir: Path | None = typer.Option(None, "--work-dir", help="Where per-window state is kept (default: .<output>.lvcd-work next to the output)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted job from its work directory."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep the work directory after success."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Colorize line-art frames from one coloured reference frame (LVCD). Any length and frame size."""
+    try:
+        _run(**locals())
+    except LVCDError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(**opts) -> None:
+    import torch
+
+    from lvcd.io import FrameSource
+    from lvcd.pipeline import LVCDPipeline
+
+    output: Path = opts["output"]
+    if output.exists() and not opts["overwrite"] and not opts["resume"]:
+        raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
+    source = FrameSource.open(opts["lineart"])
+    lineart = source
+    if opts["from_color"]:
+        from lvcd.lineart import get_extractor
+
+        extractor = get_extractor(opts["lineart_method"], weights=opts["lineart_weights"], device=opts["device"] or "cpu")
+        if extractor.warning:
+            typer.echo(f"warning: {extractor.warning}", err=True)
+        lineart = ExtractedLineart(source, extractor)
+    size, keyframes = parse_size(opts["size"]), parse_keyframes(opts["keyframe"])
+    dtype = getattr(torch, DTYPES[opts["dtype"]]) if opts["dtype"] else None
+    if opts["dtype"] and opts["dtype"] not in DTYPES:
+        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}.")
+    if opts["svd"] is None:
+        pipe = LVCDPipeline.from_pretrained(device=opts["device"], dtype=dtype, offload=opts["offload"], config=opts["config"])
+    else:
+        pipe = LVCDPipeline.from_single_file(opts["svd"], opts["lvcd_ckpt"], config=opts["config"], device=opts["device"], dtype=dtype, offload=opts["offload"])
+    work_dir = opts["work_dir"] or output.parent / f".{output.name}.lvcd-work"
+    result = pipe(
+        opts["reference"],
+        lineart,
+        size=size,
+        num_steps=opts["steps"],
+        seed=opts["seed"],
+        polarity="dark-lines" if opts["from_color"] else opts["polarity"],
+        keyframes={i: p for i, p in keyframes.items()},
+        output=output,
+        fps=opts["fps"] or source.fps or 20.0,
+        overwrite=opts["overwrite"],
+        work_dir=work_dir,
+        resume=opts["resume"],
+        progress=not opts["quiet"],
+    )
+    if not opts["keep_work"]:
+        import shutil
+
+        shutil.rmtree(work_dir, ignore_errors=True)
+    plan = result.size_plan
+    typer.echo(
+        f"wrote {len(result.latents)} frames ({plan.input_hw[1]}x{plan.input_hw[0]}, processed at {plan.model_hw[1]}x{plan.model_hw[0]}, "
+        f"line art {result.polarity}, seed {result.seed}) to {result.output_path}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("colorize", help=(colorize.__doc__ or "") + EXAMPLES)(colorize)

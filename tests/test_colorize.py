@@ -1,0 +1,181 @@
+"""`lvcd colorize` and LVCDPipeline on the tiny model: any length, any size, parity, resume, bad inputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_CONFIG, assert_close_rel
+from PIL import Image
+from typer.testing import CliRunner
+
+from lvcd.cli import app
+from lvcd.io import FrameSource
+from lvcd.pipeline import LVCDPipeline
+
+REAL_LINEART = Path(__file__).parent / "fixtures" / "io" / "lineart"
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_weights) -> LVCDPipeline:
+    return LVCDPipeline.from_single_file(tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG, device="cpu")
+
+
+def _shot(folder: Path, count: int, size_hw=(64, 128), seed: int = 0) -> tuple[Path, Path]:
+    """A synthetic shot: dark-lines drawings of a moving circle, and a coloured frame 0."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    height, width = size_hw
+    yy, xx = np.mgrid[:height, :width]
+    for index in range(count):
+        cx, cy = width * (0.3 + 0.4 * index / max(count, 1)), height / 2
+        ring = np.abs(np.hypot(xx - cx, yy - cy) - height / 4) < 1.5
+        Image.fromarray(np.where(ring, 0, 255).astype(np.uint8)).save(folder / f"f{index}.png")
+    colour = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    reference = folder.parent / f"{folder.name}_ref.png"
+    Image.fromarray(colour).save(reference)
+    return folder, reference
+
+
+def _cli(tiny_weights, *args: str):
+    runner = CliRunner()
+    base = ["colorize", "--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG), "--quiet"]
+    return runner.invoke(app, base + list(args))
+
+
+@pytest.mark.parametrize("count", [1, 2, 14, 15, 16, 24, 35, 100])
+def test_cli_output_has_one_frame_per_input_frame(tmp_path, tiny_weights, count):
+    frames, reference = _shot(tmp_path / "lineart", count)
+    out = tmp_path / "out"
+    result = _cli(tiny_weights, "--reference", str(reference), "--lineart", str(frames), "-o", str(out), "--steps", "1", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    written = sorted(out.iterdir())
+    assert len(written) == count
+    assert Image.open(written[0]).size == (128, 64)
+    assert not (tmp_path / ".out.lvcd-work").exists()  # work dir removed after success
+
+
+def test_cli_odd_size_video_round_trip(tmp_path, tiny_weights):
+    frames, reference = _shot(tmp_path / "lineart", 5, size_hw=(333, 500))
+    out = tmp_path / "shot.mp4"
+    result = _cli(tiny_weights, "--reference", str(reference), "--lineart", str(frames), "-o", str(out), "--steps", "1", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    video = FrameSource.open(out)
+    assert len(video) == 5 and tuple(video.size_hw) == (333, 500)
+
+
+def test_pipeline_matches_official_long_video_sampling(pipe, sample_n35):
+    """Official notebook settings on the N=35 golden run: final latents and decoded frames."""
+    result = pipe(
+        (sample_n35["reference"][0] + 1) / 2,
+        sample_n35["sketches_1ch"],
+        polarity="bright-lines",
+        initial_noise=sample_n35["x_T"],
+        reference_noise=sample_n35["first_cond_eps"],
+        progress=False,
+    )
+    assert_close_rel(result.latents, sample_n35["latents"], name="latents")
+    assert_close_rel(result.frames * 2 - 1, sample_n35["frames"], name="frames")
+
+
+def test_seed_reproduces_and_differs(pipe, tmp_path):
+    frames, reference = _shot(tmp_path / "l", 3)
+    runs = [pipe(reference, frames, num_steps=1, seed=s, progress=False).latents for s in (5, 5, 6)]
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_keyframe_changes_only_windows_after_it(pipe, tmp_path):
+    frames, reference = _shot(tmp_path / "l", 30)
+    key = np.full((64, 128, 3), 200, np.uint8)
+    plain = pipe(reference, frames, num_steps=1, seed=2, progress=False).latents
+    keyed = pipe(reference, frames, num_steps=1, seed=2, keyframes={20: key}, progress=False).latents
+    assert torch.equal(plain[:25], keyed[:25])  # windows 0-1 start before frame 20 (window 2 adds frames 25..)
+    assert not torch.equal(plain[25:], keyed[25:])
+
+
+def test_polarity_detected_on_real_line_art(pipe, tmp_path):
+    drawings = sorted(REAL_LINEART.glob("*.png"))
+    assert len(drawings) >= 3
+    reference = np.asarray(Image.open(drawings[0]).convert("RGB"))
+    dark = pipe(reference, [np.asarray(Image.open(p)) for p in drawings], num_steps=1, seed=0, progress=False)
+    bright = pipe(reference, [255 - np.asarray(Image.open(p)) for p in drawings], num_steps=1, seed=0, progress=False)
+    assert dark.polarity == "dark-lines" and bright.polarity == "bright-lines"
+    assert dark.frames.shape[-2:] == tuple(np.asarray(Image.open(drawings[0])).shape[:2])
+    # Both polarities mean the same drawing, so the model sees the same hints.
+    assert torch.allclose(dark.latents, bright.latents, atol=1e-5)
+
+
+def test_killed_run_resumes_bit_identically(tmp_path, tiny_weights):
+    frames, reference = _shot(tmp_path / "lineart", 35)
+    common = ["--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG), "--quiet",
+              "--reference", str(reference), "--lineart", str(frames), "--steps", "3", "--seed", "11"]
+    cmd = [sys.executable, "-m", "lvcd.cli", "colorize", *common]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*cmd, "-o", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+
+    work = tmp_path / "work"
+    killed = subprocess.Popen([*cmd, "-o", str(tmp_path / "resumed"), "--work-dir", str(work)], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (work / "window_000001.safetensors").exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert (work / "window_000000.safetensors").exists() and not (work / "window_000002.safetensors").exists()
+    assert not (tmp_path / "resumed").exists()  # nothing partial at the target
+
+    subprocess.run([*cmd, "-o", str(tmp_path / "resumed"), "--work-dir", str(work), "--resume"], check=True, env=env, capture_output=True)
+    full, resumed = sorted((tmp_path / "full").iterdir()), sorted((tmp_path / "resumed").iterdir())
+    assert [p.name for p in full] == [p.name for p in resumed] and len(full) == 35
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(full, resumed, strict=True))
+
+
+def test_resume_refuses_a_work_dir_of_another_job(pipe, tmp_path):
+    frames, reference = _shot(tmp_path / "l", 16)
+    pipe(reference, frames, num_steps=1, seed=1, work_dir=tmp_path / "w", progress=False)
+    with pytest.raises(Exception, match="belongs to a job"):
+        pipe(reference, frames, num_steps=1, seed=2, work_dir=tmp_path / "w", resume=True, progress=False)
+
+
+def _expect_error(result, *phrases):
+    assert result.exit_code == 2, result.output
+    for phrase in phrases:
+        assert phrase in result.output
+
+
+def test_bad_inputs_give_clear_errors_and_no_output(tmp_path, tiny_weights):
+    frames, reference = _shot(tmp_path / "lineart", 4)
+    out = tmp_path / "out.mp4"
+    run = lambda *a: _cli(tiny_weights, "-o", str(out), "--steps", "1", *a)  # noqa: E731
+
+    odd = tmp_path / "mixed"
+    odd.mkdir()
+    for i, size in enumerate([(128, 64), (128, 64), (100, 64)]):
+        Image.new("L", size, 255).save(odd / f"{i}.png")
+    _expect_error(run("--reference", str(reference), "--lineart", str(odd)), "2.png")
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    Image.new("L", (128, 64), 255).save(broken / "0.png")
+    (broken / "1.png").write_text("not a png")
+    _expect_error(run("--reference", str(reference), "--lineart", str(broken)), "1.png")
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _expect_error(run("--reference", str(reference), "--lineart", str(empty)), "empty")
+
+    not_image = tmp_path / "ref.png"
+    not_image.write_text("hello")
+    _expect_error(run("--reference", str(not_image), "--lineart", str(frames)), "ref.png")
+
+    _expect_error(run("--reference", str(reference), "--lineart", str(frames), "--size", "100x100"), "64")
+    _expect_error(run("--reference", str(reference), "--lineart", str(frames), "--keyframe", "9=x.png"), "Keyframe")
+    assert not out.exists()
+    assert not any(p.name.startswith(".out.mp4") and "partial" in p.name for p in tmp_path.iterdir())
