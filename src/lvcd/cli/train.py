@@ -1,0 +1,57 @@
+"""`lvcd train`: fine-tune LVCD from a TOML/JSON config (single device, or data parallel via `accelerate launch`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from lvcd.errors import LVCDError
+
+
+def train_command(
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="Training config (.toml or .json); see examples/train_config.toml."
+    ),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        help="Continue from a checkpoint folder (…/checkpoints/step_001500) or 'latest' in output_dir.",
+    ),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="Override output_dir."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Override train.max_steps."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override any setting: --set train.batch_size=1 --set optim.learning_rate=1e-5 (TOML values)."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Fine-tune LVCD: ControlNet + UNet spatial/temporal self-attention, v-prediction loss, AdamW.
+
+    Multi-GPU / multi-node: `accelerate launch [--num_processes N ...] -m lvcd.cli train --config FILE`.
+    """
+    from lvcd.train.config import load_train_config
+
+    try:
+        items = list(overrides)
+        if output_dir is not None:
+            items.append(f"output_dir={json.dumps(str(output_dir))}")
+        if max_steps is not None:
+            items.append(f"train.max_steps={max_steps}")
+        train_config = load_train_config(config, items)
+        from lvcd.train.loop import train
+
+        result = train(train_config, resume=resume, progress=progress)
+    except LVCDError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if not result.is_main_process:
+        return
+    if result.checkpoint is not None:
+        typer.echo(f"Trained steps {result.start_step}..{result.step}; last checkpoint {result.checkpoint}")
+    else:
+        typer.echo(f"Nothing to do: the run is already at step {result.step} of {train_config.train.max_steps}.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)

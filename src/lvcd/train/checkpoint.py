@@ -1,0 +1,162 @@
+"""Training checkpoints: the trained weights as an lvcd.ckpt-compatible safetensors file, plus the state to resume.
+
+Layout of one checkpoint (written to a hidden temporary folder, then renamed, so a folder that exists is complete)::
+
+    <output_dir>/checkpoints/step_000100/
+        lvcd.safetensors     exactly the LVCD-trained key set (official names): load it as ``lvcd_path``
+        train_state.json     step, epoch, data position (readable copy of custom_checkpoint_1.pkl)
+        state/               accelerate's save_state: optimizer.bin, scheduler (custom_checkpoint_0.pkl),
+                             train state (custom_checkpoint_1.pkl), random_states_<rank>.pkl, scaler.pt (fp16)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lvcd.errors import LVCDError, WeightsError
+from lvcd.model import LVCDModel
+from lvcd.weights import WeightsFile, lvcd_trained_keys, save_safetensors
+
+CHECKPOINTS_DIR = "checkpoints"
+WEIGHTS_NAME = "lvcd.safetensors"
+STATE_DIR = "state"
+TRAIN_STATE_NAME = "train_state.json"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+class CheckpointError(LVCDError, ValueError):
+    """A checkpoint to resume from is missing or incomplete."""
+
+
+@dataclass
+class TrainState:
+    """Progress counters, saved with every checkpoint (registered with accelerate as a custom object)."""
+
+    step: int = 0  # optimizer steps done
+    micro_step: int = 0  # micro-batches consumed per process
+    epoch: int = 0
+    batches_per_epoch: int = 0  # per process, to check that a resumed run reads the data the same way
+    world_size: int = 1
+    batch_size: int = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            if hasattr(self, key):
+                setattr(self, key, int(value))
+
+
+def step_dir_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def checkpoints_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / CHECKPOINTS_DIR
+
+
+def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first."""
+    root = checkpoints_root(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = _STEP_DIR.match(entry.name)
+        if match and entry.is_dir() and (entry / WEIGHTS_NAME).is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
+    """``'latest'`` (newest complete checkpoint of ``output_dir``) or a checkpoint folder."""
+    if str(resume) == "latest":
+        found = list_checkpoints(output_dir)
+        if not found:
+            raise CheckpointError(f"--resume latest: no checkpoint under {checkpoints_root(output_dir)}.")
+        return found[-1][1]
+    path = Path(resume)
+    if path.is_file() and path.name == WEIGHTS_NAME:
+        path = path.parent
+    for needed in (WEIGHTS_NAME, TRAIN_STATE_NAME, STATE_DIR):
+        if not (path / needed).exists():
+            raise CheckpointError(
+                f"{path} is not a training checkpoint (no {needed}); pass a folder like "
+                f"{checkpoints_root(output_dir) / step_dir_name(100)} or 'latest'."
+            )
+    return path
+
+
+def trained_state(full_state: dict[str, torch.Tensor], model: LVCDModel, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The LVCD-trained tensors (official names) out of a state dict whose keys carry ``prefix``."""
+    return {key: full_state[prefix + key] for key in lvcd_trained_keys(model)}
+
+
+def save_trained_weights(tensors: dict[str, torch.Tensor], path: str | Path, step: int, config_name: str) -> Path:
+    metadata = {"format": "pt", "lvcd_subset": "lvcd", "lvcd_config": json.dumps(config_name), "step": str(step)}
+    return save_safetensors({k: v.detach().float() for k, v in tensors.items()}, path, metadata=metadata)
+
+
+@torch.no_grad()
+def load_trained_weights(model: LVCDModel, path: str | Path) -> int:
+    """Copy an LVCD weights file (exactly the trained key set) into ``model``; returns the tensor count."""
+    weights = WeightsFile(path, "lvcd")
+    expected = lvcd_trained_keys(model)
+    keys = set(weights.keys())
+    missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path} does not hold the LVCD-trained key set: {len(missing)} missing ({', '.join(missing[:3])}), "
+            f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})."
+        )
+    state = model.state_dict()
+    for key in expected:
+        tensor = weights.get(key)
+        if tuple(tensor.shape) != tuple(state[key].shape):
+            raise WeightsError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model {tuple(state[key].shape)}.")
+        state[key].copy_(tensor)
+    return len(expected)
+
+
+def write_json_atomic(path: Path, document: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(document, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def staging_dir(output_dir: str | Path, step: int) -> Path:
+    return checkpoints_root(output_dir) / f".{step_dir_name(step)}.tmp"
+
+
+def publish(staging: Path, final: Path) -> Path:
+    """Rename a finished staging folder into place (replacing an older folder of the same step)."""
+    if final.exists():
+        retired = final.with_name(f".{final.name}.old")
+        shutil.rmtree(retired, ignore_errors=True)
+        os.replace(final, retired)
+        os.replace(staging, final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(staging, final)
+    return final
+
+
+def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints; returns the deleted folders."""
+    if keep is None:
+        return []
+    found = list_checkpoints(output_dir)
+    removed = []
+    for _, path in found[: max(0, len(found) - keep)]:
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed

@@ -1,0 +1,439 @@
+"""The LVCD fine-tuning loop: plain PyTorch on accelerate (single device, multi-GPU and multi-node data parallel).
+
+One optimizer step = ``gradient_accumulation_steps`` micro-batches of ``batch_size`` clips per process. Randomness:
+the data order comes from ``DistributedSampler`` seeded with ``seed`` (+ epoch), the references from the dataset's
+own seed, and sigma/noise of micro-batch ``m`` on process ``r`` from a CPU generator seeded with (seed, r, m). So a
+run resumed from a checkpoint repeats exactly what the uninterrupted run would have done.
+
+    >>> result = train(load_train_config("examples/train_config.toml"))   # doctest: +SKIP
+    >>> result.losses[-1], result.checkpoint                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from lvcd.config import get_config
+from lvcd.errors import WeightsError
+from lvcd.model import PART_PREFIXES, Conditioning, LVCDModel
+from lvcd.train import checkpoint as ckpt
+from lvcd.train.config import TrainConfig, TrainConfigError
+from lvcd.train.loss import build_conditioning, diffusion_loss, draw_sigma_and_noise
+from lvcd.train.trainable import enable_gradient_checkpointing, init_controlnet_from_unet, set_trainable
+from lvcd.weights import load_model
+
+BATCH_TENSOR_KEYS = ("latents", "control_hint", "reference", "fps_id", "motion_bucket_id", "cond_aug")
+LOG_NAME = "train_log.csv"
+LOG_COLUMNS = ("step", "epoch", "samples", "loss", "lr", "seconds")
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def load_training_models(config: TrainConfig) -> tuple[LVCDModel, LVCDModel, dict[str, Any]]:
+    """(denoiser model: UNet + ControlNet, frozen encoders: CLIP + conditioner VAE encoder, info), fp32 on CPU.
+
+    Without ``model.lvcd`` the ControlNet is initialised from the UNet (official ``init_from_unet``); with it, the
+    ControlNet and the UNet attention start from those weights (unless ``controlnet_from_unet = true``).
+    """
+    section = config.model
+    if not section.svd:
+        raise TrainConfigError("model.svd is required: the path of svd.safetensors.")
+    model_config = get_config(section.config)
+    from_unet = section.controlnet_from_unet if section.controlnet_from_unet is not None else section.lvcd is None
+    net, report = load_model(section.svd, section.lvcd, config=model_config, parts=("unet", "controlnet"), strict=False)
+    allowed = PART_PREFIXES["controlnet"] if section.lvcd is None else None
+    missing = [k for k in report.missing if allowed is None or not k.startswith(allowed)]
+    if missing or report.unexpected or report.shape_mismatch:
+        raise WeightsError(
+            f"The training weights do not fit the '{model_config.name}' model.\n{report.summary()}"
+            + (f"\n{len(missing)} missing that no init provides: {', '.join(missing[:5])}" if missing else "")
+        )
+    encoders, _ = load_model(section.svd, None, config=model_config, parts=("clip", "cond_encoder"), strict=True)
+    info: dict[str, Any] = {"controlnet_init": "unet" if from_unet else "weights"}
+    if from_unet:
+        init_controlnet_from_unet(net, seed=config.seed)
+    info["trainable"] = set_trainable(net)
+    return net, encoders, info
+
+
+class TrainingModule(nn.Module):
+    """What data parallelism wraps: the UNet + ControlNet and the loss (conditioning comes in precomputed)."""
+
+    def __init__(self, net: LVCDModel):
+        super().__init__()
+        self.net = net
+
+    def forward(self, latents, concat, crossattn, vector, hint, sigma, noise) -> tuple[torch.Tensor, torch.Tensor]:
+        out = diffusion_loss(self.net, latents, Conditioning(concat, crossattn, vector, hint), sigma=sigma, noise=noise)
+        return out.loss, out.frame_losses
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def build_dataset(config: TrainConfig) -> Dataset:
+    from lvcd.data.dataset import LVCDClipDataset
+
+    d = config.data
+    if not d.root:
+        raise TrainConfigError("data.root is required: an LVCD training root (see `lvcd data prepare`).")
+    return LVCDClipDataset(d.root, size=d.size, num_frames=d.num_frames, nframe_range=d.nframe_range, seed=config.seed)
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` (per-epoch shuffle from ``seed + epoch``, one shard per process) that can start
+    ``start_index`` samples into its epoch, so a resumed run skips what was consumed without loading it."""
+
+    start_index = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(list(super().__iter__())[self.start_index :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start_index
+
+
+def _micro_batches(
+    loader: DataLoader, sampler: ResumableSampler, batches_per_epoch: int, start: int
+) -> Iterator[tuple[int, dict]]:
+    epoch, offset = divmod(start, batches_per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        sampler.start_index = offset * loader.batch_size
+        if hasattr(loader.dataset, "set_epoch"):
+            loader.dataset.set_epoch(epoch)  # new reference draws per epoch (workers copy the dataset per epoch)
+        for batch in loader:
+            yield epoch, batch
+        epoch, offset = epoch + 1, 0
+
+
+def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
+    moved = {}
+    for key in BATCH_TENSOR_KEYS:
+        if key in batch:
+            moved[key] = batch[key].to(device, non_blocking=True)
+    return moved
+
+
+def _check_batch(batch: Mapping[str, Any], size_multiple: int) -> None:
+    for key in ("latents", "control_hint", "reference"):
+        if key not in batch:
+            raise TrainConfigError(
+                f"Training items need '{key}' (latents, control_hint, reference); this dataset has {sorted(batch)}."
+            )
+    height, width = batch["control_hint"].shape[-2:]
+    if height % size_multiple or width % size_multiple:
+        raise TrainConfigError(
+            f"Training frames are {height}x{width}; both sides must be multiples of {size_multiple}."
+        )
+
+
+def _make_loader(config: TrainConfig, dataset: Dataset, accelerator) -> tuple[DataLoader, ResumableSampler, int]:
+    """This process's loader over its shard; returns (loader, sampler, batches per epoch)."""
+    batch_size = config.train.batch_size
+    sampler = ResumableSampler(
+        dataset,
+        num_replicas=accelerator.num_processes,
+        rank=accelerator.process_index,
+        shuffle=config.data.shuffle,
+        seed=config.seed,
+    )
+    batches_per_epoch = sampler.num_samples // batch_size
+    if batches_per_epoch == 0:
+        raise TrainConfigError(
+            f"The dataset has {len(dataset)} samples: fewer than batch_size {batch_size} x "
+            f"{accelerator.num_processes} process(es)."
+        )
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=config.data.num_workers,
+        drop_last=True,
+        pin_memory=accelerator.device.type == "cuda",
+    )
+    return loader, sampler, batches_per_epoch
+
+
+def _warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then constant (the official: constant from step 0)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+    )
+
+
+def _noise_generator(seed: int, process_index: int, micro_step: int) -> torch.Generator:
+    state = np.random.SeedSequence([seed, process_index, micro_step]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+
+
+# ------------------------------------------------------------------------------------------------ logging
+
+
+class _Loggers:
+    """CSV (always readable, truncated to the resumed step) and TensorBoard, on the main process only."""
+
+    def __init__(self, config: TrainConfig, output_dir: Path, start_step: int, enabled: bool):
+        self.csv_path = output_dir / "logs" / LOG_NAME
+        self.writer = None
+        self.file = None
+        if not enabled:
+            return
+        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
+        if "csv" in config.log.trackers:
+            rows = []
+            if self.csv_path.exists():
+                with self.csv_path.open(newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
+            self.file = self.csv_path.open("w", newline="")
+            self.csv = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS)
+            self.csv.writeheader()
+            self.csv.writerows(rows)
+            self.file.flush()
+        if "tensorboard" in config.log.trackers:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise TrainConfigError(
+                    "log.trackers has 'tensorboard' but it is not installed: pip install 'lvcd[train]'."
+                ) from err
+            self.writer = SummaryWriter(str(output_dir / "logs" / "tensorboard"), purge_step=start_step + 1)
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.csv.writerow(row)
+            self.file.flush()
+        if self.writer is not None:
+            for key in ("loss", "lr"):
+                self.writer.add_scalar(f"train/{key}", row[key], row["step"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+# ------------------------------------------------------------------------------------------------ loop
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    start_step: int
+    step: int
+    losses: list[float] = field(
+        default_factory=list
+    )  # one per optimizer step run here (mean over micro-batches, processes)
+    checkpoint: Path | None = None  # the last checkpoint written
+    trainable_parameters: int = 0
+    is_main_process: bool = True  # False on the other processes of a data-parallel run
+
+
+def _make_accelerator(config: TrainConfig, output_dir: Path):
+    try:
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration
+    except ImportError as err:
+        raise TrainConfigError("Training needs accelerate: pip install 'lvcd[train]'.") from err
+    precision = config.train.mixed_precision
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise TrainConfigError("train.mixed_precision = 'fp16' needs a GPU; use 'bf16' or 'no' on CPU.")
+    return Accelerator(
+        mixed_precision=precision,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), automatic_checkpoint_naming=False),
+    )
+
+
+def _save_checkpoint(
+    accelerator, module: nn.Module, net: LVCDModel, state: ckpt.TrainState, config: TrainConfig, output_dir: Path
+) -> Path:
+    staging = ckpt.staging_dir(output_dir, state.step)
+    final = ckpt.checkpoints_root(output_dir) / ckpt.step_dir_name(state.step)
+    if accelerator.is_main_process:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging / ckpt.STATE_DIR))
+    full_state = accelerator.get_state_dict(module)  # every process takes part (gathers under FSDP)
+    if accelerator.is_main_process:
+        ckpt.save_trained_weights(
+            ckpt.trained_state(full_state, net, prefix="net."), staging / ckpt.WEIGHTS_NAME, state.step, net.config.name
+        )
+        ckpt.write_json_atomic(staging / ckpt.TRAIN_STATE_NAME, state.state_dict())
+        ckpt.write_json_atomic(staging / "config.json", config.to_dict())
+        ckpt.publish(staging, final)
+        ckpt.prune_checkpoints(output_dir, config.checkpoint.keep)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _accumulate_gradients(
+    accelerator, module: nn.Module, encoders: LVCDModel, batches, state: ckpt.TrainState, config: TrainConfig, p: tuple
+) -> torch.Tensor:
+    """Forward + backward of ``gradient_accumulation_steps`` micro-batches (gradients synchronised on the last one);
+    returns this process's mean loss."""
+    accumulation = config.train.gradient_accumulation_steps
+    loss_sum = torch.zeros((), device=accelerator.device)
+    for micro in range(accumulation):
+        epoch, batch = next(batches)
+        if state.micro_step == 0 or micro == 0:
+            _check_batch(batch, encoders.config.size_multiple)
+        batch = _to_device(batch, accelerator.device)
+        cond = build_conditioning(encoders, batch)
+        generator = _noise_generator(config.seed, accelerator.process_index, state.micro_step)
+        sigma, noise = draw_sigma_and_noise(batch["latents"], p[0], p[1], generator)
+        last = micro == accumulation - 1
+        with contextlib.nullcontext() if last else accelerator.no_sync(module):
+            with accelerator.autocast():
+                loss, _ = module(batch["latents"], cond.concat, cond.crossattn, cond.vector, cond.hint, sigma, noise)
+            accelerator.backward(loss / accumulation)
+        loss_sum += loss.detach().float()
+        state.micro_step += 1
+        state.epoch = epoch
+    return loss_sum / accumulation
+
+
+def train(
+    config: TrainConfig,
+    resume: str | Path | None = None,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune LVCD as configured; ``resume`` = a checkpoint folder or 'latest'. Returns the losses and the last
+    checkpoint. ``dataset`` replaces the config's data root (any map-style dataset with LVCDClipDataset's items)."""
+    config = config.validate()
+    output_dir = Path(config.output_dir)
+    accelerator = _make_accelerator(config, output_dir)
+    from accelerate.utils import DistributedType, set_seed
+
+    set_seed(config.seed)
+    resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None else None
+    multiple = get_config(config.model.config).size_multiple
+    if dataset is None and any(side % multiple for side in config.data.size):
+        raise TrainConfigError(f"data.size {list(config.data.size)}: both sides must be multiples of {multiple}.")
+
+    net, encoders, info = load_training_models(config)
+    if resume_from is not None:
+        ckpt.load_trained_weights(net, resume_from / ckpt.WEIGHTS_NAME)
+    if config.train.gradient_checkpointing:
+        enable_gradient_checkpointing(net)
+    trainable = [p for p in net.parameters() if p.requires_grad]  # the LVCD set minus the zero-gradient tensors
+
+    dataset = dataset if dataset is not None else build_dataset(config)
+    tcfg, o = config.train, config.optim
+    loader, sampler, batches_per_epoch = _make_loader(config, dataset, accelerator)
+    optimizer = torch.optim.AdamW(trainable, lr=o.learning_rate, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    scheduler = _warmup_scheduler(optimizer, o.warmup_steps)
+
+    module = TrainingModule(net)
+    module, optimizer = accelerator.prepare(module, optimizer)
+    encoders.to(accelerator.device)
+    state = ckpt.TrainState(
+        batches_per_epoch=batches_per_epoch, world_size=accelerator.num_processes, batch_size=tcfg.batch_size
+    )
+    # The scheduler is registered, not prepared: prepared schedulers step once per process.
+    accelerator.register_for_checkpointing(scheduler)
+    accelerator.register_for_checkpointing(state)
+    if accelerator.distributed_type != DistributedType.FSDP:
+        # The weights go to lvcd.safetensors (trained keys only); keep accelerate from writing the whole model.
+        accelerator.register_save_state_pre_hook(lambda models, weights, output: weights.clear())
+        accelerator.register_load_state_pre_hook(lambda models, input_dir: models.clear())
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from / ckpt.STATE_DIR))
+        if state.batches_per_epoch != batches_per_epoch:
+            accelerator.print(
+                f"warning: the data layout changed since the checkpoint ({state.batches_per_epoch} -> {batches_per_epoch} "
+                "batches per epoch and process); the data position is approximate."
+            )
+            state.batches_per_epoch = batches_per_epoch
+
+    start_step = state.step
+    loggers = _Loggers(config, output_dir, start_step, enabled=accelerator.is_main_process)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_json_atomic(output_dir / "config.json", config.to_dict())
+    result = TrainResult(
+        output_dir,
+        start_step,
+        start_step,
+        trainable_parameters=sum(p.numel() for p in trainable),
+        is_main_process=accelerator.is_main_process,
+    )
+    accelerator.print(
+        f"lvcd train: {len(info['trainable'])} trained tensors ({len(trainable)} optimized, "
+        f"{result.trainable_parameters:,} parameters), ControlNet from {info['controlnet_init']}; "
+        f"{len(dataset)} samples, {accelerator.num_processes} process(es) x {tcfg.batch_size} clips x "
+        f"{tcfg.gradient_accumulation_steps} accumulation; steps {start_step} -> {tcfg.max_steps}"
+        + (f" (resumed from {resume_from})" if resume_from is not None else "")
+    )
+
+    p_mean = tcfg.p_mean if tcfg.p_mean is not None else net.config.sampling.p_mean
+    p_std = tcfg.p_std if tcfg.p_std is not None else net.config.sampling.p_std
+    batches = _micro_batches(loader, sampler, batches_per_epoch, state.micro_step)
+    bar = None
+    if progress and accelerator.is_local_main_process:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=tcfg.max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+    try:
+        while state.step < tcfg.max_steps:
+            started = time.perf_counter()
+            step_loss = _accumulate_gradients(accelerator, module, encoders, batches, state, config, (p_mean, p_std))
+            if o.max_grad_norm is not None:
+                accelerator.clip_grad_norm_(trainable, o.max_grad_norm)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+
+            step_loss = accelerator.reduce(step_loss, reduction="mean").item()
+            if not math.isfinite(step_loss):
+                accelerator.print(f"warning: non-finite loss {step_loss} at step {state.step}")
+            result.losses.append(step_loss)
+            result.step = state.step
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}", epoch=state.epoch)
+            if state.step % config.log.every == 0 or state.step == tcfg.max_steps:
+                samples = state.micro_step * tcfg.batch_size * accelerator.num_processes
+                loggers.log(
+                    {
+                        "step": state.step,
+                        "epoch": state.epoch,
+                        "samples": samples,
+                        "loss": f"{step_loss:.6g}",
+                        "lr": f"{lr:.6g}",
+                        "seconds": f"{time.perf_counter() - started:.3f}",
+                    }  # fmt: skip
+                )
+            if state.step % config.checkpoint.every == 0 or state.step == tcfg.max_steps:
+                result.checkpoint = _save_checkpoint(accelerator, module, net, state, config, output_dir)
+    finally:
+        if bar is not None:
+            bar.close()
+        loggers.close()
+    accelerator.end_training()
+    return result
+
+
+def read_log(output_dir: str | Path) -> list[dict[str, float]]:
+    """The CSV log of a run as numbers."""
+    with (Path(output_dir) / "logs" / LOG_NAME).open(newline="") as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
