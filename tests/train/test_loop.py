@@ -85,6 +85,17 @@ def test_checkpoint_holds_the_lvcd_key_set_and_loads_as_lvcd_weights(thirty_step
     )
 
 
+def test_colorize_pipeline_loads_the_checkpoint(thirty_step_run, tiny_weights):
+    pipeline_module = pytest.importorskip("lvcd.pipeline")
+    _, _, result = thirty_step_run
+    weights = WeightsFile(result.checkpoint / ckpt.WEIGHTS_NAME, "lvcd")
+    pipeline = pipeline_module.LVCDPipeline.from_single_file(
+        tiny_weights["svd"], result.checkpoint / ckpt.WEIGHTS_NAME, config=TINY_CONFIG, device="cpu"
+    )
+    state = pipeline.model.state_dict()
+    assert all(torch.equal(state[key], weights.get(key)) for key in weights.keys())
+
+
 def test_resume_repeats_the_uninterrupted_run(tiny_weights, tmp_path):
     """4 steps with a checkpoint at 2 (2 clips per step via accumulation, 3 clips: epochs wrap mid-step), then
     resume from step 2 in a fresh run: steps 3-4 give the same losses and the same weights."""
