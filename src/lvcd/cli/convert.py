@@ -1,0 +1,103 @@
+"""`lvcd convert`: rewrite the official weights as one safetensors file (no pickle, optionally fp16/bf16).
+
+    lvcd convert --svd svd.safetensors --lvcd lvcd.ckpt -o lvcd-fp16.safetensors --dtype fp16
+    lvcd convert --svd svd.safetensors --lvcd lvcd.ckpt -o lvcd-full.safetensors --subset full
+
+``--subset lvcd`` (default) keeps what LVCD trained (ControlNet + the UNet's self-attention projections, the
+831 tensors of lvcd.ckpt): a small file to use in place of lvcd.ckpt, next to svd.safetensors.
+``--subset full`` writes the whole model: one file that replaces both.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from lvcd.errors import LVCDError
+
+
+class Subset(str, Enum):
+    lvcd = "lvcd"
+    full = "full"
+
+
+class DType(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+_USE_HINT = {
+    Subset.lvcd: "use it in place of lvcd.ckpt, together with svd.safetensors",
+    Subset.full: "use it alone, in place of svd.safetensors + lvcd.ckpt",
+}
+
+
+def _human_size(num_bytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if num_bytes < 1000 or unit == "GB":
+            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.2f} {unit}"
+        num_bytes /= 1000
+    raise AssertionError("unreachable")
+
+
+def _count_tensors(path: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return len(list(f.keys()))
+
+
+def convert(
+    svd: Path = typer.Option(..., "--svd", help="The official svd.safetensors (Stability SVD img2vid)."),
+    lvcd: Path = typer.Option(..., "--lvcd", help="The official lvcd.ckpt (or an earlier `lvcd convert` output)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The .safetensors file to write."),
+    subset: Subset = typer.Option(
+        Subset.lvcd,
+        "--subset",
+        help="lvcd: only the LVCD-trained tensors (a small file replacing lvcd.ckpt); full: the whole model in one file.",
+    ),
+    dtype: DType = typer.Option(DType.fp32, "--dtype", help="Precision of the stored tensors."),
+    config: str | None = typer.Option(
+        None, "--config", help="Model config: a preset name (default svd-lvcd) or a JSON of sgm hyper-parameters."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Convert the official weights (Lightning pickle lvcd.ckpt + svd.safetensors) to one safetensors file."""
+    import torch
+
+    from lvcd.config import get_config
+    from lvcd.weights import convert as convert_weights
+
+    try:
+        try:
+            model_config = get_config(config)
+        except (ValueError, FileNotFoundError) as err:  # config errors are user errors here
+            raise LVCDError(str(err)) from err
+        if output.exists() and output.is_dir():
+            raise LVCDError(f"Output {output} is a folder; give the path of the .safetensors file to write.")
+        typer.echo(f"Reading {svd} and {lvcd} ...", err=True)
+        written = convert_weights(
+            svd,
+            lvcd,
+            output,
+            subset=subset.value,
+            dtype=getattr(torch, _TORCH_DTYPES[dtype.value]),
+            config=model_config,
+            overwrite=overwrite,
+        )
+    except LVCDError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"Wrote {written}: {_count_tensors(written)} tensors, {_human_size(written.stat().st_size)}, {dtype.value} "
+        f"(subset {subset.value}; {_USE_HINT[subset]})"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert")(convert)

@@ -1,0 +1,196 @@
+"""`lvcd convert` end to end through the typer app (in process, CliRunner), on the tiny official-format files."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from conftest import TINY_CONFIG
+from lvcd.cli import app
+from lvcd.errors import WeightsError
+from lvcd.weights import WeightsFile, load_model
+
+runner = CliRunner()
+
+
+def _convert(svd, lvcd, output, *options: str):
+    args = [
+        "convert",
+        "--svd",
+        str(svd),
+        "--lvcd",
+        str(lvcd),
+        "-o",
+        str(output),
+        "--config",
+        str(TINY_CONFIG),
+        *options,
+    ]
+    return runner.invoke(app, args)
+
+
+def _load(svd, lvcd, **kwargs):
+    """load_model with the tiny config; a WeightsError becomes a one-line failure (see tests/test_weights.py)."""
+    try:
+        return load_model(svd, lvcd, config=TINY_CONFIG, **kwargs)
+    except WeightsError as err:
+        message = str(err)
+    pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def ckpt_state(tiny_weights) -> dict[str, torch.Tensor]:
+    return torch.load(tiny_weights["lvcd"], map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def reference_state(tiny_weights) -> dict[str, torch.Tensor]:
+    """The model's state after the official two-file load."""
+    model, report = _load(tiny_weights["svd"], tiny_weights["lvcd"])
+    assert report.ok
+    return model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, tiny_weights) -> dict[str, pathlib.Path]:
+    out = tmp_path_factory.mktemp("converted")
+    paths = {
+        "lvcd": out / "lvcd.safetensors",
+        "lvcd-fp16": out / "lvcd-fp16.safetensors",
+        "full": out / "full.safetensors",
+    }
+    options = {"lvcd": (), "lvcd-fp16": ("--dtype", "fp16"), "full": ("--subset", "full")}
+    for name, path in paths.items():
+        result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], path, *options[name])
+        assert result.exit_code == 0, result.output
+        assert f"Wrote {path}" in result.stdout
+    return paths
+
+
+def _keys_and_dtypes(path: pathlib.Path) -> dict[str, torch.dtype]:
+    with safe_open(str(path), framework="pt") as f:
+        return {key: f.get_slice(key).get_dtype() for key in f.keys()}
+
+
+def test_lvcd_subset_holds_exactly_the_ckpt_tensors(converted, ckpt_state):
+    tensors = load_file(str(converted["lvcd"]))
+    assert set(tensors) == set(ckpt_state) and len(tensors) == 831
+    for key, tensor in tensors.items():
+        assert tensor.dtype == torch.float32
+        assert torch.equal(tensor, ckpt_state[key]), key
+    assert WeightsFile(converted["lvcd"], "lvcd").kind() == "lvcd"
+
+
+def test_lvcd_subset_loads_in_place_of_the_ckpt(converted, tiny_weights, reference_state):
+    model, report = _load(tiny_weights["svd"], converted["lvcd"])
+    assert report.ok and report.loaded[str(converted["lvcd"])] == 831
+    state = model.state_dict()
+    assert set(state) == set(reference_state)
+    for key, tensor in state.items():
+        assert torch.equal(tensor, reference_state[key]), key
+
+
+def test_summary_line(tmp_path, tiny_weights):
+    output = tmp_path / "out.safetensors"
+    result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], output, "--dtype", "bf16")
+    assert result.exit_code == 0, result.output
+    summary = result.stdout.strip().splitlines()[-1]
+    assert f"Wrote {output}: 831 tensors" in summary and "bf16" in summary and "MB" in summary
+    assert "in place of lvcd.ckpt" in summary
+    assert set(_keys_and_dtypes(output).values()) == {"BF16"}
+
+
+def test_fp16_halves_the_size_and_loads(converted, tiny_weights, ckpt_state):
+    fp32_size, fp16_size = converted["lvcd"].stat().st_size, converted["lvcd-fp16"].stat().st_size
+    assert 0.49 < fp16_size / fp32_size < 0.51, (fp16_size, fp32_size)
+    assert set(_keys_and_dtypes(converted["lvcd-fp16"]).values()) == {"F16"}
+
+    model, report = _load(tiny_weights["svd"], converted["lvcd-fp16"])  # fp32 model from an fp16 file
+    assert report.ok
+    state = model.state_dict()
+    for key, original in ckpt_state.items():
+        assert state[key].dtype == torch.float32
+        assert torch.equal(state[key], original.half().float()), key
+
+
+def test_full_file_loads_alone_and_equals_the_two_file_load(converted, reference_state):
+    assert WeightsFile(converted["full"], "svd").kind() == "full"
+    model, report = _load(converted["full"], None)
+    assert report.ok and report.loaded == {str(converted["full"]): len(reference_state)}
+    assert report.ignored == []  # the known-unused tensors are not written
+    state = model.state_dict()
+    assert set(state) == set(reference_state)
+    for key, tensor in state.items():
+        assert torch.equal(tensor, reference_state[key]), key
+
+
+def test_refuses_to_overwrite(converted, tiny_weights):
+    target = converted["lvcd"]
+    before = target.read_bytes()
+    result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], target, "--dtype", "fp16")
+    assert result.exit_code == 2
+    assert f"error: {target} exists; pass --overwrite" in result.stderr
+    assert "Traceback" not in result.output
+    assert target.read_bytes() == before
+
+
+def test_overwrite_replaces(tmp_path, tiny_weights):
+    target = tmp_path / "lvcd.safetensors"
+    target.write_bytes(b"old")
+    result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], target, "--dtype", "fp16", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert len(_keys_and_dtypes(target)) == 831
+    assert [p.name for p in tmp_path.iterdir()] == ["lvcd.safetensors"]  # no temporary file left behind
+
+
+def test_swapped_inputs_exit_2_with_the_fix(tmp_path, tiny_weights):
+    output = tmp_path / "out.safetensors"
+    result = _convert(tiny_weights["lvcd"], tiny_weights["svd"], output)
+    assert result.exit_code == 2
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert (
+        "swapped" in error_lines[0] and f"--svd {tiny_weights['svd']} --lvcd {tiny_weights['lvcd']}" in error_lines[0]
+    )
+    assert "Traceback" not in result.output
+    assert not output.exists()
+
+
+def test_missing_input_exits_2(tmp_path, tiny_weights):
+    absent = tmp_path / "lvcd.ckpt"
+    result = _convert(tiny_weights["svd"], absent, tmp_path / "out.safetensors")
+    assert result.exit_code == 2
+    assert f"error: The lvcd weights file {absent} does not exist" in result.stderr
+    assert "luckyhzt/lvcd_pretrained_models" in result.stderr
+
+
+def test_bad_config_exits_2(tmp_path, tiny_weights):
+    args = ["convert", "--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"])]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "out.safetensors"), "--config", "no-such-preset"])
+    assert result.exit_code == 2
+    assert "error: Unknown config 'no-such-preset'" in result.stderr and "svd-lvcd" in result.stderr
+
+
+def test_output_folder_is_refused(tmp_path, tiny_weights):
+    result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], tmp_path)
+    assert result.exit_code == 2
+    assert "is a folder" in result.stderr
+
+
+def test_output_may_not_replace_an_input(tmp_path, tiny_weights):
+    svd_copy = tmp_path / "svd.safetensors"
+    svd_copy.write_bytes(tiny_weights["svd"].read_bytes())
+    result = _convert(svd_copy, tiny_weights["lvcd"], svd_copy, "--subset", "full", "--overwrite")
+    assert result.exit_code == 2
+    assert "overwrite an input" in result.stderr
+    assert svd_copy.read_bytes() == tiny_weights["svd"].read_bytes()
+
+
+def test_listed_in_help():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "convert" in result.stdout
