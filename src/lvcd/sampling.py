@@ -91,8 +91,9 @@ def sample_window(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one window. Returns (final latents (T, 4, h, w) scaled, per-step x0 of the last ``overlap`` positions)."""
     size, overlap, num_reference = plan.window_size, plan.overlap, plan.num_reference
-    normal = ClipLayout(size, num_reference, official_normal_plan(size, overlap))
-    prevref = ClipLayout(size, num_reference, official_prevref_plan(size, overlap))
+    device = noise.device
+    normal = ClipLayout(size, num_reference, official_normal_plan(size, overlap).to(device))
+    prevref = ClipLayout(size, num_reference, official_prevref_plan(size, overlap).to(device))
     steps = len(sigmas) - 1
     prev_attn_steps = steps if prev_attn_steps is None else prev_attn_steps
     history = []

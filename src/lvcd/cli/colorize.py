@@ -145,4 +145,4 @@ def _run(**opts) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("colorize", help=(colorize.__doc__ or "") + EXAMPLES)(colorize)
+    app.command("colorize", help=(colorize.__doc__ or "") + EXAMPLES, short_help="Colorize line art from one coloured reference frame (any length, any size).")(colorize)

@@ -37,6 +37,11 @@ class ReferenceAttentionPlan:
         frames = torch.arange(num_frames)
         return cls(torch.stack([frames, torch.zeros_like(frames)], dim=1))
 
+    def to(self, device) -> ReferenceAttentionPlan:
+        """The plan with its tensors on ``device`` (do this once per window, not per layer)."""
+        log_weights = self.log_weights.to(device) if self.log_weights is not None else None
+        return ReferenceAttentionPlan(self.key_frames.to(device), log_weights, self.weighted_layers)
+
     def applies_log_weights(self, layer_index: int) -> bool:
         return self.log_weights is not None and (self.weighted_layers is None or layer_index in self.weighted_layers)
 
