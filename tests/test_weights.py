@@ -262,11 +262,6 @@ def test_wrong_shape_is_reported(tmp_path, tiny_weights, ckpt_state):
     assert f"shape mismatch {key}: file (3, 3) vs model {tuple(ckpt_state[key].shape)}" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="weights.load_model(strict=False) still assigns the mis-shaped tensor, so load_state_dict raises a bare "
-    "RuntimeError instead of reporting it",
-)
 def test_wrong_shape_with_strict_false_is_reported_not_raised(tmp_path, tiny_weights, ckpt_state):
     key = "control_model.zero_convs.0.0.weight"
     wrong = tmp_path / "lvcd_wrong_shape.ckpt"

@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,9 @@ class _InertObject:
 
     def __init__(self, *args, **kwargs):
         pass
+
+    def __call__(self, *args, **kwargs):  # a pickled call on a stub (e.g. getattr(obj, name)(...)) yields another stub
+        return _InertObject()
 
     def __setstate__(self, state):
         pass
@@ -98,13 +102,15 @@ class _RestrictedPickleModule:
 
 
 def _torch_load(path: Path) -> dict:
+    # Memory-map the zip format (no copy of the weights in RAM); legacy (pre-1.6) pickles cannot be mapped.
+    mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if "Weights only load failed" not in str(err):
             raise
     # The pickle holds objects beyond tensors (e.g. Lightning hyper-parameters): rebuild tensors only.
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=True, pickle_module=_RestrictedPickleModule)
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
 
 
 class WeightsFile:
@@ -293,9 +299,10 @@ def load_model(
             elif key.startswith(prefixes) or not key.startswith(tuple(PART_PREFIXES.values())):
                 report.unexpected.append(f"{key} ({f.path.name})")
     report.missing = sorted(k for k in expected if k not in source)
-    for key, f in source.items():
+    for key, f in list(source.items()):
         if f.shape(key) != expected[key]:
             report.shape_mismatch.append((key, f.shape(key), expected[key]))
+            del source[key]  # never assigned: with strict=False it is filled like a missing tensor
     if strict and not report.ok:
         raise WeightsError(_mismatch_message(files, report, cfg))
 
@@ -304,7 +311,7 @@ def load_model(
     for key, f in source.items():
         tensors[key] = f.get(key).to(device=device, dtype=_target_dtype(key, dtype, vae_dtype))
         report.loaded[str(f.path)] = report.loaded.get(str(f.path), 0) + 1
-    for key in report.missing:  # only reachable with strict=False: leave nothing on the meta device
+    for key in [*report.missing, *(k for k, _, _ in report.shape_mismatch)]:  # strict=False only: nothing on meta
         tensors[key] = torch.zeros(expected[key], device=device, dtype=_target_dtype(key, dtype, vae_dtype))
     model.load_state_dict(tensors, strict=True, assign=True)
     model.eval().requires_grad_(False)
@@ -317,9 +324,18 @@ def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDCon
         f"The files do not fit the '{cfg.name}' model: they are of another model or another config. "
         "Pass the official svd.safetensors + lvcd.ckpt, or give --config for a model of another size."
     )
-    if report.missing and all(k.startswith(PART_PREFIXES["controlnet"]) for k in report.missing):
+    roles = {f.role for f in files}
+    if report.missing and "lvcd" not in roles and all(_is_lvcd_trained_key(k) for k in report.missing):
         hint = f"The ControlNet weights are missing: pass lvcd.ckpt as well. {_where_to_get('lvcd')}"
+    elif report.missing and "svd" not in roles and not any(_is_lvcd_trained_key(k) for k in report.missing):
+        hint = f"The SVD weights (UNet, CLIP, VAE) are missing: pass svd.safetensors as well. {_where_to_get('svd')}"
     return f"Weights {names} do not match the model.\n{report.summary()}\n{hint}"
+
+
+def _is_lvcd_trained_key(key: str) -> bool:
+    return key.startswith(PART_PREFIXES["controlnet"]) or (
+        key.startswith(PART_PREFIXES["unet"]) and (".transformer_blocks.0.attn1." in key or ".time_stack.0.attn1." in key)
+    )
 
 
 def load_first_stage(svd_path, config=None, device="cpu", dtype: torch.dtype = torch.float32):
@@ -336,13 +352,7 @@ def load_first_stage(svd_path, config=None, device="cpu", dtype: torch.dtype = t
 def lvcd_trained_keys(model: LVCDModel) -> list[str]:
     """The key set LVCD trains and ``lvcd.ckpt`` holds: all ControlNet tensors + the UNet's spatial and temporal
     self-attention (``attn1``) projections."""
-    keys = []
-    for key in model.state_dict():
-        if key.startswith(PART_PREFIXES["controlnet"]):
-            keys.append(key)
-        elif key.startswith(PART_PREFIXES["unet"]) and (".transformer_blocks.0.attn1." in key or ".time_stack.0.attn1." in key):
-            keys.append(key)
-    return keys
+    return [key for key in model.state_dict() if _is_lvcd_trained_key(key)]
 
 
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
@@ -380,11 +390,11 @@ def convert(
     """Write one safetensors file with official key names: ``subset='lvcd'`` (the trained tensors, loadable like
     lvcd.ckpt) or ``'full'`` (the whole model: a single file replacing both)."""
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise WeightsError(f"{output} exists; pass --overwrite or choose another output name.")
     for given in (svd_path, lvcd_path):
         if given and Path(given).resolve() == output.resolve():
             raise WeightsError("The output would overwrite an input file; choose another output name.")
+    if output.exists() and not overwrite:
+        raise WeightsError(f"{output} exists; pass --overwrite or choose another output name.")
     if subset not in ("lvcd", "full"):
         raise ValueError("subset must be 'lvcd' or 'full'")
     parts = ("unet", "controlnet") if subset == "lvcd" else PARTS
