@@ -21,16 +21,10 @@ COMMAND_MODULES = ("colorize", "lineart", "evaluate", "convert", "data", "train"
 
 
 def _register_all() -> None:
+    # Command modules import only light dependencies at top level (torch etc. load inside the commands),
+    # so `lvcd --help` stays fast.
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"lvcd.cli.{name}")
-        except ModuleNotFoundError as err:
-            # Only tolerate the command module itself being absent (e.g. mid-development),
-            # never a missing dependency inside an existing module.
-            if err.name != f"lvcd.cli.{name}":
-                raise
-            continue
-        module.register(app)
+        importlib.import_module(f"lvcd.cli.{name}").register(app)
 
 
 _register_all()
