@@ -143,7 +143,6 @@ def test_python_m_lvcd_cli_runs_the_train_command():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("LVCD_TEST_MULTIPROCESS"), reason="set LVCD_TEST_MULTIPROCESS=1 (about 1 min)")
 def test_two_process_data_parallel_run_resumes_exactly(tmp_path, tiny_weights):
     """DDP over 2 CPU processes (gloo) through `torchrun -m lvcd.cli train`, the same entry `accelerate launch -m`
     uses: gradient sync, per-process RNG states, checkpoint from process 0; a resumed run repeats steps 3-4."""
