@@ -7,8 +7,8 @@ import json
 
 import pytest
 import torch
-from conftest import FULL_MANIFEST, TINY_CONFIG
 
+from conftest import FULL_MANIFEST, TINY_CONFIG
 from lvcd.config import config_from_sgm_json, get_config
 from lvcd.model import LVCDModel
 from lvcd.models.transformer import SpatialVideoTransformer
@@ -41,7 +41,9 @@ def test_full_size_keys_and_shapes_equal_the_official_manifest(manifest, full_mo
     assert {k: official[k] for k in ours} == ours
     # The leftovers are exactly the CLIP text-tower remains and the conditioner VAE's decoder side.
     assert len(ours) == 2971 and len(unused) == 146
-    assert all(k.startswith(("conditioner.embedders.0.open_clip.model.", "conditioner.embedders.3.encoder.")) for k in unused)
+    assert all(
+        k.startswith(("conditioner.embedders.0.open_clip.model.", "conditioner.embedders.3.encoder.")) for k in unused
+    )
     assert not any(part in k for k in unused for part in (".visual.", ".encoder.encoder.", ".encoder.quant_conv."))
 
 

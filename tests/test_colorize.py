@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_CONFIG, assert_close_rel
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import TINY_CONFIG, assert_close_rel
 from lvcd.cli import app
 from lvcd.io import FrameSource
 from lvcd.pipeline import LVCDPipeline
@@ -46,7 +46,16 @@ def _shot(folder: Path, count: int, size_hw=(64, 128), seed: int = 0) -> tuple[P
 
 def _cli(tiny_weights, *args: str):
     runner = CliRunner()
-    base = ["colorize", "--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG), "--quiet"]
+    base = [
+        "colorize",
+        "--svd",
+        str(tiny_weights["svd"]),
+        "--lvcd",
+        str(tiny_weights["lvcd"]),
+        "--config",
+        str(TINY_CONFIG),
+        "--quiet",
+    ]
     return runner.invoke(app, base + list(args))
 
 
@@ -54,7 +63,19 @@ def _cli(tiny_weights, *args: str):
 def test_cli_output_has_one_frame_per_input_frame(tmp_path, tiny_weights, count):
     frames, reference = _shot(tmp_path / "lineart", count)
     out = tmp_path / "out"
-    result = _cli(tiny_weights, "--reference", str(reference), "--lineart", str(frames), "-o", str(out), "--steps", "1", "--seed", "3")
+    result = _cli(
+        tiny_weights,
+        "--reference",
+        str(reference),
+        "--lineart",
+        str(frames),
+        "-o",
+        str(out),
+        "--steps",
+        "1",
+        "--seed",
+        "3",
+    )
     assert result.exit_code == 0, result.output
     written = sorted(out.iterdir())
     assert len(written) == count
@@ -65,7 +86,19 @@ def test_cli_output_has_one_frame_per_input_frame(tmp_path, tiny_weights, count)
 def test_cli_odd_size_video_round_trip(tmp_path, tiny_weights):
     frames, reference = _shot(tmp_path / "lineart", 5, size_hw=(333, 500))
     out = tmp_path / "shot.mp4"
-    result = _cli(tiny_weights, "--reference", str(reference), "--lineart", str(frames), "-o", str(out), "--steps", "1", "--seed", "1")
+    result = _cli(
+        tiny_weights,
+        "--reference",
+        str(reference),
+        "--lineart",
+        str(frames),
+        "-o",
+        str(out),
+        "--steps",
+        "1",
+        "--seed",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     video = FrameSource.open(out)
     assert len(video) == 5 and tuple(video.size_hw) == (333, 500)
@@ -115,14 +148,31 @@ def test_polarity_detected_on_real_line_art(pipe, tmp_path):
 
 def test_killed_run_resumes_bit_identically(tmp_path, tiny_weights):
     frames, reference = _shot(tmp_path / "lineart", 35)
-    common = ["--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG), "--quiet",
-              "--reference", str(reference), "--lineart", str(frames), "--steps", "3", "--seed", "11"]
+    common = [
+        "--svd",
+        str(tiny_weights["svd"]),
+        "--lvcd",
+        str(tiny_weights["lvcd"]),
+        "--config",
+        str(TINY_CONFIG),
+        "--quiet",
+        "--reference",
+        str(reference),
+        "--lineart",
+        str(frames),
+        "--steps",
+        "3",
+        "--seed",
+        "11",
+    ]
     cmd = [sys.executable, "-m", "lvcd.cli", "colorize", *common]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([*cmd, "-o", str(tmp_path / "full")], check=True, env=env, capture_output=True)
 
     work = tmp_path / "work"
-    killed = subprocess.Popen([*cmd, "-o", str(tmp_path / "resumed"), "--work-dir", str(work)], env=env, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(
+        [*cmd, "-o", str(tmp_path / "resumed"), "--work-dir", str(work)], env=env, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not (work / "window_000001.safetensors").exists() and killed.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -131,7 +181,12 @@ def test_killed_run_resumes_bit_identically(tmp_path, tiny_weights):
     assert (work / "window_000000.safetensors").exists() and not (work / "window_000002.safetensors").exists()
     assert not (tmp_path / "resumed").exists()  # nothing partial at the target
 
-    subprocess.run([*cmd, "-o", str(tmp_path / "resumed"), "--work-dir", str(work), "--resume"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [*cmd, "-o", str(tmp_path / "resumed"), "--work-dir", str(work), "--resume"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     full, resumed = sorted((tmp_path / "full").iterdir()), sorted((tmp_path / "resumed").iterdir())
     assert [p.name for p in full] == [p.name for p in resumed] and len(full) == 35
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(full, resumed, strict=True))

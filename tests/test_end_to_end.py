@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TINY_CONFIG
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import TINY_CONFIG
 from lvcd.cli import app
 from lvcd.errors import WeightsError
 from lvcd.pipeline import LVCDPipeline
@@ -32,17 +32,52 @@ def test_colour_frames_to_colorized_shot_to_scores(tmp_path, tiny_weights):
     gt = _colour_shot(tmp_path / "gt")
     out = tmp_path / "colorized"
     runner = CliRunner()
-    result = runner.invoke(app, [
-        "colorize", "--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG),
-        "--reference", str(gt / "000.png"), "--lineart", str(gt), "--from-color", "--lineart-method", "xdog",
-        "-o", str(out), "--steps", "1", "--seed", "0", "--quiet",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "colorize",
+            "--svd",
+            str(tiny_weights["svd"]),
+            "--lvcd",
+            str(tiny_weights["lvcd"]),
+            "--config",
+            str(TINY_CONFIG),
+            "--reference",
+            str(gt / "000.png"),
+            "--lineart",
+            str(gt),
+            "--from-color",
+            "--lineart-method",
+            "xdog",
+            "-o",
+            str(out),
+            "--steps",
+            "1",
+            "--seed",
+            "0",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "outside the training distribution" in result.output or "xdog" in result.output.lower()
     assert len(list(out.glob("*.png"))) == 6
 
     scores = tmp_path / "scores.json"
-    result = runner.invoke(app, ["evaluate", "--pred", str(out), "--gt", str(gt), "--metrics", "psnr,ssim,edmd,tc", "--json", str(scores), "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--pred",
+            str(out),
+            "--gt",
+            str(gt),
+            "--metrics",
+            "psnr,ssim,edmd,tc",
+            "--json",
+            str(scores),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(scores.read_text())
     metrics = report["aggregate"]["metrics"]

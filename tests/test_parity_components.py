@@ -9,8 +9,8 @@ import math
 
 import pytest
 import torch
-from conftest import assert_close_rel
 
+from conftest import assert_close_rel
 from lvcd.diffusion import edm_sigmas
 from lvcd.longvideo import official_normal_plan, official_prevref_plan
 from lvcd.model import Conditioning
@@ -51,7 +51,9 @@ def test_controlnet_outputs_and_denoiser_in_training_semantics(tiny_model, compo
     layout = ClipLayout.training(num_frames=15, num_reference=1)
     _, _, c_in, c_noise = vscaling(sigma)
     x_in = torch.cat([x * c_in[:, None, None, None], cond.concat], dim=1)
-    controls = tiny_model.control_model(x_in, cond.hint.expand(-1, 3, -1, -1), c_noise, cond.crossattn, cond.vector, layout)
+    controls = tiny_model.control_model(
+        x_in, cond.hint.expand(-1, 3, -1, -1), c_noise, cond.crossattn, cond.vector, layout
+    )
     assert len(controls) == 13
     for index, control in enumerate(controls):
         assert_close_rel(control, components[f"train.controls.{index:02d}"], name=f"train.controls.{index:02d}")
@@ -64,7 +66,9 @@ def test_controlnet_outputs_and_denoiser_in_training_semantics(tiny_model, compo
 def test_hooked_inference_calls(tiny_model, components, mode):
     plan = official_normal_plan(19, overlap=4) if mode == "normal" else official_prevref_plan(19, overlap=4)
     layout = ClipLayout(num_frames=19, num_reference=5, reference_attention=plan)
-    denoised = tiny_model.denoise(components["hook.x"], components["hook.sigma"], _conditioning(components, "hook"), layout)
+    denoised = tiny_model.denoise(
+        components["hook.x"], components["hook.sigma"], _conditioning(components, "hook"), layout
+    )
     assert_close_rel(denoised, components[f"hook.denoised_{mode}"], name=f"hook.denoised_{mode}")
 
 
@@ -75,7 +79,8 @@ def test_prevref_log_weight_matters_only_on_overlap_frames(tiny_model, component
     unweighted = type(plan)(plan.key_frames, None, None)
     cond = _conditioning(components, "hook")
     outputs = [
-        tiny_model.denoise(components["hook.x"], components["hook.sigma"], cond, ClipLayout(19, 5, p)) for p in (plan, unweighted)
+        tiny_model.denoise(components["hook.x"], components["hook.sigma"], cond, ClipLayout(19, 5, p))
+        for p in (plan, unweighted)
     ]
     change = (outputs[0] - outputs[1]).abs().amax(dim=(1, 2, 3)) / outputs[0].abs().max()
     assert change[5:9].min() > 1e-2

@@ -1,8 +1,8 @@
 """lvcd: line-art video colorization with diffusion models (LVCD, SIGGRAPH Asia 2024).
 
-    >>> from lvcd import LVCDPipeline                                   # doctest: +SKIP
-    >>> pipe = LVCDPipeline.from_single_file("svd.safetensors", "lvcd.ckpt")  # doctest: +SKIP
-    >>> result = pipe(reference_image, lineart_frames)                   # doctest: +SKIP
+>>> from lvcd import LVCDPipeline                                   # doctest: +SKIP
+>>> pipe = LVCDPipeline.from_single_file("svd.safetensors", "lvcd.ckpt")  # doctest: +SKIP
+>>> result = pipe(reference_image, lineart_frames)                   # doctest: +SKIP
 """
 
 from __future__ import annotations

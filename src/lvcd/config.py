@@ -133,9 +133,13 @@ def get_config(config: str | Path | LVCDConfig | None = None) -> LVCDConfig:
     path = Path(text)
     if path.suffix.lower() == ".json" or path.exists():
         if not path.exists():
-            raise FileNotFoundError(f"Config file {path} does not exist. Pass a preset name ({', '.join(PRESETS)}) or the path of a JSON config.")
+            raise FileNotFoundError(
+                f"Config file {path} does not exist. Pass a preset name ({', '.join(PRESETS)}) or the path of a JSON config."
+            )
         return config_from_sgm_json(path)
-    raise ValueError(f"Unknown config {text!r}: use a preset name ({', '.join(PRESETS)}) or the path of a JSON of sgm hyper-parameters.")
+    raise ValueError(
+        f"Unknown config {text!r}: use a preset name ({', '.join(PRESETS)}) or the path of a JSON of sgm hyper-parameters."
+    )
 
 
 def _tuple(value: Any) -> tuple:
@@ -146,7 +150,9 @@ def _unet_from_sgm(params: dict[str, Any], hint_channels: int) -> UNetConfig:
     depth = params.get("transformer_depth", 1)
     if isinstance(depth, (list, tuple)):
         if len(set(depth)) != 1:
-            raise ValueError(f"Per-level transformer_depth {depth} is not supported; LVCD uses one depth for all levels.")
+            raise ValueError(
+                f"Per-level transformer_depth {depth} is not supported; LVCD uses one depth for all levels."
+            )
         depth = depth[0]
     return UNetConfig(
         in_channels=params["in_channels"],
@@ -166,7 +172,9 @@ def _unet_from_sgm(params: dict[str, Any], hint_channels: int) -> UNetConfig:
 
 def _vae_from_ddconfig(dd: dict[str, Any], scale_factor: float, video_kernel_size=(3, 1, 1)) -> VAEConfig:
     if dd.get("attn_resolutions"):
-        raise ValueError("VAE attention at encoder/decoder levels (attn_resolutions) is not supported; SVD's VAE has none.")
+        raise ValueError(
+            "VAE attention at encoder/decoder levels (attn_resolutions) is not supported; SVD's VAE has none."
+        )
     return VAEConfig(
         ch=dd["ch"],
         ch_mult=_tuple(dd["ch_mult"]),
@@ -214,7 +222,9 @@ def config_from_sgm_dict(doc: dict[str, Any], name: str = "custom") -> LVCDConfi
     )
     fixture = doc.get("fixture", {})
     size = tuple(fixture.get("frame_size_hw", (320, 576)))
-    return LVCDConfig(unet=unet, vae=vae, cond_vae=cond_vae, clip=clip_cfg, sampling=sampling, train_size_hw=size, name=name)
+    return LVCDConfig(
+        unet=unet, vae=vae, cond_vae=cond_vae, clip=clip_cfg, sampling=sampling, train_size_hw=size, name=name
+    )
 
 
 def _clip_from_open_clip(arch: str, extra_configs: dict[str, Any]) -> CLIPConfig:
@@ -244,4 +254,6 @@ def config_from_sgm_json(path: str | Path) -> LVCDConfig:
     try:
         return config_from_sgm_dict(doc, name=path.stem)
     except KeyError as err:
-        raise ValueError(f"Config file {path} lacks the sgm key {err}; see tests/fixtures/tiny/tiny_config.json for the layout.") from err
+        raise ValueError(
+            f"Config file {path} lacks the sgm key {err}; see tests/fixtures/tiny/tiny_config.json for the layout."
+        ) from err

@@ -26,5 +26,4 @@ def decode_frames(
     for piece in plan_decoding(num_frames, chunk=chunk, overlap=overlap):
         indices = list(piece.latent_indices)
         pixels = model.vae.decode(latent_at(indices).to(vae_dtype), num_frames=len(indices)).clamp(-1, 1).float()
-        for frame, image in zip(piece.output_frames, pixels[piece.keep_from :], strict=True):
-            yield frame, image
+        yield from zip(piece.output_frames, pixels[piece.keep_from :], strict=True)

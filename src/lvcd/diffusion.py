@@ -20,7 +20,9 @@ def vscaling(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return c_skip, c_out, c_in, c_noise
 
 
-def edm_sigmas(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0, device=None) -> torch.Tensor:
+def edm_sigmas(
+    num_steps: int, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0, device=None
+) -> torch.Tensor:
     """``EDMDiscretization``: Karras sigmas from sigma_max down to sigma_min, then a final 0. (num_steps + 1,) float32."""
     ramp = torch.linspace(0, 1, num_steps, device=device)
     min_inv, max_inv = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
@@ -28,7 +30,9 @@ def edm_sigmas(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 700.
     return torch.cat([sigmas, sigmas.new_zeros([1])])
 
 
-def training_sigmas(num: int, p_mean: float = 1.0, p_std: float = 1.6, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+def training_sigmas(
+    num: int, p_mean: float = 1.0, p_std: float = 1.6, generator: torch.Generator | None = None, device=None
+) -> torch.Tensor:
     """``EDMSampling``: ln(sigma) ~ N(p_mean, p_std^2)."""
     return (p_mean + p_std * torch.randn(num, generator=generator, device=device)).exp()
 

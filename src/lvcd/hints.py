@@ -50,7 +50,9 @@ class LineartFrames:
             elif isinstance(lineart, Sequence) and not isinstance(lineart, (str, bytes)):
                 frames = list(lineart)
             else:
-                raise InputError(f"Unsupported {name} input {type(lineart).__name__}: give a folder, a video, a list of images or a tensor (N, C, H, W).")
+                raise InputError(
+                    f"Unsupported {name} input {type(lineart).__name__}: give a folder, a video, a list of images or a tensor (N, C, H, W)."
+                )
             if not frames:
                 raise InputError(f"The {name} is empty: give at least one frame.")
             self._frames = [_as_array(f) for f in frames]
@@ -58,7 +60,9 @@ class LineartFrames:
             self.size_hw = tuple(self._frames[0].shape[:2])
             for index, frame in enumerate(self._frames):
                 if tuple(frame.shape[:2]) != self.size_hw:
-                    raise InputError(f"{name} frame {index} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is {self.size_hw[1]}x{self.size_hw[0]}: all frames must have one size.")
+                    raise InputError(
+                        f"{name} frame {index} is {frame.shape[1]}x{frame.shape[0]}, frame 0 is {self.size_hw[1]}x{self.size_hw[0]}: all frames must have one size."
+                    )
             self.paths = []
 
     def __len__(self) -> int:
@@ -75,7 +79,11 @@ def _is_float(frame: np.ndarray) -> bool:
 def _float_gray(frame: np.ndarray) -> np.ndarray:
     frame = frame.astype(np.float32)
     if frame.ndim == 3:
-        frame = frame[..., 0] if frame.shape[-1] == 1 or np.array_equal(frame[..., 0], frame[..., -1]) else frame[..., :3].mean(-1)
+        frame = (
+            frame[..., 0]
+            if frame.shape[-1] == 1 or np.array_equal(frame[..., 0], frame[..., -1])
+            else frame[..., :3].mean(-1)
+        )
     if frame.min() < -1e-3 or frame.max() > 1 + 1e-3:
         raise InputError("Float line-art frames must hold values in [0, 1].")
     return frame
@@ -87,7 +95,9 @@ def _quantized(frame: np.ndarray) -> np.ndarray:
 
 def resolve_polarity(frames: LineartFrames, polarity: str) -> str:
     if polarity not in ("auto", "dark-lines", "bright-lines"):
-        raise InputError(f"Unknown polarity {polarity!r}: use auto, dark-lines (dark lines on light paper) or bright-lines (light lines on black).")
+        raise InputError(
+            f"Unknown polarity {polarity!r}: use auto, dark-lines (dark lines on light paper) or bright-lines (light lines on black)."
+        )
     if polarity != "auto":
         return polarity
     return detect_sequence_polarity(_quantized(f) for f in frames)
@@ -106,13 +116,19 @@ class HintStore:
 
     def __init__(self, path: Path, count: int, size_hw: tuple[int, int], mode: str = "r"):
         self.path = Path(path)
-        self.array = np.lib.format.open_memmap(self.path, mode=mode, dtype=np.float32, shape=(count, *size_hw) if mode == "w+" else None)
+        self.array = np.lib.format.open_memmap(
+            self.path, mode=mode, dtype=np.float32, shape=(count, *size_hw) if mode == "w+" else None
+        )
 
     @classmethod
-    def build(cls, frames: LineartFrames, plan: SizePlan, polarity: str, path: Path, progress: bool = True) -> HintStore:
+    def build(
+        cls, frames: LineartFrames, plan: SizePlan, polarity: str, path: Path, progress: bool = True
+    ) -> HintStore:
         tmp = path.with_name(path.name + ".tmp.npy")
         store = cls(tmp, len(frames), plan.model_hw, mode="w+")
-        for index, frame in enumerate(tqdm(frames, total=len(frames), desc="line art", unit="frame", disable=not progress)):
+        for index, frame in enumerate(
+            tqdm(frames, total=len(frames), desc="line art", unit="frame", disable=not progress)
+        ):
             if index >= len(frames):
                 raise InputError("The line-art source yielded more frames than it announced.")
             store.array[index] = fit_hint(frame_to_hint(frame, polarity), plan)

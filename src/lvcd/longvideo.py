@@ -72,7 +72,9 @@ def plan_windows(num_frames: int, overlap: int = 4, video_frames: int = 14) -> W
             frames = tuple(min(f, last) for f in [0, *prev, *video])
             first_new = start if w == 0 else start + overlap
             positions = [1 + overlap + i for i, f in enumerate(video) if f >= first_new and f <= last]
-            windows.append(Window(w, frames, tuple(positions), tuple(video[p - 1 - overlap] for p in positions), first_new))
+            windows.append(
+                Window(w, frames, tuple(positions), tuple(video[p - 1 - overlap] for p in positions), first_new)
+            )
     return WindowPlan(num_frames, overlap, video_frames, tuple(windows))
 
 

@@ -146,7 +146,9 @@ class LVCDModel(nn.Module):
         return micro_conditioning(s.fps_id, s.motion_bucket_id, s.cond_aug, num_frames, device=device)
 
     # The denoiser ---------------------------------------------------------------------------------
-    def network(self, x_in: torch.Tensor, c_noise: torch.Tensor, cond: Conditioning, layout: ClipLayout) -> torch.Tensor:
+    def network(
+        self, x_in: torch.Tensor, c_noise: torch.Tensor, cond: Conditioning, layout: ClipLayout
+    ) -> torch.Tensor:
         """ControlNet + UNet on the 8-channel input (scaled noisy latent * c_in ++ concat latent)."""
         hint = cond.hint
         if hint.shape[1] == 1:

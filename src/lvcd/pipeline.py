@@ -1,9 +1,9 @@
 """``LVCDPipeline``: colorize a shot of line art from one coloured reference frame.
 
-    >>> pipe = LVCDPipeline.from_single_file("svd.safetensors", "lvcd.ckpt", device="cuda", dtype=torch.bfloat16)  # doctest: +SKIP
-    >>> result = pipe("ref.png", "lineart_frames/", seed=1234)       # doctest: +SKIP
-    >>> result.frames.shape                                           # doctest: +SKIP
-    torch.Size([75, 3, 320, 576])
+>>> pipe = LVCDPipeline.from_single_file("svd.safetensors", "lvcd.ckpt", device="cuda", dtype=torch.bfloat16)  # doctest: +SKIP
+>>> result = pipe("ref.png", "lineart_frames/", seed=1234)       # doctest: +SKIP
+>>> result.frames.shape                                           # doctest: +SKIP
+torch.Size([75, 3, 320, 576])
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ def _reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
     try:
         rgb = to_rgb_uint8(image)
     except (TypeError, ValueError) as err:
-        raise InputError(f"The {what} is not an image ({err}); give a file path, a PIL image, an array or a tensor in [0, 1].") from err
+        raise InputError(
+            f"The {what} is not an image ({err}); give a file path, a PIL image, an array or a tensor in [0, 1]."
+        ) from err
     if rgb.shape[:2] != plan.input_hw:  # a reference of another size: bring it to the line art's size first
         rgb = np.asarray(Image.fromarray(rgb).resize(plan.input_hw[::-1], Image.Resampling.BICUBIC))
     fitted = fit_image(rgb, plan)
@@ -91,7 +93,9 @@ class LVCDPipeline:
         return self.model.config
 
     @classmethod
-    def from_single_file(cls, svd_path, lvcd_path=None, config=None, device=None, dtype=None, offload: bool = False) -> LVCDPipeline:
+    def from_single_file(
+        cls, svd_path, lvcd_path=None, config=None, device=None, dtype=None, offload: bool = False
+    ) -> LVCDPipeline:
         """Load the official ``svd.safetensors`` + ``lvcd.ckpt`` (or one converted whole-model file)."""
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
@@ -121,7 +125,11 @@ class LVCDPipeline:
         if not self.offload:
             return
         for name in self.model.parts:
-            module = {"unet": self.model.model, "controlnet": self.model.control_model, "first_stage": self.model.first_stage_model}.get(name)
+            module = {
+                "unet": self.model.model,
+                "controlnet": self.model.control_model,
+                "first_stage": self.model.first_stage_model,
+            }.get(name)
             if module is not None:
                 module.to(self.device if name in parts else "cpu")
         self.model.conditioner.to(self.device if "clip" in parts else "cpu")
@@ -171,7 +179,9 @@ class LVCDPipeline:
         keyframes = dict(keyframes or {})
         for index in keyframes:
             if not 0 < index < count:
-                raise InputError(f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself.")
+                raise InputError(
+                    f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
+                )
         images = {0: _reference_tensor(reference, plan, "reference")}
         images.update({i: _reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
         writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=frames.paths) if output is not None else None
@@ -183,7 +193,20 @@ class LVCDPipeline:
         try:
             work = WorkDir(work_dir, resume=resume and temporary is None)
             hints = HintStore.build(frames, plan, polarity, work.hints_path, progress=progress)
-            latents, seed = self._sample(work, windows, plan, hints, images, num_steps, seed, initial_noise, reference_noise, prev_attn_steps, polarity, progress)
+            latents, seed = self._sample(
+                work,
+                windows,
+                plan,
+                hints,
+                images,
+                num_steps,
+                seed,
+                initial_noise,
+                reference_noise,
+                prev_attn_steps,
+                polarity,
+                progress,
+            )
             result_frames = self._decode(latents, plan, writer, progress)
         except BaseException:
             if writer is not None:
@@ -195,7 +218,21 @@ class LVCDPipeline:
         output_path = writer.close() if writer is not None else None
         return ColorizeResult(result_frames, latents.cpu(), plan, seed, polarity, output_path)
 
-    def _sample(self, work, windows, plan, hints, images, num_steps, seed, initial_noise, reference_noise, prev_attn_steps, polarity, progress):
+    def _sample(
+        self,
+        work,
+        windows,
+        plan,
+        hints,
+        images,
+        num_steps,
+        seed,
+        initial_noise,
+        reference_noise,
+        prev_attn_steps,
+        polarity,
+        progress,
+    ):
         cfg, model = self.config, self.model
         latent_hw = tuple(s // cfg.vae.downsample_factor for s in plan.model_hw)
         noise_shape = (windows.window_size, 4, *latent_hw)
@@ -204,9 +241,15 @@ class LVCDPipeline:
         if seed is None and (initial_noise is None or reference_noise is None):
             seed = secrets.randbits(62)
         settings = {
-            "steps": num_steps, "seed": seed, "overlap": windows.overlap, "prev_attn_steps": prev_attn_steps,
-            "plan": [plan.input_hw, plan.model_hw], "polarity": polarity, "config": cfg.name,
-            "dtype": str(next(model.unet.parameters()).dtype), "keyframes": sorted(images),
+            "steps": num_steps,
+            "seed": seed,
+            "overlap": windows.overlap,
+            "prev_attn_steps": prev_attn_steps,
+            "plan": [plan.input_hw, plan.model_hw],
+            "polarity": polarity,
+            "config": cfg.name,
+            "dtype": str(next(model.unet.parameters()).dtype),
+            "keyframes": sorted(images),
         }
         arrays = [hints.array] + [images[i] for i in sorted(images)]
         arrays += [t.float().cpu() for t in (initial_noise, reference_noise) if t is not None]
@@ -215,17 +258,32 @@ class LVCDPipeline:
         start = work.load_start()
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
-            noise = initial_noise.float().cpu() if initial_noise is not None else torch.randn(noise_shape, generator=generator)
+            noise = (
+                initial_noise.float().cpu()
+                if initial_noise is not None
+                else torch.randn(noise_shape, generator=generator)
+            )
             self._place("clip", "first_stage")
             start = {"noise": noise}
             for index in sorted(images):
                 eps = reference_noise if (index == 0 and reference_noise is not None) else None
                 ref = encode_reference(model, images[index].to(self.device), index, noise=eps, generator=generator)
-                start.update({f"ref{index}.crossattn": ref.crossattn, f"ref{index}.mode": ref.mode_latent, f"ref{index}.sample": ref.sample_latent})
+                start.update(
+                    {
+                        f"ref{index}.crossattn": ref.crossattn,
+                        f"ref{index}.mode": ref.mode_latent,
+                        f"ref{index}.sample": ref.sample_latent,
+                    }
+                )
             work.save_start(start)
         device = self.device
         references = [
-            ReferenceLatents(i, start[f"ref{i}.crossattn"].to(device), start[f"ref{i}.mode"].to(device), start[f"ref{i}.sample"].to(device))
+            ReferenceLatents(
+                i,
+                start[f"ref{i}.crossattn"].to(device),
+                start[f"ref{i}.mode"].to(device),
+                start[f"ref{i}.sample"].to(device),
+            )
             for i in sorted(images)
         ]
         latents = [references[0].sample_latent * model.latent_scale]
@@ -245,9 +303,11 @@ class LVCDPipeline:
             step_bar.update(1)
 
         hint_for = lambda indices: hints.get(indices).to(device)  # noqa: E731
-        for window, new_latents, state in sample_shot(model, windows, references, hint_for, sigmas, state, done, prev_attn_steps, on_step):
+        for window, new_latents, carry in sample_shot(
+            model, windows, references, hint_for, sigmas, state, done, prev_attn_steps, on_step
+        ):
             latents.append(new_latents)
-            work.save_window(window.index, new_latents, state)
+            work.save_window(window.index, new_latents, carry)
             window_bar.update(1)
         step_bar.close()
         window_bar.close()

@@ -40,7 +40,9 @@ class CarryState:
 
 
 @torch.no_grad()
-def encode_reference(model: LVCDModel, image: torch.Tensor, frame: int, noise: torch.Tensor | None = None, generator=None) -> ReferenceLatents:
+def encode_reference(
+    model: LVCDModel, image: torch.Tensor, frame: int, noise: torch.Tensor | None = None, generator=None
+) -> ReferenceLatents:
     """image (1, 3, H, W) in [-1, 1]; ``noise`` = the eps of the VAE posterior sample (else drawn from ``generator``)."""
     crossattn, mode_latent = model.embed_reference(image)
     vae_dtype = next(model.vae.parameters()).dtype
@@ -130,7 +132,9 @@ def sample_shot(
         reference = reference_for_window(references, window)
         cond = window_conditioning(model, plan, window, reference, state.prev_latents, hints_for(window.frames))
         blend = state.blend_history if window.index > 0 else None
-        latents, history = sample_window(model, plan, window, cond, state.noise, sigmas, blend, prev_attn_steps, step_callback)
+        latents, history = sample_window(
+            model, plan, window, cond, state.noise, sigmas, blend, prev_attn_steps, step_callback
+        )
         new_latents = latents[list(window.new_positions)]
         state = CarryState(
             noise=recycle_noise(state.noise, plan.overlap),

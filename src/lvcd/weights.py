@@ -34,7 +34,14 @@ LVCD_URL = "https://huggingface.co/luckyhzt/lvcd_pretrained_models (file lvcd.ck
 # Keys of the official files that the official model holds but never computes with.
 KNOWN_UNUSED_KEYS = frozenset(
     "conditioner.embedders.0.open_clip.model." + k
-    for k in ("positional_embedding", "text_projection", "logit_scale", "token_embedding.weight", "ln_final.weight", "ln_final.bias")
+    for k in (
+        "positional_embedding",
+        "text_projection",
+        "logit_scale",
+        "token_embedding.weight",
+        "ln_final.weight",
+        "ln_final.bias",
+    )
 )
 KNOWN_UNUSED_PREFIXES = ("conditioner.embedders.3.encoder.decoder.", "conditioner.embedders.3.encoder.post_quant_conv.")
 
@@ -73,7 +80,21 @@ class _InertObject:
         pass
 
 
-_SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "str", "bytes", "bytearray", "bool", "slice"}
+_SAFE_BUILTINS = {
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "int",
+    "float",
+    "complex",
+    "str",
+    "bytes",
+    "bytearray",
+    "bool",
+    "slice",
+}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -86,7 +107,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
             or (module == "_codecs" and name == "encode")
             or (module == "torch._utils" and name.startswith("_rebuild_"))
             or (module == "torch._tensor" and name == "_rebuild_from_type_v2")
-            or (module == "torch" and (name in ("Size", "device") or isinstance(getattr(torch, name, None), torch.dtype)))
+            or (
+                module == "torch"
+                and (name in ("Size", "device") or isinstance(getattr(torch, name, None), torch.dtype))
+            )
         )
         if allowed:
             return super().find_class(module, name)
@@ -157,7 +181,9 @@ class WeightsFile:
                 return self._safe.get_tensor(key)
             return self._tensors[key]
         except Exception as err:  # noqa: BLE001
-            raise WeightsError(f"Tensor {key} of {self.path} cannot be read ({err}); the file is corrupt or truncated: download it again.") from err
+            raise WeightsError(
+                f"Tensor {key} of {self.path} cannot be read ({err}); the file is corrupt or truncated: download it again."
+            ) from err
 
     def kind(self) -> str:
         return classify_keys(self._keys)
@@ -176,7 +202,9 @@ def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj:
-        raise WeightsError(f"{path} holds no state dict (found {type(obj).__name__}); expected a Lightning checkpoint or a plain state dict.")
+        raise WeightsError(
+            f"{path} holds no state dict (found {type(obj).__name__}); expected a Lightning checkpoint or a plain state dict."
+        )
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise WeightsError(f"{path} holds no tensors; it is not a model checkpoint.")
@@ -226,7 +254,9 @@ class LoadReport:
 
     def summary(self) -> str:
         lines = [f"loaded {n} tensors from {f}" for f, n in self.loaded.items()]
-        lines.append(f"ignored {len(self.ignored)} known-unused tensors (CLIP text-tower leftovers, conditioner VAE decoder)")
+        lines.append(
+            f"ignored {len(self.ignored)} known-unused tensors (CLIP text-tower leftovers, conditioner VAE decoder)"
+        )
         for title, items in (("missing", self.missing), ("unexpected", self.unexpected)):
             if items:
                 lines.append(f"{len(items)} {title}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}")
@@ -241,10 +271,16 @@ def _check_roles(svd: WeightsFile | None, lvcd: WeightsFile | None) -> None:
     if svd_kind == "lvcd" and lvcd_kind in ("svd", None):
         raise WeightsError(
             f"{svd.path} is an LVCD checkpoint (ControlNet weights), given where svd.safetensors was expected"
-            + (f", and {lvcd.path} is the SVD checkpoint: the two files are swapped. Pass --svd {lvcd.path} --lvcd {svd.path}." if lvcd else ".")
+            + (
+                f", and {lvcd.path} is the SVD checkpoint: the two files are swapped. Pass --svd {lvcd.path} --lvcd {svd.path}."
+                if lvcd
+                else "."
+            )
         )
     if lvcd_kind == "svd":
-        raise WeightsError(f"{lvcd.path} is an SVD checkpoint (no ControlNet weights), given where lvcd.ckpt was expected. {_where_to_get('lvcd')}")
+        raise WeightsError(
+            f"{lvcd.path} is an SVD checkpoint (no ControlNet weights), given where lvcd.ckpt was expected. {_where_to_get('lvcd')}"
+        )
     for f, kind in ((svd, svd_kind), (lvcd, lvcd_kind)):
         if f is not None and kind == "unknown":
             prefixes = sorted({k.split(".")[0] for k in f.keys()})[:6]
@@ -277,7 +313,13 @@ def load_model(
     weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
     """
     cfg = get_config(config)
-    files = [f for f in (WeightsFile(svd_path, "svd") if svd_path else None, WeightsFile(lvcd_path, "lvcd") if lvcd_path else None)]
+    files = [
+        f
+        for f in (
+            WeightsFile(svd_path, "svd") if svd_path else None,
+            WeightsFile(lvcd_path, "lvcd") if lvcd_path else None,
+        )
+    ]
     _check_roles(*files)
     files = [f for f in files if f is not None]
     if not files:
@@ -334,13 +376,16 @@ def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDCon
 
 def _is_lvcd_trained_key(key: str) -> bool:
     return key.startswith(PART_PREFIXES["controlnet"]) or (
-        key.startswith(PART_PREFIXES["unet"]) and (".transformer_blocks.0.attn1." in key or ".time_stack.0.attn1." in key)
+        key.startswith(PART_PREFIXES["unet"])
+        and (".transformer_blocks.0.attn1." in key or ".time_stack.0.attn1." in key)
     )
 
 
 def load_first_stage(svd_path, config=None, device="cpu", dtype: torch.dtype = torch.float32):
     """Only the VAE (``first_stage_model``) from ``svd.safetensors``, e.g. to pre-encode training latents."""
-    model, _ = load_model(svd_path, None, config=config, device=device, dtype=dtype, vae_dtype=dtype, parts=("first_stage",))
+    model, _ = load_model(
+        svd_path, None, config=config, device=device, dtype=dtype, vae_dtype=dtype, parts=("first_stage",)
+    )
     return model.first_stage_model
 
 
@@ -355,7 +400,9 @@ def lvcd_trained_keys(model: LVCDModel) -> list[str]:
     return [key for key in model.state_dict() if _is_lvcd_trained_key(key)]
 
 
-def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+def save_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> Path:
     """Write atomically: a temporary file in the target folder, then rename."""
     from safetensors.torch import save_file
 

@@ -40,7 +40,9 @@ class WorkDir:
         self.path = Path(path)
         self.resume = resume
         if self.path.exists() and not (self.path / SETTINGS).exists() and any(self.path.iterdir()):
-            raise InputError(f"Work directory {self.path} exists and is not an lvcd work directory; choose an empty or new --work-dir.")
+            raise InputError(
+                f"Work directory {self.path} exists and is not an lvcd work directory; choose an empty or new --work-dir."
+            )
         if self.path.exists() and not resume:
             shutil.rmtree(self.path)  # a previous job's leftovers: start afresh
         self.path.mkdir(parents=True, exist_ok=True)
@@ -74,7 +76,12 @@ class WorkDir:
         return load_file(str(path)) if path.exists() else None
 
     def save_window(self, index: int, new_latents: torch.Tensor, state: CarryState) -> None:
-        tensors = {"new_latents": new_latents, "noise": state.noise, "prev_latents": state.prev_latents, "blend_history": state.blend_history}
+        tensors = {
+            "new_latents": new_latents,
+            "noise": state.noise,
+            "prev_latents": state.prev_latents,
+            "blend_history": state.blend_history,
+        }
         _atomic_save(tensors, self.path / f"window_{index:06d}.safetensors")
 
     def finished_windows(self) -> int:

@@ -59,26 +59,62 @@ class ExtractedLineart:
 
 
 def colorize(
-    reference: Path = typer.Option(..., "--reference", "-r", help="The coloured reference: frame 0 of the shot, coloured."),
-    lineart: Path = typer.Option(..., "--lineart", "-l", help="Line art of every frame: a folder of images (natural sort), a video or a GIF."),
-    output: Path = typer.Option(..., "--output", "-o", help="shot.mp4 / .webm / .gif writes a video; any other name a folder of PNG frames."),
-    svd: Path | None = typer.Option(None, "--svd", help="Stability's svd.safetensors (or one whole-model file from `lvcd convert`). Default: the Hugging Face cache."),
+    reference: Path = typer.Option(
+        ..., "--reference", "-r", help="The coloured reference: frame 0 of the shot, coloured."
+    ),
+    lineart: Path = typer.Option(
+        ..., "--lineart", "-l", help="Line art of every frame: a folder of images (natural sort), a video or a GIF."
+    ),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="shot.mp4 / .webm / .gif writes a video; any other name a folder of PNG frames."
+    ),
+    svd: Path | None = typer.Option(
+        None,
+        "--svd",
+        help="Stability's svd.safetensors (or one whole-model file from `lvcd convert`). Default: the Hugging Face cache.",
+    ),
     lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="LVCD's lvcd.ckpt (or its `lvcd convert` safetensors)."),
-    config: str | None = typer.Option(None, "--config", help="Model config: a preset name (svd-lvcd) or a JSON of sgm hyper-parameters."),
-    size: str | None = typer.Option(None, "--size", help="Processing size HxW (multiples of 64). Default: near 320x576, aspect kept."),
+    config: str | None = typer.Option(
+        None, "--config", help="Model config: a preset name (svd-lvcd) or a JSON of sgm hyper-parameters."
+    ),
+    size: str | None = typer.Option(
+        None, "--size", help="Processing size HxW (multiples of 64). Default: near 320x576, aspect kept."
+    ),
     steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (printed when not given, for reproducing a run)."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Random seed (printed when not given, for reproducing a run)."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 for the diffusion networks (default: bf16 on GPU, fp32 on CPU)."),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="fp32, bf16 or fp16 for the diffusion networks (default: bf16 on GPU, fp32 on CPU)."
+    ),
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU (for small GPUs)."),
-    polarity: str = typer.Option("auto", "--polarity", help="auto, dark-lines (dark lines on light paper) or bright-lines (light lines on black)."),
-    from_color: bool = typer.Option(False, "--from-color", help="--lineart holds colour frames: extract their line art first."),
-    lineart_method: str = typer.Option("informative", "--lineart-method", help="With --from-color: informative (sk_model.pth, as trained) or xdog (no weights)."),
+    polarity: str = typer.Option(
+        "auto",
+        "--polarity",
+        help="auto, dark-lines (dark lines on light paper) or bright-lines (light lines on black).",
+    ),
+    from_color: bool = typer.Option(
+        False, "--from-color", help="--lineart holds colour frames: extract their line art first."
+    ),
+    lineart_method: str = typer.Option(
+        "informative",
+        "--lineart-method",
+        help="With --from-color: informative (sk_model.pth, as trained) or xdog (no weights).",
+    ),
     lineart_weights: Path | None = typer.Option(None, "--lineart-weights", help="With --from-color: sk_model.pth."),
-    keyframe: list[str] = typer.Option([], "--keyframe", help="INDEX=IMAGE: a further coloured frame; windows after it use it as reference. Repeatable."),
-    fps: float | None = typer.Option(None, "--fps", help="Frame rate of a video output (default: the input video's, else 20)."),
+    keyframe: list[str] = typer.Option(
+        [],
+        "--keyframe",
+        help="INDEX=IMAGE: a further coloured frame; windows after it use it as reference. Repeatable.",
+    ),
+    fps: float | None = typer.Option(
+        None, "--fps", help="Frame rate of a video output (default: the input video's, else 20)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    work_dir: Path | None = typer.Option(None, "--work-dir", help="Where per-window state is kept (default: .<output>.lvcd-work next to the output)."),
+    work_dir: Path | None = typer.Option(
+        None, "--work-dir", help="Where per-window state is kept (default: .<output>.lvcd-work next to the output)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted job from its work directory."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep the work directory after success."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -105,7 +141,9 @@ def _run(**opts) -> None:
     if opts["from_color"]:
         from lvcd.lineart import get_extractor
 
-        extractor = get_extractor(opts["lineart_method"], weights=opts["lineart_weights"], device=opts["device"] or "cpu")
+        extractor = get_extractor(
+            opts["lineart_method"], weights=opts["lineart_weights"], device=opts["device"] or "cpu"
+        )
         if extractor.warning:
             typer.echo(f"warning: {extractor.warning}", err=True)
         lineart = ExtractedLineart(source, extractor)
@@ -114,9 +152,18 @@ def _run(**opts) -> None:
     if opts["dtype"] and opts["dtype"] not in DTYPES:
         raise InputError(f"--dtype must be one of {', '.join(DTYPES)}.")
     if opts["svd"] is None:
-        pipe = LVCDPipeline.from_pretrained(device=opts["device"], dtype=dtype, offload=opts["offload"], config=opts["config"])
+        pipe = LVCDPipeline.from_pretrained(
+            device=opts["device"], dtype=dtype, offload=opts["offload"], config=opts["config"]
+        )
     else:
-        pipe = LVCDPipeline.from_single_file(opts["svd"], opts["lvcd_ckpt"], config=opts["config"], device=opts["device"], dtype=dtype, offload=opts["offload"])
+        pipe = LVCDPipeline.from_single_file(
+            opts["svd"],
+            opts["lvcd_ckpt"],
+            config=opts["config"],
+            device=opts["device"],
+            dtype=dtype,
+            offload=opts["offload"],
+        )
     work_dir = opts["work_dir"] or output.parent / f".{output.name}.lvcd-work"
     result = pipe(
         opts["reference"],
@@ -145,4 +192,8 @@ def _run(**opts) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("colorize", help=(colorize.__doc__ or "") + EXAMPLES, short_help="Colorize line art from one coloured reference frame (any length, any size).")(colorize)
+    app.command(
+        "colorize",
+        help=(colorize.__doc__ or "") + EXAMPLES,
+        short_help="Colorize line art from one coloured reference frame (any length, any size).",
+    )(colorize)

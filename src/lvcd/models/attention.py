@@ -102,7 +102,11 @@ class Attention(nn.Module):
         """
         v = self.to_v(x)
         video = x[:, num_reference:]
-        q, k, vv = self.split_heads(self.to_q(video)), self.split_heads(self.to_k(video)), self.split_heads(v[:, num_reference:])
+        q, k, vv = (
+            self.split_heads(self.to_q(video)),
+            self.split_heads(self.to_k(video)),
+            self.split_heads(v[:, num_reference:]),
+        )
         out = self.merge_heads(F.scaled_dot_product_attention(q, k, vv))
         if num_reference:
             out = torch.cat([v[:, :num_reference], out], dim=1)

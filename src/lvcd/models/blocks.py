@@ -41,10 +41,15 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, emb_dim: int):
         super().__init__()
-        self.in_layers = nn.Sequential(GroupNorm32(32, in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1))
+        self.in_layers = nn.Sequential(
+            GroupNorm32(32, in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        )
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels))
         self.out_layers = nn.Sequential(
-            GroupNorm32(32, out_channels), nn.SiLU(), nn.Dropout(0.0), nn.Conv2d(out_channels, out_channels, 3, padding=1)
+            GroupNorm32(32, out_channels),
+            nn.SiLU(),
+            nn.Dropout(0.0),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
         )
         self.skip_connection = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
 
@@ -64,10 +69,17 @@ class TemporalResBlock(nn.Module):
     def __init__(self, channels: int, emb_dim: int, kernel_size: tuple[int, int, int]):
         super().__init__()
         padding = tuple(k // 2 for k in kernel_size)
-        self.in_layers = nn.Sequential(GroupNorm32(32, channels), nn.SiLU(), ReferenceIsolatingConv3d(channels, channels, kernel_size, padding=padding))
+        self.in_layers = nn.Sequential(
+            GroupNorm32(32, channels),
+            nn.SiLU(),
+            ReferenceIsolatingConv3d(channels, channels, kernel_size, padding=padding),
+        )
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, channels))
         self.out_layers = nn.Sequential(
-            GroupNorm32(32, channels), nn.SiLU(), nn.Dropout(0.0), ReferenceIsolatingConv3d(channels, channels, kernel_size, padding=padding)
+            GroupNorm32(32, channels),
+            nn.SiLU(),
+            nn.Dropout(0.0),
+            ReferenceIsolatingConv3d(channels, channels, kernel_size, padding=padding),
         )
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor, num_reference: int) -> torch.Tensor:

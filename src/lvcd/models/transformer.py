@@ -39,7 +39,12 @@ class SpatialTransformerBlock(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, layout: ClipLayout, layer_index: int) -> torch.Tensor:
-        x = self.attn1.reference_self_attention(self.norm1(x), layout.num_frames, layout.reference_attention, layer_index) + x
+        x = (
+            self.attn1.reference_self_attention(
+                self.norm1(x), layout.num_frames, layout.reference_attention, layer_index
+            )
+            + x
+        )
         x = self.attn2.single_token_cross_attention(context) + x
         return self.ff(self.norm3(x)) + x
 
@@ -81,7 +86,9 @@ class SpatialVideoTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList([SpatialTransformerBlock(channels, heads, dim_head, context_dim)])
         self.proj_out = nn.Linear(channels, channels)
         self.time_stack = nn.ModuleList([TemporalTransformerBlock(channels, heads, dim_head, context_dim)])
-        self.time_pos_embed = nn.Sequential(nn.Linear(channels, 4 * channels), nn.SiLU(), nn.Linear(4 * channels, channels))
+        self.time_pos_embed = nn.Sequential(
+            nn.Linear(channels, 4 * channels), nn.SiLU(), nn.Linear(4 * channels, channels)
+        )
         self.time_mixer = MixFactor()
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, layout: ClipLayout) -> torch.Tensor:

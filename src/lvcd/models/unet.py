@@ -37,7 +37,9 @@ class _Builder:
 
     def transformer(self, channels: int) -> SpatialVideoTransformer:
         heads = channels // self.cfg.num_head_channels
-        svt = SpatialVideoTransformer(channels, heads, self.cfg.num_head_channels, self.cfg.context_dim, self.next_layer_index)
+        svt = SpatialVideoTransformer(
+            channels, heads, self.cfg.num_head_channels, self.cfg.context_dim, self.next_layer_index
+        )
         self.next_layer_index += 1
         return svt
 
