@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG, assert_close_rel
 from lvcd.cli import app
+from lvcd.errors import InputError
 from lvcd.io import FrameSource
 from lvcd.pipeline import LVCDPipeline
 
@@ -234,3 +235,19 @@ def test_bad_inputs_give_clear_errors_and_no_output(tmp_path, tiny_weights):
     _expect_error(run("--reference", str(reference), "--lineart", str(frames), "--keyframe", "9=x.png"), "Keyframe")
     assert not out.exists()
     assert not any(p.name.startswith(".out.mp4") and "partial" in p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("overlap", [2, 6])
+def test_other_overlaps_keep_every_frame(pipe, tmp_path, overlap):
+    frames, reference = _shot(tmp_path / "l", 31)
+    result = pipe(reference, frames, num_steps=1, seed=0, overlap=overlap, progress=False)
+    assert result.latents.shape[0] == 31 and result.frames.shape[0] == 31
+
+
+def test_resume_needs_a_work_dir_and_odd_reference_aspect_warns(pipe, tmp_path):
+    frames, _ = _shot(tmp_path / "l", 2)
+    wide = np.zeros((64, 256, 3), np.uint8)
+    with pytest.raises(InputError, match="work_dir"):
+        pipe(wide, frames, num_steps=1, seed=0, resume=True, progress=False)
+    with pytest.warns(UserWarning, match="aspect ratio"):
+        pipe(wide, frames, num_steps=1, seed=0, progress=False)

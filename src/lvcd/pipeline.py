@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,13 @@ def _reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
             f"The {what} is not an image ({err}); give a file path, a PIL image, an array or a tensor in [0, 1]."
         ) from err
     if rgb.shape[:2] != plan.input_hw:  # a reference of another size: bring it to the line art's size first
+        (h, w), (hi, wi) = rgb.shape[:2], plan.input_hw
+        if abs(w / h - wi / hi) > 0.01 * wi / hi:
+            warnings.warn(
+                f"The {what} is {w}x{h} but the line art is {wi}x{hi} (another aspect ratio): it is stretched to the "
+                "line art's size. Give the coloured version of the shot's frame for the best colour transfer.",
+                stacklevel=3,
+            )
         rgb = np.asarray(Image.fromarray(rgb).resize(plan.input_hw[::-1], Image.Resampling.BICUBIC))
     fitted = fit_image(rgb, plan)
     return torch.from_numpy(fitted).permute(2, 0, 1)[None].float() / 127.5 - 1
@@ -175,6 +183,8 @@ class LVCDPipeline:
         polarity = resolve_polarity(frames, polarity)
         if num_steps < 1:
             raise InputError("num_steps must be at least 1.")
+        if resume and work_dir is None:
+            raise InputError("resume=True needs the work_dir of the interrupted job.")
         windows = plan_windows(count, overlap=overlap, video_frames=cfg.video_frames)
         keyframes = dict(keyframes or {})
         for index in keyframes:
