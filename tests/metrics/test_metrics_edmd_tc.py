@@ -14,9 +14,6 @@ from lvcd.metrics.tc import estimate_motion, temporal_consistency, warping_error
 
 from .synthetic import dark_line_sketch, line_drawing, moving_texture, to_float
 
-pytest.importorskip("scipy.ndimage")
-
-
 # --- EDMD -------------------------------------------------------------------------------------------------------------
 
 

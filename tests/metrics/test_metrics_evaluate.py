@@ -36,8 +36,6 @@ from lvcd.metrics.inception import load_inception
 
 from .synthetic import dark_line_sketch, moving_texture, write_mp4, write_pngs
 
-pytest.importorskip("lvcd.io.frames")
-
 
 def test_parse_size_and_metrics():
     assert parse_size("256") == (256, 256)

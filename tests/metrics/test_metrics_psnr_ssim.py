@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import skimage.metrics as skimage_metrics  # noqa: E402 - scikit-image is a declared test dependency
 import torch
 
 from lvcd.errors import InputError
 from lvcd.metrics.psnr_ssim import psnr, ssim
-
-skimage_metrics = pytest.importorskip("skimage.metrics")
 
 
 def _pairs(seed: int, shape=(3, 3, 40, 52), noise: float = 0.1):

@@ -86,7 +86,8 @@ def test_checkpoint_holds_the_lvcd_key_set_and_loads_as_lvcd_weights(thirty_step
 
 
 def test_colorize_pipeline_loads_the_checkpoint(thirty_step_run, tiny_weights):
-    pipeline_module = pytest.importorskip("lvcd.pipeline")
+    import lvcd.pipeline as pipeline_module
+
     _, _, result = thirty_step_run
     weights = WeightsFile(result.checkpoint / ckpt.WEIGHTS_NAME, "lvcd")
     pipeline = pipeline_module.LVCDPipeline.from_single_file(
