@@ -27,7 +27,7 @@ from lvcd.diffusion import edm_sigmas
 from lvcd.errors import InputError, WeightsError
 from lvcd.hints import HintStore, LineartFrames, resolve_polarity
 from lvcd.io import SizePlan, fit_image, load_image, open_writer, plan_size, to_rgb_uint8
-from lvcd.longvideo import plan_windows
+from lvcd.longvideo import WindowPlan, plan_windows
 from lvcd.model import LVCDModel
 from lvcd.sampling import CarryState, ReferenceLatents, encode_reference, sample_shot
 from lvcd.weights import load_model
@@ -35,6 +35,24 @@ from lvcd.workdir import WorkDir, fingerprint
 
 SVD_REPO = ("stabilityai/stable-video-diffusion-img2vid", "svd.safetensors")
 LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
+
+
+@dataclass
+class _Job:
+    """One shot's resolved inputs and settings, as the sampler needs them."""
+
+    work: WorkDir
+    windows: WindowPlan
+    plan: SizePlan
+    hints: HintStore
+    images: dict[int, torch.Tensor]  # frame index -> (1, 3, H, W) in [-1, 1]: the reference (0) and keyframes
+    num_steps: int
+    seed: int | None
+    initial_noise: torch.Tensor | None
+    reference_noise: torch.Tensor | None
+    prev_attn_steps: int | None
+    polarity: str
+    progress: bool
 
 
 @dataclass
@@ -203,7 +221,7 @@ class LVCDPipeline:
         try:
             work = WorkDir(work_dir, resume=resume and temporary is None)
             hints = HintStore.build(frames, plan, polarity, work.hints_path, progress=progress)
-            latents, seed = self._sample(
+            job = _Job(
                 work,
                 windows,
                 plan,
@@ -217,6 +235,7 @@ class LVCDPipeline:
                 polarity,
                 progress,
             )
+            latents, seed = self._sample(job)
             result_frames = self._decode(latents, plan, writer, progress)
         except BaseException:
             if writer is not None:
@@ -228,96 +247,78 @@ class LVCDPipeline:
         output_path = writer.close() if writer is not None else None
         return ColorizeResult(result_frames, latents.cpu(), plan, seed, polarity, output_path)
 
-    def _sample(
-        self,
-        work,
-        windows,
-        plan,
-        hints,
-        images,
-        num_steps,
-        seed,
-        initial_noise,
-        reference_noise,
-        prev_attn_steps,
-        polarity,
-        progress,
-    ):
+    def _start_state(self, job: _Job) -> tuple[dict[str, torch.Tensor], int | None]:
+        """First-window noise and reference latents: computed once (from the seed, in the official draw order) and
+        kept in the work directory, so a resumed run restores them exactly."""
         cfg, model = self.config, self.model
-        latent_hw = tuple(s // cfg.vae.downsample_factor for s in plan.model_hw)
-        noise_shape = (windows.window_size, 4, *latent_hw)
-        if initial_noise is not None and tuple(initial_noise.shape) != noise_shape:
-            raise InputError(f"initial_noise must have shape {noise_shape}, got {tuple(initial_noise.shape)}.")
-        if seed is None and (initial_noise is None or reference_noise is None):
+        latent_hw = tuple(s // cfg.vae.downsample_factor for s in job.plan.model_hw)
+        noise_shape = (job.windows.window_size, 4, *latent_hw)
+        if job.initial_noise is not None and tuple(job.initial_noise.shape) != noise_shape:
+            raise InputError(f"initial_noise must have shape {noise_shape}, got {tuple(job.initial_noise.shape)}.")
+        seed = job.seed
+        if seed is None and (job.initial_noise is None or job.reference_noise is None):
             seed = secrets.randbits(62)
         settings = {
-            "steps": num_steps,
-            "seed": seed,
-            "overlap": windows.overlap,
-            "prev_attn_steps": prev_attn_steps,
-            "plan": [plan.input_hw, plan.model_hw],
-            "polarity": polarity,
-            "config": cfg.name,
-            "dtype": str(next(model.unet.parameters()).dtype),
-            "keyframes": sorted(images),
-        }
-        arrays = [hints.array] + [images[i] for i in sorted(images)]
-        arrays += [t.float().cpu() for t in (initial_noise, reference_noise) if t is not None]
-        work.bind(fingerprint(settings, *arrays))
+            "steps": job.num_steps, "seed": seed, "overlap": job.windows.overlap, "prev_attn_steps": job.prev_attn_steps,
+            "plan": [job.plan.input_hw, job.plan.model_hw], "polarity": job.polarity, "config": cfg.name,
+            "dtype": str(next(model.unet.parameters()).dtype), "keyframes": sorted(job.images),
+        }  # fmt: skip
+        arrays = [job.hints.array] + [job.images[i] for i in sorted(job.images)]
+        arrays += [t.float().cpu() for t in (job.initial_noise, job.reference_noise) if t is not None]
+        job.work.bind(fingerprint(settings, *arrays))
 
-        start = work.load_start()
+        start = job.work.load_start()
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
-            noise = (
-                initial_noise.float().cpu()
-                if initial_noise is not None
-                else torch.randn(noise_shape, generator=generator)
-            )
+            if job.initial_noise is not None:
+                start = {"noise": job.initial_noise.float().cpu()}
+            else:
+                start = {"noise": torch.randn(noise_shape, generator=generator)}
             self._place("clip", "first_stage")
-            start = {"noise": noise}
-            for index in sorted(images):
-                eps = reference_noise if (index == 0 and reference_noise is not None) else None
-                ref = encode_reference(model, images[index].to(self.device), index, noise=eps, generator=generator)
-                start.update(
-                    {
-                        f"ref{index}.crossattn": ref.crossattn,
-                        f"ref{index}.mode": ref.mode_latent,
-                        f"ref{index}.sample": ref.sample_latent,
-                    }
-                )
-            work.save_start(start)
-        device = self.device
+            for index in sorted(job.images):
+                eps = job.reference_noise if index == 0 else None
+                ref = encode_reference(model, job.images[index].to(self.device), index, noise=eps, generator=generator)
+                start[f"ref{index}.crossattn"] = ref.crossattn
+                start[f"ref{index}.mode"] = ref.mode_latent
+                start[f"ref{index}.sample"] = ref.sample_latent
+            job.work.save_start(start)
+        return start, seed
+
+    def _sample(self, job: _Job) -> tuple[torch.Tensor, int | None]:
+        """All windows (those a resumed job already finished are loaded); returns the shot's scaled latents."""
+        cfg, model, device = self.config, self.model, self.device
+        start, seed = self._start_state(job)
         references = [
-            ReferenceLatents(
-                i,
-                start[f"ref{i}.crossattn"].to(device),
-                start[f"ref{i}.mode"].to(device),
-                start[f"ref{i}.sample"].to(device),
-            )
-            for i in sorted(images)
+            ReferenceLatents(i, *(start[f"ref{i}.{name}"].to(device) for name in ("crossattn", "mode", "sample")))
+            for i in sorted(job.images)
         ]
         latents = [references[0].sample_latent * model.latent_scale]
         state = CarryState(start["noise"].to(device), None, None)
-        done = work.finished_windows() if work.resume else 0
+        done = job.work.finished_windows() if job.work.resume else 0
         for index in range(done):
-            new_latents, state = work.load_window(index, device)
+            new_latents, state = job.work.load_window(index, device)
             latents.append(new_latents)
         self._place("unet", "controlnet")
-        sigmas = edm_sigmas(num_steps, cfg.sampling.sigma_min, cfg.sampling.sigma_max, cfg.sampling.rho).to(device)
-        window_bar = tqdm(total=len(windows.windows), initial=done, desc="windows", unit="window", disable=not progress)
-        step_bar = tqdm(total=num_steps, desc="steps", unit="step", leave=False, disable=not progress)
+        sampling = cfg.sampling
+        sigmas = edm_sigmas(job.num_steps, sampling.sigma_min, sampling.sigma_max, sampling.rho).to(device)
+        total = len(job.windows.windows)
+        window_bar = tqdm(total=total, initial=done, desc="windows", unit="window", disable=not job.progress)
+        step_bar = tqdm(total=job.num_steps, desc="steps", unit="step", leave=False, disable=not job.progress)
 
         def on_step(step: int) -> None:
             if step == 0:
                 step_bar.reset()
             step_bar.update(1)
 
-        hint_for = lambda indices: hints.get(indices).to(device)  # noqa: E731
-        for window, new_latents, carry in sample_shot(
-            model, windows, references, hint_for, sigmas, state, done, prev_attn_steps, on_step
-        ):
+        def hints_for(indices) -> torch.Tensor:
+            return job.hints.get(indices).to(device)
+
+        windows = sample_shot(
+            model, job.windows, references, hints_for, sigmas, state, done, job.prev_attn_steps, on_step
+        )
+        for window, new_latents, carry in windows:
             latents.append(new_latents)
-            work.save_window(window.index, new_latents, carry)
+            job.work.save_window(window.index, new_latents, carry)
             window_bar.update(1)
         step_bar.close()
         window_bar.close()
