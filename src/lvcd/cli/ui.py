@@ -1,0 +1,48 @@
+"""`lvcd ui`: serve the colorization web page locally (gradio)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lvcd.errors import InputError, LVCDError
+
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def ui(
+    svd: Path | None = typer.Option(None, "--svd", help="svd.safetensors (default: the Hugging Face cache)."),
+    lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="lvcd.ckpt or its `lvcd convert` safetensors."),
+    config: str | None = typer.Option(None, "--config", help="Preset name or JSON of sgm hyper-parameters."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes it to your network)."),
+    port: int = typer.Option(7860, "--port", help="Port to serve on."),
+) -> None:
+    """Serve a web page to colorize shots: upload the coloured reference and the line art, get a video back."""
+    try:
+        import torch
+
+        from lvcd.pipeline import LVCDPipeline
+        from lvcd.ui import build_app
+
+        if dtype and dtype not in DTYPES:
+            raise InputError(f"--dtype must be one of {', '.join(DTYPES)}.")
+        torch_dtype = getattr(torch, DTYPES[dtype]) if dtype else None
+        if svd is None:
+            pipe = LVCDPipeline.from_pretrained(config=config, device=device, dtype=torch_dtype, offload=offload)
+        else:
+            pipe = LVCDPipeline.from_single_file(
+                svd, lvcd_ckpt, config=config, device=device, dtype=torch_dtype, offload=offload
+            )
+        app = build_app(pipe)
+    except LVCDError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ui")(ui)
