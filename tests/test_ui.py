@@ -5,9 +5,9 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 import pytest
-from conftest import TINY_CONFIG
 from PIL import Image
 
+from conftest import TINY_CONFIG
 from lvcd.errors import InputError
 from lvcd.io import FrameSource
 from lvcd.pipeline import LVCDPipeline
