@@ -251,3 +251,19 @@ def test_resume_needs_a_work_dir_and_odd_reference_aspect_warns(pipe, tmp_path):
         pipe(wide, frames, num_steps=1, seed=0, resume=True, progress=False)
     with pytest.warns(UserWarning, match="aspect ratio"):
         pipe(wide, frames, num_steps=1, seed=0, progress=False)
+
+
+def test_a_source_that_yields_fewer_frames_than_announced_is_an_error(pipe, tmp_path):
+    frames, reference = _shot(tmp_path / "l", 4)
+
+    class ShortSource:
+        size_hw = (64, 128)
+
+        def __len__(self):
+            return 4
+
+        def __iter__(self):
+            return (np.asarray(Image.open(p)) for p in sorted(frames.glob("*.png"))[:3])
+
+    with pytest.raises(InputError, match="yielded 3 frames but announced 4"):
+        pipe(reference, ShortSource(), num_steps=1, seed=0, progress=False)

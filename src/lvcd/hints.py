@@ -126,12 +126,16 @@ class HintStore:
     ) -> HintStore:
         tmp = path.with_name(path.name + ".tmp.npy")
         store = cls(tmp, len(frames), plan.model_hw, mode="w+")
-        for index, frame in enumerate(
-            tqdm(frames, total=len(frames), desc="line art", unit="frame", disable=not progress)
-        ):
-            if index >= len(frames):
-                raise InputError("The line-art source yielded more frames than it announced.")
-            store.array[index] = fit_hint(frame_to_hint(frame, polarity), plan)
+        produced = 0
+        for frame in tqdm(frames, total=len(frames), desc="line art", unit="frame", disable=not progress):
+            if produced >= len(frames):
+                raise InputError(f"The line-art source yielded more frames than the {len(frames)} it announced.")
+            store.array[produced] = fit_hint(frame_to_hint(frame, polarity), plan)
+            produced += 1
+        if produced != len(frames):
+            raise InputError(
+                f"The line-art source yielded {produced} frames but announced {len(frames)}; it may be truncated."
+            )
         store.array.flush()
         del store
         os.replace(tmp, path)
