@@ -55,7 +55,7 @@ def test_upload_errors_say_what_to_do(pipe, tmp_path):
     (tmp_path / "clip.mp4").write_bytes(b"x")
     with pytest.raises(InputError, match="not both"):
         colorize_upload(pipe, files[0], [*files, str(tmp_path / "clip.mp4")])
-    with pytest.raises(InputError, match="HxW"):
+    with pytest.raises(InputError, match="HEIGHTxWIDTH"):
         colorize_upload(pipe, files[0], files, size="big")
 
 

@@ -46,9 +46,6 @@ class Conditioning:
     vector: torch.Tensor  # (BT, 768) fps / motion / cond_aug sinusoids
     hint: torch.Tensor  # (BT, 3 or 1, 8h, 8w) line art, lines ~1 on 0
 
-    def select(self, index) -> Conditioning:
-        return Conditioning(self.concat[index], self.crossattn[index], self.vector[index], self.hint[index])
-
 
 class _ParameterFree(nn.Module):
     """Placeholder for the conditioner's sinusoid embedders (fps, motion bucket, cond_aug): no parameters."""

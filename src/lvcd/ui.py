@@ -13,21 +13,11 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from lvcd.cli.options import parse_size
 from lvcd.errors import InputError
 from lvcd.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key
 
 POLARITIES = ("auto", "dark-lines", "bright-lines")
-
-
-def _parse_size(text: str | None) -> tuple[int, int] | None:
-    text = (text or "").strip().lower()
-    if not text or text == "auto":
-        return None
-    try:
-        height, width = (int(v) for v in text.split("x"))
-    except ValueError as err:
-        raise InputError(f"Size {text!r} is not HxW (e.g. 320x576) or 'auto'.") from err
-    return height, width
 
 
 def _lineart_source(files: Sequence[str | os.PathLike], workspace: Path) -> Path:
@@ -72,7 +62,7 @@ def colorize_upload(
         output = output_dir / "colorized.mp4"
         seed = None if seed is None or seed < 0 else int(seed)
         result = pipe(
-            reference, source, size=_parse_size(size), num_steps=int(steps), seed=seed, polarity=polarity,
+            reference, source, size=parse_size(size), num_steps=int(steps), seed=seed, polarity=polarity,
             output=output, fps=float(fps), overwrite=True,
         )  # fmt: skip
     return result.output_path

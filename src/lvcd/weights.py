@@ -18,7 +18,6 @@ import os
 import pickle
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -419,12 +418,6 @@ def save_safetensors(
     return path
 
 
-def iter_state(model: LVCDModel, keys: list[str]) -> Iterator[tuple[str, torch.Tensor]]:
-    state = model.state_dict()
-    for key in keys:
-        yield key, state[key]
-
-
 def convert(
     svd_path,
     lvcd_path,
@@ -448,4 +441,5 @@ def convert(
     model, _ = load_model(svd_path, lvcd_path, config=config, dtype=dtype, vae_dtype=dtype, parts=parts)
     keys = lvcd_trained_keys(model) if subset == "lvcd" else list(model.state_dict())
     meta = {"format": "pt", "lvcd_subset": subset, "lvcd_config": json.dumps(model.config.name)}
-    return save_safetensors(dict(iter_state(model, keys)), output, metadata=meta)
+    state = model.state_dict()
+    return save_safetensors({key: state[key] for key in keys}, output, metadata=meta)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from lvcd.cli.options import load_pipeline, parse_size
 from lvcd.errors import InputError, LVCDError
 
 EXAMPLES = """
@@ -19,18 +20,6 @@ Examples:
 
   lvcd colorize ... --resume        # continue an interrupted job from its last finished window
 """
-
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise InputError(f"--size {text!r} is not HxW, e.g. 320x576.") from err
-    return height, width
 
 
 def parse_keyframes(items: list[str]) -> dict[int, Path]:
@@ -128,10 +117,7 @@ def colorize(
 
 
 def _run(**opts) -> None:
-    import torch
-
     from lvcd.io import FrameSource
-    from lvcd.pipeline import LVCDPipeline
 
     output: Path = opts["output"]
     if output.exists() and not opts["overwrite"] and not opts["resume"]:
@@ -148,22 +134,7 @@ def _run(**opts) -> None:
             typer.echo(f"warning: {extractor.warning}", err=True)
         lineart = ExtractedLineart(source, extractor)
     size, keyframes = parse_size(opts["size"]), parse_keyframes(opts["keyframe"])
-    dtype = getattr(torch, DTYPES[opts["dtype"]]) if opts["dtype"] else None
-    if opts["dtype"] and opts["dtype"] not in DTYPES:
-        raise InputError(f"--dtype must be one of {', '.join(DTYPES)}.")
-    if opts["svd"] is None:
-        pipe = LVCDPipeline.from_pretrained(
-            device=opts["device"], dtype=dtype, offload=opts["offload"], config=opts["config"]
-        )
-    else:
-        pipe = LVCDPipeline.from_single_file(
-            opts["svd"],
-            opts["lvcd_ckpt"],
-            config=opts["config"],
-            device=opts["device"],
-            dtype=dtype,
-            offload=opts["offload"],
-        )
+    pipe = load_pipeline(opts["svd"], opts["lvcd_ckpt"], opts["config"], opts["device"], opts["dtype"], opts["offload"])
     work_dir = opts["work_dir"] or output.parent / f".{output.name}.lvcd-work"
     result = pipe(
         opts["reference"],
@@ -172,7 +143,7 @@ def _run(**opts) -> None:
         num_steps=opts["steps"],
         seed=opts["seed"],
         polarity="dark-lines" if opts["from_color"] else opts["polarity"],
-        keyframes={i: p for i, p in keyframes.items()},
+        keyframes=keyframes,
         output=output,
         fps=opts["fps"] or source.fps or 20.0,
         overwrite=opts["overwrite"],

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import typer
 
+from lvcd.cli.options import parse_dtype
 from lvcd.errors import LVCDError
 
 
@@ -28,8 +29,6 @@ class DType(str, Enum):
     fp16 = "fp16"
     bf16 = "bf16"
 
-
-_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 _USE_HINT = {
     Subset.lvcd: "use it in place of lvcd.ckpt, together with svd.safetensors",
@@ -68,7 +67,6 @@ def convert(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
     """Convert the official weights (Lightning pickle lvcd.ckpt + svd.safetensors) to one safetensors file."""
-    import torch
 
     from lvcd.config import get_config
     from lvcd.weights import convert as convert_weights
@@ -86,7 +84,7 @@ def convert(
             lvcd,
             output,
             subset=subset.value,
-            dtype=getattr(torch, _TORCH_DTYPES[dtype.value]),
+            dtype=parse_dtype(dtype.value),
             config=model_config,
             overwrite=overwrite,
         )

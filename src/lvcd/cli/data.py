@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from lvcd.cli.options import parse_size
 from lvcd.errors import InputError, LVCDError
 
 data_app = typer.Typer(
@@ -27,12 +28,11 @@ class LongScenes(str, Enum):
     drop = "drop"
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'320x576' (height x width) -> (320, 576)."""
-    parts = text.lower().replace("*", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise InputError(f"Size {text!r} is not HEIGHTxWIDTH, e.g. 320x576.")
-    return int(parts[0]), int(parts[1])
+def _required_size(text: str) -> tuple[int, int]:
+    size = parse_size(text)
+    if size is None:
+        raise InputError("--size must be HEIGHTxWIDTH, e.g. 320x576.")
+    return size
 
 
 def _fail(err: Exception) -> None:
@@ -80,7 +80,7 @@ def prepare(
         if not svd.is_file():
             raise InputError(f"--svd {svd} is not a file: give the path of svd.safetensors.")
         options = PrepareOptions(
-            size_hw=parse_size(size),
+            size_hw=_required_size(size),
             seed=seed,
             batch_size=batch_size,
             scene=SceneSplitConfig(
@@ -171,7 +171,7 @@ def inspect(
     from lvcd.data.layout import DatasetLayout
 
     try:
-        height, _ = parse_size(size)
+        height, _ = _required_size(size)
         if not root.is_dir():
             raise InputError(f"{root} is not a folder.")
         clips = DatasetLayout(root, height).read_index()

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lvcd.errors import InputError, LVCDError
-
-DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+from lvcd.cli.options import load_pipeline
+from lvcd.errors import LVCDError
 
 
 def ui(
@@ -23,20 +22,9 @@ def ui(
 ) -> None:
     """Serve a web page to colorize shots: upload the coloured reference and the line art, get a video back."""
     try:
-        import torch
-
-        from lvcd.pipeline import LVCDPipeline
         from lvcd.ui import build_app
 
-        if dtype and dtype not in DTYPES:
-            raise InputError(f"--dtype must be one of {', '.join(DTYPES)}.")
-        torch_dtype = getattr(torch, DTYPES[dtype]) if dtype else None
-        if svd is None:
-            pipe = LVCDPipeline.from_pretrained(config=config, device=device, dtype=torch_dtype, offload=offload)
-        else:
-            pipe = LVCDPipeline.from_single_file(
-                svd, lvcd_ckpt, config=config, device=device, dtype=torch_dtype, offload=offload
-            )
+        pipe = load_pipeline(svd, lvcd_ckpt, config, device, dtype, offload)
         app = build_app(pipe)
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
