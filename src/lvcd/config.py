@@ -12,7 +12,7 @@ builds the full model and the tiny test model.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +121,41 @@ PRESETS: dict[str, LVCDConfig] = {
 }
 
 
+CONFIG_FORMAT = "lvcd-config/1"
+
+
+def config_to_dict(config: LVCDConfig) -> dict[str, Any]:
+    """A JSON-ready dict of every field (``config_from_dict`` reads it back exactly)."""
+    return {"format": CONFIG_FORMAT, **asdict(config)}
+
+
+def config_from_dict(doc: dict[str, Any]) -> LVCDConfig:
+    """Inverse of ``config_to_dict``; unknown keys are errors, absent keys take the defaults."""
+    if doc.get("format") != CONFIG_FORMAT:
+        raise ValueError(f"Not an lvcd config document (format {doc.get('format')!r}, expected {CONFIG_FORMAT!r}).")
+    sections = {"unet": UNetConfig, "vae": VAEConfig, "cond_vae": VAEConfig, "clip": CLIPConfig, "sampling": SamplingConfig}
+    values: dict[str, Any] = {}
+    known = {f.name: f for f in fields(LVCDConfig)}
+    for key, value in doc.items():
+        if key == "format":
+            continue
+        if key not in known:
+            raise ValueError(f"Unknown config key {key!r}; valid: {', '.join(known)}.")
+        if key in sections:
+            cls = sections[key]
+            names = {f.name for f in fields(cls)}
+            unknown = set(value) - names
+            if unknown:
+                raise ValueError(f"Unknown keys in config section {key!r}: {sorted(unknown)}.")
+            value = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    return LVCDConfig(**values)
+
+
 def get_config(config: str | Path | LVCDConfig | None = None) -> LVCDConfig:
-    """Resolve a preset name, a JSON path (sgm hyper-parameter names) or a config object."""
+    """Resolve a preset name, a JSON path (lvcd's own format or sgm hyper-parameter names) or a config object."""
     if config is None:
         return PRESETS["svd-lvcd"]
     if isinstance(config, LVCDConfig):
@@ -245,12 +278,14 @@ def _clip_from_open_clip(arch: str, extra_configs: dict[str, Any]) -> CLIPConfig
 
 
 def config_from_sgm_json(path: str | Path) -> LVCDConfig:
-    """Read a JSON of sgm hyper-parameter names (e.g. ``tiny_config.json``)."""
+    """Read a JSON config: lvcd's own format (``config_to_dict``) or sgm hyper-parameter names (``tiny_config.json``)."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"Config file {path} is not valid JSON ({err}).") from err
+    if isinstance(doc, dict) and doc.get("format") == CONFIG_FORMAT:
+        return config_from_dict(doc)
     try:
         return config_from_sgm_dict(doc, name=path.stem)
     except KeyError as err:

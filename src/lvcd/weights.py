@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from lvcd.config import LVCDConfig, get_config
+from lvcd.config import LVCDConfig, config_from_dict, config_to_dict, get_config
 from lvcd.errors import WeightsError
 from lvcd.model import PART_PREFIXES, PARTS, LVCDModel
 
@@ -43,6 +43,9 @@ KNOWN_UNUSED_KEYS = frozenset(
     )
 )
 KNOWN_UNUSED_PREFIXES = ("conditioner.embedders.3.encoder.decoder.", "conditioner.embedders.3.encoder.post_quant_conv.")
+
+# Metadata key under which our safetensors files carry the whole model config (lvcd.config.config_to_dict).
+MODEL_CONFIG_KEY = "lvcd_model_config"
 
 # Parts whose weights stay in float32 unless asked otherwise (the official runs the VAE in fp32).
 VAE_PARTS = ("cond_encoder", "first_stage")
@@ -187,6 +190,20 @@ class WeightsFile:
     def kind(self) -> str:
         return classify_keys(self._keys)
 
+    def metadata(self) -> dict[str, str]:
+        """The safetensors header metadata ({} for pickled checkpoints)."""
+        return dict(self._safe.metadata() or {}) if self._safe is not None else {}
+
+    def model_config(self) -> LVCDConfig | None:
+        """The model config a file of ours carries in its metadata (``MODEL_CONFIG_KEY``), else None."""
+        text = self.metadata().get(MODEL_CONFIG_KEY)
+        if text is None:
+            return None
+        try:
+            return config_from_dict(json.loads(text))
+        except (ValueError, TypeError) as err:
+            raise WeightsError(f"{self.path} carries an unreadable model config ({err}); pass --config.") from err
+
 
 def _is_safetensors(path: Path) -> bool:
     if path.suffix.lower() == ".safetensors":
@@ -310,8 +327,8 @@ def load_model(
 
     Each tensor is read once, cast, moved to ``device`` and assigned: peak host memory is about one copy of the
     weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
+    ``config=None``: the config a file of ours carries (the last file that has one), else the official full size.
     """
-    cfg = get_config(config)
     files = [
         f
         for f in (
@@ -323,6 +340,7 @@ def load_model(
     files = [f for f in files if f is not None]
     if not files:
         raise WeightsError("No weights given: pass svd.safetensors (and lvcd.ckpt), or one converted whole-model file.")
+    cfg = get_config(config if config is not None else config_of_files(files))
 
     with torch.device("meta"):
         model = LVCDModel(cfg, parts)
@@ -357,6 +375,19 @@ def load_model(
     model.load_state_dict(tensors, strict=True, assign=True)
     model.eval().requires_grad_(False)
     return model, report
+
+
+def config_of_files(files: list[WeightsFile]) -> LVCDConfig | None:
+    """The model config carried by the given files (the last one that carries one wins), or None."""
+    found = None
+    for f in files:
+        found = f.model_config() or found
+    return found
+
+
+def model_metadata(config: LVCDConfig, **extra: str) -> dict[str, str]:
+    """safetensors metadata of a file of ours: the model config (so the file loads without --config) and ``extra``."""
+    return {"format": "pt", "lvcd_config": json.dumps(config.name), MODEL_CONFIG_KEY: json.dumps(config_to_dict(config)), **extra}
 
 
 def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDConfig) -> str:
@@ -440,6 +471,6 @@ def convert(
     parts = ("unet", "controlnet") if subset == "lvcd" else PARTS
     model, _ = load_model(svd_path, lvcd_path, config=config, dtype=dtype, vae_dtype=dtype, parts=parts)
     keys = lvcd_trained_keys(model) if subset == "lvcd" else list(model.state_dict())
-    meta = {"format": "pt", "lvcd_subset": subset, "lvcd_config": json.dumps(model.config.name)}
+    meta = model_metadata(model.config, lvcd_subset=subset)
     state = model.state_dict()
     return save_safetensors({key: state[key] for key in keys}, output, metadata=meta)

@@ -143,6 +143,48 @@ def prepare(
         )
 
 
+@data_app.command("synth")
+def synth(
+    output: Path = typer.Argument(..., help="Root to create or extend (the layout `lvcd train` reads)."),
+    split: str = typer.Option("train", "--split", help="Seed range: train, heldout (benchmark) or long."),
+    shots: int = typer.Option(100, "--shots", help="How many shots to write."),
+    first: int = typer.Option(0, "--first", help="Index of the first shot in the split."),
+    frames: int = typer.Option(45, "--frames", help="Frames per shot (at least 15)."),
+    size: str = typer.Option("64x64", "--size", help="Frame size HEIGHTxWIDTH (multiples of 8)."),
+    vae: Path | None = typer.Option(
+        None, "--vae", help="A weights file with a VAE (first_stage_model): also write the latents."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] for the VAE."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the latents' posterior noise."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Write synthetic cartoon shots (colour frames, line art, region labels; latents with --vae) to OUTPUT.
+
+    Example: `lvcd data synth synth-train --shots 800 --size 64x64`, then after training the VAE,
+    `lvcd data synth synth-train --shots 800 --size 64x64 --vae runs/demo-vae/base.safetensors` adds the latents.
+    """
+    from lvcd.data.synth_set import write_synthetic_set
+
+    try:
+        size_hw = _required_size(size)
+        if vae is not None and not vae.is_file():
+            raise InputError(f"--vae {vae} is not a file: give the weights file written by `lvcd train-vae`.")
+        model = None
+        if vae is not None:
+            from lvcd.weights import load_first_stage
+
+            model = load_first_stage(vae, device=device)
+        report = write_synthetic_set(
+            output, split, shots, frames, size_hw, first=first, vae=model, vae_weights=vae, seed=seed, progress=not quiet
+        )
+    except (LVCDError, ValueError) as err:
+        _fail(err)
+    typer.echo(
+        f"{report.root}: {report.shots} shot(s) in the index; {report.written} written, {report.skipped} already complete"
+        + (f", {report.latents_written} latent(s) written" if vae is not None else "")
+    )
+
+
 @data_app.command("index")
 def index(
     root: Path = typer.Argument(..., help="Training root written by `lvcd data prepare` (one or more shards)."),

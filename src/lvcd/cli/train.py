@@ -53,5 +53,28 @@ def train_command(
         typer.echo(f"Nothing to do: the run is already at step {result.step} of {train_config.train.max_steps}.")
 
 
+def train_vae_command(
+    config: Path = typer.Option(..., "--config", "-c", help="VAE training config (.toml); see examples/demo/vae.toml."),
+    resume: str | None = typer.Option(None, "--resume", help="A checkpoint folder, or 'latest' in output_dir."),
+    overrides: list[str] = typer.Option([], "--set", help="Override any setting: --set train.max_steps=100."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train the VAE (first stage of training from scratch), measure its scale factor, write base.safetensors.
+
+    Example: `lvcd train-vae --config examples/demo/vae.toml` (see examples/demo/README.md for the whole recipe).
+    """
+    from lvcd.train.config import load_train_config
+    from lvcd.train.vae import VAETrainConfig, train_vae
+
+    try:
+        vae_config = load_train_config(config, list(overrides), root_cls=VAETrainConfig)
+        result = train_vae(vae_config, resume=resume, progress=progress)
+    except LVCDError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"Trained steps {result.start_step}..{result.step}; base weights {result.base_path}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
+    app.command("train-vae")(train_vae_command)

@@ -8,6 +8,7 @@ One root holds, for a training height ``H`` (320 for the official data)::
       draw_H/<video>/<frame>.png     line art, dark lines on white (what the official sketches are)
       lat_H/<video>/<frame>.safetensors   ours: {"latent": (4, H/8, W/8) float32}, SCALED (x 0.18215)
       lat_H/<video>/<frame>.pt       official: torch.save of a (1, 4, H/8, W/8) scaled latent (read only)
+      label_H/<video>/<frame>.png    ours, synthetic roots only: 16-bit region label maps (`lvcd data synth`)
       lvcd_data.json                 ours: how the root was prepared (size, seed, line art, scene split)
       scenes/<video>.json            ours: the cached scene split of each video
       index/<shard>.json             ours: the clips each shard finished, merged into train_clips_hist.json
@@ -77,7 +78,7 @@ def write_json(path: Path, document: Any) -> None:
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
-    """HxWx3 (RGB) or HxW (grayscale) uint8 array to a PNG, atomically."""
+    """HxWx3 (RGB) or HxW (grayscale) uint8 array, or HxW uint16 (16-bit grayscale), to a PNG, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
@@ -114,6 +115,7 @@ class DatasetLayout:
         self.image_dir = self.root / f"img_{self.height}"
         self.sketch_dir = self.root / f"draw_{self.height}"
         self.latent_dir = self.root / f"lat_{self.height}"
+        self.label_dir = self.root / f"label_{self.height}"
         self.scenes_dir = self.root / "scenes"
         self.shard_index_dir = self.root / "index"
         self.meta_path = self.root / META_NAME
@@ -124,6 +126,10 @@ class DatasetLayout:
 
     def sketch_path(self, name: str) -> Path:
         return self.sketch_dir / f"{name}.png"
+
+    def label_path(self, name: str) -> Path:
+        """A synthetic frame's region label map (16-bit PNG)."""
+        return self.label_dir / f"{name}.png"
 
     def latent_path(self, name: str) -> Path:
         """Where we write a latent (safetensors)."""

@@ -3,7 +3,8 @@
 Layout of one checkpoint (written to a hidden temporary folder, then renamed, so a folder that exists is complete)::
 
     <output_dir>/checkpoints/step_000100/
-        lvcd.safetensors     exactly the LVCD-trained key set (official names): load it as ``lvcd_path``
+        lvcd.safetensors     exactly the trained key set (official names): load it as ``lvcd_path``
+        ema.safetensors      the exponential moving average of the same tensors (with train.ema_decay)
         train_state.json     step, epoch, data position (readable copy of custom_checkpoint_1.pkl)
         state/               accelerate's save_state: optimizer.bin, scheduler (custom_checkpoint_0.pkl),
                              train state (custom_checkpoint_1.pkl), random_states_<rank>.pkl, scaler.pt (fp16)
@@ -21,12 +22,15 @@ from typing import Any
 
 import torch
 
+from lvcd.config import LVCDConfig
 from lvcd.errors import LVCDError, WeightsError
 from lvcd.model import LVCDModel
-from lvcd.weights import WeightsFile, lvcd_trained_keys, save_safetensors
+from lvcd.train.trainable import trainable_keys
+from lvcd.weights import WeightsFile, model_metadata, save_safetensors
 
 CHECKPOINTS_DIR = "checkpoints"
 WEIGHTS_NAME = "lvcd.safetensors"
+EMA_NAME = "ema.safetensors"  # the moving average of the same tensors, when train.ema_decay is set
 STATE_DIR = "state"
 TRAIN_STATE_NAME = "train_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -64,15 +68,15 @@ def checkpoints_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / CHECKPOINTS_DIR
 
 
-def list_checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints of a run, oldest first."""
+def list_checkpoints(output_dir: str | Path, weights_name: str = WEIGHTS_NAME) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run (folders holding ``weights_name``), oldest first."""
     root = checkpoints_root(output_dir)
     if not root.is_dir():
         return []
     found = []
     for entry in root.iterdir():
         match = _STEP_DIR.match(entry.name)
-        if match and entry.is_dir() and (entry / WEIGHTS_NAME).is_file():
+        if match and entry.is_dir() and (entry / weights_name).is_file():
             found.append((int(match.group(1)), entry))
     return sorted(found)
 
@@ -96,26 +100,30 @@ def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
     return path
 
 
-def trained_state(full_state: dict[str, torch.Tensor], model: LVCDModel, prefix: str = "") -> dict[str, torch.Tensor]:
-    """The LVCD-trained tensors (official names) out of a state dict whose keys carry ``prefix``."""
-    return {key: full_state[prefix + key] for key in lvcd_trained_keys(model)}
+def trained_state(
+    full_state: dict[str, torch.Tensor], model: LVCDModel, prefix: str = "", which: str = "lvcd"
+) -> dict[str, torch.Tensor]:
+    """The trained tensors (official names, trainable set ``which``) out of a state dict whose keys carry ``prefix``."""
+    return {key: full_state[prefix + key] for key in trainable_keys(model, which)}
 
 
-def save_trained_weights(tensors: dict[str, torch.Tensor], path: str | Path, step: int, config_name: str) -> Path:
-    metadata = {"format": "pt", "lvcd_subset": "lvcd", "lvcd_config": json.dumps(config_name), "step": str(step)}
+def save_trained_weights(
+    tensors: dict[str, torch.Tensor], path: str | Path, step: int, config: LVCDConfig, which: str = "lvcd"
+) -> Path:
+    metadata = model_metadata(config, lvcd_subset=which, step=str(step))
     return save_safetensors({k: v.detach().float() for k, v in tensors.items()}, path, metadata=metadata)
 
 
 @torch.no_grad()
-def load_trained_weights(model: LVCDModel, path: str | Path) -> int:
-    """Copy an LVCD weights file (exactly the trained key set) into ``model``; returns the tensor count."""
+def load_trained_weights(model: LVCDModel, path: str | Path, which: str = "lvcd") -> int:
+    """Copy a weights file holding exactly the trainable set ``which`` into ``model``; returns the tensor count."""
     weights = WeightsFile(path, "lvcd")
-    expected = lvcd_trained_keys(model)
+    expected = trainable_keys(model, which)
     keys = set(weights.keys())
     missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
     if missing or unexpected:
         raise WeightsError(
-            f"{path} does not hold the LVCD-trained key set: {len(missing)} missing ({', '.join(missing[:3])}), "
+            f"{path} does not hold the trained key set '{which}': {len(missing)} missing ({', '.join(missing[:3])}), "
             f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})."
         )
     state = model.state_dict()
@@ -150,11 +158,11 @@ def publish(staging: Path, final: Path) -> Path:
     return final
 
 
-def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
+def prune_checkpoints(output_dir: str | Path, keep: int | None, weights_name: str = WEIGHTS_NAME) -> list[Path]:
     """Delete all but the newest ``keep`` checkpoints; returns the deleted folders."""
     if keep is None:
         return []
-    found = list_checkpoints(output_dir)
+    found = list_checkpoints(output_dir, weights_name)
     removed = []
     for _, path in found[: max(0, len(found) - keep)]:
         shutil.rmtree(path, ignore_errors=True)

@@ -4,12 +4,14 @@ File layout (every key optional except ``model.svd`` and ``data.root``; see ``ex
 
     output_dir = "runs/lvcd-finetune"
     seed = 0
-    [model]       svd, lvcd, config, controlnet_from_unet
+    [model]       svd, lvcd, config, controlnet_from_unet, from_scratch
     [data]        root, size, num_frames, nframe_range, num_workers, shuffle
-    [train]       batch_size, gradient_accumulation_steps, max_steps, mixed_precision, gradient_checkpointing, p_mean, p_std
+    [train]       batch_size, gradient_accumulation_steps, max_steps, mixed_precision, gradient_checkpointing, p_mean,
+                  p_std, trainable, ema_decay
     [optim]       learning_rate, betas, eps, weight_decay, warmup_steps, max_grad_norm
     [checkpoint]  every, keep
     [log]         every, trackers
+    [eval]        every, shots, frames, steps
 
 Relative paths in a file are relative to that file's folder; relative paths given as overrides are relative to the
 current directory.
@@ -27,13 +29,14 @@ import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import tomllib
 
 from lvcd.errors import LVCDError
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+TRAINABLE_SETS = ("lvcd", "all")
 TRACKERS = ("csv", "tensorboard")
 
 
@@ -43,11 +46,15 @@ class TrainConfigError(LVCDError, ValueError):
 
 @dataclass(frozen=True)
 class ModelSection:
-    svd: str = ""  # svd.safetensors (UNet, CLIP, conditioner VAE encoder)
+    svd: str = ""  # svd.safetensors (UNet, CLIP, conditioner VAE encoder), or a base file of `lvcd train-vae`
     lvcd: str | None = None  # LVCD weights to start from (lvcd.ckpt or one of our checkpoints); None: from SVD alone
-    config: str = "svd-lvcd"  # model preset or a JSON of sgm hyper-parameters
+    # Model preset or JSON config; None: the config the `svd` file carries (our files do), else "svd-lvcd".
+    config: str | None = None
     # Initialise the ControlNet from the UNet (official init_from_unet). None: only when no `lvcd` weights are given.
     controlnet_from_unet: bool | None = None
+    # Train the UNet and ControlNet from a seeded random init (the `svd` file then only provides CLIP and the
+    # conditioner VAE encoder); see examples/demo/.
+    from_scratch: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,8 @@ class TrainSection:
     gradient_checkpointing: bool = True
     p_mean: float | None = None  # ln sigma ~ N(p_mean, p_std^2); None: the model config's (1.0, 1.6)
     p_std: float | None = None
+    trainable: str = "lvcd"  # "lvcd": the official set (ControlNet + UNet self-attention); "all": UNet + ControlNet
+    ema_decay: float | None = None  # exponential moving average of the trained weights (ema.safetensors); None: off
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,16 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class EvalSection:
+    """Sampling quality during training, on held-out synthetic shots (needs a VAE decoder in the `svd` file)."""
+
+    every: int = 0  # optimizer steps between evaluations; 0: never
+    shots: int = 4  # held-out shots (lvcd.data.synthetic, split "heldout")
+    frames: int = 15  # frames per shot (15 = one window)
+    steps: int = 10  # Euler steps per sample
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     output_dir: str = "runs/lvcd"
     seed: int = 0
@@ -103,6 +122,11 @@ class TrainConfig:
     optim: OptimSection = field(default_factory=OptimSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    PATH_KEYS: ClassVar[frozenset] = frozenset(
+        {("model", "svd"), ("model", "lvcd"), ("model", "config"), ("data", "root"), (None, "output_dir")}
+    )
 
     def replace(self, **sections: Any) -> TrainConfig:
         return dataclasses.replace(self, **sections)
@@ -119,6 +143,12 @@ class TrainConfig:
             (t.max_steps >= 1, "train.max_steps must be >= 1"),
             (t.mixed_precision in MIXED_PRECISION, f"train.mixed_precision must be one of {MIXED_PRECISION}"),
             (t.p_std is None or t.p_std > 0, "train.p_std must be > 0"),
+            (t.trainable in TRAINABLE_SETS, f"train.trainable must be one of {TRAINABLE_SETS}"),
+            (t.ema_decay is None or 0 < t.ema_decay < 1, "train.ema_decay must be between 0 and 1 (or absent)"),
+            (self.eval.every >= 0, "eval.every must be >= 0"),
+            (self.eval.shots >= 1 and self.eval.steps >= 1, "eval.shots and eval.steps must be >= 1"),
+            (self.eval.frames >= 2, "eval.frames must be >= 2"),
+            (not (self.model.from_scratch and self.model.lvcd), "model.from_scratch and model.lvcd exclude each other"),
             (o.learning_rate > 0, "optim.learning_rate must be > 0"),
             (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
             (o.max_grad_norm is None or o.max_grad_norm > 0, "optim.max_grad_norm must be > 0 (or absent)"),
@@ -135,16 +165,11 @@ class TrainConfig:
         return self
 
 
-_SECTION_CLASSES = {
-    "model": ModelSection,
-    "data": DataSection,
-    "train": TrainSection,
-    "optim": OptimSection,
-    "checkpoint": CheckpointSection,
-    "log": LogSection,
-}
-# Keys holding paths: resolved against the config file's folder.
-_PATH_KEYS = {("model", "svd"), ("model", "lvcd"), ("model", "config"), ("data", "root"), (None, "output_dir")}
+
+
+def _sections(root_cls) -> dict[str, type]:
+    """The [section] tables of a config class: its fields whose type is a dataclass."""
+    return {name: kind for name, kind in _field_types(root_cls).items() if dataclasses.is_dataclass(kind)}
 
 
 # ------------------------------------------------------------------------------------------------ values
@@ -212,16 +237,20 @@ def _resolve_path(value: str | None, base: Path | None, key: tuple[str | None, s
     return os.path.normpath(path if path.is_absolute() else (base / path))
 
 
-def config_from_dict(doc: Mapping[str, Any], base_dir: str | Path | None = None) -> TrainConfig:
-    """Build a :class:`TrainConfig` from a parsed document; unknown keys are errors."""
+def config_from_dict(doc: Mapping[str, Any], base_dir: str | Path | None = None, root_cls: type = None):
+    """Build a :class:`TrainConfig` (or another config class of the same shape: top-level settings and [section]
+    dataclasses, paths listed in its ``PATH_KEYS``) from a parsed document; unknown keys are errors."""
+    root_cls = root_cls or TrainConfig
     base = Path(base_dir) if base_dir is not None else None
-    top_types = _field_types(TrainConfig)
+    top_types = _field_types(root_cls)
+    sections = _sections(root_cls)
+    path_keys = root_cls.PATH_KEYS
     top: dict[str, Any] = {}
     for key, value in doc.items():
-        if key in _SECTION_CLASSES:
+        if key in sections:
             if not isinstance(value, Mapping):
                 raise TrainConfigError(f"[{key}] must be a table of settings, got {value!r}")
-            cls = _SECTION_CLASSES[key]
+            cls = sections[key]
             types_ = _field_types(cls)
             values = {}
             for name, item in value.items():
@@ -230,18 +259,18 @@ def config_from_dict(doc: Mapping[str, Any], base_dir: str | Path | None = None)
                 item = _coerce(item, types_[name], f"{key}.{name}")
                 if item == "" and type(None) in typing.get_args(types_[name]):
                     item = None  # TOML has no null: an empty string unsets an optional setting
-                if (key, name) in _PATH_KEYS:
+                if (key, name) in path_keys:
                     item = _resolve_path(item, base, (key, name))
                 values[name] = item
             top[key] = cls(**values)
-        elif key in top_types and key not in _SECTION_CLASSES:
+        elif key in top_types and key not in sections:
             item = _coerce(value, top_types[key], key)
-            if (None, key) in _PATH_KEYS:
+            if (None, key) in path_keys:
                 item = _resolve_path(item, base, (None, key))
             top[key] = item
         else:
             raise TrainConfigError(f"Unknown setting {key!r}; valid: {', '.join(top_types)}")
-    return TrainConfig(**top)
+    return root_cls(**top)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -289,7 +318,7 @@ def apply_overrides(doc: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return doc
 
 
-def _absolutize_overrides(overrides: Iterable[str]) -> list[str]:
+def _absolutize_overrides(overrides: Iterable[str], path_keys: frozenset) -> list[str]:
     """Relative paths given on the command line are relative to the current directory."""
     result = []
     for item in overrides:
@@ -297,16 +326,18 @@ def _absolutize_overrides(overrides: Iterable[str]) -> list[str]:
         parts = tuple(key.strip().split("."))
         path_key = (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1]) if len(parts) == 2 else None
         value = _parse_override_value(raw.strip())
-        if sep and path_key in _PATH_KEYS and isinstance(value, str) and value:
+        if sep and path_key in path_keys and isinstance(value, str) and value:
             resolved = _resolve_path(value, Path.cwd(), path_key)
             item = f"{key}={json.dumps(resolved)}"
         result.append(item)
     return result
 
 
-def load_train_config(path: str | Path, overrides: Iterable[str] = ()) -> TrainConfig:
-    """Read a TOML/JSON training config, apply ``section.key=value`` overrides and validate."""
+def load_train_config(path: str | Path, overrides: Iterable[str] = (), root_cls: type = None):
+    """Read a TOML/JSON training config (a ``TrainConfig``, or ``root_cls``), apply ``section.key=value`` overrides
+    and validate."""
+    root_cls = root_cls or TrainConfig
     path = Path(path)
     doc = read_config_file(path)
-    doc = apply_overrides(doc, _absolutize_overrides(overrides))
-    return config_from_dict(doc, base_dir=path.parent.resolve()).validate()
+    doc = apply_overrides(doc, _absolutize_overrides(overrides, root_cls.PATH_KEYS))
+    return config_from_dict(doc, base_dir=path.parent.resolve(), root_cls=root_cls).validate()

@@ -273,7 +273,7 @@ def _save_checkpoint(
     full_state = accelerator.get_state_dict(module)  # every process takes part (gathers under FSDP)
     if accelerator.is_main_process:
         ckpt.save_trained_weights(
-            ckpt.trained_state(full_state, net, prefix="net."), staging / ckpt.WEIGHTS_NAME, state.step, net.config.name
+            ckpt.trained_state(full_state, net, prefix="net."), staging / ckpt.WEIGHTS_NAME, state.step, net.config
         )
         ckpt.write_json_atomic(staging / ckpt.TRAIN_STATE_NAME, state.state_dict())
         ckpt.write_json_atomic(staging / "config.json", config.to_dict())

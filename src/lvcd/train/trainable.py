@@ -30,17 +30,30 @@ SINGLE_TOKEN_CROSS_ATTENTION_UNUSED = (
 )
 
 
-def is_trainable_key(key: str) -> bool:
-    """Whether an official state-dict key is one LVCD trains."""
+TRAINABLE_SETS = ("lvcd", "all")
+
+
+def is_trainable_key(key: str, which: str = "lvcd") -> bool:
+    """Whether an official state-dict key is trained: ``which='lvcd'`` is the official set (ControlNet + the UNet's
+    spatial/temporal self-attention), ``'all'`` every UNet and ControlNet tensor (training from scratch)."""
+    if which not in TRAINABLE_SETS:
+        raise ValueError(f"Unknown trainable set {which!r}; choose from {TRAINABLE_SETS}.")
     if key.startswith(PART_PREFIXES["controlnet"]):
         return True
-    return key.startswith(PART_PREFIXES["unet"]) and any(part in key for part in UNET_TRAINABLE_MODULES)
+    if not key.startswith(PART_PREFIXES["unet"]):
+        return False
+    return which == "all" or any(part in key for part in UNET_TRAINABLE_MODULES)
 
 
-def trainable_parameters(model: LVCDModel) -> Iterator[tuple[str, nn.Parameter]]:
-    """(official name, parameter) of every parameter LVCD trains, in module order."""
+def trainable_keys(model: LVCDModel, which: str = "lvcd") -> list[str]:
+    """The state-dict keys a checkpoint of this trainable set holds, in module order."""
+    return [key for key in model.state_dict() if is_trainable_key(key, which)]
+
+
+def trainable_parameters(model: LVCDModel, which: str = "lvcd") -> Iterator[tuple[str, nn.Parameter]]:
+    """(official name, parameter) of every parameter of the trainable set, in module order."""
     for name, parameter in model.named_parameters():
-        if is_trainable_key(name):
+        if is_trainable_key(name, which):
             yield name, parameter
 
 
@@ -49,24 +62,26 @@ def is_unreachable_key(key: str) -> bool:
     return any(part in key for part in SINGLE_TOKEN_CROSS_ATTENTION_UNUSED)
 
 
-def optimized_parameters(model: LVCDModel) -> Iterator[tuple[str, nn.Parameter]]:
+def optimized_parameters(model: LVCDModel, which: str = "lvcd") -> Iterator[tuple[str, nn.Parameter]]:
     """The trainable parameters that can receive a gradient: what the optimizer steps."""
-    for name, parameter in trainable_parameters(model):
+    for name, parameter in trainable_parameters(model, which):
         if not is_unreachable_key(name):
             yield name, parameter
 
 
-def set_trainable(model: LVCDModel) -> list[str]:
-    """Freeze everything, then unfreeze the LVCD-trained set; train mode on the UNet and ControlNet.
+def set_trainable(model: LVCDModel, which: str = "lvcd") -> list[str]:
+    """Freeze everything, then unfreeze the trainable set (``'lvcd'``, the official one, or ``'all'``); train mode on
+    the UNet and ControlNet.
 
-    Returns the trainable parameter names (official keys): the LVCD key set. Of these, the ones that get zero gradient
-    by construction (the ControlNet cross-attention query/key and norm2, 56 tensors) keep ``requires_grad=False``: they
-    stay as initialised (the official AdamW would only weight-decay them, which changes no output).
+    Returns the trainable parameter names (official keys). Of these, the ones that get zero gradient by construction
+    (the cross-attention query/key and norm2 feeding a single CLIP token, 56 ControlNet tensors in the official set)
+    keep ``requires_grad=False``: they stay as initialised (the official AdamW would only weight-decay them, which
+    changes no output).
     """
     model.requires_grad_(False)
     model.eval()
     names = []
-    for name, parameter in trainable_parameters(model):
+    for name, parameter in trainable_parameters(model, which):
         parameter.requires_grad_(not is_unreachable_key(name))
         names.append(name)
     for part in ("model", "control_model"):
@@ -147,3 +162,33 @@ def disable_gradient_checkpointing(model: LVCDModel) -> None:
     for module in model.modules():
         if isinstance(module, Stage):
             module.__dict__.pop("forward", None)
+
+
+# ------------------------------------------------------------------------------------------------ from scratch
+
+# Layers sgm creates with ``zero_module`` (residual branches start as identity) and the ControlNet's zero layers.
+SCRATCH_ZERO_INIT = (
+    ".out_layers.3.",  # the last conv of every ResBlock (spatial and time_stack)
+    ".proj_out.",  # every SpatialVideoTransformer's output projection
+    "model.diffusion_model.out.2.",  # the UNet's output conv
+    "control_model.zero_convs.",
+    "control_model.middle_block_out.",
+)
+
+
+@torch.no_grad()
+def build_from_scratch(config, seed: int) -> LVCDModel:
+    """UNet + ControlNet with PyTorch's default init drawn from ``seed``, then zeros where sgm uses ``zero_module``
+    and in the ControlNet's zero convs and the hint encoder's last conv (so training starts from a UNet whose
+    residual branches are identities and a ControlNet that outputs zeros)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LVCDModel(config, parts=("unet", "controlnet"))
+    state = model.state_dict(keep_vars=True)
+    for key, tensor in state.items():
+        if any(part in key for part in SCRATCH_ZERO_INIT):
+            tensor.zero_()
+    last_hint_conv = [m for m in model.control_model.input_hint_block if isinstance(m, nn.Conv2d)][-1]
+    last_hint_conv.weight.zero_()
+    last_hint_conv.bias.zero_()
+    return model

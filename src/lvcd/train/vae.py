@@ -1,0 +1,363 @@
+"""``lvcd train-vae``: the first stage of training LVCD from scratch (the demo model's recipe, examples/demo/).
+
+Trains the KL autoencoder (2-D encoder + temporal decoder, ``lvcd.models.vae``) on short clips of a training
+root's frames: loss = L1 reconstruction + ``kl_weight`` x KL(posterior || N(0, 1)) (both means over elements).
+Then it measures the scale factor from data, as Stable Diffusion did: ``scale_factor = 1 / RMS`` of posterior
+samples over ``scale_frames`` frames, so scaled latents have unit second moment, which the EDM scalings and the
+sigma distribution assume.
+
+The result is one *base* weights file, the counterpart of ``svd.safetensors`` without a UNet: the VAE
+(``first_stage_model.*``), a copy of its encoder as the conditioner's embedder 3 (with an identity ``quant_conv``,
+so its mode is the VAE's posterior mean), and a CLIP image tower with a seeded random init (frozen in the
+diffusion stage), with the model config (measured scale factor included) in its metadata. The diffusion stage
+(`lvcd train` with ``model.from_scratch = true``) reads it as ``model.svd``.
+
+Resumable and seeded: the data order is a function of (seed, epoch), the posterior noise of step ``s`` of
+(seed, s); checkpoints hold the weights, the optimizer state and the step.
+
+    >>> result = train_vae(load_train_config("examples/demo/vae.toml", root_cls=VAETrainConfig))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from lvcd.config import LVCDConfig, get_config
+from lvcd.data.layout import DatasetLayout
+from lvcd.errors import InputError
+from lvcd.model import LVCDModel
+from lvcd.models.vae import AutoencoderKL
+from lvcd.train.checkpoint import (
+    CheckpointError,
+    checkpoints_root,
+    list_checkpoints,
+    prune_checkpoints,
+    publish,
+    staging_dir,
+    step_dir_name,
+    write_json_atomic,
+)
+from lvcd.train.config import CheckpointSection, LogSection, OptimSection, TrainConfigError
+from lvcd.weights import WeightsFile, model_metadata, save_safetensors
+
+BASE_NAME = "base.safetensors"
+VAE_WEIGHTS_NAME = "vae.safetensors"
+OPTIMIZER_NAME = "optimizer.pt"
+STATE_NAME = "train_state.json"
+LOG_COLUMNS = ("step", "loss", "l1", "kl", "lr", "seconds")
+
+
+@dataclass(frozen=True)
+class VAEModelSection:
+    config: str = ""  # the model config (JSON) whose `vae` section is trained; its other parts go into the base file
+
+
+@dataclass(frozen=True)
+class VAEDataSection:
+    root: str = ""  # a training root (`lvcd data synth` / `lvcd data prepare`); its img_<H> frames are read
+    size: tuple[int, int] = (64, 64)
+    clip_frames: int = 5  # consecutive frames decoded together (trains the temporal decoder)
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class VAETrainSection:
+    batch_size: int = 4  # clips per step
+    max_steps: int = 3000
+    kl_weight: float = 1e-4
+    scale_frames: int = 512  # frames whose posterior samples set the scale factor
+    device: str = "auto"  # "auto": cuda when available
+
+
+@dataclass(frozen=True)
+class VAETrainConfig:
+    output_dir: str = "runs/vae"
+    seed: int = 0
+    model: VAEModelSection = field(default_factory=VAEModelSection)
+    data: VAEDataSection = field(default_factory=VAEDataSection)
+    train: VAETrainSection = field(default_factory=VAETrainSection)
+    optim: OptimSection = field(default_factory=lambda: OptimSection(learning_rate=2e-4, weight_decay=0.0))
+    checkpoint: CheckpointSection = field(default_factory=lambda: CheckpointSection(every=500, keep=2))
+    log: LogSection = field(default_factory=lambda: LogSection(every=50))
+
+    PATH_KEYS: ClassVar[frozenset] = frozenset({("model", "config"), ("data", "root"), (None, "output_dir")})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> VAETrainConfig:
+        t, d = self.train, self.data
+        checks = [
+            (bool(self.model.config), "model.config is required: the model config JSON (e.g. examples/demo/model.json)"),
+            (bool(d.root), "data.root is required: a training root (e.g. from `lvcd data synth`)"),
+            (d.clip_frames >= 1, "data.clip_frames must be >= 1"),
+            (t.batch_size >= 1 and t.max_steps >= 1, "train.batch_size and train.max_steps must be >= 1"),
+            (t.kl_weight >= 0, "train.kl_weight must be >= 0"),
+            (t.scale_frames >= 1, "train.scale_frames must be >= 1"),
+            (self.optim.learning_rate > 0, "optim.learning_rate must be > 0"),
+            (self.checkpoint.every >= 1 and self.log.every >= 1, "checkpoint.every and log.every must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TrainConfigError(message)
+        return self
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+class FrameClips(Dataset):
+    """Every run of ``clip_frames`` consecutive frames of a root's clips, as (T, 3, H, W) in [-1, 1]."""
+
+    def __init__(self, root: str | Path, size: tuple[int, int], clip_frames: int):
+        self.layout = DatasetLayout(root, size[0])
+        self.size = size
+        self.clips = list(self.layout.read_index().values())
+        self.items = [(c, s) for c, frames in enumerate(self.clips) for s in range(len(frames) - clip_frames + 1)]
+        self.clip_frames = clip_frames
+        if not self.items:
+            raise InputError(f"{root} has no clip of {clip_frames} or more frames.")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def frame(self, name: str) -> torch.Tensor:
+        path = self.layout.image_path(name)
+        if not path.is_file():
+            raise InputError(f"Missing {path}: the root's index lists a frame that is not on disk.")
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            if image.size != (self.size[1], self.size[0]):
+                image = image.resize((self.size[1], self.size[0]), Image.BILINEAR)
+            return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1.0
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        clip, start = self.items[index]
+        return torch.stack([self.frame(n) for n in self.clips[clip][start : start + self.clip_frames]])
+
+
+# ------------------------------------------------------------------------------------------------ model
+
+
+def kl_divergence(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Mean over elements of KL(N(mean, exp(logvar)) || N(0, 1))."""
+    return 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).mean()
+
+
+def build_vae(config: LVCDConfig, seed: int) -> AutoencoderKL:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoencoderKL(config.vae)
+
+
+@torch.no_grad()
+def measure_scale_factor(vae: AutoencoderKL, frames: torch.Tensor, seed: int, batch_size: int = 64) -> float:
+    """1 / RMS of posterior samples (unscaled) of ``frames`` (N, 3, H, W) in [-1, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+    total, count = 0.0, 0
+    device = next(vae.parameters()).device
+    for chunk in frames.split(batch_size):
+        mean, logvar = vae.encode_moments(chunk.to(device))
+        sample = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=generator).to(device)
+        total += float(sample.double().square().sum())
+        count += sample.numel()
+    return 1.0 / math.sqrt(total / count)
+
+
+@torch.no_grad()
+def base_state(vae: AutoencoderKL, config: LVCDConfig, seed: int) -> tuple[dict[str, torch.Tensor], LVCDConfig]:
+    """The base file's tensors and config: VAE, its encoder copied into embedder 3 (identity quant_conv), and a
+    seeded random CLIP tower."""
+    config = dataclasses.replace(config, vae=config.vae, cond_vae=config.vae)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        encoders = LVCDModel(config, parts=("clip", "cond_encoder"))
+    encoders.cond_encoder.encoder.load_state_dict(vae.encoder.state_dict())
+    quant = encoders.cond_encoder.quant_conv
+    quant.weight.copy_(torch.eye(quant.weight.shape[0])[:, :, None, None])
+    quant.bias.zero_()
+    tensors = {**encoders.state_dict()}
+    tensors.update({f"first_stage_model.{k}": v for k, v in vae.state_dict().items()})
+    return tensors, config
+
+
+def write_base_file(vae: AutoencoderKL, config: LVCDConfig, scale_factor: float, seed: int, path: Path) -> Path:
+    vae_config = dataclasses.replace(config.vae, scale_factor=scale_factor)
+    config = dataclasses.replace(config, vae=vae_config, cond_vae=vae_config)
+    tensors, config = base_state(vae, config, seed)
+    return save_safetensors(tensors, path, metadata=model_metadata(config, lvcd_subset="base"))
+
+
+# ------------------------------------------------------------------------------------------------ loop
+
+
+@dataclass
+class VAETrainResult:
+    output_dir: Path
+    start_step: int
+    step: int
+    losses: list[float] = field(default_factory=list)
+    checkpoint: Path | None = None
+    base_path: Path | None = None
+    scale_factor: float | None = None
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _resume_point(output_dir: Path, resume: str | None) -> Path | None:
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = list_checkpoints(output_dir, weights_name=VAE_WEIGHTS_NAME)
+        if not found:
+            raise CheckpointError(f"--resume latest: no checkpoint under {checkpoints_root(output_dir)}.")
+        return found[-1][1]
+    path = Path(resume)
+    if not (path / VAE_WEIGHTS_NAME).is_file() or not (path / STATE_NAME).is_file():
+        raise CheckpointError(f"{path} is not a VAE training checkpoint (no {VAE_WEIGHTS_NAME} / {STATE_NAME}).")
+    return path
+
+
+def _epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+    return torch.randperm(num_items, generator=generator).tolist()
+
+
+def _batches(dataset: FrameClips, batch_size: int, seed: int, start_step: int, num_workers: int):
+    """Batches of step ``start_step`` onwards: epoch e reads the items in a permutation drawn from (seed, e)."""
+    per_epoch = len(dataset) // batch_size
+    if per_epoch == 0:
+        raise InputError(f"The root has {len(dataset)} clips of frames: fewer than batch_size {batch_size}.")
+    epoch, offset = divmod(start_step, per_epoch)
+    while True:
+        order = _epoch_order(len(dataset), seed, epoch)[offset * batch_size : per_epoch * batch_size]
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=num_workers, drop_last=True)
+        yield from loader
+        epoch, offset = epoch + 1, 0
+
+
+def _save_checkpoint(output_dir: Path, step: int, vae: AutoencoderKL, optimizer, keep: int | None) -> Path:
+    staging = staging_dir(output_dir, step)
+    if staging.exists():
+        import shutil
+
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    save_safetensors(vae.state_dict(), staging / VAE_WEIGHTS_NAME)
+    torch.save(optimizer.state_dict(), staging / OPTIMIZER_NAME)
+    write_json_atomic(staging / STATE_NAME, {"step": step})
+    final = publish(staging, checkpoints_root(output_dir) / step_dir_name(step))
+    prune_checkpoints(output_dir, keep, weights_name=VAE_WEIGHTS_NAME)
+    return final
+
+
+def _load_checkpoint(path: Path, vae: AutoencoderKL, optimizer) -> int:
+    weights = WeightsFile(path / VAE_WEIGHTS_NAME, "vae")
+    vae.load_state_dict({k: weights.get(k) for k in weights.keys()})
+    optimizer.load_state_dict(torch.load(path / OPTIMIZER_NAME, map_location="cpu", weights_only=True))
+    return int(json.loads((path / STATE_NAME).read_text())["step"])
+
+
+def _scale_frames(dataset: FrameClips, count: int) -> torch.Tensor:
+    """A fixed, evenly spread set of ``count`` frames of the root."""
+    names = [name for frames in dataset.clips for name in frames]
+    picks = np.linspace(0, len(names) - 1, min(count, len(names))).round().astype(int)
+    return torch.stack([dataset.frame(names[i]) for i in picks])
+
+
+def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool = True) -> VAETrainResult:
+    """Train the VAE as configured, then measure its scale factor and write ``output_dir/base.safetensors``."""
+    config = config.validate()
+    output_dir = Path(config.output_dir)
+    model_config = get_config(config.model.config)
+    t, o = config.train, config.optim
+    size = tuple(config.data.size)
+    if size[0] % model_config.vae.downsample_factor or size[1] % model_config.vae.downsample_factor:
+        raise TrainConfigError(f"data.size {list(size)} must be multiples of {model_config.vae.downsample_factor}.")
+    dataset = FrameClips(config.data.root, size, config.data.clip_frames)
+    device = _device(t.device)
+    vae = build_vae(model_config, config.seed).to(device).train()
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=o.learning_rate, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
+    resume_from = _resume_point(output_dir, resume)
+    start = _load_checkpoint(resume_from, vae, optimizer) if resume_from is not None else 0
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / "config.json", config.to_dict())
+    log_path = output_dir / "logs" / "vae_log.csv"
+    rows = _read_log(log_path, start)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    result = VAETrainResult(output_dir, start, start)
+    print(
+        f"lvcd train-vae: {sum(p.numel() for p in vae.parameters()):,} parameters, {len(dataset)} clips of "
+        f"{config.data.clip_frames} frames at {size[0]}x{size[1]}, steps {start} -> {t.max_steps} on {device}"
+        + (f" (resumed from {resume_from})" if resume_from else "")
+    )
+    from tqdm.auto import tqdm
+
+    batches = _batches(dataset, t.batch_size, config.seed, start, config.data.num_workers)
+    bar = tqdm(total=t.max_steps, initial=start, desc="train-vae", unit="step", disable=not progress)
+    with log_path.open("w", newline="") as log_file:
+        log = csv.DictWriter(log_file, fieldnames=LOG_COLUMNS)
+        log.writeheader()
+        log.writerows(rows)
+        step = start
+        while step < t.max_steps:
+            began = time.perf_counter()
+            clips = next(batches).to(device)  # (B, T, 3, H, W)
+            frames = clips.flatten(0, 1)
+            lr = o.learning_rate * min(1.0, (step + 1) / o.warmup_steps) if o.warmup_steps else o.learning_rate
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            mean, logvar = vae.encode_moments(frames)
+            generator = torch.Generator().manual_seed(int(np.random.SeedSequence([config.seed, step]).generate_state(1)[0]))
+            eps = torch.randn(mean.shape, generator=generator).to(device)
+            recon = vae.decoder(mean + torch.exp(0.5 * logvar) * eps, config.data.clip_frames)
+            l1 = (recon - frames).abs().mean()
+            kl = kl_divergence(mean, logvar)
+            loss = l1 + t.kl_weight * kl
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if o.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(vae.parameters(), o.max_grad_norm)
+            optimizer.step()
+            step += 1
+            result.losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(l1=f"{float(l1):.4f}", kl=f"{float(kl):.3g}")
+            if step % config.log.every == 0 or step == t.max_steps:
+                log.writerow(
+                    {"step": step, "loss": f"{float(loss):.6g}", "l1": f"{float(l1):.6g}", "kl": f"{float(kl):.6g}",
+                     "lr": f"{lr:.6g}", "seconds": f"{time.perf_counter() - began:.3f}"}  # fmt: skip
+                )
+                log_file.flush()
+            if step % config.checkpoint.every == 0 or step == t.max_steps:
+                result.checkpoint = _save_checkpoint(output_dir, step, vae, optimizer, config.checkpoint.keep)
+    bar.close()
+    result.step = step
+    vae.eval()
+    result.scale_factor = measure_scale_factor(vae, _scale_frames(dataset, t.scale_frames), config.seed)
+    result.base_path = write_base_file(vae.cpu(), model_config, result.scale_factor, config.seed, output_dir / BASE_NAME)
+    print(f"scale factor {result.scale_factor:.5f} (1 / RMS of the latents); base weights {result.base_path}")
+    return result
+
+
+def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if int(row["step"]) <= upto]
