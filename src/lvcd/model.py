@@ -37,6 +37,16 @@ PART_PREFIXES = {
 }
 
 
+# The attribute holding each part (CLIP and the conditioner's VAE encoder share the conditioner).
+_PART_ATTRIBUTES = {
+    "unet": "model",
+    "controlnet": "control_model",
+    "clip": "conditioner",
+    "cond_encoder": "conditioner",
+    "first_stage": "first_stage_model",
+}
+
+
 @dataclass
 class Conditioning:
     """Per-frame conditioning of one network call over (B T) frames."""
@@ -102,6 +112,22 @@ class LVCDModel(nn.Module):
             self.conditioner = Conditioner(clip, cond_encoder)
         if "first_stage" in parts:
             self.first_stage_model = AutoencoderKL(config.vae)
+
+    @classmethod
+    def from_parts(cls, *models: LVCDModel) -> LVCDModel:
+        """One model holding the parts of several (e.g. a UNet + ControlNet being trained and the frozen encoders
+        and VAE); the modules are shared, not copied. Later models' parts win."""
+        combined = cls(models[0].config, parts=())
+        held: set[str] = set()
+        for model in models:
+            for part in model.parts:
+                attribute = _PART_ATTRIBUTES[part]
+                setattr(combined, attribute, getattr(model, attribute))
+                held.add(part)
+                if attribute == "conditioner":  # one conditioner holds both CLIP and the VAE encoder
+                    held.update(p for p in ("clip", "cond_encoder") if p in model.parts)
+        combined.parts = tuple(p for p in PARTS if p in held)
+        return combined
 
     # Named access to the parts -------------------------------------------------------------------
     @property

@@ -25,14 +25,20 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from lvcd.config import get_config
+from lvcd.config import LVCDConfig, get_config
 from lvcd.errors import WeightsError
 from lvcd.model import PART_PREFIXES, Conditioning, LVCDModel
 from lvcd.train import checkpoint as ckpt
 from lvcd.train.config import TrainConfig, TrainConfigError
 from lvcd.train.loss import build_conditioning, diffusion_loss, draw_sigma_and_noise
-from lvcd.train.trainable import enable_gradient_checkpointing, init_controlnet_from_unet, set_trainable
-from lvcd.weights import load_model
+from lvcd.train.ema import WeightAverage
+from lvcd.train.trainable import (
+    build_from_scratch,
+    enable_gradient_checkpointing,
+    init_controlnet_from_unet,
+    set_trainable,
+)
+from lvcd.weights import WeightsFile, load_model
 
 BATCH_TENSOR_KEYS = ("latents", "control_hint", "reference", "fps_id", "motion_bucket_id", "cond_aug")
 LOG_NAME = "train_log.csv"
@@ -42,30 +48,48 @@ LOG_COLUMNS = ("step", "epoch", "samples", "loss", "lr", "seconds")
 # ------------------------------------------------------------------------------------------------ models
 
 
+def resolve_model_config(section) -> LVCDConfig:
+    """``model.config`` if given, else the config the ``model.svd`` file carries (our files do), else svd-lvcd."""
+    if section.config:
+        return get_config(section.config)
+    if section.svd and Path(section.svd).is_file():
+        carried = WeightsFile(section.svd, "svd").model_config()
+        if carried is not None:
+            return carried
+    return get_config(None)
+
+
 def load_training_models(config: TrainConfig) -> tuple[LVCDModel, LVCDModel, dict[str, Any]]:
     """(denoiser model: UNet + ControlNet, frozen encoders: CLIP + conditioner VAE encoder, info), fp32 on CPU.
 
     Without ``model.lvcd`` the ControlNet is initialised from the UNet (official ``init_from_unet``); with it, the
-    ControlNet and the UNet attention start from those weights (unless ``controlnet_from_unet = true``).
+    ControlNet and the UNet attention start from those weights (unless ``controlnet_from_unet = true``). With
+    ``model.from_scratch`` both networks start from a seeded random init and ``model.svd`` only gives the encoders.
     """
     section = config.model
     if not section.svd:
-        raise TrainConfigError("model.svd is required: the path of svd.safetensors.")
-    model_config = get_config(section.config)
-    from_unet = section.controlnet_from_unet if section.controlnet_from_unet is not None else section.lvcd is None
-    net, report = load_model(section.svd, section.lvcd, config=model_config, parts=("unet", "controlnet"), strict=False)
-    allowed = PART_PREFIXES["controlnet"] if section.lvcd is None else None
-    missing = [k for k in report.missing if allowed is None or not k.startswith(allowed)]
-    if missing or report.unexpected or report.shape_mismatch:
-        raise WeightsError(
-            f"The training weights do not fit the '{model_config.name}' model.\n{report.summary()}"
-            + (f"\n{len(missing)} missing that no init provides: {', '.join(missing[:5])}" if missing else "")
-        )
+        raise TrainConfigError("model.svd is required: the path of svd.safetensors (or of a base file of `lvcd train-vae`).")
+    model_config = resolve_model_config(section)
     encoders, _ = load_model(section.svd, None, config=model_config, parts=("clip", "cond_encoder"), strict=True)
-    info: dict[str, Any] = {"controlnet_init": "unet" if from_unet else "weights"}
-    if from_unet:
-        init_controlnet_from_unet(net, seed=config.seed)
-    info["trainable"] = set_trainable(net)
+    if section.from_scratch:
+        net = build_from_scratch(model_config, seed=config.seed)
+        info: dict[str, Any] = {"controlnet_init": "random (from scratch)"}
+    else:
+        from_unet = section.controlnet_from_unet if section.controlnet_from_unet is not None else section.lvcd is None
+        net, report = load_model(
+            section.svd, section.lvcd, config=model_config, parts=("unet", "controlnet"), strict=False
+        )
+        allowed = PART_PREFIXES["controlnet"] if section.lvcd is None else None
+        missing = [k for k in report.missing if allowed is None or not k.startswith(allowed)]
+        if missing or report.unexpected or report.shape_mismatch:
+            raise WeightsError(
+                f"The training weights do not fit the '{model_config.name}' model.\n{report.summary()}"
+                + (f"\n{len(missing)} missing that no init provides: {', '.join(missing[:5])}" if missing else "")
+            )
+        info = {"controlnet_init": "unet" if from_unet else "weights"}
+        if from_unet:
+            init_controlnet_from_unet(net, seed=config.seed)
+    info["trainable"] = set_trainable(net, config.train.trainable)
     return net, encoders, info
 
 
@@ -259,7 +283,13 @@ def _make_accelerator(config: TrainConfig, output_dir: Path):
 
 
 def _save_checkpoint(
-    accelerator, module: nn.Module, net: LVCDModel, state: ckpt.TrainState, config: TrainConfig, output_dir: Path
+    accelerator,
+    module: nn.Module,
+    net: LVCDModel,
+    state: ckpt.TrainState,
+    config: TrainConfig,
+    output_dir: Path,
+    ema: WeightAverage | None = None,
 ) -> Path:
     staging = ckpt.staging_dir(output_dir, state.step)
     final = ckpt.checkpoints_root(output_dir) / ckpt.step_dir_name(state.step)
@@ -272,9 +302,12 @@ def _save_checkpoint(
     accelerator.save_state(str(staging / ckpt.STATE_DIR))
     full_state = accelerator.get_state_dict(module)  # every process takes part (gathers under FSDP)
     if accelerator.is_main_process:
-        ckpt.save_trained_weights(
-            ckpt.trained_state(full_state, net, prefix="net."), staging / ckpt.WEIGHTS_NAME, state.step, net.config
-        )
+        which = config.train.trainable
+        trained = ckpt.trained_state(full_state, net, prefix="net.", which=which)
+        ckpt.save_trained_weights(trained, staging / ckpt.WEIGHTS_NAME, state.step, net.config, which)
+        if ema is not None:  # the average of the optimized tensors; the others never change
+            averaged = {**trained, **ema.state()}
+            ckpt.save_trained_weights(averaged, staging / ckpt.EMA_NAME, state.step, net.config, which)
         ckpt.write_json_atomic(staging / ckpt.TRAIN_STATE_NAME, state.state_dict())
         ckpt.write_json_atomic(staging / "config.json", config.to_dict())
         ckpt.publish(staging, final)
@@ -324,13 +357,16 @@ def train(
 
     set_seed(config.seed)
     resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None else None
-    multiple = get_config(config.model.config).size_multiple
+    multiple = resolve_model_config(config.model).size_multiple
     if dataset is None and any(side % multiple for side in config.data.size):
         raise TrainConfigError(f"data.size {list(config.data.size)}: both sides must be multiples of {multiple}.")
 
     net, encoders, info = load_training_models(config)
+    which = config.train.trainable
     if resume_from is not None:
-        ckpt.load_trained_weights(net, resume_from / ckpt.WEIGHTS_NAME)
+        ckpt.load_trained_weights(net, resume_from / ckpt.WEIGHTS_NAME, which)
+    optimized_names = [name for name, p in net.named_parameters() if p.requires_grad]
+    ema = WeightAverage(net, optimized_names, config.train.ema_decay) if config.train.ema_decay else None
     if config.train.gradient_checkpointing:
         enable_gradient_checkpointing(net)
     trainable = [p for p in net.parameters() if p.requires_grad]  # the LVCD set minus the zero-gradient tensors
@@ -344,6 +380,8 @@ def train(
     module = TrainingModule(net)
     module, optimizer = accelerator.prepare(module, optimizer)
     encoders.to(accelerator.device)
+    if ema is not None:
+        ema.model.to(accelerator.device)
     state = ckpt.TrainState(
         batches_per_epoch=batches_per_epoch, world_size=accelerator.num_processes, batch_size=tcfg.batch_size
     )
@@ -362,8 +400,16 @@ def train(
                 "batches per epoch and process); the data position is approximate."
             )
             state.batches_per_epoch = batches_per_epoch
+    if ema is not None and resume_from is not None:
+        ema_file = resume_from / ckpt.EMA_NAME
+        if ema_file.is_file():
+            ema.load({k: WeightsFile(ema_file, "lvcd").get(k) for k in optimized_names}, updates=state.step)
+        else:
+            accelerator.print(f"warning: {resume_from} has no {ckpt.EMA_NAME}; the weight average restarts from the weights.")
+            ema.load({k: v.detach() for k, v in net.named_parameters() if k in set(optimized_names)}, updates=0)
 
     start_step = state.step
+    evaluator = _make_evaluator(config, output_dir, start_step) if accelerator.is_main_process else None
     loggers = _Loggers(config, output_dir, start_step, enabled=accelerator.is_main_process)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -402,6 +448,8 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
+            if ema is not None:
+                ema.update(net)
 
             step_loss = accelerator.reduce(step_loss, reduction="mean").item()
             if not math.isfinite(step_loss):
@@ -424,13 +472,45 @@ def train(
                     }  # fmt: skip
                 )
             if state.step % config.checkpoint.every == 0 or state.step == tcfg.max_steps:
-                result.checkpoint = _save_checkpoint(accelerator, module, net, state, config, output_dir)
+                result.checkpoint = _save_checkpoint(accelerator, module, net, state, config, output_dir, ema)
+            if evaluator is not None and (state.step % config.eval.every == 0 or state.step == tcfg.max_steps):
+                scores = evaluator.run(ema.model if ema is not None else net, accelerator.device, state.step)
+                accelerator.print(
+                    f"eval step {state.step}: psnr {scores['psnr']:.2f} dB, region {scores['region']:.3f}"
+                    + (" (weight average)" if ema is not None else "")
+                )
     finally:
         if bar is not None:
             bar.close()
         loggers.close()
     accelerator.end_training()
     return result
+
+
+class _Evaluation:
+    """The sampling evaluation of ``[eval]`` with what it needs loaded once: the VAE and the frozen encoders."""
+
+    def __init__(self, config: TrainConfig, output_dir: Path, start_step: int):
+        from lvcd.train.sample_eval import SampleEvaluator
+
+        model_config = resolve_model_config(config.model)
+        self.parts, _ = load_model(
+            config.model.svd, None, config=model_config, parts=("clip", "cond_encoder", "first_stage"), strict=True
+        )
+        self.evaluator = SampleEvaluator(config.eval, tuple(config.data.size), output_dir, start_step)
+
+    def run(self, net: LVCDModel, device: torch.device, step: int) -> dict[str, float]:
+        self.parts.to(device)
+        was_training = net.training
+        net.eval()
+        try:
+            return self.evaluator(LVCDModel.from_parts(net, self.parts), device, step)
+        finally:
+            net.train(was_training)  # the net holds only the UNet and ControlNet, which set_trainable puts in train
+
+
+def _make_evaluator(config: TrainConfig, output_dir: Path, start_step: int) -> _Evaluation | None:
+    return _Evaluation(config, output_dir, start_step) if config.eval.every > 0 else None
 
 
 def read_log(output_dir: str | Path) -> list[dict[str, float]]:

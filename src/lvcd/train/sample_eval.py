@@ -1,0 +1,61 @@
+"""Sampling quality during training (``[eval]``): colorize held-out synthetic shots and score them.
+
+Loss curves say little about whether a model colorizes; this samples ``eval.shots`` held-out shots
+(``lvcd.data.synthetic``, split ``heldout``, ``eval.frames`` frames at the training size) with ``eval.steps`` Euler
+steps and scores them (PSNR, region accuracy; ``lvcd.demo.quality``) next to the copy-the-reference and
+mean-colour baselines. Rows go to ``logs/eval_log.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from lvcd.data.synthetic import split_seed, synth_shot
+from lvcd.demo.quality import BASELINES, baseline_frames, colorize_synthetic, mean_scores, score_frames
+from lvcd.model import LVCDModel
+
+EVAL_LOG = "eval_log.csv"
+SCORES = ("psnr", "ssim", "region")
+
+
+class SampleEvaluator:
+    """Held-out shots (made once) and the baselines' scores; ``__call__(model, step)`` logs one row."""
+
+    def __init__(self, settings, size_hw: tuple[int, int], output_dir: Path, start_step: int):
+        self.settings = settings
+        self.shots = [synth_shot(split_seed("heldout", i), settings.frames, size_hw) for i in range(settings.shots)]
+        self.path = Path(output_dir) / "logs" / EVAL_LOG
+        self.columns = ["step", *SCORES, *(f"{b}_{s}" for b in BASELINES for s in SCORES)]
+        self.baselines = {
+            name: mean_scores([score_frames(baseline_frames(shot, name), shot) for shot in self.shots])
+            for name in BASELINES
+        }
+        rows = []
+        if self.path.is_file():
+            with self.path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    @torch.no_grad()
+    def __call__(self, model: LVCDModel, device: torch.device, step: int) -> dict[str, float]:
+        from lvcd.pipeline import LVCDPipeline
+
+        pipe = LVCDPipeline(model, device=device)
+        rows = [
+            score_frames(colorize_synthetic(pipe, shot, self.settings.steps, seed=index), shot)
+            for index, shot in enumerate(self.shots)
+        ]
+        scores = mean_scores(rows)
+        row = {"step": step, **{k: f"{scores[k]:.5g}" for k in SCORES}}
+        for name, values in self.baselines.items():
+            row.update({f"{name}_{k}": f"{values[k]:.5g}" for k in SCORES})
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns).writerow(row)
+        return scores
