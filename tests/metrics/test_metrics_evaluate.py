@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from lvcd.errors import InputError
 from lvcd.metrics import (
     ALL_METRICS,
+    DEFAULT_METRICS,
+    PAPER_METRICS,
     ClipSpec,
     EvalSettings,
     MetricTools,
@@ -43,7 +45,9 @@ def test_parse_size_and_metrics():
     with pytest.raises(InputError):
         parse_size("big")
     assert parse_metrics("tc,psnr") == ("psnr", "tc")
-    assert parse_metrics("all") == ALL_METRICS
+    assert parse_metrics("all") == ALL_METRICS and "tc_mse" in ALL_METRICS
+    assert parse_metrics(None) == parse_metrics("default") == DEFAULT_METRICS and "tc_mse" not in DEFAULT_METRICS
+    assert parse_metrics("paper") == PAPER_METRICS == ("psnr", "ssim", "lpips", "fid", "fvd", "edmd", "tc")
     with pytest.raises(InputError, match="unknown metric"):
         parse_metrics("psnr,fvdd")
 
@@ -100,11 +104,13 @@ def test_evaluate_identical_clip_with_every_metric(tmp_path, tiny_torchscripts, 
         sketch=dark_line_sketch,
         flow=DISFlow(),
     )
-    settings = EvalSettings(size=(48, 64), fvd_clip_length=8)
+    settings = EvalSettings(size=(48, 64), fvd_clip_length=8, metrics=ALL_METRICS)
     report = evaluate_clips([ClipSpec("same", gt, gt)], tools, settings, progress=False)
     clip = report.clips[0].metrics
     assert clip["psnr"] == 100.0 and clip["ssim"] == pytest.approx(1.0)
-    assert clip["lpips"] == 0.0 and clip["edmd"] == 0.0 and clip["tc"] == 1.0
+    assert clip["lpips"] == 0.0 and clip["edmd_gt"] == 0.0 and clip["tc"] == 1.0 and clip["tc_mse"] == 1.0
+    assert clip.get("edmd") is None and "--lineart" in report.skipped["edmd"]  # no input line art: only the variant
+    assert clip.get("region") is None and "--labels" in report.skipped["region"]
     assert clip["fid"] == pytest.approx(0.0, abs=1e-6) and clip["fvd"] == pytest.approx(0.0, abs=1e-6)
     assert report.aggregate_samples == {"fid": 20, "fvd": 2}
 
@@ -112,7 +118,7 @@ def test_evaluate_identical_clip_with_every_metric(tmp_path, tiny_torchscripts, 
         [ClipSpec("flicker", *_shot(tmp_path, frames=20, flicker=0.05))], tools, settings, progress=False
     )
     worse = flicker.clips[0].metrics
-    assert worse["psnr"] < 40 and worse["ssim"] < 1 and worse["lpips"] > 0 and worse["tc"] > 1
+    assert worse["psnr"] < 40 and worse["ssim"] < 1 and worse["lpips"] > 0 and worse["tc"] > 1 and worse["tc_mse"] > 1
     assert worse["fid"] > 0 and worse["fvd"] > 0
 
 
@@ -178,13 +184,15 @@ def test_cli_on_png_folders_and_an_mp4_via_manifest(tmp_path, cli, tiny_torchscr
     assert result.exit_code == 0, result.output
     assert "folders" in result.output and "video" in result.output and "ALL" in result.output
     data = json.loads(out.read_text())
-    assert data["schema"] == "lvcd.evaluate/1" and data["skipped"] == {}
+    assert data["schema"] == "lvcd.evaluate/2" and list(data["skipped"]) == ["region"]  # no label maps given
     assert list(data["settings"]["size"]) == [48, 64] and data["settings"]["sketch_method"] == "xdog"
-    for key in ("psnr", "ssim", "lpips", "fid", "fvd", "edmd", "tc"):
-        assert key in data["aggregate"]["metrics"]
+    assert list(data["aggregate"]["metrics"]) == list(DEFAULT_METRICS)
     assert data["aggregate"]["samples"] == {"fid": 36, "fvd": 2}
     video = data["clips"][1]["metrics"]
-    assert video["psnr"] > 30 and "edmd_lineart" in video  # a near-lossless mp4 of the ground truth
+    assert video["psnr"] > 30  # a near-lossless mp4 of the ground truth
+    assert video["edmd"] is not None and data["clips"][0]["metrics"]["edmd"] is None  # only the clip with line art
+    assert data["aggregate"]["metrics"]["edmd"] == pytest.approx(video["edmd"])
+    assert "edmd: over the 1 of 2 clips that have lineart" in data["aggregate"]["notes"]
     assert data["aggregate"]["metrics"]["fvd"] is not None
     assert data["clips"][0]["metrics"]["tc"] > data["clips"][1]["metrics"]["tc"]  # the flickering clip
     assert len(data["clips"][0]["per_frame"]["psnr"]) == 18

@@ -1,4 +1,4 @@
-"""`lvcd evaluate`: score colorized clips against their ground truth (PSNR, SSIM, LPIPS, FID, FVD, EDMD, TC)."""
+"""`lvcd evaluate`: score colorized clips against their ground truth (PSNR, SSIM, LPIPS, FID, FVD, EDMD, TC, region)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,30 @@ def evaluate(
     pred: Path | None = typer.Option(None, "--pred", help="Generated frames: a folder of images, a video or a GIF."),
     gt: Path | None = typer.Option(None, "--gt", help="Ground-truth frames, frame-aligned with --pred."),
     manifest: Path | None = typer.Option(
-        None, "--manifest", help="JSON or CSV list of clips {name, pred, gt[, lineart]} instead of --pred/--gt."
+        None,
+        "--manifest",
+        help="JSON or CSV list of clips {name, pred, gt[, lineart][, labels]} instead of --pred/--gt.",
     ),
     lineart: Path | None = typer.Option(
-        None, "--lineart", help="The input line art; adds edmd_lineart (sketch of the output vs this line art)."
+        None, "--lineart", help="The input line art the clip was drawn from: the reference of edmd (the paper's EDMD)."
+    ),
+    labels: Path | None = typer.Option(
+        None, "--labels", help="A folder of region label maps (16-bit PNGs, one per frame): adds region accuracy."
+    ),
+    root_inputs: bool = typer.Option(
+        True,
+        "--root-inputs/--no-root-inputs",
+        help="When the ground truth is ROOT/img_H/<clip> of an lvcd data root, use ROOT/draw_H/<clip> as line art "
+        "and ROOT/label_H/<clip> as label maps unless given.",
     ),
     size: str = typer.Option("256", "--size", help="Evaluation size: N for NxN (the paper: 256) or HxW."),
     json_out: Path | None = typer.Option(None, "--json", help="Write per-clip and aggregate results to this JSON."),
-    metrics: str = typer.Option("all", "--metrics", help="Comma-separated: psnr,ssim,lpips,fid,fvd,edmd,tc."),
+    metrics: str = typer.Option(
+        "default",
+        "--metrics",
+        help="Comma-separated from psnr,ssim,lpips,fid,fvd,edmd,edmd_gt,tc,tc_mse,region; or default (all but "
+        "tc_mse), all, paper (the paper's seven).",
+    ),
     lpips_weights: list[Path] = typer.Option(
         [], "--lpips-weights", help="LPIPS files; repeat for lpips v0.1 alex.pth and alexnet-owt-7be5be79.pth."
     ),
@@ -63,18 +79,24 @@ def evaluate(
         parse_size,
         read_manifest,
         report_to_dict,
+        with_root_inputs,
         write_json_atomic,
     )
 
     try:
         if manifest is not None:
-            if pred is not None or gt is not None or lineart is not None:
-                raise InputError("give either --manifest or --pred/--gt[/--lineart], not both")
+            if pred is not None or gt is not None or lineart is not None or labels is not None:
+                raise InputError("give either --manifest or --pred/--gt[/--lineart/--labels], not both")
             specs = read_manifest(manifest)
         else:
             if pred is None or gt is None:
                 raise InputError("give --pred and --gt (frame folders or videos), or --manifest")
-            specs = [ClipSpec(name=pred.name or str(pred), pred=pred, gt=gt, lineart=lineart)]
+            specs = [ClipSpec(name=pred.name or str(pred), pred=pred, gt=gt, lineart=lineart, labels=labels)]
+        added = 0
+        if root_inputs:
+            found = [with_root_inputs(spec) for spec in specs]
+            added = sum((a.lineart, a.labels) != (b.lineart, b.labels) for a, b in zip(found, specs, strict=True))
+            specs = found
         settings = EvalSettings(size=parse_size(size), metrics=parse_metrics(metrics), batch_size=batch_size)
         tools = build_tools(
             settings.metrics,
@@ -95,6 +117,8 @@ def evaluate(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(format_table(report))
+    if added:
+        typer.echo(f"inputs: line art / label maps taken from the data root of the ground truth for {added} clip(s)")
     if json_out is not None:
         typer.echo(f"Wrote {json_out}")
 

@@ -5,7 +5,10 @@ evaluation size (256x256 by default, as in the paper, whatever the aspect ratio)
 filtering, then rounded to 8 bits, as if the frames had been saved at that size.
 
 A manifest lists many clips, as JSON (a list, or ``{"clips": [...]}``) or CSV with a header row; each entry has
-``pred`` and ``gt`` and optionally ``name`` and ``lineart``. Relative paths are relative to the manifest.
+``pred`` and ``gt`` and optionally ``name``, ``lineart`` (the input line art, for EDMD) and ``labels`` (a folder
+of region label maps, for the region metric). Relative paths are relative to the manifest. For a ``gt`` folder
+inside an lvcd data root (``ROOT/img_<H>/<clip>``), :func:`with_root_inputs` adds the line art and label maps the
+root keeps beside it.
 
     >>> specs = read_manifest("clips.json")                    # doctest: +SKIP
     >>> frames = load_frames(specs[0].pred, size=(256, 256))   # (T, 3, 256, 256) uint8   # doctest: +SKIP
@@ -16,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from lvcd.errors import InputError
+from lvcd.metrics.labels import label_files, label_map_size, load_label_maps, root_inputs
 
 DEFAULT_SIZE = (256, 256)
 _RESIZE_CHUNK = 32
@@ -31,22 +35,25 @@ _RESIZE_CHUNK = 32
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """One generated clip, its ground truth and, optionally, the line art it was drawn from."""
+    """One generated clip, its ground truth and, optionally, the line art it was drawn from and region label maps."""
 
     name: str
     pred: Path
     gt: Path
     lineart: Path | None = None
+    labels: Path | None = None
 
 
 @dataclass(frozen=True)
 class ClipFrames:
-    """A clip's frames at the evaluation size, (T, 3, H, W) uint8 each."""
+    """A clip's frames at the evaluation size, (T, 3, H, W) uint8 each; label maps (T, H, W) int64."""
 
     spec: ClipSpec
     pred: torch.Tensor
     gt: torch.Tensor
     lineart: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    labels_size: tuple[int, int] | None = None  # the label maps' own (height, width), before resizing
 
 
 def parse_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
@@ -114,8 +121,44 @@ def load_frames(path: str | os.PathLike, size: tuple[int, int] = DEFAULT_SIZE) -
     return torch.cat(chunks)
 
 
+def check_clip_inputs(spec: ClipSpec) -> None:
+    """Frame counts of prediction, ground truth, line art and label maps, and the label maps' size and kind, checked
+    without decoding pixels (videos are demuxed), so a bad clip is reported before any clip is scored."""
+    expected = len(_open_source(spec.pred))
+    counts = {"the ground truth has {} frames": len(_open_source(spec.gt))}
+    if spec.lineart is not None:
+        counts["the line art has {} frames"] = len(_open_source(spec.lineart))
+    if spec.labels is not None:
+        files = label_files(spec.labels)
+        counts["there are {} label maps"] = len(files)
+        height, width = label_map_size(files[0])
+        gt_height, gt_width = _open_source(spec.gt).size_hw
+        if (height, width) != (gt_height, gt_width):
+            raise InputError(
+                f"clip {spec.name!r}: the label maps are {width}x{height} but the ground-truth frames are "
+                f"{gt_width}x{gt_height} (width x height); give label maps of the ground-truth frames themselves"
+            )
+    for phrase, count in counts.items():
+        if count != expected:
+            raise InputError(
+                f"clip {spec.name!r}: the prediction has {expected} frames but {phrase.format(count)}; "
+                "metrics compare frame t with frame t, so give frame-aligned sequences of equal length"
+            )
+
+
+def with_root_inputs(spec: ClipSpec) -> ClipSpec:
+    """``spec`` with its missing line art and label maps taken from the data root its ``gt`` lies in, if any
+    (see :func:`lvcd.metrics.labels.root_inputs`); paths already given are kept."""
+    found = root_inputs(spec.gt)
+    return replace(
+        spec,
+        lineart=spec.lineart if spec.lineart is not None else found.get("lineart"),
+        labels=spec.labels if spec.labels is not None else found.get("labels"),
+    )
+
+
 def load_clip(spec: ClipSpec, size: tuple[int, int] = DEFAULT_SIZE) -> ClipFrames:
-    """Load a clip's prediction, ground truth and line art; their frame counts must agree."""
+    """Load a clip's prediction, ground truth, line art and label maps; their frame counts must agree."""
     pred, gt = load_frames(spec.pred, size), load_frames(spec.gt, size)
     if pred.shape[0] != gt.shape[0]:
         raise InputError(
@@ -129,7 +172,16 @@ def load_clip(spec: ClipSpec, size: tuple[int, int] = DEFAULT_SIZE) -> ClipFrame
             raise InputError(
                 f"clip {spec.name!r}: the line art has {lineart.shape[0]} frames but the prediction has {pred.shape[0]}"
             )
-    return ClipFrames(spec=spec, pred=pred, gt=gt, lineart=lineart)
+    labels = labels_size = None
+    if spec.labels is not None:
+        labels_size = label_map_size(label_files(spec.labels)[0])
+        labels = load_label_maps(spec.labels, size)
+        if labels.shape[0] != pred.shape[0]:
+            raise InputError(
+                f"clip {spec.name!r}: there are {labels.shape[0]} label maps but the prediction has {pred.shape[0]} "
+                "frames; give one label map per frame"
+            )
+    return ClipFrames(spec=spec, pred=pred, gt=gt, lineart=lineart, labels=labels, labels_size=labels_size)
 
 
 def _entry_to_spec(entry: dict, base: Path, index: int) -> ClipSpec:
@@ -147,7 +199,8 @@ def _entry_to_spec(entry: dict, base: Path, index: int) -> ClipSpec:
     pred = resolve(entry["pred"])
     name = str(entry.get("name") or "").strip() or str(entry["pred"]).strip()
     lineart = resolve(entry["lineart"]) if entry.get("lineart") else None
-    return ClipSpec(name=name, pred=pred, gt=resolve(entry["gt"]), lineart=lineart)
+    labels = resolve(entry["labels"]) if entry.get("labels") else None
+    return ClipSpec(name=name, pred=pred, gt=resolve(entry["gt"]), lineart=lineart, labels=labels)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ClipSpec]:

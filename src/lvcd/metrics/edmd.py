@@ -1,17 +1,27 @@
 """EDMD, Euclidean distance map difference (LVCD paper §6.1): how well generated frames follow the sketch.
 
-For each frame pair (generated, ground truth):
+**edmd** (the paper's form): "extract sketches from the generated frames; Euclidean distance maps of the
+generated-frame sketch and of the input sketch; RMSE of their difference". For each frame:
 
-1. extract a sketch of each with the **same** extractor (dark lines on white, [0, 1]);
-2. binarise: a pixel is a line pixel when its sketch value is below ``threshold`` (default 0.5);
+1. extract a sketch of the generated frame with ``extractor`` (dark lines on white, [0, 1]); the reference is the
+   **input line art** the frame was drawn from (normalised to dark lines on white, see :func:`lineart_to_sketch`);
+2. binarise both: a pixel is a line pixel when its value is below ``threshold`` (default 0.5);
 3. Euclidean distance map: for every pixel, the distance in pixels (at the evaluation resolution, 256x256 by
    default) to the nearest line pixel; a sketch with no line pixel at all gets the image diagonal everywhere;
-4. EDMD = RMSE of the difference of the two maps, ``sqrt(mean((D_gen - D_gt)^2))``, in pixels.
+4. EDMD = RMSE of the difference of the two maps, ``sqrt(mean((D_gen - D_input)^2))``, in pixels.
 
-Identical frames give 0; lines drawn in the wrong place, missing or extra lines all raise it. The official code
-was never released (luckyhzt/LVCD issue #8), so the binarisation and units above are this package's choices.
+Lines drawn in the wrong place, missing or extra lines raise it. Its floor is not 0: it includes how differently
+the extractor draws the same picture than the input line art was drawn (line width, which edges become lines), so
+use the extractor that made the input line art where possible (the paper's inputs came from the
+informative-drawings network) and compare methods only with the same extractor.
 
-    >>> edmd_per_frame(pred, gt, extractor)   # (N, 3, H, W) in [0, 1] -> (N,) pixels   # doctest: +SKIP
+**edmd_gt** (variant, for when only ground-truth frames are at hand): the reference sketch is extracted from the
+ground-truth frame with the **same** extractor, instead of being the input line art. Identical frames give exactly
+0 and the extractor's style cancels out, but it is not the paper's definition. The official code was never
+released (luckyhzt/LVCD issue #8), so the binarisation and units above are this package's choices.
+
+    >>> edmd_per_frame(pred, lineart, extractor)      # (N, 3, H, W) in [0, 1] -> (N,) pixels   # doctest: +SKIP
+    >>> edmd_gt_per_frame(pred, gt, extractor)        # the ground-truth-sketch variant          # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -77,9 +87,29 @@ def edmd_from_sketches(pred_sketches, gt_sketches, threshold: float = SKETCH_THR
 
 
 def edmd_per_frame(
+    pred: torch.Tensor, lineart: torch.Tensor, extractor, threshold: float = SKETCH_THRESHOLD, batch_size: int = 8
+) -> np.ndarray:
+    """The paper's EDMD of each frame: the sketch of the generated frame (``extractor``) against the input line art.
+
+    ``pred``: (N, 3, H, W); ``lineart``: (N, 3, H, W), (N, 1, H, W) or (N, H, W), either polarity; uint8 or float
+    in [0, 1]. Returns (N,) pixels.
+    """
+    if lineart.ndim == 3:
+        lineart = lineart[:, None]
+    if lineart.ndim != 4 or lineart.shape[0] != pred.shape[0] or lineart.shape[-2:] != pred.shape[-2:]:
+        raise InputError(
+            f"EDMD needs one line-art frame per generated frame of the same size, got {tuple(lineart.shape)} "
+            f"for frames {tuple(pred.shape)}"
+        )
+    return edmd_from_sketches(
+        extract_sketches(extractor, pred, batch_size), lineart_to_sketch(as_unit_float(lineart)), threshold
+    )
+
+
+def edmd_gt_per_frame(
     pred: torch.Tensor, gt: torch.Tensor, extractor, threshold: float = SKETCH_THRESHOLD, batch_size: int = 8
 ) -> np.ndarray:
-    """EDMD of each frame: sketches of both with the same ``extractor``, distance maps, RMSE of the difference."""
+    """The ``edmd_gt`` variant: sketches of the generated and the ground-truth frames with the same ``extractor``."""
     if pred.shape != gt.shape:
         raise InputError(f"EDMD needs frames of one shape, got {tuple(pred.shape)} and {tuple(gt.shape)}")
     return edmd_from_sketches(
@@ -88,7 +118,7 @@ def edmd_per_frame(
 
 
 def lineart_to_sketch(lineart: torch.Tensor) -> torch.Tensor:
-    """Given line art (N, 3, H, W) in [0, 1] -> (N, H, W) dark lines on white (inverted when mostly dark)."""
+    """Given line art (N, C, H, W) in [0, 1] -> (N, H, W) dark lines on white (inverted when mostly dark)."""
     gray = lineart.float().mean(dim=1)
     inverted = gray.flatten(1).mean(dim=1) < 0.5  # white lines on black: flip to dark on white
     return torch.where(inverted.view(-1, 1, 1), 1.0 - gray, gray)

@@ -1,8 +1,12 @@
-"""Score generated clips against their ground truth with the paper's seven metrics, per clip and overall.
+"""Score generated clips against their ground truth with the paper's seven metrics (and variants), per clip and overall.
 
-- PSNR, SSIM, LPIPS, EDMD: per frame; a clip's value is the mean over its frames, the aggregate the mean over
-  all frames of all clips.
-- TC: per clip (it is a property of a whole video); the aggregate is the mean over clips.
+- PSNR, SSIM, LPIPS, EDMD (``edmd``: against the input line art, needs it; ``edmd_gt``: against the ground truth's
+  sketch): per frame; a clip's value is the mean over its frames, the aggregate the mean over all frames of all
+  clips (that have the input).
+- TC (``tc``, the paper's form; ``tc_mse``, the masked variant): per clip (a property of a whole video); the
+  aggregate is the mean over clips.
+- Region accuracy (``region``, clips with label maps): per clip over all its frames; the aggregate pools the
+  regions of all clips (sum of correct areas / sum of areas).
 - FID: Fréchet distance of Inception features of all generated vs all ground-truth frames.
 - FVD: the same with I3D features of 16-frame windows: non-overlapping windows from the first frame
   (``fvd_stride`` = 16), frames left over at the end are not used; a clip shorter than 16 frames gives one
@@ -27,15 +31,32 @@ import torch
 from tqdm.auto import tqdm
 
 from lvcd.errors import InputError
-from lvcd.metrics.clips import DEFAULT_SIZE, ClipFrames, ClipSpec, as_unit_float, load_clip
+from lvcd.metrics.clips import DEFAULT_SIZE, ClipFrames, ClipSpec, as_unit_float, check_clip_inputs, load_clip
 from lvcd.metrics.edmd import SKETCH_THRESHOLD, edmd_from_sketches, extract_sketches, lineart_to_sketch
 from lvcd.metrics.frechet import feature_statistics, frechet_distance
 from lvcd.metrics.psnr_ssim import psnr, ssim
-from lvcd.metrics.tc import temporal_consistency
-from lvcd.metrics.tools import ALL_METRICS, MetricTools
+from lvcd.metrics.region import (
+    REGION_THRESHOLD,
+    RegionAccuracy,
+    label_boundaries,
+    pool_region_accuracy,
+    region_accuracy,
+)
+from lvcd.metrics.tc import (
+    TemporalConsistency,
+    estimate_motion,
+    temporal_consistency,
+    temporal_consistency_mse,
+)
+from lvcd.metrics.tools import DEFAULT_METRICS, MetricTools
 
 FVD_CLIP_LENGTH = 16
-PER_FRAME_METRICS = ("psnr", "ssim", "lpips", "edmd", "edmd_lineart")
+PER_FRAME_METRICS = ("psnr", "ssim", "lpips", "edmd", "edmd_gt")
+# Metrics that need an input besides the frames, and what to give for it.
+NEEDS_INPUT = {
+    "edmd": ("lineart", "no input line art: give --lineart (or a manifest 'lineart' column); edmd_gt is the variant"),
+    "region": ("labels", "no region label maps: give --labels (or a manifest 'labels' column)"),
+}
 
 
 @dataclass(frozen=True)
@@ -43,11 +64,13 @@ class EvalSettings:
     """How frames are evaluated; the defaults follow the paper (256x256, 16-frame FVD windows)."""
 
     size: tuple[int, int] = DEFAULT_SIZE
-    metrics: tuple[str, ...] = ALL_METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     batch_size: int = 8
     fvd_clip_length: int = FVD_CLIP_LENGTH
     fvd_stride: int | None = None  # None: equal to fvd_clip_length (non-overlapping windows)
     sketch_threshold: float = SKETCH_THRESHOLD
+    region_threshold: float = REGION_THRESHOLD
+    region_margin: int = 1  # pixels of the label maps' own resolution left out around every line
 
 
 @dataclass
@@ -78,10 +101,7 @@ class EvaluationReport:
 
     @property
     def metric_names(self) -> list[str]:
-        names = [m for m in self.settings.metrics]
-        if "edmd" in names and any(c.spec.lineart is not None for c in self.clips):
-            names.insert(names.index("edmd") + 1, "edmd_lineart")
-        return names
+        return list(self.settings.metrics)
 
 
 def fvd_windows(num_frames: int, length: int = FVD_CLIP_LENGTH, stride: int | None = None) -> list[list[int]]:
@@ -132,15 +152,20 @@ def evaluate_clip(
         with torch.no_grad():
             per_frame["lpips"] = torch.cat(_batched(tools.lpips, pred, gt, batch_size=bs)).double().numpy()
         step("lpips")
-    if "edmd" in metrics:
+    if {"edmd", "edmd_gt"} & set(metrics):
         pred_sketch = extract_sketches(tools.sketch, pred, bs)
-        per_frame["edmd"] = edmd_from_sketches(
-            pred_sketch, extract_sketches(tools.sketch, gt, bs), settings.sketch_threshold
-        )
-        if clip.lineart is not None:
-            given = torch.cat(_batched(lineart_to_sketch, clip.lineart, batch_size=bs))
-            per_frame["edmd_lineart"] = edmd_from_sketches(pred_sketch, given, settings.sketch_threshold)
-        step("edmd")
+        if "edmd" in metrics:
+            if clip.lineart is not None:
+                given = torch.cat(_batched(lineart_to_sketch, clip.lineart, batch_size=bs))
+                per_frame["edmd"] = edmd_from_sketches(pred_sketch, given, settings.sketch_threshold)
+            else:
+                result.metrics["edmd"] = None
+                result.notes.append("edmd: no input line art for this clip (edmd_gt compares with the ground truth)")
+            step("edmd")
+        if "edmd_gt" in metrics:
+            gt_sketch = extract_sketches(tools.sketch, gt, bs)
+            per_frame["edmd_gt"] = edmd_from_sketches(pred_sketch, gt_sketch, settings.sketch_threshold)
+            step("edmd_gt")
     for name, values in per_frame.items():
         result.per_frame[name] = [float(v) for v in values]
         result.metrics[name] = float(np.mean(values))
@@ -167,21 +192,84 @@ def evaluate_clip(
         result.samples["fvd"] = feats[0].shape[0]
         result.metrics["fvd"] = _frechet_or_none(*feats)
         step("fvd")
-    if "tc" in metrics:
-        if pred.shape[0] < 2:
-            result.metrics["tc"] = None
-            result.notes.append("tc: needs at least 2 frames")
+    if {"tc", "tc_mse"} & set(metrics):
+        _temporal_consistency(result, pred, gt, tools, [m for m in ("tc", "tc_mse") if m in metrics])
+        for name in ("tc", "tc_mse"):
+            if name in metrics:
+                step(name)
+    if "region" in metrics:
+        if clip.labels is None:
+            result.metrics["region"] = None
+            result.notes.append("region: no label maps for this clip")
         else:
-            tc = temporal_consistency(pred, gt, tools.flow)
-            result.metrics["tc"] = tc.tc if math.isfinite(tc.tc) else None
-            result.details.update(tc_pred_warping_error=tc.pred_error, tc_gt_warping_error=tc.gt_error)
-            if not math.isfinite(tc.tc):
-                result.notes.append("tc: the ground truth does not change between frames, so the ratio is undefined")
-        step("tc")
+            _region(result, clip, settings)
+        step("region")
     for name in ("fid", "fvd"):
         if name in metrics and result.metrics.get(name) is None:
             result.notes.append(f"{name}: per-clip value needs at least 2 samples (see the aggregate)")
     return result
+
+
+def _temporal_consistency(result: ClipResult, pred, gt, tools: MetricTools, names: Sequence[str]) -> None:
+    """``tc`` and/or ``tc_mse`` of one clip, from one estimate of the ground truth's motion."""
+    if pred.shape[0] < 2:
+        for name in names:
+            result.metrics[name] = None
+            result.notes.append(f"{name}: needs at least 2 frames")
+        return
+    motion = estimate_motion(gt, tools.flow, with_forward="tc_mse" in names)
+    compute = {"tc": temporal_consistency, "tc_mse": temporal_consistency_mse}
+    for name in names:
+        value: TemporalConsistency = compute[name](pred, gt, tools.flow, motion=motion)
+        result.metrics[name] = value.tc if math.isfinite(value.tc) else None
+        result.details.update(
+            {f"{name}_pred_warping_error": value.pred_error, f"{name}_gt_warping_error": value.gt_error}
+        )
+        if not math.isfinite(value.tc):
+            result.notes.append(f"{name}: the ground truth does not change between frames, so the ratio is undefined")
+
+
+def _region_margin(settings: EvalSettings, labels_size: tuple[int, int]) -> int:
+    """The margin around lines in evaluation pixels: ``region_margin`` label-map pixels, scaled up with the frames
+    (bilinear upscaling blends colours up to one source pixel away from a line)."""
+    if settings.region_margin <= 0:
+        return 0
+    scale = max(settings.size[0] / labels_size[0], settings.size[1] / labels_size[1])
+    return max(settings.region_margin, math.ceil(settings.region_margin * scale))
+
+
+def _region(result: ClipResult, clip: ClipFrames, settings: EvalSettings) -> None:
+    """Region accuracy of one clip, frame batch by frame batch, pooled over its frames. Lines: the label
+    boundaries, and the input line art's lines when it is given."""
+    margin = _region_margin(settings, clip.labels_size or settings.size)
+    parts: list[RegionAccuracy] = []
+    for start in range(0, clip.pred.shape[0], settings.batch_size):
+        window = slice(start, start + settings.batch_size)
+        labels = clip.labels[window]
+        lines = label_boundaries(labels)
+        if clip.lineart is not None:
+            lines |= lineart_to_sketch(as_unit_float(clip.lineart[window])) < settings.sketch_threshold
+        parts.append(
+            region_accuracy(clip.pred[window], clip.gt[window], labels, lines, settings.region_threshold, margin)
+        )
+    pooled = pool_region_accuracy(parts)
+    result.metrics["region"] = pooled.accuracy if pooled.area else None
+    result.samples["region"] = pooled.regions
+    result.details.update(
+        region_regions=pooled.regions,
+        region_correct=pooled.correct,
+        region_area=pooled.area,
+        region_correct_area=pooled.correct_area,
+        region_margin_px=margin,
+    )
+    if not pooled.area:
+        result.notes.append("region: every region lies on or next to the lines, nothing to judge")
+    if clip.labels_size is not None and tuple(clip.labels_size) != tuple(settings.size):
+        height, width = clip.labels_size
+        result.notes.append(
+            f"region: label maps resized from {width}x{height} to {settings.size[1]}x{settings.size[0]} (nearest), "
+            f"{margin} px left out around the lines"
+        )
 
 
 def aggregate(results: Sequence[ClipResult], metrics: Sequence[str]) -> tuple[dict[str, float | None], dict[str, int]]:
@@ -192,8 +280,14 @@ def aggregate(results: Sequence[ClipResult], metrics: Sequence[str]) -> tuple[di
         frames = [v for r in results for v in r.per_frame.get(name, [])]
         if frames:
             values[name] = float(np.mean(frames))
-    if "tc" in metrics:
-        values["tc"] = _mean(r.metrics.get("tc") for r in results)
+    for name in ("tc", "tc_mse"):
+        if name in metrics:
+            values[name] = _mean(r.metrics.get(name) for r in results)
+    if "region" in metrics:
+        area = sum(r.details.get("region_area", 0) for r in results)
+        if area:
+            values["region"] = sum(r.details.get("region_correct_area", 0) for r in results) / area
+            samples["region"] = int(sum(r.details.get("region_regions", 0) for r in results))
     for name in ("fid", "fvd"):
         if name in metrics and all(name in r.features for r in results):
             pred = np.concatenate([r.features[name][0] for r in results])
@@ -210,11 +304,24 @@ def evaluate_clips(
     if not specs:
         raise InputError("nothing to evaluate: give --pred and --gt, or --manifest")
     skipped = dict(tools.skipped)
-    needed = {"lpips": tools.lpips, "fid": tools.inception, "fvd": tools.i3d, "edmd": tools.sketch, "tc": tools.flow}
+    needed = {
+        "lpips": tools.lpips,
+        "fid": tools.inception,
+        "fvd": tools.i3d,
+        "edmd": tools.sketch,
+        "edmd_gt": tools.sketch,
+        "tc": tools.flow,
+        "tc_mse": tools.flow,
+    }
     for name in settings.metrics:
         if name in needed and needed[name] is None and name not in skipped:
             skipped[name] = "no network/extractor was set up for it (see build_tools)"
+    for name, (field_name, reason) in NEEDS_INPUT.items():
+        if name in settings.metrics and name not in skipped and all(getattr(s, field_name) is None for s in specs):
+            skipped[name] = reason
     metrics = [m for m in settings.metrics if m not in skipped]
+    for spec in tqdm(specs, desc="check inputs", unit="clip", disable=not progress or len(specs) < 2):
+        check_clip_inputs(spec)
     results = []
     with tqdm(total=len(specs) * (len(metrics) + 1), desc="evaluate", unit="step", disable=not progress) as bar:
 
@@ -234,6 +341,10 @@ def evaluate_clips(
     notes = []
     if "fvd" in samples and samples["fvd"] < 2:
         notes.append("fvd: fewer than 2 windows in all clips, so FVD is undefined; evaluate longer or more clips")
+    for name, (field_name, _) in NEEDS_INPUT.items():
+        having = sum(getattr(spec, field_name) is not None for spec in specs)
+        if name in metrics and having < len(specs):
+            notes.append(f"{name}: over the {having} of {len(specs)} clips that have {field_name}")
     return EvaluationReport(
         settings=settings,
         clips=results,

@@ -1,12 +1,14 @@
-"""The evaluation report as a readable table and as JSON (schema ``lvcd.evaluate/1``, written atomically).
+"""The evaluation report as a readable table and as JSON (schema ``lvcd.evaluate/2``, written atomically).
 
-JSON layout (metric keys: psnr, ssim, lpips, fid, fvd, edmd, tc, and edmd_lineart when line art was given;
-a value is null when the metric was skipped or undefined)::
+JSON layout (metric keys: the selected ones of psnr, ssim, lpips, fid, fvd, edmd, edmd_gt, tc, tc_mse, region;
+a value is null when the metric was skipped or undefined). Schema 2 (lvcd 0.1 after issue #13): ``tc`` is the
+paper's relative-L2 form (schema 1's ``tc`` is now ``tc_mse``), ``edmd`` compares with the input line art (schema
+1's ``edmd`` is now ``edmd_gt``, its ``edmd_lineart`` is now ``edmd``), and ``region`` and ``labels`` are new::
 
-    {"schema": "lvcd.evaluate/1", "lvcd_version": "0.1.0",
+    {"schema": "lvcd.evaluate/2", "lvcd_version": "0.1.0",
      "settings": {"size": [256, 256], "metrics": [...], "fvd_clip_length": 16, "fvd_stride": 16, ...},
      "skipped": {"fvd": "no I3D weights: ..."},
-     "clips": [{"name": ..., "pred": ..., "gt": ..., "lineart": null, "frames": 75,
+     "clips": [{"name": ..., "pred": ..., "gt": ..., "lineart": null, "labels": null, "frames": 75,
                 "metrics": {"psnr": 24.1, ...}, "samples": {"fid": 75, "fvd": 4},
                 "per_frame": {"psnr": [...], ...}, "details": {...}, "notes": [...]}],
      "aggregate": {"clips": 1, "frames": 75, "metrics": {...}, "samples": {...}, "notes": [...]}}
@@ -23,7 +25,7 @@ from typing import Any
 
 from lvcd.metrics.evaluate import ClipResult, EvaluationReport
 
-SCHEMA = "lvcd.evaluate/1"
+SCHEMA = "lvcd.evaluate/2"
 # Which way is better, shown in the table header. TC: 1 = as steady as the ground truth, above = more flicker.
 DIRECTION = {
     "psnr": "↑",
@@ -32,10 +34,12 @@ DIRECTION = {
     "fid": "↓",
     "fvd": "↓",
     "edmd": "↓",
-    "edmd_lineart": "↓",
+    "edmd_gt": "↓",
     "tc": "→1",
+    "tc_mse": "→1",
+    "region": "↑",
 }
-DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 2, "fvd": 2, "edmd": 3, "edmd_lineart": 3, "tc": 3}
+DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "fid": 2, "fvd": 2, "edmd": 3, "edmd_gt": 3, "tc": 3, "tc_mse": 3}
 
 
 def _finite(value: float | None) -> float | None:
@@ -49,6 +53,7 @@ def _clip_dict(result: ClipResult, names: list[str]) -> dict[str, Any]:
         "pred": str(spec.pred),
         "gt": str(spec.gt),
         "lineart": str(spec.lineart) if spec.lineart is not None else None,
+        "labels": str(spec.labels) if spec.labels is not None else None,
         "frames": result.frames,
         "metrics": {name: _finite(result.metrics.get(name)) for name in names},
         "samples": dict(result.samples),
@@ -75,6 +80,8 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
             "fvd_clip_length": settings.fvd_clip_length,
             "fvd_stride": settings.fvd_stride or settings.fvd_clip_length,
             "sketch_threshold": settings.sketch_threshold,
+            "region_threshold": settings.region_threshold,
+            "region_margin": settings.region_margin,
             **report.info,
         },
         "skipped": dict(report.skipped),
@@ -126,8 +133,13 @@ def format_table(report: EvaluationReport) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if report.aggregate_samples:
-        counts = ", ".join(f"{name} over {count} samples" for name, count in report.aggregate_samples.items())
-        lines.append(f"ALL: per-frame metrics averaged over all frames, tc over clips; {counts}")
+        counts = ", ".join(
+            f"{name} over {count} {'regions' if name == 'region' else 'samples'}"
+            for name, count in report.aggregate_samples.items()
+        )
+        lines.append(
+            f"ALL: per-frame metrics averaged over all frames, tc over clips, region pooled over regions; {counts}"
+        )
     lines += [f"skipped {name}: {reason}" for name, reason in report.skipped.items()]
     lines += [f"note ({r.spec.name}): {note}" for r in report.clips for note in r.notes]
     lines += [f"note: {note}" for note in report.notes]

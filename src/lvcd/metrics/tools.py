@@ -18,7 +18,11 @@ from typing import Any
 from lvcd.errors import InputError
 from lvcd.metrics.optional import MissingDependencyError, import_distance_transform
 
-ALL_METRICS = ("psnr", "ssim", "lpips", "fid", "fvd", "edmd", "tc")
+# The paper's seven metrics, every metric lvcd computes, and what a run computes unless told otherwise.
+PAPER_METRICS = ("psnr", "ssim", "lpips", "fid", "fvd", "edmd", "tc")
+ALL_METRICS = ("psnr", "ssim", "lpips", "fid", "fvd", "edmd", "edmd_gt", "tc", "tc_mse", "region")
+DEFAULT_METRICS = tuple(name for name in ALL_METRICS if name != "tc_mse")
+METRIC_SETS = {"default": DEFAULT_METRICS, "all": ALL_METRICS, "paper": PAPER_METRICS}
 WEIGHTS_DIR_ENV = "LVCD_METRIC_WEIGHTS"
 
 # File names looked for in --weights-dir / $LVCD_METRIC_WEIGHTS, in order of preference.
@@ -43,16 +47,18 @@ class MetricTools:
 
 
 def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"psnr,ssim"`` -> ("psnr", "ssim"); None or "all" -> every metric; unknown names are an error."""
+    """``"psnr,ssim"`` -> ("psnr", "ssim"); None or "default" -> DEFAULT_METRICS (all but ``tc_mse``); "all" ->
+    every metric; "paper" -> the paper's seven; unknown names are an error."""
     if text is None:
-        return ALL_METRICS
+        return DEFAULT_METRICS
     names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
-    if names == ["all"]:
-        return ALL_METRICS
+    if len(names) == 1 and names[0] in METRIC_SETS:
+        return METRIC_SETS[names[0]]
     unknown = [n for n in names if n not in ALL_METRICS]
     if unknown or not names:
         raise InputError(
-            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METRICS)}"
+            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METRICS)} "
+            f"(or one of {', '.join(METRIC_SETS)})"
         )
     return tuple(n for n in ALL_METRICS if n in names)
 
@@ -85,7 +91,7 @@ def _sketch_extractor(method: str | None, weights: str | os.PathLike | None, dev
 
 
 def build_tools(
-    metrics: Sequence[str] = ALL_METRICS,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     *,
     lpips_weights: Sequence[str | os.PathLike] = (),
     inception_weights: str | os.PathLike | None = None,
@@ -131,19 +137,21 @@ def build_tools(
             tools.info["fvd_weights"] = f"{i3d_file} ({tools.i3d.source})"
         else:
             tools.skipped["fvd"] = "no I3D weights: pass --i3d-weights i3d_torchscript.pt (or i3d_pretrained_400.pt)"
-    if "edmd" in metrics:
+    edmd_names = [name for name in ("edmd", "edmd_gt") if name in metrics]
+    if edmd_names:
         try:
             import_distance_transform()
             tools.sketch, sketch_info = _sketch_extractor(sketch_method, sketch_weights, device)
             tools.info.update(sketch_info)
         except MissingDependencyError as reason:
-            tools.skipped["edmd"] = str(reason)
-    if "tc" in metrics:
+            tools.skipped.update(dict.fromkeys(edmd_names, str(reason)))
+    tc_names = [name for name in ("tc", "tc_mse") if name in metrics]
+    if tc_names:
         from lvcd.metrics.flow import load_flow
 
         try:
             tools.flow = load_flow(flow, raft_weights, device)
             tools.info["flow"] = flow
         except MissingDependencyError as reason:
-            tools.skipped["tc"] = str(reason)
+            tools.skipped.update(dict.fromkeys(tc_names, str(reason)))
     return tools
