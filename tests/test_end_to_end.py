@@ -72,7 +72,7 @@ def test_colour_frames_to_colorized_shot_to_scores(tmp_path, tiny_weights):
             "--gt",
             str(gt),
             "--metrics",
-            "psnr,ssim,edmd,tc",
+            "psnr,ssim,edmd_gt,tc",
             "--json",
             str(scores),
             "--no-progress",
@@ -82,7 +82,7 @@ def test_colour_frames_to_colorized_shot_to_scores(tmp_path, tiny_weights):
     report = json.loads(scores.read_text())
     metrics = report["aggregate"]["metrics"]
     assert 0 < metrics["psnr"] < 60 and -1 <= metrics["ssim"] <= 1
-    assert metrics["edmd"] >= 0 and metrics["tc"] > 0
+    assert metrics["edmd_gt"] >= 0 and metrics["tc"] > 0
     assert report["clips"][0]["frames"] == 6
 
 
