@@ -133,7 +133,13 @@ def config_from_dict(doc: dict[str, Any]) -> LVCDConfig:
     """Inverse of ``config_to_dict``; unknown keys are errors, absent keys take the defaults."""
     if doc.get("format") != CONFIG_FORMAT:
         raise ValueError(f"Not an lvcd config document (format {doc.get('format')!r}, expected {CONFIG_FORMAT!r}).")
-    sections = {"unet": UNetConfig, "vae": VAEConfig, "cond_vae": VAEConfig, "clip": CLIPConfig, "sampling": SamplingConfig}
+    sections = {
+        "unet": UNetConfig,
+        "vae": VAEConfig,
+        "cond_vae": VAEConfig,
+        "clip": CLIPConfig,
+        "sampling": SamplingConfig,
+    }
     values: dict[str, Any] = {}
     known = {f.name: f for f in fields(LVCDConfig)}
     for key, value in doc.items():

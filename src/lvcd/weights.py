@@ -387,7 +387,12 @@ def config_of_files(files: list[WeightsFile]) -> LVCDConfig | None:
 
 def model_metadata(config: LVCDConfig, **extra: str) -> dict[str, str]:
     """safetensors metadata of a file of ours: the model config (so the file loads without --config) and ``extra``."""
-    return {"format": "pt", "lvcd_config": json.dumps(config.name), MODEL_CONFIG_KEY: json.dumps(config_to_dict(config)), **extra}
+    return {
+        "format": "pt",
+        "lvcd_config": json.dumps(config.name),
+        MODEL_CONFIG_KEY: json.dumps(config_to_dict(config)),
+        **extra,
+    }
 
 
 def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDConfig) -> str:

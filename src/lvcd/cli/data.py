@@ -175,7 +175,16 @@ def synth(
 
             model = load_first_stage(vae, device=device)
         report = write_synthetic_set(
-            output, split, shots, frames, size_hw, first=first, vae=model, vae_weights=vae, seed=seed, progress=not quiet
+            output,
+            split,
+            shots,
+            frames,
+            size_hw,
+            first=first,
+            vae=model,
+            vae_weights=vae,
+            seed=seed,
+            progress=not quiet,
         )
     except (LVCDError, ValueError) as err:
         _fail(err)

@@ -145,7 +145,9 @@ class _Object:
         )
 
     def scale(self, t: float) -> float:
-        return 1.0 + self.scale_amplitude * (math.sin(self.scale_omega * t + self.scale_phase) - math.sin(self.scale_phase))
+        return 1.0 + self.scale_amplitude * (
+            math.sin(self.scale_omega * t + self.scale_phase) - math.sin(self.scale_phase)
+        )
 
 
 @dataclass(frozen=True)
@@ -327,7 +329,9 @@ def synth_shot(
     """Generate one shot; the same seed gives the same shot (and a longer shot extends a shorter one)."""
     height, width = (int(s) for s in size_hw)
     if num_frames < 1 or height < 16 or width < 16:
-        raise ValueError(f"A synthetic shot needs at least 1 frame of at least 16x16 pixels, got {num_frames} of {height}x{width}.")
+        raise ValueError(
+            f"A synthetic shot needs at least 1 frame of at least 16x16 pixels, got {num_frames} of {height}x{width}."
+        )
     rng = np.random.default_rng(seed)
     # Geometry is drawn relative to the frame size, so a seed gives the same composition at every size.
     scene = _make_scene(rng, height, width)

@@ -60,8 +60,7 @@ def colorize_synthetic(pipe, shot: SyntheticShot, num_steps: int = 25, seed: int
         num_steps=num_steps,
         seed=seed,
         polarity="dark-lines",
-        progress=False,
-        **options,
+        **{"progress": False, **options},
     )
     return result.frames
 

@@ -165,8 +165,6 @@ class TrainConfig:
         return self
 
 
-
-
 def _sections(root_cls) -> dict[str, type]:
     """The [section] tables of a config class: its fields whose type is a dataclass."""
     return {name: kind for name, kind in _field_types(root_cls).items() if dataclasses.is_dataclass(kind)}

@@ -1,8 +1,8 @@
 """An exponential moving average of the trained weights (``train.ema_decay``), kept as a frozen copy of the model.
 
-    >>> ema = WeightAverage(net, names, decay=0.999)   # names: the trained parameters     # doctest: +SKIP
-    >>> ema.update(net)                                  # after every optimizer step         # doctest: +SKIP
-    >>> ema.model                                        # an LVCDModel to sample or save     # doctest: +SKIP
+>>> ema = WeightAverage(net, names, decay=0.999)   # names: the trained parameters     # doctest: +SKIP
+>>> ema.update(net)                                  # after every optimizer step         # doctest: +SKIP
+>>> ema.model                                        # an LVCDModel to sample or save     # doctest: +SKIP
 """
 
 from __future__ import annotations

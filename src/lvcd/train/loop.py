@@ -30,8 +30,8 @@ from lvcd.errors import WeightsError
 from lvcd.model import PART_PREFIXES, Conditioning, LVCDModel
 from lvcd.train import checkpoint as ckpt
 from lvcd.train.config import TrainConfig, TrainConfigError
-from lvcd.train.loss import build_conditioning, diffusion_loss, draw_sigma_and_noise
 from lvcd.train.ema import WeightAverage
+from lvcd.train.loss import build_conditioning, diffusion_loss, draw_sigma_and_noise
 from lvcd.train.trainable import (
     build_from_scratch,
     enable_gradient_checkpointing,
@@ -68,7 +68,9 @@ def load_training_models(config: TrainConfig) -> tuple[LVCDModel, LVCDModel, dic
     """
     section = config.model
     if not section.svd:
-        raise TrainConfigError("model.svd is required: the path of svd.safetensors (or of a base file of `lvcd train-vae`).")
+        raise TrainConfigError(
+            "model.svd is required: the path of svd.safetensors (or of a base file of `lvcd train-vae`)."
+        )
     model_config = resolve_model_config(section)
     encoders, _ = load_model(section.svd, None, config=model_config, parts=("clip", "cond_encoder"), strict=True)
     if section.from_scratch:
@@ -405,7 +407,9 @@ def train(
         if ema_file.is_file():
             ema.load({k: WeightsFile(ema_file, "lvcd").get(k) for k in optimized_names}, updates=state.step)
         else:
-            accelerator.print(f"warning: {resume_from} has no {ckpt.EMA_NAME}; the weight average restarts from the weights.")
+            accelerator.print(
+                f"warning: {resume_from} has no {ckpt.EMA_NAME}; the weight average restarts from the weights."
+            )
             ema.load({k: v.detach() for k, v in net.named_parameters() if k in set(optimized_names)}, updates=0)
 
     start_step = state.step
