@@ -119,6 +119,7 @@ def test_shot_names():
 
     assert names("walk_0001.png", "walk_0002.png") == "walk"
     assert names("clip.mp4") == "clip"
+    assert names(".walk_3.png", "walk_1.png") == "walk"
     assert names("a.png", "b.png") == "shot"
     assert names("../../etc/x 1.png", "../../etc/x 2.png") == "x"  # a name, never a path
     assert names("my shot*1.png", "my shot*2.png") == "my_shot"

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from lvcd.errors import LVCDError
-from lvcd.io import FrameSource, load_image
+from lvcd.io import load_image
 from lvcd.ui.jobs import POLARITIES, JobCancelled, PageLimits, check_settings, colorize_upload
 from lvcd.ui.uploads import LINEART_FIELD, REFERENCE_FIELD, Upload, check_reference, read_lineart, user_message
 
@@ -32,6 +32,7 @@ TITLE = "lvcd: line-art video colorization"
 MAX_THUMBNAILS = 48
 VIDEO_THUMBNAILS = 12
 PREVIEW_SIDE = 512
+THUMBNAIL_SIDE = 192
 # No web fonts: the page makes no request outside this server.
 THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = "#lvcd-status {min-height: 2.5em}"
@@ -97,9 +98,9 @@ def _example(folder: Path) -> list:
     return [str(folder / "example_reference.png"), frames]
 
 
-def _thumbnail(image: np.ndarray) -> np.ndarray:
+def _thumbnail(image: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
     picture = Image.fromarray(image)
-    picture.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    picture.thumbnail((side, side))
     return np.asarray(picture)
 
 
@@ -114,36 +115,47 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
     pipe_lock = threading.Lock()  # one job on the model at a time, also while a stopped job winds down
     multiple = pipe.config.size_multiple
 
+    def guarded(preview):
+        """A preview never fails with a bare badge: its problem goes to the note under its field."""
+
+        def show(files):
+            uploads = [Upload.of(f) for f in (files if isinstance(files, list) else [files])] if files else []
+            try:
+                return preview(files)
+            except LVCDError as err:
+                return None, _status("Problem:", user_message(err, uploads, [cache]))
+            except Exception as err:
+                log.exception("preview failed")
+                return None, _status(
+                    "Unexpected error:", f"{type(err).__name__}: {user_message(err, uploads, [cache])}"
+                )
+
+        return show
+
+    @guarded
     def preview_reference(file):
         if not file:
             return None, ""
-        try:
-            upload = check_reference(file, limits.max_input_side)
-            return _thumbnail(load_image(upload.path)), ""
-        except LVCDError as err:
-            return None, _status("Problem:", user_message(err, [Upload.of(file)], [cache]))
+        upload = check_reference(file, limits.max_input_side)
+        return _thumbnail(load_image(upload.path)), ""
 
+    @guarded
     def preview_lineart(files):
         if not files:
-            return [], ""
-        try:
-            lineart = read_lineart(files, limits.max_input_side)
-        except LVCDError as err:
-            return [], _status("Problem:", user_message(err, [Upload.of(f) for f in files], [cache]))
-        height, width = lineart.size_hw
-        count = len(lineart.frames)
+            return None, ""
+        lineart = read_lineart(files, limits.max_input_side)
+        (height, width), count = lineart.size_hw, len(lineart.frames)
         if lineart.is_video:
             every = max(1, count // VIDEO_THUMBNAILS)
-            frames = [
-                (_thumbnail(frame), f"frame {index}")
-                for index, frame in enumerate(FrameSource.open(lineart.uploads[0].path))
-                if index % every == 0 and index // every < VIDEO_THUMBNAILS
-            ]
+            picked = ((i, f) for i, f in enumerate(lineart.frames) if i % every == 0 and i // every < VIDEO_THUMBNAILS)
             rate = f" at {lineart.fps:g} fps" if lineart.fps else ""
-            return frames, f"{lineart.uploads[0].name}: {count} frames{rate}, {width}x{height}."
-        shown = [(str(upload.path), f"{index}: {upload.name}") for index, upload in enumerate(lineart.uploads)]
+            shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"frame {index}") for index, frame in picked]
+            return shown, f"{lineart.uploads[0].name}: {count} frames{rate}, {width}x{height}."
+        frames = zip(lineart.uploads[:MAX_THUMBNAILS], lineart.frames, strict=False)  # decodes only those shown
+        shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"{i}: {upload.name}") for i, (upload, frame) in enumerate(frames)]
         more = f" (first {MAX_THUMBNAILS} shown)" if count > MAX_THUMBNAILS else ""
-        return shown[:MAX_THUMBNAILS], f"{count} frames in this order{more}, {width}x{height}."
+        frames_text = "1 frame" if count == 1 else f"{count} frames in this order{more}"
+        return shown, f"{frames_text}, {width}x{height}."
 
     def run(reference, lineart_files, steps, seed, polarity, height, width, fps, request: gr.Request,
             progress=gr.Progress()):  # fmt: skip
@@ -204,9 +216,11 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
                     reference_preview = gr.Image(
                         label="Reference as the model sees it", interactive=False, elem_id="lvcd-reference-preview"
                     )
+                reference_note = gr.Markdown(elem_id="lvcd-reference-note")
                 lineart = gr.File(
                     label=f"{LINEART_FIELD}: images or one video/GIF", file_count="multiple", elem_id="lvcd-lineart"
                 )
+                lineart_note = gr.Markdown(elem_id="lvcd-lineart-note")
                 thumbnails = gr.Gallery(
                     label="Line art, in frame order", columns=6, height=220, elem_id="lvcd-thumbnails"
                 )
@@ -234,8 +248,8 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         if examples:
             gr.Examples([_example(cache / "lvcd-examples")], [reference, lineart], label="Example shot")
 
-        reference.change(preview_reference, [reference], [reference_preview, status], concurrency_limit=4)
-        lineart.change(preview_lineart, [lineart], [thumbnails, status], concurrency_limit=4)
+        reference.change(preview_reference, [reference], [reference_preview, reference_note], concurrency_limit=4)
+        lineart.change(preview_lineart, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
         job = start.click(
             run, [reference, lineart, steps, seed, polarity, height, width, fps], [result, side_by_side, status],
             scroll_to_output=True, concurrency_limit=1, concurrency_id="colorize", trigger_mode="once",
@@ -281,9 +295,10 @@ def launch_page(
     try:
         app = build_app(pipe, limits, examples)
         app.queue(default_concurrency_limit=1, max_size=max_queue)
+        # allowed_paths: gradio refuses uploaded dot-files (.f3.png) when its cache lies under the working directory
         app.launch(
             server_name=host, server_port=port, max_file_size=int(limits.max_upload_mb * 1024 * 1024), theme=THEME,
-            css=CSS, footer_links=[], show_error=False,
+            css=CSS, footer_links=[], show_error=False, allowed_paths=[_cache_dir()],
         )  # fmt: skip
     finally:
         if app is not None:

@@ -187,7 +187,7 @@ def _size_mismatch(upload: Upload, size_hw, first: Upload, first_hw) -> InputErr
 def shot_name(uploads: Sequence[Upload]) -> str:
     """A file-name-safe name for the shot: a video's name, or what the frame names share (``walk_0001.png``,
     ``walk_0002.png`` -> ``walk``); ``shot`` when they share nothing."""
-    stems = [Path(upload.name).stem for upload in uploads]
+    stems = [Path(upload.name).stem.lstrip(".") for upload in uploads]  # a hidden file's dot is not the shot's
     common = os.path.commonprefix(stems) if len(stems) > 1 else stems[0]
     if len(stems) > 1:
         common = re.sub(r"\d+$", "", common)
