@@ -247,6 +247,14 @@ def test_sessions_cancel_and_delete_what_a_page_leaves(tmp_path):
     sessions.end("page-a", flag)
     sessions.close("page-a")
     assert not second.exists()
+    # a page closed while its job runs: the job is cancelled, and a result that still arrives is not kept
+    flag = sessions.begin("page-c")
+    sessions.close("page-c")
+    late = tmp_path / "late"
+    late.mkdir()
+    sessions.end("page-c", flag)
+    sessions.keep_result("page-c", late)
+    assert flag.is_set() and not late.exists()
 
 
 def test_page_has_its_controls_and_no_analytics(pipe):

@@ -36,6 +36,8 @@ THUMBNAIL_SIDE = 192
 # No web fonts: the page makes no request outside this server.
 THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 CSS = "#lvcd-status {min-height: 2.5em}"
+# gradio's own scroll_to_output only scrolls in some embedding modes; the outcome line sits above the result video
+SCROLL_TO_RESULT = "() => document.getElementById('lvcd-status')?.scrollIntoView({block: 'start'})"
 
 
 class Sessions:
@@ -45,6 +47,7 @@ class Sessions:
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
         self._results: dict[str, Path] = {}
+        self._closed: set[str] = set()  # pages gone while their job ran: a late result is deleted at once
 
     def begin(self, session: str) -> threading.Event:
         with self._lock:
@@ -65,7 +68,11 @@ class Sessions:
 
     def keep_result(self, session: str, folder: Path) -> None:
         with self._lock:
-            previous, self._results[session] = self._results.get(session), folder
+            if session in self._closed:
+                self._closed.discard(session)
+                previous = folder
+            else:
+                previous, self._results[session] = self._results.get(session), folder
         if previous is not None:
             shutil.rmtree(previous, ignore_errors=True)
 
@@ -74,6 +81,8 @@ class Sessions:
         self.cancel(session)
         with self._lock:
             folder = self._results.pop(session, None)
+            if session in self._running:
+                self._closed.add(session)
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -252,8 +261,9 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         lineart.change(preview_lineart, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
         job = start.click(
             run, [reference, lineart, steps, seed, polarity, height, width, fps], [result, side_by_side, status],
-            scroll_to_output=True, concurrency_limit=1, concurrency_id="colorize", trigger_mode="once",
+            concurrency_limit=1, concurrency_id="colorize", trigger_mode="once",
         )  # fmt: skip
+        job.then(None, js=SCROLL_TO_RESULT)  # in the browser, once the outcome is on the page
         halt.click(stop, None, [status], cancels=[job], queue=False)
         app.unload(page_closed)
     app.lvcd_sessions = sessions  # for launch_page's cleanup on exit
