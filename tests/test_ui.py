@@ -1,6 +1,10 @@
-"""The web UI's work function on the tiny model, and the page's construction (no server, no browser)."""
+"""The web page's work without a browser: uploads, settings, messages, jobs on the tiny model, sessions, the page."""
 
 from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -9,9 +13,12 @@ from PIL import Image
 
 from conftest import TINY_CONFIG
 from lvcd.errors import InputError
-from lvcd.io import FrameSource
-from lvcd.pipeline import LVCDPipeline
-from lvcd.ui import _lineart_source, build_app, colorize_upload
+from lvcd.io import FrameSource, load_image, open_writer
+from lvcd.pipeline import LVCDPipeline, SamplingProgress
+from lvcd.ui import JobCancelled, JobSettings, PageLimits, build_app, check_settings, colorize_upload
+from lvcd.ui.jobs import MAX_SEED, ProgressText
+from lvcd.ui.page import Sessions
+from lvcd.ui.uploads import read_lineart, shot_name, user_message
 
 
 @pytest.fixture(scope="module")
@@ -19,48 +26,243 @@ def pipe(tiny_weights) -> LVCDPipeline:
     return LVCDPipeline.from_single_file(tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG, device="cpu")
 
 
-def _uploads(folder, names, size_hw=(64, 128)):
-    folder.mkdir(parents=True, exist_ok=True)
+def _drawing(index: int, size_hw=(64, 128)) -> np.ndarray:
+    drawing = np.full(size_hw, 255, np.uint8)
+    drawing[:, 10 + 7 * index] = 0  # the frame's index is where its line is
+    return drawing
+
+
+def _uploads(folder: Path, names, size_hw=(64, 128)) -> list[str]:
+    """Files as the page receives them: each in its own server folder, under the user's name."""
     paths = []
     for index, name in enumerate(names):
-        drawing = np.full(size_hw, 255, np.uint8)
-        drawing[:, 10 + 5 * index] = 0
-        Image.fromarray(drawing).save(folder / name)
-        paths.append(str(folder / name))
+        (folder / str(index)).mkdir(parents=True)
+        Image.fromarray(_drawing(index, size_hw)).save(folder / str(index) / name)
+        paths.append(str(folder / str(index) / name))
     return paths
 
 
-def test_uploaded_drawings_are_colorized_into_a_video(pipe, tmp_path):
-    files = _uploads(tmp_path / "up", ["f2.png", "f10.png", "f1.png"])
-    reference = tmp_path / "ref.png"
-    Image.fromarray(np.zeros((64, 128, 3), np.uint8) + 90).save(reference)
-    video = colorize_upload(pipe, str(reference), files, steps=1, seed=3, output_dir=tmp_path / "out")
-    source = FrameSource.open(video)
-    assert len(source) == 3 and tuple(source.size_hw) == (64, 128)
+def _line_position(frame: np.ndarray) -> int:
+    return int(np.argmin(frame.mean(axis=(0, 2)) if frame.ndim == 3 else frame.mean(axis=0)))
 
 
-def test_uploads_are_ordered_naturally(tmp_path):
-    files = _uploads(tmp_path / "up", ["f2.png", "f10.png", "f1.png"])
-    (tmp_path / "work").mkdir()
-    folder = _lineart_source(files, tmp_path / "work")
-    assert FrameSource.open(folder).names == ["f1", "f2", "f10"]
+def _reference(path: Path, rgba: bool = False) -> Path:
+    colour = np.random.default_rng(0).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    if rgba:
+        alpha = np.zeros((64, 128, 1), np.uint8)
+        alpha[:, :64] = 255  # the right half is transparent
+        colour = np.concatenate([colour, alpha], axis=2)
+    Image.fromarray(colour).save(path)
+    return path
 
 
-def test_upload_errors_say_what_to_do(pipe, tmp_path):
-    files = _uploads(tmp_path / "up", ["a.png"])
-    with pytest.raises(InputError, match="coloured reference"):
-        colorize_upload(pipe, None, files)
-    with pytest.raises(InputError, match="Upload the line art"):
-        colorize_upload(pipe, files[0], [])
+# --- uploads -------------------------------------------------------------------------------------------------------
+
+
+def test_every_upload_is_a_frame_in_natural_order_dot_files_included(tmp_path):
+    files = _uploads(tmp_path, ["f10.png", ".f3.png", "f2.png", "f1.png"])
+    lineart = read_lineart(files, max_side=8192)
+    assert [u.name for u in lineart.uploads] == [".f3.png", "f1.png", "f2.png", "f10.png"]
+    frames = list(lineart.frames)
+    assert len(lineart.frames) == len(frames) == 4
+    written_index = {".f3.png": 1, "f1.png": 3, "f2.png": 2, "f10.png": 0}  # index i drew its line at 10 + 7i
+    assert [_line_position(f) for f in frames] == [10 + 7 * written_index[u.name] for u in lineart.uploads]
+
+
+def test_upload_problems_name_the_field_and_the_users_file_never_a_server_path(tmp_path):
+    cases = {
+        "two uploaded files are named f1.png": _uploads(tmp_path / "dup", ["f1.png", "f1.png"]),
+        "notes.txt is not an image or a video": _uploads(tmp_path / "txt", ["a.png"]) + [str(tmp_path / "notes.txt")],
+        "not both": _uploads(tmp_path / "mix", ["a.png"]) + [str(tmp_path / "clip.mp4")],
+        "b.png is 64x32 pixels but a.png is 128x64": _uploads(tmp_path / "sz", ["a.png"])
+        + _uploads(tmp_path / "sz2", ["b.png"], size_hw=(32, 64)),
+        "upload the drawings": [],
+    }
+    (tmp_path / "notes.txt").write_text("not a picture")
     (tmp_path / "clip.mp4").write_bytes(b"x")
-    with pytest.raises(InputError, match="not both"):
-        colorize_upload(pipe, files[0], [*files, str(tmp_path / "clip.mp4")])
-    with pytest.raises(InputError, match="HEIGHTxWIDTH"):
-        colorize_upload(pipe, files[0], files, size="big")
+    for expected, files in cases.items():
+        with pytest.raises(InputError) as caught:
+            read_lineart(files, max_side=8192)
+        message = user_message(caught.value, [], [tmp_path])
+        assert message.startswith("Line art: ") and expected in message, message
+        assert str(tmp_path) not in message and "--" not in message
 
 
-def test_page_builds_with_the_expected_controls(pipe):
-    app = build_app(pipe)
-    assert isinstance(app, gr.Blocks)
-    labels = {c.get("props", {}).get("label") for c in app.config["components"]}
-    assert {"Coloured reference (frame 0)", "Line art: images or one video/GIF", "Colorized shot"} <= labels
+def test_oversized_and_unreadable_images_are_refused_before_any_work(pipe, tmp_path):
+    big = tmp_path / "up" / "huge.png"
+    big.parent.mkdir()
+    Image.new("L", (3000, 20)).save(big)
+    with pytest.raises(InputError, match=r"Line art: huge.png is 3000x20 pixels; this page accepts at most 2048"):
+        read_lineart([str(big)], max_side=2048)
+    text = tmp_path / "up" / "ref.png"
+    text.write_text("this is not a picture")
+    frames = _uploads(tmp_path / "frames", ["a.png"])
+    with pytest.raises(InputError) as caught:
+        colorize_upload(pipe, str(text), frames, output_dir=tmp_path / "out")
+    assert str(caught.value).startswith("Coloured reference: ref.png is not an image")
+    assert not (tmp_path / "out").exists()  # nothing created before the inputs are known good
+
+
+def test_messages_lose_server_paths_and_command_line_flags(tmp_path):
+    err = InputError(f"{tmp_path}/abc123/f1.png: bad; --size 64000x64000 is too big, use --overwrite")
+    message = user_message(err, [], [tmp_path])
+    assert message == "f1.png: bad; Processing size 64000x64000 is too big, use the overwrite setting"
+    scratch = Path(tempfile.gettempdir()) / "lvcd-xyz" / "hints.npy"
+    assert user_message(ValueError(f"cannot map {scratch}")) == "cannot map hints.npy"
+
+
+def test_shot_names():
+    from lvcd.ui.uploads import Upload
+
+    def names(*files):
+        return shot_name([Upload(Path(f), f) for f in files])
+
+    assert names("walk_0001.png", "walk_0002.png") == "walk"
+    assert names("clip.mp4") == "clip"
+    assert names(".walk_3.png", "walk_1.png") == "walk"
+    assert names("a.png", "b.png") == "shot"
+    assert names("../../etc/x 1.png", "../../etc/x 2.png") == "x"  # a name, never a path
+    assert names("my shot*1.png", "my shot*2.png") == "my_shot"
+
+
+# --- settings ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"seed": 1e30}, "Seed: 1e+30 is out of range"),
+        ({"seed": 10**30}, "Seed: 1e+30 is out of range"),
+        ({"seed": 2.5}, "Seed: 2.5 is not a whole number"),
+        ({"seed": -2}, "Seed: -2 is out of range"),
+        ({"height": 64000, "width": 64000}, "Processing size: 64000x64000 is above this page's limit of 1024"),
+        ({"height": 320, "width": 0}, "Processing size: 320x0 (height x width) is not valid"),
+        ({"height": 300, "width": 576}, "Processing size: 300x576 (height x width) is not valid"),
+        ({"steps": 500}, "Steps: 500 is out of range; use 1 to 50"),
+        ({"fps": -3}, "Frames per second: -3 is not valid"),
+        ({"polarity": "sideways"}, "Line polarity: 'sideways'"),
+    ],
+)
+def test_bad_settings_name_their_field(fields, expected):
+    with pytest.raises(InputError) as caught:
+        check_settings(**fields)
+    assert str(caught.value).startswith(expected)
+
+
+def test_settings_defaults_and_limits():
+    assert check_settings() == JobSettings(25, None, "auto", None, None)
+    assert check_settings(seed=-1).seed is None and check_settings(seed=MAX_SEED).seed == MAX_SEED
+    assert check_settings(height=320, width=576, fps=24).size_hw == (320, 576)
+    assert check_settings(height=2048, width=2048, limits=PageLimits(max_side=2048)).size_hw == (2048, 2048)
+    assert PageLimits().max_upload_mb == 100  # a 200 MB upload is refused by default
+
+
+def test_progress_counts_the_whole_shot_with_an_eta():
+    now = [0.0]
+    text = ProgressText(clock=lambda: now[0])
+    reports = []
+    for window in range(3):
+        for step in range(4):
+            now[0] += 2.0
+            reports.append(text(SamplingProgress(window, 3, step, 4)))
+    assert [r[0] for r in reports] == list(range(1, 13)) and {r[1] for r in reports} == {12}
+    assert reports[0][2] == "window 1/3 · step 1/4 · 1/12 steps · ETA --:--"
+    assert reports[5][2] == "window 2/3 · step 2/4 · 6/12 steps · ETA 0:12"
+    assert reports[-1][2].endswith("12/12 steps · ETA 0:00")
+
+
+# --- jobs on the tiny model ------------------------------------------------------------------------------------------
+
+
+def test_job_writes_the_shot_named_video_and_side_by_side_and_reports_the_seed(pipe, tmp_path):
+    files = _uploads(tmp_path / "up", ["walk_2.png", "walk_10.png", "walk_1.png"])
+    reports = []
+    result = colorize_upload(pipe, str(_reference(tmp_path / "ref.png")), files, JobSettings(steps=1),
+                             tmp_path / "out", report=lambda *r: reports.append(r))  # fmt: skip
+    assert result.video == tmp_path / "out" / "walk_colorized.mp4"
+    assert isinstance(result.seed, int) and result.fps == 20 and result.frames == 3
+    video, side = FrameSource.open(result.video), FrameSource.open(result.side_by_side)
+    assert len(video) == 3 and tuple(video.size_hw) == (64, 128)
+    assert len(side) == 3 and tuple(side.size_hw) == (64, 256)
+    assert [_line_position(f[:, :128]) for f in side] == [10 + 7 * 2, 10, 10 + 7 * 1]  # walk_1, walk_2, walk_10
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["walk_colorized.mp4", "walk_side_by_side.mp4"]
+    assert [text for _, _, text in reports] == [
+        "reading the line art", "decoding the frames and writing the video", "writing the side-by-side video"
+    ]  # fmt: skip
+
+
+def test_same_seed_same_file_and_rgba_reference_as_the_cli(pipe, tmp_path):
+    files = _uploads(tmp_path / "up", ["a1.png", "a2.png"])
+    reference = str(_reference(tmp_path / "rgba.png", rgba=True))
+    runs = [colorize_upload(pipe, reference, files, JobSettings(steps=1, seed=123456789), tmp_path / f"o{i}")
+            for i in range(2)]  # fmt: skip
+    assert runs[0].seed == runs[1].seed == 123456789
+    assert runs[0].video.read_bytes() == runs[1].video.read_bytes()
+    # what `lvcd colorize --reference rgba.png --lineart folder/ -o shot.mp4 --seed ...` writes: the same file
+    folder = tmp_path / "cli_lineart"
+    folder.mkdir()
+    for name in ("a1.png", "a2.png"):
+        Image.open(next((tmp_path / "up").glob(f"*/{name}"))).save(folder / name)
+    cli = pipe(reference, folder, num_steps=1, seed=123456789, output=tmp_path / "cli.mp4", fps=20, progress=False)
+    assert cli.output_path.read_bytes() == runs[0].video.read_bytes()
+    assert (load_image(reference)[:, 64:] == 255).all()  # transparent areas are white, as the model sees them
+
+
+def test_video_lineart_comes_back_at_its_frame_rate(pipe, tmp_path):
+    clip = tmp_path / "up" / "clip.mp4"
+    with open_writer(clip, fps=24) as writer:
+        for index in range(3):
+            writer.write(np.repeat(_drawing(index)[..., None], 3, axis=2))
+    result = colorize_upload(pipe, str(_reference(tmp_path / "ref.png")), [str(clip)], JobSettings(steps=1),
+                             tmp_path / "out")  # fmt: skip
+    assert result.fps == 24 and result.video.name == "clip_colorized.mp4"
+    video = FrameSource.open(result.video)
+    assert len(video) == 3 and video.fps == pytest.approx(24)
+
+
+def test_a_cancelled_job_leaves_no_folder_behind(pipe, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    files = _uploads(tmp_path / "up", [f"f{i}.png" for i in range(3)])
+    flag = threading.Event()
+    flag.set()
+    with pytest.raises(JobCancelled):
+        colorize_upload(pipe, str(_reference(tmp_path / "ref.png")), files, JobSettings(steps=2), tmp_path / "out",
+                        cancel=flag)  # fmt: skip
+    assert not (tmp_path / "out").exists() and list((tmp_path / "tmp").iterdir()) == []
+
+
+# --- sessions and the page -------------------------------------------------------------------------------------------
+
+
+def test_sessions_cancel_and_delete_what_a_page_leaves(tmp_path):
+    sessions = Sessions()
+    flag = sessions.begin("page-a")
+    first, second = tmp_path / "r1", tmp_path / "r2"
+    first.mkdir(), second.mkdir()
+    sessions.keep_result("page-a", first)
+    sessions.keep_result("page-a", second)
+    assert not first.exists() and second.exists()  # a new result replaces the page's previous one
+    assert sessions.cancel("page-a") and flag.is_set() and not sessions.cancel("page-b")
+    sessions.end("page-a", flag)
+    sessions.close("page-a")
+    assert not second.exists()
+    # a page closed while its job runs: the job is cancelled, and a result that still arrives is not kept
+    flag = sessions.begin("page-c")
+    sessions.close("page-c")
+    late = tmp_path / "late"
+    late.mkdir()
+    sessions.end("page-c", flag)
+    sessions.keep_result("page-c", late)
+    assert flag.is_set() and not late.exists()
+
+
+def test_page_has_its_controls_and_no_analytics(pipe):
+    app = build_app(pipe, examples=False)
+    assert isinstance(app, gr.Blocks) and app.analytics_enabled is False
+    ids = {c.get("props", {}).get("elem_id") for c in app.config["components"]}
+    assert {"lvcd-reference", "lvcd-lineart", "lvcd-thumbnails", "lvcd-run", "lvcd-stop", "lvcd-result",
+            "lvcd-side-by-side", "lvcd-status", "lvcd-seed", "lvcd-height", "lvcd-width", "lvcd-fps"} <= ids  # fmt: skip
+    dependencies = app.config["dependencies"]
+    assert any(d.get("cancels") for d in dependencies)  # Stop cancels the running job
+    assert any("unload" in str(d.get("targets")) for d in dependencies)  # a closed page cancels its job

@@ -12,6 +12,7 @@ import os
 import secrets
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,20 @@ class _Job:
     prev_attn_steps: int | None
     polarity: str
     progress: bool
+    callback: Callable[[SamplingProgress], None] | None = None
+
+
+@dataclass(frozen=True)
+class SamplingProgress:
+    """Passed to ``LVCDPipeline.__call__(callback=...)`` after every denoising step; 0-based ``window`` and ``step``.
+
+    Steps done over the whole shot: ``window * steps + step + 1`` of ``windows * steps``.
+    """
+
+    window: int
+    windows: int
+    step: int
+    steps: int
 
 
 @dataclass
@@ -182,6 +197,8 @@ class LVCDPipeline:
         work_dir: str | os.PathLike | None = None,
         resume: bool = False,
         progress: bool = True,
+        *,
+        callback: Callable[[SamplingProgress], None] | None = None,
     ) -> ColorizeResult:
         """Colorize ``lineart`` (N frames; frame 0 is the frame ``reference`` colours).
 
@@ -193,6 +210,8 @@ class LVCDPipeline:
         reference's VAE sample. Otherwise both come from ``seed``, in the official order.
         output: a .mp4/.webm/.gif file or a folder of PNGs; frames then stream to it and ``result.frames`` is None.
         work_dir + resume: per-window state on disk; a killed run resumes bit-identically.
+        callback: called with a ``SamplingProgress`` after every step (for progress displays); an exception it raises
+        stops the job there (cancellation), the output is not written and the finished windows stay in ``work_dir``.
         """
         cfg = self.config
         frames = LineartFrames(lineart)
@@ -234,6 +253,7 @@ class LVCDPipeline:
                 prev_attn_steps,
                 polarity,
                 progress,
+                callback,
             )
             latents, seed = self._sample(job)
             result_frames = self._decode(latents, plan, writer, progress)
@@ -305,10 +325,14 @@ class LVCDPipeline:
         window_bar = tqdm(total=total, initial=done, desc="windows", unit="window", disable=not job.progress)
         step_bar = tqdm(total=job.num_steps, desc="steps", unit="step", leave=False, disable=not job.progress)
 
+        current_window = done
+
         def on_step(step: int) -> None:
             if step == 0:
                 step_bar.reset()
             step_bar.update(1)
+            if job.callback is not None:
+                job.callback(SamplingProgress(current_window, total, step, job.num_steps))
 
         def hints_for(indices) -> torch.Tensor:
             return job.hints.get(indices).to(device)
@@ -320,6 +344,7 @@ class LVCDPipeline:
             latents.append(new_latents)
             job.work.save_window(window.index, new_latents, carry)
             window_bar.update(1)
+            current_window = window.index + 1
         step_bar.close()
         window_bar.close()
         return torch.cat(latents), seed

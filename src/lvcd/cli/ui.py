@@ -19,17 +19,22 @@ def ui(
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes it to your network)."),
     port: int = typer.Option(7860, "--port", help="Port to serve on."),
+    max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", min=0.001, help="Largest accepted upload (MB)."),
+    max_side: int = typer.Option(1024, "--max-side", min=64, help="Largest processing size, pixels a side."),
+    max_steps: int = typer.Option(50, "--max-steps", min=1, help="Most denoising steps a page may ask for."),
+    max_queue: int = typer.Option(16, "--max-queue", min=1, help="Most jobs waiting; further requests are refused."),
+    examples: bool = typer.Option(True, "--examples/--no-examples", help="Offer a procedural example shot."),
 ) -> None:
     """Serve a web page to colorize shots: upload the coloured reference and the line art, get a video back."""
     try:
-        from lvcd.ui import build_app
+        from lvcd.ui import PageLimits, launch_page
 
         pipe = load_pipeline(svd, lvcd_ckpt, config, device, dtype, offload)
-        app = build_app(pipe)
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    app.queue(default_concurrency_limit=1).launch(server_name=host, server_port=port)
+    limits = PageLimits(max_upload_mb=max_upload_mb, max_side=max_side, max_steps=max_steps)
+    launch_page(pipe, host=host, port=port, limits=limits, examples=examples, max_queue=max_queue)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,205 @@
+"""One colorization job of the page: settings checked before any work, progress with an ETA, cancellation, cleanup.
+
+Plain Python (no gradio): ``colorize_upload`` takes the uploaded files and the page's field values, checks them
+all, then runs ``LVCDPipeline`` and writes the result video (named after the shot) and a side-by-side video
+(line art | result) into a fresh folder that it removes again if the job fails or is cancelled.
+
+>>> result = colorize_upload(pipe, "ref.png", ["f1.png", "f2.png"], JobSettings(steps=25, seed=7))  # doctest: +SKIP
+>>> result.video.name, result.seed                                                                  # doctest: +SKIP
+('f_colorized.mp4', 7)
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lvcd.errors import InputError
+from lvcd.io import FrameSource, open_writer
+from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
+
+POLARITIES = ("auto", "dark-lines", "bright-lines")
+MAX_SEED = 2**63 - 1
+DEFAULT_FPS = 20.0
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    """What one page accepts: bounds on uploads and on the work a request may ask for."""
+
+    max_upload_mb: float = 100.0  # per uploaded file, enforced by the server before a file is stored
+    max_side: int = 1024  # processing size, pixels a side
+    max_input_side: int = 8192  # uploaded images and videos, pixels a side
+    max_steps: int = 50
+    max_fps: float = 240.0
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The page's options, checked: see :func:`check_settings`."""
+
+    steps: int = 25
+    seed: int | None = None  # None: a random seed, reported in the result
+    polarity: str = "auto"
+    size_hw: tuple[int, int] | None = None  # None: automatic (near the trained 320x576 area, aspect kept)
+    fps: float | None = None  # None: the line-art video's own rate, else 20
+
+
+@dataclass(frozen=True)
+class JobResult:
+    video: Path
+    side_by_side: Path
+    seed: int
+    frames: int
+    fps: float
+    input_hw: tuple[int, int]
+    model_hw: tuple[int, int]
+    polarity: str
+    seconds: float
+
+
+class JobCancelled(Exception):
+    """Raised between denoising steps when the job's cancel flag is set (Stop pressed, page closed)."""
+
+
+def _whole_number(value, field: str, low: int, high: int, hint: str) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{field}: {value!r} is not a number; {hint}.") from None
+    if not math.isfinite(number) or number != int(number):
+        raise InputError(f"{field}: {value!r} is not a whole number; {hint}.")
+    number = int(value) if isinstance(value, int) else int(number)
+    if not low <= number <= high:
+        shown = str(number) if len(str(number)) <= 20 else f"{number:.3g}"
+        raise InputError(f"{field}: {shown} is out of range; {hint}.")
+    return number
+
+
+def check_settings(
+    steps=25, seed=None, polarity="auto", height=0, width=0, fps=0, limits: PageLimits = PageLimits(), multiple=64
+) -> JobSettings:
+    """The page's field values -> JobSettings, or InputError naming the field. Seed -1 or empty: random; height and
+    width 0: automatic size; fps 0 or empty: the line-art video's rate (20 for images)."""
+    steps = _whole_number(steps, "Steps", 1, limits.max_steps, f"use 1 to {limits.max_steps}")
+    seed_hint = f"use a whole number from 0 to {MAX_SEED}, or -1 for a random seed"
+    seed = None if seed in (None, "") else _whole_number(seed, "Seed", -1, MAX_SEED, seed_hint)
+    if polarity not in POLARITIES:
+        raise InputError(f"Line polarity: {polarity!r} is not one of {', '.join(POLARITIES)}.")
+    size_hint = f"use multiples of {multiple} up to {limits.max_side}, or 0 and 0 for an automatic size"
+    height = _whole_number(height or 0, "Processing size", 0, 10**9, size_hint)
+    width = _whole_number(width or 0, "Processing size", 0, 10**9, size_hint)
+    size_hw = None
+    if height or width:
+        if not (height and width) or height % multiple or width % multiple:
+            raise InputError(f"Processing size: {height}x{width} (height x width) is not valid; {size_hint}.")
+        if max(height, width) > limits.max_side:
+            raise InputError(
+                f"Processing size: {height}x{width} is above this page's limit of {limits.max_side} pixels a side; "
+                f"{size_hint}."
+            )
+        size_hw = (height, width)
+    try:
+        rate = float(fps or 0)
+    except (TypeError, ValueError):
+        rate = math.nan
+    if not (math.isfinite(rate) and 0 <= rate <= limits.max_fps):
+        raise InputError(f"Frames per second: {fps!r} is not valid; use 1 to {limits.max_fps:g}, or 0 for automatic.")
+    return JobSettings(steps, None if seed in (None, -1) else seed, polarity, size_hw, rate or None)
+
+
+class ProgressText:
+    """Turns the pipeline's per-step progress into (steps done, steps of the whole shot, text with an ETA)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.first: tuple[float, int] | None = None  # (time, steps done) at the first report
+
+    def __call__(self, progress) -> tuple[int, int, str]:
+        total = progress.windows * progress.steps
+        done = progress.window * progress.steps + progress.step + 1
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, done)
+        start, start_done = self.first
+        eta = "ETA --:--"
+        if done > start_done:
+            seconds = (now - start) / (done - start_done) * (total - done)
+            eta = f"ETA {int(seconds // 60)}:{int(seconds % 60):02d}"
+        text = (
+            f"window {progress.window + 1}/{progress.windows} · step {progress.step + 1}/{progress.steps} · "
+            f"{done}/{total} steps · {eta}"
+        )
+        return done, total, text
+
+
+Report = Callable[[int, int, str], None]  # (done, total, text)
+
+
+def colorize_upload(
+    pipe,
+    reference,
+    lineart_files: Sequence,
+    settings: JobSettings = JobSettings(),
+    output_dir: str | Path | None = None,
+    limits: PageLimits = PageLimits(),
+    cancel: threading.Event | None = None,
+    report: Report | None = None,
+) -> JobResult:
+    """Check every input, then colorize into ``output_dir`` (created here; removed again if the job fails).
+
+    ``cancel``: set it to stop the job between two steps (raises JobCancelled). ``report``: progress callback.
+    """
+    started = time.monotonic()
+    reference_upload = check_reference(reference, limits.max_input_side)
+    lineart = read_lineart(lineart_files, limits.max_input_side)
+    fps = settings.fps or lineart.fps or DEFAULT_FPS
+    output_dir = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="lvcd-ui-result-"))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = report or (lambda done, total, text: None)
+    steps_text = ProgressText()
+
+    def on_step(progress) -> None:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled
+        done, total, text = steps_text(progress)
+        report(done, total, text if done < total else "decoding the frames and writing the video")
+
+    try:
+        report(0, 1, "reading the line art")
+        result = pipe(
+            reference_upload.path, lineart.frames, size=settings.size_hw, num_steps=settings.steps,
+            seed=settings.seed, polarity=settings.polarity, output=output_dir / f"{lineart.shot_name}_colorized.mp4",
+            fps=fps, overwrite=False, progress=False, callback=on_step,
+        )  # fmt: skip
+        report(1, 1, "writing the side-by-side video")
+        side_by_side = write_side_by_side(lineart, result.output_path, output_dir, fps, cancel)
+    except BaseException:
+        shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+    plan = result.size_plan
+    return JobResult(
+        result.output_path, side_by_side, result.seed, len(lineart.frames), fps, plan.input_hw, plan.model_hw,
+        result.polarity, time.monotonic() - started,
+    )  # fmt: skip
+
+
+def write_side_by_side(
+    lineart: LineartUpload, video: Path, output_dir: Path, fps: float, cancel: threading.Event | None = None
+) -> Path:
+    """``<shot>_side_by_side.mp4``: each line-art frame beside its colorized frame."""
+    target = output_dir / f"{lineart.shot_name}_side_by_side.mp4"
+    with open_writer(target, fps=fps) as writer:
+        for drawing, colour in zip(lineart.frames, FrameSource.open(video), strict=True):
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled
+            writer.write(np.concatenate([drawing, colour], axis=1))
+    return target

@@ -1,0 +1,328 @@
+"""The gradio page: widgets wired to :func:`lvcd.ui.jobs.colorize_upload`, one job at a time, cancellable.
+
+Per browser session (a page) the page keeps the running job's cancel flag and the folder of its last result: the
+Stop button and closing the page set the flag (the job stops before its next denoising step); a new result or a
+closed page deletes the previous result folder. Results are written straight into gradio's cache (so they are not
+copied a second time); :func:`launch_page` gives the server a private cache folder and deletes it on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from lvcd.errors import LVCDError
+from lvcd.io import load_image
+from lvcd.ui.jobs import POLARITIES, JobCancelled, PageLimits, check_settings, colorize_upload
+from lvcd.ui.uploads import LINEART_FIELD, REFERENCE_FIELD, Upload, check_reference, read_lineart, user_message
+
+log = logging.getLogger("lvcd.ui")
+
+TITLE = "lvcd: line-art video colorization"
+MAX_THUMBNAILS = 48
+VIDEO_THUMBNAILS = 12
+PREVIEW_SIDE = 512
+THUMBNAIL_SIDE = 192
+# No web fonts: the page makes no request outside this server.
+THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+CSS = "#lvcd-status {min-height: 2.5em}"
+# gradio's own scroll_to_output only scrolls in some embedding modes; the outcome line sits above the result video
+SCROLL_TO_RESULT = "() => document.getElementById('lvcd-status')?.scrollIntoView({block: 'start'})"
+
+
+class Sessions:
+    """Per page: the cancel flag of its running job and the folder of its last result."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, threading.Event] = {}
+        self._results: dict[str, Path] = {}
+        self._closed: set[str] = set()  # pages gone while their job ran: a late result is deleted at once
+
+    def begin(self, session: str) -> threading.Event:
+        with self._lock:
+            flag = self._running[session] = threading.Event()
+            return flag
+
+    def end(self, session: str, flag: threading.Event) -> None:
+        with self._lock:
+            if self._running.get(session) is flag:
+                del self._running[session]
+
+    def cancel(self, session: str) -> bool:
+        with self._lock:
+            flag = self._running.get(session)
+        if flag is not None:
+            flag.set()
+        return flag is not None
+
+    def keep_result(self, session: str, folder: Path) -> None:
+        with self._lock:
+            if session in self._closed:
+                self._closed.discard(session)
+                previous = folder
+            else:
+                previous, self._results[session] = self._results.get(session), folder
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+
+    def close(self, session: str) -> None:
+        """The page went away: stop its job, delete its result."""
+        self.cancel(session)
+        with self._lock:
+            folder = self._results.pop(session, None)
+            if session in self._running:
+                self._closed.add(session)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def close_all(self) -> None:
+        with self._lock:
+            sessions = set(self._running) | set(self._results)
+        for session in sessions:
+            self.close(session)
+
+
+def _example(folder: Path) -> list:
+    """A procedural 15-frame shot (one window) to try the page with: [reference, [line-art frames]]."""
+    from lvcd.data.synthetic import synth_shot
+
+    shot = synth_shot(seed=20_000_001, num_frames=15, size_hw=(320, 576))
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(shot.frames[0]).save(folder / "example_reference.png")
+    frames = []
+    for index, drawing in enumerate(shot.lineart):
+        Image.fromarray(drawing).save(folder / f"example_{index:03d}.png")
+        frames.append(str(folder / f"example_{index:03d}.png"))
+    return [str(folder / "example_reference.png"), frames]
+
+
+def _thumbnail(image: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
+    picture = Image.fromarray(image)
+    picture.thumbnail((side, side))
+    return np.asarray(picture)
+
+
+def _status(kind: str, text: str) -> str:
+    return f"**{kind}** {text}"
+
+
+def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, title: str = TITLE) -> gr.Blocks:
+    """The page for ``pipe`` (an LVCDPipeline). Launch it with :func:`launch_page` (limits, cleanup, no web fonts)."""
+    sessions = Sessions()
+    cache = Path(_cache_dir())
+    pipe_lock = threading.Lock()  # one job on the model at a time, also while a stopped job winds down
+    multiple = pipe.config.size_multiple
+
+    def guarded(preview):
+        """A preview never fails with a bare badge: its problem goes to the note under its field."""
+
+        def show(files):
+            uploads = [Upload.of(f) for f in (files if isinstance(files, list) else [files])] if files else []
+            try:
+                return preview(files)
+            except LVCDError as err:
+                return None, _status("Problem:", user_message(err, uploads, [cache]))
+            except Exception as err:
+                log.exception("preview failed")
+                return None, _status(
+                    "Unexpected error:", f"{type(err).__name__}: {user_message(err, uploads, [cache])}"
+                )
+
+        return show
+
+    @guarded
+    def preview_reference(file):
+        if not file:
+            return None, ""
+        upload = check_reference(file, limits.max_input_side)
+        return _thumbnail(load_image(upload.path)), ""
+
+    @guarded
+    def preview_lineart(files):
+        if not files:
+            return None, ""
+        lineart = read_lineart(files, limits.max_input_side)
+        (height, width), count = lineart.size_hw, len(lineart.frames)
+        if lineart.is_video:
+            every = max(1, count // VIDEO_THUMBNAILS)
+            picked = ((i, f) for i, f in enumerate(lineart.frames) if i % every == 0 and i // every < VIDEO_THUMBNAILS)
+            rate = f" at {lineart.fps:g} fps" if lineart.fps else ""
+            shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"frame {index}") for index, frame in picked]
+            return shown, f"{lineart.uploads[0].name}: {count} frames{rate}, {width}x{height}."
+        frames = zip(lineart.uploads[:MAX_THUMBNAILS], lineart.frames, strict=False)  # decodes only those shown
+        shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"{i}: {upload.name}") for i, (upload, frame) in enumerate(frames)]
+        more = f" (first {MAX_THUMBNAILS} shown)" if count > MAX_THUMBNAILS else ""
+        frames_text = "1 frame" if count == 1 else f"{count} frames in this order{more}"
+        return shown, f"{frames_text}, {width}x{height}."
+
+    def run(reference, lineart_files, steps, seed, polarity, height, width, fps, request: gr.Request,
+            progress=gr.Progress()):  # fmt: skip
+        session = request.session_hash or "local"
+        uploads = [Upload.of(f) for f in ([reference] if reference else []) + list(lineart_files or [])]
+        flag = sessions.begin(session)
+        folder = cache / "lvcd-jobs" / uuid.uuid4().hex
+        try:
+            settings = check_settings(steps, seed, polarity, height, width, fps, limits, multiple)
+            if pipe_lock.locked():
+                progress(0, desc="waiting for the stopped job to wind down")
+            with pipe_lock:
+                log.info("job %s started (page %s)", folder.name, session)
+                result = colorize_upload(
+                    pipe, reference, lineart_files, settings, folder, limits, flag,
+                    lambda done, total, text: progress(done / total, desc=text),
+                )  # fmt: skip
+        except JobCancelled:
+            log.info("job %s cancelled (page %s)", folder.name, session)
+            return None, None, _status("Stopped.", "Nothing was written.")
+        except LVCDError as err:
+            return None, None, _status("Could not colorize:", user_message(err, uploads, [cache]))
+        except Exception as err:  # a bug: the page says so in one line, the server log has the traceback
+            log.exception("job %s failed", folder.name)
+            message = user_message(err, uploads, [cache])
+            return None, None, _status("Unexpected error:", f"{type(err).__name__}: {message}. Please report it.")
+        finally:
+            sessions.end(session, flag)
+        sessions.keep_result(session, folder)
+        log.info("job %s done in %.1f s", folder.name, result.seconds)
+        (h, w), (mh, mw) = result.input_hw, result.model_hw
+        text = (
+            f"{result.frames} frames, {w}x{h} (processed at {mw}x{mh}), {result.fps:g} fps, line art "
+            f"{result.polarity}, **seed {result.seed}** (enter it as the seed to get this result again), "
+            f"{result.seconds:.1f} s."
+        )
+        return str(result.video), str(result.side_by_side), _status("Done:", text)
+
+    def stop(request: gr.Request):
+        stopped = sessions.cancel(request.session_hash or "local")
+        return _status("Stopped.", "Nothing was written.") if stopped else ""
+
+    def page_closed(request: gr.Request):
+        log.info("page %s closed", request.session_hash)
+        sessions.close(request.session_hash)
+
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(600, 3600)) as app:
+        gr.Markdown(
+            f"# {title}\nUpload the **coloured reference** (frame 0 of the shot, coloured) and the **line art** of "
+            "every frame (images, taken in natural order of their names, or one video/GIF), then **Colorize**. "
+            f"Uploads up to {limits.max_upload_mb:g} MB a file and {limits.max_input_side} pixels a side; "
+            f"processing size up to {limits.max_side} pixels a side."
+        )
+        with gr.Row():
+            with gr.Column():
+                with gr.Row():
+                    reference = gr.File(label=f"{REFERENCE_FIELD} (frame 0)", elem_id="lvcd-reference")
+                    reference_preview = gr.Image(
+                        label="Reference as the model sees it", interactive=False, elem_id="lvcd-reference-preview"
+                    )
+                reference_note = gr.Markdown(elem_id="lvcd-reference-note")
+                lineart = gr.File(
+                    label=f"{LINEART_FIELD}: images or one video/GIF", file_count="multiple", elem_id="lvcd-lineart"
+                )
+                lineart_note = gr.Markdown(elem_id="lvcd-lineart-note")
+                thumbnails = gr.Gallery(
+                    label="Line art, in frame order", columns=6, height=220, elem_id="lvcd-thumbnails"
+                )
+                with gr.Accordion("Options", open=True):
+                    with gr.Row():
+                        steps = gr.Slider(1, limits.max_steps, value=25, step=1, label="Steps", elem_id="lvcd-steps")
+                        seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", elem_id="lvcd-seed")
+                    polarity = gr.Radio(list(POLARITIES), value="auto", label="Line polarity")
+                    with gr.Row():
+                        height = gr.Number(value=0, precision=0, label="Processing height (0: auto)",
+                                           elem_id="lvcd-height")  # fmt: skip
+                        width = gr.Number(value=0, precision=0, label="Processing width (0: auto)",
+                                          elem_id="lvcd-width")  # fmt: skip
+                        fps = gr.Number(value=0, label="Frames per second (0: the video's, else 20)",
+                                        elem_id="lvcd-fps")  # fmt: skip
+                with gr.Row():
+                    start = gr.Button("Colorize", variant="primary", elem_id="lvcd-run")
+                    halt = gr.Button("Stop", variant="stop", elem_id="lvcd-stop")
+            with gr.Column():
+                status = gr.Markdown(elem_id="lvcd-status")
+                result = gr.Video(label="Colorized shot", elem_id="lvcd-result", interactive=False)
+                side_by_side = gr.Video(
+                    label="Line art | result, side by side", elem_id="lvcd-side-by-side", interactive=False
+                )
+        if examples:
+            gr.Examples([_example(cache / "lvcd-examples")], [reference, lineart], label="Example shot")
+
+        reference.change(preview_reference, [reference], [reference_preview, reference_note], concurrency_limit=4)
+        lineart.change(preview_lineart, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
+        job = start.click(
+            run, [reference, lineart, steps, seed, polarity, height, width, fps], [result, side_by_side, status],
+            concurrency_limit=1, concurrency_id="colorize", trigger_mode="once",
+        )  # fmt: skip
+        job.then(None, js=SCROLL_TO_RESULT)  # in the browser, once the outcome is on the page
+        halt.click(stop, None, [status], cancels=[job], queue=False)
+        app.unload(page_closed)
+    app.lvcd_sessions = sessions  # for launch_page's cleanup on exit
+    return app
+
+
+def _cache_dir() -> str:
+    """gradio's cache folder (uploads and served files), as gradio itself resolves it."""
+    return os.environ.get("GRADIO_TEMP_DIR") or str((Path(tempfile.gettempdir()) / "gradio").resolve())
+
+
+def launch_page(
+    pipe,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    limits: PageLimits = PageLimits(),
+    examples: bool = True,
+    max_queue: int = 16,
+) -> None:
+    """Serve the page until interrupted (Ctrl-C or SIGTERM), then delete what it stored.
+
+    Unless GRADIO_TEMP_DIR is set, the server gets a private cache folder (uploads, results), deleted on exit.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    private_cache = None
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        private_cache = tempfile.mkdtemp(prefix="lvcd-ui-cache-")
+        os.environ["GRADIO_TEMP_DIR"] = private_cache
+    if not log.handlers:  # job events on stderr, without the web stack's request logs
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("lvcd ui: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+    previous = (
+        signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    )
+    app = None
+    try:
+        app = build_app(pipe, limits, examples)
+        app.queue(default_concurrency_limit=1, max_size=max_queue)
+        # allowed_paths: gradio refuses uploaded dot-files (.f3.png) when its cache lies under the working directory
+        app.launch(
+            server_name=host, server_port=port, max_file_size=int(limits.max_upload_mb * 1024 * 1024), theme=THEME,
+            css=CSS, footer_links=[], show_error=False, allowed_paths=[_cache_dir()],
+        )  # fmt: skip
+    finally:
+        if app is not None:
+            app.close()
+            app.lvcd_sessions.close_all()
+            shutil.rmtree(Path(_cache_dir()) / "lvcd-jobs", ignore_errors=True)
+            shutil.rmtree(Path(_cache_dir()) / "lvcd-examples", ignore_errors=True)
+        if private_cache is not None:
+            shutil.rmtree(private_cache, ignore_errors=True)
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        log.info("stopped; temporary files removed")
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
