@@ -149,7 +149,8 @@ class _Progress:
                 line += resumed
             else:
                 line = f"FAILED  {job.name}: {result.error}"
-            self.bar.write(line)
+            if not self.bar.disable:
+                self.bar.write(line)
 
     def close(self) -> None:
         self._stop.set()
