@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 from PIL import Image
@@ -89,34 +90,52 @@ def test_bad_shots_are_reported_and_the_others_finish(local_run, film, tiny_weig
         assert f"failed {name}:" in result.output
 
 
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # an exited orphan that nobody has reaped yet is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def test_batch_killed_midway_restarts_without_redoing_finished_shots(local_run, film, tiny_weights, tmp_path):
-    manifest = write_manifest(tmp_path / "film.json", [film["shot15"], film["shot33"], film["shot2"]])
+    """`lvcd batch --workers 2` (two worker processes) is SIGKILLed once shot15 is done while shot60 runs; its
+    workers end with it, and the re-run skips shot15 and resumes shot60 from its finished windows."""
+    manifest = write_manifest(tmp_path / "film.json", [film["shot60"], film["shot15"], film["shot2"]])
     outdir = tmp_path / "out"
     command = [sys.executable, "-m", "lvcd.cli", "batch", str(manifest), "-o", str(outdir), *model_args(tiny_weights)]
-    command += ["--steps", "1", "--format", "png", "--threads", "1", "--quiet"]
+    command += ["--steps", "1", "--format", "png", "--threads", "1", "--quiet", "--workers", "2", "--device", "cpu"]
     killed = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.DEVNULL)
-    record = outdir / ".lvcd-batch" / "shots" / "shot33.json"  # longest first: shot33 runs first
-    deadline = time.time() + 180
-    while killed.poll() is None and time.time() < deadline:
-        if record.exists() and json.loads(record.read_text())["status"] == "done":
+    records = outdir / ".lvcd-batch" / "shots"
+    deadline = time.time() + 300
+    while killed.poll() is None and time.time() < deadline:  # longest first: shot60 on one worker, shot15 on the other
+        if (records / "shot15.json").exists() and json.loads((records / "shot15.json").read_text())["status"] == "done":
             break
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    first = shot_entries(read_report(outdir))
-    assert first["shot33"]["status"] == "done" and first["shot2"]["status"] == "pending"
-    finished = outdir / "shot33"
+    at_kill = {name: json.loads((records / f"{name}.json").read_text()) for name in ("shot60", "shot15")}
+    assert at_kill["shot15"]["status"] == "done" and at_kill["shot60"]["status"] == "running"
+    windows_at_kill = len(list((outdir / ".lvcd-batch" / "work" / "shot60").glob("window_*.safetensors")))
+    worker = at_kill["shot60"]["pid"]
+    deadline = time.time() + 60
+    while not _process_gone(worker) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _process_gone(worker), "the worker outlived the killed batch (it would race the re-run)"
+    finished = outdir / "shot15"
     stamps = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in finished.iterdir()}
 
     result = batch_cli(tiny_weights, manifest, outdir)
     assert result.exit_code == 0, result.output
-    report = read_report(outdir)
-    entries = shot_entries(report)
-    assert entries["shot33"]["status"] == "skipped" and entries["shot33"]["frames"] == 33
+    entries = shot_entries(read_report(outdir))
+    assert entries["shot15"]["status"] == "skipped" and entries["shot15"]["frames"] == 15
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in finished.iterdir()} == stamps
-    assert entries["shot15"]["status"] == entries["shot2"]["status"] == "done"
-    assert report["totals"]["skipped"] == 1 and report["totals"]["frames"] == 17
-    for name, count in (("shot33", 33), ("shot15", 15), ("shot2", 2)):
+    assert entries["shot60"]["status"] == "done" and entries["shot60"]["windows_resumed"] >= windows_at_kill
+    assert entries["shot2"]["status"] in ("done", "skipped")
+    for name, count in (("shot60", 60), ("shot15", 15), ("shot2", 2)):
         assert_same_frames(outdir / name, local_run / name, count)
     assert not [p for p in outdir.iterdir() if p.name.startswith(".shot")]  # no writer temporaries left
 

@@ -23,7 +23,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lvcd.batch.manifest import ShotSpec
-from lvcd.metrics.report import write_json_atomic
 
 STATE_DIR = ".lvcd-batch"
 REPORT_NAME = "batch_report.json"
@@ -55,9 +54,10 @@ class BatchLayout:
     def evaluation_path(self) -> Path:
         return self.outdir / EVALUATION_NAME
 
-    def partial_outputs(self, name: str) -> list[Path]:
-        """Temporaries a killed writer left next to the output (``.NAME.partial-XXXXXXXX``, see lvcd.io.writers)."""
-        return sorted(self.outdir.glob(f".{self.output(name).name}.partial-*"))
+
+def partial_outputs(output: Path) -> list[Path]:
+    """Temporaries a killed writer left next to ``output`` (``.NAME.partial-XXXXXXXX``, see lvcd.io.writers)."""
+    return sorted(output.parent.glob(f".{output.name}.partial-*"))
 
 
 def read_record(path: Path) -> dict | None:
@@ -69,8 +69,15 @@ def read_record(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def write_json(path: Path, data: dict) -> None:
+    """Atomically (temporary file + rename), with lvcd evaluate's writer."""
+    from lvcd.metrics.report import write_json_atomic  # here: importing lvcd.metrics loads torch
+
+    write_json_atomic(path, data)
+
+
 def write_record(path: Path, record: dict) -> None:
-    write_json_atomic(path, record)
+    write_json(path, record)
 
 
 def is_complete(layout: BatchLayout, name: str, fingerprint: str) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from multiprocessing.connection import wait as wait_connections
 
 from lvcd.batch.dispatch import WorkerLost, WorkerPool
@@ -64,9 +66,18 @@ class InProcessPool(WorkerPool):
         self._runner = None
 
 
-def _process_main(model: ModelSpec, label: str, conn) -> None:
+def _exit_with_parent(parent_pid: int, seconds: float = 1.0) -> None:
+    """End this worker when the batch process is gone (killed): an orphan would race the next run on its shot."""
+    while True:
+        time.sleep(seconds)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _process_main(model: ModelSpec, label: str, conn, parent_pid: int) -> None:
     """A worker process: load the model once, then run the shots sent to it until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
     try:
         runner = ShotRunner(model, label)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which stops the batch
@@ -105,7 +116,10 @@ class ProcessPool(WorkerPool):
         parent, child = self._context.Pipe()
         label = self.workers[slot].split(" ")[0]
         process = self._context.Process(
-            target=_process_main, args=(self.models[slot], label, child), name=f"lvcd-{label}", daemon=True
+            target=_process_main,
+            args=(self.models[slot], label, child, os.getpid()),
+            name=f"lvcd-{label}",
+            daemon=True,
         )
         process.start()
         child.close()

@@ -68,6 +68,7 @@ class RayPool(WorkerPool):
         self._ray = None
         self._own_ray = False
         self._actors: list = []
+        self._actor_class = None
         self._refs: dict = {}  # object ref -> (slot, shot name)
         self._generation: list[int] = []
 
@@ -103,12 +104,13 @@ class RayPool(WorkerPool):
     def _new_actor(self, slot: int):
         ray = self._ray
         device = "cuda" if self.gpus_per_worker else "cpu"
-        threads = None if self.gpus_per_worker else max(1, int(self.cpus_per_worker))
-        actor_class = ray.remote(
-            num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker, max_restarts=0, max_task_retries=0
-        )(RayShotWorker)
+        threads = None if self.gpus_per_worker else (self.model.threads or max(1, int(self.cpus_per_worker)))
+        if self._actor_class is None:  # lvcd itself retries a dead worker's shot: Ray restarts nothing
+            self._actor_class = ray.remote(
+                num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker, max_restarts=0, max_task_retries=0
+            )(RayShotWorker)
         label = f"ray-{slot}" + (f".{self._generation[slot]}" if self._generation[slot] else "")
-        return actor_class.remote(self.model.with_device(device, threads), label)
+        return self._actor_class.remote(self.model.with_device(device, threads), label)
 
     def start(self) -> None:
         self._ray = ray = self._connect()

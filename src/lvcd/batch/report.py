@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lvcd.metrics.report import write_json_atomic
+from lvcd.batch.layout import write_json
 
 SCHEMA = "lvcd.batch/1"
 STATUSES = ("done", "skipped", "failed", "pending", "running")
@@ -83,7 +83,7 @@ class BatchReport:
         }
 
     def write(self, path: Path) -> None:
-        write_json_atomic(path, self.to_dict())
+        write_json(path, self.to_dict())
 
     def summary(self) -> str:
         totals = self.totals()

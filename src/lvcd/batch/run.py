@@ -75,7 +75,6 @@ def plan_batch(
             layout.work_dir(shot.name),
             layout.record_path(shot.name),
             fingerprint,
-            tuple(layout.partial_outputs(shot.name)),
             options.overwrite,
             options.keep_work,
         )

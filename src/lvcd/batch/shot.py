@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lvcd.batch.layout import read_record, write_record
+from lvcd.batch.layout import partial_outputs, read_record, write_record
 from lvcd.batch.manifest import ShotSpec
 from lvcd.errors import InputError, LVCDError
 
@@ -63,7 +63,6 @@ class ShotJob:
     work_dir: Path
     record: Path
     fingerprint: str
-    partials: tuple[Path, ...] = ()  # writer temporaries of a killed attempt, removed before this one
     overwrite: bool = False
     keep_work: bool = False
 
@@ -128,7 +127,7 @@ class ShotRunner:
         done = finished_windows(job.work_dir) if previous.get("fingerprint") == job.fingerprint else 0
         if done == 0 and job.work_dir.exists():
             shutil.rmtree(job.work_dir)
-        for partial in job.partials:
+        for partial in partial_outputs(job.output):  # what a killed attempt's writer left behind
             shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
         return done
 
