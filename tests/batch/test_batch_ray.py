@@ -32,7 +32,14 @@ def ray_cluster():
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # the same, should ray have been imported before this fixture
     assert services.get_node_ip_address() == "127.0.0.1"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    for attempt in range(3):  # Ray gives its node 30 s to come up: a heavily loaded machine may need another try
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            break
+        except Exception as err:  # noqa: BLE001 - "The current node timed out during startup"
+            ray.shutdown()
+            if attempt == 2 or "timed out during startup" not in str(err):
+                raise
     assert "node:127.0.0.1" in ray.cluster_resources()
     yield ray
     ray.shutdown()
@@ -54,21 +61,21 @@ def test_ray_batch_is_byte_identical_to_the_local_batch(ray_cluster, local_run, 
 
 
 def test_killed_ray_worker_has_its_shot_resumed_on_another(ray_cluster, local_run, film, tiny_weights, tmp_path):
-    """The actor running shot60 is SIGKILLed after 2 of its 6 windows; another actor finishes it from disk."""
-    shots = read_shots(write_manifest(tmp_path / "film.json", [film["shot60"], film["shot2"]]), ShotSettings(steps=1))
+    """The actor running shot33 is SIGKILLed after 2 of its 3 windows; another actor finishes it from disk."""
+    shots = read_shots(write_manifest(tmp_path / "film.json", [film["shot33"], film["shot2"]]), ShotSettings(steps=1))
     svd, lvcd = str(tiny_weights["svd"]), str(tiny_weights["lvcd"])
     pool = RayPool(ModelSpec(svd, lvcd, str(TINY_CONFIG)), workers=2)
     outdir = tmp_path / "out"
     options = BatchOptions(output_format="png", progress=False, scheduler="ray")
     identity = model_identity(svd, lvcd, str(TINY_CONFIG), None)
     thread, box = in_thread(run_batch, shots, outdir, pool, identity, options)
-    seen = kill_worker_mid_shot(outdir, "shot60", windows=2)
+    seen = kill_worker_mid_shot(outdir, "shot33", windows=2)
     thread.join(timeout=300)
     assert "error" not in box, box
     entries = shot_entries(read_report(outdir))
-    entry = entries["shot60"]
+    entry = entries["shot33"]
     assert entry["status"] == "done" and entry["attempts"] == 2 and len(entry["lost_workers"]) == 1
     assert entry["worker"].split(" ")[0] != entry["lost_workers"][0].split(" ")[0]  # finished by another worker
-    assert entry["windows"] == 6 and entry["windows_resumed"] >= seen >= 2  # the early windows were not recomputed
-    assert_same_frames(outdir / "shot60", local_run / "shot60", 60)
+    assert entry["windows"] == 3 and entry["windows_resumed"] >= seen >= 2  # the early windows were not recomputed
+    assert_same_frames(outdir / "shot33", local_run / "shot33", 33)
     assert entries["shot2"]["status"] == "done"
