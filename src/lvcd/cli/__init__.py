@@ -17,7 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-COMMAND_MODULES = ("colorize", "demo", "lineart", "evaluate", "convert", "data", "train", "ui")
+COMMAND_MODULES = ("colorize", "demo", "batch", "lineart", "evaluate", "convert", "data", "train", "ui")
 
 
 def _register_all() -> None:

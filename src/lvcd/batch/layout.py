@@ -1,0 +1,121 @@
+"""Where a batch keeps things in OUTDIR, and the per-shot records that make it restartable.
+
+::
+
+    OUTDIR/
+      <name>.mp4                      a finished shot (or <name>/ of PNGs with --format png), written atomically
+      batch_report.json               the whole batch: status, frames, seconds, worker, error of every shot
+      evaluation.json                 with --evaluate: lvcd evaluate's report over all shots
+      .lvcd-batch/shots/<name>.json   the shot's record: running (worker, pid) / done / failed, its fingerprint
+      .lvcd-batch/work/<name>/        the shot's work directory while it runs: a killed shot resumes from it
+
+A shot counts as complete when its output exists and its record says ``done`` with the same fingerprint
+(inputs, settings and model), so a re-run skips it. Records are written atomically by the worker that runs the
+shot; the output folder must be shared storage when workers run on several machines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from lvcd.batch.manifest import ShotSpec
+
+STATE_DIR = ".lvcd-batch"
+REPORT_NAME = "batch_report.json"
+EVALUATION_NAME = "evaluation.json"
+FORMATS = ("mp4", "webm", "gif", "png")
+
+
+class BatchLayout:
+    """Paths of one batch's outputs and state inside ``outdir``."""
+
+    def __init__(self, outdir: str | os.PathLike, output_format: str = "mp4"):
+        self.outdir = Path(outdir)
+        self.format = output_format
+
+    def output(self, name: str) -> Path:
+        return self.outdir / (name if self.format == "png" else f"{name}.{self.format}")
+
+    def work_dir(self, name: str) -> Path:
+        return self.outdir / STATE_DIR / "work" / name
+
+    def record_path(self, name: str) -> Path:
+        return self.outdir / STATE_DIR / "shots" / f"{name}.json"
+
+    @property
+    def report_path(self) -> Path:
+        return self.outdir / REPORT_NAME
+
+    @property
+    def evaluation_path(self) -> Path:
+        return self.outdir / EVALUATION_NAME
+
+
+def partial_outputs(output: Path) -> list[Path]:
+    """Temporaries a killed writer left next to ``output`` (``.NAME.partial-XXXXXXXX``, see lvcd.io.writers)."""
+    return sorted(output.parent.glob(f".{output.name}.partial-*"))
+
+
+def read_record(path: Path) -> dict | None:
+    """A shot's record, or None when absent or unreadable (a record is only advice: the shot then re-runs)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomically (temporary file + rename), with lvcd evaluate's writer."""
+    from lvcd.metrics.report import write_json_atomic  # here: importing lvcd.metrics loads torch
+
+    write_json_atomic(path, data)
+
+
+def write_record(path: Path, record: dict) -> None:
+    write_json(path, record)
+
+
+def is_complete(layout: BatchLayout, name: str, fingerprint: str) -> bool:
+    """The shot's output exists and was made by this batch from the same inputs, settings and model."""
+    record = read_record(layout.record_path(name))
+    return (
+        record is not None
+        and record.get("status") == "done"
+        and record.get("fingerprint") == fingerprint
+        and layout.output(name).exists()
+    )
+
+
+def _stat(path: Path):
+    """What identifies an input's content cheaply: size and mtime of the file, or of every entry of a folder."""
+    try:
+        if path.is_dir():
+            return sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in os.scandir(path) if e.is_file())
+        info = path.stat()
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns]
+
+
+def shot_fingerprint(shot: ShotSpec, model_identity: dict, output_format: str) -> str:
+    """A digest of everything that decides a shot's output: inputs (paths, sizes, times), settings, model, format."""
+    payload = {
+        "shot": asdict(shot),
+        "inputs": [_stat(path) for path in shot.inputs],
+        "model": model_identity,
+        "format": output_format,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def model_identity(svd, lvcd, config, dtype) -> dict:
+    """The model part of a shot's fingerprint: which weight files (by path, size and time), config and dtype."""
+    files = {}
+    for key, value in (("svd", svd), ("lvcd", lvcd), ("config", config)):
+        files[key] = None if value is None else [str(value), _stat(Path(value)) if Path(str(value)).exists() else None]
+    return {**files, "dtype": str(dtype) if dtype is not None else None}

@@ -1,0 +1,195 @@
+"""The shot list of a batch: a CSV or JSON manifest, one entry per shot (schema in docs/batch.md).
+
+Each entry names a shot's inputs and, optionally, its own settings; an absent or empty setting takes the default
+given on the command line. Relative paths are relative to the manifest's folder.
+
+=========  ========================================================================================
+name       output name: ``OUTDIR/<name>.mp4`` (default: the line art's file or folder name)
+reference  the coloured frame 0 of the shot (required)
+lineart    line art of every frame: a folder of images, a video or a GIF (required)
+keyframes  further coloured frames, ``INDEX=IMAGE``: ``"40=k40.png;80=k80.png"`` in CSV, ``{"40": "k40.png"}``
+           (or a list of ``"40=k40.png"``) in JSON
+steps, seed, size (``HxW``), overlap, polarity (auto / dark-lines / bright-lines), fps: per-shot settings
+=========  ========================================================================================
+
+JSON: a list of entries, or ``{"shots": [...]}``. CSV: a header row naming the columns.
+
+    >>> shots = read_shots("film.csv", ShotSettings(steps=25, seed=0))   # doctest: +SKIP
+    >>> shots[0].name, shots[0].settings.steps                          # doctest: +SKIP
+    ('sc001', 25)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from lvcd.errors import InputError
+
+POLARITIES = ("auto", "dark-lines", "bright-lines")
+SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "fps")
+FIELDS = ("name", "reference", "lineart", "keyframes", *SETTING_FIELDS)
+
+
+@dataclass(frozen=True)
+class ShotSettings:
+    """How one shot is colorized; the manifest overrides the command line's defaults field by field."""
+
+    steps: int = 25
+    seed: int = 0
+    size: tuple[int, int] | None = None  # (H, W) processing size; None: near the trained area, aspect kept
+    overlap: int = 4
+    polarity: str = "auto"
+    fps: float | None = None  # None: the line-art video's rate, else 20
+
+
+@dataclass(frozen=True)
+class ShotSpec:
+    """One shot of the batch, its paths resolved."""
+
+    name: str
+    reference: Path
+    lineart: Path
+    keyframes: tuple[tuple[int, Path], ...] = ()
+    settings: ShotSettings = field(default_factory=ShotSettings)
+
+    @property
+    def inputs(self) -> list[Path]:
+        return [self.reference, self.lineart, *(path for _, path in self.keyframes)]
+
+
+def parse_size(value, what: str = "size") -> tuple[int, int] | None:
+    """``"320x576"`` or ``[320, 576]`` (height, width) -> (320, 576); empty or ``auto`` -> None."""
+    if isinstance(value, (list, tuple)):
+        parts = [str(v) for v in value]
+    else:
+        text = str(value or "").strip().lower()
+        if text in ("", "auto"):
+            return None
+        parts = text.replace("*", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise InputError(f"{what} {value!r} is not HEIGHTxWIDTH, e.g. 320x576")
+    return int(parts[0]), int(parts[1])
+
+
+def _integer(value, what: str, minimum: int) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < minimum:
+        raise InputError(f"{what} {value!r} is not a whole number >= {minimum}")
+    return int(text)
+
+
+def _setting(name: str, value, what: str):
+    if name == "steps":
+        return _integer(value, what, 1)
+    if name in ("seed", "overlap"):
+        return _integer(value, what, 0)
+    if name == "size":
+        return parse_size(value, what)
+    if name == "polarity":
+        polarity = str(value).strip().lower()
+        if polarity not in POLARITIES:
+            raise InputError(f"{what} {value!r} is not one of {', '.join(POLARITIES)}")
+        return polarity
+    try:
+        fps = float(value)
+    except (TypeError, ValueError):
+        fps = math.nan
+    if not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"{what} {value!r} is not a positive number of frames per second")
+    return fps
+
+
+def _keyframes(value, resolve, what: str) -> tuple[tuple[int, Path], ...]:
+    if isinstance(value, dict):
+        items = [(str(index), path) for index, path in value.items()]
+    else:
+        pieces = value if isinstance(value, list) else str(value).replace(",", ";").split(";")
+        items = [str(piece).partition("=")[::2] for piece in pieces if str(piece).strip()]
+    keyframes = {}
+    for index, path in items:
+        if not index.strip().isdigit() or not str(path).strip():
+            raise InputError(f"{what} {value!r} is not INDEX=IMAGE pairs, e.g. 40=key40.png;80=key80.png")
+        keyframes[int(index)] = resolve(path)
+    return tuple(sorted(keyframes.items()))
+
+
+def check_name(name: str, what: str) -> str:
+    """A shot name becomes a file name in OUTDIR: no folders, no hidden names, no control characters."""
+    if (
+        not name
+        or name in (".", "..")
+        or name.startswith(".")
+        or any(c in name for c in "/\\")
+        or any(ord(c) < 32 for c in name)
+    ):
+        raise InputError(f"{what}: {name!r} is not usable as a file name (no '/', no leading '.'); rename the shot")
+    return name
+
+
+def _entry_to_shot(entry, base: Path, defaults: ShotSettings, where: str) -> ShotSpec:
+    if not isinstance(entry, dict):
+        raise InputError(f"{where} is not an object with 'reference' and 'lineart'")
+    entry = {str(k).strip().lower(): v for k, v in entry.items() if k is not None}
+    unknown = sorted(k for k in entry if k not in FIELDS and k != "comment")
+    if unknown:
+        raise InputError(f"{where} has unknown field(s) {', '.join(unknown)}; the fields are {', '.join(FIELDS)}")
+    given = {k: v for k, v in entry.items() if v is not None and str(v).strip() != ""}
+    missing = [key for key in ("reference", "lineart") if key not in given]
+    if missing:
+        raise InputError(f"{where} lacks {' and '.join(missing)}")
+
+    def resolve(value) -> Path:
+        path = Path(os.path.expanduser(str(value).strip()))
+        return path if path.is_absolute() else base / path
+
+    lineart = resolve(given["lineart"])
+    name = check_name(str(given.get("name", lineart.stem)).strip(), f"{where}, name")
+    where = f"{where} (shot {name!r})"
+    settings = {key: _setting(key, given[key], f"{where}: {key}") for key in SETTING_FIELDS if key in given}
+    keyframes = _keyframes(given["keyframes"], resolve, f"{where}: keyframes") if "keyframes" in given else ()
+    return ShotSpec(name, resolve(given["reference"]), lineart, keyframes, replace(defaults, **settings))
+
+
+def read_entries(path: Path) -> list:
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        return list(csv.DictReader(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"manifest {path} is not valid JSON ({err}); name CSV manifests *.csv") from None
+    entries = data.get("shots") if isinstance(data, dict) else data
+    if not isinstance(entries, list):
+        raise InputError(f"manifest {path} must be a list of shots or an object with a 'shots' list")
+    return entries
+
+
+def read_shots(path: str | os.PathLike, defaults: ShotSettings = ShotSettings()) -> list[ShotSpec]:
+    """The shots of a CSV or JSON manifest; names must be unique (also ignoring case: OUTDIR may not tell)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"manifest not found: {path}")
+    base = path.resolve().parent
+    row = 2 if path.suffix.lower() == ".csv" else 0  # CSV: row 1 is the header
+    shots = [
+        _entry_to_shot(entry, base, defaults, f"manifest {path.name} {'row' if row else 'entry'} {i + row}")
+        for i, entry in enumerate(read_entries(path))
+    ]
+    if not shots:
+        raise InputError(f"manifest {path} lists no shots")
+    seen: dict[str, str] = {}
+    for shot in shots:
+        key = shot.name.casefold()
+        if key in seen:
+            raise InputError(
+                f"manifest {path} has two shots named {seen[key]!r} and {shot.name!r}; give each a unique 'name'"
+            )
+        seen[key] = shot.name
+    return shots

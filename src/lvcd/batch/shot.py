@@ -1,0 +1,201 @@
+"""One worker's side of a batch, the same under every scheduler: load the model once, colorize shot after shot.
+
+A :class:`ShotRunner` holds one loaded :class:`~lvcd.pipeline.LVCDPipeline`. ``run(job)`` colorizes one shot
+through the public pipeline call with the shot's own work directory, resuming it when an earlier attempt (a killed
+worker, an interrupted batch) left finished windows behind, and writes the shot's record. It never raises for a
+bad shot: the error comes back in the :class:`ShotResult` so the other shots go on.
+
+    >>> runner = ShotRunner(ModelSpec("svd.safetensors", "lvcd.ckpt"), worker="local")   # doctest: +SKIP
+    >>> runner.run(job).status                                                            # doctest: +SKIP
+    'done'
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lvcd.batch.layout import partial_outputs, read_record, write_record
+from lvcd.batch.manifest import ShotSpec
+from lvcd.errors import InputError, LVCDError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What each worker loads: the weight files (None: the Hugging Face cache), config, device, dtype, threads."""
+
+    svd: str | None = None
+    lvcd: str | None = None
+    config: str | None = None
+    device: str | None = None
+    dtype: object = None  # a torch.dtype, or None for the pipeline's default
+    offload: bool = False
+    threads: int | None = None  # torch CPU threads of the worker; None leaves torch's default
+
+    def with_device(self, device: str | None, threads: int | None = None) -> ModelSpec:
+        return ModelSpec(self.svd, self.lvcd, self.config, device, self.dtype, self.offload, threads or self.threads)
+
+    def load(self):
+        import torch
+
+        from lvcd.pipeline import LVCDPipeline
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        kwargs = {"config": self.config, "device": self.device, "dtype": self.dtype, "offload": self.offload}
+        if self.svd is None:
+            return LVCDPipeline.from_pretrained(**kwargs)
+        return LVCDPipeline.from_single_file(self.svd, self.lvcd, **kwargs)
+
+
+@dataclass(frozen=True)
+class ShotJob:
+    """A shot as handed to a worker: its spec and where its output, work directory and record go."""
+
+    shot: ShotSpec
+    output: Path
+    work_dir: Path
+    record: Path
+    fingerprint: str
+    overwrite: bool = False
+    keep_work: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.shot.name
+
+
+@dataclass
+class ShotResult:
+    """How one attempt at a shot ended. ``windows_resumed``: finished windows found on disk and kept unchanged."""
+
+    name: str
+    status: str  # "done" or "failed"
+    worker: str
+    frames: int | None = None
+    seconds: float = 0.0
+    windows: int | None = None
+    windows_resumed: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    traceback: str | None = None
+
+
+def _window_files(work_dir: Path, count: int) -> dict[str, tuple[int, int]]:
+    """(inode, mtime) of the first ``count`` window files: a window recomputed and saved again gets new ones."""
+    names = sorted(p.name for p in work_dir.glob("window_*.safetensors"))[:count]
+    stamps = {}
+    for name in names:
+        info = (work_dir / name).stat()
+        stamps[name] = (info.st_ino, info.st_mtime_ns)
+    return stamps
+
+
+def finished_windows(work_dir: Path) -> int:
+    """Windows an interrupted run of this shot has finished (0 when its work directory holds no job).
+
+    Read-only, so the progress thread may call it while the shot runs: the same count as
+    ``lvcd.workdir.WorkDir.finished_windows``, without the WorkDir constructor (which creates or clears the folder).
+    """
+    from lvcd.workdir import SETTINGS
+
+    if not (work_dir / SETTINGS).is_file():
+        return 0
+    count = 0
+    while (work_dir / f"window_{count:06d}.safetensors").exists():
+        count += 1
+    return count
+
+
+class ShotRunner:
+    """One worker: a loaded pipeline and a name for the report (``label (pid N on host)``)."""
+
+    def __init__(self, model: ModelSpec, worker: str):
+        self.pipe = model.load()
+        self.worker = f"{worker} (pid {os.getpid()} on {socket.gethostname()})"
+
+    def _prepare_work_dir(self, job: ShotJob) -> int:
+        """Keep the work directory of an earlier attempt at this very job (same fingerprint) and return how many
+        windows it finished; otherwise start afresh. Only lvcd ever writes under OUTDIR/.lvcd-batch/work."""
+        previous = read_record(job.record) or {}
+        done = finished_windows(job.work_dir) if previous.get("fingerprint") == job.fingerprint else 0
+        if done == 0 and job.work_dir.exists():
+            shutil.rmtree(job.work_dir)
+        for partial in partial_outputs(job.output):  # what a killed attempt's writer left behind
+            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+        return done
+
+    def run(self, job: ShotJob) -> ShotResult:
+        """Colorize one shot; every failure is caught and reported in the result."""
+        from lvcd.io import FrameSource
+        from lvcd.longvideo import plan_windows
+
+        started = time.perf_counter()
+        result = ShotResult(job.name, "failed", self.worker)
+        record = {"name": job.name, "fingerprint": job.fingerprint, "worker": self.worker, "pid": os.getpid()}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                resumable = self._prepare_work_dir(job)
+                settings = job.shot.settings
+                missing = [str(p) for p in job.shot.inputs if not p.exists()]
+                if missing:
+                    raise InputError(f"not found: {', '.join(missing)}; fix the manifest entry")
+                source = FrameSource.open(job.shot.lineart)
+                windows = plan_windows(len(source), settings.overlap, self.pipe.config.video_frames)
+                result.windows = len(windows.windows)
+                write_record(job.record, {**record, "status": "running", "frames": len(source),
+                                          "windows": result.windows, "windows_on_disk": resumable})  # fmt: skip
+                before = _window_files(job.work_dir, resumable)
+                colorized = self.pipe(
+                    job.shot.reference,
+                    source,
+                    size=settings.size,
+                    num_steps=settings.steps,
+                    seed=settings.seed,
+                    polarity=settings.polarity,
+                    keyframes=dict(job.shot.keyframes),
+                    overlap=settings.overlap,
+                    output=job.output,
+                    fps=settings.fps or source.fps or 20.0,
+                    overwrite=job.overwrite,
+                    work_dir=job.work_dir,
+                    resume=resumable > 0,
+                    progress=False,
+                )
+                after = _window_files(job.work_dir, resumable)
+                result.windows_resumed = sum(after.get(name) == stamp for name, stamp in before.items())
+                result.frames = int(colorized.latents.shape[0])
+                result.status = "done"
+                if not job.keep_work:
+                    shutil.rmtree(job.work_dir, ignore_errors=True)
+            except LVCDError as err:
+                result.error = str(err)
+            except Exception as err:  # noqa: BLE001 - one broken shot must not stop the batch
+                result.error = f"{type(err).__name__}: {err} (unexpected; the traceback is in the shot's record)"
+                result.traceback = traceback.format_exc()
+        result.warnings = sorted({str(w.message) for w in caught})
+        result.seconds = round(time.perf_counter() - started, 3)
+        write_record(job.record, {**record, **_record_fields(result)})
+        return result
+
+
+def _record_fields(result: ShotResult) -> dict:
+    fields = {
+        "status": result.status,
+        "frames": result.frames,
+        "seconds": result.seconds,
+        "windows": result.windows,
+        "windows_resumed": result.windows_resumed,
+        "error": result.error,
+        "warnings": result.warnings,
+    }
+    if result.traceback:
+        fields["traceback"] = result.traceback
+    return fields

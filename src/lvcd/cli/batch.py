@@ -1,0 +1,178 @@
+"""`lvcd batch`: colorize every shot of a manifest, on this machine or on a Ray cluster (docs/batch.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lvcd.cli.options import parse_dtype
+from lvcd.errors import InputError, LVCDError
+
+EXAMPLES = """
+Examples:
+
+  lvcd batch film.csv -o out/ --svd svd.safetensors --lvcd lvcd.ckpt        # every GPU of this machine
+
+  lvcd batch film.json -o /shared/out --ray --svd /shared/svd.safetensors --lvcd /shared/lvcd.ckpt
+
+  lvcd batch film.csv -o out/ --evaluate gt.csv --weights-dir metric_weights/   # + FID/FVD over all shots
+
+Re-running the same command skips finished shots and resumes interrupted ones. Exit code 1 when a shot failed.
+"""
+
+
+def batch(
+    manifest: Path = typer.Argument(..., help="CSV or JSON list of shots: name, reference, lineart[, keyframes, ...]."),
+    outdir: Path = typer.Option(..., "--output", "-o", help="Output folder: OUTDIR/<name>.mp4 per shot + report."),
+    svd: Path | None = typer.Option(None, "--svd", help="svd.safetensors (default: the Hugging Face cache)."),
+    lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="LVCD's lvcd.ckpt (or its converted safetensors)."),
+    config: str | None = typer.Option(None, "--config", help="Model config: a preset name or a JSON file."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: every GPU, else CPU)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU (small GPUs)."),
+    steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window (a shot's 'steps' overrides)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every shot without its own 'seed'."),
+    size: str | None = typer.Option(None, "--size", help="Processing size HxW (multiples of 64); default: auto."),
+    overlap: int = typer.Option(4, "--overlap", min=0, help="Frames shared by consecutive windows."),
+    polarity: str = typer.Option("auto", "--polarity", help="auto, dark-lines or bright-lines."),
+    fps: float | None = typer.Option(None, "--fps", help="Video frame rate (default: the line-art video's, else 20)."),
+    output_format: str = typer.Option("mp4", "--format", help="mp4, webm, gif, or png (a folder of frames)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Workers (default: one per GPU, one on CPU, all of a Ray cluster)."
+    ),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads of each CPU worker."),
+    ray: bool = typer.Option(False, "--ray", help="Run the workers as Ray actors on the running Ray cluster."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster address (implies --ray; default auto; 'local' starts one here)."
+    ),
+    gpus_per_worker: float | None = typer.Option(
+        None, "--gpus-per-worker", help="Ray: GPUs per worker (default 1 if the cluster has GPUs, else 0)."
+    ),
+    cpus_per_worker: float = typer.Option(1, "--cpus-per-worker", help="Ray: CPUs per worker."),
+    retries: int = typer.Option(
+        2, "--retries", min=0, help="Workers a shot may lose (crash, node lost) before failing."
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs this batch did not make."),
+    keep_work: bool = typer.Option(False, "--keep-work", help="Keep each shot's work directory after success."),
+    evaluate: Path | None = typer.Option(
+        None, "--evaluate", help="Ground-truth manifest (name, gt[, lineart]): score the batch with lvcd evaluate."
+    ),
+    metrics: str = typer.Option("all", "--metrics", help="With --evaluate: psnr,ssim,lpips,fid,fvd,edmd,tc."),
+    eval_size: str = typer.Option("256", "--eval-size", help="With --evaluate: evaluation size N or HxW."),
+    weights_dir: Path | None = typer.Option(None, "--weights-dir", help="With --evaluate: metric weights folder."),
+    lpips_weights: list[Path] = typer.Option([], "--lpips-weights", help="With --evaluate: LPIPS files (twice)."),
+    inception_weights: Path | None = typer.Option(None, "--inception-weights", help="With --evaluate: FID weights."),
+    i3d_weights: Path | None = typer.Option(None, "--i3d-weights", help="With --evaluate: FVD weights."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Colorize every shot of a manifest: one worker per GPU here, or Ray actors on a cluster. Restartable."""
+    try:
+        failed = _run(**locals())
+    except LVCDError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    if failed:
+        raise typer.Exit(1)
+
+
+def _evaluation_setup(opts: dict, shot_names: list[str]):
+    from lvcd.batch.evaluate import read_ground_truth
+    from lvcd.metrics import EvalSettings, build_tools, parse_metrics, parse_size
+
+    truth = read_ground_truth(opts["evaluate"], shot_names)
+    settings = EvalSettings(size=parse_size(opts["eval_size"]), metrics=parse_metrics(opts["metrics"]))
+    tools = build_tools(
+        settings.metrics,
+        lpips_weights=opts["lpips_weights"],
+        inception_weights=opts["inception_weights"],
+        i3d_weights=opts["i3d_weights"],
+        weights_dir=opts["weights_dir"],
+    )
+    return truth, tools, settings
+
+
+def _pool(opts: dict, model):
+    from lvcd.batch import InProcessPool, ProcessPool, RayPool, local_devices
+
+    if opts["ray"] or opts["ray_address"]:
+        return RayPool(
+            model, opts["ray_address"] or "auto", opts["workers"], opts["gpus_per_worker"], opts["cpus_per_worker"]
+        )
+    devices = local_devices(opts["device"], opts["workers"])
+    if len(devices) == 1:
+        return InProcessPool(model.with_device(devices[0]), label=devices[0])
+    return ProcessPool(model, devices, opts["threads"])
+
+
+def _run(**opts) -> bool:
+    from lvcd.batch import (
+        BatchLayout,
+        BatchOptions,
+        ModelSpec,
+        RayPool,
+        ShotSettings,
+        model_identity,
+        read_shots,
+        run_batch,
+    )
+    from lvcd.batch.layout import FORMATS
+    from lvcd.batch.manifest import POLARITIES, parse_size
+
+    if opts["output_format"] not in FORMATS:
+        raise InputError(f"--format {opts['output_format']!r} is not one of {', '.join(FORMATS)}")
+    if opts["polarity"] not in POLARITIES:
+        raise InputError(f"--polarity {opts['polarity']!r} is not one of {', '.join(POLARITIES)}")
+    for option, path in (("--svd", opts["svd"]), ("--lvcd", opts["lvcd_ckpt"])):
+        if path is not None and not path.is_file():
+            raise InputError(f"{option} {path}: file not found")
+    if opts["outdir"].exists() and not opts["outdir"].is_dir():
+        raise InputError(f"-o {opts['outdir']}: is a file; give a folder for the batch's outputs")
+    defaults = ShotSettings(
+        steps=opts["steps"],
+        seed=opts["seed"],
+        size=parse_size(opts["size"], "--size"),
+        overlap=opts["overlap"],
+        polarity=opts["polarity"],
+        fps=opts["fps"],
+    )
+    shots = read_shots(opts["manifest"], defaults)
+    evaluation = _evaluation_setup(opts, [s.name for s in shots]) if opts["evaluate"] is not None else None
+    dtype = parse_dtype(opts["dtype"])
+    svd, lvcd = (str(p) if p is not None else None for p in (opts["svd"], opts["lvcd_ckpt"]))
+    model = ModelSpec(svd, lvcd, opts["config"], opts["device"], dtype, opts["offload"], opts["threads"])
+    pool = _pool(opts, model)
+    options = BatchOptions(
+        output_format=opts["output_format"],
+        overwrite=opts["overwrite"],
+        keep_work=opts["keep_work"],
+        retries=opts["retries"],
+        progress=not opts["quiet"],
+        manifest=str(opts["manifest"]),
+        scheduler="ray" if isinstance(pool, RayPool) else "local",
+    )
+    identity = model_identity(svd, lvcd, opts["config"], dtype)
+    report = run_batch(shots, opts["outdir"], pool, identity, options)
+    layout = BatchLayout(opts["outdir"], opts["output_format"])
+    typer.echo(f"{report.summary()}; report: {layout.report_path}")
+    for name in report.failed:
+        typer.echo(f"failed {name}: {report.shots[name]['error']}", err=True)
+    if evaluation is not None:
+        from lvcd.batch.evaluate import evaluate_batch
+        from lvcd.metrics import format_table
+
+        scores, notes = evaluate_batch(report, layout, *evaluation, progress=not opts["quiet"])
+        for note in notes:
+            typer.echo(f"note: {note}", err=True)
+        if scores is not None:
+            typer.echo(format_table(scores))
+            typer.echo(f"wrote {layout.evaluation_path}")
+    return bool(report.failed) or report.count("pending") + report.count("running") > 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "batch",
+        help=(batch.__doc__ or "") + EXAMPLES,
+        short_help="Colorize every shot of a manifest, here or on a Ray cluster (restartable).",
+    )(batch)

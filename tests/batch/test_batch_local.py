@@ -1,0 +1,191 @@
+"""`lvcd batch` on this machine (tiny model, CPU): parity with `lvcd colorize`, bad shots, restart, dead workers,
+evaluation. Outputs are PNG folders compared byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import TINY_CONFIG
+from lvcd.batch import BatchOptions, ModelSpec, ProcessPool, ShotSettings, model_identity, read_shots, run_batch
+from lvcd.cli import app
+
+from .conftest import (
+    LENGTHS,
+    assert_same_frames,
+    batch_cli,
+    in_thread,
+    kill_worker_mid_shot,
+    model_args,
+    read_report,
+    shot_entries,
+    write_manifest,
+    write_shot,
+)
+
+
+def test_local_batch_equals_single_shot_colorize(local_run, film, tiny_weights, tmp_path):
+    report = read_report(local_run)
+    assert report["scheduler"] == "local" and len(report["workers"]) == 1
+    assert report["totals"] | {"frames_per_second": None, "shots_per_hour": None} == {
+        "shots": 5, "done": 5, "skipped": 0, "failed": 0, "pending": 0, "frames": sum(LENGTHS),
+        "frames_per_second": None, "shots_per_hour": None,
+    }  # fmt: skip
+    entries = shot_entries(report)
+    for count in LENGTHS:
+        name = f"shot{count}"
+        entry = entries[name]
+        assert (entry["status"], entry["frames"], entry["attempts"], entry["error"]) == ("done", count, 1, None)
+        assert entry["windows_resumed"] == 0 and entry["worker"] == report["workers"][0]
+        shot = film[name]
+        single = tmp_path / name
+        args = ["colorize", *model_args(tiny_weights), "--quiet", "--reference", shot["reference"]]
+        args += ["--lineart", shot["lineart"], "-o", str(single), "--seed", str(shot["seed"])]
+        args += ["--steps", str(shot.get("steps", 1))]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert_same_frames(local_run / name, single, count)
+    assert not list((local_run / ".lvcd-batch" / "work").iterdir())  # work directories removed after success
+    assert not [p for p in local_run.iterdir() if ".partial-" in p.name]
+
+
+def test_bad_shots_are_reported_and_the_others_finish(local_run, film, tiny_weights, tmp_path):
+    mixed = tmp_path / "mixed"
+    reference = write_shot(mixed, 3, seed=0)
+    Image.new("L", (64, 32), 255).save(mixed / "f002.png")  # one frame of another size
+    good = film["shot2"]
+    manifest = tmp_path / "film.csv"
+    manifest.write_text(
+        "name,reference,lineart,keyframes,seed\n"
+        f"good,{good['reference']},{good['lineart']},,{good['seed']}\n"
+        f"no_reference,missing_ref.png,{good['lineart']},,\n"
+        f"mixed_sizes,{reference.name},mixed,,\n"
+        f"bad_keyframe,{good['reference']},{good['lineart']},9=missing_ref.png,\n"
+        f"late_keyframe,{good['reference']},{good['lineart']},5={good['reference']},\n"
+    )
+    result = batch_cli(tiny_weights, manifest, tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    entries = shot_entries(read_report(tmp_path / "out"))
+    assert entries["good"]["status"] == "done" and entries["good"]["frames"] == 2
+    assert_same_frames(tmp_path / "out" / "good", local_run / "shot2", 2)
+    errors = {name: entries[name]["error"] or "" for name in entries if name != "good"}
+    assert all(entries[name]["status"] == "failed" for name in errors)
+    assert "missing_ref.png" in errors["no_reference"] and "not found" in errors["no_reference"]
+    assert "missing_ref.png" in errors["bad_keyframe"]
+    assert "f002.png" in errors["mixed_sizes"] and "size" in errors["mixed_sizes"]
+    assert "Keyframe index 5" in errors["late_keyframe"]
+    assert all("\n" not in error for error in errors.values())
+    for name in errors:
+        assert not (tmp_path / "out" / name).exists()
+        assert f"failed {name}:" in result.output
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # an exited orphan that nobody has reaped yet is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def test_batch_killed_midway_restarts_without_redoing_finished_shots(local_run, film, tiny_weights, tmp_path):
+    """`lvcd batch --workers 2` (two worker processes) is SIGKILLed once shot15 is done while shot60 runs; its
+    workers end with it, and the re-run skips shot15 and resumes shot60 from its finished windows."""
+    manifest = write_manifest(tmp_path / "film.json", [film["shot60"], film["shot15"], film["shot2"]])
+    outdir = tmp_path / "out"
+    command = [sys.executable, "-m", "lvcd.cli", "batch", str(manifest), "-o", str(outdir), *model_args(tiny_weights)]
+    command += ["--steps", "1", "--format", "png", "--threads", "1", "--quiet", "--workers", "2", "--device", "cpu"]
+    killed = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.DEVNULL)
+    records = outdir / ".lvcd-batch" / "shots"
+    deadline = time.time() + 300
+    while killed.poll() is None and time.time() < deadline:  # longest first: shot60 on one worker, shot15 on the other
+        if (records / "shot15.json").exists() and json.loads((records / "shot15.json").read_text())["status"] == "done":
+            break
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    at_kill = {name: json.loads((records / f"{name}.json").read_text()) for name in ("shot60", "shot15")}
+    assert at_kill["shot15"]["status"] == "done" and at_kill["shot60"]["status"] == "running"
+    windows_at_kill = len(list((outdir / ".lvcd-batch" / "work" / "shot60").glob("window_*.safetensors")))
+    worker = at_kill["shot60"]["pid"]
+    deadline = time.time() + 60
+    while not _process_gone(worker) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _process_gone(worker), "the worker outlived the killed batch (it would race the re-run)"
+    finished = outdir / "shot15"
+    stamps = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in finished.iterdir()}
+
+    result = batch_cli(tiny_weights, manifest, outdir)
+    assert result.exit_code == 0, result.output
+    entries = shot_entries(read_report(outdir))
+    assert entries["shot15"]["status"] == "skipped" and entries["shot15"]["frames"] == 15
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in finished.iterdir()} == stamps
+    assert entries["shot60"]["status"] == "done" and entries["shot60"]["windows_resumed"] >= windows_at_kill
+    assert entries["shot2"]["status"] in ("done", "skipped")
+    for name, count in (("shot60", 60), ("shot15", 15), ("shot2", 2)):
+        assert_same_frames(outdir / name, local_run / name, count)
+    assert not [p for p in outdir.iterdir() if p.name.startswith(".shot")]  # no writer temporaries left
+
+
+def test_dead_worker_process_has_its_shot_resumed_by_another(local_run, film, tiny_weights, tmp_path):
+    """ProcessPool, 2 CPU worker processes: the one running shot33 is SIGKILLed after 2 of its 3 windows."""
+    shots = read_shots(write_manifest(tmp_path / "film.json", [film["shot33"], film["shot1"]]), ShotSettings(steps=1))
+    svd, lvcd = str(tiny_weights["svd"]), str(tiny_weights["lvcd"])
+    model = ModelSpec(svd, lvcd, str(TINY_CONFIG), "cpu", None, threads=1)
+    pool = ProcessPool(model, ["cpu", "cpu"], threads=1)
+    outdir = tmp_path / "out"
+    identity = model_identity(svd, lvcd, str(TINY_CONFIG), None)
+    thread, box = in_thread(run_batch, shots, outdir, pool, identity, BatchOptions(output_format="png", progress=False))
+    seen = kill_worker_mid_shot(outdir, "shot33", windows=2)
+    thread.join(timeout=300)
+    assert "error" not in box, box
+    entries = shot_entries(read_report(outdir))
+    entry = entries["shot33"]
+    assert entry["status"] == "done" and entry["attempts"] == 2 and len(entry["lost_workers"]) == 1
+    assert entry["windows"] == 3 and entry["windows_resumed"] >= seen >= 2  # the early windows were kept
+    assert_same_frames(outdir / "shot33", local_run / "shot33", 33)
+    assert entries["shot1"]["status"] == "done"
+    assert torch.get_num_threads() == 1
+
+
+def test_evaluate_pools_fid_and_fvd_over_all_shots(local_run, film, tiny_weights, tmp_path):
+    import warnings
+
+    from metrics.synthetic import TinyImageFeatures, TinyVideoFeatures
+
+    scripts = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for name, network in (("inception", TinyImageFeatures()), ("i3d", TinyVideoFeatures())):
+            scripts[name] = tmp_path / f"{name}.pt"
+            torch.jit.save(torch.jit.script(network.eval()), str(scripts[name]))
+    outdir = tmp_path / "out"
+    shutil.copytree(local_run, outdir)  # a finished batch: re-running it only evaluates
+    truth = tmp_path / "gt.json"
+    truth.write_text(json.dumps([{"name": name, "gt": entry["lineart"]} for name, entry in film.items()]))
+    manifest = write_manifest(tmp_path / "film.json", film.values())
+    result = batch_cli(
+        tiny_weights, manifest, outdir, "--evaluate", str(truth), "--metrics", "psnr,fid,fvd", "--eval-size", "64",
+        "--inception-weights", str(scripts["inception"]), "--i3d-weights", str(scripts["i3d"]),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "5 skipped" in result.output and "ALL" in result.output
+    evaluation = json.loads((outdir / "evaluation.json").read_text())
+    assert [clip["name"] for clip in evaluation["clips"]] == [f"shot{n}" for n in LENGTHS]
+    # FID pools every frame of every shot; FVD one 16-frame window per 16 frames (a shorter shot gives one, padded).
+    assert evaluation["aggregate"]["samples"] == {"fid": sum(LENGTHS), "fvd": 1 + 1 + 1 + 2 + 3}
+    assert evaluation["aggregate"]["metrics"]["fid"] is not None
+    assert read_report(outdir)["evaluation"]["metrics"] == evaluation["aggregate"]["metrics"]

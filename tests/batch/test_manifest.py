@@ -1,0 +1,88 @@
+"""Batch manifests: CSV and JSON, relative paths, per-shot settings over command-line defaults, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lvcd.batch import ShotSettings, read_shots
+from lvcd.cli import app
+from lvcd.errors import InputError
+
+
+def test_json_and_csv_give_the_same_shots(tmp_path):
+    defaults = ShotSettings(steps=5, seed=3, overlap=4)
+    (tmp_path / "m").mkdir()
+    json_path = tmp_path / "m" / "film.json"
+    json_path.write_text(
+        json.dumps(
+            {
+                "shots": [
+                    {"name": "a", "reference": "a.png", "lineart": "a/", "keyframes": {"40": "k40.png"}, "seed": 7},
+                    {"reference": "/abs/b.png", "lineart": "b.mp4", "size": "128x256", "fps": 12, "steps": ""},
+                ]
+            }
+        )
+    )
+    csv_path = tmp_path / "m" / "film.csv"
+    csv_path.write_text(
+        "name,reference,lineart,keyframes,seed,size,fps,steps\n"
+        "# a comment line\n"
+        "a,a.png,a/,40=k40.png,7,,,\n"
+        ",/abs/b.png,b.mp4,,,128x256,12,\n"
+    )
+    for path in (json_path, csv_path):
+        a, b = read_shots(path, defaults)
+        base = path.parent.resolve()
+        assert (a.name, a.reference, a.lineart, a.keyframes) == (
+            "a",
+            base / "a.png",
+            base / "a",
+            ((40, base / "k40.png"),),
+        )
+        assert a.settings == ShotSettings(steps=5, seed=7, overlap=4)
+        assert (b.name, b.reference, b.lineart) == ("b", Path("/abs/b.png"), base / "b.mp4")
+        assert b.settings == ShotSettings(steps=5, seed=3, size=(128, 256), fps=12.0)
+
+
+@pytest.mark.parametrize(
+    ("content", "phrase"),
+    [
+        ('[{"name": "a", "lineart": "a/"}]', "lacks reference"),
+        ('[{"reference": "r.png", "lineart": "a/", "seeds": 1}]', "unknown field(s) seeds"),
+        ('[{"reference": "r.png", "lineart": "a/", "steps": 0}]', "steps 0 is not a whole number >= 1"),
+        ('[{"reference": "r.png", "lineart": "a/", "size": "320"}]', "is not HEIGHTxWIDTH"),
+        ('[{"reference": "r.png", "lineart": "a/", "polarity": "dark"}]', "not one of auto, dark-lines"),
+        ('[{"reference": "r.png", "lineart": "a/", "keyframes": "x.png"}]', "INDEX=IMAGE"),
+        ('[{"reference": "r.png", "lineart": "A/"}, {"reference": "r.png", "lineart": "x/a/"}]', "two shots named"),
+        ('[{"name": "../up", "reference": "r.png", "lineart": "a/"}]', "not usable as a file name"),
+        ("[]", "lists no shots"),
+        ("{not json", "not valid JSON"),
+    ],
+)
+def test_manifest_errors_name_the_problem_in_one_line(tmp_path, content, phrase):
+    path = tmp_path / "film.json"
+    path.write_text(content)
+    with pytest.raises(InputError) as raised:
+        read_shots(path)
+    assert phrase in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_cli_refuses_bad_manifests_and_options_before_any_work(tmp_path):
+    runner = CliRunner()
+    bad = tmp_path / "film.json"
+    bad.write_text('[{"reference": "r.png", "lineart": "a/", "steps": "many"}]')
+    for args, phrase in [
+        ([str(bad), "-o", str(tmp_path / "out")], "steps 'many'"),
+        ([str(tmp_path / "none.csv"), "-o", str(tmp_path / "out")], "manifest not found"),
+        ([str(bad), "-o", str(tmp_path / "out"), "--format", "avi"], "--format 'avi'"),
+        ([str(bad), "-o", str(tmp_path / "out"), "--svd", str(tmp_path / "no.safetensors")], "file not found"),
+    ]:
+        result = runner.invoke(app, ["batch", *args])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: ") and phrase in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
