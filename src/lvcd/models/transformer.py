@@ -12,6 +12,7 @@ from torch import nn
 from lvcd.models.attention import Attention, GEGLUFeedForward, ReferenceAttentionPlan
 from lvcd.models.blocks import MixFactor
 from lvcd.models.embeddings import frame_position_indices, timestep_embedding
+from lvcd.models.norm import group_norm
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class SpatialVideoTransformer(nn.Module):
     def __init__(self, channels: int, heads: int, dim_head: int, context_dim: int, layer_index: int):
         super().__init__()
         self.layer_index = layer_index
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        self.norm = group_norm(channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList([SpatialTransformerBlock(channels, heads, dim_head, context_dim)])
         self.proj_out = nn.Linear(channels, channels)
