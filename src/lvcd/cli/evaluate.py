@@ -90,7 +90,7 @@ def evaluate(
         )
         report = evaluate_clips(specs, tools, settings, progress=progress)
         if json_out is not None:
-            write_json_atomic(json_out, report_to_dict(report))
+            write_json_atomic(json_out, report_to_dict(report), allow_nan=False)
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
