@@ -97,3 +97,37 @@ def test_unknown_preset_and_missing_config_file_raise_helpful_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         get_config(bad)
+
+
+def _imported_modules(path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_cli_is_a_leaf_library_modules_never_import_it():
+    """The CLI, the page and the node pack sit on top of the library: nothing below imports them, and nothing but the
+    CLI imports the CLI or typer."""
+    from pathlib import Path
+
+    import lvcd
+
+    package = Path(lvcd.__file__).parent
+    leaves = ("lvcd.cli", "lvcd.ui", "lvcd.comfyui")
+    # The single-file page of before issue #9 still imports lvcd.cli.options; #9 replaces it by a package that does not.
+    legacy_page = package / "ui.py"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+        if module.startswith("lvcd.cli") or path == legacy_page:
+            continue
+        forbidden = ("typer", "lvcd.cli") if module.startswith(leaves) else ("typer", *leaves)
+        offenders += [f"{module} imports {name}" for name in _imported_modules(path) if name.startswith(forbidden)]
+    assert offenders == []

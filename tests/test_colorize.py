@@ -135,6 +135,21 @@ def test_keyframe_changes_only_windows_after_it(pipe, tmp_path):
     assert not torch.equal(plain[25:], keyed[25:])
 
 
+def test_line_art_extracted_from_colour_frames_through_the_python_api(pipe, tmp_path):
+    from lvcd.lineart import get_extractor
+
+    colour = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(REAL_LINEART.glob("*.png"))]
+    colour = [np.stack([frame[..., 0], frame[..., 1] // 2, frame[..., 2]], axis=-1) for frame in colour]
+    xdog = get_extractor("xdog")
+    with pytest.warns(UserWarning, match="outside LVCD's training distribution"):
+        extracted = pipe(colour[0], colour, num_steps=1, seed=0, extract_lineart="xdog", progress=False)
+    by_hand = pipe(colour[0], [xdog(frame) for frame in colour], num_steps=1, seed=0, progress=False)
+    assert extracted.polarity == by_hand.polarity == "dark-lines"
+    assert torch.equal(extracted.latents, by_hand.latents)
+    with pytest.raises(InputError, match="contradicts"):
+        pipe(colour[0], colour, extract_lineart=xdog, polarity="bright-lines", progress=False)
+
+
 def test_polarity_detected_on_real_line_art(pipe, tmp_path):
     drawings = sorted(REAL_LINEART.glob("*.png"))
     assert len(drawings) >= 3

@@ -44,7 +44,10 @@ class LineartFrames:
             self._frames = None
             self.count = len(self.source)
             self.size_hw = tuple(self.source.size_hw)
-            self.paths = [Path(self.source.path)] if getattr(self.source, "path", None) else []
+            paths = getattr(self.source, "paths", None) or (
+                [self.source.path] if getattr(self.source, "path", None) else []
+            )
+            self.paths = [Path(p) for p in paths]
         else:
             if isinstance(lineart, torch.Tensor) and lineart.ndim in (3, 4):
                 frames = list(lineart if lineart.ndim == 4 else lineart[:, None])

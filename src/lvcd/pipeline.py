@@ -27,6 +27,7 @@ from lvcd.diffusion import edm_sigmas
 from lvcd.errors import InputError, WeightsError
 from lvcd.hints import HintStore, LineartFrames, resolve_polarity
 from lvcd.io import SizePlan, fit_image, load_image, open_writer, plan_size, to_rgb_uint8
+from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
 from lvcd.longvideo import WindowPlan, plan_windows
 from lvcd.model import LVCDModel
 from lvcd.sampling import CarryState, ReferenceLatents, encode_reference, sample_shot
@@ -146,6 +147,14 @@ class LVCDPipeline:
                 ) from err
         return cls.from_single_file(*paths, **kwargs)
 
+    def _extractor(self, method: str | LineartExtractor) -> LineartExtractor:
+        if isinstance(method, LineartExtractor):
+            return method
+        extractor = get_extractor(method, device=self.device)
+        if extractor.warning:
+            warnings.warn(extractor.warning, stacklevel=3)
+        return extractor
+
     def _place(self, *parts: str) -> None:
         """With offloading, keep only the named parts on the GPU."""
         if not self.offload:
@@ -174,6 +183,7 @@ class LVCDPipeline:
         initial_noise: torch.Tensor | None = None,
         reference_noise: torch.Tensor | None = None,
         keyframes: dict[int, object] | None = None,
+        extract_lineart: str | LineartExtractor | None = None,
         overlap: int = 4,
         prev_attn_steps: int | None = None,
         output: str | os.PathLike | None = None,
@@ -188,6 +198,9 @@ class LVCDPipeline:
         reference / keyframe images: path, PIL image, HxWx3 array or (3, H, W) tensor in [0, 1].
         lineart: folder, video or GIF path, list of images, or tensor (N, C, H, W) in [0, 1].
         polarity: "auto", "dark-lines" (dark lines on light paper) or "bright-lines" (lines ~1 on 0, the model's).
+        extract_lineart: ``lineart`` holds colour frames: extract their line art first, frame by frame, with this
+        method of :data:`lvcd.lineart.METHODS` (weights looked up as :func:`lvcd.lineart.get_extractor` does) or
+        this :class:`~lvcd.lineart.LineartExtractor`; the extracted line art is dark lines on white.
         size: (H, W) processing size (multiples of 64); default: near the trained 320x576 area, aspect kept.
         initial_noise: (window, 4, H/8, W/8) noise of the first window; reference_noise: (1, 4, H/8, W/8) eps of the
         reference's VAE sample. Otherwise both come from ``seed``, in the official order.
@@ -196,6 +209,10 @@ class LVCDPipeline:
         """
         cfg = self.config
         frames = LineartFrames(lineart)
+        if extract_lineart is not None:
+            if polarity not in ("auto", "dark-lines"):
+                raise InputError(f"Extracted line art is dark lines on white; polarity {polarity!r} contradicts it.")
+            frames, polarity = LineartFrames(ExtractedLineart(frames, self._extractor(extract_lineart))), "dark-lines"
         count = len(frames)
         plan = plan_size(frames.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
         polarity = resolve_polarity(frames, polarity)

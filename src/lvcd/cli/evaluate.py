@@ -65,6 +65,7 @@ def evaluate(
         report_to_dict,
         write_json_atomic,
     )
+    from lvcd.metrics.clips import DEFAULT_SIZE
 
     try:
         if manifest is not None:
@@ -75,7 +76,8 @@ def evaluate(
             if pred is None or gt is None:
                 raise InputError("give --pred and --gt (frame folders or videos), or --manifest")
             specs = [ClipSpec(name=pred.name or str(pred), pred=pred, gt=gt, lineart=lineart)]
-        settings = EvalSettings(size=parse_size(size), metrics=parse_metrics(metrics), batch_size=batch_size)
+        size_hw = parse_size(size, minimum=32) or DEFAULT_SIZE
+        settings = EvalSettings(size=size_hw, metrics=parse_metrics(metrics), batch_size=batch_size)
         tools = build_tools(
             settings.metrics,
             lpips_weights=lpips_weights,
