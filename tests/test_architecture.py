@@ -131,3 +131,24 @@ def test_the_cli_is_a_leaf_library_modules_never_import_it():
         forbidden = ("typer", "lvcd.cli") if module.startswith(leaves) else ("typer", *leaves)
         offenders += [f"{module} imports {name}" for name in _imported_modules(path) if name.startswith(forbidden)]
     assert offenders == []
+
+
+def test_transformer_depth_builds_that_many_block_pairs():
+    from dataclasses import replace
+
+    from lvcd.models.transformer import ClipLayout
+
+    cfg = config_from_sgm_json(TINY_CONFIG)
+    deeper = replace(cfg, unet=replace(cfg.unet, transformer_depth=2))
+    with torch.device("meta"):
+        keys = LVCDModel(deeper, parts=("unet",)).state_dict()
+    prefix = "model.diffusion_model.input_blocks.1.1."
+    assert {f"{prefix}transformer_blocks.1.attn1.to_q.weight", f"{prefix}time_stack.1.attn1.to_q.weight"} <= set(keys)
+    torch.manual_seed(0)
+    svt = SpatialVideoTransformer(32, 2, 16, 64, layer_index=0, depth=2).eval()
+    x, context = torch.randn(6, 32, 4, 4), torch.randn(6, 1, 64)
+    layout = ClipLayout.training(num_frames=3)
+    with torch.no_grad():
+        out = svt(x, context, layout)
+        svt.transformer_blocks[1].ff.net[2].weight.zero_()  # the second pair takes part
+        assert out.shape == x.shape and not torch.allclose(out, svt(x, context, layout))

@@ -54,7 +54,9 @@ def colorize(
     size: str | None = typer.Option(
         None, "--size", help="Processing size HxW (multiples of 64). Default: near 320x576, aspect kept."
     ),
-    steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window."),
+    steps: int | None = typer.Option(
+        None, "--steps", min=1, help="Euler steps per window (default: the model config's, 25 officially)."
+    ),
     seed: int | None = typer.Option(
         None, "--seed", help="Random seed (printed when not given, for reproducing a run)."
     ),

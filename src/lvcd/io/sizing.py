@@ -25,9 +25,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from lvcd.config import TRAIN_SIZE_HW
 from lvcd.errors import InputError
 
-TRAINED_HW: tuple[int, int] = (320, 576)
 # Cost of one unit of padded fraction relative to one unit of |log(area / trained area)|: a fully
 # padded plan (pad fraction 1) costs as much as a 7.4x area mismatch. With it 333x500 -> 384x576
 # (20% more area, 0.1% padding) beats 320x576 (17% padding).
@@ -77,7 +77,7 @@ def _nearest_multiples(value: int, multiple: int) -> list[int]:
 
 def plan_size(
     input_hw: tuple[int, int],
-    target_hw: tuple[int, int] = TRAINED_HW,
+    target_hw: tuple[int, int] = TRAIN_SIZE_HW,
     multiple: int = 64,
     forced_hw: tuple[int, int] | None = None,
 ) -> SizePlan:

@@ -39,7 +39,12 @@ class _Builder:
     def transformer(self, channels: int) -> SpatialVideoTransformer:
         heads = channels // self.cfg.num_head_channels
         svt = SpatialVideoTransformer(
-            channels, heads, self.cfg.num_head_channels, self.cfg.context_dim, self.next_layer_index
+            channels,
+            heads,
+            self.cfg.num_head_channels,
+            self.cfg.context_dim,
+            self.next_layer_index,
+            depth=self.cfg.transformer_depth,
         )
         self.next_layer_index += 1
         return svt
