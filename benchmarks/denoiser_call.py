@@ -25,26 +25,21 @@ import torch
 from torch import nn
 
 from lvcd.config import get_config
+from lvcd.longvideo import plan_windows
 from lvcd.model import Conditioning, LVCDModel
-from lvcd.models.attention import ReferenceAttentionPlan
+from lvcd.models.embeddings import MICRO_CONDITIONING_DIM
 from lvcd.models.transformer import ClipLayout
+from lvcd.sampling import window_layouts
 
-WINDOW_FRAMES = 19  # 1 reference + 4 prev-reference + 14 video frames
-REFERENCE_FRAMES = 5  # frames on the reference path (reference + prev-reference)
-PREV_REFERENCE_LOG_WEIGHT = math.log(10.0)
-WEIGHTED_LAYERS = frozenset(range(13))
+WINDOW_PLAN = plan_windows(100)  # the official layout: 1 reference + 4 prev-reference + 14 video frames a window
+WINDOW_FRAMES = WINDOW_PLAN.window_size
+REFERENCE_FRAMES = WINDOW_PLAN.num_reference  # frames on the reference path (reference + prev-reference)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def prev_reference_plan() -> ReferenceAttentionPlan:
-    """The official plan of a later window (overlap 4): key frames of frame t are
-    [t if t <= 8 else t - 3 ; t if t <= 4 else (t - 4 if t <= 8 else 0)], block 1 of frames 5..8 weighted by 10."""
-    t = torch.arange(WINDOW_FRAMES)
-    first = torch.where(t <= 8, t, t - 3)
-    second = torch.where(t <= 4, t, torch.where(t <= 8, t - 4, torch.zeros_like(t)))
-    log_weights = torch.zeros(WINDOW_FRAMES, 2)
-    log_weights[5:9, 1] = PREV_REFERENCE_LOG_WEIGHT
-    return ReferenceAttentionPlan(torch.stack([first, second], dim=1), log_weights, WEIGHTED_LAYERS)
+def prev_reference_layout(device=None) -> ClipLayout:
+    """The layout of a later window, exactly as the sampler builds it (official prev-reference plan)."""
+    return window_layouts(WINDOW_PLAN, device)[1]
 
 
 def build_random_network(device: torch.device, dtype: torch.dtype, seed: int = 0) -> LVCDModel:
@@ -168,7 +163,7 @@ def count_flops(height: int, width: int) -> int | None:
         x, sigma, cond = make_inputs_meta(model, height, width)
         counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
-            model.denoise(x, sigma, cond, ClipLayout(WINDOW_FRAMES, REFERENCE_FRAMES, prev_reference_plan()))
+            model.denoise(x, sigma, cond, prev_reference_layout())
         return int(counter.get_total_flops())
     except Exception:  # noqa: BLE001 - an op without a meta kernel must not sink the timing run
         return None
@@ -180,7 +175,7 @@ def make_inputs_meta(model: LVCDModel, height: int, width: int):
         cond = Conditioning(
             concat=torch.empty(latent),
             crossattn=torch.empty(WINDOW_FRAMES, 1, model.config.unet.context_dim),
-            vector=torch.empty(WINDOW_FRAMES, 768),
+            vector=torch.empty(WINDOW_FRAMES, 3 * MICRO_CONDITIONING_DIM),
             hint=torch.empty(WINDOW_FRAMES, 1, height, width),
         )
         return torch.empty(latent), torch.ones(WINDOW_FRAMES), cond
@@ -197,7 +192,7 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(model: LVCDModel, height: int, width: int, device: torch.device, warmup: int, repeats: int) -> dict:
-    layout = ClipLayout(WINDOW_FRAMES, REFERENCE_FRAMES, prev_reference_plan())
+    layout = prev_reference_layout(device)
     x, sigma, cond = make_inputs(model, height, width, device)
     times = []
     with torch.inference_mode(), PeakMemory(device) as memory:

@@ -97,3 +97,58 @@ def test_unknown_preset_and_missing_config_file_raise_helpful_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         get_config(bad)
+
+
+def _imported_modules(path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_cli_is_a_leaf_library_modules_never_import_it():
+    """The CLI, the page and the node pack sit on top of the library: nothing below imports them, and nothing but the
+    CLI imports the CLI or typer."""
+    from pathlib import Path
+
+    import lvcd
+
+    package = Path(lvcd.__file__).parent
+    leaves = ("lvcd.cli", "lvcd.ui", "lvcd.comfyui")
+    # The single-file page of before issue #9 still imports lvcd.cli.options; #9 replaces it by a package that does not.
+    legacy_page = package / "ui.py"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        module = ".".join(path.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__")
+        if module.startswith("lvcd.cli") or path == legacy_page:
+            continue
+        forbidden = ("typer", "lvcd.cli") if module.startswith(leaves) else ("typer", *leaves)
+        offenders += [f"{module} imports {name}" for name in _imported_modules(path) if name.startswith(forbidden)]
+    assert offenders == []
+
+
+def test_transformer_depth_builds_that_many_block_pairs():
+    from dataclasses import replace
+
+    from lvcd.models.transformer import ClipLayout
+
+    cfg = config_from_sgm_json(TINY_CONFIG)
+    deeper = replace(cfg, unet=replace(cfg.unet, transformer_depth=2))
+    with torch.device("meta"):
+        keys = LVCDModel(deeper, parts=("unet",)).state_dict()
+    prefix = "model.diffusion_model.input_blocks.1.1."
+    assert {f"{prefix}transformer_blocks.1.attn1.to_q.weight", f"{prefix}time_stack.1.attn1.to_q.weight"} <= set(keys)
+    torch.manual_seed(0)
+    svt = SpatialVideoTransformer(32, 2, 16, 64, layer_index=0, depth=2).eval()
+    x, context = torch.randn(6, 32, 4, 4), torch.randn(6, 1, 64)
+    layout = ClipLayout.training(num_frames=3)
+    with torch.no_grad():
+        out = svt(x, context, layout)
+        svt.transformer_blocks[1].ff.net[2].weight.zero_()  # the second pair takes part
+        assert out.shape == x.shape and not torch.allclose(out, svt(x, context, layout))

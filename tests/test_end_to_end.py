@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import numpy as np
 import pytest
@@ -86,10 +87,63 @@ def test_colour_frames_to_colorized_shot_to_scores(tmp_path, tiny_weights):
     assert report["clips"][0]["frames"] == 6
 
 
-def test_from_pretrained_offline_explains_licence_login_and_offline_mode(tmp_path, monkeypatch):
+@pytest.fixture()
+def offline_hub(monkeypatch):
+    """Offline mode as huggingface_hub sees it (it reads HF_HUB_OFFLINE once, when first imported, so setting the
+    variable now is not enough), and a socket that refuses to connect, so nothing here can reach the network."""
+    import huggingface_hub.constants
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the test tried to reach the network")
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    found = []
+    while err is not None:
+        found.append(err)
+        err = err.__cause__ or err.__context__
+    return found
+
+
+def test_from_pretrained_offline_with_an_empty_cache_explains_what_to_do(tmp_path, offline_hub):
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
     with pytest.raises(WeightsError) as err:
         LVCDPipeline.from_pretrained(cache_dir=tmp_path, device="cpu")
+    causes = _chain(err.value)[1:]
+    assert isinstance(causes[0], LocalEntryNotFoundError)  # the hub's cache-only path, not a network failure
+    assert any("offline mode is enabled" in str(cause) for cause in causes)
+    assert not any(isinstance(cause, AssertionError) for cause in causes)
     message = str(err.value)
-    for phrase in ("licence", "huggingface-cli login", "HF_HUB_OFFLINE", "from_single_file"):
+    for phrase in ("svd.safetensors", "licence", "huggingface-cli login", "HF_HUB_OFFLINE", "from_single_file"):
         assert phrase in message
+
+
+def _cache(root, repo_and_file: tuple[str, str], source) -> None:
+    """Put ``source`` in a Hugging Face cache layout, as `huggingface-cli download` leaves it."""
+    repo_id, filename = repo_and_file
+    commit = "0" * 40
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit / filename).symlink_to(source)
+
+
+def test_from_pretrained_offline_loads_the_files_already_in_the_cache(tmp_path, offline_hub, tiny_weights):
+    from lvcd.pipeline import LVCD_REPO, SVD_REPO
+
+    _cache(tmp_path, SVD_REPO, tiny_weights["svd"])
+    _cache(tmp_path, LVCD_REPO, tiny_weights["lvcd"])
+    pipe = LVCDPipeline.from_pretrained(cache_dir=tmp_path, config=TINY_CONFIG, device="cpu")
+    assert pipe.config.unet.model_channels == 32 and pipe.model.parts == (
+        "unet",
+        "controlnet",
+        "clip",
+        "cond_encoder",
+        "first_stage",
+    )

@@ -16,6 +16,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+# The official layout, stated once: the model was trained on 320x576 frames and clips of 14 video frames; sampling
+# windows overlap the previous window by 4 frames (a window: reference + 4 prev-reference + 14 video = 19 frames);
+# 25 Euler steps per window.
+TRAIN_SIZE_HW: tuple[int, int] = (320, 576)
+VIDEO_FRAMES = 14
+OVERLAP = 4
+NUM_STEPS = 25
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -28,7 +36,7 @@ class UNetConfig:
     num_res_blocks: int = 2
     attention_resolutions: tuple[int, ...] = (4, 2, 1)
     num_head_channels: int = 64
-    transformer_depth: int = 1
+    transformer_depth: int = 1  # transformer blocks (spatial + temporal pairs) per SpatialVideoTransformer
     context_dim: int = 1024
     adm_in_channels: int = 768
     video_kernel_size: tuple[int, int, int] = (3, 1, 1)
@@ -76,12 +84,13 @@ class CLIPConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """EDM discretization and the official conditioning values."""
+    """EDM discretization, the default steps and window overlap, and the official conditioning values."""
 
     sigma_min: float = 0.002
     sigma_max: float = 700.0
     rho: float = 7.0
-    num_steps: int = 25
+    num_steps: int = NUM_STEPS
+    overlap: int = OVERLAP  # frames each window shares with the previous one
     fps_id: int = 6
     motion_bucket_id: int = 160
     cond_aug: float = 0.0
@@ -101,14 +110,10 @@ class LVCDConfig:
     clip: CLIPConfig = field(default_factory=CLIPConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     # Trained frame size; the pipeline resizes inputs to about this area.
-    train_size_hw: tuple[int, int] = (320, 576)
+    train_size_hw: tuple[int, int] = TRAIN_SIZE_HW
     # Video frames per window the model was trained on (the reference path comes on top).
-    video_frames: int = 14
+    video_frames: int = VIDEO_FRAMES
     name: str = "custom"
-
-    @property
-    def latent_scale(self) -> float:
-        return self.vae.scale_factor
 
     @property
     def size_multiple(self) -> int:
@@ -232,8 +237,8 @@ def config_from_sgm_dict(doc: dict[str, Any], name: str = "custom") -> LVCDConfi
     params = model["params"]
     unet_params = params["network_config"]["params"]
     cnet_params = params.get("controlnet_config", {}).get("params", {})
-    unet = _unet_from_sgm(unet_params, hint_channels=cnet_params.get("hint_channels", 3))
-    scale_factor = float(params.get("scale_factor", 0.18215))
+    unet = _unet_from_sgm(unet_params, hint_channels=cnet_params.get("hint_channels", UNetConfig.hint_channels))
+    scale_factor = float(params.get("scale_factor", VAEConfig.scale_factor))
 
     first = params["first_stage_config"]["params"]
     dec = first["decoder_config"]["params"]
@@ -251,16 +256,18 @@ def config_from_sgm_dict(doc: dict[str, Any], name: str = "custom") -> LVCDConfi
             dd = emb["params"]["encoder_config"]["params"]["ddconfig"]
             cond_vae = _vae_from_ddconfig(dd, scale_factor)
 
-    disc = params.get("sampler_config", {}).get("params", {}).get("discretization_config", {}).get("params", {})
+    sampler = params.get("sampler_config", {}).get("params", {})
+    disc = sampler.get("discretization_config", {}).get("params", {})
+    default = SamplingConfig()
     sampling = replace(
-        SamplingConfig(),
-        sigma_min=float(disc.get("sigma_min", 0.002)),
-        sigma_max=float(disc.get("sigma_max", 700.0)),
-        rho=float(disc.get("rho", 7.0)),
-        num_steps=int(params.get("sampler_config", {}).get("params", {}).get("num_steps", 25)),
+        default,
+        sigma_min=float(disc.get("sigma_min", default.sigma_min)),
+        sigma_max=float(disc.get("sigma_max", default.sigma_max)),
+        rho=float(disc.get("rho", default.rho)),
+        num_steps=int(sampler.get("num_steps", default.num_steps)),
     )
     fixture = doc.get("fixture", {})
-    size = tuple(fixture.get("frame_size_hw", (320, 576)))
+    size = tuple(fixture.get("frame_size_hw", TRAIN_SIZE_HW))
     return LVCDConfig(
         unet=unet, vae=vae, cond_vae=cond_vae, clip=clip_cfg, sampling=sampling, train_size_hw=size, name=name
     )

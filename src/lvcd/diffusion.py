@@ -1,14 +1,21 @@
 """EDM v-scaling denoiser, sigma schedule and Euler sampler (spec §2.8), k-diffusion style.
 
-The denoiser is ``D(x, sigma) -> x0``; LVCD's blending and prev-reference logic live in the long-video driver
-(``lvcd.longvideo``), never inside the Euler step.
+The one contract between samplers and models is k-diffusion's denoiser ``D(x, sigma) -> x0``. A sampler is a plain
+function ``sample_x(denoiser, x, sigmas, callback=None)``; LVCD's overlapped blending and prev-reference attention
+live in a wrapper around the denoiser (``lvcd.sampling.WindowDenoiser``, which counts its calls), never inside a
+sampler step, so any sampler of this signature runs LVCD's long videos.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
+
+from lvcd.config import SamplingConfig
+
+_OFFICIAL = SamplingConfig()
 
 
 def vscaling(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -21,7 +28,11 @@ def vscaling(sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
 
 
 def edm_sigmas(
-    num_steps: int, sigma_min: float = 0.002, sigma_max: float = 700.0, rho: float = 7.0, device=None
+    num_steps: int,
+    sigma_min: float = _OFFICIAL.sigma_min,
+    sigma_max: float = _OFFICIAL.sigma_max,
+    rho: float = _OFFICIAL.rho,
+    device=None,
 ) -> torch.Tensor:
     """``EDMDiscretization``: Karras sigmas from sigma_max down to sigma_min, then a final 0. (num_steps + 1,) float32."""
     ramp = torch.linspace(0, 1, num_steps, device=device)
@@ -31,7 +42,11 @@ def edm_sigmas(
 
 
 def training_sigmas(
-    num: int, p_mean: float = 1.0, p_std: float = 1.6, generator: torch.Generator | None = None, device=None
+    num: int,
+    p_mean: float = _OFFICIAL.p_mean,
+    p_std: float = _OFFICIAL.p_std,
+    generator: torch.Generator | None = None,
+    device=None,
 ) -> torch.Tensor:
     """``EDMSampling``: ln(sigma) ~ N(p_mean, p_std^2)."""
     return (p_mean + p_std * torch.randn(num, generator=generator, device=device)).exp()
@@ -42,25 +57,26 @@ def loss_weight(sigma: torch.Tensor) -> torch.Tensor:
     return (sigma**2 + 1.0) / sigma**2
 
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
-"""denoiser(x, sigma, step) -> x0 prediction; ``step`` lets wrappers (overlap blending) act per step."""
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``denoiser(x, sigma) -> x0``: x (B, ...) at noise levels sigma (B,), returns the x0 prediction shaped like x."""
+
+Callback = Callable[[dict[str, Any]], None]
+"""Called after every step with k-diffusion's dict: ``{"i": step, "x": x, "sigma": sigmas[i], "denoised": x0}``."""
 
 
 @torch.no_grad()
 def sample_euler(
-    denoiser: Denoiser,
-    x: torch.Tensor,
-    sigmas: torch.Tensor,
-    callback: Callable[[int, torch.Tensor, torch.Tensor], None] | None = None,
+    denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, callback: Callback | None = None
 ) -> torch.Tensor:
     """Euler's method on the EDM probability-flow ODE (no churn), as LVCD's ``sample_func.sample``.
 
     x is the noise already scaled to sigmas[0]; per step: d = (x - D(x, sigma_i)) / sigma_i; x += (sigma_{i+1} - sigma_i) d.
+    One denoiser call per step.
     """
     for step in range(len(sigmas) - 1):
         sigma = sigmas[step]
-        denoised = denoiser(x, sigma.expand(x.shape[0]), step)
+        denoised = denoiser(x, sigma.expand(x.shape[0]))
         x = x + (sigmas[step + 1] - sigma) * ((x - denoised) / sigma)
         if callback is not None:
-            callback(step, x, denoised)
+            callback({"i": step, "x": x, "sigma": sigma, "denoised": denoised})
     return x

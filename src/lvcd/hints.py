@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from lvcd.errors import InputError
 from lvcd.io import FrameSource, SizePlan, detect_sequence_polarity, fit_hint, lineart_to_hint, to_rgb_uint8
+from lvcd.io.atomic import atomic_output
 
 
 def _as_array(frame) -> np.ndarray:
@@ -43,7 +44,10 @@ class LineartFrames:
             self._frames = None
             self.count = len(self.source)
             self.size_hw = tuple(self.source.size_hw)
-            self.paths = [Path(self.source.path)] if getattr(self.source, "path", None) else []
+            paths = getattr(self.source, "paths", None) or (
+                [self.source.path] if getattr(self.source, "path", None) else []
+            )
+            self.paths = [Path(p) for p in paths]
         else:
             if isinstance(lineart, torch.Tensor) and lineart.ndim in (3, 4):
                 frames = list(lineart if lineart.ndim == 4 else lineart[:, None])
@@ -124,21 +128,20 @@ class HintStore:
     def build(
         cls, frames: LineartFrames, plan: SizePlan, polarity: str, path: Path, progress: bool = True
     ) -> HintStore:
-        tmp = path.with_name(path.name + ".tmp.npy")
-        store = cls(tmp, len(frames), plan.model_hw, mode="w+")
-        produced = 0
-        for frame in tqdm(frames, total=len(frames), desc="line art", unit="frame", disable=not progress):
-            if produced >= len(frames):
-                raise InputError(f"The line-art source yielded more frames than the {len(frames)} it announced.")
-            store.array[produced] = fit_hint(frame_to_hint(frame, polarity), plan)
-            produced += 1
-        if produced != len(frames):
-            raise InputError(
-                f"The line-art source yielded {produced} frames but announced {len(frames)}; it may be truncated."
-            )
-        store.array.flush()
-        del store
-        os.replace(tmp, path)
+        with atomic_output(path) as temporary:
+            store = cls(temporary, len(frames), plan.model_hw, mode="w+")
+            produced = 0
+            for frame in tqdm(frames, total=len(frames), desc="line art", unit="frame", disable=not progress):
+                if produced >= len(frames):
+                    raise InputError(f"The line-art source yielded more frames than the {len(frames)} it announced.")
+                store.array[produced] = fit_hint(frame_to_hint(frame, polarity), plan)
+                produced += 1
+            if produced != len(frames):
+                raise InputError(
+                    f"The line-art source yielded {produced} frames but announced {len(frames)}; it may be truncated."
+                )
+            store.array.flush()
+            del store
         return cls(path, len(frames), plan.model_hw)
 
     def __len__(self) -> int:

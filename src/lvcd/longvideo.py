@@ -3,9 +3,9 @@
 Pure functions of the shot length and settings; the driver that runs the model is ``lvcd.sampling``.
 
 A window has ``1 + overlap`` reference-path positions (0: the reference; 1..overlap: the previous window's last
-frames, "prev-reference") followed by ``video_frames`` (14) video positions. Window 0 covers video frames 1..14 of
-the shot (frame 0 is the reference itself); each later window starts ``overlap`` frames before the previous one
-ended, so it adds ``video_frames - overlap`` (10) new frames.
+frames, "prev-reference") followed by ``video_frames`` video positions. Officially (:mod:`lvcd.config`) overlap is 4
+and video_frames 14: window 0 covers video frames 1..14 of the shot (frame 0 is the reference itself); each later
+window starts ``overlap`` frames before the previous one ended, so it adds ``video_frames - overlap`` (10) new frames.
 
 Any length works: frame 0 alone needs no window; a window that would run past the last frame (the first one for
 shots under 15 frames, or the last one when N is not 15 + 10k) is filled up with repeats of the last line-art
@@ -20,11 +20,13 @@ from dataclasses import dataclass
 
 import torch
 
+from lvcd.config import OVERLAP, VIDEO_FRAMES
 from lvcd.models.attention import ReferenceAttentionPlan
 
 PREV_REFERENCE_SHIFT = 3  # new frames attend to the frame 3 positions earlier (official `olap = 3`)
 PREV_REFERENCE_AMPLIFY = 10.0  # overlap frames weight their prev-reference twin by 10 (official `refattn_amplify`)
 PREV_REFERENCE_WEIGHTED_LAYERS = frozenset(range(13))  # the official weights layers 0-12 of each network
+WINDOW_FRAMES = 1 + OVERLAP + VIDEO_FRAMES  # the official window: reference + prev-reference + video frames (19)
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class WindowPlan:
         return 1 + self.overlap
 
 
-def plan_windows(num_frames: int, overlap: int = 4, video_frames: int = 14) -> WindowPlan:
+def plan_windows(num_frames: int, overlap: int = OVERLAP, video_frames: int = VIDEO_FRAMES) -> WindowPlan:
     """The window layout for a shot of ``num_frames`` frames (frame 0 = the coloured reference)."""
     if num_frames < 1:
         raise ValueError("A shot needs at least one frame.")
@@ -79,9 +81,11 @@ def plan_windows(num_frames: int, overlap: int = 4, video_frames: int = 14) -> W
 
 
 def recycle_noise(noise: torch.Tensor, overlap: int) -> torch.Tensor:
-    """Initial noise of the next window (official): position 0 keeps its noise, the prev-reference and overlap
-    positions take the noise of the previous window's last ``overlap`` frames, the new frames take the noise of
-    the previous window's first new positions. So frame f always starts from the noise frame f - stride had."""
+    """Initial noise of the next window (official ``cat([x[0], x[15:19], x[15:19], x[5:15]])``): position 0 keeps
+    its noise, the prev-reference and overlap positions take the noise of the previous window's last ``overlap``
+    positions (a frame shared by two windows starts from the same noise in both), the new positions take the noise
+    of the previous window's first video positions. Traced through the windows, video frame f starts from the noise
+    of frame f - video_frames (f - 14; the spec's "f - 10" is a slip)."""
     num_reference = 1 + overlap
     window = noise.shape[0]
     tail = noise[window - overlap :]
@@ -89,15 +93,15 @@ def recycle_noise(noise: torch.Tensor, overlap: int) -> torch.Tensor:
     return torch.cat([noise[:1], tail, tail, fresh])
 
 
-def official_normal_plan(window: int = 19, overlap: int = 4) -> ReferenceAttentionPlan:
+def official_normal_plan(window: int = WINDOW_FRAMES, overlap: int = OVERLAP) -> ReferenceAttentionPlan:
     """First window ('normal'): reference-path frames attend to themselves only; video frames to [self ; reference]."""
     t = torch.arange(window)
     return ReferenceAttentionPlan(torch.stack([t, torch.where(t <= overlap, t, 0)], dim=1))
 
 
 def official_prevref_plan(
-    window: int = 19,
-    overlap: int = 4,
+    window: int = WINDOW_FRAMES,
+    overlap: int = OVERLAP,
     shift: int = PREV_REFERENCE_SHIFT,
     amplify: float = PREV_REFERENCE_AMPLIFY,
     weighted_layers: frozenset[int] | None = PREV_REFERENCE_WEIGHTED_LAYERS,

@@ -9,17 +9,13 @@ torch.Size([75, 3, 320, 576])
 from __future__ import annotations
 
 import os
-import secrets
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from tqdm.auto import tqdm
 
 from lvcd.config import LVCDConfig
@@ -27,36 +23,30 @@ from lvcd.decoding import decode_frames
 from lvcd.diffusion import edm_sigmas
 from lvcd.errors import InputError, WeightsError
 from lvcd.hints import HintStore, LineartFrames, resolve_polarity
-from lvcd.io import SizePlan, fit_image, load_image, open_writer, plan_size, to_rgb_uint8
-from lvcd.longvideo import WindowPlan, plan_windows
+from lvcd.io import SizePlan, open_writer, plan_size, restore
+from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
+from lvcd.longvideo import plan_windows
 from lvcd.model import LVCDModel
-from lvcd.sampling import CarryState, ReferenceLatents, encode_reference, sample_shot
+from lvcd.sampling import CarryState, sample_shot
+from lvcd.shot import (
+    ShotJob,
+    check_initial_noise,
+    draw_start_noise,
+    encode_references,
+    job_fingerprint,
+    reference_tensor,
+    references_of,
+    resolve_seed,
+    start_noise_shape,
+)
 from lvcd.weights import load_model
-from lvcd.workdir import WorkDir, fingerprint
+from lvcd.workdir import WorkDir
 
 SVD_REPO = ("stabilityai/stable-video-diffusion-img2vid", "svd.safetensors")
 LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
 
 
 @dataclass
-class _Job:
-    """One shot's resolved inputs and settings, as the sampler needs them."""
-
-    work: WorkDir
-    windows: WindowPlan
-    plan: SizePlan
-    hints: HintStore
-    images: dict[int, torch.Tensor]  # frame index -> (1, 3, H, W) in [-1, 1]: the reference (0) and keyframes
-    num_steps: int
-    seed: int | None
-    initial_noise: torch.Tensor | None
-    reference_noise: torch.Tensor | None
-    prev_attn_steps: int | None
-    polarity: str
-    progress: bool
-    callback: Callable[[SamplingProgress], None] | None = None
-
-
 @dataclass(frozen=True)
 class SamplingProgress:
     """Passed to ``LVCDPipeline.__call__(callback=...)`` after every denoising step; 0-based ``window`` and ``step``.
@@ -78,46 +68,6 @@ class ColorizeResult:
     seed: int | None
     polarity: str
     output_path: Path | None = None
-
-
-def _reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
-    """Any image -> (1, 3, H, W) in [-1, 1] at the processing size. Float inputs at the processing size are kept exact."""
-    if isinstance(image, (str, os.PathLike)):
-        image = load_image(image)
-    if isinstance(image, torch.Tensor) and image.is_floating_point():
-        tensor = image.detach().float().cpu()
-        tensor = tensor[None] if tensor.ndim == 3 else tensor
-        if tensor.ndim != 4 or tensor.shape[:2] != (1, 3):
-            raise InputError(f"The {what} tensor must be (3, H, W) in [0, 1], got {tuple(image.shape)}.")
-        if tuple(tensor.shape[-2:]) == plan.model_hw and plan.is_identity:
-            return tensor * 2 - 1
-        image = (tensor[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-    try:
-        rgb = to_rgb_uint8(image)
-    except (TypeError, ValueError) as err:
-        raise InputError(
-            f"The {what} is not an image ({err}); give a file path, a PIL image, an array or a tensor in [0, 1]."
-        ) from err
-    if rgb.shape[:2] != plan.input_hw:  # a reference of another size: bring it to the line art's size first
-        (h, w), (hi, wi) = rgb.shape[:2], plan.input_hw
-        if abs(w / h - wi / hi) > 0.01 * wi / hi:
-            warnings.warn(
-                f"The {what} is {w}x{h} but the line art is {wi}x{hi} (another aspect ratio): it is stretched to the "
-                "line art's size. Give the coloured version of the shot's frame for the best colour transfer.",
-                stacklevel=3,
-            )
-        rgb = np.asarray(Image.fromarray(rgb).resize(plan.input_hw[::-1], Image.Resampling.BICUBIC))
-    fitted = fit_image(rgb, plan)
-    return torch.from_numpy(fitted).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-
-def _restore(frame: torch.Tensor, plan: SizePlan) -> torch.Tensor:
-    """(3, H, W) in [-1, 1] at the processing size -> (3, H_in, W_in) in [0, 1]."""
-    (top, left), (height, width) = plan.offset_yx, plan.content_hw
-    frame = (frame[:, top : top + height, left : left + width] + 1) / 2
-    if (height, width) != plan.input_hw:
-        frame = F.interpolate(frame[None], size=plan.input_hw, mode="bicubic", antialias=True, align_corners=False)[0]
-    return frame.clamp(0, 1)
 
 
 class LVCDPipeline:
@@ -161,6 +111,14 @@ class LVCDPipeline:
                 ) from err
         return cls.from_single_file(*paths, **kwargs)
 
+    def _extractor(self, method: str | LineartExtractor) -> LineartExtractor:
+        if isinstance(method, LineartExtractor):
+            return method
+        extractor = get_extractor(method, device=self.device)
+        if extractor.warning:
+            warnings.warn(extractor.warning, stacklevel=3)
+        return extractor
+
     def _place(self, *parts: str) -> None:
         """With offloading, keep only the named parts on the GPU."""
         if not self.offload:
@@ -183,13 +141,14 @@ class LVCDPipeline:
         reference,
         lineart,
         size: tuple[int, int] | None = None,
-        num_steps: int = 25,
+        num_steps: int | None = None,
         seed: int | None = None,
         polarity: str = "auto",
         initial_noise: torch.Tensor | None = None,
         reference_noise: torch.Tensor | None = None,
         keyframes: dict[int, object] | None = None,
-        overlap: int = 4,
+        extract_lineart: str | LineartExtractor | None = None,
+        overlap: int | None = None,
         prev_attn_steps: int | None = None,
         output: str | os.PathLike | None = None,
         fps: float = 20.0,
@@ -205,7 +164,12 @@ class LVCDPipeline:
         reference / keyframe images: path, PIL image, HxWx3 array or (3, H, W) tensor in [0, 1].
         lineart: folder, video or GIF path, list of images, or tensor (N, C, H, W) in [0, 1].
         polarity: "auto", "dark-lines" (dark lines on light paper) or "bright-lines" (lines ~1 on 0, the model's).
+        extract_lineart: ``lineart`` holds colour frames: extract their line art first, frame by frame, with this
+        method of :data:`lvcd.lineart.METHODS` (weights looked up as :func:`lvcd.lineart.get_extractor` does) or
+        this :class:`~lvcd.lineart.LineartExtractor`; the extracted line art is dark lines on white.
         size: (H, W) processing size (multiples of 64); default: near the trained 320x576 area, aspect kept.
+        num_steps, overlap: Euler steps per window and frames shared by consecutive windows; default: the model
+        config's (``config.sampling``: 25 and 4, the official values).
         initial_noise: (window, 4, H/8, W/8) noise of the first window; reference_noise: (1, 4, H/8, W/8) eps of the
         reference's VAE sample. Otherwise both come from ``seed``, in the official order.
         output: a .mp4/.webm/.gif file or a folder of PNGs; frames then stream to it and ``result.frames`` is None.
@@ -214,7 +178,13 @@ class LVCDPipeline:
         stops the job there (cancellation), the output is not written and the finished windows stay in ``work_dir``.
         """
         cfg = self.config
+        num_steps = cfg.sampling.num_steps if num_steps is None else num_steps
+        overlap = cfg.sampling.overlap if overlap is None else overlap
         frames = LineartFrames(lineart)
+        if extract_lineart is not None:
+            if polarity not in ("auto", "dark-lines"):
+                raise InputError(f"Extracted line art is dark lines on white; polarity {polarity!r} contradicts it.")
+            frames, polarity = LineartFrames(ExtractedLineart(frames, self._extractor(extract_lineart))), "dark-lines"
         count = len(frames)
         plan = plan_size(frames.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
         polarity = resolve_polarity(frames, polarity)
@@ -223,14 +193,15 @@ class LVCDPipeline:
         if resume and work_dir is None:
             raise InputError("resume=True needs the work_dir of the interrupted job.")
         windows = plan_windows(count, overlap=overlap, video_frames=cfg.video_frames)
+        check_initial_noise(initial_noise, start_noise_shape(windows, plan, cfg))
         keyframes = dict(keyframes or {})
         for index in keyframes:
             if not 0 < index < count:
                 raise InputError(
                     f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
                 )
-        images = {0: _reference_tensor(reference, plan, "reference")}
-        images.update({i: _reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
+        images = {0: reference_tensor(reference, plan, "reference")}
+        images.update({i: reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
         writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=frames.paths) if output is not None else None
 
         temporary = None
@@ -239,21 +210,20 @@ class LVCDPipeline:
             work_dir = temporary.name
         try:
             work = WorkDir(work_dir, resume=resume and temporary is None)
-            hints = HintStore.build(frames, plan, polarity, work.hints_path, progress=progress)
-            job = _Job(
-                work,
-                windows,
-                plan,
-                hints,
-                images,
-                num_steps,
-                seed,
-                initial_noise,
-                reference_noise,
-                prev_attn_steps,
-                polarity,
-                progress,
-                callback,
+            job = ShotJob(
+                windows=windows,
+                plan=plan,
+                hints=HintStore.build(frames, plan, polarity, work.hints_path, progress=progress),
+                images=images,
+                polarity=polarity,
+                num_steps=num_steps,
+                seed=seed,
+                initial_noise=initial_noise,
+                reference_noise=reference_noise,
+                prev_attn_steps=prev_attn_steps,
+                work=work,
+                progress=progress,
+                callback=callback,
             )
             latents, seed = self._sample(job)
             result_frames = self._decode(latents, plan, writer, progress)
@@ -267,51 +237,25 @@ class LVCDPipeline:
         output_path = writer.close() if writer is not None else None
         return ColorizeResult(result_frames, latents.cpu(), plan, seed, polarity, output_path)
 
-    def _start_state(self, job: _Job) -> tuple[dict[str, torch.Tensor], int | None]:
+    def _start_state(self, job: ShotJob) -> tuple[dict[str, torch.Tensor], int | None]:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and
         kept in the work directory, so a resumed run restores them exactly."""
-        cfg, model = self.config, self.model
-        latent_hw = tuple(s // cfg.vae.downsample_factor for s in job.plan.model_hw)
-        noise_shape = (job.windows.window_size, 4, *latent_hw)
-        if job.initial_noise is not None and tuple(job.initial_noise.shape) != noise_shape:
-            raise InputError(f"initial_noise must have shape {noise_shape}, got {tuple(job.initial_noise.shape)}.")
-        seed = job.seed
-        if seed is None and (job.initial_noise is None or job.reference_noise is None):
-            seed = secrets.randbits(62)
-        settings = {
-            "steps": job.num_steps, "seed": seed, "overlap": job.windows.overlap, "prev_attn_steps": job.prev_attn_steps,
-            "plan": [job.plan.input_hw, job.plan.model_hw], "polarity": job.polarity, "config": cfg.name,
-            "dtype": str(next(model.unet.parameters()).dtype), "keyframes": sorted(job.images),
-        }  # fmt: skip
-        arrays = [job.hints.array] + [job.images[i] for i in sorted(job.images)]
-        arrays += [t.float().cpu() for t in (job.initial_noise, job.reference_noise) if t is not None]
-        job.work.bind(fingerprint(settings, *arrays))
-
+        seed = resolve_seed(job)
+        job.work.bind(job_fingerprint(job, seed, self.config, next(self.model.unet.parameters()).dtype))
         start = job.work.load_start()
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
-            if job.initial_noise is not None:
-                start = {"noise": job.initial_noise.float().cpu()}
-            else:
-                start = {"noise": torch.randn(noise_shape, generator=generator)}
+            start = {"noise": draw_start_noise(job, start_noise_shape(job.windows, job.plan, self.config), generator)}
             self._place("clip", "first_stage")
-            for index in sorted(job.images):
-                eps = job.reference_noise if index == 0 else None
-                ref = encode_reference(model, job.images[index].to(self.device), index, noise=eps, generator=generator)
-                start[f"ref{index}.crossattn"] = ref.crossattn
-                start[f"ref{index}.mode"] = ref.mode_latent
-                start[f"ref{index}.sample"] = ref.sample_latent
+            start.update(encode_references(self.model, job, self.device, generator))
             job.work.save_start(start)
         return start, seed
 
-    def _sample(self, job: _Job) -> tuple[torch.Tensor, int | None]:
+    def _sample(self, job: ShotJob) -> tuple[torch.Tensor, int | None]:
         """All windows (those a resumed job already finished are loaded); returns the shot's scaled latents."""
         cfg, model, device = self.config, self.model, self.device
         start, seed = self._start_state(job)
-        references = [
-            ReferenceLatents(i, *(start[f"ref{i}.{name}"].to(device) for name in ("crossattn", "mode", "sample")))
-            for i in sorted(job.images)
-        ]
+        references = references_of(start, job.images, device)
         latents = [references[0].sample_latent * model.latent_scale]
         state = CarryState(start["noise"].to(device), None, None)
         done = job.work.finished_windows() if job.work.resume else 0
@@ -354,7 +298,7 @@ class LVCDPipeline:
         collected = [] if writer is None else None
         bar = tqdm(total=latents.shape[0], desc="decoding", unit="frame", disable=not progress)
         for _, pixels in decode_frames(self.model, lambda idx: latents[idx].to(self.device), latents.shape[0]):
-            frame = _restore(pixels.cpu(), plan)
+            frame = restore((pixels.cpu() + 1) / 2, plan)
             if writer is not None:
                 writer.write((frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
             else:

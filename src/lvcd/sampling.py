@@ -1,10 +1,10 @@
 """The long-video driver: runs the windows of a ``WindowPlan`` with Overlapped Blending and Prev-Reference Attention.
 
-Per window (spec §3.4–3.5): Euler sampling of the 19-frame window; at every step the x0-prediction of the overlap
-positions is replaced by the previous window's prediction for the same frames at the same step (Overlapped
-Blending), and the spatial attention follows the prev-reference plan. What carries from one window to the next is a
-small ``CarryState`` (noise, the last frames' latents and their per-step predictions), which is also what a resumed
-run restores.
+Per window (spec §3.4–3.5) a sampler (Euler, :func:`lvcd.diffusion.sample_euler`) runs on a :class:`WindowDenoiser`,
+the window's ``D(x, sigma)``: at every call the x0-prediction of the overlap positions is replaced by the previous
+window's prediction for the same frames at the same call (Overlapped Blending), and the spatial attention follows the
+prev-reference plan. What carries from one window to the next is a small ``CarryState`` (noise, the last frames'
+latents and their per-call predictions), which is also what a resumed run restores.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lvcd.diffusion import sample_euler
+from lvcd.diffusion import Denoiser, sample_euler
 from lvcd.longvideo import Window, WindowPlan, official_normal_plan, official_prevref_plan, recycle_noise
 from lvcd.model import Conditioning, LVCDModel
 from lvcd.models.transformer import ClipLayout
@@ -36,7 +36,7 @@ class CarryState:
 
     noise: torch.Tensor  # (T, 4, h, w) initial noise of the next window
     prev_latents: torch.Tensor | None  # (overlap, 4, h, w) SCALED final latents of the previous window's last frames
-    blend_history: torch.Tensor | None  # (steps, overlap, 4, h, w) previous window's per-step x0 of those frames
+    blend_history: torch.Tensor | None  # (calls, overlap, 4, h, w) previous window's x0 of those frames, per call
 
 
 @torch.no_grad()
@@ -80,6 +80,60 @@ def window_conditioning(
     )
 
 
+def window_layouts(plan: WindowPlan, device=None) -> tuple[ClipLayout, ClipLayout]:
+    """The (first-window "normal", later-window "prevref") layouts of a plan's windows, their plans on ``device``."""
+    size, overlap, num_reference = plan.window_size, plan.overlap, plan.num_reference
+    normal = ClipLayout(size, num_reference, official_normal_plan(size, overlap).to(device))
+    prevref = ClipLayout(size, num_reference, official_prevref_plan(size, overlap).to(device))
+    return normal, prevref
+
+
+class WindowDenoiser:
+    """``D(x, sigma)`` of one window, with LVCD's per-step logic inside; it counts its calls (one per Euler step).
+
+    - Prev-Reference Attention: calls ``0..prev_attn_steps-1`` use ``prevref_layout`` (later windows), the others the
+      normal layout;
+    - the x0-prediction of the window's last ``overlap`` positions is recorded in ``history`` before blending (as the
+      official), for the next window;
+    - Overlapped Blending: with ``blend_history`` (the previous window's records), the overlap positions' prediction
+      of call n is replaced by the previous window's call n prediction of the same frames.
+
+    A sampler that calls the denoiser several times a step stays aligned call for call, as long as consecutive
+    windows use the same sampler and sigmas.
+    """
+
+    def __init__(
+        self,
+        model: LVCDModel,
+        plan: WindowPlan,
+        cond: Conditioning,
+        layout: ClipLayout,
+        prevref_layout: ClipLayout | None = None,
+        prev_attn_steps: int = 0,
+        blend_history: torch.Tensor | None = None,
+    ):
+        self.model, self.cond, self.layout = model, cond, layout
+        self.prevref_layout, self.prev_attn_steps = prevref_layout, prev_attn_steps
+        self.blend_history = blend_history
+        self.overlap, self.num_reference = plan.overlap, plan.num_reference
+        self.calls = 0
+        self.history: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        call = self.calls
+        self.calls += 1
+        prevref = self.prevref_layout is not None and call < self.prev_attn_steps
+        denoised = self.model.denoise(x, sigma, self.cond, self.prevref_layout if prevref else self.layout)
+        self.history.append(denoised[denoised.shape[0] - self.overlap :].clone())  # recorded before blending
+        if self.blend_history is not None:
+            denoised[self.num_reference : self.num_reference + self.overlap] = self.blend_history[call]
+        return denoised
+
+
+Sampler = Callable[..., torch.Tensor]
+"""``sampler(denoiser, x, sigmas, callback=None) -> x`` (k-diffusion's signature), e.g. ``sample_euler``."""
+
+
 def sample_window(
     model: LVCDModel,
     plan: WindowPlan,
@@ -90,27 +144,28 @@ def sample_window(
     blend_history: torch.Tensor | None,
     prev_attn_steps: int | None = None,
     step_callback: Callable[[int], None] | None = None,
+    layouts: tuple[ClipLayout, ClipLayout] | None = None,
+    sampler: Sampler = sample_euler,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample one window. Returns (final latents (T, 4, h, w) scaled, per-step x0 of the last ``overlap`` positions)."""
-    size, overlap, num_reference = plan.window_size, plan.overlap, plan.num_reference
-    device = noise.device
-    normal = ClipLayout(size, num_reference, official_normal_plan(size, overlap).to(device))
-    prevref = ClipLayout(size, num_reference, official_prevref_plan(size, overlap).to(device))
+    """Sample one window. Returns (final latents (T, 4, h, w) scaled, per-call x0 of the last ``overlap`` positions).
+
+    ``prev_attn_steps``: denoiser calls with Prev-Reference Attention in later windows (default: all).
+    """
+    normal, prevref = layouts or window_layouts(plan, noise.device)
     steps = len(sigmas) - 1
-    prev_attn_steps = steps if prev_attn_steps is None else prev_attn_steps
-    history = []
-
-    def denoiser(x: torch.Tensor, sigma: torch.Tensor, step: int) -> torch.Tensor:
-        layout = prevref if window.index > 0 and step < prev_attn_steps else normal
-        denoised = model.denoise(x, sigma, cond, layout)
-        history.append(denoised[size - overlap :].clone())  # recorded before blending, as the official
-        if blend_history is not None:
-            denoised[num_reference : num_reference + overlap] = blend_history[step]
-        return denoised
-
+    denoiser: Denoiser = WindowDenoiser(
+        model,
+        plan,
+        cond,
+        normal,
+        prevref if window.index > 0 else None,
+        steps if prev_attn_steps is None else prev_attn_steps,
+        blend_history,
+    )
     x = noise * torch.sqrt(1.0 + sigmas[0] ** 2)
-    latents = sample_euler(denoiser, x, sigmas, callback=(lambda i, *_: step_callback(i)) if step_callback else None)
-    return latents, torch.stack(history)
+    callback = (lambda info: step_callback(info["i"])) if step_callback else None
+    latents = sampler(denoiser, x, sigmas, callback=callback)
+    return latents, torch.stack(denoiser.history)
 
 
 def sample_shot(
@@ -123,17 +178,19 @@ def sample_shot(
     start_window: int = 0,
     prev_attn_steps: int | None = None,
     step_callback: Callable[[int], None] | None = None,
+    sampler: Sampler = sample_euler,
 ) -> Iterator[tuple[Window, torch.Tensor, CarryState]]:
     """Run windows ``start_window..`` and yield (window, new latents (k, 4, h, w) scaled, state for the next window).
 
     The caller keeps the latents (and may persist the state to resume later); nothing else accumulates.
     """
+    layouts = window_layouts(plan, state.noise.device)
     for window in plan.windows[start_window:]:
         reference = reference_for_window(references, window)
         cond = window_conditioning(model, plan, window, reference, state.prev_latents, hints_for(window.frames))
         blend = state.blend_history if window.index > 0 else None
         latents, history = sample_window(
-            model, plan, window, cond, state.noise, sigmas, blend, prev_attn_steps, step_callback
+            model, plan, window, cond, state.noise, sigmas, blend, prev_attn_steps, step_callback, layouts, sampler
         )
         new_latents = latents[list(window.new_positions)]
         state = CarryState(

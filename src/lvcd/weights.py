@@ -1,11 +1,8 @@
-"""Read the official weight files, check them strictly, build the model on the meta device and materialise it once.
+"""Load the official weight files into the LVCD model: roles, a strict key report, meta build, one copy in memory.
 
-Files:
+Files (read by :mod:`lvcd.state_dict`, the one reader, which also handles the restricted unpickling):
 - ``svd.safetensors``: Stability's SVD img2vid checkpoint (UNet, CLIP image tower, VAE, conditioner VAE encoder).
 - ``lvcd.ckpt``: LVCD's Lightning checkpoint, ``{'state_dict': {control_model.* + 160 UNet attention tensors}}``.
-  Read with ``torch.load(weights_only=True)``; if the pickle holds other objects (Lightning hyper-parameters,
-  callbacks), a restricted unpickler rebuilds only tensors and plain containers and replaces every other object by
-  an inert stub, so no pickled code ever runs.
 - Our own safetensors written by ``lvcd convert`` (the LVCD-trained subset, or the whole model, optionally fp16).
 
     >>> model, report = load_model("svd.safetensors", "lvcd.ckpt", dtype=torch.bfloat16, device="cuda")  # doctest: +SKIP
@@ -15,9 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +19,10 @@ import torch
 
 from lvcd.config import LVCDConfig, config_from_dict, config_to_dict, get_config
 from lvcd.errors import WeightsError
+from lvcd.io.atomic import atomic_output
 from lvcd.model import PART_PREFIXES, PARTS, LVCDModel
+from lvcd.state_dict import KeyReport, check_keys
+from lvcd.state_dict import WeightsFile as _WeightsFile
 
 SVD_URL = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid (file svd.safetensors; licence gate: accept it on the page, then `huggingface-cli login`)"
 LVCD_URL = "https://huggingface.co/luckyhzt/lvcd_pretrained_models (file lvcd.ckpt)"
@@ -55,144 +52,12 @@ def is_known_unused(key: str) -> bool:
     return key in KNOWN_UNUSED_KEYS or key.startswith(KNOWN_UNUSED_PREFIXES)
 
 
-# ------------------------------------------------------------------------------------------------
-# Reading files
-# ------------------------------------------------------------------------------------------------
-
-
-class _InertObject:
-    """Stands in for any non-tensor object of a checkpoint's pickle; accepts and ignores everything."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __call__(self, *args, **kwargs):  # a pickled call on a stub (e.g. getattr(obj, name)(...)) yields another stub
-        return _InertObject()
-
-    def __setstate__(self, state):
-        pass
-
-    def __setitem__(self, key, value):
-        pass
-
-    def append(self, value):
-        pass
-
-    def extend(self, values):
-        pass
-
-
-_SAFE_BUILTINS = {
-    "dict",
-    "list",
-    "tuple",
-    "set",
-    "frozenset",
-    "int",
-    "float",
-    "complex",
-    "str",
-    "bytes",
-    "bytearray",
-    "bool",
-    "slice",
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Rebuilds tensors and plain containers only; any other global becomes an inert stub class."""
-
-    def find_class(self, module: str, name: str):
-        allowed = (
-            (module == "collections" and name == "OrderedDict")
-            or (module == "builtins" and name in _SAFE_BUILTINS)
-            or (module == "_codecs" and name == "encode")
-            or (module == "torch._utils" and name.startswith("_rebuild_"))
-            or (module == "torch._tensor" and name == "_rebuild_from_type_v2")
-            or (
-                module == "torch"
-                and (name in ("Size", "device") or isinstance(getattr(torch, name, None), torch.dtype))
-            )
-        )
-        if allowed:
-            return super().find_class(module, name)
-        return type(name, (_InertObject,), {"__module__": "lvcd.weights.inert"})
-
-
-class _RestrictedPickleModule:
-    """A ``pickle_module`` for torch.load that uses the restricted unpickler."""
-
-    Unpickler = _RestrictedUnpickler
-    load = staticmethod(lambda f, **kw: _RestrictedUnpickler(f, **kw).load())
-    __name__ = "lvcd_restricted_pickle"
-
-
-def _torch_load(path: Path) -> dict:
-    # Memory-map the zip format (no copy of the weights in RAM); legacy (pre-1.6) pickles cannot be mapped.
-    mmap = zipfile.is_zipfile(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as err:
-        if "Weights only load failed" not in str(err):
-            raise
-    # The pickle holds objects beyond tensors (e.g. Lightning hyper-parameters): rebuild tensors only.
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
-
-
-class WeightsFile:
-    """Lazy, read-only view of one weights file: ``keys()``, ``shape(key)``, ``get(key)``."""
-
-    def __init__(self, path: str | os.PathLike, role: str):
-        self.path = Path(path)
-        self.role = role
-        if not self.path.exists():
-            raise WeightsError(f"The {role} weights file {self.path} does not exist. {_where_to_get(role)}")
-        if self.path.is_dir():
-            raise WeightsError(f"The {role} weights path {self.path} is a folder; pass the file itself.")
-        self._safe = None
-        self._tensors: dict[str, torch.Tensor] | None = None
-        try:
-            if _is_safetensors(self.path):
-                from safetensors import safe_open
-
-                self._safe = safe_open(str(self.path), framework="pt")
-                self._keys = list(self._safe.keys())
-            else:
-                obj = _torch_load(self.path)
-                self._tensors = _unwrap_state_dict(obj, self.path)
-                self._keys = list(self._tensors)
-        except WeightsError:
-            raise
-        except Exception as err:  # noqa: BLE001 - any reader failure means an unusable file
-            raise WeightsError(
-                f"Could not read the {role} weights file {self.path} ({type(err).__name__}: {err}). "
-                f"It is probably truncated or corrupt (size {self.path.stat().st_size:,} bytes): download it again. {_where_to_get(role)}"
-            ) from err
-
-    def keys(self) -> list[str]:
-        return self._keys
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        if self._safe is not None:
-            return tuple(self._safe.get_slice(key).get_shape())
-        return tuple(self._tensors[key].shape)
-
-    def get(self, key: str) -> torch.Tensor:
-        try:
-            if self._safe is not None:
-                return self._safe.get_tensor(key)
-            return self._tensors[key]
-        except Exception as err:  # noqa: BLE001
-            raise WeightsError(
-                f"Tensor {key} of {self.path} cannot be read ({err}); the file is corrupt or truncated: download it again."
-            ) from err
+class WeightsFile(_WeightsFile):
+    """A weights file read by the one reader (:class:`lvcd.state_dict.WeightsFile`), seen as LVCD weights."""
 
     def kind(self) -> str:
-        return classify_keys(self._keys)
-
-    def metadata(self) -> dict[str, str]:
-        """The safetensors header metadata ({} for pickled checkpoints)."""
-        return dict(self._safe.metadata() or {}) if self._safe is not None else {}
+        """'svd', 'lvcd', 'full' or 'unknown' (:func:`classify_keys`)."""
+        return classify_keys(self.keys())
 
     def model_config(self) -> LVCDConfig | None:
         """The model config a file of ours carries in its metadata (``MODEL_CONFIG_KEY``), else None."""
@@ -203,28 +68,6 @@ class WeightsFile:
             return config_from_dict(json.loads(text))
         except (ValueError, TypeError) as err:
             raise WeightsError(f"{self.path} carries an unreadable model config ({err}); pass --config.") from err
-
-
-def _is_safetensors(path: Path) -> bool:
-    if path.suffix.lower() == ".safetensors":
-        return True
-    with open(path, "rb") as f:
-        head = f.read(9)
-    # safetensors: 8-byte little-endian header length then a JSON object.
-    return len(head) == 9 and head[8:9] == b"{"
-
-
-def _unwrap_state_dict(obj, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict) or not obj:
-        raise WeightsError(
-            f"{path} holds no state dict (found {type(obj).__name__}); expected a Lightning checkpoint or a plain state dict."
-        )
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise WeightsError(f"{path} holds no tensors; it is not a model checkpoint.")
-    return tensors
 
 
 def _where_to_get(role: str) -> str:
@@ -255,30 +98,18 @@ def classify_keys(keys) -> str:
 
 
 @dataclass
-class LoadReport:
-    """What a load took from where, and everything that did not fit."""
+class LoadReport(KeyReport):
+    """What a load took from where (``loaded``, ``ignored``), and everything that did not fit (the key report)."""
 
     loaded: dict[str, int] = field(default_factory=dict)  # file -> number of tensors taken from it
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
-    shape_mismatch: list[tuple[str, tuple, tuple]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.shape_mismatch)
 
     def summary(self) -> str:
         lines = [f"loaded {n} tensors from {f}" for f, n in self.loaded.items()]
         lines.append(
             f"ignored {len(self.ignored)} known-unused tensors (CLIP text-tower leftovers, conditioner VAE decoder)"
         )
-        for title, items in (("missing", self.missing), ("unexpected", self.unexpected)):
-            if items:
-                lines.append(f"{len(items)} {title}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}")
-        for key, file_shape, model_shape in self.shape_mismatch[:5]:
-            lines.append(f"shape mismatch {key}: file {file_shape} vs model {model_shape}")
-        return "\n".join(lines)
+        return "\n".join(lines + self.lines())
 
 
 def _check_roles(svd: WeightsFile | None, lvcd: WeightsFile | None) -> None:
@@ -329,15 +160,10 @@ def load_model(
     weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
     ``config=None``: the config a file of ours carries (the last file that has one), else the official full size.
     """
-    files = [
-        f
-        for f in (
-            WeightsFile(svd_path, "svd") if svd_path else None,
-            WeightsFile(lvcd_path, "lvcd") if lvcd_path else None,
-        )
-    ]
-    _check_roles(*files)
-    files = [f for f in files if f is not None]
+    svd = WeightsFile(svd_path, "svd", _where_to_get("svd")) if svd_path else None
+    lvcd = WeightsFile(lvcd_path, "lvcd", _where_to_get("lvcd")) if lvcd_path else None
+    _check_roles(svd, lvcd)
+    files = [f for f in (svd, lvcd) if f is not None]
     if not files:
         raise WeightsError("No weights given: pass svd.safetensors (and lvcd.ckpt), or one converted whole-model file.")
     cfg = get_config(config if config is not None else config_of_files(files))
@@ -345,23 +171,21 @@ def load_model(
     with torch.device("meta"):
         model = LVCDModel(cfg, parts)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    prefixes = tuple(PART_PREFIXES[p] for p in model.parts)
+    built = tuple(PART_PREFIXES[p] for p in model.parts)
 
     report = LoadReport()
     source: dict[str, WeightsFile] = {}
     for f in files:  # later files override earlier ones (lvcd.ckpt over svd.safetensors), as the official loading order
         for key in f.keys():
-            if key in expected:
-                source[key] = f
-            elif is_known_unused(key):
+            if is_known_unused(key):
                 report.ignored.append(key)
-            elif key.startswith(prefixes) or not key.startswith(tuple(PART_PREFIXES.values())):
-                report.unexpected.append(f"{key} ({f.path.name})")
-    report.missing = sorted(k for k in expected if k not in source)
-    for key, f in list(source.items()):
-        if f.shape(key) != expected[key]:
-            report.shape_mismatch.append((key, f.shape(key), expected[key]))
-            del source[key]  # never assigned: with strict=False it is filled like a missing tensor
+            elif key.startswith(built) or not key.startswith(tuple(PART_PREFIXES.values())):
+                source[key] = f  # tensors of parts not built (e.g. the VAE for a UNet-only load) are skipped
+    keys = check_keys({key: f.shape(key) for key, f in source.items()}, expected)
+    report.missing, report.shape_mismatch = keys.missing, keys.shape_mismatch
+    report.unexpected = [f"{key} ({source[key].path.name})" for key in keys.unexpected]
+    for key in [*keys.unexpected, *(k for k, _, _ in keys.shape_mismatch)]:
+        del source[key]  # never assigned: with strict=False a mis-shaped tensor is filled like a missing one
     if strict and not report.ok:
         raise WeightsError(_mismatch_message(files, report, cfg))
 
@@ -438,20 +262,16 @@ def lvcd_trained_keys(model: LVCDModel) -> list[str]:
 def save_safetensors(
     tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> Path:
-    """Write atomically: a temporary file in the target folder, then rename."""
+    """Write ``tensors`` (None values are left out) to a safetensors file, atomically (:func:`lvcd.io.atomic_output`)."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_output(path) as temporary:
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},
+            str(temporary),
+            metadata=metadata,
+        )
+    return Path(path)
 
 
 def convert(

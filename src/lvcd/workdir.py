@@ -13,18 +13,14 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from lvcd.errors import InputError
+from lvcd.io.atomic import write_json_atomic
 from lvcd.sampling import CarryState
+from lvcd.weights import save_safetensors
 
 SETTINGS = "settings.json"
-
-
-def _atomic_save(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None}, str(tmp))
-    os.replace(tmp, path)
 
 
 def fingerprint(settings: dict, *arrays) -> str:
@@ -64,12 +60,10 @@ class WorkDir:
             return
         for stale in self.path.glob("window_*.safetensors"):
             stale.unlink()
-        tmp = settings.with_name(".settings.json.tmp")
-        tmp.write_text(json.dumps({"fingerprint": job_fingerprint}))
-        os.replace(tmp, settings)
+        write_json_atomic(settings, {"fingerprint": job_fingerprint})
 
     def save_start(self, tensors: dict[str, torch.Tensor]) -> None:
-        _atomic_save(tensors, self.path / "start.safetensors")
+        save_safetensors(tensors, self.path / "start.safetensors")
 
     def load_start(self) -> dict[str, torch.Tensor] | None:
         path = self.path / "start.safetensors"
@@ -82,7 +76,7 @@ class WorkDir:
             "prev_latents": state.prev_latents,
             "blend_history": state.blend_history,
         }
-        _atomic_save(tensors, self.path / f"window_{index:06d}.safetensors")
+        save_safetensors(tensors, self.path / f"window_{index:06d}.safetensors")
 
     def finished_windows(self) -> int:
         count = 0

@@ -105,3 +105,32 @@ def test_wrong_shapes_are_rejected():
         restore(np.zeros((333, 500, 3), np.uint8), plan)
     with pytest.raises(InputError):
         plan_size((0, 10))
+
+
+def test_parse_size_is_the_one_size_parser():
+    from lvcd.io import parse_size
+
+    assert parse_size("320x576") == parse_size("320*576") == parse_size(" 320 × 576 ") == (320, 576)
+    assert parse_size("256") == parse_size(256) == (256, 256)
+    assert parse_size((384, 640)) == (384, 640)
+    assert parse_size(None) is None and parse_size("") is None and parse_size("AUTO") is None
+    for bad in ("big", "1x2x3", "3.5x4", "-3x4", "x"):
+        with pytest.raises(InputError, match="HEIGHTxWIDTH"):
+            parse_size(bad)
+    with pytest.raises(InputError, match="positive"):
+        parse_size("0x5")
+    with pytest.raises(InputError, match=r"--eval-size 16x16 is too small: at least 32"):
+        parse_size("16", option="--eval-size", minimum=32)
+
+
+def test_restore_takes_the_pipelines_float_tensors_too():
+    import torch
+
+    plan = plan_size((333, 500))
+    image = _smooth_rgb(333, 500)
+    fitted = fit_image(image, plan)
+    as_tensor = restore(torch.from_numpy(fitted).permute(2, 0, 1).float() / 255, plan)
+    assert as_tensor.shape == (3, 333, 500) and as_tensor.dtype == torch.float32
+    assert 0 <= as_tensor.min() and as_tensor.max() <= 1
+    from_array = restore(fitted, plan)
+    assert np.array_equal((as_tensor * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), from_array)

@@ -164,8 +164,8 @@ def test_missing_file_says_where_to_download(tmp_path):
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("<html>404 Not Found</html>\n", r"not a readable PyTorch weights file \(an HTML page"),
-        ("model0.1.weight = 1\n", r"not a readable PyTorch weights file \(not a PyTorch file"),
+        ("<html>404 Not Found</html>\n", r"not a readable line-art weights file \(an HTML page"),
+        ("model0.1.weight = 1\n", r"not a readable line-art weights file \(not a weights format"),
         ("version https://git-lfs.github.com/spec/v1\noid sha256:00\n", "Git LFS pointer"),
     ],
 )
@@ -179,12 +179,12 @@ def test_text_file_named_pth(tmp_path, text, expected):
 def test_truncated_files(generator, weights_path, tmp_path):
     path = tmp_path / "sk_model.pth"
     path.write_bytes(weights_path.read_bytes()[:100_000])
-    with pytest.raises(WeightsError, match="corrupt, truncated"):
+    with pytest.raises(WeightsError, match="not a readable PyTorch weights file.*truncated or corrupt"):
         load_informative_drawings(path)
     legacy = tmp_path / "legacy.pth"
     torch.save(generator.state_dict(), legacy, _use_new_zipfile_serialization=False)
     legacy.write_bytes(legacy.read_bytes()[:5_000])
-    with pytest.raises(WeightsError, match="corrupt, truncated"):
+    with pytest.raises(WeightsError, match="truncated or corrupt"):
         load_informative_drawings(legacy)
     as_safetensors = tmp_path / "sk_model.safetensors"
     save_file({key: value.contiguous() for key, value in generator.state_dict().items()}, str(as_safetensors))
@@ -193,15 +193,22 @@ def test_truncated_files(generator, weights_path, tmp_path):
         load_informative_drawings(as_safetensors)
 
 
-class _NotATensor:
-    pass
+class _RunsOnLoad:
+    """Unpickling this would create ``marker`` (GLOBAL + REDUCE of a function)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
 
 
-def test_arbitrary_pickles_are_refused(tmp_path):
-    path = tmp_path / "sk_model.pth"
-    torch.save({"model0.1.weight": _NotATensor()}, path)
-    with pytest.raises(WeightsError, match="weights_only"):
+def test_pickled_objects_never_run_and_a_file_without_tensors_is_refused(tmp_path):
+    path, marker = tmp_path / "sk_model.pth", tmp_path / "pwned"
+    torch.save({"model0.1.weight": _RunsOnLoad(marker)}, path)
+    with pytest.raises(WeightsError, match="holds no tensors.*lllyasviel/Annotators"):
         load_informative_drawings(path)
+    assert not marker.exists()
 
 
 def test_state_dict_of_another_model(tmp_path):
@@ -220,7 +227,7 @@ def test_wrong_shapes_are_reported(generator, tmp_path):
     state["model4.1.weight"] = torch.zeros(3, 64, 7, 7)  # e.g. an RGB-output variant
     path = tmp_path / "sk_model.pth"
     torch.save(state, path)
-    with pytest.raises(WeightsError, match=r"wrong shape.*model4\.1\.weight \(3, 64, 7, 7\)"):
+    with pytest.raises(WeightsError, match=r"shape mismatch model4\.1\.weight: file \(3, 64, 7, 7\)"):
         load_informative_drawings(path)
 
 

@@ -1,4 +1,6 @@
-"""CLIP image tower and preprocessing: parity with the official embedder 0 on the tiny golden fixtures."""
+"""CLIP image tower and preprocessing: parity with the official embedder 0 on the tiny golden fixtures (the upscaled
+reference's embedding is checked through the loaded model in test_parity_components, the full-size key layout in
+test_architecture)."""
 
 from __future__ import annotations
 
@@ -9,33 +11,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import TINY_CONFIG, assert_close_rel
 from lvcd.config import CLIPConfig, config_from_sgm_json
 from lvcd.models.clip import (
     CLIP_MEAN,
     CLIP_STD,
     CLIPImageEmbedder,
-    CLIPVisionTower,
     antialias_blur_params,
     clip_preprocess,
     gaussian_kernel1d,
     resize_antialias_kornia069,
 )
-
-try:
-    from conftest import FULL_MANIFEST, TINY_CONFIG, assert_close_rel
-except ImportError:  # tests/ not on sys.path
-    FIXTURES = Path(__file__).parents[1] / "fixtures"
-    TINY_CONFIG = FIXTURES / "tiny" / "tiny_config.json"
-    FULL_MANIFEST = FIXTURES / "reference" / "lvcd_state_dict_manifest.json"
-
-    def assert_close_rel(actual, expected, rel=1e-4, name=""):
-        assert actual.shape == expected.shape, name
-        scale = expected.abs().max().item()
-        err = (actual.double() - expected.double()).abs().max().item()
-        ratio = err / scale if scale > 0 else err
-        assert ratio <= rel, f"{name}: max abs err {err:.3g} = {ratio:.3g} x max|ref| {scale:.3g} > {rel}"
-        return ratio
-
 
 OFFICIAL_PREFIX = "conditioner.embedders.0."
 VISUAL_PREFIX = OFFICIAL_PREFIX + "open_clip.model.visual."
@@ -66,13 +52,6 @@ def _denormalise(pixels: torch.Tensor) -> torch.Tensor:
 
 
 # ---- parity with the official embedder ------------------------------------------------------------
-
-
-@torch.no_grad()
-def test_crossattn_matches_official_upscaled_input(tiny_embedder, components):
-    out = tiny_embedder(components["clip.image"])
-    assert out.shape == (1, 1, 64)
-    assert_close_rel(out, components["clip.crossattn"], name="clip.crossattn")
 
 
 @torch.no_grad()
@@ -137,18 +116,6 @@ def test_upscaling_is_a_plain_bicubic_interpolate():
 
 
 # ---- structure ------------------------------------------------------------------------------------
-
-
-def test_full_size_keys_and_shapes_match_official_manifest():
-    manifest = json.loads(Path(FULL_MANIFEST).read_text())["components"][OFFICIAL_PREFIX.rstrip(".")]
-    expected = {
-        key[len(VISUAL_PREFIX) :]: tuple(shape) for key, shape in manifest.items() if key.startswith(VISUAL_PREFIX)
-    }
-    with torch.device("meta"):
-        tower = CLIPVisionTower(CLIPConfig())
-    actual = {key: tuple(value.shape) for key, value in tower.state_dict().items()}
-    assert actual == expected
-    assert all(p.is_meta for p in tower.parameters())
 
 
 def test_embedder_keys_carry_official_suffix(tiny_clip_cfg):

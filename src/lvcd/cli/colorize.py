@@ -32,21 +32,6 @@ def parse_keyframes(items: list[str]) -> dict[int, Path]:
     return keyframes
 
 
-class ExtractedLineart:
-    """Line art extracted on the fly from colour frames (dark lines on white)."""
-
-    def __init__(self, source, extractor):
-        self.source, self.extractor = source, extractor
-        self.size_hw = source.size_hw
-        self.path = getattr(source, "path", None)
-
-    def __len__(self) -> int:
-        return len(self.source)
-
-    def __iter__(self):
-        return (self.extractor(frame) for frame in self.source)
-
-
 def colorize(
     reference: Path = typer.Option(
         ..., "--reference", "-r", help="The coloured reference: frame 0 of the shot, coloured."
@@ -69,7 +54,9 @@ def colorize(
     size: str | None = typer.Option(
         None, "--size", help="Processing size HxW (multiples of 64). Default: near 320x576, aspect kept."
     ),
-    steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window."),
+    steps: int | None = typer.Option(
+        None, "--steps", min=1, help="Euler steps per window (default: the model config's, 25 officially)."
+    ),
     seed: int | None = typer.Option(
         None, "--seed", help="Random seed (printed when not given, for reproducing a run)."
     ),
@@ -123,7 +110,7 @@ def _run(**opts) -> None:
     if output.exists() and not opts["overwrite"] and not opts["resume"]:
         raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
     source = FrameSource.open(opts["lineart"])
-    lineart = source
+    extractor = None
     if opts["from_color"]:
         from lvcd.lineart import get_extractor
 
@@ -132,18 +119,18 @@ def _run(**opts) -> None:
         )
         if extractor.warning:
             typer.echo(f"warning: {extractor.warning}", err=True)
-        lineart = ExtractedLineart(source, extractor)
     size, keyframes = parse_size(opts["size"]), parse_keyframes(opts["keyframe"])
     pipe = load_pipeline(opts["svd"], opts["lvcd_ckpt"], opts["config"], opts["device"], opts["dtype"], opts["offload"])
     work_dir = opts["work_dir"] or output.parent / f".{output.name}.lvcd-work"
     result = pipe(
         opts["reference"],
-        lineart,
+        source,
         size=size,
         num_steps=opts["steps"],
         seed=opts["seed"],
-        polarity="dark-lines" if opts["from_color"] else opts["polarity"],
+        polarity="auto" if opts["from_color"] else opts["polarity"],
         keyframes=keyframes,
+        extract_lineart=extractor,
         output=output,
         fps=opts["fps"] or source.fps or 20.0,
         overwrite=opts["overwrite"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -44,10 +43,10 @@ def demo_command(
     typer.echo(f"colorized in {report.seconds:.1f} s; scores over frames 1..{report.frames - 1}:")
     typer.echo(report.table())
     if scores_json is not None:
-        from lvcd.data.layout import atomic_write_bytes
+        from lvcd.io.atomic import write_json_atomic
 
         document = {"shot_seed": report.shot_seed, "frames": report.frames, "steps": steps, "scores": report.scores}
-        atomic_write_bytes(scores_json, (json.dumps(document, indent=1) + "\n").encode())
+        write_json_atomic(scores_json, document, indent=1)
 
 
 def register(app: typer.Typer) -> None:

@@ -82,6 +82,7 @@ def evaluate(
         with_root_inputs,
         write_json_atomic,
     )
+    from lvcd.metrics.clips import DEFAULT_SIZE
 
     try:
         if manifest is not None:
@@ -97,7 +98,8 @@ def evaluate(
             found = [with_root_inputs(spec) for spec in specs]
             added = sum((a.lineart, a.labels) != (b.lineart, b.labels) for a, b in zip(found, specs, strict=True))
             specs = found
-        settings = EvalSettings(size=parse_size(size), metrics=parse_metrics(metrics), batch_size=batch_size)
+        size_hw = parse_size(size, minimum=32) or DEFAULT_SIZE
+        settings = EvalSettings(size=size_hw, metrics=parse_metrics(metrics), batch_size=batch_size)
         tools = build_tools(
             settings.metrics,
             lpips_weights=lpips_weights,
@@ -112,7 +114,7 @@ def evaluate(
         )
         report = evaluate_clips(specs, tools, settings, progress=progress)
         if json_out is not None:
-            write_json_atomic(json_out, report_to_dict(report))
+            write_json_atomic(json_out, report_to_dict(report), allow_nan=False)
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -1,21 +1,16 @@
-"""Option parsing shared by the commands (sizes, dtypes, loading the model from files or the hub)."""
+"""Option parsing shared by the commands (dtypes, loading the model from files or the hub).
+
+Sizes are parsed by the library's one parser, :func:`lvcd.io.sizing.parse_size` (re-exported here for the commands).
+"""
 
 from __future__ import annotations
 
 from lvcd.errors import InputError
+from lvcd.io.sizing import parse_size
+
+__all__ = ["DTYPES", "load_pipeline", "parse_dtype", "parse_size"]
 
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """'320x576' (height x width) -> (320, 576); empty or 'auto' -> None."""
-    text = (text or "").strip().lower()
-    if text in ("", "auto"):
-        return None
-    parts = text.replace("*", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise InputError(f"Size {text!r} is not HEIGHTxWIDTH, e.g. 320x576.")
-    return int(parts[0]), int(parts[1])
 
 
 def parse_dtype(text: str | None):

@@ -21,9 +21,7 @@ official reader works on our roots and ours on the official one.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import torch
 from PIL import Image
 
 from lvcd.errors import InputError
+from lvcd.io.atomic import atomic_output, write_bytes_atomic, write_json_atomic
 
 INDEX_NAME = "train_clips_hist"
 META_NAME = "lvcd_data.json"
@@ -60,34 +59,14 @@ def clip_key(video: str, start: int, stop: int) -> str:
 # ------------------------------------------------------------------------------------- atomic writes
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def write_json(path: Path, document: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(document, indent=1) + "\n").encode())
+    write_json_atomic(path, document, indent=1)
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
     """HxWx3 (RGB) or HxW (grayscale) uint8 array, or HxW uint16 (16-bit grayscale), to a PNG, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        Image.fromarray(image).save(temp_name, format="PNG")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temporary:
+        Image.fromarray(image).save(temporary, format="PNG")
 
 
 def write_latent(path: Path, latent: torch.Tensor, metadata: Mapping[str, str] | None = None) -> None:
@@ -95,7 +74,7 @@ def write_latent(path: Path, latent: torch.Tensor, metadata: Mapping[str, str] |
     from safetensors.torch import save
 
     tensor = latent.detach().to("cpu", torch.float32).contiguous()
-    atomic_write_bytes(path, save({LATENT_KEY: tensor}, metadata=dict(metadata or {})))
+    write_bytes_atomic(path, save({LATENT_KEY: tensor}, metadata=dict(metadata or {})))
 
 
 # -------------------------------------------------------------------------------------------- layout

@@ -39,7 +39,6 @@ from tqdm.auto import tqdm
 from lvcd.data.layout import (
     META_FORMAT,
     DatasetLayout,
-    atomic_write_bytes,
     check_or_write_meta,
     clip_key,
     frame_name,
@@ -51,6 +50,7 @@ from lvcd.data.layout import (
 )
 from lvcd.data.scenes import SceneDetector, SceneSplitConfig, clip_ranges, resize_rgb, scene_ranges
 from lvcd.errors import InputError
+from lvcd.io.atomic import write_bytes_atomic
 
 # ---------------------------------------------------------------------------------------- components
 
@@ -510,7 +510,7 @@ def _write_json_if_changed(path: Path, document: Any) -> None:
     data = (json.dumps(document, indent=1) + "\n").encode()
     if path.is_file() and path.read_bytes() == data:
         return
-    atomic_write_bytes(path, data)
+    write_bytes_atomic(path, data)
 
 
 def write_index(root: str | Path, allow_partial: bool = False) -> tuple[Path, int, int]:

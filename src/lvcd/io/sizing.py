@@ -25,9 +25,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from lvcd.config import TRAIN_SIZE_HW
 from lvcd.errors import InputError
 
-TRAINED_HW: tuple[int, int] = (320, 576)
 # Cost of one unit of padded fraction relative to one unit of |log(area / trained area)|: a fully
 # padded plan (pad fraction 1) costs as much as a 7.4x area mismatch. With it 333x500 -> 384x576
 # (20% more area, 0.1% padding) beats 320x576 (17% padding).
@@ -77,7 +77,7 @@ def _nearest_multiples(value: int, multiple: int) -> list[int]:
 
 def plan_size(
     input_hw: tuple[int, int],
-    target_hw: tuple[int, int] = TRAINED_HW,
+    target_hw: tuple[int, int] = TRAIN_SIZE_HW,
     multiple: int = 64,
     forced_hw: tuple[int, int] | None = None,
 ) -> SizePlan:
@@ -194,10 +194,61 @@ def fit_hint(hint: np.ndarray, plan: SizePlan) -> np.ndarray:
     return _pad(resized.astype(hint.dtype, copy=False), plan, 0.0)
 
 
-def restore(frame: np.ndarray, plan: SizePlan) -> np.ndarray:
-    """``model_hw`` output frame (HxWx3 uint8) -> crop the content -> bicubic resize to exactly ``input_hw``."""
-    frame = np.asarray(frame)
-    _check_shape(frame, plan.model_hw, "restore")
-    (top, left), (content_h, content_w) = plan.offset_yx, plan.content_hw
-    content = frame[top : top + content_h, left : left + content_w]
-    return _resize(np.ascontiguousarray(content), plan.input_hw, Image.Resampling.BICUBIC)
+def restore(frame, plan: SizePlan):
+    """A ``model_hw`` output frame -> crop the padding off -> resize to exactly ``input_hw`` (bicubic, antialiased).
+
+    ``frame``: a (C, H, W) float tensor in [0, 1] (as :class:`lvcd.LVCDPipeline` makes them; the result is clamped to
+    [0, 1]) or an HxWxC uint8 array (the result is rounded back to uint8). One implementation for both, in torch.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not isinstance(frame, torch.Tensor):
+        frame = np.asarray(frame)
+        _check_shape(frame, plan.model_hw, "restore")
+        tensor = torch.from_numpy(np.ascontiguousarray(frame)).float().permute(2, 0, 1) / 255.0
+        restored = restore(tensor, plan)
+        return (restored * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    if frame.ndim != 3 or tuple(frame.shape[-2:]) != tuple(plan.model_hw):
+        raise ValueError(f"restore: expected a (C, H, W) tensor of size {plan.model_hw}, got {tuple(frame.shape)}")
+    (top, left), (height, width) = plan.offset_yx, plan.content_hw
+    frame = frame[:, top : top + height, left : left + width]
+    if (height, width) != plan.input_hw:
+        frame = F.interpolate(frame[None], size=plan.input_hw, mode="bicubic", antialias=True, align_corners=False)[0]
+    return frame.clamp(0, 1)
+
+
+_SIZE_SEPARATORS = ("x", "*", "×")
+
+
+def parse_size(value, option: str = "--size", minimum: int = 1) -> tuple[int, int] | None:
+    """A size as the user writes it -> (height, width): ``"320x576"`` (also ``320*576``, ``320×576``) -> (320, 576);
+    ``"256"`` or ``256`` -> (256, 256); an (h, w) pair passes through; None, ``""`` or ``"auto"`` -> None.
+
+    ``option`` names the setting in errors; sides under ``minimum`` are refused.
+
+    >>> parse_size("320x576"), parse_size("256"), parse_size("auto")
+    ((320, 576), (256, 256), None)
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    if isinstance(value, (tuple, list)):
+        parts = list(value)
+    else:
+        text = str(value).strip().lower()
+        for separator in _SIZE_SEPARATORS[1:]:
+            text = text.replace(separator, "x")
+        parts = [part.strip() for part in text.split("x")]
+    try:
+        if len(parts) not in (1, 2) or not all(str(p).isdigit() for p in parts):
+            raise ValueError
+        height, width = (int(parts[0]), int(parts[-1]))
+    except ValueError:
+        raise InputError(
+            f"{option} {value!r} is not HEIGHTxWIDTH or one number for a square, e.g. 320x576 or 256."
+        ) from None
+    if min(height, width) < 1:
+        raise InputError(f"{option} {height}x{width}: height and width must be positive.")
+    if min(height, width) < minimum:
+        raise InputError(f"{option} {height}x{width} is too small: at least {minimum} pixels a side.")
+    return height, width

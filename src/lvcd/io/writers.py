@@ -1,7 +1,7 @@
 """Writing frames: H.264 MP4, VP9 WebM, GIF or a folder of PNGs, streamed and atomic.
 
-Frames go to a hidden temporary file/folder next to the target (``.NAME.partial-XXXXXXXX``) and are
-renamed onto the target only by :meth:`FrameWriter.close`. An aborted or killed run therefore never
+Frames go to a hidden temporary file/folder next to the target (``.NAME.partial-XXXXXXXX``, an
+:class:`lvcd.io.atomic.AtomicOutput`) and are renamed onto the target only by :meth:`FrameWriter.close`. An aborted or killed run therefore never
 leaves a partial output at the target, and a pre-existing output stays untouched until the new one is
 complete. Nothing is accumulated in memory: every frame is encoded or saved as it arrives.
 
@@ -24,9 +24,6 @@ Codec choices:
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -37,6 +34,7 @@ from av.video.reformatter import ColorRange, Colorspace
 from PIL import Image
 
 from lvcd.errors import InputError
+from lvcd.io.atomic import AtomicOutput
 from lvcd.io.images import IMAGE_SUFFIXES, to_rgb_uint8
 
 OutputKind = Literal["mp4", "webm", "gif", "png"]
@@ -103,7 +101,6 @@ def open_writer(
         fps = math.nan
     if not (math.isfinite(fps) and fps > 0):
         raise InputError(f"fps {fps!r}: must be a positive number of frames per second.")
-    target.parent.mkdir(parents=True, exist_ok=True)
     if kind == "png":
         return _PngFolderWriter(target, overwrite)
     return _VideoWriter(target, overwrite, kind, fps)
@@ -115,10 +112,10 @@ class FrameWriter:
     Use as a context manager: leaving the block normally closes (finalizes), an exception aborts.
     """
 
-    def __init__(self, target: Path, overwrite: bool, temp_path: Path) -> None:
+    def __init__(self, target: Path, overwrite: bool, folder: bool) -> None:
         self.path = target
-        self.temp_path = temp_path
-        self.overwrite = overwrite
+        self.output = AtomicOutput(target, folder=folder, overwrite=overwrite)
+        self.temp_path = self.output.path
         self.frames_written = 0
         self.size_hw: tuple[int, int] | None = None
         self._state: Literal["open", "closed", "aborted", "kept"] = "open"
@@ -166,31 +163,17 @@ class FrameWriter:
         try:
             self._discard()
         finally:
-            _remove(self.temp_path)
+            self.output.discard()
 
     def _commit(self) -> None:
-        target, temp = self.path, self.temp_path
-        if not (target.exists() or target.is_symlink()):
-            os.replace(temp, target) if temp.is_file() else os.rename(temp, target)
-            return
-        if not self.overwrite:
+        try:
+            self.output.commit()
+        except FileExistsError:
             self._state = "kept"  # never delete the finished result: the user decides what to keep
             raise InputError(
-                f"{target}: appeared while writing and --overwrite was not given; the result is kept at {temp}."
-            )
-        if temp.is_file() and target.is_file():
-            os.replace(temp, target)  # atomic replacement of one file by another
-            return
-        # A folder (or a file/folder swap) cannot be replaced in one step: move the old output aside,
-        # move the new one in, then delete the old one; on failure put the old one back.
-        backup = _sibling(target, "replaced")
-        os.rename(target, backup)
-        try:
-            os.rename(temp, target)
-        except BaseException:
-            os.rename(backup, target)
-            raise
-        _remove(backup)
+                f"{self.path}: appeared while writing and --overwrite was not given; the result is kept at "
+                f"{self.temp_path}."
+            ) from None
 
     def __enter__(self) -> FrameWriter:
         return self
@@ -219,22 +202,9 @@ class FrameWriter:
         """Release handles before the temporary output is removed."""
 
 
-def _sibling(target: Path, tag: str, suffix: str = "") -> Path:
-    """A unique hidden path next to ``target``: ``.NAME.TAG-XXXXXXXX`` + ``suffix``."""
-    return target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:8]}{suffix}")
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
 class _PngFolderWriter(FrameWriter):
     def __init__(self, target: Path, overwrite: bool) -> None:
-        super().__init__(target, overwrite, _sibling(target, "partial"))
-        self.temp_path.mkdir()
+        super().__init__(target, overwrite, folder=True)
         self._names: set[str] = set()
 
     def _write(self, frame: np.ndarray, name: str | None) -> None:
@@ -247,7 +217,7 @@ class _PngFolderWriter(FrameWriter):
 
 class _VideoWriter(FrameWriter):
     def __init__(self, target: Path, overwrite: bool, kind: OutputKind, fps: float) -> None:
-        super().__init__(target, overwrite, _sibling(target, "partial", target.suffix))
+        super().__init__(target, overwrite, folder=False)
         self.kind = kind
         self.rate = Fraction(fps).limit_denominator(1001)
         self._container: av.container.OutputContainer | None = None

@@ -19,12 +19,14 @@ from lvcd.lineart.extractor import (
     resolve_weights,
 )
 from lvcd.lineart.informative import InformativeDrawingsGenerator, load_informative_drawings
+from lvcd.lineart.source import ExtractedLineart
 from lvcd.lineart.xdog import xdog, xdog_tensor
 
 __all__ = [
     "METHODS",
     "WEIGHT_FILES",
     "WEIGHTS_ENV_VAR",
+    "ExtractedLineart",
     "InformativeDrawingsGenerator",
     "LineartExtractor",
     "default_weights_dir",

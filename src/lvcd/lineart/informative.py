@@ -20,15 +20,12 @@ InstanceNorm has no affine parameters and no running statistics, so the state di
 from __future__ import annotations
 
 import os
-import pickle
-import zipfile
-from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from lvcd.errors import WeightsError
+from lvcd.state_dict import check_keys, read_state_dict
 
 DOWNLOAD_HINT = (
     "Download sk_model.pth (fine, used by LVCD) or sk_model2.pth (coarse) from "
@@ -94,87 +91,10 @@ class InformativeDrawingsGenerator(nn.Module):
         return self.model4(self.model3(self.model2(self.model1(self.model0(rgb)))))
 
 
-def _read_safetensors(path: Path) -> Mapping[str, object]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as err:
-        raise WeightsError(f"{path} is not a readable safetensors file ({err}). {DOWNLOAD_HINT}.") from err
-
-
-def _read_state_dict(path: Path) -> Mapping[str, object]:
-    """The raw mapping stored in a .pth/.pt/.ckpt (weights_only pickle) or .safetensors file."""
-    with path.open("rb") as handle:
-        head = handle.read(64)
-    # safetensors: an 8-byte little-endian header length, then a JSON header (also when misnamed .pth).
-    if path.suffix.lower() == ".safetensors" or head[8:10] == b'{"':
-        return _read_safetensors(path)
-    if head.startswith(b"version https://git-lfs"):
-        raise WeightsError(f"{path} is a Git LFS pointer, not the weights (cloned without git-lfs?). {DOWNLOAD_HINT}.")
-    # torch.save writes a zip archive (PK..) or, in the legacy format, a pickle (protocol byte 0x80).
-    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
-        kind = "an HTML page" if head.lstrip().lower().startswith((b"<!doctype", b"<html")) else "not a PyTorch file"
-        raise WeightsError(
-            f"{path} is not a readable PyTorch weights file ({kind}, starts with {head[:16]!r}). {DOWNLOAD_HINT}."
-        )
-    try:
-        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as err:
-        if "weights only" in str(err).lower():
-            # weights_only refuses arbitrary pickled objects: say so instead of the long torch message.
-            raise WeightsError(
-                f"{path} holds pickled Python objects other than tensors, which are refused for safety "
-                f"(weights_only loading); it is not the plain state dict of sk_model.pth. {DOWNLOAD_HINT}."
-            ) from err
-        raise WeightsError(
-            f"{path} is not a readable PyTorch weights file (corrupt, truncated or not a .pth): {err}. {DOWNLOAD_HINT}."
-        ) from err
-    if not isinstance(loaded, Mapping):
-        raise WeightsError(f"{path} holds a {type(loaded).__name__}, not a state dict. {DOWNLOAD_HINT}.")
-    return loaded
-
-
-def _unwrap(raw: Mapping[str, object]) -> dict[str, torch.Tensor]:
-    """Accept a plain state dict, one nested under 'state_dict'/'model', and DataParallel 'module.' prefixes."""
-    for container in ("state_dict", "model", "netG", "generator"):
-        if container in raw and isinstance(raw[container], Mapping):
-            raw = raw[container]
-            break
-    state = {str(key): value for key, value in raw.items() if isinstance(value, torch.Tensor)}
-    if state and all(key.startswith("module.") for key in state):
-        state = {key.removeprefix("module."): value for key, value in state.items()}
-    return state
-
-
-def _describe_mismatch(path: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str | None:
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong_shape = [
-        f"{key} {tuple(state[key].shape)} (expected {tuple(expected[key].shape)})"
-        for key in sorted(set(state) & set(expected))
-        if state[key].shape != expected[key].shape
-    ]
-    if not (missing or unexpected or wrong_shape):
-        return None
-    if not state:
-        what = "no tensors"
-    elif any(key.startswith(("model.diffusion_model.", "control_model.", "conditioner.")) for key in state):
-        what = "the weights of a diffusion model (an LVCD/SVD checkpoint?)"
-    else:
-        what = "the weights of another model"
-    details = []
-    if missing:
-        details.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-    if unexpected:
-        details.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-    if wrong_shape:
-        details.append(f"{len(wrong_shape)} of the wrong shape (e.g. {'; '.join(wrong_shape[:2])})")
-    return (
-        f"{path} holds {what}, not the informative-drawings line-art generator: "
-        f"{len(state)} tensors, {', '.join(details)}. {DOWNLOAD_HINT}."
-    )
+def _what_it_holds(state: dict[str, torch.Tensor]) -> str:
+    if any(key.startswith(("model.diffusion_model.", "control_model.", "conditioner.")) for key in state):
+        return "the weights of a diffusion model (an LVCD/SVD checkpoint?)"
+    return "the weights of another model"
 
 
 def load_informative_drawings(
@@ -184,16 +104,15 @@ def load_informative_drawings(
 
     Raises :class:`lvcd.errors.WeightsError` for a missing, unreadable or foreign file, with what to do.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        where = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise WeightsError(f"Line-art weights {path} {where}. {DOWNLOAD_HINT}.")
-    state = _unwrap(_read_state_dict(path))
+    state = read_state_dict(path, "line-art", hint=DOWNLOAD_HINT + ".")
     with torch.device("meta"):  # shapes only: skip the random init that the weights replace anyway
         model = InformativeDrawingsGenerator()
-    problem = _describe_mismatch(path, state, model.state_dict())
-    if problem:
-        raise WeightsError(problem)
+    report = check_keys(state, model.state_dict())
+    if not report.ok:
+        raise WeightsError(
+            f"{path} holds {_what_it_holds(state)}, not the informative-drawings line-art generator: "
+            f"{len(state)} tensors, {report.describe()}. {DOWNLOAD_HINT}."
+        )
     if not all(value.is_floating_point() for value in state.values()):
         raise WeightsError(f"{path} has non-float tensors where conv weights are expected. {DOWNLOAD_HINT}.")
     if not all(torch.isfinite(value).all() for value in state.values()):

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from lvcd.errors import InputError
+from lvcd.io.sizing import parse_size  # noqa: F401 - lvcd.metrics exports the one size parser
 from lvcd.metrics.labels import label_files, label_map_size, load_label_maps, root_inputs
 
 DEFAULT_SIZE = (256, 256)
@@ -54,24 +55,6 @@ class ClipFrames:
     lineart: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     labels_size: tuple[int, int] | None = None  # the label maps' own (height, width), before resizing
-
-
-def parse_size(text: str | int | tuple[int, int]) -> tuple[int, int]:
-    """``256`` -> (256, 256); ``"256x448"`` -> (256, 448) as height x width."""
-    if isinstance(text, tuple):
-        height, width = text
-    else:
-        parts = str(text).lower().replace("×", "x").split("x")
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            raise InputError(f"--size must be N or HxW (e.g. 256 or 256x448), got {text!r}") from None
-        if len(values) not in (1, 2):
-            raise InputError(f"--size must be N or HxW, got {text!r}")
-        height, width = values if len(values) == 2 else (values[0], values[0])
-    if min(height, width) < 32:
-        raise InputError(f"evaluation size {height}x{width} is too small (at least 32 pixels a side)")
-    return int(height), int(width)
 
 
 def as_unit_float(frames: torch.Tensor) -> torch.Tensor:

@@ -16,13 +16,10 @@ paper's relative-L2 form (schema 1's ``tc`` is now ``tc_mse``), ``edmd`` compare
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from lvcd.io.atomic import write_json_atomic  # noqa: F401 - lvcd.metrics exports the one atomic JSON writer
 from lvcd.metrics.evaluate import ClipResult, EvaluationReport
 
 SCHEMA = "lvcd.evaluate/2"
@@ -94,22 +91,6 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
             "notes": list(report.notes),
         },
     }
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to a temporary file beside ``path`` and rename it over ``path`` (no half-written files)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(data, stream, indent=2, allow_nan=False)
-            stream.write("\n")
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
 
 
 def _cell(name: str, value: float | None) -> str:

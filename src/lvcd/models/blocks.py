@@ -11,12 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-
-class GroupNorm32(nn.GroupNorm):
-    """GroupNorm computed in float32 and cast back (sgm's GroupNorm32, eps 1e-5)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
+from lvcd.models.norm import group_norm
 
 
 class ReferenceIsolatingConv3d(nn.Conv3d):
@@ -42,11 +37,11 @@ class ResBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, emb_dim: int):
         super().__init__()
         self.in_layers = nn.Sequential(
-            GroupNorm32(32, in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1)
+            group_norm(in_channels), nn.SiLU(), nn.Conv2d(in_channels, out_channels, 3, padding=1)
         )
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, out_channels))
         self.out_layers = nn.Sequential(
-            GroupNorm32(32, out_channels),
+            group_norm(out_channels),
             nn.SiLU(),
             nn.Dropout(0.0),
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
@@ -70,13 +65,13 @@ class TemporalResBlock(nn.Module):
         super().__init__()
         padding = tuple(k // 2 for k in kernel_size)
         self.in_layers = nn.Sequential(
-            GroupNorm32(32, channels),
+            group_norm(channels),
             nn.SiLU(),
             ReferenceIsolatingConv3d(channels, channels, kernel_size, padding=padding),
         )
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_dim, channels))
         self.out_layers = nn.Sequential(
-            GroupNorm32(32, channels),
+            group_norm(channels),
             nn.SiLU(),
             nn.Dropout(0.0),
             ReferenceIsolatingConv3d(channels, channels, kernel_size, padding=padding),

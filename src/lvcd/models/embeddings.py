@@ -22,16 +22,27 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
     return embedding
 
 
+MICRO_CONDITIONING_DIM = 256  # sinusoid width of each of the three values
+
+
 def micro_conditioning(
-    fps_id: float, motion_bucket_id: float, cond_aug: float, num_frames: int, device=None, dim: int = 256
+    fps_id: float | torch.Tensor,
+    motion_bucket_id: float | torch.Tensor,
+    cond_aug: float | torch.Tensor,
+    num_frames: int,
+    device=None,
+    dim: int = MICRO_CONDITIONING_DIM,
 ) -> torch.Tensor:
     """The conditioner's ``vector``: ``[emb(fps_id) | emb(motion_bucket_id) | emb(cond_aug)]`` per frame.
 
-    Returns (num_frames, 3 * dim); every row is identical.
+    Each value is a number (the same for every frame, as in inference) or a tensor of ``num_frames`` per-frame values
+    (training batches). Returns (num_frames, 3 * dim).
     """
-    values = torch.tensor([float(fps_id), float(motion_bucket_id), float(cond_aug)], device=device)
-    row = timestep_embedding(values, dim).reshape(1, 3 * dim)
-    return row.expand(num_frames, -1).contiguous()
+    columns = [
+        torch.as_tensor(value, dtype=torch.float32, device=device).expand(num_frames)
+        for value in (fps_id, motion_bucket_id, cond_aug)
+    ]
+    return torch.cat([timestep_embedding(column, dim) for column in columns], dim=-1)
 
 
 def frame_position_indices(num_frames: int, num_reference: int, device=None) -> torch.Tensor:

@@ -12,6 +12,7 @@ from torch import nn
 from lvcd.models.attention import Attention, GEGLUFeedForward, ReferenceAttentionPlan
 from lvcd.models.blocks import MixFactor
 from lvcd.models.embeddings import frame_position_indices, timestep_embedding
+from lvcd.models.norm import group_norm
 
 
 @dataclass(frozen=True)
@@ -76,16 +77,24 @@ class TemporalTransformerBlock(nn.Module):
 
 
 class SpatialVideoTransformer(nn.Module):
-    """One SVT; ``layer_index`` is its position among the network's spatial-attention layers (module order)."""
+    """One SVT; ``layer_index`` is its position among the network's spatial-attention layers (module order).
 
-    def __init__(self, channels: int, heads: int, dim_head: int, context_dim: int, layer_index: int):
+    ``depth`` (sgm's ``transformer_depth``; 1 in SVD/LVCD) pairs of spatial and temporal blocks run in turn, each
+    pair merged by the mix factor; all of an SVT's spatial blocks follow its Reference Attention plan.
+    """
+
+    def __init__(self, channels: int, heads: int, dim_head: int, context_dim: int, layer_index: int, depth: int = 1):
         super().__init__()
         self.layer_index = layer_index
-        self.norm = nn.GroupNorm(32, channels, eps=1e-6)
+        self.norm = group_norm(channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
-        self.transformer_blocks = nn.ModuleList([SpatialTransformerBlock(channels, heads, dim_head, context_dim)])
+        self.transformer_blocks = nn.ModuleList(
+            [SpatialTransformerBlock(channels, heads, dim_head, context_dim) for _ in range(depth)]
+        )
         self.proj_out = nn.Linear(channels, channels)
-        self.time_stack = nn.ModuleList([TemporalTransformerBlock(channels, heads, dim_head, context_dim)])
+        self.time_stack = nn.ModuleList(
+            [TemporalTransformerBlock(channels, heads, dim_head, context_dim) for _ in range(depth)]
+        )
         self.time_pos_embed = nn.Sequential(
             nn.Linear(channels, 4 * channels), nn.SiLU(), nn.Linear(4 * channels, channels)
         )

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from lvcd.config import UNetConfig
-from lvcd.models.blocks import Downsample, GroupNorm32, Upsample, VideoResBlock
+from lvcd.models.blocks import Downsample, Upsample, VideoResBlock
 from lvcd.models.embeddings import timestep_embedding
+from lvcd.models.norm import group_norm
 from lvcd.models.transformer import ClipLayout, SpatialVideoTransformer
 
 
@@ -38,7 +39,12 @@ class _Builder:
     def transformer(self, channels: int) -> SpatialVideoTransformer:
         heads = channels // self.cfg.num_head_channels
         svt = SpatialVideoTransformer(
-            channels, heads, self.cfg.num_head_channels, self.cfg.context_dim, self.next_layer_index
+            channels,
+            heads,
+            self.cfg.num_head_channels,
+            self.cfg.context_dim,
+            self.next_layer_index,
+            depth=self.cfg.transformer_depth,
         )
         self.next_layer_index += 1
         return svt
@@ -96,7 +102,7 @@ class VideoUNet(nn.Module):
                     layers.append(Upsample(ch))
                     ds //= 2
                 self.output_blocks.append(Stage(layers))
-        self.out = nn.Sequential(GroupNorm32(32, ch), nn.SiLU(), nn.Conv2d(ch, cfg.out_channels, 3, padding=1))
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, cfg.out_channels, 3, padding=1))
         self.num_attention_layers = builder.next_layer_index
 
     def forward(

@@ -9,8 +9,9 @@ Three networks are built from one :class:`~lvcd.config.VAEConfig`:
   then the posterior *mode*, unscaled. It is the UNet's ``concat`` input.
 
 Numerics follow sgm: GroupNorm(32, eps 1e-6) in the 2-D blocks; the decoder's temporal ``time_stack``
-is an openaimodel ``ResBlock`` whose GroupNorm32 keeps PyTorch's default eps 1e-5, computes in fp32, and
-takes its statistics over (C/32, T, H, W) of the whole clip, so the frames of a clip are coupled.
+is an openaimodel ``ResBlock`` whose GroupNorm keeps PyTorch's default eps 1e-5 and takes its statistics over
+(C/32, T, H, W) of the whole clip, so the frames of a clip are coupled. Every norm is :mod:`lvcd.models.norm`'s
+(float32 statistics), so a VAE cast to bf16/fp16 runs too.
 
 Example::
 
@@ -27,16 +28,17 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from lvcd.config import VAEConfig
+from lvcd.models.norm import GroupNorm32, group_norm
 
 LOGVAR_RANGE = (-30.0, 20.0)
 
 
-def _norm(channels: int) -> nn.GroupNorm:
+def _norm(channels: int) -> GroupNorm32:
     """The 2-D blocks' ``Normalize``: 32 groups, eps 1e-6."""
-    return nn.GroupNorm(32, channels, eps=1e-6)
+    return group_norm(channels, eps=1e-6)
 
 
-def _silu_norm(norm: nn.GroupNorm, x: Tensor) -> Tensor:
+def _silu_norm(norm: GroupNorm32, x: Tensor) -> Tensor:
     # The norm output is a fresh tensor, so SiLU may overwrite it (saves one activation at 320x576).
     return F.silu(norm(x), inplace=True)
 
@@ -101,13 +103,6 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class _GroupNorm32(nn.GroupNorm):
-    """openaimodel's GroupNorm32: statistics in fp32, result cast back; PyTorch's default eps 1e-5."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).type(x.dtype)
-
-
 class TemporalResBlock(nn.Module):
     """openaimodel ``ResBlock(dims=3, skip_t_emb=True)``: mixes frames with (kt,1,1) convs, identity skip.
 
@@ -118,12 +113,12 @@ class TemporalResBlock(nn.Module):
         super().__init__()
         padding = tuple(k // 2 for k in kernel_size)
         self.in_layers = nn.Sequential(
-            _GroupNorm32(32, channels),
+            group_norm(channels),
             nn.SiLU(inplace=True),
             nn.Conv3d(channels, channels, kernel_size, padding=padding),
         )
         self.out_layers = nn.Sequential(
-            _GroupNorm32(32, channels),
+            group_norm(channels),
             nn.SiLU(inplace=True),
             nn.Identity(),  # Dropout(0) in sgm; keeps index 3 for the conv
             nn.Conv3d(channels, channels, kernel_size, padding=padding),

@@ -12,8 +12,6 @@ Layout of one checkpoint (written to a hidden temporary folder, then renamed, so
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 from dataclasses import asdict, dataclass
@@ -24,7 +22,9 @@ import torch
 
 from lvcd.config import LVCDConfig
 from lvcd.errors import LVCDError, WeightsError
+from lvcd.io.atomic import commit_path, write_json_atomic  # noqa: F401 - the loop writes its JSON through this module
 from lvcd.model import LVCDModel
+from lvcd.state_dict import check_keys
 from lvcd.train.trainable import trainable_keys
 from lvcd.weights import WeightsFile, model_metadata, save_safetensors
 
@@ -118,27 +118,14 @@ def save_trained_weights(
 def load_trained_weights(model: LVCDModel, path: str | Path, which: str = "lvcd") -> int:
     """Copy a weights file holding exactly the trainable set ``which`` into ``model``; returns the tensor count."""
     weights = WeightsFile(path, "lvcd")
-    expected = trainable_keys(model, which)
-    keys = set(weights.keys())
-    missing, unexpected = sorted(set(expected) - keys), sorted(keys - set(expected))
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path} does not hold the trained key set '{which}': {len(missing)} missing ({', '.join(missing[:3])}), "
-            f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})."
-        )
     state = model.state_dict()
-    for key in expected:
-        tensor = weights.get(key)
-        if tuple(tensor.shape) != tuple(state[key].shape):
-            raise WeightsError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model {tuple(state[key].shape)}.")
-        state[key].copy_(tensor)
+    expected = {key: state[key] for key in trainable_keys(model, which)}
+    report = check_keys(weights.shapes(), expected)
+    if not report.ok:
+        raise WeightsError(f"{path} does not hold the trained key set '{which}': {report.describe()}.")
+    for key, tensor in expected.items():
+        tensor.copy_(weights.get(key))
     return len(expected)
-
-
-def write_json_atomic(path: Path, document: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def staging_dir(output_dir: str | Path, step: int) -> Path:
@@ -147,15 +134,7 @@ def staging_dir(output_dir: str | Path, step: int) -> Path:
 
 def publish(staging: Path, final: Path) -> Path:
     """Rename a finished staging folder into place (replacing an older folder of the same step)."""
-    if final.exists():
-        retired = final.with_name(f".{final.name}.old")
-        shutil.rmtree(retired, ignore_errors=True)
-        os.replace(final, retired)
-        os.replace(staging, final)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, final)
-    return final
+    return commit_path(staging, final, overwrite=True)
 
 
 def prune_checkpoints(output_dir: str | Path, keep: int | None, weights_name: str = WEIGHTS_NAME) -> list[Path]:

@@ -24,10 +24,8 @@ from einops import rearrange, repeat
 
 from lvcd.diffusion import loss_weight, training_sigmas
 from lvcd.model import Conditioning, LVCDModel
-from lvcd.models.embeddings import timestep_embedding
+from lvcd.models.embeddings import micro_conditioning
 from lvcd.models.transformer import ClipLayout
-
-MICRO_CONDITIONING_DIM = 256
 
 
 @dataclass
@@ -70,13 +68,13 @@ def micro_conditioning_vector(
     cond_aug: float,
     device,
 ) -> torch.Tensor:
-    """The conditioner's ``vector`` per frame, ``[emb(fps_id) | emb(motion_bucket_id) | emb(cond_aug)]``, from the
-    batch's per-frame values (or the defaults where a key is absent). (B T, 768)."""
+    """The conditioner's ``vector`` per frame (:func:`lvcd.models.embeddings.micro_conditioning`) from the batch's
+    per-frame values (or the defaults where a key is absent). (B T, 768)."""
     columns = [
         _per_frame(batch.get(key), num_clips, num_frames, default, device)
         for key, default in (("fps_id", fps_id), ("motion_bucket_id", motion_bucket_id), ("cond_aug", cond_aug))
     ]
-    return torch.cat([timestep_embedding(column, MICRO_CONDITIONING_DIM) for column in columns], dim=-1)
+    return micro_conditioning(*columns, num_frames=num_clips * num_frames, device=device)
 
 
 @torch.no_grad()

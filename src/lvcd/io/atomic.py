@@ -1,0 +1,121 @@
+"""Atomic outputs: the one way lvcd writes a file or a folder.
+
+The output is written under a hidden temporary name beside its target (``.NAME.partial-XXXXXXXX``) and renamed onto
+the target only when complete. A crash, a kill or an exception therefore never leaves a half-written target, and an
+existing target stays untouched until its replacement is complete (a file is replaced in one atomic rename; a folder
+is moved aside, the new one moved in, then the old one deleted, or put back if the move fails).
+
+    >>> with atomic_output("scores.json") as temporary:               # doctest: +SKIP
+    ...     temporary.write_text("{}")
+    >>> write_json_atomic("config.json", {"steps": 25})                 # doctest: +SKIP
+    >>> with atomic_output("frames", folder=True) as staging:          # doctest: +SKIP
+    ...     (staging / "00000.png").write_bytes(png)
+
+:class:`AtomicOutput` is the same for outputs written over a longer time (the streaming frame writers): keep it,
+then ``commit()`` or ``discard()``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def sibling(target: Path, tag: str, suffix: str = "") -> Path:
+    """A unique hidden path next to ``target``: ``.NAME.TAG-XXXXXXXX`` + ``suffix``."""
+    return target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def remove(path: Path) -> None:
+    """Delete a file, a link or a folder tree (only call it on paths lvcd created)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def commit_path(temporary: Path, target: Path, overwrite: bool = True) -> Path:
+    """Rename a finished ``temporary`` file or folder onto ``target``.
+
+    Raises FileExistsError, leaving ``temporary`` in place, when ``target`` exists and ``overwrite`` is false.
+    """
+    if not (target.exists() or target.is_symlink()):
+        os.replace(temporary, target)
+        return target
+    if not overwrite:
+        raise FileExistsError(f"{target} exists")
+    if temporary.is_file() and target.is_file() and not target.is_symlink():
+        os.replace(temporary, target)  # one atomic step
+        return target
+    # A folder (or a file/folder swap) cannot be replaced in one step: move the old target aside, move the new one
+    # in, then delete the old one; if moving in fails, put the old one back.
+    backup = sibling(target, "replaced")
+    os.replace(target, backup)
+    try:
+        os.replace(temporary, target)
+    except BaseException:
+        os.replace(backup, target)
+        raise
+    remove(backup)
+    return target
+
+
+class AtomicOutput:
+    """A hidden temporary file (or, with ``folder``, an empty folder) beside ``target``, renamed onto it by
+    :meth:`commit` or deleted by :meth:`discard`. Its suffix is the target's, so format sniffing by name still works.
+    """
+
+    def __init__(self, target: str | os.PathLike, folder: bool = False, overwrite: bool = True, tag: str = "partial"):
+        self.target = Path(target)
+        self.overwrite = overwrite
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.path = sibling(self.target, tag, "" if folder else self.target.suffix)
+        if folder:
+            self.path.mkdir()
+        self.state = "open"  # open -> committed | discarded
+
+    def commit(self) -> Path:
+        if self.state != "open":
+            raise RuntimeError(f"{self.target}: the output is already {self.state}")
+        commit_path(self.path, self.target, self.overwrite)
+        self.state = "committed"
+        return self.target
+
+    def discard(self) -> None:
+        if self.state == "open":
+            self.state = "discarded"
+            remove(self.path)
+
+
+@contextmanager
+def atomic_output(target: str | os.PathLike, folder: bool = False, overwrite: bool = True) -> Iterator[Path]:
+    """Yield the temporary path to write; on success it is renamed onto ``target``, on an exception deleted."""
+    output = AtomicOutput(target, folder=folder, overwrite=overwrite)
+    try:
+        yield output.path
+    except BaseException:
+        output.discard()
+        raise
+    try:
+        output.commit()
+    except BaseException:
+        output.discard()
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_output(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def write_json_atomic(path: str | os.PathLike, document: Any, indent: int | None = 2, allow_nan: bool = True) -> Path:
+    """``document`` as JSON (UTF-8, a final newline); ``allow_nan=False`` refuses NaN/inf (not valid JSON)."""
+    text = json.dumps(document, indent=indent, allow_nan=allow_nan) + "\n"
+    return write_bytes_atomic(path, text.encode("utf-8"))

@@ -1,0 +1,138 @@
+"""One shot resolved for sampling: its images as model tensors, its settings (``ShotJob``), its fingerprint and its
+start state (the first window's noise and the references' latents). One function per concern; ``LVCDPipeline``
+strings them together.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lvcd.config import LVCDConfig
+from lvcd.errors import InputError
+from lvcd.hints import HintStore
+from lvcd.io import SizePlan, fit_image, load_image, to_rgb_uint8
+from lvcd.longvideo import WindowPlan
+from lvcd.model import LVCDModel
+from lvcd.sampling import ReferenceLatents, encode_reference
+from lvcd.workdir import WorkDir, fingerprint
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShotJob:
+    """A shot's resolved inputs and settings, as the sampler needs them."""
+
+    windows: WindowPlan
+    plan: SizePlan
+    hints: HintStore
+    images: dict[int, torch.Tensor]  # frame index -> (1, 3, H, W) in [-1, 1]: the reference (0) and keyframes
+    polarity: str
+    num_steps: int
+    seed: int | None
+    initial_noise: torch.Tensor | None  # (window, 4, h, w)
+    reference_noise: torch.Tensor | None  # (1, 4, h, w)
+    prev_attn_steps: int | None
+    work: WorkDir
+    progress: bool
+    callback: Callable | None = None  # called with a pipeline.SamplingProgress after every step; may raise to cancel
+
+
+def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
+    """Any image -> (1, 3, H, W) in [-1, 1] at the processing size. Float inputs at the processing size are kept exact."""
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    if isinstance(image, torch.Tensor) and image.is_floating_point():
+        tensor = image.detach().float().cpu()
+        tensor = tensor[None] if tensor.ndim == 3 else tensor
+        if tensor.ndim != 4 or tensor.shape[:2] != (1, 3):
+            raise InputError(f"The {what} tensor must be (3, H, W) in [0, 1], got {tuple(image.shape)}.")
+        if tuple(tensor.shape[-2:]) == plan.model_hw and plan.is_identity:
+            return tensor * 2 - 1
+        image = (tensor[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    try:
+        rgb = to_rgb_uint8(image)
+    except (TypeError, ValueError) as err:
+        raise InputError(
+            f"The {what} is not an image ({err}); give a file path, a PIL image, an array or a tensor in [0, 1]."
+        ) from err
+    if rgb.shape[:2] != plan.input_hw:  # a reference of another size: bring it to the line art's size first
+        (h, w), (hi, wi) = rgb.shape[:2], plan.input_hw
+        if abs(w / h - wi / hi) > 0.01 * wi / hi:
+            warnings.warn(
+                f"The {what} is {w}x{h} but the line art is {wi}x{hi} (another aspect ratio): it is stretched to the "
+                "line art's size. Give the coloured version of the shot's frame for the best colour transfer.",
+                stacklevel=3,
+            )
+        rgb = np.asarray(Image.fromarray(rgb).resize(plan.input_hw[::-1], Image.Resampling.BICUBIC))
+    fitted = fit_image(rgb, plan)
+    return torch.from_numpy(fitted).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+def start_noise_shape(windows: WindowPlan, plan: SizePlan, config: LVCDConfig) -> tuple[int, ...]:
+    """Shape of the first window's noise: (window frames, 4, H/8, W/8)."""
+    return (windows.window_size, config.vae.z_channels, *(s // config.vae.downsample_factor for s in plan.model_hw))
+
+
+def check_initial_noise(initial_noise: torch.Tensor | None, shape: tuple[int, ...]) -> None:
+    if initial_noise is not None and tuple(initial_noise.shape) != shape:
+        raise InputError(f"initial_noise must have shape {shape}, got {tuple(initial_noise.shape)}.")
+
+
+def resolve_seed(job: ShotJob) -> int | None:
+    """The job's seed; a fresh random one when some noise must be drawn and none was given (it is reported back)."""
+    if job.seed is None and (job.initial_noise is None or job.reference_noise is None):
+        return secrets.randbits(62)
+    return job.seed
+
+
+def job_fingerprint(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> str:
+    """Everything that determines the result, hashed: a resumed job must match it exactly."""
+    settings = {
+        "steps": job.num_steps, "seed": seed, "overlap": job.windows.overlap, "prev_attn_steps": job.prev_attn_steps,
+        "plan": [job.plan.input_hw, job.plan.model_hw], "polarity": job.polarity, "config": config.name,
+        "dtype": str(dtype), "keyframes": sorted(job.images),
+    }  # fmt: skip
+    arrays = [job.hints.array] + [job.images[i] for i in sorted(job.images)]
+    arrays += [t.float().cpu() for t in (job.initial_noise, job.reference_noise) if t is not None]
+    return fingerprint(settings, *arrays)
+
+
+def draw_start_noise(job: ShotJob, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """The first window's noise: the given one, else drawn first from the seeded generator (the official order)."""
+    if job.initial_noise is not None:
+        return job.initial_noise.float().cpu()
+    return torch.randn(shape, generator=generator)
+
+
+def encode_references(
+    model: LVCDModel, job: ShotJob, device: torch.device, generator: torch.Generator | None
+) -> dict[str, torch.Tensor]:
+    """CLIP embedding, mode and sample latents of the reference and each keyframe, in frame order (the reference's
+    VAE eps is ``job.reference_noise`` when given, else the generator's next draws)."""
+    encoded = {}
+    for index in sorted(job.images):
+        eps = job.reference_noise if index == 0 else None
+        ref = encode_reference(model, job.images[index].to(device), index, noise=eps, generator=generator)
+        encoded.update(
+            {
+                f"ref{index}.crossattn": ref.crossattn,
+                f"ref{index}.mode": ref.mode_latent,
+                f"ref{index}.sample": ref.sample_latent,
+            }
+        )
+    return encoded
+
+
+def references_of(start: dict[str, torch.Tensor], frames, device: torch.device) -> list[ReferenceLatents]:
+    """The ``ReferenceLatents`` of a start state (see :func:`encode_references`), on ``device``."""
+    return [
+        ReferenceLatents(i, *(start[f"ref{i}.{name}"].to(device) for name in ("crossattn", "mode", "sample")))
+        for i in sorted(frames)
+    ]

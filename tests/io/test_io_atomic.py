@@ -1,0 +1,57 @@
+"""lvcd.io.atomic: the one atomic writer, for files and folders."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from lvcd.io.atomic import AtomicOutput, atomic_output, write_json_atomic
+
+
+def _hidden(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_file_appears_only_when_complete_and_replaces_the_old_one(tmp_path):
+    target = tmp_path / "sub" / "out.json"
+    with atomic_output(target) as temporary:
+        assert temporary.name.startswith(".out.json.partial-") and temporary.suffix == ".json"
+        temporary.write_text("new")
+        assert not target.exists()
+    assert target.read_text() == "new" and _hidden(target.parent) == []
+    with pytest.raises(RuntimeError, match="boom"), atomic_output(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == "new" and _hidden(target.parent) == []
+
+
+def test_a_folder_replaces_the_old_folder_entirely(tmp_path):
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "old.png").write_text("old")
+    with atomic_output(target, folder=True) as staging:
+        (staging / "00000.png").write_text("new")
+        assert (target / "old.png").exists()
+    assert sorted(p.name for p in target.iterdir()) == ["00000.png"] and _hidden(tmp_path) == []
+
+
+def test_without_overwrite_an_existing_target_is_kept(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("mine")
+    output = AtomicOutput(target, overwrite=False)
+    output.path.write_text("new")
+    with pytest.raises(FileExistsError):
+        output.commit()
+    assert target.read_text() == "mine" and output.path.exists()  # the caller decides what to do with the result
+    output.discard()
+    assert _hidden(tmp_path) == []
+
+
+def test_json_writer(tmp_path):
+    path = write_json_atomic(tmp_path / "a.json", {"x": [1, 2]})
+    assert json.loads(path.read_text()) == {"x": [1, 2]} and path.read_text().endswith("\n")
+    with pytest.raises(ValueError):
+        write_json_atomic(tmp_path / "b.json", {"x": math.nan}, allow_nan=False)
+    assert not (tmp_path / "b.json").exists() and _hidden(tmp_path) == []

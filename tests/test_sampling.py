@@ -1,0 +1,54 @@
+"""The sampler/denoiser contract: k-diffusion's D(x, sigma); LVCD's per-step logic counted inside WindowDenoiser."""
+
+from __future__ import annotations
+
+import torch
+
+from lvcd.diffusion import edm_sigmas, sample_euler
+from lvcd.longvideo import plan_windows
+from lvcd.sampling import WindowDenoiser, window_layouts
+
+
+def test_euler_runs_any_plain_denoiser_and_reports_each_step():
+    """For D(x, sigma) = c the probability-flow ODE is linear in sigma and Euler solves it exactly: x(0) = c."""
+    sigmas = edm_sigmas(6)
+    target = torch.full((3, 4, 2, 2), 0.3)
+    seen = []
+    x = sample_euler(
+        lambda x, sigma: target.expand_as(x),
+        torch.randn(3, 4, 2, 2) * sigmas[0],
+        sigmas,
+        callback=lambda info: seen.append((info["i"], float(info["sigma"]), info["denoised"].shape)),
+    )
+    assert torch.allclose(x, target, atol=1e-5)
+    assert [i for i, _, _ in seen] == list(range(6)) and [s for _, s, _ in seen] == sigmas[:-1].tolist()
+
+
+class _RecordingModel:
+    """Stands in for LVCDModel.denoise: returns the call's layout kind and sigma in every position."""
+
+    def __init__(self):
+        self.layouts = []
+
+    def denoise(self, x, sigma, cond, layout):
+        self.layouts.append(layout)
+        return sigma[:, None, None, None].expand_as(x).clone()
+
+
+def test_window_denoiser_counts_calls_for_prev_reference_attention_and_blending():
+    plan = plan_windows(40)
+    normal, prevref = window_layouts(plan)
+    model = _RecordingModel()
+    previous = torch.arange(5.0)[:, None, None, None, None].expand(5, 4, 1, 2, 2)  # (calls, overlap, 4, h, w)
+    denoiser = WindowDenoiser(model, plan, None, normal, prevref, prev_attn_steps=2, blend_history=previous)
+    x = torch.zeros(plan.window_size, 1, 2, 2)
+    outputs = [denoiser(x, torch.full((plan.window_size,), 10.0 + call)) for call in range(5)]
+    assert denoiser.calls == 5
+    assert model.layouts == [prevref, prevref, normal, normal, normal]
+    for call, out in enumerate(outputs):
+        assert torch.equal(out[5:9], previous[call])  # overlap positions blended with call `call` of the previous
+        assert (out[9:] == 10.0 + call).all() and (out[:5] == 10.0 + call).all()
+        assert (denoiser.history[call] == 10.0 + call).all()  # recorded before blending, last `overlap` positions
+    first_window = WindowDenoiser(model, plan, None, normal, None, prev_attn_steps=25)
+    first_window(x, torch.ones(plan.window_size))
+    assert model.layouts[-1] is normal and len(first_window.history) == 1
