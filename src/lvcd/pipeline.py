@@ -95,7 +95,16 @@ class LVCDPipeline:
 
     @classmethod
     def from_pretrained(cls, svd_repo=SVD_REPO, lvcd_repo=LVCD_REPO, cache_dir=None, **kwargs) -> LVCDPipeline:
-        """Resolve the official files through the Hugging Face cache (downloading them if allowed)."""
+        """Resolve the official files through the Hugging Face cache (downloading them if allowed).
+
+        ``from_pretrained("demo")`` loads the demo model shipped inside the package instead (``lvcd.demo``: a small
+        LVCD trained here on synthetic cartoons, 64x64; no download).
+        """
+        if svd_repo == "demo":
+            from lvcd.demo import demo_weights_path
+
+            kwargs.setdefault("dtype", torch.float32)  # small enough that fp32 is fast everywhere
+            return cls.from_single_file(demo_weights_path(), **kwargs)
         from huggingface_hub import hf_hub_download
 
         paths = []

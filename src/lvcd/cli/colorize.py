@@ -48,8 +48,11 @@ def colorize(
         help="Stability's svd.safetensors (or one whole-model file from `lvcd convert`). Default: the Hugging Face cache.",
     ),
     lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="LVCD's lvcd.ckpt (or its `lvcd convert` safetensors)."),
+    model: str | None = typer.Option(
+        None, "--model", help="'demo': the small model shipped in the package (synthetic cartoons, 64x64), no files."
+    ),
     config: str | None = typer.Option(
-        None, "--config", help="Model config: a preset name (svd-lvcd) or a JSON of sgm hyper-parameters."
+        None, "--config", help="Model config: a preset name or a JSON config (default: the files' own, else svd-lvcd)."
     ),
     size: str | None = typer.Option(
         None, "--size", help="Processing size HxW (multiples of 64). Default: near 320x576, aspect kept."
@@ -120,7 +123,9 @@ def _run(**opts) -> None:
         if extractor.warning:
             typer.echo(f"warning: {extractor.warning}", err=True)
     size, keyframes = parse_size(opts["size"]), parse_keyframes(opts["keyframe"])
-    pipe = load_pipeline(opts["svd"], opts["lvcd_ckpt"], opts["config"], opts["device"], opts["dtype"], opts["offload"])
+    pipe = load_pipeline(
+        opts["svd"], opts["lvcd_ckpt"], opts["config"], opts["device"], opts["dtype"], opts["offload"], opts["model"]
+    )
     work_dir = opts["work_dir"] or output.parent / f".{output.name}.lvcd-work"
     result = pipe(
         opts["reference"],

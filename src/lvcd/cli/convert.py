@@ -62,7 +62,7 @@ def convert(
     ),
     dtype: DType = typer.Option(DType.fp32, "--dtype", help="Precision of the stored tensors."),
     config: str | None = typer.Option(
-        None, "--config", help="Model config: a preset name (default svd-lvcd) or a JSON of sgm hyper-parameters."
+        None, "--config", help="Model config: a preset name or a JSON config (default: the config the files carry, else svd-lvcd)."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
@@ -73,7 +73,7 @@ def convert(
 
     try:
         try:
-            model_config = get_config(config)
+            model_config = get_config(config) if config is not None else None  # None: the files' own config
         except (ValueError, FileNotFoundError) as err:  # config errors are user errors here
             raise LVCDError(str(err)) from err
         if output.exists() and output.is_dir():

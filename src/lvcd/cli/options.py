@@ -24,11 +24,21 @@ def parse_dtype(text: str | None):
     return getattr(torch, DTYPES[text])
 
 
-def load_pipeline(svd, lvcd, config=None, device=None, dtype: str | None = None, offload: bool = False):
-    """The pipeline from local files, or (no --svd) from the Hugging Face cache."""
+def load_pipeline(
+    svd, lvcd, config=None, device=None, dtype: str | None = None, offload: bool = False, model: str | None = None
+):
+    """The pipeline from local files, the packaged demo model (``model="demo"``), or (no --svd) the Hugging Face cache."""
     from lvcd.pipeline import LVCDPipeline
 
     kwargs = {"config": config, "device": device, "dtype": parse_dtype(dtype), "offload": offload}
+    if model is not None:
+        if model != "demo":
+            raise InputError(f"--model {model!r}: the only packaged model is 'demo'; give --svd/--lvcd for others.")
+        if svd is not None or lvcd is not None:
+            raise InputError("--model demo replaces --svd/--lvcd: give one or the other.")
+        if kwargs["dtype"] is None:
+            kwargs.pop("dtype")
+        return LVCDPipeline.from_pretrained("demo", **kwargs)
     if svd is None:
         return LVCDPipeline.from_pretrained(**kwargs)
     return LVCDPipeline.from_single_file(svd, lvcd, **kwargs)
