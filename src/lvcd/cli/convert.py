@@ -62,7 +62,9 @@ def convert(
     ),
     dtype: DType = typer.Option(DType.fp32, "--dtype", help="Precision of the stored tensors."),
     config: str | None = typer.Option(
-        None, "--config", help="Model config: a preset name or a JSON config (default: the config the files carry, else svd-lvcd)."
+        None,
+        "--config",
+        help="Model config: a preset name or a JSON config (default: the config the files carry, else svd-lvcd).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
 ) -> None:
