@@ -25,7 +25,7 @@ def _video_frames(plan, window) -> list[int]:
     return list(range(start, start + plan.video_frames))
 
 
-@pytest.mark.parametrize("overlap", [4, 1, 2, 7])
+@pytest.mark.parametrize("overlap", [4, 0, 1, 2, 7])
 def test_every_frame_is_produced_exactly_once_in_order(overlap):
     for count in LENGTHS if overlap == 4 else range(1, 120):
         plan = plan_windows(count, overlap=overlap)
@@ -80,7 +80,7 @@ def test_prev_reference_key_frames():
     assert normal.key_frames[:, 1].tolist() == [0, 1, 2, 3, 4] + [0] * 14
 
 
-@pytest.mark.parametrize("overlap", [4, 2, 6])
+@pytest.mark.parametrize("overlap", [4, 0, 2, 6])
 def test_noise_recycling_keeps_a_frames_noise_across_windows(overlap):
     """Recycled noise is a relabelling, never new randomness: a frame shared by two windows starts from the same noise
     in both, the prev-reference positions start from their twins' noise, and video frame f starts from the noise of
@@ -118,3 +118,19 @@ def test_plan_arguments_are_checked():
         plan_windows(0)
     with pytest.raises(ValueError, match="overlap"):
         plan_windows(30, overlap=8)
+    with pytest.raises(ValueError, match="overlap"):
+        plan_windows(30, overlap=-1)
+
+
+@pytest.mark.parametrize("overlap", [0, 1, 2, 4, 7])
+def test_prev_reference_plans_point_inside_the_window(overlap):
+    """Every key frame index of the prev-reference plan is a position of the window; with overlap 0 there are no
+    prev-reference or overlap positions, so nothing is weighted and the first new frames attend to themselves."""
+    from lvcd.longvideo import official_prevref_plan
+
+    size = 1 + overlap + 14
+    plan = official_prevref_plan(size, overlap)
+    assert plan.key_frames.min() >= 0 and plan.key_frames.max() < size
+    if overlap == 0:
+        assert plan.log_weights.abs().sum() == 0
+        assert plan.key_frames[1:4, 0].tolist() == [1, 2, 0]  # t - 3 where it exists (0 = the reference)

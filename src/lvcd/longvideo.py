@@ -60,8 +60,8 @@ def plan_windows(num_frames: int, overlap: int = OVERLAP, video_frames: int = VI
     """The window layout for a shot of ``num_frames`` frames (frame 0 = the coloured reference)."""
     if num_frames < 1:
         raise ValueError("A shot needs at least one frame.")
-    if not 1 <= overlap < video_frames // 2 + 1:
-        raise ValueError(f"overlap must be between 1 and {video_frames // 2}, got {overlap}.")
+    if not 0 <= overlap <= video_frames // 2:
+        raise ValueError(f"overlap must be between 0 and {video_frames // 2}, got {overlap}.")
     last = num_frames - 1
     windows = []
     if last >= 1:
@@ -115,6 +115,7 @@ def official_prevref_plan(
     t = torch.arange(window)
     overlap_pos = (t > overlap) & (t <= 2 * overlap)
     first = torch.where(t <= 2 * overlap, t, t - shift)
+    first = torch.where(first < 0, t, first)  # overlap 0: the first new frames have no frame `shift` before them
     second = torch.where(t <= overlap, t, torch.where(overlap_pos, t - overlap, 0))
     log_weights = torch.zeros(window, 2)
     log_weights[overlap_pos, 1] = math.log(amplify)

@@ -27,7 +27,7 @@ from lvcd.io import SizePlan, open_writer, plan_size, restore
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
 from lvcd.longvideo import plan_windows
 from lvcd.model import LVCDModel
-from lvcd.sampling import CarryState, sample_shot
+from lvcd.sampling import CarryState, SamplingSchemes, sample_shot
 from lvcd.shot import (
     ShotJob,
     check_initial_noise,
@@ -167,6 +167,9 @@ class LVCDPipeline:
         progress: bool = True,
         *,
         callback: Callable[[SamplingProgress], None] | None = None,
+        prev_reference: bool = True,
+        blending: bool = True,
+        reference_mode: str = "first",
     ) -> ColorizeResult:
         """Colorize ``lineart`` (N frames; frame 0 is the frame ``reference`` colours).
 
@@ -185,6 +188,10 @@ class LVCDPipeline:
         work_dir + resume: per-window state on disk; a killed run resumes bit-identically.
         callback: called with a ``SamplingProgress`` after every step (for progress displays); an exception it raises
         stops the job there (cancellation), the output is not written and the finished windows stay in ``work_dir``.
+        prev_reference, blending, reference_mode: the long-video sampling schemes (``lvcd.sampling.SamplingSchemes``);
+        the defaults are the paper's method, the others its ablations: ``prev_reference=False, blending=False`` (no
+        sampling schemes), ``reference_mode="previous-sample"`` (each window's reference is the previous window's last
+        generated frame). ``overlap=0`` is allowed too (windows that share no frame).
         """
         cfg = self.config
         num_steps = cfg.sampling.num_steps if num_steps is None else num_steps
@@ -201,6 +208,14 @@ class LVCDPipeline:
             raise InputError("num_steps must be at least 1.")
         if resume and work_dir is None:
             raise InputError("resume=True needs the work_dir of the interrupted job.")
+        try:
+            schemes = SamplingSchemes(prev_reference, blending, reference_mode)
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        if keyframes and schemes.reference_mode == "previous-sample":
+            raise InputError(
+                "keyframes need reference_mode='first': with 'previous-sample' each window's reference is generated."
+            )
         windows = plan_windows(count, overlap=overlap, video_frames=cfg.video_frames)
         check_initial_noise(initial_noise, start_noise_shape(windows, plan, cfg))
         keyframes = dict(keyframes or {})
@@ -233,6 +248,7 @@ class LVCDPipeline:
                 work=work,
                 progress=progress,
                 callback=callback,
+                schemes=schemes,
             )
             latents, seed = self._sample(job)
             result_frames = self._decode(latents, plan, writer, progress)
@@ -271,7 +287,12 @@ class LVCDPipeline:
         for index in range(done):
             new_latents, state = job.work.load_window(index, device)
             latents.append(new_latents)
-        self._place("unet", "controlnet")
+        from_samples = job.schemes.reference_mode == "previous-sample"
+        # previous-sample references are decoded and encoded again between windows: keep the VAE and CLIP at hand
+        self._place("unet", "controlnet", *(("clip", "first_stage") if from_samples else ()))
+        previous_sample = None
+        if from_samples and done:
+            previous_sample = (job.windows.windows[done - 1].new_frames[-1], latents[-1][-1:])
         sampling = cfg.sampling
         sigmas = edm_sigmas(job.num_steps, sampling.sigma_min, sampling.sigma_max, sampling.rho).to(device)
         total = len(job.windows.windows)
@@ -291,8 +312,9 @@ class LVCDPipeline:
             return job.hints.get(indices).to(device)
 
         windows = sample_shot(
-            model, job.windows, references, hints_for, sigmas, state, done, job.prev_attn_steps, on_step
-        )
+            model, job.windows, references, hints_for, sigmas, state, done, job.prev_attn_steps, on_step,
+            schemes=job.schemes, previous_sample=previous_sample,
+        )  # fmt: skip
         for window, new_latents, carry in windows:
             latents.append(new_latents)
             job.work.save_window(window.index, new_latents, carry)

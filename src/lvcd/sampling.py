@@ -39,6 +39,28 @@ class CarryState:
     blend_history: torch.Tensor | None  # (calls, overlap, 4, h, w) previous window's x0 of those frames, per call
 
 
+REFERENCE_MODES = ("first", "previous-sample")
+
+
+@dataclass(frozen=True)
+class SamplingSchemes:
+    """LVCD's long-video sampling schemes. The defaults are the paper's full method; the paper's ablations (its
+    Table 2) switch them: ``prev_reference=False, blending=False`` ("without the sampling schemes"), and
+    ``reference_mode="previous-sample"`` (each window's reference is the previous window's last generated frame,
+    decoded and encoded again, instead of the shot's reference)."""
+
+    prev_reference: bool = True  # Prev-Reference Attention in later windows
+    blending: bool = True  # Overlapped Blending of the overlap frames' x0-predictions
+    reference_mode: str = "first"  # "first": the shot's reference (and keyframes); "previous-sample"
+
+    def __post_init__(self) -> None:
+        if self.reference_mode not in REFERENCE_MODES:
+            raise ValueError(f"reference_mode must be one of {REFERENCE_MODES}, got {self.reference_mode!r}.")
+
+    def as_dict(self) -> dict:
+        return {"prev_reference": self.prev_reference, "blending": self.blending, "reference_mode": self.reference_mode}
+
+
 @torch.no_grad()
 def encode_reference(
     model: LVCDModel, image: torch.Tensor, frame: int, noise: torch.Tensor | None = None, generator=None
@@ -54,6 +76,16 @@ def reference_for_window(references: Sequence[ReferenceLatents], window: Window)
     """The latest reference at or before the window's first new frame (keyframes take over from there)."""
     usable = [r for r in references if r.frame <= window.first_new_frame]
     return max(usable, key=lambda r: r.frame)
+
+
+@torch.no_grad()
+def reference_from_sample(model: LVCDModel, latent: torch.Tensor, frame: int) -> ReferenceLatents:
+    """A generated frame as the next reference (``reference_mode="previous-sample"``): its SCALED latent (1, 4, h, w)
+    decoded to pixels and encoded again like a reference image (posterior mean, no noise)."""
+    vae_dtype = next(model.vae.parameters()).dtype
+    pixels = model.vae.decode(latent.to(vae_dtype), num_frames=1).clamp(-1, 1).float()
+    mean_noise = torch.zeros((1, model.config.vae.z_channels, *latent.shape[-2:]))
+    return encode_reference(model, pixels, frame, noise=mean_noise)
 
 
 def window_conditioning(
@@ -111,7 +143,7 @@ class WindowDenoiser:
         prevref_layout: ClipLayout | None = None,
         prev_attn_steps: int = 0,
         blend_history: torch.Tensor | None = None,
-    ):
+    ):  # without blending or prev-reference attention pass blend_history=None / prevref_layout=None
         self.model, self.cond, self.layout = model, cond, layout
         self.prevref_layout, self.prev_attn_steps = prevref_layout, prev_attn_steps
         self.blend_history = blend_history
@@ -146,6 +178,7 @@ def sample_window(
     step_callback: Callable[[int], None] | None = None,
     layouts: tuple[ClipLayout, ClipLayout] | None = None,
     sampler: Sampler = sample_euler,
+    schemes: SamplingSchemes = SamplingSchemes(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one window. Returns (final latents (T, 4, h, w) scaled, per-call x0 of the last ``overlap`` positions).
 
@@ -158,9 +191,9 @@ def sample_window(
         plan,
         cond,
         normal,
-        prevref if window.index > 0 else None,
+        prevref if window.index > 0 and schemes.prev_reference else None,
         steps if prev_attn_steps is None else prev_attn_steps,
-        blend_history,
+        blend_history if schemes.blending else None,
     )
     x = noise * torch.sqrt(1.0 + sigmas[0] ** 2)
     callback = (lambda info: step_callback(info["i"])) if step_callback else None
@@ -179,20 +212,32 @@ def sample_shot(
     prev_attn_steps: int | None = None,
     step_callback: Callable[[int], None] | None = None,
     sampler: Sampler = sample_euler,
+    schemes: SamplingSchemes = SamplingSchemes(),
+    previous_sample: tuple[int, torch.Tensor] | None = None,
 ) -> Iterator[tuple[Window, torch.Tensor, CarryState]]:
     """Run windows ``start_window..`` and yield (window, new latents (k, 4, h, w) scaled, state for the next window).
 
     The caller keeps the latents (and may persist the state to resume later); nothing else accumulates.
+    ``previous_sample``: (frame, scaled latent (1, 4, h, w)) of the last frame before ``start_window``, needed to
+    resume with ``reference_mode="previous-sample"``.
     """
     layouts = window_layouts(plan, state.noise.device)
+    from_samples = schemes.reference_mode == "previous-sample"
     for window in plan.windows[start_window:]:
-        reference = reference_for_window(references, window)
-        cond = window_conditioning(model, plan, window, reference, state.prev_latents, hints_for(window.frames))
+        if from_samples and window.index > 0:
+            reference = reference_from_sample(model, previous_sample[1], previous_sample[0])
+        else:
+            reference = reference_for_window(references, window)
+        # position 0 is the reference frame: its own line art (the shot's frame 0, a keyframe or the previous sample)
+        hint_frames = (reference.frame, *window.frames[1:])
+        cond = window_conditioning(model, plan, window, reference, state.prev_latents, hints_for(hint_frames))
         blend = state.blend_history if window.index > 0 else None
         latents, history = sample_window(
-            model, plan, window, cond, state.noise, sigmas, blend, prev_attn_steps, step_callback, layouts, sampler
-        )
+            model, plan, window, cond, state.noise, sigmas, blend, prev_attn_steps, step_callback, layouts, sampler,
+            schemes,
+        )  # fmt: skip
         new_latents = latents[list(window.new_positions)]
+        previous_sample = (window.new_frames[-1], new_latents[-1:])
         state = CarryState(
             noise=recycle_noise(state.noise, plan.overlap),
             prev_latents=latents[plan.window_size - plan.overlap :].clone(),

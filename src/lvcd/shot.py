@@ -21,7 +21,7 @@ from lvcd.hints import HintStore
 from lvcd.io import SizePlan, fit_image, load_image, to_rgb_uint8
 from lvcd.longvideo import WindowPlan
 from lvcd.model import LVCDModel
-from lvcd.sampling import ReferenceLatents, encode_reference
+from lvcd.sampling import ReferenceLatents, SamplingSchemes, encode_reference
 from lvcd.workdir import WorkDir, fingerprint
 
 
@@ -42,6 +42,7 @@ class ShotJob:
     work: WorkDir
     progress: bool
     callback: Callable | None = None  # called with a pipeline.SamplingProgress after every step; may raise to cancel
+    schemes: SamplingSchemes = SamplingSchemes()  # prev-reference attention, blending, reference mode
 
 
 def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
@@ -97,7 +98,7 @@ def job_fingerprint(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: t
     settings = {
         "steps": job.num_steps, "seed": seed, "overlap": job.windows.overlap, "prev_attn_steps": job.prev_attn_steps,
         "plan": [job.plan.input_hw, job.plan.model_hw], "polarity": job.polarity, "config": config.name,
-        "dtype": str(dtype), "keyframes": sorted(job.images),
+        "dtype": str(dtype), "keyframes": sorted(job.images), **job.schemes.as_dict(),
     }  # fmt: skip
     arrays = [job.hints.array] + [job.images[i] for i in sorted(job.images)]
     arrays += [t.float().cpu() for t in (job.initial_noise, job.reference_noise) if t is not None]

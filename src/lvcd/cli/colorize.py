@@ -60,6 +60,19 @@ def colorize(
     steps: int | None = typer.Option(
         None, "--steps", min=1, help="Euler steps per window (default: the model config's, 25 officially)."
     ),
+    overlap: int | None = typer.Option(
+        None, "--overlap", min=0, max=7, help="Frames shared by consecutive windows (default: the config's, 4)."
+    ),
+    prev_reference: bool = typer.Option(
+        True, "--prev-reference/--no-prev-reference", help="Prev-Reference Attention in later windows (paper §4.2)."
+    ),
+    blending: bool = typer.Option(True, "--blending/--no-blending", help="Overlapped Blending (paper §4.2)."),
+    reference_mode: str = typer.Option(
+        "first",
+        "--reference-mode",
+        help="first: every window follows the shot's reference (and keyframes); previous-sample: each window "
+        "follows the previous window's last result (the paper's ablation; errors accumulate).",
+    ),
     seed: int | None = typer.Option(
         None, "--seed", help="Random seed (printed when not given, for reproducing a run)."
     ),
@@ -136,6 +149,10 @@ def _run(**opts) -> None:
         polarity="auto" if opts["from_color"] else opts["polarity"],
         keyframes=keyframes,
         extract_lineart=extractor,
+        overlap=opts["overlap"],
+        prev_reference=opts["prev_reference"],
+        blending=opts["blending"],
+        reference_mode=opts["reference_mode"],
         output=output,
         fps=opts["fps"] or source.fps or 20.0,
         overwrite=opts["overwrite"],
