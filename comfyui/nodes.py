@@ -201,7 +201,7 @@ class LVCDColorize:
                 "lineart": ("IMAGE", {"tooltip": "The line art of every frame, frame 0 first."}),
                 "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Euler steps per window."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
-                "overlap": ("INT", {"default": 4, "min": 1, "max": 7, "tooltip": "Frames shared by windows."}),
+                "overlap": ("INT", {"default": 4, "min": 0, "max": 13, "tooltip": "Frames shared by windows."}),
                 "polarity": (list(POLARITIES), {"default": "auto", "tooltip": "dark-lines: dark lines on white."}),
             },
             "optional": {

@@ -25,7 +25,7 @@ def _video_frames(plan, window) -> list[int]:
     return list(range(start, start + plan.video_frames))
 
 
-@pytest.mark.parametrize("overlap", [4, 0, 1, 2, 7])
+@pytest.mark.parametrize("overlap", [4, 0, 1, 2, 7, 8, 13])
 def test_every_frame_is_produced_exactly_once_in_order(overlap):
     for count in LENGTHS if overlap == 4 else range(1, 120):
         plan = plan_windows(count, overlap=overlap)
@@ -117,12 +117,12 @@ def test_plan_arguments_are_checked():
     with pytest.raises(ValueError, match="at least one frame"):
         plan_windows(0)
     with pytest.raises(ValueError, match="overlap"):
-        plan_windows(30, overlap=8)
+        plan_windows(30, overlap=14)  # 14 video frames: no new frame per window
     with pytest.raises(ValueError, match="overlap"):
         plan_windows(30, overlap=-1)
 
 
-@pytest.mark.parametrize("overlap", [0, 1, 2, 4, 7])
+@pytest.mark.parametrize("overlap", [0, 1, 2, 4, 7, 8, 13])
 def test_prev_reference_plans_point_inside_the_window(overlap):
     """Every key frame index of the prev-reference plan is a position of the window; with overlap 0 there are no
     prev-reference or overlap positions, so nothing is weighted and the first new frames attend to themselves."""

@@ -55,6 +55,15 @@ def test_overlap_zero_shares_no_frame_between_windows(pipe, shot):
     assert not torch.equal(latents[:FIRST_WINDOW], _latents(pipe, shot)[:FIRST_WINDOW])
 
 
+@pytest.mark.parametrize("overlap", [8, 13])
+def test_overlaps_beyond_half_a_window_produce_every_frame(pipe, shot, overlap):
+    """The paper's Table 3 goes up to overlap 8 (6 new frames per window); 13 leaves one. Frames shared by three
+    windows are generated once, by the first window that has them as new frames."""
+    latents = _latents(pipe, shot, overlap=overlap)
+    assert latents.shape[0] == 30 and torch.isfinite(latents).all()
+    assert not torch.equal(latents, _latents(pipe, shot, overlap=4))
+
+
 def test_previous_sample_mode_resumes_bit_identically(pipe, shot, tmp_path):
     full = _latents(pipe, shot, reference_mode="previous-sample")
 

@@ -60,8 +60,8 @@ def plan_windows(num_frames: int, overlap: int = OVERLAP, video_frames: int = VI
     """The window layout for a shot of ``num_frames`` frames (frame 0 = the coloured reference)."""
     if num_frames < 1:
         raise ValueError("A shot needs at least one frame.")
-    if not 0 <= overlap <= video_frames // 2:
-        raise ValueError(f"overlap must be between 0 and {video_frames // 2}, got {overlap}.")
+    if not 0 <= overlap < video_frames:  # at least one new frame per window
+        raise ValueError(f"overlap must be between 0 and {video_frames - 1}, got {overlap}.")
     last = num_frames - 1
     windows = []
     if last >= 1:

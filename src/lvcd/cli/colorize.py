@@ -61,7 +61,7 @@ def colorize(
         None, "--steps", min=1, help="Euler steps per window (default: the model config's, 25 officially)."
     ),
     overlap: int | None = typer.Option(
-        None, "--overlap", min=0, max=7, help="Frames shared by consecutive windows (default: the config's, 4)."
+        None, "--overlap", min=0, max=13, help="Frames shared by consecutive windows (default: the config's, 4)."
     ),
     prev_reference: bool = typer.Option(
         True, "--prev-reference/--no-prev-reference", help="Prev-Reference Attention in later windows (paper §4.2)."
