@@ -155,6 +155,11 @@ class LVCDModel(nn.Module):
     def latent_scale(self) -> float:
         return self.config.vae.scale_factor
 
+    def compile_networks(self, **options) -> None:
+        """``torch.compile`` the UNet and the ControlNet in place: parameter names (and state_dict keys) unchanged."""
+        self.unet.compile(**options)
+        self.controlnet.compile(**options)
+
     # Conditioning ---------------------------------------------------------------------------------
     @torch.no_grad()
     def embed_reference(self, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
