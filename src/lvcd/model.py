@@ -90,6 +90,13 @@ class _DiffusionWrapper(nn.Module):
         self.diffusion_model = unet
 
 
+def allow_einops_in_graphs() -> None:
+    """Let dynamo put einops calls in the graph as single ops instead of tracing einops' Python (halves tracing)."""
+    from einops._torch_specific import allow_ops_in_compiled_graph
+
+    allow_ops_in_compiled_graph()
+
+
 class LVCDModel(nn.Module):
     """SVD + sketch ControlNet + Reference Attention, with the official parameter names.
 
@@ -157,6 +164,7 @@ class LVCDModel(nn.Module):
 
     def compile_networks(self, **options) -> None:
         """``torch.compile`` the UNet and the ControlNet in place: parameter names (and state_dict keys) unchanged."""
+        allow_einops_in_graphs()
         self.unet.compile(**options)
         self.controlnet.compile(**options)
 

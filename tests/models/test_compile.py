@@ -1,5 +1,6 @@
 """``--compile``: the UNet and the ControlNet trace into one graph each (no graph breaks), checked with dynamo's
-explain on a minimal network with every kind of block (tracing the tiny test model takes minutes on 2 cores)."""
+explain on a minimal network with every kind of block (tracing the tiny test model takes minutes on 2 cores; this
+takes 2-3 minutes on a loaded 2-core machine, hence the slow mark)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 
 from lvcd.config import UNetConfig
 from lvcd.longvideo import official_prevref_plan
+from lvcd.model import allow_einops_in_graphs
 from lvcd.models.controlnet import ControlNet
 from lvcd.models.transformer import ClipLayout
 from lvcd.models.unet import VideoUNet
@@ -29,6 +31,7 @@ def test_unet_and_controlnet_trace_without_graph_breaks():
     timesteps, context = torch.rand(frames, generator=generator), torch.randn(frames, 1, 16, generator=generator)
     vector = torch.randn(frames, 768, generator=generator)
     hint = torch.rand(frames, 3, 32, 32, generator=generator)
+    allow_einops_in_graphs()  # as LVCDModel.compile_networks does
     controlnet, unet = ControlNet(MINIMAL).eval(), VideoUNet(MINIMAL).eval()
     assert controlnet.num_attention_layers >= 2 and unet.num_attention_layers >= 2
     explained = torch._dynamo.explain(controlnet)(x, hint, timesteps, context, vector, layout)
