@@ -45,7 +45,11 @@ from lvcd.config import get_config  # noqa: E402
 from lvcd.longvideo import plan_windows  # noqa: E402
 from lvcd.memory import MemoryAccount  # noqa: E402
 from lvcd.model import Conditioning, LVCDModel  # noqa: E402
-from lvcd.models.attention_kernels import attention_with_lse, merge_attention_blocks, record_attention_backends  # noqa: E402
+from lvcd.models.attention_kernels import (  # noqa: E402
+    attention_with_lse,
+    merge_attention_blocks,
+    record_attention_backends,
+)
 from lvcd.sampling import prepared_layouts  # noqa: E402
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

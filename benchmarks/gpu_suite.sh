@@ -11,4 +11,5 @@ if [ -d .bench-official/wheels ]; then  # the pure-Python packages the official 
   export PYTHONPATH="/tmp/lvcd-official-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-python3 benchmarks/gpu_suite.py --official .bench-official --output "$out/gpu_suite.json" --markdown "$out/gpu_suite.md" "${@:2}"
+python3 benchmarks/gpu_suite.py --official .bench-official \
+  --output "$out/gpu_suite.json" --markdown "$out/gpu_suite.md" "${@:2}"

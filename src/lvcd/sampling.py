@@ -127,10 +127,11 @@ def prepared_layouts(model: LVCDModel, plan: WindowPlan, device=None) -> tuple[C
 
 
 class WindowDenoiser:
-    """``D(x, sigma)`` of one window, with LVCD's per-step logic inside; it counts its calls (one per Euler step).
+    """``D(x, sigma)`` of one window, with LVCD's per-step logic inside; it counts its calls (one per Euler step,
+    two per Heun step).
 
-    - Prev-Reference Attention: calls ``0..prev_attn_steps-1`` (calls, not steps) use ``prevref_layout`` (later windows), the others the
-      normal layout;
+    - Prev-Reference Attention: calls ``0..prev_attn_steps-1`` (denoiser calls, not sampler steps) use
+      ``prevref_layout`` (later windows), the others the normal layout;
     - the x0-prediction of the window's last ``overlap`` positions is recorded in ``history`` before blending (as the
       official), for the next window;
     - Overlapped Blending: with ``blend_history`` (the previous window's records), the overlap positions' prediction

@@ -265,7 +265,8 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         reference.change(preview_reference, [reference], [reference_preview, reference_note], concurrency_limit=4)
         lineart.change(preview_lineart, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
         job = start.click(
-            run, [reference, lineart, steps, seed, polarity, height, width, fps, sampler], [result, side_by_side, status],
+            run, [reference, lineart, steps, seed, polarity, height, width, fps, sampler],
+            [result, side_by_side, status],
             concurrency_limit=1, concurrency_id="colorize", trigger_mode="once",
         )  # fmt: skip
         job.then(None, js=SCROLL_TO_RESULT)  # in the browser, once the outcome is on the page
