@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 CATEGORY = "LVCD"
 MODEL_FOLDER = "lvcd"  # ComfyUI/models/lvcd: lvcd.ckpt (or its `lvcd convert` safetensors), sk_model.pth
 SVD_FOLDER = "checkpoints"  # where ComfyUI's own SVD workflows keep svd.safetensors
+SAMPLER_NAMES = ("euler", "heun", "dpmpp_2m")  # lvcd.diffusion.SAMPLERS (not imported until a node runs)
 HUB = "huggingface-cache"  # resolve the official file through the Hugging Face cache
 WHOLE_MODEL = "none (svd is a whole-model file)"
 AUTO = "auto"
@@ -199,7 +200,7 @@ class LVCDColorize:
                 "pipeline": ("LVCD_PIPELINE",),
                 "reference": ("IMAGE", {"tooltip": "One image: frame 0 of the shot, coloured."}),
                 "lineart": ("IMAGE", {"tooltip": "The line art of every frame, frame 0 first."}),
-                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Euler steps per window."}),
+                "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Sampler steps per window."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
                 "overlap": ("INT", {"default": 4, "min": 0, "max": 13, "tooltip": "Frames shared by windows."}),
                 "polarity": (list(POLARITIES), {"default": "auto", "tooltip": "dark-lines: dark lines on white."}),
@@ -209,11 +210,15 @@ class LVCDColorize:
                 "height": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 64, "tooltip": "0: automatic."}),
                 "keyframes": ("IMAGE", {"tooltip": "Further coloured frames; later windows follow them."}),
                 "keyframe_indices": ("STRING", {"default": "", "tooltip": "Their frame indices, e.g. '12, 40'."}),
+                "sampler": (
+                    list(SAMPLER_NAMES),
+                    {"default": "euler", "tooltip": "euler: official. heun, dpmpp_2m: second order, fewer steps."},
+                ),
             },
         }
 
     def colorize(self, pipeline, reference, lineart, steps, seed, overlap, polarity, width=0, height=0,
-                 keyframes=None, keyframe_indices=""):  # fmt: skip
+                 keyframes=None, keyframe_indices="", sampler="euler"):  # fmt: skip
         import comfy.model_management as model_management
         import comfy.utils
 
@@ -245,7 +250,7 @@ class LVCDColorize:
         try:
             result = pipeline(
                 references[0], frames, size=size, num_steps=int(steps), seed=int(seed), polarity=polarity,
-                keyframes=keys, overlap=int(overlap), progress=False, callback=after_step,
+                keyframes=keys, overlap=int(overlap), progress=False, callback=after_step, sampler=sampler,
             )  # fmt: skip
         except (LVCDError, ValueError) as err:
             raise ValueError(f"{node}: {_clean(err)}") from None

@@ -321,3 +321,18 @@ def test_the_registry_metadata_is_complete():
     assert len(project["version"].split(".")) == 3 and "Repository" in project["urls"]
     assert {"PublisherId", "DisplayName"} <= set(comfy_tool)
     assert (PACK / "requirements.txt").read_text().split() == project["dependencies"]
+
+
+def test_colorize_node_passes_the_sampler(comfy, pipe, monkeypatch):
+    from lvcd.diffusion import SAMPLERS
+
+    choices, options = comfy.nodes["LVCDColorize"].INPUT_TYPES()["optional"]["sampler"]
+    assert choices == list(SAMPLERS) and options["default"] == "euler"
+    seen = []
+    monkeypatch.setattr(type(pipe), "__call__", lambda self, *args, **kwargs: seen.append(kwargs) or 1 / 0)
+    for sampler in (None, "dpmpp_2m"):
+        extra = {} if sampler is None else {"sampler": sampler}
+        with pytest.raises(ZeroDivisionError):
+            run(comfy.nodes["LVCDColorize"], pipeline=pipe, reference=_image(1), lineart=_lineart(3), steps=6,
+                seed=1, overlap=4, polarity="auto", **extra)  # fmt: skip
+    assert [kwargs["sampler"] for kwargs in seen] == ["euler", "dpmpp_2m"] and seen[1]["num_steps"] == 6

@@ -33,16 +33,20 @@ def _fast_fp16_on_cpu() -> bool:
         return False
 
 
-DTYPES = [
-    torch.bfloat16,
-    pytest.param(
-        torch.float16,
-        marks=pytest.mark.skipif(not _fast_fp16_on_cpu(), reason="this CPU has no fast fp16 kernels (oneDNN)"),
-    ),
-]
+SLOW_FP16 = (
+    "this CPU has no fast fp16 kernels (oneDNN): fp16 convolutions take the reference path (measured here: the tiny "
+    "VAE decode 160 s, a denoiser call 17 s), so only the prev-reference denoiser call is checked in fp16"
+)
 
 
-@pytest.fixture(scope="module", params=DTYPES, ids=lambda dtype: str(dtype).removeprefix("torch."))
+def _skip_slow_fp16(dtype: torch.dtype) -> None:
+    if dtype == torch.float16 and not _fast_fp16_on_cpu():
+        pytest.skip(SLOW_FP16)
+
+
+@pytest.fixture(
+    scope="module", params=[torch.bfloat16, torch.float16], ids=lambda dtype: str(dtype).removeprefix("torch.")
+)
 def low_precision_model(request, tiny_weights):
     model, report = load_model(
         tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG, dtype=request.param, vae_dtype=request.param
@@ -55,6 +59,8 @@ def low_precision_model(request, tiny_weights):
 @torch.no_grad()
 def test_denoiser_in_low_precision_is_close_to_the_official_fp32(low_precision_model, components, mode):
     model, dtype = low_precision_model
+    if mode == "normal":
+        _skip_slow_fp16(dtype)
     assert next(model.unet.parameters()).dtype == dtype and next(model.controlnet.parameters()).dtype == dtype
     plan = official_normal_plan(19, overlap=4) if mode == "normal" else official_prevref_plan(19, overlap=4)
     cond = Conditioning(
@@ -74,6 +80,7 @@ def test_denoiser_in_low_precision_is_close_to_the_official_fp32(low_precision_m
 def test_vae_decode_in_low_precision_is_close_to_the_official_fp32(low_precision_model, components):
     """The VAE's temporal GroupNorm once mixed an fp32 input with bf16 weights here ("mixed dtype (CPU)")."""
     model, dtype = low_precision_model
+    _skip_slow_fp16(dtype)
     assert next(model.vae.parameters()).dtype == dtype
     pixels = model.vae.decode(components["vae.dec.z"].to(dtype), num_frames=7)
     assert pixels.dtype == dtype
@@ -88,6 +95,7 @@ def test_a_whole_shot_runs_in_low_precision_close_to_fp32(low_precision_model, t
     from lvcd.pipeline import LVCDPipeline
 
     model, dtype = low_precision_model
+    _skip_slow_fp16(dtype)
     generator = torch.Generator().manual_seed(0)
     lineart = (torch.rand(16, 1, 64, 128, generator=generator) > 0.9).float()
     reference = torch.rand(3, 64, 128, generator=generator)

@@ -52,3 +52,33 @@ def test_window_denoiser_counts_calls_for_prev_reference_attention_and_blending(
     first_window = WindowDenoiser(model, plan, None, normal, None, prev_attn_steps=25)
     first_window(x, torch.ones(plan.window_size))
     assert model.layouts[-1] is normal and len(first_window.history) == 1
+
+
+@torch.no_grad()
+def test_window_constants_are_computed_once_per_window_not_per_step(tiny_model):
+    """Hint features once per window; frame-position embeddings once per layout of the shot (2 layouts)."""
+    from lvcd.models.transformer import SpatialVideoTransformer
+    from lvcd.pipeline import LVCDPipeline
+
+    counts = {"hint": 0, "positions": 0}
+
+    def count(key):
+        def hook(module, args, output):
+            counts[key] += 1
+
+        return hook
+
+    svts = [m for m in tiny_model.modules() if isinstance(m, SpatialVideoTransformer)]
+    handles = [tiny_model.controlnet.input_hint_block.register_forward_hook(count("hint"))]
+    handles += [svt.time_pos_embed.register_forward_hook(count("positions")) for svt in svts]
+    try:
+        generator = torch.Generator().manual_seed(0)
+        lineart = (torch.rand(16, 1, 64, 64, generator=generator) > 0.9).float()
+        reference = torch.rand(3, 64, 64, generator=generator)
+        LVCDPipeline(tiny_model)(reference, lineart, num_steps=3, seed=1, polarity="bright-lines", progress=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(plan_windows(16).windows) == 2
+    assert counts["hint"] == 2  # one per window (3 steps each)
+    assert counts["positions"] == 2 * len(svts)  # the normal and the prev-reference layout, once each

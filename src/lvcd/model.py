@@ -21,7 +21,7 @@ from lvcd.diffusion import vscaling
 from lvcd.models.clip import CLIPImageEmbedder
 from lvcd.models.controlnet import ControlNet
 from lvcd.models.embeddings import micro_conditioning
-from lvcd.models.transformer import ClipLayout
+from lvcd.models.transformer import ClipLayout, SpatialVideoTransformer
 from lvcd.models.unet import VideoUNet
 from lvcd.models.vae import AutoencoderKL, ModeEncoder
 
@@ -55,6 +55,7 @@ class Conditioning:
     crossattn: torch.Tensor  # (BT, 1, Dctx) CLIP image embedding
     vector: torch.Tensor  # (BT, 768) fps / motion / cond_aug sinusoids
     hint: torch.Tensor  # (BT, 3 or 1, 8h, 8w) line art, lines ~1 on 0
+    hint_features: torch.Tensor | None = None  # ControlNet.encode_hint(hint): a window constant, once per window
 
 
 class _ParameterFree(nn.Module):
@@ -87,6 +88,13 @@ class _DiffusionWrapper(nn.Module):
     def __init__(self, unet: VideoUNet):
         super().__init__()
         self.diffusion_model = unet
+
+
+def allow_einops_in_graphs() -> None:
+    """Let dynamo put einops calls in the graph as single ops instead of tracing einops' Python (halves tracing)."""
+    from einops._torch_specific import allow_ops_in_compiled_graph
+
+    allow_ops_in_compiled_graph()
 
 
 class LVCDModel(nn.Module):
@@ -154,6 +162,12 @@ class LVCDModel(nn.Module):
     def latent_scale(self) -> float:
         return self.config.vae.scale_factor
 
+    def compile_networks(self, **options) -> None:
+        """``torch.compile`` the UNet and the ControlNet in place: parameter names (and state_dict keys) unchanged."""
+        allow_einops_in_graphs()
+        self.unet.compile(**options)
+        self.controlnet.compile(**options)
+
     # Conditioning ---------------------------------------------------------------------------------
     @torch.no_grad()
     def embed_reference(self, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,17 +187,41 @@ class LVCDModel(nn.Module):
         self, x_in: torch.Tensor, c_noise: torch.Tensor, cond: Conditioning, layout: ClipLayout
     ) -> torch.Tensor:
         """ControlNet + UNet on the 8-channel input (scaled noisy latent * c_in ++ concat latent)."""
-        hint = cond.hint
-        if hint.shape[1] == 1:
-            hint = hint.expand(-1, 3, -1, -1)  # the official hints are 3 identical channels
-        control = self.control_model(x_in, hint, c_noise, cond.crossattn, cond.vector, layout)
+        control = self.control_model(
+            x_in, self._hint3(cond.hint), c_noise, cond.crossattn, cond.vector, layout, cond.hint_features
+        )
         return self.unet(x_in, c_noise, cond.crossattn, cond.vector, layout, control=control)
+
+    @staticmethod
+    def _hint3(hint: torch.Tensor) -> torch.Tensor:
+        return hint.expand(-1, 3, -1, -1) if hint.shape[1] == 1 else hint  # the official hints: 3 equal channels
+
+    # Window constants (the same at every step of a window: computed once, not per denoiser call) ----------------
+    @torch.no_grad()
+    def with_hint_features(self, cond: Conditioning) -> Conditioning:
+        """``cond`` with the ControlNet's encoded line art precomputed."""
+        dtype = next(self.controlnet.parameters()).dtype
+        features = self.controlnet.encode_hint(self._hint3(cond.hint), dtype)
+        return Conditioning(cond.concat, cond.crossattn, cond.vector, cond.hint, features)
+
+    @torch.no_grad()
+    def with_position_embeddings(self, layout: ClipLayout) -> ClipLayout:
+        """``layout`` with every SVT's frame-position embedding (UNet and ControlNet) precomputed."""
+        svts = [
+            m for net in (self.unet, self.controlnet) for m in net.modules() if isinstance(m, SpatialVideoTransformer)
+        ]
+        parameter = next(self.unet.parameters())
+        return layout.with_position_embeddings(
+            {svt.name: svt.position_embedding(layout, parameter.device, parameter.dtype) for svt in svts}
+        )
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: Conditioning, layout: ClipLayout) -> torch.Tensor:
         """EDM v-scaling denoiser: D = c_skip x + c_out F(c_in x ++ concat, c_noise). x: (BT, 4, h, w) scaled; sigma: (BT,)."""
         c_skip, c_out, c_in, c_noise = (c[:, None, None, None] for c in vscaling(sigma.to(torch.float32)))
         dtype = next(self.unet.parameters()).dtype
         x_in = torch.cat([x * c_in, cond.concat.to(x.dtype)], dim=1).to(dtype)
-        context = Conditioning(cond.concat, cond.crossattn.to(dtype), cond.vector.to(dtype), cond.hint.to(dtype))
+        features = cond.hint_features.to(dtype) if cond.hint_features is not None else None
+        hint = cond.hint if features is not None else cond.hint.to(dtype)  # unused when the features are given
+        context = Conditioning(cond.concat, cond.crossattn.to(dtype), cond.vector.to(dtype), hint, features)
         out = self.network(x_in, c_noise.flatten(), context, layout).to(x.dtype)
         return out * c_out + x * c_skip

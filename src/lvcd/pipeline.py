@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from lvcd.config import LVCDConfig
 from lvcd.decoding import decode_frames
-from lvcd.diffusion import edm_sigmas
+from lvcd.diffusion import SAMPLERS, edm_sigmas
 from lvcd.errors import InputError, WeightsError
 from lvcd.hints import HintStore, LineartFrames, resolve_polarity
 from lvcd.io import SizePlan, open_writer, plan_size, restore
@@ -46,7 +46,13 @@ SVD_REPO = ("stabilityai/stable-video-diffusion-img2vid", "svd.safetensors")
 LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
 
 
-@dataclass
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """The networks' default dtype on ``device``: bfloat16 on CUDA (half the weights' memory, tensor-core speed; its
+    agreement with fp32 is tested in tests/test_low_precision.py), float32 elsewhere (CPUs without fast bf16 kernels
+    gain nothing). The VAE stays float32 unless asked otherwise (``load_model(vae_dtype=...)``), as officially."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
 @dataclass(frozen=True)
 class SamplingProgress:
     """Passed to ``LVCDPipeline.__call__(callback=...)`` after every denoising step; 0-based ``window`` and ``step``.
@@ -79,6 +85,12 @@ class LVCDPipeline:
         self.offload = offload and self.device.type != "cpu"
         self.model.to("cpu" if self.offload else self.device)
 
+    def compile(self, **options) -> LVCDPipeline:
+        """``torch.compile`` the UNet and the ControlNet in place (``options`` go to ``torch.compile``). The first
+        window of each layout compiles (slow); the steps after it run the compiled graphs. Returns the pipeline."""
+        self.model.compile_networks(**options)
+        return self
+
     @property
     def config(self) -> LVCDConfig:
         return self.model.config
@@ -89,7 +101,7 @@ class LVCDPipeline:
     ) -> LVCDPipeline:
         """Load the official ``svd.safetensors`` + ``lvcd.ckpt`` (or one converted whole-model file)."""
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+        dtype = dtype or default_dtype(device)
         model, _ = load_model(svd_path, lvcd_path, config=config, device="cpu" if offload else device, dtype=dtype)
         return cls(model, device=device, offload=offload)
 
@@ -170,6 +182,7 @@ class LVCDPipeline:
         prev_reference: bool = True,
         blending: bool = True,
         reference_mode: str = "first",
+        sampler: str = "euler",
     ) -> ColorizeResult:
         """Colorize ``lineart`` (N frames; frame 0 is the frame ``reference`` colours).
 
@@ -192,6 +205,8 @@ class LVCDPipeline:
         the defaults are the paper's method, the others its ablations: ``prev_reference=False, blending=False`` (no
         sampling schemes), ``reference_mode="previous-sample"`` (each window's reference is the previous window's last
         generated frame). ``overlap=0`` is allowed too (windows that share no frame).
+        sampler: "euler" (the official sampler, the default), "heun" or "dpmpp_2m" (second order, for fewer
+        ``num_steps``; :data:`lvcd.diffusion.SAMPLERS`). Heun calls the network twice a step.
         """
         cfg = self.config
         num_steps = cfg.sampling.num_steps if num_steps is None else num_steps
@@ -212,6 +227,8 @@ class LVCDPipeline:
             schemes = SamplingSchemes(prev_reference, blending, reference_mode)
         except ValueError as err:
             raise InputError(str(err)) from None
+        if sampler not in SAMPLERS:
+            raise InputError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
         if keyframes and schemes.reference_mode == "previous-sample":
             raise InputError(
                 "keyframes need reference_mode='first': with 'previous-sample' each window's reference is generated."
@@ -249,6 +266,7 @@ class LVCDPipeline:
                 progress=progress,
                 callback=callback,
                 schemes=schemes,
+                sampler=sampler,
             )
             latents, seed = self._sample(job)
             result_frames = self._decode(latents, plan, writer, progress)
@@ -313,7 +331,7 @@ class LVCDPipeline:
 
         windows = sample_shot(
             model, job.windows, references, hints_for, sigmas, state, done, job.prev_attn_steps, on_step,
-            schemes=job.schemes, previous_sample=previous_sample,
+            schemes=job.schemes, previous_sample=previous_sample, sampler=SAMPLERS[job.sampler],
         )  # fmt: skip
         for window, new_latents, carry in windows:
             latents.append(new_latents)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lvcd.diffusion import Denoiser, sample_euler
+from lvcd.diffusion import Denoiser, denoiser_calls_before, sample_euler
 from lvcd.longvideo import Window, WindowPlan, official_normal_plan, official_prevref_plan, recycle_noise
 from lvcd.model import Conditioning, LVCDModel
 from lvcd.models.transformer import ClipLayout
@@ -120,11 +120,18 @@ def window_layouts(plan: WindowPlan, device=None) -> tuple[ClipLayout, ClipLayou
     return normal, prevref
 
 
-class WindowDenoiser:
-    """``D(x, sigma)`` of one window, with LVCD's per-step logic inside; it counts its calls (one per Euler step).
+def prepared_layouts(model: LVCDModel, plan: WindowPlan, device=None) -> tuple[ClipLayout, ClipLayout]:
+    """``window_layouts`` with the model's frame-position embeddings computed once (constants of every window)."""
+    normal, prevref = window_layouts(plan, device)
+    return model.with_position_embeddings(normal), model.with_position_embeddings(prevref)
 
-    - Prev-Reference Attention: calls ``0..prev_attn_steps-1`` use ``prevref_layout`` (later windows), the others the
-      normal layout;
+
+class WindowDenoiser:
+    """``D(x, sigma)`` of one window, with LVCD's per-step logic inside; it counts its calls (one per Euler step,
+    two per Heun step).
+
+    - Prev-Reference Attention: calls ``0..prev_attn_steps-1`` (denoiser calls, not sampler steps) use
+      ``prevref_layout`` (later windows), the others the normal layout;
     - the x0-prediction of the window's last ``overlap`` positions is recorded in ``history`` before blending (as the
       official), for the next window;
     - Overlapped Blending: with ``blend_history`` (the previous window's records), the overlap positions' prediction
@@ -182,17 +189,23 @@ def sample_window(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one window. Returns (final latents (T, 4, h, w) scaled, per-call x0 of the last ``overlap`` positions).
 
-    ``prev_attn_steps``: denoiser calls with Prev-Reference Attention in later windows (default: all).
+    ``prev_attn_steps``: sampler steps with Prev-Reference Attention in later windows (default: all).
+    The window's constants (the ControlNet's hint features; the layouts' position embeddings, see
+    :func:`prepared_layouts`) are computed here once, not at every step.
     """
-    normal, prevref = layouts or window_layouts(plan, noise.device)
+    normal, prevref = layouts or prepared_layouts(model, plan, noise.device)
     steps = len(sigmas) - 1
+    if prev_attn_steps is None or prev_attn_steps >= steps:
+        prev_attn_calls = 2**62  # every call
+    else:  # a sampler may call the denoiser more than once a step
+        prev_attn_calls = denoiser_calls_before(sampler, prev_attn_steps)
     denoiser: Denoiser = WindowDenoiser(
         model,
         plan,
-        cond,
+        model.with_hint_features(cond),
         normal,
         prevref if window.index > 0 and schemes.prev_reference else None,
-        steps if prev_attn_steps is None else prev_attn_steps,
+        prev_attn_calls,
         blend_history if schemes.blending else None,
     )
     x = noise * torch.sqrt(1.0 + sigmas[0] ** 2)
@@ -221,7 +234,7 @@ def sample_shot(
     ``previous_sample``: (frame, scaled latent (1, 4, h, w)) of the last frame before ``start_window``, needed to
     resume with ``reference_mode="previous-sample"``.
     """
-    layouts = window_layouts(plan, state.noise.device)
+    layouts = prepared_layouts(model, plan, state.noise.device)
     from_samples = schemes.reference_mode == "previous-sample"
     for window in plan.windows[start_window:]:
         if from_samples and window.index > 0:

@@ -43,6 +43,7 @@ class ShotJob:
     progress: bool
     callback: Callable | None = None  # called with a pipeline.SamplingProgress after every step; may raise to cancel
     schemes: SamplingSchemes = SamplingSchemes()  # prev-reference attention, blending, reference mode
+    sampler: str = "euler"  # a name in lvcd.diffusion.SAMPLERS
 
 
 def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
@@ -100,6 +101,8 @@ def job_fingerprint(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: t
         "plan": [job.plan.input_hw, job.plan.model_hw], "polarity": job.polarity, "config": config.name,
         "dtype": str(dtype), "keyframes": sorted(job.images), **job.schemes.as_dict(),
     }  # fmt: skip
+    if job.sampler != "euler":  # absent for Euler: work directories of earlier versions stay resumable
+        settings["sampler"] = job.sampler
     arrays = [job.hints.array] + [job.images[i] for i in sorted(job.images)]
     arrays += [t.float().cpu() for t in (job.initial_noise, job.reference_noise) if t is not None]
     return fingerprint(settings, *arrays)

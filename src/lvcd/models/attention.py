@@ -3,6 +3,11 @@
 Reference Attention (spec §2.5, §3.6): the spatial self-attention of frame t attends to the tokens of two frames of
 its clip, ``key_frames[t, 0]`` and ``key_frames[t, 1]`` (2N keys for N queries), optionally adding a log-weight to the
 logits of each block, which multiplies that block's unnormalised attention weights. No hooks: the plan is an argument.
+
+No attention call takes a mask, so every one can run on a fused (flash) kernel: without log-weights the two key blocks
+are concatenated; with them each block is attended to on its own and the two results are merged with their
+log-sum-exp plus the block's log-weight, in float32 (the official ln(10) stays ln(10), i.e. a weight of exactly 10,
+whatever the compute dtype). :mod:`lvcd.models.attention_kernels` holds the kernel dispatch.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+from lvcd.models.attention_kernels import attention_with_lse, merge_attention_blocks, sdpa
 
 
 @dataclass(frozen=True)
@@ -78,20 +85,20 @@ class Attention(nn.Module):
         x: ((B T), N, C) -> ((B T), N, C)
         """
         q, k, v = (self.split_heads(proj(x)) for proj in (self.to_q, self.to_k, self.to_v))
-        tokens = q.shape[2]
         key_frames = plan.key_frames.to(x.device)
 
-        def gather(t: torch.Tensor) -> torch.Tensor:
+        def block(t: torch.Tensor, which: int) -> torch.Tensor:
             t = rearrange(t, "(b t) h n d -> b t h n d", t=num_frames)
-            first, second = t[:, key_frames[:, 0]], t[:, key_frames[:, 1]]
-            return rearrange(torch.cat([first, second], dim=3), "b t h n d -> (b t) h n d")
+            return rearrange(t[:, key_frames[:, which]], "b t h n d -> (b t) h n d")
 
-        mask = None
         if plan.applies_log_weights(layer_index):
-            # Per key-block log-weights as a broadcastable (B T, 1, 1, 2N) mask: exact, never a dense (T, 1, N, 2N) bias.
-            per_frame = plan.log_weights.to(device=x.device, dtype=q.dtype).repeat_interleave(tokens, dim=1)
-            mask = per_frame.repeat(q.shape[0] // num_frames, 1)[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, gather(k), gather(v), attn_mask=mask)
+            out0, lse0 = attention_with_lse(q, block(k, 0), block(v, 0))
+            out1, lse1 = attention_with_lse(q, block(k, 1), block(v, 1))
+            # log-weight of block 1 relative to block 0, per frame, float32: ((B T),)
+            relative = (plan.log_weights[:, 1] - plan.log_weights[:, 0]).to(device=x.device, dtype=torch.float32)
+            out = merge_attention_blocks(out0, lse0, out1, lse1, relative.repeat(q.shape[0] // num_frames))
+        else:
+            out = sdpa(q, torch.cat([block(k, 0), block(k, 1)], dim=2), torch.cat([block(v, 0), block(v, 1)], dim=2))
         return self.to_out(self.merge_heads(out))
 
     def temporal_self_attention(self, x: torch.Tensor, num_reference: int) -> torch.Tensor:
@@ -107,7 +114,7 @@ class Attention(nn.Module):
             self.split_heads(self.to_k(video)),
             self.split_heads(v[:, num_reference:]),
         )
-        out = self.merge_heads(F.scaled_dot_product_attention(q, k, vv))
+        out = self.merge_heads(sdpa(q, k, vv))
         if num_reference:
             out = torch.cat([v[:, :num_reference], out], dim=1)
         return self.to_out(out)

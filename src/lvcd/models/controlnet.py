@@ -31,7 +31,7 @@ class ControlNet(nn.Module):
     def __init__(self, cfg: UNetConfig):
         super().__init__()
         self.cfg = cfg
-        builder = _Builder(cfg)
+        builder = _Builder(cfg, network="controlnet")
         self.time_embed, self.label_emb = time_and_label_embeddings(cfg)
         self.input_blocks, self.middle_block, skip_channels = build_encoder(cfg, builder)
         self.input_hint_block = hint_encoder(cfg.hint_channels, cfg.model_channels)
@@ -48,10 +48,11 @@ class ControlNet(nn.Module):
         context: torch.Tensor,
         y: torch.Tensor,
         layout: ClipLayout,
+        hint_features: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
-        # x: (BT, in, h, w); hint: (BT, 3, 8h, 8w) lines ~1 on 0
+        # x: (BT, in, h, w); hint: (BT, 3, 8h, 8w) lines ~1 on 0; hint_features: encode_hint(hint), when precomputed
         emb = self.time_embed(timestep_embedding(timesteps, self.cfg.model_channels).to(x.dtype)) + self.label_emb(y)
-        guided_hint = self.input_hint_block(hint.to(x.dtype))
+        guided_hint = hint_features if hint_features is not None else self.encode_hint(hint, x.dtype)
         outs = []
         h = x
         for index, (block, zero_conv) in enumerate(zip(self.input_blocks, self.zero_convs, strict=True)):
@@ -62,3 +63,7 @@ class ControlNet(nn.Module):
         h = self.middle_block(h, emb, context, layout)
         outs.append(self.middle_block_out(h))
         return outs
+
+    def encode_hint(self, hint: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Line art (BT, 3, 8h, 8w) -> hint features (BT, C, h, w): the same at every step of a window."""
+        return self.input_hint_block(hint.to(dtype or next(self.input_hint_block.parameters()).dtype))

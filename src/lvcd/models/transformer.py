@@ -3,7 +3,8 @@ followed by a temporal transformer block over the frames of each clip, merged wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 import torch
 from einops import rearrange
@@ -23,10 +24,16 @@ class ClipLayout:
     num_frames: int
     num_reference: int
     reference_attention: ReferenceAttentionPlan
+    # Window constant: each SVT's frame-position embedding of one clip, (T, 1, C), by ``SpatialVideoTransformer.name``
+    # (``LVCDModel.with_position_embeddings`` fills it once per shot; None: computed at every call, as in training).
+    position_embeddings: Mapping[str, torch.Tensor] | None = field(default=None, compare=False, hash=False)
 
     @classmethod
     def training(cls, num_frames: int, num_reference: int = 1) -> ClipLayout:
         return cls(num_frames, num_reference, ReferenceAttentionPlan.training(num_frames))
+
+    def with_position_embeddings(self, embeddings: Mapping[str, torch.Tensor]) -> ClipLayout:
+        return replace(self, position_embeddings=dict(embeddings))
 
 
 class SpatialTransformerBlock(nn.Module):
@@ -83,9 +90,19 @@ class SpatialVideoTransformer(nn.Module):
     pair merged by the mix factor; all of an SVT's spatial blocks follow its Reference Attention plan.
     """
 
-    def __init__(self, channels: int, heads: int, dim_head: int, context_dim: int, layer_index: int, depth: int = 1):
+    def __init__(
+        self,
+        channels: int,
+        heads: int,
+        dim_head: int,
+        context_dim: int,
+        layer_index: int,
+        depth: int = 1,
+        name: str = "",
+    ):
         super().__init__()
         self.layer_index = layer_index
+        self.name = name or str(layer_index)  # unique within a model ("unet.3", "controlnet.3"): its constants' key
         self.norm = group_norm(channels, eps=1e-6)
         self.proj_in = nn.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList(
@@ -105,12 +122,20 @@ class SpatialVideoTransformer(nn.Module):
         height, width = x.shape[-2:]
         x_in = x
         h = self.proj_in(rearrange(self.norm(x), "n c h w -> n (h w) c"))
-        positions = frame_position_indices(layout.num_frames, layout.num_reference, device=x.device)
-        positions = positions.repeat(x.shape[0] // layout.num_frames)
-        position_emb = self.time_pos_embed(timestep_embedding(positions, h.shape[-1]).to(h.dtype))[:, None]
+        if layout.position_embeddings is not None and self.name in layout.position_embeddings:
+            position_emb = layout.position_embeddings[self.name]
+        else:
+            position_emb = self.position_embedding(layout, x.device, h.dtype)
+        position_emb = position_emb.repeat(x.shape[0] // layout.num_frames, 1, 1)
         clip_context = context[:: layout.num_frames]
         for block, temporal in zip(self.transformer_blocks, self.time_stack, strict=True):
             h = block(h, context, layout, self.layer_index)
             h = self.time_mixer(h, temporal(h + position_emb, clip_context, layout))
         h = rearrange(self.proj_out(h), "n (h w) c -> n c h w", h=height, w=width)
         return h + x_in
+
+    def position_embedding(self, layout: ClipLayout, device=None, dtype=None) -> torch.Tensor:
+        """The learned frame-position embedding of one clip, (T, 1, C): a constant of the layout."""
+        positions = frame_position_indices(layout.num_frames, layout.num_reference, device=device)
+        channels = self.proj_in.out_features
+        return self.time_pos_embed(timestep_embedding(positions, channels).to(dtype))[:, None]

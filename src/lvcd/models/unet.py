@@ -29,8 +29,9 @@ class Stage(nn.ModuleList):
 class _Builder:
     """Creates blocks and numbers the spatial transformers in module order (the official hook-layer index)."""
 
-    def __init__(self, cfg: UNetConfig):
+    def __init__(self, cfg: UNetConfig, network: str = "unet"):
         self.cfg = cfg
+        self.network = network
         self.next_layer_index = 0
 
     def resblock(self, c_in: int, c_out: int) -> VideoResBlock:
@@ -45,6 +46,7 @@ class _Builder:
             self.cfg.context_dim,
             self.next_layer_index,
             depth=self.cfg.transformer_depth,
+            name=f"{self.network}.{self.next_layer_index}",
         )
         self.next_layer_index += 1
         return svt

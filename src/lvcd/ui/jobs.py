@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lvcd.diffusion import SAMPLERS
 from lvcd.errors import InputError
 from lvcd.io import FrameSource, open_writer
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
@@ -51,6 +52,7 @@ class JobSettings:
     polarity: str = "auto"
     size_hw: tuple[int, int] | None = None  # None: automatic (near the trained 320x576 area, aspect kept)
     fps: float | None = None  # None: the line-art video's own rate, else 20
+    sampler: str = "euler"  # a name in lvcd.diffusion.SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,9 @@ def _whole_number(value, field: str, low: int, high: int, hint: str) -> int:
 
 
 def check_settings(
-    steps=25, seed=None, polarity="auto", height=0, width=0, fps=0, limits: PageLimits = PageLimits(), multiple=64
-) -> JobSettings:
+    steps=25, seed=None, polarity="auto", height=0, width=0, fps=0, limits: PageLimits = PageLimits(), multiple=64,
+    sampler="euler",
+) -> JobSettings:  # fmt: skip
     """The page's field values -> JobSettings, or InputError naming the field. Seed -1 or empty: random; height and
     width 0: automatic size; fps 0 or empty: the line-art video's rate (20 for images)."""
     steps = _whole_number(steps, "Steps", 1, limits.max_steps, f"use 1 to {limits.max_steps}")
@@ -113,7 +116,9 @@ def check_settings(
         rate = math.nan
     if not (math.isfinite(rate) and 0 <= rate <= limits.max_fps):
         raise InputError(f"Frames per second: {fps!r} is not valid; use 1 to {limits.max_fps:g}, or 0 for automatic.")
-    return JobSettings(steps, None if seed in (None, -1) else seed, polarity, size_hw, rate or None)
+    if sampler not in SAMPLERS:
+        raise InputError(f"Sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}.")
+    return JobSettings(steps, None if seed in (None, -1) else seed, polarity, size_hw, rate or None, sampler)
 
 
 class ProgressText:
@@ -178,7 +183,7 @@ def colorize_upload(
         result = pipe(
             reference_upload.path, lineart.frames, size=settings.size_hw, num_steps=settings.steps,
             seed=settings.seed, polarity=settings.polarity, output=output_dir / f"{lineart.shot_name}_colorized.mp4",
-            fps=fps, overwrite=False, progress=False, callback=on_step,
+            fps=fps, overwrite=False, progress=False, callback=on_step, sampler=settings.sampler,
         )  # fmt: skip
         report(1, 1, "writing the side-by-side video")
         side_by_side = write_side_by_side(lineart, result.output_path, output_dir, fps, cancel)

@@ -21,6 +21,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from lvcd.diffusion import SAMPLERS
 from lvcd.errors import LVCDError
 from lvcd.io import load_image
 from lvcd.ui.jobs import POLARITIES, JobCancelled, PageLimits, check_settings, colorize_upload
@@ -166,14 +167,14 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         frames_text = "1 frame" if count == 1 else f"{count} frames in this order{more}"
         return shown, f"{frames_text}, {width}x{height}."
 
-    def run(reference, lineart_files, steps, seed, polarity, height, width, fps, request: gr.Request,
+    def run(reference, lineart_files, steps, seed, polarity, height, width, fps, sampler, request: gr.Request,
             progress=gr.Progress()):  # fmt: skip
         session = request.session_hash or "local"
         uploads = [Upload.of(f) for f in ([reference] if reference else []) + list(lineart_files or [])]
         flag = sessions.begin(session)
         folder = cache / "lvcd-jobs" / uuid.uuid4().hex
         try:
-            settings = check_settings(steps, seed, polarity, height, width, fps, limits, multiple)
+            settings = check_settings(steps, seed, polarity, height, width, fps, limits, multiple, sampler)
             if pipe_lock.locked():
                 progress(0, desc="waiting for the stopped job to wind down")
             with pipe_lock:
@@ -238,6 +239,10 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
                         steps = gr.Slider(1, limits.max_steps, value=25, step=1, label="Steps", elem_id="lvcd-steps")
                         seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", elem_id="lvcd-seed")
                     polarity = gr.Radio(list(POLARITIES), value="auto", label="Line polarity")
+                    sampler = gr.Dropdown(
+                        list(SAMPLERS), value="euler", label="Sampler (euler: official; heun, dpmpp_2m: fewer steps)",
+                        elem_id="lvcd-sampler",
+                    )  # fmt: skip
                     with gr.Row():
                         height = gr.Number(value=0, precision=0, label="Processing height (0: auto)",
                                            elem_id="lvcd-height")  # fmt: skip
@@ -260,7 +265,8 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         reference.change(preview_reference, [reference], [reference_preview, reference_note], concurrency_limit=4)
         lineart.change(preview_lineart, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
         job = start.click(
-            run, [reference, lineart, steps, seed, polarity, height, width, fps], [result, side_by_side, status],
+            run, [reference, lineart, steps, seed, polarity, height, width, fps, sampler],
+            [result, side_by_side, status],
             concurrency_limit=1, concurrency_id="colorize", trigger_mode="once",
         )  # fmt: skip
         job.then(None, js=SCROLL_TO_RESULT)  # in the browser, once the outcome is on the page

@@ -201,6 +201,7 @@ _FLAG_FIELDS = {
     "--fps": "Frames per second",
     "--seed": "Seed",
     "--steps": "Steps",
+    "--sampler": "Sampler",
     "--polarity": "Line polarity",
     "--reference": REFERENCE_FIELD,
     "--lineart": LINEART_FIELD,

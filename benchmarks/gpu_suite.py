@@ -1,0 +1,471 @@
+"""The GPU suite (issue #12): one command that measures lvcd's GPU path and the official code's, in one JSON + table.
+
+On CUDA (full-size network, random weights; a budget keeps the whole run under ~8 minutes on an H100/H200):
+
+1. checks: every attention call of a prev-reference denoiser call takes the flash kernel; the mask-free
+   log-sum-exp merge equals the masked attention on this GPU;
+2. one denoiser call (ControlNet + UNet, 19-frame prev-reference window) at 320x576 and 576x1024, fp32 / bf16 /
+   fp16, eager and ``torch.compile``d: median time, achieved TFLOP/s, peak ``max_memory_allocated`` and its
+   accounting (weights, activations, workspace: ``lvcd.memory.MemoryAccount``);
+3. a whole 75-frame shot at 320x576, 25 steps, full-size random weights with CLIP and VAE, default dtype (bf16):
+   seconds per output frame and peak memory (with accounting per phase), default mode and ``offload=True``;
+4. the official code's same denoiser call (``--official DIR``: ``../shared/bench-official`` carried along) and the
+   ratio official / lvcd.
+
+    bash benchmarks/gpu_suite.sh                      # on the GPU machine (installs the official code's wheels)
+    python benchmarks/gpu_suite.py --output gpu.json --markdown gpu.md --official .bench-official
+    python benchmarks/gpu_suite.py --dry-run          # the same code path on CPU, tiny model, tiny sizes (~1 min)
+
+Entries that do not fit the time budget (``--budget-s``) are recorded as skipped, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from denoiser_call import NormalPool  # noqa: E402 - fast deterministic random fill, shared with denoiser_call.py
+
+from lvcd.config import get_config  # noqa: E402
+from lvcd.longvideo import plan_windows  # noqa: E402
+from lvcd.memory import MemoryAccount  # noqa: E402
+from lvcd.model import Conditioning, LVCDModel  # noqa: E402
+from lvcd.models.attention_kernels import (  # noqa: E402
+    attention_with_lse,
+    merge_attention_blocks,
+    record_attention_backends,
+)
+from lvcd.sampling import prepared_layouts  # noqa: E402
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+TINY_CONFIG = ROOT / "tests" / "fixtures" / "tiny" / "tiny_config.json"
+WINDOW = plan_windows(100)  # official window: 1 reference + 4 prev-reference + 14 video frames
+
+
+class Budget:
+    def __init__(self, seconds: float):
+        self.start, self.seconds = time.perf_counter(), seconds
+
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def random_model(config, parts, device, dtype, vae_dtype=torch.float32, seed: int = 0) -> LVCDModel:
+    """The model built on the meta device, materialised in ``dtype`` (VAE parts in ``vae_dtype``) and filled with
+    N(0, 1/fan_in) weights (norms 1/0, biases 0): activations stay O(1), no NaN or denormal slow path."""
+    with torch.device("meta"):
+        model = LVCDModel(config, parts=parts)
+    model = model.to(dtype=dtype)
+    for name in ("first_stage_model",):
+        if hasattr(model, name):
+            getattr(model, name).to(dtype=vae_dtype)
+    if "cond_encoder" in model.parts:
+        model.cond_encoder.to(dtype=vae_dtype)
+    model = model.to_empty(device=device)
+    pool = NormalPool(device, seed)
+    with torch.no_grad():
+        norms = {id(p) for m in model.modules() if isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for p in m.parameters()}
+        for name, param in model.named_parameters():
+            if id(param) in norms:
+                param.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif param.ndim <= 1:
+                param.zero_()
+            else:
+                pool.fill(param, std=1.0 / math.sqrt(param[0].numel()))
+        for buffer in model.buffers():
+            buffer.zero_()
+    return model.eval().requires_grad_(False)
+
+
+def window_inputs(model: LVCDModel, height: int, width: int, device, seed: int = 0):
+    frames = WINDOW.window_size
+    generator = torch.Generator(device=device).manual_seed(seed)
+    latent = (frames, 4, height // 8, width // 8)
+    cond = Conditioning(
+        concat=torch.randn(latent, generator=generator, device=device),
+        crossattn=torch.randn(frames, 1, model.config.unet.context_dim, generator=generator, device=device),
+        vector=model.micro_conditioning(frames, device=device),
+        hint=(torch.rand(frames, 1, height, width, generator=generator, device=device) > 0.9).float(),
+    )
+    x = torch.randn(latent, generator=generator, device=device)
+    return x, torch.ones(frames, device=device), cond
+
+
+def count_flops(config, height: int, width: int) -> int | None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        model = random_model_meta(config)
+        x, sigma, cond = window_inputs_meta(model, height, width)
+        layout = prepared_layouts(model, WINDOW, "meta")[1]
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model.denoise(x, sigma, model.with_hint_features(cond), layout)
+        return int(counter.get_total_flops())
+    except Exception:  # noqa: BLE001 - an op without a meta kernel must not sink the timings
+        return None
+
+
+def random_model_meta(config) -> LVCDModel:
+    with torch.device("meta"):
+        return LVCDModel(config, parts=("unet", "controlnet"))
+
+
+def window_inputs_meta(model, height, width):
+    frames = WINDOW.window_size
+    latent = (frames, 4, height // 8, width // 8)
+    with torch.device("meta"):
+        cond = Conditioning(
+            torch.empty(latent),
+            torch.empty(frames, 1, model.config.unet.context_dim),
+            torch.empty(frames, 768),
+            torch.empty(frames, 1, height, width),
+        )
+        return torch.empty(latent), torch.ones(frames), cond
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 1. checks
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def attention_checks(model: LVCDModel, height: int, width: int, device) -> dict:
+    x, sigma, cond = window_inputs(model, height, width, device)
+    layout = prepared_layouts(model, WINDOW, device)[1]
+    with record_attention_backends() as kernels:
+        model.denoise(x, sigma, model.with_hint_features(cond), layout)
+    generator = torch.Generator(device=device).manual_seed(1)
+    dtype = next(model.unet.parameters()).dtype
+    q, k0, k1, v0, v1 = (torch.randn(8, 5, 256, 64, generator=generator, device=device).to(dtype) for _ in range(5))
+    log_weight = torch.full((8,), math.log(10), device=device)
+    merged = merge_attention_blocks(*attention_with_lse(q, k0, v0), *attention_with_lse(q, k1, v1), log_weight)
+    mask = torch.cat([torch.zeros(8, 256, device=device), log_weight[:, None].expand(-1, 256)], dim=1)
+    qd, kd, vd = q.double(), torch.cat([k0, k1], 2).double(), torch.cat([v0, v1], 2).double()
+    logits = qd @ kd.transpose(-1, -2) / 8 + mask[:, None, None].double()
+    exact = logits.softmax(-1) @ vd
+    return {
+        "kernels": {name: kernels.count(name) for name in sorted(set(kernels))},
+        "all_flash": set(kernels) == {"flash_attention"},
+        "dtype": str(dtype).removeprefix("torch."),
+        "merge_vs_exact_max_abs": float((merged.double() - exact).abs().max()),
+    }
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 2. denoiser calls
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def denoiser_call(model, height, width, device, warmup: int, repeats: int, flops: int | None) -> dict:
+    x, sigma, cond = window_inputs(model, height, width, device)
+    layout = prepared_layouts(model, WINDOW, device)[1]
+    cond = model.with_hint_features(cond)
+    times = []
+    with MemoryAccount.measure(model, device) as account:
+        for _ in range(warmup + repeats):
+            sync(device)
+            start = time.perf_counter()
+            out = model.denoise(x, sigma, cond, layout)
+            sync(device)
+            times.append(time.perf_counter() - start)
+        finite = bool(torch.isfinite(out).all())
+        del out
+    median = statistics.median(times[warmup:])
+    return {
+        "median_s": round(median, 5),
+        "times_s": [round(t, 5) for t in times[warmup:]],
+        "warmup_s": [round(t, 3) for t in times[:warmup]],
+        "achieved_tflops": round(flops / median / 1e12, 4) if flops else None,
+        "memory": account.as_dict(),
+        "output_finite": finite,
+    }
+
+
+def denoiser_plan(args) -> tuple[list, list]:
+    """(first, later) denoiser entries: every eager call and the compiled bf16 ones first; the other compiled
+    dtypes run after the whole shots and the official call, as the time budget allows."""
+    plan = [(mode, name, size) for mode in args.modes for name in args.dtypes for size in args.sizes]
+    first = [item for item in plan if item[0] != "compiled" or item[1] == "bf16"]
+    return first, [item for item in plan if item not in first]
+
+
+def denoiser_section(args, config, device, budget: Budget, plan: list, flops: dict) -> list[dict]:
+    entries = []
+    models: dict[str, LVCDModel] = {}
+    for mode, name, size in plan:
+        entry = {"mode": mode, "dtype": name, "size_hw": list(size), "gflops_per_call": _g(flops[size])}
+        if budget.left() < args.reserve_s:
+            entries.append({**entry, "skipped": "time budget"})
+            continue
+        key = f"{mode}-{name}"
+        if key not in models:
+            models.clear()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            models[key] = random_model(config, ("unet", "controlnet"), device, DTYPES[name])
+            if mode == "compiled":
+                models[key].compile_networks()
+        try:
+            entry.update(denoiser_call(models[key], *size, device, args.warmup, args.repeats, flops[size]))
+        except Exception as err:  # noqa: BLE001 - record and go on: one failing entry must not sink the suite
+            entry["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        entries.append(entry)
+        print(json.dumps(entry), file=sys.stderr, flush=True)
+    models.clear()
+    return entries
+
+
+def _g(flops):
+    return round(flops / 1e9, 1) if flops else None
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 3. whole shots
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def whole_shot(args, config, device, offload: bool) -> dict:
+    from lvcd.pipeline import LVCDPipeline, default_dtype
+
+    dtype = DTYPES[args.shot_dtype] if args.shot_dtype else default_dtype(device)
+    build_on = "cpu" if offload else device
+    model = random_model(config, ("unet", "controlnet", "clip", "cond_encoder", "first_stage"), build_on, dtype)
+    pipe = LVCDPipeline(model, device=device, offload=offload)
+    height, width = args.shot_size
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.rand(3, height, width, generator=generator)
+    lineart = (torch.rand(args.shot_frames, 1, height, width, generator=generator) > 0.95).float()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    sync(device)
+    with MemoryAccount.measure(model, device) as account:
+        start = time.perf_counter()
+        result = pipe(reference, lineart, num_steps=args.shot_steps, seed=0, polarity="bright-lines", progress=False)
+        sync(device)
+        seconds = time.perf_counter() - start
+    frames = args.shot_frames - 1  # frame 0 is the given reference
+    return {
+        "offload": offload and pipe.offload,
+        "dtype": str(dtype).removeprefix("torch."),
+        "frames": args.shot_frames,
+        "size_hw": [height, width],
+        "steps": args.shot_steps,
+        "windows": len(plan_windows(args.shot_frames).windows),
+        "seconds": round(seconds, 2),
+        "seconds_per_output_frame": round(seconds / frames, 4),
+        "memory": account.as_dict(),
+        "output_finite": bool(torch.isfinite(result.frames).all()),
+    }
+
+
+def shot_section(args, config, device, budget: Budget) -> list[dict]:
+    entries = []
+    for offload in (False, True):
+        entry = {"offload": offload}
+        if budget.left() < args.reserve_s:
+            entries.append({**entry, "skipped": "time budget"})
+            continue
+        try:
+            entry = whole_shot(args, config, device, offload)
+        except Exception as err:  # noqa: BLE001
+            entry["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        entries.append(entry)
+        print(json.dumps(entry), file=sys.stderr, flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return entries
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# 4. the official code
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def official_section(args, device, timeout_s: float) -> dict:
+    folder = Path(args.official)
+    script = folder / "official_denoiser_call.py"
+    if not script.is_file():
+        return {"skipped": f"{script} not found (copy ../shared/bench-official there, see its README)"}
+    size = f"{args.sizes[0][0]}x{args.sizes[0][1]}"
+    command = [sys.executable, str(script), "--device", str(device), "--size", size, "--repeat", str(args.repeats)]
+    command += ["--no-flops"]
+    env = {**os.environ, "LVCD_SRC": str(folder / "src")}
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout_s:.0f} s", "command": " ".join(command)}
+    lines = [line for line in done.stdout.splitlines() if line.strip().startswith("{")]
+    if done.returncode != 0 or not lines:
+        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1], "command": " ".join(command)}
+    return {"command": " ".join(command), **json.loads(lines[-1])}
+
+
+def ratios(denoiser: list[dict], official: dict, size) -> dict:
+    if "median_s" not in official:
+        return {}
+    out = {}
+    for entry in denoiser:
+        if entry.get("size_hw") == list(size) and "median_s" in entry:
+            out[f"{entry['mode']}-{entry['dtype']}"] = round(official["median_s"] / entry["median_s"], 2)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# output
+# ------------------------------------------------------------------------------------------------------------------
+
+
+def _gb(value) -> str:
+    return "n/a" if value is None else f"{value / 1e9:.2f}"
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"### GPU suite: {result['device_name']}, torch {result['torch']}, {result['date']}",
+        "",
+        f"Command: `{result['command']}`"
+        + (" (DRY RUN: CPU, tiny model; not a GPU figure)" if result["dry_run"] else ""),
+        "",
+        "| call | dtype | size | median s | TFLOP/s | peak GB | weights GB | activations GB | workspace GB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in result["denoiser"]:
+        size = "x".join(map(str, e["size_hw"]))
+        if "median_s" not in e:
+            lines.append(f"| {e['mode']} | {e['dtype']} | {size} | {e.get('skipped') or e.get('error')} |||||")
+            continue
+        m = e["memory"]
+        lines.append(
+            f"| {e['mode']} | {e['dtype']} | {size} | {e['median_s']:.4f} | {e['achieved_tflops']} | "
+            f"{_gb(m['peak_allocated_bytes'])} | {_gb(m['weights_total_bytes'])} | {_gb(m['activations_bytes'])} | "
+            f"{_gb(m['workspace_bytes'])} |"
+        )
+    lines += [
+        "",
+        "| whole shot | dtype | frames, steps | s / output frame | peak GB | weights GB at end |",
+        "|---|---|---|---|---|---|",
+    ]
+    for e in result["shots"]:
+        if "seconds" not in e:
+            lines.append(f"| offload={e['offload']} | {e.get('skipped') or e.get('error')} |||||")
+            continue
+        m = e["memory"]
+        lines.append(
+            f"| offload={e['offload']} | {e['dtype']} | {e['frames']}, {e['steps']} | {e['seconds_per_output_frame']} |"
+            f" {_gb(m['peak_allocated_bytes'])} | {_gb(m['weights_total_bytes'])} |"
+        )
+    official = result["official"]
+    lines += [
+        "",
+        f"Official denoiser call: {official.get('median_s', official.get('skipped') or official.get('error'))}",
+    ]
+    lines += [f"Speed-up (official s / lvcd s, same call): {json.dumps(result['ratio_official_over_lvcd'])}"]
+    checks = result["checks"]
+    lines += [f"Attention kernels: {checks.get('kernels')}; merge vs exact: {checks.get('merge_vs_exact_max_abs')}"]
+    return "\n".join(lines) + "\n"
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dry-run", action="store_true", help="CPU, tiny model, tiny sizes: checks the code path")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--config", default=None, help="model config (default: svd-lvcd; dry run: the tiny one)")
+    parser.add_argument("--sizes", default=None, help="denoiser-call sizes HxW (default 320x576,576x1024)")
+    parser.add_argument("--dtypes", default="fp32,bf16,fp16")
+    parser.add_argument("--modes", default="eager,compiled")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--shot-frames", type=int, default=None)
+    parser.add_argument("--shot-steps", type=int, default=None)
+    parser.add_argument("--shot-size", default=None)
+    parser.add_argument("--shot-dtype", default=None, choices=sorted(DTYPES), help="default: lvcd's device default")
+    parser.add_argument("--official", default=str(ROOT / ".bench-official"), help="folder of ../shared/bench-official")
+    parser.add_argument("--official-timeout-s", type=int, default=150)
+    parser.add_argument(
+        "--budget-s", type=float, default=None, help="stop starting entries after this (420; dry: none)"
+    )
+    parser.add_argument("--reserve-s", type=float, default=45.0, help="an entry starts only with this much left")
+    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None)
+    args = parser.parse_args(argv)
+    dry = args.dry_run
+    device = torch.device(args.device or ("cpu" if dry or not torch.cuda.is_available() else "cuda"))
+    if device.type != "cuda" and not dry:
+        parser.error("no CUDA device: run on a GPU, or pass --dry-run to check the code path on CPU")
+    config = get_config(args.config or (TINY_CONFIG if dry else "svd-lvcd"))
+    args.sizes = parse_sizes(args.sizes or ("64x64" if dry else "320x576,576x1024"))
+    args.dtypes = args.dtypes.split(",") if not (dry and args.dtypes == "fp32,bf16,fp16") else ["fp32", "bf16"]
+    args.modes = args.modes.split(",") if not (dry and args.modes == "eager,compiled") else ["eager"]
+    args.repeats = args.repeats or (1 if dry else 10)
+    args.warmup = args.warmup if args.warmup is not None else (0 if dry else 2)
+    args.shot_frames = args.shot_frames or (16 if dry else 75)
+    args.shot_steps = args.shot_steps or (2 if dry else 25)
+    args.shot_size = parse_sizes(args.shot_size or ("64x64" if dry else "320x576"))[0]
+    budget = Budget(args.budget_s if args.budget_s is not None else (math.inf if dry else 420.0))
+    result = {
+        "benchmark": "gpu_suite",
+        "dry_run": dry,
+        "command": " ".join([Path(sys.argv[0]).name if argv is None else "gpu_suite.py", *(argv or sys.argv[1:])]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "config": config.name,
+    }
+    check_model = random_model(
+        config, ("unet", "controlnet"), device, torch.bfloat16 if device.type == "cuda" else torch.float32
+    )
+    result["checks"] = attention_checks(check_model, *args.sizes[0], device)
+    del check_model
+    print(json.dumps(result["checks"]), file=sys.stderr, flush=True)
+    flops = {size: count_flops(config, *size) for size in args.sizes}
+    first, later = denoiser_plan(args)
+    result["denoiser"] = denoiser_section(args, config, device, budget, first, flops)
+    result["shots"] = shot_section(args, config, device, budget)
+    if budget.left() < args.reserve_s:
+        result["official"] = {"skipped": "time budget"}
+    else:
+        result["official"] = official_section(args, device, min(args.official_timeout_s, budget.left()))
+    result["denoiser"] += denoiser_section(args, config, device, budget, later, flops)
+    result["ratio_official_over_lvcd"] = ratios(result["denoiser"], result["official"], args.sizes[0])
+    result["seconds_total"] = round(time.perf_counter() - budget.start, 1)
+    text = json.dumps(result, indent=1)
+    print(text)
+    table = markdown(result)
+    print(table, file=sys.stderr)
+    for path, content in ((args.output, text + "\n"), (args.markdown, table)):
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content)
+    return result
+
+
+if __name__ == "__main__":
+    main()

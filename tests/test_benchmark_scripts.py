@@ -1,0 +1,74 @@
+"""The GPU suite's dry run (the same code path as on a GPU, on CPU with the tiny model) and the sampler-quality
+benchmark's smoke run; both scripts run in-process on minimal settings."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_CONFIG
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def _script(name: str):
+    sys.path.insert(0, str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(f"lvcd_benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_suite_dry_run_measures_every_section(tmp_path):
+    suite = _script("gpu_suite")
+    result = suite.main(
+        ["--dry-run", "--dtypes", "fp32", "--shot-frames", "3", "--shot-steps", "1", "--official", str(tmp_path),
+         "--output", str(tmp_path / "suite.json"), "--markdown", str(tmp_path / "suite.md")]
+    )  # fmt: skip
+    assert result["dry_run"] and result["device"] == "cpu"
+    assert result["checks"]["all_flash"] and result["checks"]["merge_vs_exact_max_abs"] < 1e-5
+    (call,) = result["denoiser"]
+    assert call["mode"] == "eager" and call["output_finite"] and call["median_s"] > 0 and call["gflops_per_call"] > 0
+    assert call["memory"]["weights_total_bytes"] > 0
+    assert [shot["offload"] for shot in result["shots"]] == [False, False]  # offload has no effect on CPU
+    assert all(shot["output_finite"] and shot["seconds_per_output_frame"] > 0 for shot in result["shots"])
+    assert "skipped" in result["official"]
+    assert json.loads((tmp_path / "suite.json").read_text())["benchmark"] == "gpu_suite"
+    assert "DRY RUN" in (tmp_path / "suite.md").read_text()
+
+
+def test_gpu_suite_refuses_to_run_without_a_gpu_unless_dry(capsys):
+    import torch
+
+    if torch.cuda.is_available():  # pragma: no cover
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit):
+        _script("gpu_suite").main([])
+    assert "--dry-run" in capsys.readouterr().err
+
+
+def test_sampler_quality_smoke_run(tiny_weights, tmp_path):
+    bench = _script("sampler_quality")
+    result = bench.main(
+        ["--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG),
+         "--shots", "1", "--frames", "3", "--size", "64x64", "--steps", "1", "--markdown", str(tmp_path / "t.md")]
+    )  # fmt: skip
+    assert [(run["sampler"], run["steps"]) for run in result["runs"]] == [("euler", 1), ("heun", 1), ("dpmpp_2m", 1)]
+    for run in result["runs"]:
+        assert run["seconds_per_frame"] > 0 and 0 <= run["scores"]["region"] <= 1 and "psnr" in run["scores"]
+    assert "| dpmpp_2m | 1 |" in (tmp_path / "t.md").read_text()
+
+
+def test_sampler_quality_without_the_demo_weights_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    import lvcd.demo
+
+    monkeypatch.setattr(lvcd.demo, "DEMO_WEIGHTS", tmp_path / "absent.safetensors")
+    with pytest.raises(SystemExit) as stopped:
+        _script("sampler_quality").main(["--shots", "1"])
+    assert stopped.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and "demo weights" in line
