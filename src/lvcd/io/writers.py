@@ -24,6 +24,8 @@ Codec choices:
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -170,9 +172,11 @@ class FrameWriter:
             self.output.commit()
         except FileExistsError:
             self._state = "kept"  # never delete the finished result: the user decides what to keep
+            kept = self.path.with_name(f"{self.path.stem}.lvcd-{uuid.uuid4().hex[:8]}{self.path.suffix}")
+            os.replace(self.temp_path, kept)  # a visible name: no clean-up of temporaries ever takes it
+            self.output.discard()
             raise InputError(
-                f"{self.path}: appeared while writing and --overwrite was not given; the result is kept at "
-                f"{self.temp_path}."
+                f"{self.path}: appeared while writing and --overwrite was not given; the result is kept at {kept}."
             ) from None
 
     def __enter__(self) -> FrameWriter:
