@@ -232,8 +232,9 @@ class LVCDPipeline:
         if work_dir is None:
             temporary = tempfile.TemporaryDirectory(prefix="lvcd-")
             work_dir = temporary.name
-        try:
-            work = WorkDir(work_dir, resume=resume and temporary is None)
+        work = None
+        try:  # a WorkDir given (opened and locked by the caller) is used as it is
+            work = work_dir if isinstance(work_dir, WorkDir) else WorkDir(work_dir, resume=resume and temporary is None)
             job = ShotJob(
                 windows=windows,
                 plan=plan,
@@ -257,6 +258,8 @@ class LVCDPipeline:
                 writer.abort()
             raise
         finally:
+            if work is not None and work is not work_dir:
+                work.release()
             if temporary is not None:
                 temporary.cleanup()
         output_path = writer.close() if writer is not None else None
@@ -266,7 +269,7 @@ class LVCDPipeline:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and
         kept in the work directory, so a resumed run restores them exactly."""
         seed = resolve_seed(job)
-        job.work.bind(job_fingerprint(job, seed, self.config, next(self.model.unet.parameters()).dtype))
+        job.work.bind(job_fingerprint(job, seed, self.config, next(self.model.unet.parameters()).dtype), seed)
         start = job.work.load_start()
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -166,15 +166,15 @@ def test_refuses_to_write_onto_inputs(tmp_path):
     reference = tmp_path / "ref.png"
     Image.fromarray(_frame(0)).save(reference)
     inputs = [lineart, reference]
-    with pytest.raises(InputError, match="onto or inside the input"):
+    with pytest.raises(InputError, match="onto or into the input"):
         open_writer(reference, overwrite=True, inputs=inputs)
-    with pytest.raises(InputError, match="onto or inside the input"):
+    with pytest.raises(InputError, match="onto or into the input"):
         open_writer(lineart / "colored.mp4", inputs=inputs)
     with pytest.raises(InputError, match="holds the input"):
         open_writer(tmp_path, overwrite=True, inputs=inputs)
     video = tmp_path / "in.mp4"
     video.write_bytes(b"x")
-    with pytest.raises(InputError, match="onto or inside the input"):
+    with pytest.raises(InputError, match="onto or into the input"):
         open_writer(tmp_path / "sub" / ".." / "in.mp4", overwrite=True, inputs=[video])
     assert (lineart / "0.png").exists() and reference.exists() and video.read_bytes() == b"x"
 

@@ -9,6 +9,8 @@ import importlib
 
 import typer
 
+from lvcd.cli.guard import guard_app
+
 app = typer.Typer(
     name="lvcd",
     help="Colorize line-art animation from one colored reference frame (LVCD).",
@@ -28,6 +30,7 @@ def _register_all() -> None:
 
 
 _register_all()
+guard_app(app)  # one-line errors, no traceback, clean interruption, for every command
 
 
 def main() -> None:

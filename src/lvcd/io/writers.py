@@ -38,6 +38,7 @@ from PIL import Image
 from lvcd.errors import InputError
 from lvcd.io.atomic import AtomicOutput
 from lvcd.io.images import IMAGE_SUFFIXES, to_rgb_uint8
+from lvcd.io.paths import check_not_input
 
 OutputKind = Literal["mp4", "webm", "gif", "png"]
 _H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
@@ -64,23 +65,6 @@ def output_kind(path: str | Path) -> OutputKind:
     return "png"
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _check_not_input(target: Path, inputs: tuple[Path, ...]) -> None:
-    for given in inputs:
-        source = Path(given).resolve()
-        if _is_within(target, source):
-            raise InputError(
-                f"{target}: the output would be written onto or inside the input {given}. Choose another output path."
-            )
-        if _is_within(source, target):
-            raise InputError(
-                f"{target}: the output would replace a folder that holds the input {given}. Choose another output path."
-            )
-
-
 def open_writer(
     path: str | Path,
     fps: float = 20.0,
@@ -93,7 +77,7 @@ def open_writer(
     contains one of ``inputs``, or if ``fps`` is not a positive number. Missing parent folders are created.
     """
     target = Path(path).expanduser().resolve()
-    _check_not_input(target, tuple(inputs))
+    check_not_input(target, tuple(inputs))
     kind = output_kind(target)
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise InputError(f"{path}: already exists. Use --overwrite to replace it, or choose another name.")
