@@ -114,7 +114,7 @@ class LVCDPipeline:
             except Exception as err:  # noqa: BLE001 - every hub failure gets the same guidance
                 raise WeightsError(
                     f"Could not get {filename} from huggingface.co/{repo_id} ({type(err).__name__}: {err}). "
-                    "SVD is licence-gated: accept its licence on the model page, then `huggingface-cli login` (or set HF_TOKEN). "
+                    "SVD is licence-gated: accept its licence on the model page, then `hf auth login` (or set HF_TOKEN). "
                     "Offline (HF_HUB_OFFLINE=1) only files already in the cache are found. "
                     "Alternatively download the files yourself and use LVCDPipeline.from_single_file / `lvcd colorize --svd --lvcd`."
                 ) from err

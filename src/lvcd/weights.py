@@ -24,7 +24,7 @@ from lvcd.model import PART_PREFIXES, PARTS, LVCDModel
 from lvcd.state_dict import KeyReport, check_keys
 from lvcd.state_dict import WeightsFile as _WeightsFile
 
-SVD_URL = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid (file svd.safetensors; licence gate: accept it on the page, then `huggingface-cli login`)"
+SVD_URL = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid (file svd.safetensors; licence gate: accept it on the page, then `hf auth login`)"
 LVCD_URL = "https://huggingface.co/luckyhzt/lvcd_pretrained_models (file lvcd.ckpt)"
 
 # Keys of the official files that the official model holds but never computes with.
@@ -144,6 +144,16 @@ def _target_dtype(key: str, dtype: torch.dtype, vae_dtype: torch.dtype) -> torch
     return dtype
 
 
+def check_weights_exist(svd_path, lvcd_path) -> None:
+    """Both official files named at once when both are missing (each with where to get it)."""
+    missing = [(role, Path(p)) for role, p in (("svd", svd_path), ("lvcd", lvcd_path)) if p and not Path(p).exists()]
+    if len(missing) == 2:
+        raise WeightsError(
+            f"Neither weights file exists: --svd {missing[0][1]} and --lvcd {missing[1][1]}. "
+            f"{_where_to_get('svd')} {_where_to_get('lvcd')}"
+        )
+
+
 def load_model(
     svd_path: str | os.PathLike | None,
     lvcd_path: str | os.PathLike | None = None,
@@ -160,6 +170,7 @@ def load_model(
     weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
     ``config=None``: the config a file of ours carries (the last file that has one), else the official full size.
     """
+    check_weights_exist(svd_path, lvcd_path)
     svd = WeightsFile(svd_path, "svd", _where_to_get("svd")) if svd_path else None
     lvcd = WeightsFile(lvcd_path, "lvcd", _where_to_get("lvcd")) if lvcd_path else None
     _check_roles(svd, lvcd)

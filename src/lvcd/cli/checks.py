@@ -25,6 +25,17 @@ def check_files(files: dict[str, Path | None]) -> None:
         raise InputError(f"not found: {', '.join(missing)}. Check the path{'s' if len(missing) > 1 else ''}.")
 
 
+def check_weights_files(svd, lvcd) -> None:
+    """Each missing weights file named with where to get it (the loader's own messages, now rather than later)."""
+    from lvcd.state_dict import require_weights_file
+    from lvcd.weights import _where_to_get, check_weights_exist
+
+    check_weights_exist(svd, lvcd)
+    for role, path in (("svd", svd), ("lvcd", lvcd)):
+        if path is not None:
+            require_weights_file(path, role, _where_to_get(role))
+
+
 def check_image(path: Path, option: str) -> None:
     """``path`` is an image file Pillow can read (only its header is read)."""
     from PIL import Image, UnidentifiedImageError
@@ -142,10 +153,16 @@ def preflight_colorize(opts: dict):
         if not sep or not index.strip().isdigit():
             raise InputError(f"--keyframe {item!r} is not INDEX=IMAGE, e.g. --keyframe 40=key40.png.")
         keyframes[int(index)] = Path(path)
-    files = {"--reference": opts["reference"], "--lineart": opts["lineart"], "--svd": opts["svd"]}
-    files.update({"--lvcd": opts["lvcd_ckpt"], "--lineart-weights": opts["lineart_weights"]})
+    weights = {"--svd": opts["svd"], "--lvcd": opts["lvcd_ckpt"]}
+    files = {
+        "--reference": opts["reference"],
+        "--lineart": opts["lineart"],
+        "--lineart-weights": opts["lineart_weights"],
+    }
     files.update({f"--keyframe {i}=": path for i, path in keyframes.items()})
     check_files(files)
+    check_weights_files(opts["svd"], opts["lvcd_ckpt"])
+    files.update(weights)
     check_image(opts["reference"], "--reference")
     size = parse_size(opts["size"])
     parse_dtype(opts["dtype"])

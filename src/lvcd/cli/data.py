@@ -71,8 +71,10 @@ def prepare(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Scene-split INPUTs into clips and write frames, line art and latents to OUTPUT (resumable, shardable)."""
+    from lvcd.cli.checks import check_device
     from lvcd.data.prepare import Lazy, PrepareOptions, collect_inputs, prepare_dataset
     from lvcd.data.scenes import SceneSplitConfig
+    from lvcd.io.paths import check_not_input, check_output_location
 
     try:
         if svd is None:
@@ -93,6 +95,11 @@ def prepare(
         )
         method, weights = lineart_method.value, lineart_weights
         collect_inputs(inputs)  # fail on a bad input now, not after loading anything
+        check_device(device)
+        for given in inputs:  # a root may hold its raw inputs, but is never written into one
+            check_not_input(output, {"INPUT": given}, contains_ok=True)
+        check_not_input(output, {"--svd": svd, "--lineart-weights": lineart_weights}, contains_ok=True)
+        check_output_location(output / "lvcd_data.json")
         if method != "xdog":  # find the weights now rather than after a long scan
             from lvcd.errors import WeightsError
             from lvcd.lineart import resolve_weights

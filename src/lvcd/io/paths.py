@@ -30,10 +30,14 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 
 def check_not_input(
-    target: str | os.PathLike, inputs: Mapping[str, object] | Iterable[object], option: str = "--output"
+    target: str | os.PathLike,
+    inputs: Mapping[str, object] | Iterable[object],
+    option: str = "--output",
+    contains_ok: bool = False,
 ) -> None:
-    """Refuse an output that is, is inside, or contains one of ``inputs`` (``{option name: path}`` or paths;
-    None entries are skipped). The one-line error names both and says what to do."""
+    """Refuse an output that is, is inside, or (unless ``contains_ok``: an output folder that is added to, never
+    replaced) contains one of ``inputs`` (``{option name: path}`` or paths; None entries are skipped). The one-line
+    error names both and says what to do."""
     named = inputs.items() if isinstance(inputs, Mapping) else (("an input", given) for given in inputs)
     target = Path(target).expanduser()
     resolved = target.resolve()
@@ -48,7 +52,7 @@ def check_not_input(
                 f"{option} {target} would write onto or into {what}; lvcd never writes its inputs. "
                 "Choose another output path."
             )
-        if _is_within(source_resolved, resolved):
+        if not contains_ok and _is_within(source_resolved, resolved):
             raise InputError(
                 f"{option} {target} would replace a folder that holds {what}; lvcd never deletes its inputs. "
                 "Choose another output path."
