@@ -173,7 +173,10 @@ def test_bad_config_exits_2(tmp_path, tiny_weights):
     args = ["convert", "--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"])]
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "out.safetensors"), "--config", "no-such-preset"])
     assert result.exit_code == 2
-    assert "error: --config no-such-preset: Unknown config 'no-such-preset'" in result.stderr and "svd-lvcd" in result.stderr
+    assert (
+        "error: --config no-such-preset: Unknown config 'no-such-preset'" in result.stderr
+        and "svd-lvcd" in result.stderr
+    )
 
 
 def test_output_folder_is_refused(tmp_path, tiny_weights):
