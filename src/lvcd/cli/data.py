@@ -62,7 +62,9 @@ def prepare(
     num_shards: int = typer.Option(1, "--num-shards", help="How many processes/GPUs share the work."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] for the VAE and the line-art network."),
     batch_size: int = typer.Option(8, "--batch-size", help="Frames per VAE batch."),
-    threshold: float = typer.Option(30.0, "--threshold", help="Scene cut: histogram RMSE (pixel counts at 320x576)."),
+    threshold: float = typer.Option(
+        30.0, "--threshold", help="Scene cut: RMSE of 1,000-colour histograms, in pixels of the frame at 64x115."
+    ),
     min_frames: int = typer.Option(15, "--min-frames", help="Shortest clip kept."),
     max_frames: int = typer.Option(200, "--max-frames", help="Longest clip kept."),
     long_scenes: LongScenes = typer.Option(
