@@ -17,6 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: wraps at any width, nothing cut off, no type column for flags
+    context_settings={"max_content_width": 120},
 )
 
 COMMAND_MODULES = ("colorize", "demo", "batch", "lineart", "evaluate", "convert", "data", "train", "ui")

@@ -14,6 +14,7 @@ data_app = typer.Typer(
     name="data",
     help="Prepare training data: scene split, resized frames, line art and VAE latents in the official layout.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as the main app's
 )
 
 

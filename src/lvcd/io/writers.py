@@ -42,8 +42,11 @@ from lvcd.io.paths import check_not_input
 
 OutputKind = Literal["mp4", "webm", "gif", "png"]
 _H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
-_H264_OPTIONS = {"crf": "18", "preset": "medium"}
-_VP9_OPTIONS = {"crf": "30", "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
+# One encoder thread and bit-exact muxing (no random track/segment ids, no dates, no version strings): the same
+# frames give the same file, byte for byte, on every run (a fixed seed reproduces the output file itself).
+_H264_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1"}
+_VP9_OPTIONS = {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "4", "threads": "1"}
+_BITEXACT = {"fflags": "+bitexact"}
 _BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709
 
 
@@ -214,12 +217,12 @@ class _VideoWriter(FrameWriter):
     def _open(self, height: int, width: int) -> None:
         if self.kind == "mp4":
             fmt = _H264_CONTAINERS[self.path.suffix.lower()]
-            options = {"movflags": "faststart"} if fmt in ("mp4", "mov") else {}
+            options = {**_BITEXACT, **({"movflags": "faststart"} if fmt in ("mp4", "mov") else {})}
             container = av.open(str(self.temp_path), mode="w", format=fmt, options=options)
             stream = container.add_stream("libx264", rate=self.rate, options=dict(_H264_OPTIONS))
             stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         elif self.kind == "webm":
-            container = av.open(str(self.temp_path), mode="w", format="webm")
+            container = av.open(str(self.temp_path), mode="w", format="webm", options=dict(_BITEXACT))
             stream = container.add_stream("libvpx-vp9", rate=self.rate, options=dict(_VP9_OPTIONS))
             stream.pix_fmt = "yuv420p"
         else:
