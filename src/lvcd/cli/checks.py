@@ -142,6 +142,25 @@ def expected_config(opts: dict):
     return None
 
 
+POLARITIES = ("auto", "dark-lines", "bright-lines")
+
+
+def check_schemes(opts: dict, keyframes: dict) -> None:
+    """--polarity, --reference-mode and their combinations with --from-color and --keyframe."""
+    from lvcd.sampling import SamplingSchemes
+
+    if opts["polarity"] not in POLARITIES:
+        raise InputError(f"--polarity {opts['polarity']!r} is not one of {', '.join(POLARITIES)}.")
+    if opts["from_color"] and opts["polarity"] == "bright-lines":
+        raise InputError("--polarity bright-lines contradicts --from-color (extracted line art is dark on white).")
+    try:
+        SamplingSchemes(opts["prev_reference"], opts["blending"], opts["reference_mode"])
+    except ValueError as err:
+        raise InputError(f"--reference-mode: {err}") from None
+    if keyframes and opts["reference_mode"] == "previous-sample":
+        raise InputError("--keyframe needs --reference-mode first: with previous-sample each reference is generated.")
+
+
 def preflight_colorize(opts: dict):
     """Everything ``lvcd colorize`` can check before loading weights; returns (source, size, keyframes)."""
     from lvcd.cli.options import parse_dtype, parse_size
@@ -169,6 +188,7 @@ def preflight_colorize(opts: dict):
     check_device(opts["device"])
     check_config(opts["config"])
     check_fps(opts["fps"])
+    check_schemes(opts, keyframes)
     config_path = Path(opts["config"]) if opts["config"] and Path(opts["config"]).is_file() else None
     inputs = {**files, "--config": config_path}
     check_output(opts["output"], inputs, opts["overwrite"], opts["resume"])
