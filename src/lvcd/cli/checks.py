@@ -91,8 +91,8 @@ def check_fps(fps: float | None) -> None:
 
 def check_output(output: Path, inputs: dict[str, object], overwrite: bool, resume: bool) -> None:
     """The output's format is known, it is none of the inputs (even with --overwrite), and its folder is writable."""
-    output_kind(output)
     check_not_input(output, inputs)
+    output_kind(output)
     if output.exists() and not overwrite and not resume:
         raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
     check_output_location(output)
@@ -196,6 +196,7 @@ def preflight_colorize(opts: dict):
         check_not_input(opts["work_dir"], inputs, option="--work-dir")
     source = FrameSource.open(opts["lineart"])
     check_frame_size(source.size_hw, f"--lineart {opts['lineart']}")
+    source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
     check_keyframes(keyframes, len(source))
     cfg = expected_config(opts)
     if cfg is not None and size is not None:
