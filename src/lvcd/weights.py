@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,14 +275,21 @@ def save_safetensors(
     tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> Path:
     """Write ``tensors`` (None values are left out) to a safetensors file, atomically (:func:`lvcd.io.atomic_output`)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     with atomic_output(path) as temporary:
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},
-            str(temporary),
-            metadata=metadata,
-        )
+        try:
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},
+                str(temporary),
+                metadata=metadata,
+            )
+        except SafetensorError as err:  # an I/O failure (a full disk) arrives as text: make it the OSError it is
+            code = re.search(r"os error (\d+)", str(err))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
     return Path(path)
 
 

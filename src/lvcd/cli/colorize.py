@@ -106,7 +106,7 @@ def colorize(
         _run(**locals())
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(getattr(err, "exit_code", 2)) from None
 
 
 def _run(**opts) -> None:
