@@ -107,6 +107,9 @@ def world(tmp_path_factory, tiny_weights) -> World:
         extra.unlink()
     paths["toml"] = inputs / "train.toml"
     paths["toml"].write_text("[train\nmax_steps = ")
+    paths["huge"] = inputs / "huge"  # one 7000x6000 frame: 42 megapixels, over the stated limit
+    paths["huge"].mkdir()
+    Image.new("L", (7000, 6000), 255).save(paths["huge"] / "f0.png")
     paths["hardlink"] = inputs / "hardlink_to_reference.png"
     os.link(paths["reference"], paths["hardlink"])
     world = World(inputs, out, {"svd": paths["svd"], "lvcd": paths["lvcd"]})

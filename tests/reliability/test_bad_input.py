@@ -56,6 +56,8 @@ CASES = [
     Case("colorize-missing-lineart", lambda w: colorize(w, lineart=w.inputs / "gone"), ("--lineart", "gone")),
     Case("colorize-empty-lineart", lambda w: colorize(w, lineart=w.empty), ("empty",)),
     Case("colorize-mixed-sizes", lambda w: colorize(w, lineart=w.mixed), ("f999.png",)),
+    Case("colorize-huge-frames", lambda w: colorize(w, lineart=w.huge), ("--lineart", "huge", "7000x6000", "40 megapixels")),
+    Case("lineart-huge-frames", lambda w: ["lineart", str(w.huge), "-o", str(w.out / "l"), "--method", "xdog"], ("huge", "40 megapixels")),
     Case("colorize-truncated-video", lambda w: colorize(w, lineart=w.truncated), ("cut.mp4", "declares 40 frames")),
     Case("colorize-keyframe-syntax", lambda w: colorize(w, "--keyframe", "two=key.png"), ("--keyframe", "two=key.png")),
     Case("colorize-keyframe-range", lambda w: colorize(w, "--keyframe", f"9={w.keyframe}"), ("--keyframe 9=", "1..3")),
