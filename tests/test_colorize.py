@@ -239,7 +239,9 @@ def test_bad_inputs_give_clear_errors_and_no_output(tmp_path, tiny_weights):
 
     _expect_error(run("--reference", str(reference), "--lineart", str(frames), "--size", "100x100"), "64")
     _expect_error(run("--reference", str(reference), "--lineart", str(frames), "--dtype", "fp8"), "fp8")
-    _expect_error(run("--reference", str(reference), "--lineart", str(frames), "--keyframe", "9=x.png"), "Keyframe")
+    _expect_error(
+        run("--reference", str(reference), "--lineart", str(frames), "--keyframe", "9=x.png"), "--keyframe 9=x.png"
+    )
     assert not out.exists()
     assert not any(p.name.startswith(".out.mp4") and "partial" in p.name for p in tmp_path.iterdir())
 

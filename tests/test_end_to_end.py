@@ -119,12 +119,12 @@ def test_from_pretrained_offline_with_an_empty_cache_explains_what_to_do(tmp_pat
     assert any("offline mode is enabled" in str(cause) for cause in causes)
     assert not any(isinstance(cause, AssertionError) for cause in causes)
     message = str(err.value)
-    for phrase in ("svd.safetensors", "licence", "huggingface-cli login", "HF_HUB_OFFLINE", "from_single_file"):
+    for phrase in ("svd.safetensors", "licence", "hf auth login", "HF_HUB_OFFLINE", "from_single_file"):
         assert phrase in message
 
 
 def _cache(root, repo_and_file: tuple[str, str], source) -> None:
-    """Put ``source`` in a Hugging Face cache layout, as `huggingface-cli download` leaves it."""
+    """Put ``source`` in a Hugging Face cache layout, as `hf download` leaves it."""
     repo_id, filename = repo_and_file
     commit = "0" * 40
     repo = root / f"models--{repo_id.replace('/', '--')}"

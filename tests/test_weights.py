@@ -361,36 +361,25 @@ def test_lightning_checkpoint_with_objects_loads(tmp_path, tiny_weights, ckpt_st
     _assert_state_intact(model, ckpt_state)
 
 
-def test_pickled_function_call_never_runs(tmp_path, tiny_weights, ckpt_state):
+def test_pickled_function_call_is_refused_and_never_runs(tmp_path, tiny_weights, ckpt_state):
     marker = tmp_path / "pwned"
     ckpt = _lightning_ckpt(tmp_path / "evil.ckpt", ckpt_state, RunsFunction(marker))
-    model, report = _load(tiny_weights["svd"], ckpt)
+    with pytest.raises(WeightsError, match="not a plain checkpoint"):
+        load_model(tiny_weights["svd"], ckpt, config=TINY_CONFIG)
     assert not marker.exists()
-    assert report.ok
-    _assert_state_intact(model, ckpt_state)
     # Control: an unrestricted unpickler does run it, so the test would notice a regression.
     torch.load(ckpt, weights_only=False)
     assert marker.exists()
 
 
-def test_pickled_method_call_never_runs(tmp_path, tiny_weights, ckpt_state):
+def test_pickled_method_call_is_refused_and_never_runs(tmp_path, tiny_weights, ckpt_state):
     marker = tmp_path / "pwned"
     ckpt = _lightning_ckpt(tmp_path / "evil.ckpt", ckpt_state, RunsMethod(marker))
-    try:
+    with pytest.raises(WeightsError, match="not a plain checkpoint"):
         load_model(tiny_weights["svd"], ckpt, config=TINY_CONFIG)
-    except WeightsError:
-        pass  # a refusal would be safe too; test_pickled_method_call_loads checks that it loads
     assert not marker.exists()
     torch.load(ckpt, weights_only=False)
     assert marker.exists()
-
-
-def test_pickled_method_call_loads(tmp_path, tiny_weights, ckpt_state):
-    marker = tmp_path / "pwned"
-    ckpt = _lightning_ckpt(tmp_path / "evil.ckpt", ckpt_state, RunsMethod(marker))
-    model, report = _load(tiny_weights["svd"], ckpt)
-    assert not marker.exists() and report.ok
-    _assert_state_intact(model, ckpt_state)
 
 
 # ------------------------------------------------------------------------------------------------

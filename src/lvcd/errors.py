@@ -11,3 +11,11 @@ class InputError(LVCDError, ValueError):
 
 class WeightsError(LVCDError, ValueError):
     """A weights file is missing, corrupt, truncated, swapped or of another model."""
+
+
+class Interrupted(LVCDError):
+    """The user stopped the job (Ctrl-C: exit code 130, SIGTERM: 143); the message says how to continue it."""
+
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -123,6 +123,11 @@ class HintStore:
         self.array = np.lib.format.open_memmap(
             self.path, mode=mode, dtype=np.float32, shape=(count, *size_hw) if mode == "w+" else None
         )
+        if mode == "w+" and hasattr(os, "posix_fallocate"):
+            # Reserve the blocks now: a memory map on a full disk would otherwise die of SIGBUS on first write,
+            # where an OSError (ENOSPC) here is reported, and the job resumed once space is freed.
+            with open(self.path, "r+b") as handle:
+                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
 
     @classmethod
     def build(

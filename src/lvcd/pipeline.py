@@ -126,7 +126,7 @@ class LVCDPipeline:
             except Exception as err:  # noqa: BLE001 - every hub failure gets the same guidance
                 raise WeightsError(
                     f"Could not get {filename} from huggingface.co/{repo_id} ({type(err).__name__}: {err}). "
-                    "SVD is licence-gated: accept its licence on the model page, then `huggingface-cli login` (or set HF_TOKEN). "
+                    "SVD is licence-gated: accept its licence on the model page, then `hf auth login` (or set HF_TOKEN). "
                     "Offline (HF_HUB_OFFLINE=1) only files already in the cache are found. "
                     "Alternatively download the files yourself and use LVCDPipeline.from_single_file / `lvcd colorize --svd --lvcd`."
                 ) from err
@@ -249,8 +249,9 @@ class LVCDPipeline:
         if work_dir is None:
             temporary = tempfile.TemporaryDirectory(prefix="lvcd-")
             work_dir = temporary.name
-        try:
-            work = WorkDir(work_dir, resume=resume and temporary is None)
+        work = None
+        try:  # a WorkDir given (opened and locked by the caller) is used as it is
+            work = work_dir if isinstance(work_dir, WorkDir) else WorkDir(work_dir, resume=resume and temporary is None)
             job = ShotJob(
                 windows=windows,
                 plan=plan,
@@ -275,6 +276,8 @@ class LVCDPipeline:
                 writer.abort()
             raise
         finally:
+            if work is not None and work is not work_dir:
+                work.release()
             if temporary is not None:
                 temporary.cleanup()
         output_path = writer.close() if writer is not None else None
@@ -284,7 +287,7 @@ class LVCDPipeline:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and
         kept in the work directory, so a resumed run restores them exactly."""
         seed = resolve_seed(job)
-        job.work.bind(job_fingerprint(job, seed, self.config, next(self.model.unet.parameters()).dtype))
+        job.work.bind(job_fingerprint(job, seed, self.config, next(self.model.unet.parameters()).dtype), seed)
         start = job.work.load_start()
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -88,10 +88,17 @@ def check_initial_noise(initial_noise: torch.Tensor | None, shape: tuple[int, ..
 
 
 def resolve_seed(job: ShotJob) -> int | None:
-    """The job's seed; a fresh random one when some noise must be drawn and none was given (it is reported back)."""
+    """The job's seed; when some noise must be drawn and none was given, the one a resumed job recorded in its work
+    directory, else a fresh random one (recorded by ``WorkDir.bind`` and reported back)."""
     if job.seed is None and (job.initial_noise is None or job.reference_noise is None):
-        return secrets.randbits(62)
+        recorded = job.work.recorded_seed() if job.work.resume else None
+        return recorded if recorded is not None else draw_seed()
     return job.seed
+
+
+def draw_seed() -> int:
+    """A fresh random seed (62 bits: exact in JSON and in every generator)."""
+    return secrets.randbits(62)
 
 
 def job_fingerprint(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from lvcd.model import PART_PREFIXES, PARTS, LVCDModel
 from lvcd.state_dict import KeyReport, check_keys
 from lvcd.state_dict import WeightsFile as _WeightsFile
 
-SVD_URL = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid (file svd.safetensors; licence gate: accept it on the page, then `huggingface-cli login`)"
+SVD_URL = "https://huggingface.co/stabilityai/stable-video-diffusion-img2vid (file svd.safetensors; licence gate: accept it on the page, then `hf auth login`)"
 LVCD_URL = "https://huggingface.co/luckyhzt/lvcd_pretrained_models (file lvcd.ckpt)"
 
 # Keys of the official files that the official model holds but never computes with.
@@ -144,6 +145,16 @@ def _target_dtype(key: str, dtype: torch.dtype, vae_dtype: torch.dtype) -> torch
     return dtype
 
 
+def check_weights_exist(svd_path, lvcd_path) -> None:
+    """Both official files named at once when both are missing (each with where to get it)."""
+    missing = [(role, Path(p)) for role, p in (("svd", svd_path), ("lvcd", lvcd_path)) if p and not Path(p).exists()]
+    if len(missing) == 2:
+        raise WeightsError(
+            f"Neither weights file exists: --svd {missing[0][1]} and --lvcd {missing[1][1]}. "
+            f"{_where_to_get('svd')} {_where_to_get('lvcd')}"
+        )
+
+
 def load_model(
     svd_path: str | os.PathLike | None,
     lvcd_path: str | os.PathLike | None = None,
@@ -160,6 +171,7 @@ def load_model(
     weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
     ``config=None``: the config a file of ours carries (the last file that has one), else the official full size.
     """
+    check_weights_exist(svd_path, lvcd_path)
     svd = WeightsFile(svd_path, "svd", _where_to_get("svd")) if svd_path else None
     lvcd = WeightsFile(lvcd_path, "lvcd", _where_to_get("lvcd")) if lvcd_path else None
     _check_roles(svd, lvcd)
@@ -263,14 +275,21 @@ def save_safetensors(
     tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
 ) -> Path:
     """Write ``tensors`` (None values are left out) to a safetensors file, atomically (:func:`lvcd.io.atomic_output`)."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     with atomic_output(path) as temporary:
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},
-            str(temporary),
-            metadata=metadata,
-        )
+        try:
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},
+                str(temporary),
+                metadata=metadata,
+            )
+        except SafetensorError as err:  # an I/O failure (a full disk) arrives as text: make it the OSError it is
+            code = re.search(r"os error (\d+)", str(err))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
     return Path(path)
 
 

@@ -1,7 +1,13 @@
-"""A job's work directory: settings fingerprint, hints, start state and one file per finished window.
+"""A job's work directory: settings fingerprint and seed, hints, start state and one file per finished window.
 
 Every file is written atomically, so a run killed at any point resumes from its last finished window and produces
 output bit-identical to an uninterrupted run (the carried state is stored exactly, in float32).
+
+lvcd deletes only what it created. A work directory is marked by a ``.lvcd-work`` file (its job id, whether lvcd
+created the folder, the pid of the job using it); a non-empty folder without that mark is refused, never emptied.
+Clearing and removing take only lvcd's own file names, and the folder itself only when lvcd created it and nothing
+else is left in it. The mark is locked (``flock``) while a job runs: a second job on the same folder is refused
+with the first one's pid, and the kernel drops the lock of a killed job, so ``--resume`` is never blocked by it.
 """
 
 from __future__ import annotations
@@ -9,18 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
+import re
+import uuid
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from lvcd.errors import InputError
-from lvcd.io.atomic import write_json_atomic
+from lvcd.io.atomic import remove, write_json_atomic
+from lvcd.io.locks import try_lock
 from lvcd.sampling import CarryState
 from lvcd.weights import save_safetensors
 
 SETTINGS = "settings.json"
+MARKER = ".lvcd-work"
+_OWN_NAMES = re.compile(r"settings\.json|hints\.npy|start\.safetensors|window_\d{6}\.safetensors")
+_OWN_TEMPORARIES = re.compile(r"\.(?P<name>[^/]+?)\.(?:partial|replaced)-[0-9a-f]{8}(?:\.[^/]*)?")
 
 
 def fingerprint(settings: dict, *arrays) -> str:
@@ -32,23 +43,86 @@ def fingerprint(settings: dict, *arrays) -> str:
 
 
 class WorkDir:
+    """Open (and lock) a job's work directory; ``resume=False`` clears a previous job's files from it."""
+
     def __init__(self, path: str | os.PathLike, resume: bool):
         self.path = Path(path)
         self.resume = resume
-        if self.path.exists() and not (self.path / SETTINGS).exists() and any(self.path.iterdir()):
+        self._lock: int | None = None
+        if self.path.exists() and not self.path.is_dir():
+            raise InputError(f"--work-dir {self.path} is a file, not a folder; give a new or empty folder.")
+        marker = self.path / MARKER
+        if self.path.exists() and not marker.is_file() and any(self.path.iterdir()):
             raise InputError(
-                f"Work directory {self.path} exists and is not an lvcd work directory; choose an empty or new --work-dir."
+                f"--work-dir {self.path} is not empty and is not an lvcd work directory (it has no {MARKER}); lvcd "
+                "never deletes files it did not create: choose a new or empty folder."
             )
-        if self.path.exists() and not resume:
-            shutil.rmtree(self.path)  # a previous job's leftovers: start afresh
+        created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(marker, os.O_RDWR | os.O_CREAT, 0o666)
+        if not try_lock(fd):
+            os.close(fd)
+            pid = self._read_marker().get("pid", "unknown")
+            raise InputError(
+                f"Work directory {self.path} is in use: another lvcd job is already running on it (pid {pid}). "
+                "Wait for it to finish, or give this job another --output or --work-dir."
+            )
+        self._lock = fd
+        mark = self._read_marker()
+        mark = {"job": mark.get("job") or uuid.uuid4().hex, "created": bool(mark.get("created", created))}
+        self._write_marker({**mark, "pid": os.getpid()})
+        if not resume:
+            self.clear()  # a previous job's leftovers: start afresh
+
+    def _read_marker(self) -> dict:
+        try:
+            mark = json.loads((self.path / MARKER).read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+        return mark if isinstance(mark, dict) else {}
+
+    def _write_marker(self, mark: dict) -> None:
+        data = json.dumps(mark).encode()
+        os.ftruncate(self._lock, 0)
+        os.pwrite(self._lock, data, 0)
+
+    def own_files(self) -> list[Path]:
+        """The files lvcd wrote here (and temporaries of them a killed job left), never a user's file."""
+        found = []
+        for path in self.path.iterdir():
+            temporary = _OWN_TEMPORARIES.fullmatch(path.name)
+            if _OWN_NAMES.fullmatch(path.name) or (temporary and _OWN_NAMES.fullmatch(temporary["name"])):
+                found.append(path)
+        return sorted(found)
+
+    def clear(self) -> None:
+        """Delete this job's state (never the mark, never a file lvcd did not write)."""
+        for path in self.own_files():
+            remove(path)
+
+    def recorded_seed(self) -> int | None:
+        """The seed the job recorded in its settings (a drawn seed is recorded too, so --resume continues it)."""
+        try:
+            seed = json.loads((self.path / SETTINGS).read_text()).get("seed")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return seed if isinstance(seed, int) else None
+
+    def release(self) -> None:
+        """Unlock the folder (the job is over); its files stay."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __del__(self) -> None:
+        self.release()
 
     @property
     def hints_path(self) -> Path:
         return self.path / "hints.npy"
 
-    def bind(self, job_fingerprint: str) -> None:
-        """Record this job; when resuming, refuse a work directory of another job."""
+    def bind(self, job_fingerprint: str, seed: int | None = None) -> None:
+        """Record this job (and its seed); when resuming, refuse a work directory of another job."""
         settings = self.path / SETTINGS
         if settings.exists():
             recorded = json.loads(settings.read_text()).get("fingerprint")
@@ -60,7 +134,7 @@ class WorkDir:
             return
         for stale in self.path.glob("window_*.safetensors"):
             stale.unlink()
-        write_json_atomic(settings, {"fingerprint": job_fingerprint})
+        write_json_atomic(settings, {"fingerprint": job_fingerprint, "seed": seed})
 
     def save_start(self, tensors: dict[str, torch.Tensor]) -> None:
         save_safetensors(tensors, self.path / "start.safetensors")
@@ -89,4 +163,13 @@ class WorkDir:
         return data["new_latents"], CarryState(data["noise"], data.get("prev_latents"), data.get("blend_history"))
 
     def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """After success: delete lvcd's files, then the folder if lvcd created it and nothing else is in it."""
+        created = self._read_marker().get("created", False)
+        self.clear()
+        (self.path / MARKER).unlink(missing_ok=True)
+        self.release()
+        if created:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass  # the user put something in it: keep it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -86,3 +87,34 @@ def test_missing_inputs_and_weights_exit_2(tmp_path, synthetic_mp4, monkeypatch)
     assert no_index.exit_code == 2 and "no shard indexes" in no_index.output
     no_root = invoke("inspect", tmp_path / "absent")
     assert no_root.exit_code == 2 and "not a folder" in no_root.output
+
+
+def test_a_run_with_no_clips_says_why_fails_and_leaves_no_root(tmp_path, tiny_weights):
+    """A 10-frame shot cannot give a 15-frame clip: an error naming the input and the numbers, and nothing left."""
+    shot = tmp_path / "short shot"
+    shot.mkdir()
+    frames = sorted((Path(__file__).parents[1] / "fixtures" / "data" / "shot").glob("*.png"))[:10]
+    for frame in frames:
+        (shot / frame.name).write_bytes(frame.read_bytes())
+    root = tmp_path / "root"
+    head, tail = prepare_args(shot, root, tiny_weights["svd"])
+    result = invoke(*head, *tail)
+    assert result.exit_code == 2, result.output
+    assert "no clips" in result.output and "short shot: 10 frames, 0 cuts, longest scene 10" in result.output
+    assert "--min-frames 15" in result.output and "Traceback" not in result.output
+    assert not root.exists()  # no lvcd_data.json, no scene cache: the root this run started is taken back
+
+
+def test_a_bad_input_leaves_nothing_in_a_new_root_and_nothing_new_in_a_used_one(tmp_path, tiny_weights):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)  # a header, then nothing decodable
+    root = tmp_path / "root"
+    head, tail = prepare_args(broken, root, tiny_weights["svd"])
+    result = invoke(*head, *tail)
+    assert result.exit_code == 2 and "broken.mp4" in result.output
+    assert not root.exists()
+    root.mkdir()
+    (root / "notes.txt").write_text("mine")
+    result = invoke(*head, *tail)
+    assert result.exit_code == 2
+    assert [p.name for p in root.iterdir()] == ["notes.txt"]

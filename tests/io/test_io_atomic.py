@@ -55,3 +55,38 @@ def test_json_writer(tmp_path):
     with pytest.raises(ValueError):
         write_json_atomic(tmp_path / "b.json", {"x": math.nan}, allow_nan=False)
     assert not (tmp_path / "b.json").exists() and _hidden(tmp_path) == []
+
+
+def test_a_written_file_gets_the_umask_mode_even_when_a_library_makes_it_private(tmp_path):
+    import os
+
+    import torch
+
+    from lvcd.weights import save_safetensors
+
+    previous = os.umask(0o022)
+    try:
+        path = save_safetensors({"a": torch.zeros(2)}, tmp_path / "w.safetensors")  # safetensors itself writes 0600
+        assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+        os.umask(0o027)
+        assert oct(write_json_atomic(tmp_path / "b.json", {}).stat().st_mode & 0o777) == oct(0o640)
+    finally:
+        os.umask(previous)
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_write_but_a_live_writers_are_kept(tmp_path):
+    target = tmp_path / "out.json"
+    live = AtomicOutput(target)  # holds its lock, as a writer still running would
+    live.path.write_text("in progress")
+    dead_file = tmp_path / ".out.json.partial-0123abcd.json"  # as a SIGKILLed writer leaves them: no lock held
+    dead_folder = tmp_path / ".out.json.partial-4567cdef"
+    dead_file.write_text("half")
+    dead_folder.mkdir()
+    (dead_folder / "00000.png").write_text("half")
+    user_file = tmp_path / ".out.json.notes"  # not a name lvcd makes: never touched
+    user_file.write_text("mine")
+    write_json_atomic(target, {"done": True})
+    assert not dead_file.exists() and not dead_folder.exists()
+    assert live.path.read_text() == "in progress" and user_file.read_text() == "mine"
+    live.discard()
+    assert _hidden(tmp_path) == [".out.json.notes"]

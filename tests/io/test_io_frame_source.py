@@ -173,3 +173,16 @@ def test_video_display_rotation_is_applied(tmp_path):
     shown = next(iter(source))
     assert shown.shape == (64, 32, 3)
     assert shown[-4, 4].min() > 200 and shown[4, 4].max() < 50  # top-left went to bottom-left
+
+
+def test_a_truncated_video_is_refused_not_read_short(tmp_path):
+    """Threaded decoding of a faststart MP4 cut short ends quietly after 13 of its 40 frames."""
+    from lvcd.testing.faults import truncated_mp4
+
+    path = truncated_mp4(tmp_path / "cut.mp4", frames=40, keep=0.4)
+    with pytest.raises(InputError, match=r"cut\.mp4: the container declares 40 frames but only \d+ decode"):
+        len(FrameSource.open(path))
+    with pytest.raises(InputError, match="declares 40 frames"):
+        list(FrameSource.open(path))
+    whole = truncated_mp4(tmp_path / "whole.mp4", frames=12, keep=1.0)
+    assert len(FrameSource.open(whole)) == 12 and len(list(FrameSource.open(whole))) == 12

@@ -9,12 +9,16 @@ import importlib
 
 import typer
 
+from lvcd.cli.guard import guard_app
+
 app = typer.Typer(
     name="lvcd",
     help="Colorize line-art animation from one colored reference frame (LVCD).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: wraps at any width, nothing cut off, no type column for flags
+    context_settings={"max_content_width": 120},
 )
 
 COMMAND_MODULES = ("colorize", "demo", "batch", "lineart", "evaluate", "convert", "data", "train", "ui")
@@ -28,6 +32,7 @@ def _register_all() -> None:
 
 
 _register_all()
+guard_app(app)  # one-line errors, no traceback, clean interruption, for every command
 
 
 def main() -> None:

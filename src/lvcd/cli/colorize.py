@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lvcd.cli.options import load_pipeline, parse_size
-from lvcd.errors import InputError, LVCDError
+from lvcd.cli.options import load_pipeline
+from lvcd.errors import LVCDError
 
 EXAMPLES = """
 Examples:
@@ -20,16 +20,6 @@ Examples:
 
   lvcd colorize ... --resume        # continue an interrupted job from its last finished window
 """
-
-
-def parse_keyframes(items: list[str]) -> dict[int, Path]:
-    keyframes = {}
-    for item in items:
-        index, sep, path = item.partition("=")
-        if not sep or not index.strip().isdigit():
-            raise InputError(f"--keyframe {item!r} is not INDEX=IMAGE, e.g. --keyframe 40=key40.png.")
-        keyframes[int(index)] = Path(path)
-    return keyframes
 
 
 def colorize(
@@ -125,16 +115,15 @@ def colorize(
         _run(**locals())
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(getattr(err, "exit_code", 2)) from None
 
 
 def _run(**opts) -> None:
-    from lvcd.io import FrameSource
+    from lvcd.cli.checks import preflight_colorize
+    from lvcd.cli.jobs import open_job, run_job
 
     output: Path = opts["output"]
-    if output.exists() and not opts["overwrite"] and not opts["resume"]:
-        raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
-    source = FrameSource.open(opts["lineart"])
+    source, size, keyframes = preflight_colorize(opts)  # every input and the output location, before any weights
     extractor = None
     if opts["from_color"]:
         from lvcd.lineart import get_extractor
@@ -144,38 +133,43 @@ def _run(**opts) -> None:
         )
         if extractor.warning:
             typer.echo(f"warning: {extractor.warning}", err=True)
-    size, keyframes = parse_size(opts["size"]), parse_keyframes(opts["keyframe"])
-    pipe = load_pipeline(
-        opts["svd"], opts["lvcd_ckpt"], opts["config"], opts["device"], opts["dtype"], opts["offload"], opts["model"]
-    )
-    if opts["compile_networks"]:
-        pipe.compile()
-    work_dir = opts["work_dir"] or output.parent / f".{output.name}.lvcd-work"
-    result = pipe(
-        opts["reference"],
-        source,
-        size=size,
-        num_steps=opts["steps"],
-        seed=opts["seed"],
-        polarity="auto" if opts["from_color"] else opts["polarity"],
-        keyframes=keyframes,
-        extract_lineart=extractor,
-        overlap=opts["overlap"],
-        prev_reference=opts["prev_reference"],
-        blending=opts["blending"],
-        reference_mode=opts["reference_mode"],
-        sampler=opts["sampler"],
-        output=output,
-        fps=opts["fps"] or source.fps or 20.0,
-        overwrite=opts["overwrite"],
-        work_dir=work_dir,
-        resume=opts["resume"],
-        progress=not opts["quiet"],
-    )
-    if not opts["keep_work"]:
-        import shutil
+    work, seed = open_job(opts["work_dir"] or output.parent / f".{output.name}.lvcd-work", opts["resume"], opts["seed"])
 
-        shutil.rmtree(work_dir, ignore_errors=True)
+    def colorize_shot():
+        pipe = load_pipeline(
+            opts["svd"],
+            opts["lvcd_ckpt"],
+            opts["config"],
+            opts["device"],
+            opts["dtype"],
+            opts["offload"],
+            opts["model"],
+        )
+        if opts["compile_networks"]:
+            pipe.compile()
+        return pipe(
+            opts["reference"],
+            source,
+            size=size,
+            num_steps=opts["steps"],
+            seed=seed,
+            polarity="auto" if opts["from_color"] else opts["polarity"],
+            keyframes=keyframes,
+            extract_lineart=extractor,
+            overlap=opts["overlap"],
+            prev_reference=opts["prev_reference"],
+            blending=opts["blending"],
+            reference_mode=opts["reference_mode"],
+            sampler=opts["sampler"],
+            output=output,
+            fps=opts["fps"] or source.fps or 20.0,
+            overwrite=opts["overwrite"],
+            work_dir=work,
+            resume=opts["resume"],
+            progress=not opts["quiet"],
+        )
+
+    result = run_job(work, seed, colorize_shot, keep_work=opts["keep_work"])
     plan = result.size_plan
     typer.echo(
         f"wrote {len(result.latents)} frames ({plan.input_hw[1]}x{plan.input_hw[0]}, processed at {plan.model_hw[1]}x{plan.model_hw[0]}, "

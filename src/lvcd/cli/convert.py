@@ -70,16 +70,25 @@ def convert(
 ) -> None:
     """Convert the official weights (Lightning pickle lvcd.ckpt + svd.safetensors) to one safetensors file."""
 
+    from lvcd.cli.checks import check_config, check_weights_files
     from lvcd.config import get_config
+    from lvcd.io.paths import check_not_input, check_output_location
     from lvcd.weights import convert as convert_weights
 
     try:
+        check_config(config)
         try:
             model_config = get_config(config) if config is not None else None  # None: the files' own config
         except (ValueError, FileNotFoundError) as err:  # config errors are user errors here
             raise LVCDError(str(err)) from err
         if output.exists() and output.is_dir():
             raise LVCDError(f"Output {output} is a folder; give the path of the .safetensors file to write.")
+        check_weights_files(svd, lvcd)
+        config_file = Path(config) if config is not None and Path(config).is_file() else None
+        check_not_input(output, {"--svd": svd, "--lvcd": lvcd, "--config": config_file})
+        if output.exists() and not overwrite:
+            raise LVCDError(f"{output} exists; pass --overwrite or choose another output name.")
+        check_output_location(output)
         typer.echo(f"Reading {svd} and {lvcd} ...", err=True)
         written = convert_weights(
             svd,

@@ -14,6 +14,7 @@ data_app = typer.Typer(
     name="data",
     help="Prepare training data: scene split, resized frames, line art and VAE latents in the official layout.",
     no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, as the main app's
 )
 
 
@@ -62,7 +63,9 @@ def prepare(
     num_shards: int = typer.Option(1, "--num-shards", help="How many processes/GPUs share the work."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] for the VAE and the line-art network."),
     batch_size: int = typer.Option(8, "--batch-size", help="Frames per VAE batch."),
-    threshold: float = typer.Option(30.0, "--threshold", help="Scene cut: histogram RMSE (pixel counts at 320x576)."),
+    threshold: float = typer.Option(
+        30.0, "--threshold", help="Scene cut: RMSE of 1,000-colour histograms, in pixels of the frame at 64x115."
+    ),
     min_frames: int = typer.Option(15, "--min-frames", help="Shortest clip kept."),
     max_frames: int = typer.Option(200, "--max-frames", help="Longest clip kept."),
     long_scenes: LongScenes = typer.Option(
@@ -71,8 +74,10 @@ def prepare(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Scene-split INPUTs into clips and write frames, line art and latents to OUTPUT (resumable, shardable)."""
+    from lvcd.cli.checks import check_device
     from lvcd.data.prepare import Lazy, PrepareOptions, collect_inputs, prepare_dataset
     from lvcd.data.scenes import SceneSplitConfig
+    from lvcd.io.paths import check_not_input, check_output_location
 
     try:
         if svd is None:
@@ -93,6 +98,11 @@ def prepare(
         )
         method, weights = lineart_method.value, lineart_weights
         collect_inputs(inputs)  # fail on a bad input now, not after loading anything
+        check_device(device)
+        for given in inputs:  # a root may hold its raw inputs, but is never written into one
+            check_not_input(output, {"INPUT": given}, contains_ok=True)
+        check_not_input(output, {"--svd": svd, "--lineart-weights": lineart_weights}, contains_ok=True)
+        check_output_location(output / "lvcd_data.json")
         if method != "xdog":  # find the weights now rather than after a long scan
             from lvcd.errors import WeightsError
             from lvcd.lineart import resolve_weights

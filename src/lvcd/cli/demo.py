@@ -26,13 +26,21 @@ def demo_command(
     Writes line art | lvcd | ground truth side by side, and prints PSNR, SSIM and region accuracy next to two
     baselines (the reference copied to every frame; every region filled with the reference's mean colour).
     """
+    from lvcd.cli.checks import check_device, check_fps, check_output
     from lvcd.demo.run import run_demo
+    from lvcd.io.paths import check_not_input, check_output_location
 
     try:
         if frames < 2:
             raise LVCDError("--frames must be at least 2 (the reference and one frame to colorize).")
         if steps < 1:
             raise LVCDError("--steps must be at least 1.")
+        check_fps(fps)
+        check_device(device)
+        check_output(output, {}, overwrite, resume=False)
+        if scores_json is not None:
+            check_not_input(scores_json, {"--output": output}, option="--json")
+            check_output_location(scores_json, option="--json")
         report = run_demo(output, shot, frames, steps, seed, fps, overwrite, device, progress=not quiet)
     except (LVCDError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -69,6 +69,8 @@ def evaluate(
     Metrics whose weights are not given are skipped (with the reason); the others are computed.
     See docs/metrics.md for where to obtain the weight files.
     """
+    from lvcd.cli.checks import check_device
+    from lvcd.io.paths import check_not_input, check_output_location
     from lvcd.metrics import (
         ClipSpec,
         EvalSettings,
@@ -98,6 +100,12 @@ def evaluate(
             found = [with_root_inputs(spec) for spec in specs]
             added = sum((a.lineart, a.labels) != (b.lineart, b.labels) for a, b in zip(found, specs, strict=True))
             specs = found
+        if json_out is not None:
+            given = [p for spec in specs for p in (spec.pred, spec.gt, spec.lineart, spec.labels)]
+            given += [manifest, inception_weights, i3d_weights, sketch_weights, raft_weights, *lpips_weights]
+            check_not_input(json_out, given, option="--json")
+            check_output_location(json_out, option="--json")
+        check_device(device)
         size_hw = parse_size(size, minimum=32) or DEFAULT_SIZE
         settings = EvalSettings(size=size_hw, metrics=parse_metrics(metrics), batch_size=batch_size)
         tools = build_tools(

@@ -55,14 +55,22 @@ def lineart(
     """
     from tqdm import tqdm
 
+    from lvcd.cli.checks import check_device, check_files, check_frame_size
     from lvcd.io.frames import FrameSource
+    from lvcd.io.paths import check_not_input, check_output_location
     from lvcd.io.writers import open_writer
     from lvcd.lineart import get_extractor
 
     try:
         if not input_path.exists():
             raise InputError(f"Input {input_path} does not exist; give a folder of frames, a video or an image.")
+        check_files({"--weights": weights})
+        check_device(device)
+        check_not_input(output, {"INPUT": input_path, "--weights": weights})
         source = FrameSource.open(input_path)
+        check_frame_size(source.size_hw, f"INPUT {input_path}")
+        if not (output.exists() and not overwrite):
+            check_output_location(output)
         # Opened first so that an existing output is refused before any weights are loaded.
         with open_writer(output, fps=source.fps or 20.0, overwrite=overwrite, inputs=(input_path,)) as writer:
             extractor = get_extractor(method.value, weights=weights, device=device)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -463,18 +464,21 @@ def prepare_dataset(
     videos = collect_inputs(inputs)
     if root.exists() and not root.is_dir():
         raise InputError(f"Output {root} exists and is not a folder.")
-    root.mkdir(parents=True, exist_ok=True)
-    check_or_write_meta(root, options.meta())
     layout = DatasetLayout(root, options.size_hw[0])
+    fresh = _FreshRoot(root, layout)  # a root this run starts: undone if the inputs turn out unusable
+    check_or_write_meta(root, options.meta())
     report = PrepareReport(videos=len(videos))
 
     # Pass 1: scene split of every input (each shard needs all clips to know its share). Shards start at
     # different videos so that, run side by side, they mostly scan different ones; the caches are shared.
     rotation = options.shard % len(videos)
     scans = {}
-    for video in videos[rotation:] + videos[:rotation]:
-        scans[video.name] = scan_video(video, layout, options, open_frames)
-    clips = [Clip(v.name, start, stop) for v in videos for start, stop in scans[v.name]["clips"]]
+    with fresh.undone_on_error():
+        for video in videos[rotation:] + videos[:rotation]:
+            scans[video.name] = scan_video(video, layout, options, open_frames)
+        clips = [Clip(v.name, start, stop) for v in videos for start, stop in scans[v.name]["clips"]]
+        if not clips:
+            raise InputError(_no_clips_message(videos, scans, options))
     owned = shard_clips(clips, options.shard, options.num_shards)
     report.clips_total = len(clips)
     report.clips_in_shard = len(owned)
@@ -504,6 +508,54 @@ def prepare_dataset(
         report.index_path = layout.index_path()
         _write_json_if_changed(report.index_path, merged)
     return report
+
+
+def _no_clips_message(videos: list[VideoInput], scans: dict[str, dict], options: PrepareOptions) -> str:
+    """Why a run yields no clip: each input's frames, cuts and longest scene against the clip length range."""
+    scene = options.scene
+    parts = []
+    for video in videos:
+        scan = scans[video.name]
+        longest = max((stop - start for start, stop in scene_ranges(scan["num_frames"], scan["cuts"])), default=0)
+        parts.append(f"{video.path}: {scan['num_frames']} frames, {len(scan['cuts'])} cuts, longest scene {longest}")
+    return (
+        f"no clips: every scene is shorter than --min-frames {scene.min_frames}"
+        f"{' or longer than --max-frames ' + str(scene.max_frames) if scene.long_scenes == 'drop' else ''} "
+        f"({'; '.join(parts)}). Give longer shots, lower --min-frames, or raise --threshold "
+        f"({scene.threshold:g}) if continuous shots are cut."
+    )
+
+
+class _FreshRoot:
+    """What a run wrote into a root that held nothing of lvcd's before it, so a failure can take it back."""
+
+    def __init__(self, root: Path, layout: DatasetLayout):
+        self.root, self.layout = root, layout
+        self.root_created = not root.exists()
+        self.fresh = self.root_created or not layout.meta_path.exists()
+        self.folders = [p for p in (layout.scenes_dir,) if not p.exists()]
+        root.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def undone_on_error(self):
+        try:
+            yield
+        except BaseException:
+            if self.fresh:
+                self.undo()
+            raise
+
+    def undo(self) -> None:
+        """Delete the files this run wrote (the root's record, its scene caches) and the folders it made empty."""
+        for folder in self.folders:
+            for path in folder.glob("*.json"):
+                path.unlink(missing_ok=True)
+        self.layout.meta_path.unlink(missing_ok=True)
+        for folder in [*self.folders, *([self.root] if self.root_created else [])]:
+            try:
+                folder.rmdir()
+            except OSError:
+                pass  # something else is in it: keep it
 
 
 def _write_json_if_changed(path: Path, document: Any) -> None:

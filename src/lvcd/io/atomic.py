@@ -5,6 +5,11 @@ the target only when complete. A crash, a kill or an exception therefore never l
 existing target stays untouched until its replacement is complete (a file is replaced in one atomic rename; a folder
 is moved aside, the new one moved in, then the old one deleted, or put back if the move fails).
 
+The temporary is locked (:mod:`lvcd.io.locks`) while it is written. An exception deletes it; a kill (SIGKILL, a
+power cut) cannot, so the next write of the same target deletes the temporaries of that target whose lock is free:
+their writer is dead. Temporaries of a writer still running elsewhere are left alone. Files get the mode the umask
+gives a new file (never a private 0600 from a library that creates files its own way).
+
     >>> with atomic_output("scores.json") as temporary:               # doctest: +SKIP
     ...     temporary.write_text("{}")
     >>> write_json_atomic("config.json", {"steps": 25})                 # doctest: +SKIP
@@ -17,8 +22,10 @@ then ``commit()`` or ``discard()``.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -26,10 +33,42 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lvcd.io.locks import is_abandoned, try_lock
+
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<tag>partial|replaced)-[0-9a-f]{8}(?:\.[^/]*)?")
+
 
 def sibling(target: Path, tag: str, suffix: str = "") -> Path:
     """A unique hidden path next to ``target``: ``.NAME.TAG-XXXXXXXX`` + ``suffix``."""
     return target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+def temporary_target(name: str, tag: str = "partial") -> str | None:
+    """The target name of a temporary named by :func:`sibling` (``.out.mp4.partial-1a2b3c4d.mp4`` -> ``out.mp4``)."""
+    match = _TEMPORARY.fullmatch(name)
+    return match.group("target") if match and match.group("tag") == tag else None
+
+
+def abandoned_temporaries(target: Path, tag: str = "partial") -> list[Path]:
+    """The temporaries of ``target`` that a dead writer left behind (their lock is free)."""
+    pattern = f".{glob.escape(target.name)}.{tag}-*"
+    found = [p for p in target.parent.glob(pattern) if temporary_target(p.name, tag) == target.name]
+    return [p for p in sorted(found) if is_abandoned(p)]
+
+
+def remove_abandoned_temporaries(target: Path) -> list[Path]:
+    """Delete the temporaries a killed writer left next to ``target``; returns them."""
+    removed = abandoned_temporaries(target)
+    for path in removed:
+        remove(path)
+    return removed
+
+
+def new_file_mode() -> int:
+    """The mode the umask gives a new file (0o644 under the usual umask 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def remove(path: Path) -> None:
@@ -75,22 +114,40 @@ class AtomicOutput:
         self.target = Path(target)
         self.overwrite = overwrite
         self.target.parent.mkdir(parents=True, exist_ok=True)
+        if tag == "partial":
+            remove_abandoned_temporaries(self.target)
         self.path = sibling(self.target, tag, "" if folder else self.target.suffix)
         if folder:
             self.path.mkdir()
+            self._lock: int | None = os.open(self.path, os.O_RDONLY) if os.name == "posix" else None
+        else:  # created here, with the umask's mode; writers reopen and truncate it, keeping its mode and lock
+            self._lock = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        if self._lock is not None:
+            try_lock(self._lock)
         self.state = "open"  # open -> committed | discarded
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def commit(self) -> Path:
         if self.state != "open":
             raise RuntimeError(f"{self.target}: the output is already {self.state}")
+        if self.path.is_file() and not self.path.is_symlink():  # some libraries write 0600 files of their own
+            os.chmod(self.path, new_file_mode())
         commit_path(self.path, self.target, self.overwrite)
         self.state = "committed"
+        self._unlock()
         return self.target
 
     def discard(self) -> None:
         if self.state == "open":
             self.state = "discarded"
-            remove(self.path)
+            try:
+                remove(self.path)
+            finally:
+                self._unlock()
 
 
 @contextmanager

@@ -226,6 +226,7 @@ class _VideoSource(FrameSource):
     def __init__(self, path: Path) -> None:
         self.path = path
         self._count: int | None = None
+        self._declared = 0  # the frame count the container's header states (0: none stated)
         frames = self._decode(convert=True)
         try:
             first = next(frames, None)
@@ -247,6 +248,7 @@ class _VideoSource(FrameSource):
             raise InputError(f"{self.path}: the file has no video stream.")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        self._declared = int(stream.frames or 0)
         if self.fps is None:
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else None
@@ -283,19 +285,30 @@ class _VideoSource(FrameSource):
 
     def __len__(self) -> int:
         if self._count is None:
-            self._count = sum(1 for _ in self._decode(convert=False))
+            self._count = self._checked_count(sum(1 for _ in self._decode(convert=False)))
         return self._count
+
+    def _checked_count(self, decoded: int) -> int:
+        """Threaded FFmpeg decoding ends a truncated file quietly: fewer frames than the header states is an error."""
+        if decoded < self._declared:
+            raise InputError(
+                f"{self.path}: the container declares {self._declared} frames but only {decoded} decode; the file is "
+                "truncated or damaged. Copy or export it again (or re-encode it, e.g. to H.264 MP4)."
+            )
+        return decoded
 
     def check_uniform_size(self) -> None:
         """Decodes the stream without colour conversion: a resolution change mid-stream is reported."""
         count = 0
         for count, frame in enumerate(self._decode(convert=False), start=1):
             self._check_frame_size(frame, f"{self.path} frame {count - 1}")
-        self._count = count
+        self._count = self._checked_count(count)
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for index, frame in enumerate(self._decode(convert=True)):
-            yield self._check_frame_size(frame, f"{self.path} frame {index}")
+        count = 0
+        for count, frame in enumerate(self._decode(convert=True), start=1):
+            yield self._check_frame_size(frame, f"{self.path} frame {count - 1}")
+        self._checked_count(count)
 
 
 def _video_frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:

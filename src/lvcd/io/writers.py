@@ -24,6 +24,8 @@ Codec choices:
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -36,11 +38,15 @@ from PIL import Image
 from lvcd.errors import InputError
 from lvcd.io.atomic import AtomicOutput
 from lvcd.io.images import IMAGE_SUFFIXES, to_rgb_uint8
+from lvcd.io.paths import check_not_input
 
 OutputKind = Literal["mp4", "webm", "gif", "png"]
 _H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
-_H264_OPTIONS = {"crf": "18", "preset": "medium"}
-_VP9_OPTIONS = {"crf": "30", "b": "0", "row-mt": "1", "deadline": "good", "cpu-used": "4"}
+# One encoder thread and bit-exact muxing (no random track/segment ids, no dates, no version strings): the same
+# frames give the same file, byte for byte, on every run (a fixed seed reproduces the output file itself).
+_H264_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1"}
+_VP9_OPTIONS = {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "4", "threads": "1"}
+_BITEXACT = {"fflags": "+bitexact"}
 _BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709
 
 
@@ -62,23 +68,6 @@ def output_kind(path: str | Path) -> OutputKind:
     return "png"
 
 
-def _is_within(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _check_not_input(target: Path, inputs: tuple[Path, ...]) -> None:
-    for given in inputs:
-        source = Path(given).resolve()
-        if _is_within(target, source):
-            raise InputError(
-                f"{target}: the output would be written onto or inside the input {given}. Choose another output path."
-            )
-        if _is_within(source, target):
-            raise InputError(
-                f"{target}: the output would replace a folder that holds the input {given}. Choose another output path."
-            )
-
-
 def open_writer(
     path: str | Path,
     fps: float = 20.0,
@@ -91,7 +80,7 @@ def open_writer(
     contains one of ``inputs``, or if ``fps`` is not a positive number. Missing parent folders are created.
     """
     target = Path(path).expanduser().resolve()
-    _check_not_input(target, tuple(inputs))
+    check_not_input(target, tuple(inputs))
     kind = output_kind(target)
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise InputError(f"{path}: already exists. Use --overwrite to replace it, or choose another name.")
@@ -170,9 +159,11 @@ class FrameWriter:
             self.output.commit()
         except FileExistsError:
             self._state = "kept"  # never delete the finished result: the user decides what to keep
+            kept = self.path.with_name(f"{self.path.stem}.lvcd-{uuid.uuid4().hex[:8]}{self.path.suffix}")
+            os.replace(self.temp_path, kept)  # a visible name: no clean-up of temporaries ever takes it
+            self.output.discard()
             raise InputError(
-                f"{self.path}: appeared while writing and --overwrite was not given; the result is kept at "
-                f"{self.temp_path}."
+                f"{self.path}: appeared while writing and --overwrite was not given; the result is kept at {kept}."
             ) from None
 
     def __enter__(self) -> FrameWriter:
@@ -226,12 +217,12 @@ class _VideoWriter(FrameWriter):
     def _open(self, height: int, width: int) -> None:
         if self.kind == "mp4":
             fmt = _H264_CONTAINERS[self.path.suffix.lower()]
-            options = {"movflags": "faststart"} if fmt in ("mp4", "mov") else {}
+            options = {**_BITEXACT, **({"movflags": "faststart"} if fmt in ("mp4", "mov") else {})}
             container = av.open(str(self.temp_path), mode="w", format=fmt, options=options)
             stream = container.add_stream("libx264", rate=self.rate, options=dict(_H264_OPTIONS))
             stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         elif self.kind == "webm":
-            container = av.open(str(self.temp_path), mode="w", format="webm")
+            container = av.open(str(self.temp_path), mode="w", format="webm", options=dict(_BITEXACT))
             stream = container.add_stream("libvpx-vp9", rate=self.rate, options=dict(_VP9_OPTIONS))
             stream.pix_fmt = "yuv420p"
         else:

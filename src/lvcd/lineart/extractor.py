@@ -54,7 +54,7 @@ def default_weights_dir() -> Path:
 
 
 def _huggingface_cached(filename: str) -> Path | None:
-    """The file if a previous ``huggingface-cli download lllyasviel/Annotators`` left it in the HF cache (offline)."""
+    """The file if a previous ``hf download lllyasviel/Annotators`` left it in the HF cache (offline)."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:

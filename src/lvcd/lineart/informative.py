@@ -29,7 +29,7 @@ from lvcd.state_dict import check_keys, read_state_dict
 
 DOWNLOAD_HINT = (
     "Download sk_model.pth (fine, used by LVCD) or sk_model2.pth (coarse) from "
-    "https://huggingface.co/lllyasviel/Annotators (e.g. `huggingface-cli download lllyasviel/Annotators "
+    "https://huggingface.co/lllyasviel/Annotators (e.g. `hf download lllyasviel/Annotators "
     "sk_model.pth --local-dir ~/.cache/lvcd/lineart`)"
 )
 

@@ -1,0 +1,204 @@
+"""Checks of a command's options that run before any weights load (seconds with the tiny model, minutes with the
+official 12 GB files): every input exists and is readable, every option is in range, and the output can be written
+and is none of the inputs. Each failure is one :class:`~lvcd.errors.InputError` line naming the option and the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from lvcd.errors import InputError
+from lvcd.io.paths import check_not_input, check_output_location
+from lvcd.io.writers import output_kind
+
+
+def check_files(files: dict[str, Path | None]) -> None:
+    """Every given file exists; all missing ones are named in one line."""
+    missing = [
+        f"{option}{'' if option.endswith('=') else ' '}{path}"
+        for option, path in files.items()
+        if path is not None and not Path(path).exists()
+    ]
+    if missing:
+        raise InputError(f"not found: {', '.join(missing)}. Check the path{'s' if len(missing) > 1 else ''}.")
+
+
+def check_weights_files(svd, lvcd) -> None:
+    """Each missing weights file named with where to get it (the loader's own messages, now rather than later)."""
+    from lvcd.state_dict import require_weights_file
+    from lvcd.weights import _where_to_get, check_weights_exist
+
+    check_weights_exist(svd, lvcd)
+    for role, path in (("svd", svd), ("lvcd", lvcd)):
+        if path is not None:
+            require_weights_file(path, role, _where_to_get(role))
+
+
+def check_image(path: Path, option: str) -> None:
+    """``path`` is an image file Pillow can read (only its header is read)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if Path(path).is_dir():
+        raise InputError(f"{option} {path} is a folder; give one image file.")
+    try:
+        with Image.open(path) as image:
+            image.size  # noqa: B018 - the header is parsed here
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(
+            f"{option} {path} is not a readable image ({type(err).__name__}); give a PNG or JPEG."
+        ) from None
+
+
+def check_device(device: str | None) -> None:
+    """A CUDA device that this machine or this torch build does not have is refused up front."""
+    if device is None or not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InputError(f"--device {device}: this machine (or this torch build) has no CUDA device; use --device cpu.")
+    _, _, index = device.partition(":")
+    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+        raise InputError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (cuda:0..).")
+
+
+def check_config(config: str | None) -> None:
+    """A --config preset name, or a JSON file that parses and describes a model."""
+    if config is None:
+        return
+    from lvcd.config import get_config
+
+    path = Path(config)
+    if path.is_file():
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise InputError(
+                f"--config {config} is not valid JSON ({err}); fix the file or give a preset name."
+            ) from None
+    try:
+        get_config(config)
+    except (ValueError, FileNotFoundError, TypeError, KeyError) as err:
+        raise InputError(f"--config {config}: {err}") from None
+
+
+def check_fps(fps: float | None) -> None:
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"--fps {fps:g}: a frame rate must be a positive number, e.g. --fps 24.")
+
+
+def check_output(output: Path, inputs: dict[str, object], overwrite: bool, resume: bool) -> None:
+    """The output's format is known, it is none of the inputs (even with --overwrite), and its folder is writable."""
+    check_not_input(output, inputs)
+    output_kind(output)
+    if output.exists() and not overwrite and not resume:
+        raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
+    check_output_location(output)
+
+
+def check_keyframes(keyframes: dict[int, Path], count: int) -> None:
+    """Keyframe indices inside the shot (1..count-1) and readable images."""
+    for index, path in sorted(keyframes.items()):
+        if not 0 < index < count:
+            raise InputError(
+                f"--keyframe {index}={path}: index {index} is outside the shot's frames 1..{count - 1} "
+                "(frame 0 is the reference itself)."
+            )
+        check_image(path, f"--keyframe {index}=")
+
+
+# Frames are read whole before they are brought to the processing size (about 320x576): refuse sizes whose few
+# float copies on the way would take gigabytes. 8K UHD (7680x4320) is inside the limit.
+MAX_FRAME_PIXELS = 40_000_000
+
+
+def check_frame_size(size_hw: tuple[int, int], what: str) -> None:
+    height, width = size_hw
+    if height * width > MAX_FRAME_PIXELS:
+        raise InputError(
+            f"{what}: frames of {width}x{height} are over the limit of {MAX_FRAME_PIXELS / 1e6:.0f} megapixels "
+            "(8K UHD fits); downscale them first, e.g. to 3840 pixels wide."
+        )
+
+
+def expected_config(opts: dict):
+    """The model config the weights will load with, when it can be known without loading them (else None)."""
+    from lvcd.config import get_config
+    from lvcd.weights import WeightsFile
+
+    try:
+        if opts.get("config") is not None:
+            return get_config(opts["config"])
+        if opts.get("model") == "demo":
+            from lvcd.demo import demo_weights_path
+
+            return WeightsFile(demo_weights_path()).model_config()
+        if opts.get("svd") is not None and Path(opts["svd"]).suffix == ".safetensors":
+            return WeightsFile(opts["svd"]).model_config() or get_config(None)
+    except Exception:  # noqa: BLE001 - the weights' loader reports unreadable files with its own message
+        return None
+    return None
+
+
+POLARITIES = ("auto", "dark-lines", "bright-lines")
+
+
+def check_schemes(opts: dict, keyframes: dict) -> None:
+    """--polarity, --reference-mode and their combinations with --from-color and --keyframe."""
+    from lvcd.sampling import SamplingSchemes
+
+    if opts["polarity"] not in POLARITIES:
+        raise InputError(f"--polarity {opts['polarity']!r} is not one of {', '.join(POLARITIES)}.")
+    if opts["from_color"] and opts["polarity"] == "bright-lines":
+        raise InputError("--polarity bright-lines contradicts --from-color (extracted line art is dark on white).")
+    try:
+        SamplingSchemes(opts["prev_reference"], opts["blending"], opts["reference_mode"])
+    except ValueError as err:
+        raise InputError(f"--reference-mode: {err}") from None
+    if keyframes and opts["reference_mode"] == "previous-sample":
+        raise InputError("--keyframe needs --reference-mode first: with previous-sample each reference is generated.")
+
+
+def preflight_colorize(opts: dict):
+    """Everything ``lvcd colorize`` can check before loading weights; returns (source, size, keyframes)."""
+    from lvcd.cli.options import parse_dtype, parse_size
+    from lvcd.io import FrameSource, plan_size
+
+    keyframes = {}
+    for item in opts["keyframe"]:
+        index, sep, path = item.partition("=")
+        if not sep or not index.strip().isdigit():
+            raise InputError(f"--keyframe {item!r} is not INDEX=IMAGE, e.g. --keyframe 40=key40.png.")
+        keyframes[int(index)] = Path(path)
+    weights = {"--svd": opts["svd"], "--lvcd": opts["lvcd_ckpt"]}
+    files = {
+        "--reference": opts["reference"],
+        "--lineart": opts["lineart"],
+        "--lineart-weights": opts["lineart_weights"],
+    }
+    files.update({f"--keyframe {i}=": path for i, path in keyframes.items()})
+    check_files(files)
+    check_weights_files(opts["svd"], opts["lvcd_ckpt"])
+    files.update(weights)
+    check_image(opts["reference"], "--reference")
+    size = parse_size(opts["size"])
+    parse_dtype(opts["dtype"])
+    check_device(opts["device"])
+    check_config(opts["config"])
+    check_fps(opts["fps"])
+    check_schemes(opts, keyframes)
+    config_path = Path(opts["config"]) if opts["config"] and Path(opts["config"]).is_file() else None
+    inputs = {**files, "--config": config_path}
+    check_output(opts["output"], inputs, opts["overwrite"], opts["resume"])
+    if opts["work_dir"] is not None:
+        check_not_input(opts["work_dir"], inputs, option="--work-dir")
+    source = FrameSource.open(opts["lineart"])
+    check_frame_size(source.size_hw, f"--lineart {opts['lineart']}")
+    source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
+    check_keyframes(keyframes, len(source))
+    cfg = expected_config(opts)
+    if cfg is not None and size is not None:
+        plan_size(source.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
+    return source, size, keyframes

@@ -1,0 +1,116 @@
+"""Every command's last line of defence: no traceback ever reaches the user.
+
+:func:`guarded` wraps a command: a user error (:class:`lvcd.errors.LVCDError`) prints its one line and exits 2 (or the
+error's own ``exit_code``); an environment fault (a full disk, a read-only or missing folder, a denied permission)
+prints one line with the path and the remedy and exits 1; Ctrl-C and SIGTERM stop the command cleanly (outputs are
+atomic, so nothing partial is left) and exit 130 / 143. :func:`guard_app` wraps every command of the app.
+
+    >>> guard_app(app)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import signal
+import threading
+import warnings
+from collections.abc import Callable
+
+import typer
+
+from lvcd.errors import Interrupted, LVCDError
+
+# Commands that continue an interrupted job with --resume (the remedy after a full disk or an interruption).
+RESUMABLE = frozenset({"colorize", "train", "train-vae"})
+
+_REMEDIES = {
+    errno.ENOSPC: "the disk is full: free space (or choose another output folder)",
+    errno.EDQUOT: "the disk quota is exhausted: free space (or choose another output folder)",
+    errno.EROFS: "the folder is on a read-only file system: choose a writable output location",
+    errno.EACCES: "permission denied: choose a location you may write, or fix its permissions",
+    errno.EPERM: "the operation is not permitted there (an immutable file or folder?): choose another location",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "the path is a folder where a file is needed: choose another path",
+    errno.ENOENT: "the file or folder does not exist: check the path",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run it again",
+}
+
+
+def os_error_message(err: OSError, resumable: bool) -> str:
+    """One line for an environment fault: what failed, on which path, and what to do."""
+    path = err.filename if err.filename is not None else "?"
+    if err.filename2 is not None:
+        path = f"{path} -> {err.filename2}"
+    remedy = _REMEDIES.get(err.errno, "fix the cause and run it again")
+    line = f"{err.strerror or err} ({path}): {remedy}"
+    if resumable and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        line += "; then run the same command with --resume to continue where it stopped"
+    return line + "."
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the user should see it: ``warning: ...`` on one line, no source line of lvcd's."""
+    typer.echo(f"warning: {' '.join(str(message).split())}", err=True)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, turned into an exception so that every clean-up on the way out runs."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise _Terminated()
+
+
+def interruption(err: BaseException) -> tuple[str, int] | None:
+    """("Ctrl-C", 130) or ("SIGTERM", 143) when ``err`` is the user stopping the command, else None."""
+    if isinstance(err, KeyboardInterrupt):
+        return "Ctrl-C", 130
+    if isinstance(err, _Terminated):
+        return "SIGTERM", 143
+    return None
+
+
+def guarded(command: Callable, name: str) -> Callable:
+    """``command`` with one-line errors and clean interruption (see the module docstring)."""
+    resumable = name in RESUMABLE
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return command(*args, **kwargs)
+        except Interrupted as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(err.exit_code) from None
+        except LVCDError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(getattr(err, "exit_code", 2)) from None
+        except OSError as err:
+            typer.echo(f"error: {os_error_message(err, resumable)}", err=True)
+            raise typer.Exit(1) from None
+        except (KeyboardInterrupt, _Terminated) as err:
+            what, code = interruption(err)
+            hint = "; run the same command with --resume to continue" if resumable else "; nothing was written"
+            typer.echo(f"error: interrupted ({what}){hint}.", err=True)
+            raise typer.Exit(code) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+def guard_app(app: typer.Typer) -> None:
+    """Wrap every registered command of ``app`` (and of its sub-apps) in :func:`guarded`."""
+    for info in app.registered_commands:
+        if info.callback is not None and not getattr(info.callback, "_lvcd_guarded", False):
+            info.callback = guarded(info.callback, info.name or info.callback.__name__)
+            info.callback._lvcd_guarded = True
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            guard_app(group.typer_instance)

@@ -1,0 +1,52 @@
+"""A resumable CLI job around its work directory: opened (and locked) before any weights load, its seed fixed and
+printed at the start, its state kept for ``--resume`` when it is interrupted, removed (only lvcd's files) on success.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from lvcd.cli.guard import interruption
+from lvcd.errors import Interrupted
+from lvcd.shot import draw_seed
+from lvcd.workdir import WorkDir
+
+
+def open_job(path: Path, resume: bool, seed: int | None) -> tuple[WorkDir, int]:
+    """Lock the work directory and fix the seed: the given one, the one the interrupted run recorded (--resume), or
+    a fresh one. A seed not given is printed now, so even a run killed at once can be reproduced."""
+    work = WorkDir(path, resume=resume)
+    if seed is None:
+        recorded = work.recorded_seed() if resume else None
+        seed = recorded if recorded is not None else draw_seed()
+        origin = "recorded by the interrupted run" if recorded is not None else "drawn at random"
+        typer.echo(f"seed {seed} ({origin}; --seed {seed} reproduces this run)", err=True)
+    return work, seed
+
+
+def run_job(work: WorkDir, seed: int, job: Callable, keep_work: bool = False):
+    """Run ``job``; on success remove the work directory (unless ``keep_work``), on an interruption keep it and say
+    how to resume, on an error keep it only when it holds finished work."""
+    try:
+        result = job()
+    except BaseException as err:
+        stopped = interruption(err)
+        if stopped is None and work.finished_windows() == 0:
+            work.remove()  # nothing worth resuming
+        work.release()
+        if stopped is not None:
+            what, code = stopped
+            raise Interrupted(
+                f"interrupted ({what}); the finished windows are kept in {work.path}: run the same command with "
+                f"--resume to continue (seed {seed}).",
+                exit_code=code,
+            ) from None
+        raise
+    if keep_work:
+        work.release()
+    else:
+        work.remove()
+    return result

@@ -1,0 +1,176 @@
+"""Every command against bad input, one table: each case must exit with its code and ONE `error:` line naming the
+offending option or file, print no traceback, leave no output (nor a hidden partial or work folder), and leave
+every input byte-identical. Weights are never loaded for a case that input checks can refuse: loading them fails the
+test (so every error arrives before the slow part)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lvcd.cli import app
+
+from .conftest import World, checksums
+
+runner = CliRunner()
+
+
+def colorize(w: World, *extra: str, drop: tuple[str, ...] = (), **options: str) -> list[str]:
+    """`lvcd colorize` on the world's good inputs, with ``options`` ({"reference": path, ...}) replaced."""
+    given = {
+        "--svd": w.svd, "--lvcd": w.lvcd, "--config": w.config, "--reference": w.reference, "--lineart": w.lineart,
+        "--output": w.out / "result.mp4", "--steps": "1", "--seed": "1",
+    }  # fmt: skip
+    for name, value in options.items():
+        given["--" + name.replace("_", "-")] = value
+    args = ["colorize", "--quiet"]
+    for name, value in given.items():
+        if name not in drop:
+            args += [name, str(value)]
+    return args + list(extra)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    args: Callable[[World], list[str]]
+    says: tuple[str, ...]  # fragments of the one error line (the option and/or the file)
+    code: int = 2
+    loads_weights: bool = False  # True only where the fault is inside the weights themselves
+    needs: Callable[[], str | None] = field(default=lambda: None)  # a reason to skip, or None
+
+
+def _no_cuda() -> str | None:
+    return "this machine has CUDA" if torch.cuda.is_available() else None
+
+
+CASES = [
+    # ---------------------------------------------------------------- colorize: inputs
+    Case("colorize-missing-reference", lambda w: colorize(w, reference=w.inputs / "nope.png"), ("--reference", "nope.png")),
+    Case("colorize-reference-not-image", lambda w: colorize(w, reference=w.not_image), ("--reference", "notes.png")),
+    Case("colorize-reference-folder", lambda w: colorize(w, reference=w.empty), ("--reference", "empty", "folder")),
+    Case("colorize-missing-lineart", lambda w: colorize(w, lineart=w.inputs / "gone"), ("--lineart", "gone")),
+    Case("colorize-empty-lineart", lambda w: colorize(w, lineart=w.empty), ("empty",)),
+    Case("colorize-mixed-sizes", lambda w: colorize(w, lineart=w.mixed), ("f999.png",)),
+    Case("colorize-huge-frames", lambda w: colorize(w, lineart=w.huge), ("--lineart", "huge", "7000x6000", "40 megapixels")),
+    Case("lineart-huge-frames", lambda w: ["lineart", str(w.huge), "-o", str(w.out / "l"), "--method", "xdog"], ("huge", "40 megapixels")),
+    Case("colorize-truncated-video", lambda w: colorize(w, lineart=w.truncated), ("cut.mp4", "declares 40 frames")),
+    Case("colorize-keyframe-syntax", lambda w: colorize(w, "--keyframe", "two=key.png"), ("--keyframe", "two=key.png")),
+    Case("colorize-keyframe-range", lambda w: colorize(w, "--keyframe", f"9={w.keyframe}"), ("--keyframe 9=", "1..3")),
+    Case("colorize-keyframe-zero", lambda w: colorize(w, "--keyframe", f"0={w.keyframe}"), ("--keyframe 0=", "reference")),
+    Case("colorize-keyframe-missing", lambda w: colorize(w, "--keyframe", "2=nokey.png"), ("--keyframe 2=nokey.png",)),
+    Case("colorize-keyframe-not-image", lambda w: colorize(w, "--keyframe", f"2={w.not_image}"), ("--keyframe 2=", "notes.png")),
+    Case("colorize-lineart-weights-missing", lambda w: colorize(w, "--from-color", lineart_weights=w.inputs / "sk.pth"), ("--lineart-weights", "sk.pth")),
+    # ---------------------------------------------------------------- colorize: options
+    Case("colorize-size-syntax", lambda w: colorize(w, size="big"), ("--size", "big")),
+    Case("colorize-size-multiple", lambda w: colorize(w, size="100x100"), ("--size", "100x100", "multiples")),
+    Case("colorize-dtype", lambda w: colorize(w, dtype="fp8"), ("fp8",)),
+    Case("colorize-fps-zero", lambda w: colorize(w, fps="0"), ("--fps 0", "positive")),
+    Case("colorize-fps-negative", lambda w: colorize(w, fps="-5"), ("--fps -5",)),
+    Case("colorize-polarity", lambda w: colorize(w, polarity="sideways"), ("--polarity", "sideways")),
+    Case("colorize-reference-mode", lambda w: colorize(w, reference_mode="last"), ("--reference-mode",)),
+    Case("colorize-keyframe-previous-sample", lambda w: colorize(w, "--keyframe", f"2={w.keyframe}", reference_mode="previous-sample"), ("--keyframe", "--reference-mode")),
+    Case("colorize-device-cuda", lambda w: colorize(w, device="cuda"), ("--device cuda", "--device cpu"), needs=_no_cuda),
+    Case("colorize-config-invalid-json", lambda w: colorize(w, config=w.bad_json), ("--config", "broken.json", "not valid JSON")),
+    Case("colorize-config-missing", lambda w: colorize(w, config=w.inputs / "nothere.json"), ("--config", "nothere.json")),
+    Case("colorize-config-unknown-preset", lambda w: colorize(w, config="svd-huge"), ("--config", "svd-huge")),
+    Case("colorize-model-unknown", lambda w: colorize(w, drop=("--svd", "--lvcd", "--config"), model="big"), ("--model", "big")),
+    Case("colorize-model-and-files", lambda w: colorize(w, drop=("--config",), model="demo"), ("--model demo", "--svd")),
+    # ---------------------------------------------------------------- colorize: weights
+    Case("colorize-svd-missing", lambda w: colorize(w, svd=w.inputs / "svd.safetensors"), ("svd.safetensors", "does not exist")),
+    Case("colorize-both-weights-missing", lambda w: colorize(w, svd=w.inputs / "svd.safetensors", lvcd=w.inputs / "lvcd.ckpt"), ("--svd", "svd.safetensors", "--lvcd", "lvcd.ckpt")),
+    Case("colorize-weights-swapped", lambda w: colorize(w, svd=w.lvcd, lvcd=w.svd), ("swapped",), loads_weights=True),
+    Case("colorize-weights-not-weights", lambda w: colorize(w, lvcd=w.reference), ("reference.png",), loads_weights=True),
+    # ---------------------------------------------------------------- colorize: outputs
+    Case("colorize-output-image-name", lambda w: colorize(w, output=w.out / "frame.png"), ("frame.png", "not one image")),
+    Case("colorize-output-is-reference", lambda w: colorize(w, "--overwrite", output=w.reference), ("--reference", "reference.png", "never writes")),
+    Case("colorize-output-hardlink-of-reference", lambda w: colorize(w, "--overwrite", output=w.hardlink), ("--reference", "hardlink_to_reference.png")),
+    Case("colorize-output-is-lineart-folder", lambda w: colorize(w, "--overwrite", output=w.lineart), ("--lineart", "lineart")),
+    Case("colorize-output-inside-lineart", lambda w: colorize(w, output=w.lineart / "colour.mp4"), ("--lineart", "colour.mp4")),
+    Case("colorize-output-holds-inputs", lambda w: colorize(w, "--overwrite", output=w.inputs), ("holds", "never deletes")),
+    Case("colorize-output-is-lvcd-weights", lambda w: colorize(w, "--overwrite", output=w.lvcd), ("--lvcd", "tiny_lvcd.ckpt")),
+    Case("colorize-output-is-svd-weights", lambda w: colorize(w, "--overwrite", output=w.svd), ("--svd", "tiny_svd.safetensors")),
+    Case("colorize-output-is-config", lambda w: colorize(w, "--overwrite", output=w.config), ("--config", "tiny_config.json")),
+    Case("colorize-output-is-keyframe", lambda w: colorize(w, "--overwrite", "--keyframe", f"2={w.keyframe}", output=w.keyframe), ("--keyframe 2=", "key.png")),
+    Case("colorize-output-exists", lambda w: colorize(w, output=w.out / "existing.mp4"), ("existing.mp4", "--overwrite")),
+    Case("colorize-output-parent-is-file", lambda w: colorize(w, output=w.a_file / "result.mp4"), ("a_file", "is a file")),
+    Case("colorize-work-dir-of-user-files", lambda w: colorize(w, work_dir=w.user_dir), ("--work-dir", "project", "not an lvcd work directory")),
+    Case("colorize-work-dir-is-file", lambda w: colorize(w, work_dir=w.a_file), ("--work-dir", "a_file")),
+    Case("colorize-work-dir-is-input", lambda w: colorize(w, work_dir=w.lineart), ("--work-dir", "lineart")),
+    # ---------------------------------------------------------------- lineart
+    Case("lineart-missing-input", lambda w: ["lineart", str(w.inputs / "none"), "-o", str(w.out / "l")], ("none",)),
+    Case("lineart-output-is-input", lambda w: ["lineart", str(w.lineart), "-o", str(w.lineart), "--overwrite", "--method", "xdog"], ("INPUT", "lineart")),
+    Case("lineart-output-inside-input", lambda w: ["lineart", str(w.lineart), "-o", str(w.lineart / "x"), "--method", "xdog"], ("INPUT", "lineart")),
+    Case("lineart-weights-missing", lambda w: ["lineart", str(w.lineart), "-o", str(w.out / "l"), "--weights", str(w.inputs / "sk.pth")], ("--weights", "sk.pth")),
+    Case("lineart-device-cuda", lambda w: ["lineart", str(w.lineart), "-o", str(w.out / "l"), "--device", "cuda", "--method", "xdog"], ("--device cuda",), needs=_no_cuda),
+    Case("lineart-output-parent-is-file", lambda w: ["lineart", str(w.lineart), "-o", str(w.a_file / "l"), "--method", "xdog"], ("a_file", "is a file")),
+    Case("lineart-truncated-video", lambda w: ["lineart", str(w.truncated), "-o", str(w.out / "l"), "--method", "xdog"], ("cut.mp4", "declares 40")),
+    # ---------------------------------------------------------------- convert
+    Case("convert-both-missing", lambda w: ["convert", "--svd", "s.safetensors", "--lvcd", "l.ckpt", "-o", str(w.out / "c.safetensors")], ("s.safetensors", "l.ckpt")),
+    Case("convert-output-is-lvcd", lambda w: ["convert", "--svd", str(w.svd), "--lvcd", str(w.lvcd), "-o", str(w.lvcd), "--overwrite"], ("--lvcd", "tiny_lvcd.ckpt")),
+    Case("convert-output-is-svd", lambda w: ["convert", "--svd", str(w.svd), "--lvcd", str(w.lvcd), "-o", str(w.svd), "--overwrite"], ("--svd", "tiny_svd.safetensors")),
+    Case("convert-config-invalid-json", lambda w: ["convert", "--svd", str(w.svd), "--lvcd", str(w.lvcd), "-o", str(w.out / "c.safetensors"), "--config", str(w.bad_json)], ("--config", "broken.json")),
+    Case("convert-output-parent-is-file", lambda w: ["convert", "--svd", str(w.svd), "--lvcd", str(w.lvcd), "-o", str(w.a_file / "c.safetensors")], ("a_file",)),
+    Case("convert-output-is-folder", lambda w: ["convert", "--svd", str(w.svd), "--lvcd", str(w.lvcd), "-o", str(w.out)], ("is a folder",)),
+    # ---------------------------------------------------------------- evaluate
+    Case("evaluate-json-onto-prediction", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--json", str(w.lineart / "s.json"), "--no-progress"], ("--json", "lineart")),
+    Case("evaluate-json-parent-is-file", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--json", str(w.a_file / "s.json"), "--no-progress"], ("--json", "a_file")),
+    Case("evaluate-device-cuda", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--device", "cuda", "--no-progress"], ("--device cuda",), needs=_no_cuda),
+    Case("evaluate-size", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--size", "huge", "--no-progress"], ("--size", "huge")),
+    Case("evaluate-neither-pred-nor-manifest", lambda w: ["evaluate", "--no-progress"], ("--pred", "--manifest")),
+    # ---------------------------------------------------------------- data
+    Case("data-missing-input", lambda w: ["data", "prepare", str(w.inputs / "no.mp4"), "-o", str(w.out / "root"), "--svd", str(w.svd)], ("no.mp4",)),
+    Case("data-output-inside-input", lambda w: ["data", "prepare", str(w.lineart), "-o", str(w.lineart / "root"), "--svd", str(w.svd), "--lineart-method", "xdog"], ("INPUT", "lineart")),
+    Case("data-svd-missing", lambda w: ["data", "prepare", str(w.lineart), "-o", str(w.out / "root"), "--svd", str(w.inputs / "s.safetensors")], ("--svd", "s.safetensors")),
+    Case("data-no-clips", lambda w: ["data", "prepare", str(w.short_shot), "-o", str(w.out / "root"), "--svd", str(w.svd), "--config", str(w.config), "--size", "32x64", "--lineart-method", "xdog", "--quiet"], ("no clips", "short_shot: 10 frames")),
+    Case("data-truncated-video", lambda w: ["data", "prepare", str(w.truncated), "-o", str(w.out / "root"), "--svd", str(w.svd), "--config", str(w.config), "--size", "32x64", "--lineart-method", "xdog", "--quiet"], ("cut.mp4", "declares 40")),
+    Case("data-size", lambda w: ["data", "prepare", str(w.lineart), "-o", str(w.out / "root"), "--svd", str(w.svd), "--size", "30x64", "--lineart-method", "xdog"], ("multiples of 8",)),
+    # ---------------------------------------------------------------- train, batch, demo
+    Case("train-config-missing", lambda w: ["train", "--config", str(w.inputs / "train.json")], ("train.json",)),
+    Case("train-config-invalid-toml", lambda w: ["train", "--config", str(w.toml)], ("train.toml",)),
+    Case("batch-manifest-missing", lambda w: ["batch", str(w.inputs / "shots.csv"), "-o", str(w.out / "batch")], ("shots.csv",)),
+    Case("demo-fps-zero", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--fps", "0"], ("--fps 0",)),
+    Case("demo-output-parent-is-file", lambda w: ["demo", "-o", str(w.a_file / "demo.mp4")], ("a_file",)),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def prepared(world):
+    (world.out / "existing.mp4").write_bytes(b"an earlier result")
+    whole = checksums(world.inputs, whole_below=0)
+    yield world
+    assert checksums(world.inputs, whole_below=0) == whole  # the weights too, hashed whole after all cases
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input(case: Case, prepared: World, monkeypatch):
+    reason = case.needs()
+    if reason:
+        pytest.skip(reason)
+    if not case.loads_weights:
+
+        def no_weights(*args, **kwargs):
+            raise AssertionError("weights were loaded before the inputs were checked")
+
+        monkeypatch.setattr("lvcd.pipeline.load_model", no_weights)
+    inputs_before, outputs_before = checksums(prepared.inputs), checksums(prepared.out)
+    result = runner.invoke(app, case.args(prepared))
+    text = result.output
+    assert result.exit_code == case.code, text
+    assert "Traceback" not in text and not isinstance(result.exception, AssertionError), text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text
+    for fragment in case.says:
+        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
+    assert checksums(prepared.out) == outputs_before  # no output, no hidden partial, no work folder
+    assert checksums(prepared.inputs) == inputs_before  # every input byte-identical
+
+
+def test_the_table_is_big_enough():
+    assert len(CASES) >= 50
+    prefixes = {case.id.split("-")[0] for case in CASES}
+    assert prefixes >= {"colorize", "lineart", "convert", "evaluate", "data", "train", "batch", "demo"}

@@ -1,0 +1,105 @@
+"""Guarantee: weights never execute code. Crafted checkpoints are refused as "not a plain checkpoint" with no side
+effect, in both torch formats; real Lightning checkpoints (hyper-parameters, callbacks, numpy scalars, paths) load."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import pathlib
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from lvcd.errors import WeightsError
+from lvcd.state_dict import WeightsFile
+
+from .hostile import payloads, write_legacy_checkpoint, write_zip_checkpoint
+
+STATE = {"control_model.w": torch.arange(6.0).reshape(2, 3), "control_model.b": torch.ones(3, dtype=torch.bfloat16)}
+NAMES = sorted(payloads(pathlib.Path("marker")))
+
+
+def _crafted(tmp_path: pathlib.Path, name: str, container: str) -> tuple[pathlib.Path, pathlib.Path, bool]:
+    marker = tmp_path / "pwned"
+    protocol, payload, live = payloads(marker)[name]
+    path = tmp_path / f"{name}.ckpt"
+    if container == "zip":
+        write_zip_checkpoint(path, STATE, protocol, payload)
+    else:
+        write_legacy_checkpoint(path, protocol, payload)
+    return path, marker, live
+
+
+def _appears(marker: pathlib.Path, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if marker.exists():
+            return True
+        time.sleep(0.05)
+    return marker.exists()
+
+
+@pytest.mark.parametrize("container", ["zip", "legacy"])
+@pytest.mark.parametrize("name", NAMES)
+def test_crafted_checkpoint_is_refused_and_runs_nothing(tmp_path, name, container):
+    path, marker, _ = _crafted(tmp_path, name, container)
+    before = path.read_bytes()
+    with pytest.raises(WeightsError, match="is not a plain checkpoint") as caught:
+        WeightsFile(path, "lvcd")
+    message = str(caught.value)
+    assert str(path) in message and "\n" not in message
+    assert not _appears(marker, 0.5)  # a spawned process would have had time to create it
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if payloads(pathlib.Path("m"))[n][2]])
+def test_the_crafted_payloads_are_live(tmp_path, name):
+    """Control: an unrestricted torch.load does run each payload, so the refusal above is what keeps it out."""
+    path, marker, _ = _crafted(tmp_path, name, "zip")
+    try:
+        torch.load(path, weights_only=False)
+    except Exception:  # noqa: BLE001 - some payloads break the rest of the load after running
+        pass
+    assert _appears(marker)
+
+
+class AttributeDict(dict):
+    """Like Lightning's AttributeDict: a dict subclass pickled with NEWOBJ + SETITEMS."""
+
+
+class HyperParameters:
+    def __init__(self):
+        self.lr, self.name, self.config = 1e-5, "lvcd", argparse.Namespace(steps=3, root=pathlib.Path("/data"))
+
+
+def _lightning_checkpoint(path: pathlib.Path, legacy: bool = False) -> pathlib.Path:
+    state = {**STATE, "model.p": torch.nn.Parameter(torch.full((2,), 2.0))}
+    torch.save(
+        {
+            "state_dict": state,
+            "hyper_parameters": AttributeDict(params=HyperParameters(), when=datetime.datetime(2024, 1, 2)),
+            "callbacks": {"ModelCheckpoint{'monitor': None}": {"dirpath": pathlib.PurePosixPath("/ckpt"),
+                                                              "best_k_models": {"a": np.float64(0.5)}}},
+            "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": np.int64(3)}}}},
+            "optimizer_states": [{"state": {0: {"exp_avg": torch.zeros(2)}}, "param_groups": [{"lr": 1e-5}]}],
+            "pytorch-lightning_version": "2.2.0",
+            "epoch": 3,
+            "global_step": 1200,
+        },
+        path,
+        _use_new_zipfile_serialization=not legacy,
+    )  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_lightning_checkpoints_with_objects_still_load(tmp_path, legacy):
+    path = _lightning_checkpoint(tmp_path / "lightning.ckpt", legacy)
+    with pytest.raises(Exception, match="Weights only load failed"):  # the restricted reader is really exercised
+        torch.load(path, weights_only=True)
+    loaded = WeightsFile(path, "lvcd").read()
+    assert sorted(loaded) == sorted([*STATE, "model.p"])
+    for key, tensor in STATE.items():
+        assert torch.equal(loaded[key], tensor) and loaded[key].dtype == tensor.dtype

@@ -1,0 +1,81 @@
+"""lvcd.cli.guard: environment faults, interruptions and warnings reach the user as one line."""
+
+from __future__ import annotations
+
+import errno
+import warnings
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from lvcd.cli.guard import guard_app, os_error_message
+from lvcd.errors import InputError
+
+
+def test_os_errors_name_the_path_and_the_remedy():
+    full = OSError(errno.ENOSPC, "No space left on device", "/renders/shot.mp4")
+    assert os_error_message(full, resumable=True) == (
+        "No space left on device (/renders/shot.mp4): the disk is full: free space (or choose another output "
+        "folder); then run the same command with --resume to continue where it stopped."
+    )
+    assert "--resume" not in os_error_message(full, resumable=False)
+    read_only = OSError(errno.EROFS, "Read-only file system", "/mnt/ro/x")
+    assert "/mnt/ro/x" in os_error_message(read_only, False) and "writable" in os_error_message(read_only, False)
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "line"),
+    [
+        (InputError("bad --size"), 2, "error: bad --size"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/d/out.mp4"),
+            1,
+            "error: No space left on device (/d/out.mp4)",
+        ),
+        (KeyboardInterrupt(), 130, "error: interrupted (Ctrl-C); run the same command with --resume to continue."),
+        (PermissionError(errno.EACCES, "Permission denied", "/root/x"), 1, "error: Permission denied (/root/x)"),
+    ],
+    ids=["user-error", "full-disk", "ctrl-c", "permission"],
+)
+def test_every_failure_is_one_line_with_its_exit_code(raised, code, line):
+    app = typer.Typer()
+
+    @app.command("colorize")
+    def command() -> None:
+        raise raised
+
+    @app.command("other")
+    def other() -> None:  # a second command, so typer keeps the sub-command names
+        warnings.warn("a library's warning,\n  over two lines", UserWarning, stacklevel=1)
+
+    guard_app(app)
+    result = CliRunner().invoke(app, ["colorize"])
+    assert result.exit_code == code and result.output.startswith(line) and result.output.count("\n") == 1
+    assert "Traceback" not in result.output
+    warned = CliRunner().invoke(app, ["other"])
+    assert warned.output == "warning: a library's warning, over two lines\n"
+
+
+def test_a_reference_of_another_aspect_ratio_is_a_one_line_notice(tmp_path, tiny_weights):
+    import numpy as np
+    from PIL import Image
+
+    from conftest import TINY_CONFIG
+    from lvcd.cli import app
+
+    lineart = tmp_path / "lineart"
+    lineart.mkdir()
+    for index in range(2):
+        Image.new("L", (128, 64), 255).save(lineart / f"{index}.png")
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((64, 256, 3), np.uint8)).save(wide)
+    result = CliRunner().invoke(app, [
+        "colorize", "--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config",
+        str(TINY_CONFIG), "--quiet", "-r", str(wide), "-l", str(lineart), "-o", str(tmp_path / "out"), "--steps", "1",
+        "--seed", "0",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    notices = [line for line in result.output.splitlines() if "aspect ratio" in line]
+    assert len(notices) == 1 and notices[0].startswith("warning: The reference is 256x64")
+    assert "UserWarning" not in result.output and "warnings.warn" not in result.output

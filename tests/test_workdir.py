@@ -1,0 +1,80 @@
+"""lvcd.workdir.WorkDir: deletes only what lvcd created, locks against a second job, records the seed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from lvcd.errors import InputError
+from lvcd.workdir import MARKER, WorkDir
+
+
+def test_a_folder_of_user_files_is_refused_and_left_untouched(tmp_path):
+    user = tmp_path / "project"
+    user.mkdir()
+    (user / "settings.json").write_text("{}")  # looks like an old work dir: still the user's
+    (user / "notes.txt").write_text("mine")
+    for resume in (False, True):
+        with pytest.raises(InputError, match=r"project is not empty and is not an lvcd work directory"):
+            WorkDir(user, resume=resume)
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt", "settings.json"]
+    assert (user / "settings.json").read_text() == "{}"
+
+
+def test_removal_takes_only_lvcds_files_and_only_a_folder_lvcd_made(tmp_path):
+    given = tmp_path / "given"  # an empty folder the user made: used, emptied of lvcd's files, kept
+    given.mkdir()
+    work = WorkDir(given, resume=False)
+    work.bind("abc", seed=5)
+    (given / "window_000000.safetensors").write_bytes(b"x")
+    (given / ".window_000001.safetensors.partial-0123abcd.safetensors").write_bytes(b"x")  # a killed writer's
+    work.remove()
+    assert given.is_dir() and list(given.iterdir()) == []
+
+    made = tmp_path / "made"
+    work = WorkDir(made, resume=False)
+    work.bind("abc")
+    (made / "later.txt").write_text("the user's, added during the run")
+    work.remove()
+    assert [p.name for p in made.iterdir()] == ["later.txt"]
+    made2 = tmp_path / "made2"
+    work = WorkDir(made2, resume=False)
+    work.bind("abc")
+    work.remove()
+    assert not made2.exists()
+
+
+def test_a_fresh_run_clears_the_previous_jobs_state_but_resume_keeps_it(tmp_path):
+    work = WorkDir(tmp_path / "w", resume=False)
+    work.bind("job-1", seed=77)
+    (work.path / "window_000000.safetensors").write_bytes(b"x")
+    work.release()
+    again = WorkDir(tmp_path / "w", resume=True)
+    assert again.recorded_seed() == 77 and again.finished_windows() == 1
+    again.release()
+    fresh = WorkDir(tmp_path / "w", resume=False)
+    assert fresh.recorded_seed() is None and fresh.finished_windows() == 0 and (fresh.path / MARKER).is_file()
+    fresh.release()
+
+
+def test_a_second_job_on_the_same_folder_is_refused_with_the_first_ones_pid(tmp_path):
+    holder = textwrap.dedent(
+        f"""
+        import sys, time
+        from lvcd.workdir import WorkDir
+        work = WorkDir({str(tmp_path / "w")!r}, resume=False)
+        print("locked", flush=True)
+        sys.stdin.read()
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", holder], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "locked"
+        with pytest.raises(InputError, match=rf"already running on it \(pid {process.pid}\)"):
+            WorkDir(tmp_path / "w", resume=True)
+    finally:
+        process.communicate("")
+    WorkDir(tmp_path / "w", resume=True).release()  # the lock died with its job: resume is never blocked
