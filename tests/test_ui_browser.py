@@ -42,6 +42,7 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[1]
 UPLOAD_LIMIT_MB = 1
 WAIT_MS = 90_000  # a job on the tiny model takes seconds; a loaded CI machine gets slack
+LONG_FRAMES = 40  # the long job: 4 windows (overlap 4) of the tiny model
 
 
 class Server:
@@ -140,7 +141,7 @@ def inputs(tmp_path_factory) -> Path:
         (folder / name).mkdir()
         Image.fromarray(_drawing(0 if name == "a" else 1)).save(folder / name / "frame1.png")
     (folder / "long").mkdir()
-    for index in range(16):
+    for index in range(LONG_FRAMES):
         Image.fromarray(_drawing(index % 12)).save(folder / "long" / f"long_{index:02d}.png")
     with open_writer(folder / "clip24.mp4", fps=24) as writer:
         for index in range(3):
@@ -300,10 +301,12 @@ def test_video_line_art_comes_back_at_its_frame_rate(server, context, inputs, tm
 def _start_long_job(page, inputs, server) -> str:
     """Start a job far longer than the tests wait; returns its id once it runs."""
     _upload(page, inputs / "reference.png", sorted((inputs / "long").iterdir()))
-    expect(page.locator("#lvcd-thumbnails")).to_contain_text("15: long_15.png", timeout=WAIT_MS)
-    _set(page, "lvcd-steps", 25)  # 2 windows x 25 steps: far longer than the tests wait
+    expect(page.locator("#lvcd-thumbnails")).to_contain_text(
+        f"{LONG_FRAMES - 1}: long_{LONG_FRAMES - 1}.png", timeout=WAIT_MS
+    )
+    _set(page, "lvcd-steps", 50)  # 4 windows x 50 steps: far longer than the tests wait
     page.click("#lvcd-run")
-    progress = page.get_by_text(re.compile(r"window 1/2 · step \d+/25 · \d+/50 steps · ETA"))
+    progress = page.get_by_text(re.compile(r"window 1/4 · step \d+/50 · \d+/200 steps · ETA"))
     expect(progress.first).to_be_visible(timeout=WAIT_MS)
     return re.findall(r"job (\w+) started", server.log())[-1]  # one job runs at a time: this one
 

@@ -50,6 +50,12 @@ def _hidden_leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+def _ctrl_c_enabled() -> None:
+    """A job started from a background shell inherits SIGINT ignored (and Python then installs no Ctrl-C handler):
+    give the child the default disposition, as a terminal's foreground job has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(args: list[str], work: Path, how: signal.Signals, rng: random.Random) -> tuple[subprocess.Popen, str]:
     """Start `lvcd colorize` in a process and send ``how`` at a random point: once the start state or a random window
     is on disk, after a random extra delay."""
@@ -57,7 +63,13 @@ def _interrupt(args: list[str], work: Path, how: signal.Signals, rng: random.Ran
     mark = rng.choice(marks)
     delay = rng.uniform(0, 0.3)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "lvcd.cli", *args], env=env, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lvcd.cli", *args],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_enabled,
+    )
     deadline = time.time() + 240
     while not (work / mark).exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
