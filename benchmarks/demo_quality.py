@@ -20,7 +20,6 @@ Prints one JSON object (also written with --output) and a markdown table (--mark
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -31,8 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lvcd.data.synthetic import BENCHMARK_SPLITS, split_seed, synth_shot
-from lvcd.demo.quality import BASELINES, baseline_frames, colorize_synthetic, mean_scores, score_frames, to_unit
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import report_result  # noqa: E402
+
+from lvcd.data.synthetic import BENCHMARK_SPLITS, split_seed, synth_shot  # noqa: E402
+from lvcd.demo.quality import BASELINES, baseline_frames, colorize_synthetic, mean_scores, score_frames, to_unit  # noqa: E402
 
 METRIC_SIZE = (256, 256)
 VARIANTS = {
@@ -212,15 +215,7 @@ def main() -> None:
     if args.part in ("all", "ablations"):
         result["ablations"] = ablation_part(pipe, args, tools)
     result["loadavg_after"] = os.getloadavg()
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(markdown(result))
-    print(markdown(result), file=sys.stderr)
+    report_result(result, markdown(result), args.output, args.markdown)
 
 
 if __name__ == "__main__":

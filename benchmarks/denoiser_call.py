@@ -49,17 +49,22 @@ def build_random_network(device: torch.device, dtype: torch.dtype, seed: int = 0
     with torch.device("meta"):
         model = LVCDModel(get_config("svd-lvcd"), parts=("unet", "controlnet"))
     model = model.to(dtype=dtype).to_empty(device=device)
-    pool = NormalPool(device, seed)
-    with torch.no_grad():
-        norms = {id(p) for m in model.modules() if isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for p in m.parameters()}
-        for name, param in model.named_parameters():
-            if id(param) in norms:
-                param.fill_(1.0 if name.endswith("weight") else 0.0)
-            elif param.ndim <= 1:
-                param.zero_()
-            else:
-                pool.fill(param, std=1.0 / math.sqrt(param[0].numel()))
+    fill_random_(model, device, seed)
     return model.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def fill_random_(model: nn.Module, device: torch.device, seed: int) -> None:
+    """Deterministic random weights in place: norms 1/0, other vectors 0, matrices N(0, 1/fan_in) from a NormalPool."""
+    pool = NormalPool(device, seed)
+    norms = {id(p) for m in model.modules() if isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for p in m.parameters()}
+    for name, param in model.named_parameters():
+        if id(param) in norms:
+            param.fill_(1.0 if name.endswith("weight") else 0.0)
+        elif param.ndim <= 1:
+            param.zero_()
+        else:
+            pool.fill(param, std=1.0 / math.sqrt(param[0].numel()))
 
 
 class NormalPool:

@@ -34,12 +34,12 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from denoiser_call import NormalPool  # noqa: E402 - fast deterministic random fill, shared with denoiser_call.py
+from denoiser_call import fill_random_  # noqa: E402 - fast deterministic random fill, shared with denoiser_call.py
+from report import report_result  # noqa: E402
 
 from lvcd.config import get_config  # noqa: E402
 from lvcd.longvideo import plan_windows  # noqa: E402
@@ -82,16 +82,8 @@ def random_model(config, parts, device, dtype, vae_dtype=torch.float32, seed: in
     if "cond_encoder" in model.parts:
         model.cond_encoder.to(dtype=vae_dtype)
     model = model.to_empty(device=device)
-    pool = NormalPool(device, seed)
+    fill_random_(model, device, seed)
     with torch.no_grad():
-        norms = {id(p) for m in model.modules() if isinstance(m, (nn.GroupNorm, nn.LayerNorm)) for p in m.parameters()}
-        for name, param in model.named_parameters():
-            if id(param) in norms:
-                param.fill_(1.0 if name.endswith("weight") else 0.0)
-            elif param.ndim <= 1:
-                param.zero_()
-            else:
-                pool.fill(param, std=1.0 / math.sqrt(param[0].numel()))
         for buffer in model.buffers():
             buffer.zero_()
     return model.eval().requires_grad_(False)
@@ -456,14 +448,7 @@ def main(argv: list[str] | None = None) -> dict:
     result["denoiser"] += denoiser_section(args, config, device, budget, later, flops)
     result["ratio_official_over_lvcd"] = ratios(result["denoiser"], result["official"], args.sizes[0])
     result["seconds_total"] = round(time.perf_counter() - budget.start, 1)
-    text = json.dumps(result, indent=1)
-    print(text)
-    table = markdown(result)
-    print(table, file=sys.stderr)
-    for path, content in ((args.output, text + "\n"), (args.markdown, table)):
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
+    report_result(result, markdown(result), args.output, args.markdown)
     return result
 
 

@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from demo_quality import _metric_tools, score  # noqa: E402 - the same scores as the demo benchmark
+from report import report_result  # noqa: E402
 
 from lvcd.data.synthetic import BENCHMARK_SPLITS, split_seed, synth_shot  # noqa: E402
 from lvcd.demo.quality import colorize_synthetic, mean_scores  # noqa: E402
@@ -128,14 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
             result["runs"].append(run(pipe, shots, sampler, step_count, tools))
             print(json.dumps(result["runs"][-1]), file=sys.stderr, flush=True)
     result["loadavg_after"] = os.getloadavg()
-    text = json.dumps(result, indent=1)
-    print(text)
-    table = markdown(result)
-    print(table, file=sys.stderr)
-    for path, content in ((args.output, text + "\n"), (args.markdown, table)):
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(content)
+    report_result(result, markdown(result), args.output, args.markdown)
     return result
 
 

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG
 from lvcd.cli import app
+from lvcd.testing.drawings import draw_ring_shot
 
 LENGTHS = (1, 2, 15, 33, 60)
 SIZE_HW = (64, 64)  # the tiny model's smallest processing size: fastest
@@ -27,13 +28,8 @@ SIZE_HW = (64, 64)  # the tiny model's smallest processing size: fastest
 
 def write_shot(folder: Path, count: int, seed: int) -> Path:
     """Dark-lines drawings of a moving ring in ``folder``, and a coloured frame 0 beside it; returns the reference."""
-    folder.mkdir(parents=True, exist_ok=True)
+    draw_ring_shot(folder, count, SIZE_HW)
     height, width = SIZE_HW
-    yy, xx = np.mgrid[:height, :width]
-    for index in range(count):
-        cx = width * (0.3 + 0.4 * index / max(count, 1))
-        ring = np.abs(np.hypot(xx - cx, yy - height / 2) - height / 4) < 1.5
-        Image.fromarray(np.where(ring, 0, 255).astype(np.uint8)).save(folder / f"f{index:03d}.png")
     reference = folder.parent / f"{folder.name}_ref.png"
     colour = np.random.default_rng(seed).integers(0, 255, (height, width, 3), dtype=np.uint8)
     Image.fromarray(colour).save(reference)

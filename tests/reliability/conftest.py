@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import TINY_CONFIG
+from lvcd.testing.drawings import draw_ring_shot
 
 
 def checksums(root: Path, whole_below: int = 1 << 20) -> dict[str, object]:
@@ -40,13 +41,7 @@ def checksums(root: Path, whole_below: int = 1 << 20) -> dict[str, object]:
 
 def draw_shot(folder: Path, count: int, size_hw=(64, 128)) -> None:
     """Dark-lines drawings of a moving ring."""
-    folder.mkdir(parents=True, exist_ok=True)
-    height, width = size_hw
-    yy, xx = np.mgrid[:height, :width]
-    for index in range(count):
-        cx = width * (0.3 + 0.4 * index / max(count, 1))
-        ring = np.abs(np.hypot(xx - cx, yy - height / 2) - height / 4) < 1.5
-        Image.fromarray(np.where(ring, 0, 255).astype(np.uint8)).save(folder / f"f{index:03d}.png")
+    draw_ring_shot(folder, count, size_hw)
 
 
 def colour_image(path: Path, size_hw=(64, 128), seed: int = 0) -> Path:
