@@ -16,7 +16,10 @@ On CUDA (full-size network, random weights; a budget keeps the whole run under ~
     python benchmarks/gpu_suite.py --output gpu.json --markdown gpu.md --official .bench-official
     python benchmarks/gpu_suite.py --dry-run          # the same code path on CPU, tiny model, tiny sizes (~1 min)
 
-Entries that do not fit the time budget (``--budget-s``) are recorded as skipped, never silently dropped.
+Entries that do not fit the time budget (``--budget-s``) are recorded as skipped, never silently dropped. The JSON
+and markdown files are rewritten after every entry (``"complete": false`` until the end), so a run killed at the device
+machine's time limit still brings back everything measured before it; an entry that fails records its error and the
+suite goes on.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from denoiser_call import fill_random_  # noqa: E402 - fast deterministic random
 from report import report_result  # noqa: E402
 
 from lvcd.config import get_config  # noqa: E402
+from lvcd.io.atomic import write_bytes_atomic  # noqa: E402
 from lvcd.longvideo import plan_windows  # noqa: E402
 from lvcd.memory import MemoryAccount  # noqa: E402
 from lvcd.model import Conditioning, LVCDModel  # noqa: E402
@@ -202,7 +206,7 @@ def denoiser_plan(args) -> tuple[list, list]:
     return first, [item for item in plan if item not in first]
 
 
-def denoiser_section(args, config, device, budget: Budget, plan: list, flops: dict) -> list[dict]:
+def denoiser_section(args, config, device, budget: Budget, plan: list, flops: dict, save) -> list[dict]:
     entries = []
     models: dict[str, LVCDModel] = {}
     for mode, name, size in plan:
@@ -221,9 +225,9 @@ def denoiser_section(args, config, device, budget: Budget, plan: list, flops: di
         try:
             entry.update(denoiser_call(models[key], *size, device, args.warmup, args.repeats, flops[size]))
         except Exception as err:  # noqa: BLE001 - record and go on: one failing entry must not sink the suite
-            entry["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            entry["error"] = _error(err)
         entries.append(entry)
-        print(json.dumps(entry), file=sys.stderr, flush=True)
+        save(entries)
     models.clear()
     return entries
 
@@ -272,7 +276,7 @@ def whole_shot(args, config, device, offload: bool) -> dict:
     }
 
 
-def shot_section(args, config, device, budget: Budget) -> list[dict]:
+def shot_section(args, config, device, budget: Budget, save) -> list[dict]:
     entries = []
     for offload in (False, True):
         entry = {"offload": offload}
@@ -282,9 +286,9 @@ def shot_section(args, config, device, budget: Budget) -> list[dict]:
         try:
             entry = whole_shot(args, config, device, offload)
         except Exception as err:  # noqa: BLE001
-            entry["error"] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            entry["error"] = _error(err)
         entries.append(entry)
-        print(json.dumps(entry), file=sys.stderr, flush=True)
+        save(entries)
         if device.type == "cuda":
             torch.cuda.empty_cache()
     return entries
@@ -340,10 +344,14 @@ def markdown(result: dict) -> str:
         f"Command: `{result['command']}`"
         + (" (DRY RUN: CPU, tiny model; not a GPU figure)" if result["dry_run"] else ""),
         "",
+    ]
+    if not result.get("complete"):
+        lines += ["**INCOMPLETE**: the run stopped before its end; the rows below are what it measured.", ""]
+    lines += [
         "| call | dtype | size | median s | TFLOP/s | peak GB | weights GB | activations GB | workspace GB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for e in result["denoiser"]:
+    for e in result.get("denoiser", []):
         size = "x".join(map(str, e["size_hw"]))
         if "median_s" not in e:
             lines.append(f"| {e['mode']} | {e['dtype']} | {size} | {e.get('skipped') or e.get('error')} |||||")
@@ -359,7 +367,7 @@ def markdown(result: dict) -> str:
         "| whole shot | dtype | frames, steps | s / output frame | peak GB | weights GB at end |",
         "|---|---|---|---|---|---|",
     ]
-    for e in result["shots"]:
+    for e in result.get("shots", []):
         if "seconds" not in e:
             lines.append(f"| offload={e['offload']} | {e.get('skipped') or e.get('error')} |||||")
             continue
@@ -368,13 +376,13 @@ def markdown(result: dict) -> str:
             f"| offload={e['offload']} | {e['dtype']} | {e['frames']}, {e['steps']} | {e['seconds_per_output_frame']} |"
             f" {_gb(m['peak_allocated_bytes'])} | {_gb(m['weights_total_bytes'])} |"
         )
-    official = result["official"]
+    official = result.get("official", {"skipped": "not reached"})
     lines += [
         "",
         f"Official denoiser call: {official.get('median_s', official.get('skipped') or official.get('error'))}",
     ]
-    lines += [f"Speed-up (official s / lvcd s, same call): {json.dumps(result['ratio_official_over_lvcd'])}"]
-    checks = result["checks"]
+    lines += [f"Speed-up (official s / lvcd s, same call): {json.dumps(result.get('ratio_official_over_lvcd'))}"]
+    checks = result.get("checks", {})
     lines += [f"Attention kernels: {checks.get('kernels')}; merge vs exact: {checks.get('merge_vs_exact_max_abs')}"]
     return "\n".join(lines) + "\n"
 
@@ -431,25 +439,50 @@ def main(argv: list[str] | None = None) -> dict:
         "cuda": torch.version.cuda,
         "config": config.name,
     }
-    check_model = random_model(
-        config, ("unet", "controlnet"), device, torch.bfloat16 if device.type == "cuda" else torch.float32
-    )
-    result["checks"] = attention_checks(check_model, *args.sizes[0], device)
-    del check_model
-    print(json.dumps(result["checks"]), file=sys.stderr, flush=True)
+
+    def save(section: str | None = None, value=None) -> None:
+        """Rewrite the files with what is measured so far (a killed run keeps it)."""
+        if section is not None:
+            result[section] = value
+        partial = {**result, "seconds_total": round(time.perf_counter() - budget.start, 1)}
+        for path, content in ((args.output, json.dumps(partial, indent=1) + "\n"), (args.markdown, markdown(partial))):
+            if path:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes_atomic(path, content.encode())
+        if value is not None:
+            print(json.dumps({section: value[-1] if isinstance(value, list) and value else value}), file=sys.stderr,
+                  flush=True)  # fmt: skip
+
+    result["complete"] = False
+    try:
+        check_model = random_model(
+            config, ("unet", "controlnet"), device, torch.bfloat16 if device.type == "cuda" else torch.float32
+        )
+        save("checks", attention_checks(check_model, *args.sizes[0], device))
+        del check_model
+    except Exception as err:  # noqa: BLE001 - the timings below do not depend on the checks
+        save("checks", {"error": _error(err)})
     flops = {size: count_flops(config, *size) for size in args.sizes}
     first, later = denoiser_plan(args)
-    result["denoiser"] = denoiser_section(args, config, device, budget, first, flops)
-    result["shots"] = shot_section(args, config, device, budget)
+    result["denoiser"] = denoiser_section(args, config, device, budget, first, flops, lambda e: save("denoiser", e))
+    result["shots"] = shot_section(args, config, device, budget, lambda e: save("shots", e))
     if budget.left() < args.reserve_s:
-        result["official"] = {"skipped": "time budget"}
+        save("official", {"skipped": "time budget"})
     else:
-        result["official"] = official_section(args, device, min(args.official_timeout_s, budget.left()))
-    result["denoiser"] += denoiser_section(args, config, device, budget, later, flops)
+        save("official", official_section(args, device, min(args.official_timeout_s, budget.left())))
+    done = result["denoiser"]
+    result["denoiser"] = done + denoiser_section(
+        args, config, device, budget, later, flops, lambda e: save("denoiser", done + e)
+    )
     result["ratio_official_over_lvcd"] = ratios(result["denoiser"], result["official"], args.sizes[0])
     result["seconds_total"] = round(time.perf_counter() - budget.start, 1)
+    result["complete"] = True
     report_result(result, markdown(result), args.output, args.markdown)
     return result
+
+
+def _error(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 
 if __name__ == "__main__":

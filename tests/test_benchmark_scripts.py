@@ -38,7 +38,29 @@ def test_gpu_suite_dry_run_measures_every_section(tmp_path):
     assert all(shot["output_finite"] and shot["seconds_per_output_frame"] > 0 for shot in result["shots"])
     assert "skipped" in result["official"]
     assert json.loads((tmp_path / "suite.json").read_text())["benchmark"] == "gpu_suite"
-    assert "DRY RUN" in (tmp_path / "suite.md").read_text()
+    assert result["complete"] and json.loads((tmp_path / "suite.json").read_text())["complete"]
+    assert "DRY RUN" in (tmp_path / "suite.md").read_text() and "INCOMPLETE" not in (tmp_path / "suite.md").read_text()
+
+
+def test_gpu_suite_killed_midway_keeps_what_it_measured(tmp_path, monkeypatch):
+    """The device machine kills a command at its time limit: the files must already hold every finished entry."""
+    suite = _script("gpu_suite")
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # what a kill during the official call looks like to the files: nothing more written
+
+    monkeypatch.setattr(suite, "official_section", killed)
+    with pytest.raises(KeyboardInterrupt):
+        suite.main(
+            ["--dry-run", "--dtypes", "fp32", "--shot-frames", "3", "--shot-steps", "1", "--official", str(tmp_path),
+             "--output", str(tmp_path / "suite.json"), "--markdown", str(tmp_path / "suite.md")]
+        )  # fmt: skip
+    saved = json.loads((tmp_path / "suite.json").read_text())
+    assert saved["complete"] is False and "official" not in saved
+    assert saved["checks"]["all_flash"] and saved["denoiser"][0]["median_s"] > 0
+    assert [shot["seconds_per_output_frame"] > 0 for shot in saved["shots"]] == [True, True]
+    table = (tmp_path / "suite.md").read_text()
+    assert "INCOMPLETE" in table and "| eager | fp32 | 64x64 |" in table
 
 
 def test_gpu_suite_refuses_to_run_without_a_gpu_unless_dry(capsys):
