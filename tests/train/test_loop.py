@@ -128,3 +128,24 @@ def test_resume_repeats_the_uninterrupted_run(tiny_weights, tmp_path):
     )
     assert more.start_step == 4 and len(more.losses) == 1
     assert [row["step"] for row in read_log(config.output_dir)] == [1, 2, 3, 4, 5]
+
+
+def test_max_minutes_stops_cleanly_with_a_checkpoint_and_resume_continues(tiny_weights, tmp_path):
+    """A wall-clock limit (cluster jobs, the device machine's 10 minutes): the step in flight finishes, a checkpoint
+    is written at that step (not only at multiples of checkpoint.every) and `--resume latest` goes on from it."""
+    dataset = SyntheticClips(num_clips=2, num_frames=FRAMES, seed=2)
+    config = tiny_train_config(tiny_weights, tmp_path / "run", max_steps=3)
+    config = config.replace(
+        train=dataclasses.replace(config.train, max_minutes=1e-9),  # past the deadline after the first step
+        checkpoint=dataclasses.replace(config.checkpoint, every=100),
+    )
+    stopped = train(config, dataset=dataset, progress=False)
+    assert stopped.stopped_by_time and stopped.step == 1 and len(stopped.losses) == 1
+    assert [step for step, _ in ckpt.list_checkpoints(config.output_dir)] == [1]
+    assert [row["step"] for row in read_log(config.output_dir)] == [1]
+    unlimited = config.replace(train=dataclasses.replace(config.train, max_minutes=None))
+    resumed = train(unlimited, resume="latest", dataset=dataset, progress=False)
+    assert not resumed.stopped_by_time and (resumed.start_step, resumed.step) == (1, 3)
+    assert [step for step, _ in ckpt.list_checkpoints(config.output_dir)] == [1, 3]
+    with pytest.raises(Exception, match="train.max_minutes must be > 0"):
+        config.replace(train=dataclasses.replace(config.train, max_minutes=0)).validate()

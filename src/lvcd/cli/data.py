@@ -166,6 +166,7 @@ def synth(
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda[:N] for the VAE."),
     seed: int = typer.Option(0, "--seed", help="Seed of the latents' posterior noise."),
+    workers: int = typer.Option(1, "--workers", help="Processes generating shots (same files as with 1)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Write synthetic cartoon shots (colour frames, line art, region labels; latents with --vae) to OUTPUT.
@@ -179,6 +180,8 @@ def synth(
         size_hw = _required_size(size)
         if vae is not None and not vae.is_file():
             raise InputError(f"--vae {vae} is not a file: give the weights file written by `lvcd train-vae`.")
+        if workers < 1:
+            raise InputError(f"--workers {workers}: give at least 1 process.")
         model = None
         if vae is not None:
             from lvcd.weights import load_first_stage
@@ -195,6 +198,7 @@ def synth(
             vae_weights=vae,
             seed=seed,
             progress=not quiet,
+            workers=workers,
         )
     except (LVCDError, ValueError) as err:
         _fail(err)

@@ -8,7 +8,9 @@ same command again with its weights to add them); ``lat_H/encoder.json`` records
 two different VAEs never mix in one root.
 
 Resumable and extendable: a shot whose files all exist is skipped, so re-running with more ``shots`` (or with a
-VAE) only adds what is missing. Every file is written atomically.
+VAE) only adds what is missing. Every file is written atomically. ``workers`` > 1 generates and writes the shots in
+that many processes (the files are the same bytes as with one); latents are encoded in the calling process, where the
+VAE is.
 
     >>> report = write_synthetic_set("synth-train", split="train", shots=800, num_frames=45, size_hw=(64, 64))  # doctest: +SKIP
 """
@@ -17,6 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +95,11 @@ def write_synthetic_set(
     vae_weights: str | Path | None = None,
     seed: int = 0,
     progress: bool = True,
+    workers: int = 1,
 ) -> SynthReport:
     """Write shots ``first .. first+shots-1`` of ``split`` into ``root`` (resumable); ``vae`` (an AutoencoderKL or a
-    ``LatentEncoder``) also writes their latents, with posterior noise seeded from (``seed``, frame name)."""
+    ``LatentEncoder``) also writes their latents, with posterior noise seeded from (``seed``, frame name). ``workers``:
+    processes generating shots (1: this one)."""
     height, width = size_hw
     if height % 8 or width % 8 or height < 16 or width < 16:
         raise InputError(f"--size {height}x{width}: both sides must be multiples of 8 and at least 16.")
@@ -100,6 +107,8 @@ def write_synthetic_set(
         raise InputError(f"Need at least 1 shot of at least 15 frames (a training sample), got {shots} x {num_frames}.")
     if not 0 <= first or first + shots > SPLIT_CAPACITY:
         raise InputError(f"Shots {first}..{first + shots - 1} are outside the split's range 0..{SPLIT_CAPACITY - 1}.")
+    if workers < 1:
+        raise InputError(f"--workers {workers}: give at least 1 process.")
     split_seed(split, first)  # validates the split name
     root = Path(root)
     layout = DatasetLayout(root, height)
@@ -121,7 +130,8 @@ def write_synthetic_set(
 
     report = SynthReport(root)
     index: dict[str, list[str]] = {}
-    for number in tqdm(range(first, first + shots), desc=f"synth {split}", unit="shot", disable=not progress):
+    jobs = []
+    for number in range(first, first + shots):
         video = shot_name(split, number)
         names = [frame_name(video, t) for t in range(num_frames)]
         index[clip_key(video, 0, num_frames)] = names
@@ -130,19 +140,56 @@ def write_synthetic_set(
         latents_done = encoder is None or all(layout.latent_path(n).is_file() for n in names)
         if frames_done and latents_done:
             report.skipped += 1
-            continue
-        shot = synth_shot(split_seed(split, number), num_frames, size_hw, line_width)
-        if not frames_done:
-            for t, name in enumerate(names):
-                write_png(layout.image_path(name), shot.frames[t])
-                write_png(layout.sketch_path(name), shot.lineart[t])
-                write_png(layout.label_path(name), shot.labels[t])
-            report.written += 1
-        if not latents_done:
-            report.latents_written += _write_latents(layout, encoder, names, shot.frames, seed)
+        else:
+            jobs.append(_ShotJob(str(root), height, split, number, num_frames, (height, width), line_width, frames_done))
+    bar = tqdm(total=shots, initial=report.skipped, desc=f"synth {split}", unit="shot", disable=not progress)
+    with bar:
+        for job, frames in _generate(jobs, workers):
+            report.written += not job.frames_done
+            if encoder is not None:
+                names = [frame_name(shot_name(split, job.number), t) for t in range(num_frames)]
+                if not all(layout.latent_path(n).is_file() for n in names):
+                    report.latents_written += _write_latents(layout, encoder, names, frames, seed)
+            bar.update(1)
     _merge_index(layout, index)
     report.shots = len(layout.read_index())
     return report
+
+
+@dataclass(frozen=True)
+class _ShotJob:
+    root: str
+    height: int
+    split: str
+    number: int
+    num_frames: int
+    size_hw: tuple[int, int]
+    line_width: int
+    frames_done: bool
+
+
+def _make_shot(job: _ShotJob):
+    """Generate one shot, write its frames, line art and labels unless already there; return its colour frames."""
+    shot = synth_shot(split_seed(job.split, job.number), job.num_frames, job.size_hw, job.line_width)
+    if not job.frames_done:
+        layout = DatasetLayout(Path(job.root), job.height)
+        for t in range(job.num_frames):
+            name = frame_name(shot_name(job.split, job.number), t)
+            write_png(layout.image_path(name), shot.frames[t])
+            write_png(layout.sketch_path(name), shot.lineart[t])
+            write_png(layout.label_path(name), shot.labels[t])
+    return shot.frames
+
+
+def _generate(jobs: list[_ShotJob], workers: int) -> Iterator[tuple[_ShotJob, object]]:
+    """(job, frames) for every job in order, made here or in ``workers`` spawned processes."""
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            yield job, _make_shot(job)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold a CUDA context or threads
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        yield from zip(jobs, pool.map(_make_shot, jobs, chunksize=4), strict=True)
 
 
 def _write_latents(layout: DatasetLayout, encoder: Any, names: list[str], frames, seed: int) -> int:

@@ -6,8 +6,8 @@ File layout (every key optional except ``model.svd`` and ``data.root``; see ``ex
     seed = 0
     [model]       svd, lvcd, config, controlnet_from_unet, from_scratch
     [data]        root, size, num_frames, nframe_range, num_workers, shuffle
-    [train]       batch_size, gradient_accumulation_steps, max_steps, mixed_precision, gradient_checkpointing, p_mean,
-                  p_std, trainable, ema_decay
+    [train]       batch_size, gradient_accumulation_steps, max_steps, max_minutes, mixed_precision,
+                  gradient_checkpointing, p_mean, p_std, trainable, ema_decay
     [optim]       learning_rate, betas, eps, weight_decay, warmup_steps, max_grad_norm
     [checkpoint]  every, keep
     [log]         every, trackers
@@ -72,6 +72,9 @@ class TrainSection:
     batch_size: int = 2  # clips per process and micro-step
     gradient_accumulation_steps: int = 4
     max_steps: int = 10_000  # optimizer steps
+    # Wall-clock limit of the training steps (setup excluded): the step in flight finishes, then a checkpoint and the
+    # eval are written and the run ends normally; `--resume latest` continues. For jobs with a time limit.
+    max_minutes: float | None = None
     mixed_precision: str = "fp16"  # "no" | "fp16" | "bf16" (autocast; master weights stay fp32)
     gradient_checkpointing: bool = True
     p_mean: float | None = None  # ln sigma ~ N(p_mean, p_std^2); None: the model config's (1.0, 1.6)
@@ -141,6 +144,7 @@ class TrainConfig:
             (t.batch_size >= 1, "train.batch_size must be >= 1"),
             (t.gradient_accumulation_steps >= 1, "train.gradient_accumulation_steps must be >= 1"),
             (t.max_steps >= 1, "train.max_steps must be >= 1"),
+            (t.max_minutes is None or t.max_minutes > 0, "train.max_minutes must be > 0 (or absent)"),
             (t.mixed_precision in MIXED_PRECISION, f"train.mixed_precision must be one of {MIXED_PRECISION}"),
             (t.p_std is None or t.p_std > 0, "train.p_std must be > 0"),
             (t.trainable in TRAINABLE_SETS, f"train.trainable must be one of {TRAINABLE_SETS}"),

@@ -267,6 +267,7 @@ class TrainResult:
     checkpoint: Path | None = None  # the last checkpoint written
     trainable_parameters: int = 0
     is_main_process: bool = True  # False on the other processes of a data-parallel run
+    stopped_by_time: bool = False  # train.max_minutes ended the run before max_steps
 
 
 def _make_accelerator(config: TrainConfig, output_dir: Path):
@@ -441,6 +442,7 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=tcfg.max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+    deadline = time.monotonic() + 60 * tcfg.max_minutes if tcfg.max_minutes is not None else None
     try:
         while state.step < tcfg.max_steps:
             started = time.perf_counter()
@@ -460,10 +462,12 @@ def train(
                 accelerator.print(f"warning: non-finite loss {step_loss} at step {state.step}")
             result.losses.append(step_loss)
             result.step = state.step
+            out_of_time = deadline is not None and _past(accelerator, deadline)
+            last = state.step == tcfg.max_steps or out_of_time
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", epoch=state.epoch)
-            if state.step % config.log.every == 0 or state.step == tcfg.max_steps:
+            if state.step % config.log.every == 0 or last:
                 samples = state.micro_step * tcfg.batch_size * accelerator.num_processes
                 loggers.log(
                     {
@@ -475,7 +479,7 @@ def train(
                         "seconds": f"{time.perf_counter() - started:.3f}",
                     }  # fmt: skip
                 )
-            if state.step % config.checkpoint.every == 0 or state.step == tcfg.max_steps:
+            if state.step % config.checkpoint.every == 0 or last:
                 result.checkpoint = _save_checkpoint(accelerator, module, net, state, config, output_dir, ema)
             if evaluator is not None and (state.step % config.eval.every == 0 or state.step == tcfg.max_steps):
                 scores = evaluator.run(ema.model if ema is not None else net, accelerator.device, state.step)
@@ -483,12 +487,27 @@ def train(
                     f"eval step {state.step}: psnr {scores['psnr']:.2f} dB, region {scores['region']:.3f}"
                     + (" (weight average)" if ema is not None else "")
                 )
+            if out_of_time:
+                result.stopped_by_time = True
+                accelerator.print(
+                    f"lvcd train: train.max_minutes ({tcfg.max_minutes:g}) reached at step {state.step}; checkpoint "
+                    f"{result.checkpoint}. Continue with --resume latest."
+                )
+                break
     finally:
         if bar is not None:
             bar.close()
         loggers.close()
     accelerator.end_training()
     return result
+
+
+def _past(accelerator, deadline: float) -> bool:
+    """Whether any process is past ``deadline`` (all processes then stop at the same step)."""
+    flag = torch.tensor(float(time.monotonic() >= deadline), device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="max")
+    return bool(flag.item())
 
 
 class _Evaluation:
