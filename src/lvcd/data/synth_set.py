@@ -141,7 +141,9 @@ def write_synthetic_set(
         if frames_done and latents_done:
             report.skipped += 1
         else:
-            jobs.append(_ShotJob(str(root), height, split, number, num_frames, (height, width), line_width, frames_done))
+            jobs.append(
+                _ShotJob(str(root), height, split, number, num_frames, (height, width), line_width, frames_done)
+            )
     bar = tqdm(total=shots, initial=report.skipped, desc=f"synth {split}", unit="shot", disable=not progress)
     with bar:
         for job, frames in _generate(jobs, workers):
