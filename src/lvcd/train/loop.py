@@ -481,7 +481,7 @@ def train(
                 )
             if state.step % config.checkpoint.every == 0 or last:
                 result.checkpoint = _save_checkpoint(accelerator, module, net, state, config, output_dir, ema)
-            if evaluator is not None and (state.step % config.eval.every == 0 or state.step == tcfg.max_steps):
+            if evaluator is not None and (state.step % config.eval.every == 0 or last):
                 scores = evaluator.run(ema.model if ema is not None else net, accelerator.device, state.step)
                 accelerator.print(
                     f"eval step {state.step}: psnr {scores['psnr']:.2f} dB, region {scores['region']:.3f}"

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Continue training the demo model on a lent GPU, inside ONE device call, starting from the shipped weights.
+#
+#   bash examples/demo/gpu_continue.sh OUT [MINUTES]      # on the GPU machine, from the repository root
+#
+# Steps: the training shots are generated there (`lvcd data synth --workers $(nproc)`, then their latents with the
+# shipped VAE on the GPU); `lvcd train` fine-tunes UNet + ControlNet (every tensor, EMA) from the shipped weights
+# for MINUTES of steps (train.max_minutes: it checkpoints, evaluates and stops by itself); the EMA becomes one fp16
+# file like the shipped one. OUT receives that file in parts under 15 MiB (the device tool brings back files of at
+# most 16 MiB), the training and eval logs, and summary.json. Back on the dev machine:
+#
+#   cat OUT/lvcd-demo.safetensors.part* > new.safetensors && sha256sum -c OUT/lvcd-demo.safetensors.sha256
+#   python benchmarks/demo_quality.py --weights new.safetensors ...   # measure before shipping it
+#
+# Environment knobs (defaults are for an H100/H200 with 16 cores): LVCD_DEMO_SHOTS (800), LVCD_DEMO_BATCH (32),
+# LVCD_DEMO_LR (2e-4), LVCD_DEMO_WORKERS (cores), LVCD_DEMO_WORK (/tmp/lvcd-demo-gpu), LVCD_DEMO_WEIGHTS (the shipped
+# file), LVCD_DEMO_SET (more `lvcd train --set` items, space-separated). The same script runs on CPU at a toy scale
+# (tests/train/test_demo_gpu_script.py).
+set -euo pipefail
+out="${1:?usage: gpu_continue.sh OUT [MINUTES]}"
+minutes="${2:-5}"
+shots="${LVCD_DEMO_SHOTS:-800}"
+batch="${LVCD_DEMO_BATCH:-32}"
+lr="${LVCD_DEMO_LR:-2e-4}"
+workers="${LVCD_DEMO_WORKERS:-$(nproc)}"
+work="${LVCD_DEMO_WORK:-/tmp/lvcd-demo-gpu}"
+weights="${LVCD_DEMO_WEIGHTS:-src/lvcd/demo/lvcd-demo.safetensors}"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+lvcd() { python3 -m lvcd.cli "$@"; }
+device="$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')"
+mkdir -p "$out" "$work"
+started=$(date +%s)
+
+echo "== data: $shots shots, $workers processes, latents on $device"
+lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --workers "$workers" --quiet
+lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --vae "$weights" --device "$device" --quiet
+data_s=$(( $(date +%s) - started ))
+
+echo "== train: $minutes min, batch $batch, lr $lr, from $weights"
+lvcd train --config examples/demo/diffusion.toml --no-progress \
+  --set "model.svd=\"$weights\"" --set "model.lvcd=\"$weights\"" --set model.from_scratch=false \
+  --set "data.root=\"$work/synth\"" --set "output_dir=\"$work/run\"" --set "data.num_workers=$(( workers > 8 ? 8 : workers ))" \
+  --set "train.batch_size=$batch" --set "train.max_minutes=$minutes" --set train.max_steps=1000000 \
+  --set "optim.learning_rate=$lr" --set optim.warmup_steps=200 --set checkpoint.every=1000000 --set checkpoint.keep=1 \
+  --set eval.every=500 ${LVCD_DEMO_SET:+$(printf -- '--set %s ' $LVCD_DEMO_SET)}
+checkpoint="$(ls -d "$work"/run/checkpoints/step_* | tail -n 1)"
+
+echo "== export: $checkpoint"
+lvcd convert --svd "$weights" --lvcd "$checkpoint/ema.safetensors" --subset full --dtype fp16 \
+  -o "$work/lvcd-demo.safetensors" --overwrite
+(cd "$work" && sha256sum lvcd-demo.safetensors) > "$out/lvcd-demo.safetensors.sha256"
+split -b 15M -d "$work/lvcd-demo.safetensors" "$out/lvcd-demo.safetensors.part"
+cp "$work/run/logs/eval_log.csv" "$out/eval_log.csv" 2>/dev/null || true
+tail -n 200 "$work"/run/logs/*train*.csv > "$out/train_log_tail.csv" 2>/dev/null || true
+python3 - "$out/summary.json" "$checkpoint" "$data_s" "$(( $(date +%s) - started ))" "$device" "$batch" "$lr" <<'EOF'
+import json, sys, torch
+path, checkpoint, data_s, total_s, device, batch, lr = sys.argv[1:]
+summary = {
+    "checkpoint": checkpoint, "step": int(checkpoint.rsplit("_", 1)[1]), "data_seconds": int(data_s),
+    "total_seconds": int(total_s), "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+    "torch": torch.__version__, "batch_size": int(batch), "learning_rate": float(lr),
+}
+open(path, "w").write(json.dumps(summary, indent=1) + "\n")
+print(json.dumps(summary))
+EOF

@@ -1,0 +1,56 @@
+"""examples/demo/gpu_continue.sh, the one-call GPU continuation of the demo model's training, end to end on CPU
+with the tiny model: data (several processes, latents), a time-limited fine-tune from a whole-model file, the
+export, and the parts that come back from the device machine re-joining into a loadable file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from lvcd.demo import DEMO_WEIGHTS
+from lvcd.weights import WeightsFile
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_gpu_continue_script_end_to_end_at_toy_scale(tmp_path):
+    start = DEMO_WEIGHTS  # the script's default: it continues from the shipped weights
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "LVCD_DEMO_SHOTS": "2",
+        "LVCD_DEMO_BATCH": "1",
+        "LVCD_DEMO_WORKERS": "2",
+        "LVCD_DEMO_WORK": str(tmp_path / "work"),
+        "LVCD_DEMO_SET": "eval.shots=1 eval.frames=2 eval.steps=1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["bash", "examples/demo/gpu_continue.sh", str(out), "0.001"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "train.max_minutes (0.001) reached at step 1" in done.stdout
+
+    parts = sorted(out.glob("lvcd-demo.safetensors.part*"))
+    assert parts and all(part.stat().st_size <= 15 * 2**20 for part in parts)
+    joined = tmp_path / "lvcd-demo.safetensors"
+    joined.write_bytes(b"".join(part.read_bytes() for part in parts))
+    digest, name = (out / "lvcd-demo.safetensors.sha256").read_text().split()
+    assert name == "lvcd-demo.safetensors" and hashlib.sha256(joined.read_bytes()).hexdigest() == digest
+
+    before, after = WeightsFile(start, "svd"), WeightsFile(joined, "svd")
+    assert after.model_config().name == before.model_config().name
+    assert sorted(after.keys()) == sorted(before.keys())
+    changed = [k for k in before.keys() if k.startswith("model.diffusion_model.")
+               and not torch.equal(before.get(k).half(), after.get(k))]  # fmt: skip
+    assert changed  # one optimizer step moved the averaged UNet weights
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["step"] == 1 and summary["batch_size"] == 1 and summary["device"] == "cpu"
+    assert (out / "eval_log.csv").read_text().splitlines()[1].startswith("1,")
