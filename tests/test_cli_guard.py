@@ -79,3 +79,31 @@ def test_a_reference_of_another_aspect_ratio_is_a_one_line_notice(tmp_path, tiny
     notices = [line for line in result.output.splitlines() if "aspect ratio" in line]
     assert len(notices) == 1 and notices[0].startswith("warning: The reference is 256x64")
     assert "UserWarning" not in result.output and "warnings.warn" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args, line",
+    [
+        (["colorize", "--steps", "0", "a.png", "b"], "error: Invalid value for '--steps': Input should be greater than or equal to 1 (see 'lvcd colorize --help')"),
+        (["colorize", "--stepz", "3"], "error: No such option: --stepz (Possible options: --seed, --size, --steps) (see 'lvcd colorize --help')"),
+        (["nonexist"], "error: No such command 'nonexist'. (see 'lvcd --help')"),
+        (["data", "synth"], "error: Missing argument 'output'. (see 'lvcd data synth --help')"),
+        (["train"], "error: Missing option '--config' / '-c'. (see 'lvcd train --help')"),
+        (["convert", "--dtype", "fp8"], "error: Invalid value for '--dtype': Value error, 'fp8' is not one of 'fp32', 'fp16', 'bf16'. (see 'lvcd convert --help')"),
+    ],
+)  # fmt: skip
+def test_click_usage_errors_are_one_line_naming_the_help(args, line):
+    """click's own parsing errors (range, unknown option or command, missing argument) follow lvcd's error style."""
+    from lvcd.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [line]
+
+
+def test_help_and_no_arguments_still_show_the_help():
+    from lvcd.cli import app
+
+    assert CliRunner().invoke(app, ["colorize", "--help"]).output.startswith("Usage: lvcd colorize [OPTIONS]")
+    bare = CliRunner().invoke(app, [])
+    assert bare.exit_code == 2 and "Commands" in bare.output and "error" not in bare.output

@@ -9,10 +9,11 @@ import importlib
 
 import typer
 
-from lvcd.cli.guard import guard_app
+from lvcd.cli.guard import OneLineUsageErrors, guard_app
 
 app = typer.Typer(
     name="lvcd",
+    cls=OneLineUsageErrors,  # click's usage errors on one line, like every other lvcd error
     help="Colorize line-art animation from one colored reference frame (LVCD).",
     no_args_is_help=True,
     add_completion=False,

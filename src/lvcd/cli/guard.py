@@ -4,6 +4,8 @@
 error's own ``exit_code``); an environment fault (a full disk, a read-only or missing folder, a denied permission)
 prints one line with the path and the remedy and exits 1; Ctrl-C and SIGTERM stop the command cleanly (outputs are
 atomic, so nothing partial is left) and exit 130 / 143. :func:`guard_app` wraps every command of the app.
+:class:`OneLineUsageErrors` (the app's click group) prints click's own usage errors (an unknown option, a value out of
+range, a missing argument) as one line too, instead of click's usage block.
 
     >>> guard_app(app)   # doctest: +SKIP
 """
@@ -13,11 +15,15 @@ from __future__ import annotations
 import errno
 import functools
 import signal
+import sys
 import threading
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import typer
+import typer.core
+from typer.core import TyperGroup
 
 from lvcd.errors import Interrupted, LVCDError
 
@@ -114,3 +120,32 @@ def guard_app(app: typer.Typer) -> None:
     for group in app.registered_groups:
         if group.typer_instance is not None:
             guard_app(group.typer_instance)
+
+
+# The click that typer runs on: vendored as typer._click since typer 0.2x, the click package before.
+_click = getattr(typer.core, "_click", None) or __import__("click")
+_NoArgsIsHelp = getattr(_click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The app's root group: click's usage errors as ``error: <what> (see 'lvcd <command> --help')``, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NoArgsIsHelp as err:  # `lvcd` alone: the help, as click shows it
+            err.show()
+            sys.exit(err.exit_code)
+        except _click.exceptions.UsageError as err:
+            where = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            typer.echo(f"error: {' '.join(err.format_message().split())}{where}", err=True)
+            sys.exit(err.exit_code)
+        except _click.exceptions.ClickException as err:
+            typer.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+            sys.exit(err.exit_code)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # an int only from typer.Exit / ctx.exit: commands return None
