@@ -54,7 +54,8 @@ def test_json_and_csv_give_the_same_shots(tmp_path):
         ('[{"name": "a", "lineart": "a/"}]', "lacks reference"),
         ('[{"reference": "r.png", "lineart": "a/", "seeds": 1}]', "unknown field(s) seeds"),
         ('[{"reference": "r.png", "lineart": "a/", "steps": 0}]', "steps 0 is not a whole number >= 1"),
-        ('[{"reference": "r.png", "lineart": "a/", "size": "320"}]', "is not HEIGHTxWIDTH"),
+        ('[{"reference": "r.png", "lineart": "a/", "size": "320x"}]', "is not HEIGHTxWIDTH"),
+        ('[{"reference": "r.png", "lineart": "a/", "size": [0, 64]}]', "must be positive"),
         ('[{"reference": "r.png", "lineart": "a/", "polarity": "dark"}]', "not one of auto, dark-lines"),
         ('[{"reference": "r.png", "lineart": "a/", "keyframes": "x.png"}]', "INDEX=IMAGE"),
         ('[{"reference": "r.png", "lineart": "A/"}, {"reference": "r.png", "lineart": "x/a/"}]', "two shots named"),
@@ -86,3 +87,13 @@ def test_cli_refuses_bad_manifests_and_options_before_any_work(tmp_path):
         assert result.output.startswith("error: ") and phrase in result.output
         assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_manifest_sizes_read_as_the_cli_size_option(tmp_path):
+    """One size parser: a manifest's size means what --size means (a single number is a square)."""
+    path = tmp_path / "film.json"
+    path.write_text(
+        '[{"reference": "r.png", "lineart": "a/", "size": "320"}, {"reference": "r.png", "lineart": "b/", "size": "128×256"}]'
+    )
+    a, b = read_shots(path)
+    assert (a.settings.size, b.settings.size) == ((320, 320), (128, 256))

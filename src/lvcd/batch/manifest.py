@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lvcd.errors import InputError
+from lvcd.io.sizing import parse_size
 
 POLARITIES = ("auto", "dark-lines", "bright-lines")
 SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "fps")
@@ -60,20 +61,6 @@ class ShotSpec:
     @property
     def inputs(self) -> list[Path]:
         return [self.reference, self.lineart, *(path for _, path in self.keyframes)]
-
-
-def parse_size(value, what: str = "size") -> tuple[int, int] | None:
-    """``"320x576"`` or ``[320, 576]`` (height, width) -> (320, 576); empty or ``auto`` -> None."""
-    if isinstance(value, (list, tuple)):
-        parts = [str(v) for v in value]
-    else:
-        text = str(value or "").strip().lower()
-        if text in ("", "auto"):
-            return None
-        parts = text.replace("*", "x").split("x")
-    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise InputError(f"{what} {value!r} is not HEIGHTxWIDTH, e.g. 320x576")
-    return int(parts[0]), int(parts[1])
 
 
 def _integer(value, what: str, minimum: int) -> int:

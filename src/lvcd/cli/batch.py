@@ -117,7 +117,8 @@ def _run(**opts) -> bool:
         run_batch,
     )
     from lvcd.batch.layout import FORMATS
-    from lvcd.batch.manifest import POLARITIES, parse_size
+    from lvcd.batch.manifest import POLARITIES
+    from lvcd.io.sizing import parse_size
 
     if opts["output_format"] not in FORMATS:
         raise InputError(f"--format {opts['output_format']!r} is not one of {', '.join(FORMATS)}")
