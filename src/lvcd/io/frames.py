@@ -15,10 +15,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
-from av.video.reformatter import Colorspace
+
+if TYPE_CHECKING:
+    import av
 
 from lvcd.errors import InputError
 from lvcd.io.images import (
@@ -34,6 +36,7 @@ from lvcd.io.images import (
     natural_key,
     to_rgb_uint8,
 )
+from lvcd.io.pyav import av_errors, pyav
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -45,7 +48,6 @@ __all__ = [
     "to_rgb_uint8",
 ]
 
-_AV_ERRORS = (av.error.FFmpegError, OSError, ValueError, RuntimeError)
 _SUPPORTED = (
     "a folder of images, an image/animated GIF ("
     + ", ".join(sorted(IMAGE_SUFFIXES | {".gif"}))
@@ -238,8 +240,8 @@ class _VideoSource(FrameSource):
 
     def _open_container(self) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
         try:
-            container = av.open(str(self.path), mode="r")
-        except _AV_ERRORS as err:
+            container = pyav().open(str(self.path), mode="r")
+        except av_errors() as err:
             raise InputError(
                 f"{self.path}: cannot be opened as a video ({err}). Re-encode it, e.g. to H.264 MP4."
             ) from err
@@ -268,7 +270,7 @@ class _VideoSource(FrameSource):
                     yield np.empty(
                         (frame.width, frame.height, 0) if turned else (frame.height, frame.width, 0), np.uint8
                     )
-        except _AV_ERRORS as err:
+        except av_errors() as err:
             raise InputError(
                 f"{self.path}: decoding failed at frame {index + 1} ({err}). The file may be truncated; re-encode it."
             ) from err
@@ -316,7 +318,7 @@ def _video_frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     options: dict = {}
     # Untagged YUV: do what players do (BT.709 from 720 lines up, BT.601 below). 2 = AVCOL_SPC_UNSPECIFIED.
     if frame.colorspace == 2 and frame.height >= 720 and not frame.format.is_rgb:
-        options["src_colorspace"] = Colorspace.ITU709
+        options["src_colorspace"] = pyav().video.reformatter.Colorspace.ITU709
     if any(component.is_alpha for component in frame.format.components):
         rgb = _composite_over_white(frame.to_ndarray(format="rgba", **options))
     else:

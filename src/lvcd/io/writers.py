@@ -28,17 +28,19 @@ import os
 import uuid
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import av
 import numpy as np
-from av.video.reformatter import ColorRange, Colorspace
 from PIL import Image
 
 from lvcd.errors import InputError
 from lvcd.io.atomic import AtomicOutput
 from lvcd.io.images import IMAGE_SUFFIXES, to_rgb_uint8
 from lvcd.io.paths import check_not_input
+from lvcd.io.pyav import pyav
+
+if TYPE_CHECKING:
+    import av
 
 OutputKind = Literal["mp4", "webm", "gif", "png"]
 _H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
@@ -211,6 +213,7 @@ class _VideoWriter(FrameWriter):
         super().__init__(target, overwrite, folder=False)
         self.kind = kind
         self.rate = Fraction(fps).limit_denominator(1001)
+        self._av = pyav()  # here, before any frame is computed: a missing PyAV is said at once
         self._container: av.container.OutputContainer | None = None
         self._stream = None
 
@@ -218,15 +221,15 @@ class _VideoWriter(FrameWriter):
         if self.kind == "mp4":
             fmt = _H264_CONTAINERS[self.path.suffix.lower()]
             options = {**_BITEXACT, **({"movflags": "faststart"} if fmt in ("mp4", "mov") else {})}
-            container = av.open(str(self.temp_path), mode="w", format=fmt, options=options)
+            container = self._av.open(str(self.temp_path), mode="w", format=fmt, options=options)
             stream = container.add_stream("libx264", rate=self.rate, options=dict(_H264_OPTIONS))
             stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         elif self.kind == "webm":
-            container = av.open(str(self.temp_path), mode="w", format="webm", options=dict(_BITEXACT))
+            container = self._av.open(str(self.temp_path), mode="w", format="webm", options=dict(_BITEXACT))
             stream = container.add_stream("libvpx-vp9", rate=self.rate, options=dict(_VP9_OPTIONS))
             stream.pix_fmt = "yuv420p"
         else:
-            container = av.open(str(self.temp_path), mode="w", format="gif")
+            container = self._av.open(str(self.temp_path), mode="w", format="gif")
             stream = container.add_stream("gif", rate=self.rate)
             stream.pix_fmt = "pal8"
         self._container = container
@@ -234,7 +237,7 @@ class _VideoWriter(FrameWriter):
         if self.kind != "gif":
             context = stream.codec_context
             context.colorspace = context.color_primaries = context.color_trc = _BT709
-            context.color_range = int(ColorRange.MPEG)
+            context.color_range = int(self._av.video.reformatter.ColorRange.MPEG)
         self._stream = stream
 
     def _to_video_frame(self, frame: np.ndarray) -> av.VideoFrame:
@@ -244,10 +247,12 @@ class _VideoWriter(FrameWriter):
             colors = np.asarray(quantized.getpalette() or [], dtype=np.uint8).reshape(-1, 3)[:256]
             palette[:, 0] = 255  # ARGB, opaque
             palette[: len(colors), 1:] = colors
-            video_frame = av.VideoFrame.from_ndarray((np.asarray(quantized), palette), format="pal8")
+            video_frame = self._av.VideoFrame.from_ndarray((np.asarray(quantized), palette), format="pal8")
         else:
-            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
-                format=self._stream.pix_fmt, dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG
+            video_frame = self._av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
+                format=self._stream.pix_fmt,
+                dst_colorspace=self._av.video.reformatter.Colorspace.ITU709,
+                dst_color_range=self._av.video.reformatter.ColorRange.MPEG,
             )
         video_frame.pts = self.frames_written
         video_frame.time_base = 1 / self.rate
