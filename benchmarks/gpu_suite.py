@@ -5,8 +5,8 @@ On CUDA (full-size network, random weights; a budget keeps the whole run under ~
 1. checks: every attention call of a prev-reference denoiser call takes the flash kernel; the mask-free
    log-sum-exp merge equals the masked attention on this GPU;
 2. one denoiser call (ControlNet + UNet, 19-frame prev-reference window) at 320x576 and 576x1024, fp32 / bf16 /
-   fp16, eager and ``torch.compile``d: median time, achieved TFLOP/s, peak ``max_memory_allocated`` and its
-   accounting (weights, activations, workspace: ``lvcd.memory.MemoryAccount``);
+   fp16, eager and ``torch.compile``d (and bf16 eager in channels-last layout): median time, achieved TFLOP/s, peak
+   ``max_memory_allocated`` and its accounting (weights, activations, workspace: ``lvcd.memory.MemoryAccount``);
 3. a whole 75-frame shot at 320x576, 25 steps, full-size random weights with CLIP and VAE, default dtype (bf16):
    seconds per output frame and peak memory (with accounting per phase), default mode and ``offload=True``;
 4. the official code's same denoiser call (``--official DIR``: ``../shared/bench-official`` carried along) and the
@@ -173,8 +173,20 @@ def attention_checks(model: LVCDModel, height: int, width: int, device) -> dict:
 
 
 @torch.no_grad()
+def channels_last_(model: LVCDModel) -> None:
+    """Every 2-D convolution's weight in channels-last layout (the 3-D temporal ones have no such layout); with the
+    input in channels-last too, cuDNN can pick its NHWC kernels. Measured as its own mode: is it worth enabling?"""
+    for param in model.parameters():
+        if param.ndim == 4:
+            param.data = param.data.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
 def denoiser_call(model, height, width, device, warmup: int, repeats: int, flops: int | None) -> dict:
     x, sigma, cond = window_inputs(model, height, width, device)
+    if any(p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+           for p in model.parameters()):  # fmt: skip
+        x = x.contiguous(memory_format=torch.channels_last)
     layout = prepared_layouts(model, WINDOW, device)[1]
     cond = model.with_hint_features(cond)
     times = []
@@ -202,7 +214,8 @@ def denoiser_plan(args) -> tuple[list, list]:
     """(first, later) denoiser entries: every eager call and the compiled bf16 ones first; the other compiled
     dtypes run after the whole shots and the official call, as the time budget allows."""
     plan = [(mode, name, size) for mode in args.modes for name in args.dtypes for size in args.sizes]
-    first = [item for item in plan if item[0] != "compiled" or item[1] == "bf16"]
+    plan = [item for item in plan if item[0] != "channels_last" or item[1] == "bf16"]  # one question: does it help?
+    first = [item for item in plan if item[0] == "eager" or (item[0] == "compiled" and item[1] == "bf16")]
     return first, [item for item in plan if item not in first]
 
 
@@ -222,6 +235,8 @@ def denoiser_section(args, config, device, budget: Budget, plan: list, flops: di
             models[key] = random_model(config, ("unet", "controlnet"), device, DTYPES[name])
             if mode == "compiled":
                 models[key].compile_networks()
+            if mode == "channels_last":
+                channels_last_(models[key])
         try:
             entry.update(denoiser_call(models[key], *size, device, args.warmup, args.repeats, flops[size]))
         except Exception as err:  # noqa: BLE001 - record and go on: one failing entry must not sink the suite
@@ -398,7 +413,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config", default=None, help="model config (default: svd-lvcd; dry run: the tiny one)")
     parser.add_argument("--sizes", default=None, help="denoiser-call sizes HxW (default 320x576,576x1024)")
     parser.add_argument("--dtypes", default="fp32,bf16,fp16")
-    parser.add_argument("--modes", default="eager,compiled")
+    parser.add_argument("--modes", default="eager,compiled,channels_last", help="channels_last: bf16 only")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--shot-frames", type=int, default=None)
@@ -421,7 +436,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = get_config(args.config or (TINY_CONFIG if dry else "svd-lvcd"))
     args.sizes = parse_sizes(args.sizes or ("64x64" if dry else "320x576,576x1024"))
     args.dtypes = args.dtypes.split(",") if not (dry and args.dtypes == "fp32,bf16,fp16") else ["fp32", "bf16"]
-    args.modes = args.modes.split(",") if not (dry and args.modes == "eager,compiled") else ["eager"]
+    args.modes = args.modes.split(",") if not (dry and args.modes == "eager,compiled,channels_last") else ["eager"]
     args.repeats = args.repeats or (1 if dry else 10)
     args.warmup = args.warmup if args.warmup is not None else (0 if dry else 2)
     args.shot_frames = args.shot_frames or (16 if dry else 75)

@@ -26,13 +26,17 @@ def _script(name: str):
 def test_gpu_suite_dry_run_measures_every_section(tmp_path):
     suite = _script("gpu_suite")
     result = suite.main(
-        ["--dry-run", "--dtypes", "fp32", "--shot-frames", "3", "--shot-steps", "1", "--official", str(tmp_path),
+        ["--dry-run", "--dtypes", "fp32,bf16", "--modes", "eager,channels_last", "--shot-frames", "3",
+         "--shot-steps", "1", "--official", str(tmp_path),
          "--output", str(tmp_path / "suite.json"), "--markdown", str(tmp_path / "suite.md")]
     )  # fmt: skip
     assert result["dry_run"] and result["device"] == "cpu"
     assert result["checks"]["all_flash"] and result["checks"]["merge_vs_exact_max_abs"] < 1e-5
-    (call,) = result["denoiser"]
-    assert call["mode"] == "eager" and call["output_finite"] and call["median_s"] > 0 and call["gflops_per_call"] > 0
+    calls = {(e["mode"], e["dtype"]): e for e in result["denoiser"]}
+    assert sorted(calls) == [("channels_last", "bf16"), ("eager", "bf16"), ("eager", "fp32")]  # layout: bf16 only
+    call = calls["eager", "fp32"]
+    assert call["output_finite"] and call["median_s"] > 0 and call["gflops_per_call"] > 0
+    assert calls["channels_last", "bf16"]["output_finite"] and calls["channels_last", "bf16"]["median_s"] > 0
     assert call["memory"]["weights_total_bytes"] > 0
     assert [shot["offload"] for shot in result["shots"]] == [False, False]  # offload has no effect on CPU
     assert all(shot["output_finite"] and shot["seconds_per_output_frame"] > 0 for shot in result["shots"])
