@@ -149,3 +149,24 @@ def test_max_minutes_stops_cleanly_with_a_checkpoint_and_resume_continues(tiny_w
     assert [step for step, _ in ckpt.list_checkpoints(config.output_dir)] == [1, 3]
     with pytest.raises(Exception, match="train.max_minutes must be > 0"):
         config.replace(train=dataclasses.replace(config.train, max_minutes=0)).validate()
+
+
+def test_resume_takes_the_configured_learning_rate(tiny_weights, tmp_path):
+    """Resuming with another optim.learning_rate (a cool-down) uses it from the next step on; the checkpoint's own
+    rate must not silently win."""
+    dataset = SyntheticClips(num_clips=2, num_frames=FRAMES, seed=3)
+    config = tiny_train_config(tiny_weights, tmp_path / "run", max_steps=2, learning_rate=1e-3)
+    train(config, dataset=dataset, progress=False)
+    cooler = config.replace(
+        train=dataclasses.replace(config.train, max_steps=4),
+        optim=dataclasses.replace(config.optim, learning_rate=1e-4),
+    )
+    train(cooler, resume="latest", dataset=dataset, progress=False)
+    rates = {row["step"]: float(row["lr"]) for row in read_log(config.output_dir)}
+    assert rates[1] == rates[2] == pytest.approx(1e-3)
+    assert rates[3] == rates[4] == pytest.approx(1e-4)
+    same = train(cooler.replace(train=dataclasses.replace(cooler.train, max_steps=5)), resume="latest", dataset=dataset,
+                 progress=False)  # fmt: skip
+    assert same.step == 5 and {row["step"]: float(row["lr"]) for row in read_log(config.output_dir)}[
+        5
+    ] == pytest.approx(1e-4)

@@ -201,6 +201,21 @@ def _warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> to
     )
 
 
+def _apply_learning_rate(optimizer, scheduler, learning_rate: float) -> float | None:
+    """After resuming: the configured learning rate replaces the checkpoint's (lowering it for a cool-down is the usual
+    reason to resume with another value); the warm-up factor of the current step still applies. Returns the
+    checkpoint's rate when it differed, else None."""
+    previous = scheduler.base_lrs[0]
+    if math.isclose(previous, learning_rate, rel_tol=1e-9):
+        return None
+    scheduler.base_lrs = [learning_rate] * len(scheduler.base_lrs)
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = learning_rate
+        group["lr"] = learning_rate * factor
+    return previous
+
+
 def _noise_generator(seed: int, process_index: int, micro_step: int) -> torch.Generator:
     state = np.random.SeedSequence([seed, process_index, micro_step]).generate_state(1, dtype=np.uint64)[0]
     return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
@@ -403,6 +418,11 @@ def train(
                 "batches per epoch and process); the data position is approximate."
             )
             state.batches_per_epoch = batches_per_epoch
+        previous_lr = _apply_learning_rate(optimizer, scheduler, o.learning_rate)
+        if previous_lr is not None:
+            accelerator.print(
+                f"optim.learning_rate: {previous_lr:g} in the checkpoint, {o.learning_rate:g} from now on."
+            )
     if ema is not None and resume_from is not None:
         ema_file = resume_from / ckpt.EMA_NAME
         if ema_file.is_file():
