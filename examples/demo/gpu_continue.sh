@@ -5,12 +5,13 @@
 #
 # Steps: the training shots are generated there (`lvcd data synth --workers $(nproc)`, then their latents with the
 # shipped VAE on the GPU); `lvcd train` fine-tunes UNet + ControlNet (every tensor, EMA) from the shipped weights
-# for MINUTES of steps (train.max_minutes: it checkpoints, evaluates and stops by itself); the EMA becomes one fp16
+# for MINUTES of steps (train.max_minutes: it checkpoints, evaluates and stops by itself; the last quarter at a fifth
+# of the learning rate, a cool-down); the EMA becomes one fp16
 # file like the shipped one. OUT receives that file in parts under 15 MiB (the device tool brings back files of at
 # most 16 MiB), the training and eval logs, and summary.json. Back on the dev machine:
 #
-#   cat OUT/lvcd-demo.safetensors.part* > new.safetensors && sha256sum -c OUT/lvcd-demo.safetensors.sha256
-#   python benchmarks/demo_quality.py --weights new.safetensors ...   # measure before shipping it
+#   cat OUT/lvcd-demo.safetensors.part* > lvcd-demo.safetensors && sha256sum -c OUT/lvcd-demo.safetensors.sha256
+#   python benchmarks/demo_quality.py --weights lvcd-demo.safetensors ...   # measure before shipping it
 #
 # Environment knobs (defaults are for an H100/H200 with 16 cores): LVCD_DEMO_SHOTS (800), LVCD_DEMO_BATCH (32),
 # LVCD_DEMO_LR (2e-4), LVCD_DEMO_WORKERS (cores), LVCD_DEMO_WORK (/tmp/lvcd-demo-gpu), LVCD_DEMO_WEIGHTS (the shipped
@@ -36,13 +37,19 @@ lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --worker
 lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --vae "$weights" --device "$device" --quiet
 data_s=$(( $(date +%s) - started ))
 
-echo "== train: $minutes min, batch $batch, lr $lr, from $weights"
-lvcd train --config examples/demo/diffusion.toml --no-progress \
-  --set "model.svd=\"$weights\"" --set "model.lvcd=\"$weights\"" --set model.from_scratch=false \
-  --set "data.root=\"$work/synth\"" --set "output_dir=\"$work/run\"" --set "data.num_workers=$(( workers > 8 ? 8 : workers ))" \
-  --set "train.batch_size=$batch" --set "train.max_minutes=$minutes" --set train.max_steps=1000000 \
-  --set "optim.learning_rate=$lr" --set optim.warmup_steps=200 --set checkpoint.every=1000000 --set checkpoint.keep=1 \
-  --set eval.every=500 ${LVCD_DEMO_SET:+$(printf -- '--set %s ' $LVCD_DEMO_SET)}
+# Three quarters of the time at lr, the last quarter at lr/5 (a cool-down: resuming takes the new rate).
+warm_minutes="$(python3 -c "print($minutes * 0.75)")"
+cool_minutes="$(python3 -c "print($minutes * 0.25)")"
+cool_lr="$(python3 -c "print($lr / 5)")"
+train_args=(--config examples/demo/diffusion.toml --no-progress
+  --set "model.svd=\"$weights\"" --set "model.lvcd=\"$weights\"" --set model.from_scratch=false
+  --set "data.root=\"$work/synth\"" --set "output_dir=\"$work/run\"" --set "data.num_workers=$(( workers > 8 ? 8 : workers ))"
+  --set "train.batch_size=$batch" --set train.max_steps=1000000 --set optim.warmup_steps=200
+  --set checkpoint.every=1000000 --set checkpoint.keep=1 --set eval.every=500)
+for item in ${LVCD_DEMO_SET:-}; do train_args+=(--set "$item"); done
+echo "== train: $warm_minutes min at lr $lr, then $cool_minutes min at $cool_lr; batch $batch, from $weights"
+lvcd train "${train_args[@]}" --set "train.max_minutes=$warm_minutes" --set "optim.learning_rate=$lr"
+lvcd train "${train_args[@]}" --set "train.max_minutes=$cool_minutes" --set "optim.learning_rate=$cool_lr" --resume latest
 checkpoint="$(ls -d "$work"/run/checkpoints/step_* | tail -n 1)"
 
 echo "== export: $checkpoint"

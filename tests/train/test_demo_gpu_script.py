@@ -36,7 +36,9 @@ def test_gpu_continue_script_end_to_end_at_toy_scale(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "train.max_minutes (0.001) reached at step 1" in done.stdout
+    assert "train.max_minutes (0.00075) reached at step 1" in done.stdout  # 3/4 of the time at the learning rate
+    assert "optim.learning_rate: 0.0002 in the checkpoint, 4e-05 from now on." in done.stdout  # then the cool-down
+    assert "train.max_minutes (0.00025) reached at step 2" in done.stdout
 
     parts = sorted(out.glob("lvcd-demo.safetensors.part*"))
     assert parts and all(part.stat().st_size <= 15 * 2**20 for part in parts)
@@ -50,7 +52,7 @@ def test_gpu_continue_script_end_to_end_at_toy_scale(tmp_path):
     assert sorted(after.keys()) == sorted(before.keys())
     changed = [k for k in before.keys() if k.startswith("model.diffusion_model.")
                and not torch.equal(before.get(k).half(), after.get(k))]  # fmt: skip
-    assert changed  # one optimizer step moved the averaged UNet weights
+    assert changed  # two optimizer steps moved the averaged UNet weights
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["step"] == 1 and summary["batch_size"] == 1 and summary["device"] == "cpu"
-    assert (out / "eval_log.csv").read_text().splitlines()[1].startswith("1,")
+    assert summary["step"] == 2 and summary["batch_size"] == 1 and summary["device"] == "cpu"
+    assert [row.split(",")[0] for row in (out / "eval_log.csv").read_text().splitlines()[1:]] == ["1", "2"]
