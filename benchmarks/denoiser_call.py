@@ -191,26 +191,33 @@ def make_inputs_meta(model: LVCDModel, height: int, width: int):
 # ------------------------------------------------------------------------------------------------
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed_calls(call, device: torch.device, warmup: int, repeats: int) -> tuple[list[float], list[float], bool]:
+    """Run ``call()`` warmup + repeats times, each timed between device synchronisations: (warm-up times, timed
+    times, whether the last output was finite)."""
+    times = []
+    for _ in range(warmup + repeats):
+        sync(device)
+        start = time.perf_counter()
+        out = call()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    finite = bool(torch.isfinite(out).all())
+    return times[:warmup], times[warmup:], finite
 
 
 def measure(model: LVCDModel, height: int, width: int, device: torch.device, warmup: int, repeats: int) -> dict:
     layout = prev_reference_layout(device)
     x, sigma, cond = make_inputs(model, height, width, device)
-    times = []
     with torch.inference_mode(), PeakMemory(device) as memory:
-        for _ in range(warmup + repeats):
-            _sync(device)
-            start = time.perf_counter()
-            out = model.denoise(x, sigma, cond, layout)
-            _sync(device)
-            times.append(time.perf_counter() - start)
-        finite = bool(torch.isfinite(out).all())
-        del out
+        warmup_times, times, finite = timed_calls(
+            lambda: model.denoise(x, sigma, cond, layout), device, warmup, repeats
+        )
     flops = count_flops(height, width)
-    warmup_times, times = times[:warmup], times[warmup:]
     median = statistics.median(times)
     return {
         "size_hw": [height, width],
@@ -259,7 +266,7 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     start = time.perf_counter()
     model = build_random_network(device, dtype, args.seed)
-    _sync(device)
+    sync(device)
     build_s = time.perf_counter() - start
     parameters = sum(p.numel() for p in model.parameters())
     result = {

@@ -41,11 +41,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from denoiser_call import fill_random_  # noqa: E402 - fast deterministic random fill, shared with denoiser_call.py
-from report import report_result  # noqa: E402
+from denoiser_call import fill_random_, sync, timed_calls  # noqa: E402 - shared with denoiser_call.py
+from report import report_result, write_result  # noqa: E402
 
 from lvcd.config import get_config  # noqa: E402
-from lvcd.io.atomic import write_bytes_atomic  # noqa: E402
 from lvcd.longvideo import plan_windows  # noqa: E402
 from lvcd.memory import MemoryAccount  # noqa: E402
 from lvcd.model import Conditioning, LVCDModel  # noqa: E402
@@ -67,11 +66,6 @@ class Budget:
 
     def left(self) -> float:
         return self.seconds - (time.perf_counter() - self.start)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def random_model(config, parts, device, dtype, vae_dtype=torch.float32, seed: int = 0) -> LVCDModel:
@@ -182,28 +176,23 @@ def channels_last_(model: LVCDModel) -> None:
 
 
 @torch.no_grad()
-def denoiser_call(model, height, width, device, warmup: int, repeats: int, flops: int | None) -> dict:
+def denoiser_call(
+    model, height, width, device, warmup: int, repeats: int, flops: int | None, channels_last: bool = False
+) -> dict:
     x, sigma, cond = window_inputs(model, height, width, device)
-    if any(p.ndim == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-           for p in model.parameters()):  # fmt: skip
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     layout = prepared_layouts(model, WINDOW, device)[1]
     cond = model.with_hint_features(cond)
-    times = []
     with MemoryAccount.measure(model, device) as account:
-        for _ in range(warmup + repeats):
-            sync(device)
-            start = time.perf_counter()
-            out = model.denoise(x, sigma, cond, layout)
-            sync(device)
-            times.append(time.perf_counter() - start)
-        finite = bool(torch.isfinite(out).all())
-        del out
-    median = statistics.median(times[warmup:])
+        warmup_times, times, finite = timed_calls(
+            lambda: model.denoise(x, sigma, cond, layout), device, warmup, repeats
+        )
+    median = statistics.median(times)
     return {
         "median_s": round(median, 5),
-        "times_s": [round(t, 5) for t in times[warmup:]],
-        "warmup_s": [round(t, 3) for t in times[:warmup]],
+        "times_s": [round(t, 5) for t in times],
+        "warmup_s": [round(t, 3) for t in warmup_times],
         "achieved_tflops": round(flops / median / 1e12, 4) if flops else None,
         "memory": account.as_dict(),
         "output_finite": finite,
@@ -238,7 +227,11 @@ def denoiser_section(args, config, device, budget: Budget, plan: list, flops: di
             if mode == "channels_last":
                 channels_last_(models[key])
         try:
-            entry.update(denoiser_call(models[key], *size, device, args.warmup, args.repeats, flops[size]))
+            entry.update(
+                denoiser_call(
+                    models[key], *size, device, args.warmup, args.repeats, flops[size], mode == "channels_last"
+                )
+            )
         except Exception as err:  # noqa: BLE001 - record and go on: one failing entry must not sink the suite
             entry["error"] = _error(err)
         entries.append(entry)
@@ -460,10 +453,7 @@ def main(argv: list[str] | None = None) -> dict:
         if section is not None:
             result[section] = value
         partial = {**result, "seconds_total": round(time.perf_counter() - budget.start, 1)}
-        for path, content in ((args.output, json.dumps(partial, indent=1) + "\n"), (args.markdown, markdown(partial))):
-            if path:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_bytes_atomic(path, content.encode())
+        write_result(partial, markdown(partial), args.output, args.markdown)
         if value is not None:
             print(json.dumps({section: value[-1] if isinstance(value, list) and value else value}), file=sys.stderr,
                   flush=True)  # fmt: skip

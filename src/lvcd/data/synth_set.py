@@ -132,51 +132,51 @@ def write_synthetic_set(
     index: dict[str, list[str]] = {}
     jobs = []
     for number in range(first, first + shots):
-        video = shot_name(split, number)
-        names = [frame_name(video, t) for t in range(num_frames)]
-        index[clip_key(video, 0, num_frames)] = names
+        job = _ShotJob(str(root), split, number, num_frames, (height, width), line_width)
+        index[clip_key(shot_name(split, number), 0, num_frames)] = job.names
         needed = [layout.image_path, layout.sketch_path, layout.label_path]
-        frames_done = all(path(n).is_file() for n in names for path in needed)
-        latents_done = encoder is None or all(layout.latent_path(n).is_file() for n in names)
-        if frames_done and latents_done:
+        job.frames_done = all(path(n).is_file() for n in job.names for path in needed)
+        job.latents_done = encoder is None or all(layout.latent_path(n).is_file() for n in job.names)
+        if job.frames_done and job.latents_done:
             report.skipped += 1
         else:
-            jobs.append(
-                _ShotJob(str(root), height, split, number, num_frames, (height, width), line_width, frames_done)
-            )
+            jobs.append(job)
     bar = tqdm(total=shots, initial=report.skipped, desc=f"synth {split}", unit="shot", disable=not progress)
     with bar:
         for job, frames in _generate(jobs, workers):
             report.written += not job.frames_done
-            if encoder is not None:
-                names = [frame_name(shot_name(split, job.number), t) for t in range(num_frames)]
-                if not all(layout.latent_path(n).is_file() for n in names):
-                    report.latents_written += _write_latents(layout, encoder, names, frames, seed)
+            if not job.latents_done:
+                report.latents_written += _write_latents(layout, encoder, job.names, frames, seed)
             bar.update(1)
     _merge_index(layout, index)
     report.shots = len(layout.read_index())
     return report
 
 
-@dataclass(frozen=True)
+@dataclass
 class _ShotJob:
+    """One shot to write (picklable: it travels to the worker processes)."""
+
     root: str
-    height: int
     split: str
     number: int
     num_frames: int
     size_hw: tuple[int, int]
     line_width: int
-    frames_done: bool
+    frames_done: bool = False  # its frames, line art and labels are all there
+    latents_done: bool = True  # its latents are all there (or none are wanted)
+
+    @property
+    def names(self) -> list[str]:
+        return [frame_name(shot_name(self.split, self.number), t) for t in range(self.num_frames)]
 
 
 def _make_shot(job: _ShotJob):
     """Generate one shot, write its frames, line art and labels unless already there; return its colour frames."""
     shot = synth_shot(split_seed(job.split, job.number), job.num_frames, job.size_hw, job.line_width)
     if not job.frames_done:
-        layout = DatasetLayout(Path(job.root), job.height)
-        for t in range(job.num_frames):
-            name = frame_name(shot_name(job.split, job.number), t)
+        layout = DatasetLayout(Path(job.root), job.size_hw[0])
+        for t, name in enumerate(job.names):
             write_png(layout.image_path(name), shot.frames[t])
             write_png(layout.sketch_path(name), shot.lineart[t])
             write_png(layout.label_path(name), shot.labels[t])

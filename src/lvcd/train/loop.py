@@ -524,10 +524,11 @@ def train(
 
 def _past(accelerator, deadline: float) -> bool:
     """Whether any process is past ``deadline`` (all processes then stop at the same step)."""
-    flag = torch.tensor(float(time.monotonic() >= deadline), device=accelerator.device)
-    if accelerator.num_processes > 1:
-        flag = accelerator.reduce(flag, reduction="max")
-    return bool(flag.item())
+    past = time.monotonic() >= deadline
+    if accelerator.num_processes == 1:
+        return past
+    flag = torch.tensor(float(past), device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="max").item())
 
 
 class _Evaluation:
