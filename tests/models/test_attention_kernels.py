@@ -44,6 +44,25 @@ def test_log_sum_exp_merge_equals_the_masked_attention(dtype):
     assert lse0.dtype == torch.promote_types(dtype, torch.float32) and (lse0.double() - exact).abs().max() < 1e-5
 
 
+def test_the_merge_differentiates_like_the_masked_attention():
+    """The fused kernels return a log-sum-exp without a gradient; with a gradient being recorded the merge must still
+    give the masked form's gradients (else fine-tuning through a prev-reference window would be silently wrong)."""
+    generator = torch.Generator().manual_seed(1)
+    inputs = [torch.randn(4, 2, 10, 8, generator=generator, requires_grad=True) for _ in range(5)]
+    q, k0, k1, v0, v1 = inputs
+    log_weight = torch.tensor([math.log(10), 0.0, -1.0, 2.5])
+    merged = merge_attention_blocks(*attention_with_lse(q, k0, v0), *attention_with_lse(q, k1, v1), log_weight)
+    expected = _masked_form(q, k0, k1, v0, v1, log_weight)
+    upstream = torch.randn(merged.shape, generator=generator)
+    ours = torch.autograd.grad((merged * upstream).sum(), inputs)
+    theirs = torch.autograd.grad((expected * upstream).sum(), inputs)
+    for name, a, b in zip(("q", "k0", "k1", "v0", "v1"), ours, theirs, strict=True):
+        assert (a - b).abs().max() < 1e-5, name
+    with torch.no_grad(), record_attention_backends() as kernels:  # without a gradient: the fused kernel
+        attention_with_lse(q, k0, v0)
+    assert kernels == ["flash_attention"]
+
+
 def test_reference_attention_layer_equals_the_masked_form_on_every_plan():
     """The whole layer (projections, gathering the key frames, merge) against the masked computation."""
     from lvcd.longvideo import official_normal_plan, official_prevref_plan

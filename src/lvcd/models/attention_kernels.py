@@ -4,7 +4,10 @@ fused kernel a call takes (``sdpa_backend``, ``record_attention_backends``).
 
 ``attention_with_lse`` uses PyTorch's fused kernels directly (they return the log-sum-exp, which the public
 ``scaled_dot_product_attention`` drops): the flash kernel on CPU and, for fp16/bf16, on CUDA; the memory-efficient
-kernel for fp32 on CUDA; plain math elsewhere. The log-sum-exp is float32 in every case.
+kernel for fp32 on CUDA; plain math elsewhere. The log-sum-exp is float32 in every case. The fused kernels give
+no gradient for their log-sum-exp output (PyTorch marks it non-differentiable), so when a gradient is being recorded
+(``torch.is_grad_enabled()`` and an input that requires grad) the math form is used: the merge then differentiates
+exactly, as the masked form does.
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return F.scaled_dot_product_attention(q, k, v)
 
 
-def _lse_kernel(q: torch.Tensor) -> str:
+def _lse_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
+        return "math"  # the fused kernels' log-sum-exp carries no gradient
     if q.device.type == "cpu":
         return "flash_attention"
     if q.device.type == "cuda":
@@ -66,7 +71,7 @@ def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tup
 
     (B, H, N, D) x (B, H, M, D) -> (out (B, H, N, D) in q's dtype, lse (B, H, N) float32).
     """
-    kernel = _lse_kernel(q)
+    kernel = _lse_kernel(q, k, v)
     if _recorded is not None:
         _recorded.append(kernel)
     if kernel == "flash_attention" and q.device.type == "cpu":
