@@ -179,3 +179,18 @@ def test_two_process_data_parallel_run_resumes_exactly(tmp_path, tiny_weights):
     full, again = losses("run"), losses("resumed")
     assert sorted(full) == [1, 2, 3, 4] and sorted(again) == [3, 4]
     assert all(again[step] == full[step] for step in (3, 4))
+
+
+@pytest.mark.slow
+def test_two_process_run_stops_at_its_time_limit_together(tmp_path, tiny_weights):
+    """`train.max_minutes` in a data-parallel run (its branch where the processes agree on the stop through a
+    reduce): both stop at the same step, one checkpoint is written, the run exits 0 instead of hanging in a sync."""
+    write_official_root(tmp_path / "root", frames=10)
+    config = write_config(tmp_path / "train.toml", tiny_weights, tmp_path / "root")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "lvcd.cli", "train"]
+    command += ["--config", str(config), "--max-steps", "50", "--no-progress", "--set", "train.max_minutes=1e-6"]
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 process(es)" in out.stdout and "train.max_minutes (1e-06) reached at step 1" in out.stdout
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["step_000001"]
