@@ -189,3 +189,28 @@ def test_reference_frame_is_supervised(tiny_parts):
         out = diffusion_loss(net, batch["latents"], cond, sigma=sigma, noise=noise)
     assert out.frame_losses.shape == (frames,) and out.frame_losses[0] > 0
     torch.testing.assert_close(out.loss, out.frame_losses.mean())
+
+
+def test_the_training_plan_lives_on_the_activations_device(tiny_parts, monkeypatch):
+    """Every spatial attention layer indexes with the Reference Attention plan: built on the CPU, it would cost a
+    blocking host-to-GPU copy per layer and step. The meta device stands in for a GPU here."""
+    from lvcd.models.attention import Attention
+
+    net, encoders = tiny_parts
+    cond = build_conditioning(encoders, synthetic_batch(num_frames=4))
+    net = copy.deepcopy(net).to("meta")
+    cond = type(cond)(**{name: getattr(cond, name).to("meta") for name in ("concat", "crossattn", "vector", "hint")})
+    seen = []
+    original = Attention.reference_self_attention
+
+    def spy(self, x, num_frames, plan, layer_index):
+        seen.append((plan.key_frames.device.type, x.device.type))
+        return original(self, x, num_frames, plan, layer_index)
+
+    monkeypatch.setattr(Attention, "reference_self_attention", spy)
+    latents = torch.zeros(1, 4, 4, 8, 8, device="meta")
+    with torch.no_grad():
+        diffusion_loss(
+            net, latents, cond, sigma=torch.ones(1, device="meta"), noise=torch.zeros(4, 4, 8, 8, device="meta")
+        )
+    assert seen and set(seen) == {("meta", "meta")}

@@ -39,9 +39,10 @@ class ReferenceAttentionPlan:
     weighted_layers: frozenset[int] | None = None
 
     @classmethod
-    def training(cls, num_frames: int) -> ReferenceAttentionPlan:
-        """The un-hooked official ``ReferenceAttention``: keys [K_t ; K_0] for every frame t."""
-        frames = torch.arange(num_frames)
+    def training(cls, num_frames: int, device=None) -> ReferenceAttentionPlan:
+        """The un-hooked official ``ReferenceAttention``: keys [K_t ; K_0] for every frame t. Build it on the
+        activations' device: every layer indexes with it, and a CPU plan would cost a host-to-GPU copy per layer."""
+        frames = torch.arange(num_frames, device=device)
         return cls(torch.stack([frames, torch.zeros_like(frames)], dim=1))
 
     def to(self, device) -> ReferenceAttentionPlan:

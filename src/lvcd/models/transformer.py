@@ -29,8 +29,8 @@ class ClipLayout:
     position_embeddings: Mapping[str, torch.Tensor] | None = field(default=None, compare=False, hash=False)
 
     @classmethod
-    def training(cls, num_frames: int, num_reference: int = 1) -> ClipLayout:
-        return cls(num_frames, num_reference, ReferenceAttentionPlan.training(num_frames))
+    def training(cls, num_frames: int, num_reference: int = 1, device=None) -> ClipLayout:
+        return cls(num_frames, num_reference, ReferenceAttentionPlan.training(num_frames, device))
 
     def with_position_embeddings(self, embeddings: Mapping[str, torch.Tensor]) -> ClipLayout:
         return replace(self, position_embeddings=dict(embeddings))

@@ -133,7 +133,7 @@ def diffusion_loss(
     noise = noise.to(device=x0.device, dtype=torch.float32).reshape(x0.shape)
     sigma_frames = sigma.repeat_interleave(frames)  # (B T,)
     noised = x0 + noise * sigma_frames[:, None, None, None]
-    layout = ClipLayout.training(num_frames=frames, num_reference=num_reference)
+    layout = ClipLayout.training(num_frames=frames, num_reference=num_reference, device=x0.device)
     denoised = model.denoise(noised, sigma_frames, cond, layout).float()
     weight = loss_weight(sigma_frames)[:, None, None, None]
     frame_losses = (weight * (denoised - x0) ** 2).flatten(1).mean(dim=1)
