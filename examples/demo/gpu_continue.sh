@@ -34,7 +34,7 @@ started=$(date +%s)
 
 echo "== data: $shots shots, $workers processes, latents on $device"
 lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --workers "$workers" --quiet
-lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --vae "$weights" --device "$device" --quiet
+lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --vae "$weights" --device "$device" --workers "$workers" --quiet
 data_s=$(( $(date +%s) - started ))
 
 # Three quarters of the time at lr, the last quarter at lr/5 (a cool-down: resuming takes the new rate).
