@@ -38,7 +38,7 @@ PART_PREFIXES = {
 
 
 # The attribute holding each part (CLIP and the conditioner's VAE encoder share the conditioner).
-_PART_ATTRIBUTES = {
+PART_ATTRIBUTES = {
     "unet": "model",
     "controlnet": "control_model",
     "clip": "conditioner",
@@ -129,7 +129,7 @@ class LVCDModel(nn.Module):
         held: set[str] = set()
         for model in models:
             for part in model.parts:
-                attribute = _PART_ATTRIBUTES[part]
+                attribute = PART_ATTRIBUTES[part]
                 setattr(combined, attribute, getattr(model, attribute))
                 held.add(part)
                 if attribute == "conditioner":  # one conditioner holds both CLIP and the VAE encoder

@@ -26,7 +26,7 @@ from lvcd.hints import HintStore, LineartFrames, resolve_polarity
 from lvcd.io import SizePlan, open_writer, plan_size, restore
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
 from lvcd.longvideo import plan_windows
-from lvcd.model import LVCDModel
+from lvcd.model import PART_ATTRIBUTES, LVCDModel
 from lvcd.sampling import CarryState, SamplingSchemes, sample_shot
 from lvcd.shot import (
     ShotJob,
@@ -44,6 +44,13 @@ from lvcd.workdir import WorkDir
 
 SVD_REPO = ("stabilityai/stable-video-diffusion-img2vid", "svd.safetensors")
 LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
+# The parts each phase of a shot uses: with offloading only these are on the accelerator during it (the estimate of
+# lvcd.memory_estimate follows the same table). CLIP stands for the whole conditioner (CLIP and its VAE encoder).
+PHASE_PARTS = {
+    "conditioning": ("clip", "first_stage"),  # the reference (and keyframes) embedded and encoded
+    "sampling": ("unet", "controlnet"),  # the windows
+    "decoding": ("first_stage",),  # latents to frames, chunk by chunk
+}
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
@@ -141,18 +148,12 @@ class LVCDPipeline:
         return extractor
 
     def _place(self, *parts: str) -> None:
-        """With offloading, keep only the named parts on the GPU."""
+        """With offloading, keep only the named parts on the GPU (see ``PHASE_PARTS``)."""
         if not self.offload:
             return
-        for name in self.model.parts:
-            module = {
-                "unet": self.model.model,
-                "controlnet": self.model.control_model,
-                "first_stage": self.model.first_stage_model,
-            }.get(name)
-            if module is not None:
-                module.to(self.device if name in parts else "cpu")
-        self.model.conditioner.to(self.device if "clip" in parts else "cpu")
+        wanted = {PART_ATTRIBUTES[name] for name in parts}
+        for attribute in sorted({PART_ATTRIBUTES[name] for name in self.model.parts}):
+            getattr(self.model, attribute).to(self.device if attribute in wanted else "cpu")
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -292,7 +293,7 @@ class LVCDPipeline:
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
             start = {"noise": draw_start_noise(job, start_noise_shape(job.windows, job.plan, self.config), generator)}
-            self._place("clip", "first_stage")
+            self._place(*PHASE_PARTS["conditioning"])
             start.update(encode_references(self.model, job, self.device, generator))
             job.work.save_start(start)
         return start, seed
@@ -310,7 +311,7 @@ class LVCDPipeline:
             latents.append(new_latents)
         from_samples = job.schemes.reference_mode == "previous-sample"
         # previous-sample references are decoded and encoded again between windows: keep the VAE and CLIP at hand
-        self._place("unet", "controlnet", *(("clip", "first_stage") if from_samples else ()))
+        self._place(*PHASE_PARTS["sampling"], *(PHASE_PARTS["conditioning"] if from_samples else ()))
         previous_sample = None
         if from_samples and done:
             previous_sample = (job.windows.windows[done - 1].new_frames[-1], latents[-1][-1:])
@@ -346,7 +347,7 @@ class LVCDPipeline:
         return torch.cat(latents), seed
 
     def _decode(self, latents: torch.Tensor, plan: SizePlan, writer, progress: bool) -> torch.Tensor | None:
-        self._place("first_stage")
+        self._place(*PHASE_PARTS["decoding"])
         collected = [] if writer is None else None
         bar = tqdm(total=latents.shape[0], desc="decoding", unit="frame", disable=not progress)
         for _, pixels in decode_frames(self.model, lambda idx: latents[idx].to(self.device), latents.shape[0]):

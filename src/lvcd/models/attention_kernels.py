@@ -46,21 +46,33 @@ def record_attention_backends() -> Iterator[list[str]]:
         _recorded = previous
 
 
+# Largest head width of the fused flash kernel on CUDA (wider heads, e.g. the VAE's 512, take another kernel).
+FLASH_MAX_HEAD_DIM = 256
+
+
+def _fused_on_meta(q: torch.Tensor) -> bool:
+    """On the meta device (shapes only: ``lvcd.memory_estimate``) attention allocates what a GPU's fused kernel
+    does (output and log-sum-exp), not the math form's (B, H, N, M) logits; heads too wide for flash take math."""
+    return q.device.type == "meta" and q.shape[-1] <= FLASH_MAX_HEAD_DIM
+
+
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Unmasked scaled dot-product attention; (B, H, N, D) x (B, H, M, D) -> (B, H, N, D)."""
     if _recorded is not None:
         _recorded.append(sdpa_backend(q, k, v))
+    if _fused_on_meta(q):
+        return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)[0]
     return F.scaled_dot_product_attention(q, k, v)
 
 
 def _lse_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad):
         return "math"  # the fused kernels' log-sum-exp carries no gradient
-    if q.device.type == "cpu":
+    if q.device.type == "cpu" or _fused_on_meta(q):
         return "flash_attention"
     if q.device.type == "cuda":
         head_dim = q.shape[-1]
-        if q.dtype in (torch.float16, torch.bfloat16) and head_dim % 8 == 0 and head_dim <= 256:
+        if q.dtype in (torch.float16, torch.bfloat16) and head_dim % 8 == 0 and head_dim <= FLASH_MAX_HEAD_DIM:
             return "flash_attention"
         return "efficient_attention"
     return "math"

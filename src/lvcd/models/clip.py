@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lvcd.config import CLIPConfig
+from lvcd.models.attention_kernels import sdpa
 
 __all__ = [
     "CLIP_MEAN",
@@ -141,7 +142,7 @@ class PackedSelfAttention(nn.Module):
         qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
         # (B, N, 3*W) -> (3, B, heads, N, head_dim)
         qkv = qkv.view(batch, tokens, 3, self.heads, width // self.heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        attended = sdpa(qkv[0], qkv[1], qkv[2])
         attended = attended.transpose(1, 2).reshape(batch, tokens, width)
         return self.out_proj(attended)
 

@@ -28,6 +28,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from lvcd.config import VAEConfig
+from lvcd.models.attention_kernels import sdpa
 from lvcd.models.norm import GroupNorm32, group_norm
 
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -76,7 +77,7 @@ class AttnBlock(nn.Module):
         height, width = x.shape[-2:]
         h = self.norm(x)
         q, k, v = (rearrange(proj(h), "b c h w -> b 1 (h w) c") for proj in (self.q, self.k, self.v))
-        h = F.scaled_dot_product_attention(q, k, v)  # scale 1/sqrt(C), as sgm
+        h = sdpa(q, k, v)  # scale 1/sqrt(C), as sgm
         h = rearrange(h, "b 1 (h w) c -> b c h w", h=height, w=width)
         return self.proj_out(h).add_(x)
 

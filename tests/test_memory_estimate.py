@@ -1,0 +1,91 @@
+"""The meta-device memory estimate (lvcd.memory_estimate): its bookkeeping is exact on known work, equals the same
+bookkeeping of a real CPU run, and the full-size estimate (meta: no weights, seconds) stays within its bounds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lvcd.config import get_config
+from lvcd.longvideo import plan_windows
+from lvcd.memory_estimate import PHASES, LiveTensorBytes, estimate_shot_memory, peak_bytes_of
+from lvcd.models.attention_kernels import sdpa
+from lvcd.sampling import prepared_layouts
+
+GB = 1e9
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_live_bytes_counts_new_storages_until_they_are_freed(device):
+    a = torch.zeros(1000, device=device)  # 4,000 bytes made before the block: not counted
+
+    def work():
+        b = a * 2  # 4,000 new
+        view = b.view(10, 100).t()  # a view: no new memory
+        b.add_(1)  # in place: no new memory
+        c = view * 3  # 4,000 new: 8,000 alive
+        del b, view, c  # all freed
+        d = a[:500] + 1  # 2,000 new
+        return d
+
+    assert peak_bytes_of(work) == 8000
+    with torch.no_grad(), LiveTensorBytes() as live:
+        kept = work()
+    assert live.current == 2000 and kept.numel() == 500
+
+
+def test_attention_on_meta_allocates_what_a_fused_kernel_does():
+    """A GPU's fused kernels never hold the (N, M) logits; the meta estimate must not count them either, except for
+    heads too wide for flash (the VAE's 512), which take the math form there too."""
+    tokens = 4096
+    q = torch.empty(1, 2, tokens, 64, device="meta")
+    fused = peak_bytes_of(lambda: sdpa(q, q, q))
+    assert fused < 2 * q.numel() * 4 + 2 * tokens * 4 + 1024  # output and log-sum-exp
+    wide = torch.empty(1, 1, tokens, 512, device="meta")
+    assert peak_bytes_of(lambda: sdpa(wide, wide, wide)) >= tokens * tokens * 4  # logits materialised
+
+
+def test_meta_estimate_equals_the_same_bookkeeping_of_a_real_cpu_call(tiny_model):
+    """Shapes on meta give the allocations of a real run: a tiny denoiser call counted on meta and on CPU."""
+    from lvcd.memory_estimate import meta_model
+    from lvcd.model import Conditioning
+
+    config = tiny_model.config
+
+    def call_bytes(model, device):
+        plan = plan_windows(2 * config.video_frames, video_frames=config.video_frames)
+        frames, hw = plan.window_size, (8, 16)
+        generator = torch.Generator().manual_seed(0)
+
+        def make(*shape):
+            return torch.rand(*shape, generator=generator).to(device)
+
+        cond = Conditioning(make(frames, 4, *hw), make(frames, 1, config.unet.context_dim),
+                            make(frames, config.unet.adm_in_channels), make(frames, 1, 64, 128))  # fmt: skip
+        layout = prepared_layouts(model, plan, device)[1]
+        x, sigma = make(frames, 4, *hw), torch.ones(frames, device=device)
+        return peak_bytes_of(lambda: model.denoise(x, sigma, model.with_hint_features(cond), layout))
+
+    on_cpu = call_bytes(tiny_model, "cpu")
+    on_meta = call_bytes(meta_model(config, torch.float32, torch.float32), "meta")
+    print(f"tiny denoiser call: {on_meta} bytes on meta, {on_cpu} on CPU")
+    assert on_cpu > 0 and abs(on_meta - on_cpu) <= 0.05 * on_cpu, (on_meta, on_cpu)
+
+
+def test_full_size_estimate_at_320x576_bf16():
+    """The official network at the trained size, bf16 (CUDA's default), VAE fp32 as officially. Bounds hold the
+    figures measured by this estimate (benchmarks/memory_estimate.py): a change that holds more tensors at once
+    (e.g. a dense attention mask, or the logits of one attention) fails here."""
+    config = get_config("svd-lvcd")
+    default = estimate_shot_memory(config, (320, 576))
+    offload = estimate_shot_memory(config, (320, 576), offload=True)
+    weights = default.weights_bytes
+    assert 3.0 * GB < weights["unet"] < 3.1 * GB and 1.3 * GB < weights["controlnet"] < 1.4 * GB
+    assert set(default.activations_bytes) == set(PHASES)
+    assert default.activations_bytes["sampling"] < 1.5 * GB  # one 19-frame window: measured 1.24 GB
+    assert default.activations_bytes["conditioning"] < 0.5 * GB
+    assert default.resident_bytes["sampling"] == sum(weights.values())  # everything stays on the GPU by default
+    assert offload.resident_bytes["decoding"] == weights["first_stage"]
+    assert offload.resident_bytes["sampling"] == weights["unet"] + weights["controlnet"]
+    assert offload.peak_bytes < default.peak_bytes
+    assert default.peak_phase == "decoding"  # the temporal VAE decoder on 10 full-size frames at once
