@@ -50,6 +50,7 @@ from report import report_result, write_result  # noqa: E402
 from lvcd.config import get_config  # noqa: E402
 from lvcd.longvideo import plan_windows  # noqa: E402
 from lvcd.memory import MemoryAccount  # noqa: E402
+from lvcd.memory_estimate import estimate_shot_memory  # noqa: E402
 from lvcd.model import Conditioning, LVCDModel  # noqa: E402
 from lvcd.models.attention_kernels import (  # noqa: E402
     attention_with_lse,
@@ -294,6 +295,10 @@ def whole_shot(args, config, device, offload: bool) -> dict:
         "seconds": round(seconds, 2),
         "seconds_per_output_frame": round(seconds / frames, 4),
         "memory": account.as_dict(),
+        # lvcd.memory_estimate's figure for the same shot: the GPU measurement above checks it
+        "estimated_peak_bytes": estimate_shot_memory(
+            config, (height, width), dtype, next(model.first_stage_model.parameters()).dtype, offload and pipe.offload
+        ).peak_bytes,
         "output_finite": bool(torch.isfinite(result.frames).all()),
     }
 
@@ -388,17 +393,17 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| whole shot | dtype | frames, steps | s / output frame | peak GB | weights GB at end |",
-        "|---|---|---|---|---|---|",
+        "| whole shot | dtype | frames, steps | s / output frame | peak GB | estimated GB (meta) | weights GB at end |",
+        "|---|---|---|---|---|---|---|",
     ]
     for e in result.get("shots", []):
         if "seconds" not in e:
-            lines.append(f"| offload={e['offload']} | {e.get('skipped') or e.get('error')} |||||")
+            lines.append(f"| offload={e['offload']} | {e.get('skipped') or e.get('error')} ||||||")
             continue
         m = e["memory"]
         lines.append(
             f"| offload={e['offload']} | {e['dtype']} | {e['frames']}, {e['steps']} | {e['seconds_per_output_frame']} |"
-            f" {_gb(m['peak_allocated_bytes'])} | {_gb(m['weights_total_bytes'])} |"
+            f" {_gb(m['peak_allocated_bytes'])} | {_gb(e.get('estimated_peak_bytes'))} | {_gb(m['weights_total_bytes'])} |"
         )
     official = result.get("official", {"skipped": "not reached"})
     lines += [
