@@ -244,8 +244,16 @@ class VideoDecoder(nn.Module):
         self.conv_out = AE3DConv(block_in, cfg.out_ch, kernel)
 
     def forward(self, z: Tensor, num_frames: int) -> Tensor:
+        """Without a gradient (inference) the memory-lean order of :func:`_decode_lean` (same operations, a
+        third of the peak memory); with one, the plain graph (training)."""
         if num_frames <= 0 or z.shape[0] % num_frames:
             raise ValueError(f"{z.shape[0]} latents cannot be split into clips of num_frames={num_frames}.")
+        if not torch.is_grad_enabled() and _pointwise_in_space(self):
+            return _decode_lean(self, z, num_frames)
+        return self.forward_graph(z, num_frames)
+
+    def forward_graph(self, z: Tensor, num_frames: int) -> Tensor:
+        """The decoder as one autograd graph: every activation of the clip at once."""
         h = self.conv_in(z)
         h = self.mid.block_1(h, num_frames)
         h = self.mid.attn_1(h)
@@ -256,6 +264,117 @@ class VideoDecoder(nn.Module):
             if hasattr(stage, "upsample"):
                 h = stage.upsample(h)
         return self.conv_out(_silu_norm(self.norm_out, h), num_frames)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Memory-lean decoding (inference). The full-resolution levels hold 10 frames x 128-256 channels x 320x576: about
+# 0.9-1.9 GB a tensor in fp32, and the plain graph holds up to six at once. Here the 2-D parts (ResnetBlock, the
+# Upsample before a level, norm_out + conv_out) run frame by frame into one output tensor, and each time_stack runs
+# in bands of rows: its GroupNorm statistics (over the whole clip) are taken first, then normalize, SiLU and the
+# (kt, 1, 1) temporal conv, which does not mix rows, go band by band. A block's input is dropped as soon as it is
+# used. Peak: about two full tensors. The operations are the same; only the GroupNorm statistics of the time_stack
+# are summed in another order (float64 sums here).
+# ------------------------------------------------------------------------------------------------------------------
+
+_BANDS = 16  # bands of rows per time_stack pass: the temporaries are about 3/16 of a tensor
+
+
+def _pointwise_in_space(decoder: VideoDecoder) -> bool:
+    """The band order needs temporal convs of kernel (kt, 1, 1) (SVD's): they must not mix rows."""
+    return all(conv.kernel_size[1:] == (1, 1) for conv in decoder.modules() if isinstance(conv, nn.Conv3d))
+
+
+def _decode_lean(decoder: VideoDecoder, z: Tensor, num_frames: int) -> Tensor:
+    state = [decoder.conv_in(z)]  # the one reference to the current activation: blocks pop it
+    _video_res_block(decoder.mid.block_1, state, num_frames)
+    state.append(_frame_by_frame(decoder.mid.attn_1, state.pop()))  # attention of one frame's tokens at a time
+    _video_res_block(decoder.mid.block_2, state, num_frames)
+    upsample = None
+    for stage in reversed(decoder.up):
+        for block in stage.block:
+            _video_res_block(block, state, num_frames, before=upsample)
+            upsample = None
+        upsample = getattr(stage, "upsample", None)
+    h = state.pop()
+    conv_out = decoder.conv_out
+    out = None
+    for index in range(h.shape[0]):
+        frame = nn.Conv2d.forward(conv_out, _silu_norm(decoder.norm_out, h[index : index + 1]))
+        out = frame.new_empty((h.shape[0], *frame.shape[1:])) if out is None else out
+        out[index : index + 1] = frame
+    del h
+    return rearrange(conv_out.time_mix_conv(rearrange(out, "(b t) c h w -> b c t h w", t=num_frames)),
+                     "b c t h w -> (b t) c h w")  # fmt: skip
+
+
+def _frame_by_frame(layer: nn.Module, x: Tensor) -> Tensor:
+    out = torch.empty_like(x)
+    for index in range(x.shape[0]):
+        out[index : index + 1] = layer(x[index : index + 1])
+    return out
+
+
+def _video_res_block(block: VideoResBlock, state: list[Tensor], num_frames: int, before: nn.Module | None = None):
+    """``block`` (after ``before``, an Upsample, frame by frame) on ``state[0]``, replaced by the result."""
+    x = state.pop()
+    spatial = None
+    for index in range(x.shape[0]):
+        frame = x[index : index + 1] if before is None else before(x[index : index + 1])
+        frame = ResnetBlock.forward(block, frame)
+        spatial = frame.new_empty((x.shape[0], *frame.shape[1:])) if spatial is None else spatial
+        spatial[index : index + 1] = frame
+    del x, frame
+    alpha = torch.sigmoid(block.mix_factor)
+    stack = block.time_stack
+    # time_stack: t1 = conv(SiLU(GN1(spatial))); t2 = conv(SiLU(GN2(t1))); out = a * (t2 + spatial) + (1 - a) * spatial
+    t1 = torch.empty_like(spatial)
+    stats = _clip_group_stats(spatial, num_frames, stack.in_layers[0])
+    for rows in _bands(spatial.shape[2]):
+        t1[:, :, rows] = _norm_silu_tconv(
+            spatial[:, :, rows], stats, stack.in_layers[0], stack.in_layers[2], num_frames
+        )
+    stats = _clip_group_stats(t1, num_frames, stack.out_layers[0])
+    for rows in _bands(spatial.shape[2]):  # t2 of these rows needs only t1 of these rows: t1 is overwritten
+        t2 = _norm_silu_tconv(t1[:, :, rows], stats, stack.out_layers[0], stack.out_layers[3], num_frames)
+        part = spatial[:, :, rows]
+        t1[:, :, rows] = t2.add_(part).mul_(alpha).add_(part * (1.0 - alpha))  # the graph's three roundings
+    state.append(t1)
+
+
+def _bands(height: int) -> list[slice]:
+    step = max(1, -(-height // _BANDS))
+    return [slice(top, min(top + step, height)) for top in range(0, height, step)]
+
+
+def _clip_group_stats(x: Tensor, num_frames: int, norm: GroupNorm32) -> tuple[Tensor, Tensor]:
+    """Mean and 1/std of each (clip, group) of ``x`` ((B T), C, H, W) over (C/G, T, H, W), float32, (B, 1, G, 1, 1, 1),
+    as the time_stack's GroupNorm takes them; float64 sums over bands of rows (no full-size temporary)."""
+    clips, groups = x.shape[0] // num_frames, norm.num_groups
+    shape = (clips, num_frames, groups, x.shape[1] // groups)
+    count = num_frames * shape[3] * x.shape[2] * x.shape[3]
+    dims = (1, 3, 4, 5)
+    total = sum(
+        x[:, :, rows].reshape(*shape, -1, x.shape[3]).sum(dims, dtype=torch.float64) for rows in _bands(x.shape[2])
+    )
+    mean = total / count
+    squares = sum(
+        (x[:, :, rows].reshape(*shape, -1, x.shape[3]).double() - mean[:, None, :, None, None, None]).square().sum(dims)
+        for rows in _bands(x.shape[2])
+    )
+    rstd = torch.rsqrt(squares / count + norm.eps)
+    return mean.float()[:, None, :, None, None, None], rstd.float()[:, None, :, None, None, None]
+
+
+def _norm_silu_tconv(
+    part: Tensor, stats: tuple[Tensor, Tensor], norm: GroupNorm32, conv: nn.Conv3d, num_frames: int
+) -> Tensor:
+    """conv(SiLU(GroupNorm(part))) on a band of rows ((B T), C, h, W) with the clip's statistics."""
+    mean, rstd = stats
+    shape = (mean.shape[0], num_frames, mean.shape[2], part.shape[1] // mean.shape[2], *part.shape[2:])
+    normed = (part.float().reshape(shape) - mean).mul_(rstd).reshape(part.shape)
+    normed = normed.mul_(norm.weight.float()[:, None, None]).add_(norm.bias.float()[:, None, None]).to(part.dtype)
+    video = rearrange(F.silu(normed, inplace=True), "(b t) c h w -> b c t h w", t=num_frames)
+    return rearrange(conv(video), "b c t h w -> (b t) c h w")
 
 
 def _split_moments(moments: Tensor) -> tuple[Tensor, Tensor]:
