@@ -271,9 +271,10 @@ class VideoDecoder(nn.Module):
 # 0.9-1.9 GB a tensor in fp32, and the plain graph holds up to six at once. Here the 2-D parts (ResnetBlock, the
 # Upsample before a level, norm_out + conv_out) run frame by frame into one output tensor, and each time_stack runs
 # in bands of rows: its GroupNorm statistics (over the whole clip) are taken first, then normalize, SiLU and the
-# (kt, 1, 1) temporal conv, which does not mix rows, go band by band. A block's input is dropped as soon as it is
-# used. Peak: about two full tensors. The operations are the same; only the GroupNorm statistics of the time_stack
-# are summed in another order (float64 sums here).
+# (kt, 1, 1) temporal conv, which does not mix rows, go band by band, and the result overwrites the band it came
+# from. A block's input is dropped as soon as it is used. Peak at 320x576, fp32: 1.9 GB of tensors (the one graph:
+# 5.7 GB; lvcd.memory_estimate). The operations are the same; the time_stack's GroupNorm statistics are summed in
+# another order (float64 sums here), and its first conv runs twice (once for the statistics of its output).
 # ------------------------------------------------------------------------------------------------------------------
 
 _BANDS = 16  # bands of rows per time_stack pass: the temporaries are about 3/16 of a tensor
@@ -317,28 +318,33 @@ def _frame_by_frame(layer: nn.Module, x: Tensor) -> Tensor:
 def _video_res_block(block: VideoResBlock, state: list[Tensor], num_frames: int, before: nn.Module | None = None):
     """``block`` (after ``before``, an Upsample, frame by frame) on ``state[0]``, replaced by the result."""
     x = state.pop()
-    spatial = None
+    # With no Upsample and no channel change, frame i's output can replace frame i's input: no second tensor.
+    spatial = x if before is None and block.nin_shortcut is None else None
     for index in range(x.shape[0]):
         frame = x[index : index + 1] if before is None else before(x[index : index + 1])
         frame = ResnetBlock.forward(block, frame)
         spatial = frame.new_empty((x.shape[0], *frame.shape[1:])) if spatial is None else spatial
         spatial[index : index + 1] = frame
     del x, frame
-    alpha = torch.sigmoid(block.mix_factor)
-    stack = block.time_stack
-    # time_stack: t1 = conv(SiLU(GN1(spatial))); t2 = conv(SiLU(GN2(t1))); out = a * (t2 + spatial) + (1 - a) * spatial
-    t1 = torch.empty_like(spatial)
-    stats = _clip_group_stats(spatial, num_frames, stack.in_layers[0])
-    for rows in _bands(spatial.shape[2]):
-        t1[:, :, rows] = _norm_silu_tconv(
-            spatial[:, :, rows], stats, stack.in_layers[0], stack.in_layers[2], num_frames
-        )
-    stats = _clip_group_stats(t1, num_frames, stack.out_layers[0])
-    for rows in _bands(spatial.shape[2]):  # t2 of these rows needs only t1 of these rows: t1 is overwritten
-        t2 = _norm_silu_tconv(t1[:, :, rows], stats, stack.out_layers[0], stack.out_layers[3], num_frames)
+    # time_stack: t1 = conv(SiLU(GN1(spatial))), t2 = conv(SiLU(GN2(t1))), out = a (t2 + spatial) + (1 - a) spatial.
+    # GN2 needs the statistics of all of t1: a first pass takes them band by band, a second recomputes each band of
+    # t1 and finishes it, writing the result over the band of spatial it no longer needs.
+    stack, alpha, bands = block.time_stack, torch.sigmoid(block.mix_factor), _bands(spatial.shape[2])
+    first, second = stack.in_layers, stack.out_layers
+    stats1 = _GroupSums(spatial, num_frames, first[0])
+    for rows in bands:
+        stats1.add(spatial[:, :, rows])
+    stats1 = stats1.finish()
+    stats2 = _GroupSums(spatial, num_frames, second[0])
+    for rows in bands:
+        stats2.add(_norm_silu_tconv(spatial[:, :, rows], stats1, first[0], first[2], num_frames))
+    stats2 = stats2.finish()
+    for rows in bands:
+        t1 = _norm_silu_tconv(spatial[:, :, rows], stats1, first[0], first[2], num_frames)
+        t2 = _norm_silu_tconv(t1, stats2, second[0], second[3], num_frames)
         part = spatial[:, :, rows]
-        t1[:, :, rows] = t2.add_(part).mul_(alpha).add_(part * (1.0 - alpha))  # the graph's three roundings
-    state.append(t1)
+        spatial[:, :, rows] = t2.add_(part).mul_(alpha).add_(part * (1.0 - alpha))  # the graph's three roundings
+    state.append(spatial)
 
 
 def _bands(height: int) -> list[slice]:
@@ -346,23 +352,25 @@ def _bands(height: int) -> list[slice]:
     return [slice(top, min(top + step, height)) for top in range(0, height, step)]
 
 
-def _clip_group_stats(x: Tensor, num_frames: int, norm: GroupNorm32) -> tuple[Tensor, Tensor]:
-    """Mean and 1/std of each (clip, group) of ``x`` ((B T), C, H, W) over (C/G, T, H, W), float32, (B, 1, G, 1, 1, 1),
-    as the time_stack's GroupNorm takes them; float64 sums over bands of rows (no full-size temporary)."""
-    clips, groups = x.shape[0] // num_frames, norm.num_groups
-    shape = (clips, num_frames, groups, x.shape[1] // groups)
-    count = num_frames * shape[3] * x.shape[2] * x.shape[3]
-    dims = (1, 3, 4, 5)
-    total = sum(
-        x[:, :, rows].reshape(*shape, -1, x.shape[3]).sum(dims, dtype=torch.float64) for rows in _bands(x.shape[2])
-    )
-    mean = total / count
-    squares = sum(
-        (x[:, :, rows].reshape(*shape, -1, x.shape[3]).double() - mean[:, None, :, None, None, None]).square().sum(dims)
-        for rows in _bands(x.shape[2])
-    )
-    rstd = torch.rsqrt(squares / count + norm.eps)
-    return mean.float()[:, None, :, None, None, None], rstd.float()[:, None, :, None, None, None]
+class _GroupSums:
+    """Mean and 1/std of each (clip, group) of a ((B T), C, H, W) tensor over (C/G, T, H, W), as the time_stack's
+    GroupNorm takes them, from float64 sums over its bands of rows (no full-size temporary)."""
+
+    def __init__(self, like: Tensor, num_frames: int, norm: GroupNorm32):
+        self.shape = (like.shape[0] // num_frames, num_frames, norm.num_groups, like.shape[1] // norm.num_groups)
+        self.eps, self.count = norm.eps, num_frames * self.shape[3] * like.shape[2] * like.shape[3]
+        self.total = self.squares = 0.0
+
+    def add(self, band: Tensor) -> None:
+        values = band.reshape(*self.shape, -1).double()
+        self.total = self.total + values.sum((1, 3, 4))
+        self.squares = self.squares + values.square().sum((1, 3, 4))
+
+    def finish(self) -> tuple[Tensor, Tensor]:
+        """(mean, rstd) float32, shaped (B, 1, G, 1, 1, 1) to broadcast over a band reshaped as in ``add``."""
+        mean = self.total / self.count
+        rstd = torch.rsqrt((self.squares / self.count - mean.square()).clamp_min(0) + self.eps)
+        return mean.float()[:, None, :, None, None, None], rstd.float()[:, None, :, None, None, None]
 
 
 def _norm_silu_tconv(
