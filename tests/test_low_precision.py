@@ -106,3 +106,19 @@ def test_a_whole_shot_runs_in_low_precision_close_to_fp32(low_precision_model, t
     assert runs[0].frames.shape == (16, 3, 64, 128) and torch.isfinite(runs[0].frames).all()
     assert_close_rel(runs[0].latents, runs[1].latents, rel=TOLERANCE[dtype]["denoiser"], name=f"{dtype} latents")
     assert_close_rel(runs[0].frames, runs[1].frames, rel=TOLERANCE[dtype]["shot"], name=f"{dtype} frames")
+
+
+def test_vae_dtype_reaches_the_model_from_the_cli_options(tiny_weights):
+    """`lvcd colorize --vae-dtype bf16` (and `from_single_file(vae_dtype=...)`): the VAE and the conditioner's VAE
+    encoder in bf16, the diffusion networks in their own dtype; without it the VAE stays fp32, as officially."""
+    from lvcd.cli.options import load_pipeline
+
+    def dtypes(pipe):
+        model = pipe.model
+        return [next(part.parameters()).dtype for part in (model.unet, model.first_stage_model, model.cond_encoder)]
+
+    lean = load_pipeline(str(tiny_weights["svd"]), str(tiny_weights["lvcd"]), str(TINY_CONFIG), "cpu", "fp32",
+                         vae_dtype="bf16")  # fmt: skip
+    assert dtypes(lean) == [torch.float32, torch.bfloat16, torch.bfloat16]
+    plain = load_pipeline(str(tiny_weights["svd"]), str(tiny_weights["lvcd"]), str(TINY_CONFIG), "cpu", "bf16")
+    assert dtypes(plain) == [torch.bfloat16, torch.float32, torch.float32]

@@ -68,7 +68,8 @@ CASES = [
     # ---------------------------------------------------------------- colorize: options
     Case("colorize-size-syntax", lambda w: colorize(w, size="big"), ("--size", "big")),
     Case("colorize-size-multiple", lambda w: colorize(w, size="100x100"), ("--size", "100x100", "multiples")),
-    Case("colorize-dtype", lambda w: colorize(w, dtype="fp8"), ("fp8",)),
+    Case("colorize-dtype", lambda w: colorize(w, dtype="fp8"), ("--dtype", "fp8")),
+    Case("colorize-vae-dtype", lambda w: colorize(w, vae_dtype="int8"), ("--vae-dtype", "int8")),
     Case("colorize-fps-zero", lambda w: colorize(w, fps="0"), ("--fps 0", "positive")),
     Case("colorize-fps-negative", lambda w: colorize(w, fps="-5"), ("--fps -5",)),
     Case("colorize-polarity", lambda w: colorize(w, polarity="sideways"), ("--polarity", "sideways")),

@@ -185,6 +185,7 @@ def preflight_colorize(opts: dict):
     check_image(opts["reference"], "--reference")
     size = parse_size(opts["size"])
     parse_dtype(opts["dtype"])
+    parse_dtype(opts.get("vae_dtype"), "--vae-dtype")
     check_device(opts["device"])
     check_config(opts["config"])
     check_fps(opts["fps"])

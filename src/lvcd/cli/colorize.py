@@ -76,6 +76,9 @@ def colorize(
     dtype: str | None = typer.Option(
         None, "--dtype", help="fp32, bf16 or fp16 for the diffusion networks (default: bf16 on GPU, fp32 on CPU)."
     ),
+    vae_dtype: str | None = typer.Option(
+        None, "--vae-dtype", help="fp32 (default, as officially), bf16 or fp16 for the VAE: bf16 saves ~1 GB on a GPU."
+    ),
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU (for small GPUs)."),
     compile_networks: bool = typer.Option(
         False, "--compile", help="torch.compile the UNet and ControlNet (GPU: faster steps after a slow first window)."
@@ -144,6 +147,7 @@ def _run(**opts) -> None:
             opts["dtype"],
             opts["offload"],
             opts["model"],
+            opts["vae_dtype"],
         )
         if opts["compile_networks"]:
             pipe.compile()

@@ -13,24 +13,33 @@ __all__ = ["DTYPES", "load_pipeline", "parse_dtype", "parse_size"]
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def parse_dtype(text: str | None):
+def parse_dtype(text: str | None, option: str = "--dtype"):
     """'fp32' | 'bf16' | 'fp16' -> torch dtype; None -> None (the pipeline's default)."""
     if not text:
         return None
     if text not in DTYPES:
-        raise InputError(f"dtype {text!r} is not one of {', '.join(DTYPES)}.")
+        raise InputError(f"{option} {text!r} is not one of {', '.join(DTYPES)}.")
     import torch
 
     return getattr(torch, DTYPES[text])
 
 
 def load_pipeline(
-    svd, lvcd, config=None, device=None, dtype: str | None = None, offload: bool = False, model: str | None = None
+    svd,
+    lvcd,
+    config=None,
+    device=None,
+    dtype: str | None = None,
+    offload: bool = False,
+    model: str | None = None,
+    vae_dtype: str | None = None,
 ):
     """The pipeline from local files, the packaged demo model (``model="demo"``), or (no --svd) the Hugging Face cache."""
     from lvcd.pipeline import LVCDPipeline
 
     kwargs = {"config": config, "device": device, "dtype": parse_dtype(dtype), "offload": offload}
+    if vae_dtype is not None:
+        kwargs["vae_dtype"] = parse_dtype(vae_dtype, "--vae-dtype")
     if model is not None:
         if model != "demo":
             raise InputError(f"--model {model!r}: the only packaged model is 'demo'; give --svd/--lvcd for others.")
