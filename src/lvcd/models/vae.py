@@ -269,7 +269,7 @@ class VideoDecoder(nn.Module):
 # ------------------------------------------------------------------------------------------------------------------
 # Memory-lean decoding (inference). The full-resolution levels hold 10 frames x 128-256 channels x 320x576: about
 # 0.9-1.9 GB a tensor in fp32, and the plain graph holds up to six at once. Here the 2-D parts (ResnetBlock, the
-# Upsample before a level, norm_out + conv_out) run frame by frame into one output tensor, and each time_stack runs
+# Upsample before a level, the mid attention, norm_out + conv_out) run frame by frame into one output tensor, and each time_stack runs
 # in bands of rows: its GroupNorm statistics (over the whole clip) are taken first, then normalize, SiLU and the
 # (kt, 1, 1) temporal conv, which does not mix rows, go band by band, and the result overwrites the band it came
 # from. A block's input is dropped as soon as it is used. Peak at 320x576, fp32: 1.9 GB of tensors (the one graph:
@@ -277,7 +277,19 @@ class VideoDecoder(nn.Module):
 # another order (float64 sums here), and its first conv runs twice (once for the statistics of its output).
 # ------------------------------------------------------------------------------------------------------------------
 
-_BANDS = 16  # bands of rows per time_stack pass: the temporaries are about 3/16 of a tensor
+# Work is cut into pieces (frames, bands of rows) of about this many bytes: small tensors (the low-resolution
+# levels) go in one piece, so the cutting costs kernel launches only where it saves memory.
+_PIECE_BYTES = 64 * 2**20
+
+
+def _pieces(count: int, item_bytes: int) -> list[slice]:
+    """``count`` items (frames or rows) in runs of about ``_PIECE_BYTES``."""
+    step = max(1, _PIECE_BYTES // max(1, item_bytes))
+    return [slice(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def _frame_bytes(x: Tensor, scale: int = 1) -> int:
+    return x[0].numel() * x.element_size() * scale
 
 
 def _pointwise_in_space(decoder: VideoDecoder) -> bool:
@@ -299,10 +311,10 @@ def _decode_lean(decoder: VideoDecoder, z: Tensor, num_frames: int) -> Tensor:
     h = state.pop()
     conv_out = decoder.conv_out
     out = None
-    for index in range(h.shape[0]):
-        frame = nn.Conv2d.forward(conv_out, _silu_norm(decoder.norm_out, h[index : index + 1]))
-        out = frame.new_empty((h.shape[0], *frame.shape[1:])) if out is None else out
-        out[index : index + 1] = frame
+    for frames in _pieces(h.shape[0], _frame_bytes(h)):
+        piece = nn.Conv2d.forward(conv_out, _silu_norm(decoder.norm_out, h[frames]))
+        out = piece.new_empty((h.shape[0], *piece.shape[1:])) if out is None else out
+        out[frames] = piece
     del h
     return rearrange(conv_out.time_mix_conv(rearrange(out, "(b t) c h w -> b c t h w", t=num_frames)),
                      "b c t h w -> (b t) c h w")  # fmt: skip
@@ -310,8 +322,8 @@ def _decode_lean(decoder: VideoDecoder, z: Tensor, num_frames: int) -> Tensor:
 
 def _frame_by_frame(layer: nn.Module, x: Tensor) -> Tensor:
     out = torch.empty_like(x)
-    for index in range(x.shape[0]):
-        out[index : index + 1] = layer(x[index : index + 1])
+    for frames in _pieces(x.shape[0], _frame_bytes(x)):
+        out[frames] = layer(x[frames])
     return out
 
 
@@ -320,16 +332,17 @@ def _video_res_block(block: VideoResBlock, state: list[Tensor], num_frames: int,
     x = state.pop()
     # With no Upsample and no channel change, frame i's output can replace frame i's input: no second tensor.
     spatial = x if before is None and block.nin_shortcut is None else None
-    for index in range(x.shape[0]):
-        frame = x[index : index + 1] if before is None else before(x[index : index + 1])
-        frame = ResnetBlock.forward(block, frame)
-        spatial = frame.new_empty((x.shape[0], *frame.shape[1:])) if spatial is None else spatial
-        spatial[index : index + 1] = frame
-    del x, frame
+    for frames in _pieces(x.shape[0], _frame_bytes(x, 1 if before is None else 4)):
+        piece = x[frames] if before is None else before(x[frames])
+        piece = ResnetBlock.forward(block, piece)
+        spatial = piece.new_empty((x.shape[0], *piece.shape[1:])) if spatial is None else spatial
+        spatial[frames] = piece
+    del x, piece
     # time_stack: t1 = conv(SiLU(GN1(spatial))), t2 = conv(SiLU(GN2(t1))), out = a (t2 + spatial) + (1 - a) spatial.
     # GN2 needs the statistics of all of t1: a first pass takes them band by band, a second recomputes each band of
     # t1 and finishes it, writing the result over the band of spatial it no longer needs.
-    stack, alpha, bands = block.time_stack, torch.sigmoid(block.mix_factor), _bands(spatial.shape[2])
+    row_bytes = spatial.shape[0] * spatial.shape[1] * spatial.shape[3] * spatial.element_size()
+    stack, alpha, bands = block.time_stack, torch.sigmoid(block.mix_factor), _pieces(spatial.shape[2], row_bytes)
     first, second = stack.in_layers, stack.out_layers
     stats1 = _GroupSums(spatial, num_frames, first[0])
     for rows in bands:
@@ -345,11 +358,6 @@ def _video_res_block(block: VideoResBlock, state: list[Tensor], num_frames: int,
         part = spatial[:, :, rows]
         spatial[:, :, rows] = t2.add_(part).mul_(alpha).add_(part * (1.0 - alpha))  # the graph's three roundings
     state.append(spatial)
-
-
-def _bands(height: int) -> list[slice]:
-    step = max(1, -(-height // _BANDS))
-    return [slice(top, min(top + step, height)) for top in range(0, height, step)]
 
 
 class _GroupSums:
