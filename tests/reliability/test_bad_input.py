@@ -175,3 +175,44 @@ def test_the_table_is_big_enough():
     assert len(CASES) >= 50
     prefixes = {case.id.split("-")[0] for case in CASES}
     assert prefixes >= {"colorize", "lineart", "convert", "evaluate", "data", "train", "batch", "demo"}
+
+
+def test_a_shot_too_big_for_the_gpu_is_refused_before_the_weights_load(prepared: World, monkeypatch):
+    """On CUDA the preflight compares the shot's estimated peak (lvcd.memory_estimate, a lower bound) with the GPU's
+    free memory. No GPU here: CUDA's answers are stood in for (a GPU with 1 kB free)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 80 * 10**9))
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights were loaded before the inputs were checked")
+
+    monkeypatch.setattr("lvcd.pipeline.load_model", no_weights)
+    inputs_before = checksums(prepared.inputs)
+    result = runner.invoke(app, colorize(prepared, device="cuda"))
+    assert result.exit_code == 2 and not isinstance(result.exception, AssertionError), result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert "--device cuda" in line and "0.0 GB free" in line and "smaller --size" in line, line
+    assert checksums(prepared.inputs) == inputs_before
+
+
+def test_the_gpu_memory_advice_names_the_settings_that_fit(monkeypatch):
+    """The official network at 320x576 (estimates: 8.1 GB by default, 7.2 with a bf16 VAE, 5.6 with --offload)."""
+    import torch
+
+    from lvcd.cli.checks import check_gpu_memory
+    from lvcd.config import get_config
+    from lvcd.errors import InputError
+
+    opts = {"device": "cuda", "dtype": None, "vae_dtype": None, "offload": False}
+    config = get_config("svd-lvcd")
+    for free_gb, expected in ((7.5, "try --offload (about 5.6 GB)"), (4.0, "smaller --size")):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None, f=free_gb: (int(f * 1e9), 80 * 10**9))
+        with pytest.raises(InputError) as refused:
+            check_gpu_memory(opts, config, (320, 576))
+        assert "needs at least 8.1 GB" in str(refused.value) and expected in str(refused.value), str(refused.value)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(8.5e9), 80 * 10**9))
+    check_gpu_memory(opts, config, (320, 576))  # fits: no error
+    check_gpu_memory({**opts, "device": "cpu"}, config, (320, 576))  # no CUDA question on the CPU

@@ -200,6 +200,39 @@ def preflight_colorize(opts: dict):
     source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
     check_keyframes(keyframes, len(source))
     cfg = expected_config(opts)
-    if cfg is not None and size is not None:
-        plan_size(source.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
+    if cfg is not None:
+        plan = plan_size(source.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
+        check_gpu_memory(opts, cfg, plan.model_hw)
     return source, size, keyframes
+
+
+def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
+    """On a CUDA device, a shot whose estimated peak (``lvcd.memory_estimate``: a lower bound, no workspace) is more
+    than the GPU's free memory is refused before the weights load, with the settings that would fit."""
+    import torch
+
+    device = opts["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    if not device.startswith("cuda"):
+        return
+    from lvcd.cli.options import parse_dtype
+    from lvcd.memory_estimate import estimate_shot_memory
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    dtype = parse_dtype(opts["dtype"]) or torch.bfloat16
+    vae_dtype = parse_dtype(opts.get("vae_dtype"), "--vae-dtype") or torch.float32
+
+    def need(offload: bool, vae) -> int:
+        return estimate_shot_memory(config, model_hw, dtype, vae, offload).peak_bytes
+
+    needed = need(opts["offload"], vae_dtype)
+    if needed <= free:
+        return
+    height, width = model_hw
+    options = [("--offload", True, vae_dtype), ("--vae-dtype bf16", False, torch.bfloat16)]
+    options.append(("--offload --vae-dtype bf16", True, torch.bfloat16))
+    fits = [f"{label} (about {need(off, vae) / 1e9:.1f} GB)" for label, off, vae in options if need(off, vae) <= free]
+    advice = f"try {fits[0]}" if fits else "use a smaller --size or a GPU with more free memory"
+    raise InputError(
+        f"--device {device}: this shot needs at least {needed / 1e9:.1f} GB of GPU memory at {height}x{width} "
+        f"({str(dtype).removeprefix('torch.')}) and the GPU has {free / 1e9:.1f} GB free; {advice}."
+    )
