@@ -35,14 +35,12 @@ def test_live_bytes_counts_new_storages_until_they_are_freed(device):
 
 
 def test_attention_on_meta_allocates_what_a_fused_kernel_does():
-    """A GPU's fused kernels never hold the (N, M) logits; the meta estimate must not count them either, except for
-    heads too wide for flash (the VAE's 512), which take the math form there too."""
+    """A GPU's fused kernels never hold the (N, M) logits; the meta estimate must not count them either, also for
+    heads too wide for flash (the VAE's 512: the memory-efficient kernel takes them on CUDA)."""
     tokens = 4096
-    q = torch.empty(1, 2, tokens, 64, device="meta")
-    fused = peak_bytes_of(lambda: sdpa(q, q, q))
-    assert fused < 2 * q.numel() * 4 + 2 * tokens * 4 + 1024  # output and log-sum-exp
-    wide = torch.empty(1, 1, tokens, 512, device="meta")
-    assert peak_bytes_of(lambda: sdpa(wide, wide, wide)) >= tokens * tokens * 4  # logits materialised
+    for width in (64, 512):
+        q = torch.empty(1, 2, tokens, width, device="meta")
+        assert peak_bytes_of(lambda q=q: sdpa(q, q, q)) < q.numel() * 4 + 2 * tokens * 4 + 1024  # output, lse
 
 
 def test_meta_estimate_equals_the_same_bookkeeping_of_a_real_cpu_call(tiny_model):
@@ -90,3 +88,14 @@ def test_full_size_estimate_at_320x576_bf16():
     assert default.activations_bytes["decoding"] < 2.0 * GB  # lean decoding: 1.89 GB (the one-graph order: 5.66)
     assert offload.peak_bytes < default.peak_bytes
     assert offload.peak_phase == "sampling" and offload.peak_bytes < 6.0 * GB  # issue #12's offload target
+
+
+def test_previous_sample_mode_keeps_clip_and_the_vae_resident_while_sampling():
+    """reference_mode="previous-sample" re-encodes a generated frame between windows: with offload, CLIP and the VAE
+    stay on the accelerator while sampling (LVCDPipeline._sample), and the estimate says so."""
+    config = get_config("svd-lvcd")
+    plain = estimate_shot_memory(config, (320, 576), offload=True)
+    chained = estimate_shot_memory(config, (320, 576), offload=True, previous_sample=True)
+    weights = chained.weights_bytes
+    assert chained.resident_bytes["sampling"] == sum(weights.values())
+    assert chained.peak_bytes - plain.peak_bytes == weights["clip"] + weights["first_stage"]

@@ -142,9 +142,13 @@ def estimate_shot_memory(
     vae_dtype: torch.dtype = torch.float32,
     offload: bool = False,
     decode_chunk: int = DECODE_CHUNK,
+    previous_sample: bool = False,
 ) -> ShotMemoryEstimate:
-    """Estimated peak accelerator memory of colorizing a shot at processing size ``size_hw`` (multiples of 8)."""
-    from lvcd.sampling import encode_reference, prepared_layouts
+    """Estimated peak accelerator memory of colorizing a shot at processing size ``size_hw`` (multiples of 8).
+
+    ``previous_sample``: ``reference_mode="previous-sample"``, where each window's reference is the previous
+    window's last frame decoded and encoded again: CLIP and the VAE stay on the accelerator while sampling."""
+    from lvcd.sampling import encode_reference, prepared_layouts, reference_from_sample
 
     height, width = size_hw
     model = meta_model(config, dtype, vae_dtype)
@@ -162,6 +166,7 @@ def estimate_shot_memory(
         )
         x, sigma = torch.empty(frames, 4, *latent_hw), torch.ones(frames)
         latents = torch.empty(chunk, 4, *latent_hw, dtype=vae_dtype)
+        last_latent = torch.empty(1, 4, *latent_hw)
     layout = prepared_layouts(model, window, "meta")[1]  # later windows' layout: Prev-Reference Attention
 
     def sampling() -> None:
@@ -172,8 +177,13 @@ def estimate_shot_memory(
         "sampling": peak_bytes_of(sampling),
         "decoding": peak_bytes_of(lambda: model.vae.decode(latents, num_frames=chunk).clamp(-1, 1).float()),
     }
+    parts = dict(PHASE_PARTS)
+    if previous_sample:  # as LVCDPipeline._sample: the re-encoding between windows runs in the sampling phase
+        parts["sampling"] = (*PHASE_PARTS["sampling"], *PHASE_PARTS["conditioning"])
+        between = peak_bytes_of(lambda: reference_from_sample(model, last_latent, 1))
+        activations["sampling"] = max(activations["sampling"], between)
     weights = part_weight_bytes(model)
-    resident = {phase: sum(weights[part] for part in (PHASE_PARTS[phase] if offload else weights)) for phase in PHASES}
+    resident = {phase: sum(weights[part] for part in (parts[phase] if offload else weights)) for phase in PHASES}
     return ShotMemoryEstimate((height, width), _name(dtype), _name(vae_dtype), offload, weights, activations, resident)
 
 

@@ -221,8 +221,10 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
     dtype = parse_dtype(opts["dtype"]) or torch.bfloat16
     vae_dtype = parse_dtype(opts.get("vae_dtype"), "--vae-dtype") or torch.float32
 
+    chained = opts.get("reference_mode") == "previous-sample"
+
     def need(offload: bool, vae) -> int:
-        return estimate_shot_memory(config, model_hw, dtype, vae, offload).peak_bytes
+        return estimate_shot_memory(config, model_hw, dtype, vae, offload, previous_sample=chained).peak_bytes
 
     needed = need(opts["offload"], vae_dtype)
     if needed <= free:

@@ -51,9 +51,10 @@ FLASH_MAX_HEAD_DIM = 256
 
 
 def _fused_on_meta(q: torch.Tensor) -> bool:
-    """On the meta device (shapes only: ``lvcd.memory_estimate``) attention allocates what a GPU's fused kernel
-    does (output and log-sum-exp), not the math form's (B, H, N, M) logits; heads too wide for flash take math."""
-    return q.device.type == "meta" and q.shape[-1] <= FLASH_MAX_HEAD_DIM
+    """On the meta device (shapes only: ``lvcd.memory_estimate``) attention allocates what a GPU's fused kernels do
+    (output and log-sum-exp), not the math form's (B, H, N, M) logits: flash up to 256-wide heads, the
+    memory-efficient kernel (no width limit, same outputs) for wider ones such as the VAE's 512."""
+    return q.device.type == "meta"
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
