@@ -248,7 +248,7 @@ class VideoDecoder(nn.Module):
         third of the peak memory); with one, the plain graph (training)."""
         if num_frames <= 0 or z.shape[0] % num_frames:
             raise ValueError(f"{z.shape[0]} latents cannot be split into clips of num_frames={num_frames}.")
-        if not torch.is_grad_enabled() and _pointwise_in_space(self):
+        if not torch.is_grad_enabled() and z.shape[0] and _pointwise_in_space(self):
             return _decode_lean(self, z, num_frames)
         return self.forward_graph(z, num_frames)
 
