@@ -273,8 +273,8 @@ class VideoDecoder(nn.Module):
 # in bands of rows: its GroupNorm statistics (over the whole clip) are taken first, then normalize, SiLU and the
 # (kt, 1, 1) temporal conv, which does not mix rows, go band by band, and the result overwrites the band it came
 # from. A block's input is dropped as soon as it is used. Peak at 320x576, fp32: 1.9 GB of tensors (the one graph:
-# 5.7 GB; lvcd.memory_estimate). The operations are the same; the time_stack's GroupNorm statistics are summed in
-# another order (float64 sums here), and its first conv runs twice (once for the statistics of its output).
+# 5.7 GB; lvcd.memory_estimate). The operations are the same; the time_stack's GroupNorm statistics are merged from
+# bands (in float64), and its first conv runs twice (once for the statistics of its output).
 # ------------------------------------------------------------------------------------------------------------------
 
 # Work is cut into pieces (frames, bands of rows) of about this many bytes: small tensors (the low-resolution
@@ -362,23 +362,28 @@ def _video_res_block(block: VideoResBlock, state: list[Tensor], num_frames: int,
 
 class _GroupSums:
     """Mean and 1/std of each (clip, group) of a ((B T), C, H, W) tensor over (C/G, T, H, W), as the time_stack's
-    GroupNorm takes them, from float64 sums over its bands of rows (no full-size temporary)."""
+    GroupNorm takes them, gathered band by band (no full-size temporary): each band's float32 mean and variance
+    (Welford, as the GroupNorm kernel), merged in float64 (Chan et al.)."""
 
     def __init__(self, like: Tensor, num_frames: int, norm: GroupNorm32):
         self.shape = (like.shape[0] // num_frames, num_frames, norm.num_groups, like.shape[1] // norm.num_groups)
-        self.eps, self.count = norm.eps, num_frames * self.shape[3] * like.shape[2] * like.shape[3]
-        self.total = self.squares = 0.0
+        self.eps = norm.eps
+        self.count, self.mean, self.m2 = 0, 0.0, 0.0
 
     def add(self, band: Tensor) -> None:
-        values = band.reshape(*self.shape, -1).double()
-        self.total = self.total + values.sum((1, 3, 4))
-        self.squares = self.squares + values.square().sum((1, 3, 4))
+        values = band.reshape(*self.shape, -1)
+        var, mean = torch.var_mean(values.float(), dim=(1, 3, 4), correction=0)
+        count = values.numel() // (self.shape[0] * self.shape[2])
+        total = self.count + count
+        delta = mean.double() - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + var.double() * count + delta.square() * (self.count * count / total)
+        self.count = total
 
     def finish(self) -> tuple[Tensor, Tensor]:
         """(mean, rstd) float32, shaped (B, 1, G, 1, 1, 1) to broadcast over a band reshaped as in ``add``."""
-        mean = self.total / self.count
-        rstd = torch.rsqrt((self.squares / self.count - mean.square()).clamp_min(0) + self.eps)
-        return mean.float()[:, None, :, None, None, None], rstd.float()[:, None, :, None, None, None]
+        rstd = torch.rsqrt(self.m2 / self.count + self.eps)
+        return self.mean.float()[:, None, :, None, None, None], rstd.float()[:, None, :, None, None, None]
 
 
 def _norm_silu_tconv(
