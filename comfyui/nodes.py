@@ -25,6 +25,7 @@ AUTO = "auto"
 POLARITIES = ("auto", "dark-lines", "bright-lines")
 LINEART_METHODS = ("informative", "informative-coarse", "xdog")
 DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+VAE_DTYPES = ["fp32", "bf16", "fp16"]
 MAX_SEED = 2**64 - 1
 
 
@@ -156,10 +157,14 @@ class LVCDLoader:
             },
             "optional": {
                 "config": ("STRING", {"default": "", "tooltip": "Model config: empty (official) or a JSON path."}),
+                "vae_dtype": (
+                    VAE_DTYPES,
+                    {"default": "fp32", "tooltip": "The VAE: fp32 as officially; bf16 saves about 1 GB of GPU memory."},
+                ),
             },
         }
 
-    def load(self, svd, lvcd, dtype, offload, config=""):
+    def load(self, svd, lvcd, dtype, offload, config="", vae_dtype="fp32"):
         import comfy.model_management as model_management
         import torch
 
@@ -169,6 +174,8 @@ class LVCDLoader:
         node = "LVCD Loader"
         if dtype not in DTYPES:
             raise ValueError(f"{node}: dtype {dtype!r} is not one of {', '.join(DTYPES)}.")
+        if vae_dtype not in VAE_DTYPES:
+            raise ValueError(f"{node}: vae_dtype {vae_dtype!r} is not one of {', '.join(VAE_DTYPES)}.")
         if svd == HUB and lvcd == WHOLE_MODEL:
             raise ValueError(f"{node}: '{WHOLE_MODEL}' needs a whole-model file chosen as svd, not {HUB}.")
         svd_path = _resolve(svd, SVD_FOLDER, SVD_REPO, node)
@@ -177,7 +184,7 @@ class LVCDLoader:
         try:
             pipe = LVCDPipeline.from_single_file(
                 svd_path, lvcd_path, config=config.strip() or None, device=model_management.get_torch_device(),
-                dtype=torch_dtype, offload=bool(offload),
+                dtype=torch_dtype, offload=bool(offload), vae_dtype=getattr(torch, DTYPES[vae_dtype]),
             )  # fmt: skip
         except LVCDError as err:
             raise ValueError(f"{node}: {_clean(err)}") from None

@@ -189,3 +189,22 @@ def test_evaluate_pools_fid_and_fvd_over_all_shots(local_run, film, tiny_weights
     assert evaluation["aggregate"]["samples"] == {"fid": sum(LENGTHS), "fvd": 1 + 1 + 1 + 2 + 3}
     assert evaluation["aggregate"]["metrics"]["fid"] is not None
     assert read_report(outdir)["evaluation"]["metrics"] == evaluation["aggregate"]["metrics"]
+
+
+def test_the_vae_dtype_travels_to_the_workers_and_into_the_fingerprint(tiny_weights):
+    """`lvcd batch --vae-dtype bf16`: every worker loads the VAE in bf16, and a shot finished with another VAE dtype
+    is not taken as done; without the option the fingerprint is as before (earlier batches still resume)."""
+    import torch
+
+    svd, lvcd = str(tiny_weights["svd"]), str(tiny_weights["lvcd"])
+    spec = ModelSpec(svd, lvcd, str(TINY_CONFIG), None, torch.float32, vae_dtype=torch.bfloat16).with_device("cpu", 1)
+    assert spec.vae_dtype == torch.bfloat16 and spec.device == "cpu" and spec.threads == 1
+    pipe = spec.load()
+    assert next(pipe.model.first_stage_model.parameters()).dtype == torch.bfloat16
+    assert next(pipe.model.unet.parameters()).dtype == torch.float32
+    plain = model_identity(svd, lvcd, str(TINY_CONFIG), torch.float32)
+    assert "vae_dtype" not in plain
+    assert model_identity(svd, lvcd, str(TINY_CONFIG), torch.float32, torch.bfloat16) == {
+        **plain,
+        "vae_dtype": "torch.bfloat16",
+    }

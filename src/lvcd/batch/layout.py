@@ -113,9 +113,12 @@ def shot_fingerprint(shot: ShotSpec, model_identity: dict, output_format: str) -
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def model_identity(svd, lvcd, config, dtype) -> dict:
-    """The model part of a shot's fingerprint: which weight files (by path, size and time), config and dtype."""
+def model_identity(svd, lvcd, config, dtype, vae_dtype=None) -> dict:
+    """The model part of a shot's fingerprint: which weight files (by path, size and time), config and dtypes."""
     files = {}
     for key, value in (("svd", svd), ("lvcd", lvcd), ("config", config)):
         files[key] = None if value is None else [str(value), _stat(Path(value)) if Path(str(value)).exists() else None]
-    return {**files, "dtype": str(dtype) if dtype is not None else None}
+    identity = {**files, "dtype": str(dtype) if dtype is not None else None}
+    if vae_dtype is not None:  # absent by default, so the fingerprints of earlier runs still match
+        identity["vae_dtype"] = str(vae_dtype)
+    return identity

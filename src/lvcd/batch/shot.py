@@ -18,7 +18,7 @@ import socket
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lvcd.batch.layout import partial_outputs, read_record, write_record
@@ -37,9 +37,10 @@ class ModelSpec:
     dtype: object = None  # a torch.dtype, or None for the pipeline's default
     offload: bool = False
     threads: int | None = None  # torch CPU threads of the worker; None leaves torch's default
+    vae_dtype: object = None  # a torch.dtype for the VAE, or None: float32, as officially
 
     def with_device(self, device: str | None, threads: int | None = None) -> ModelSpec:
-        return ModelSpec(self.svd, self.lvcd, self.config, device, self.dtype, self.offload, threads or self.threads)
+        return replace(self, device=device, threads=threads or self.threads)
 
     def load(self):
         import torch
@@ -49,6 +50,8 @@ class ModelSpec:
         if self.threads:
             torch.set_num_threads(self.threads)
         kwargs = {"config": self.config, "device": self.device, "dtype": self.dtype, "offload": self.offload}
+        if self.vae_dtype is not None:
+            kwargs["vae_dtype"] = self.vae_dtype
         if self.svd is None:
             return LVCDPipeline.from_pretrained(**kwargs)
         return LVCDPipeline.from_single_file(self.svd, self.lvcd, **kwargs)

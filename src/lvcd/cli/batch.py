@@ -30,6 +30,7 @@ def batch(
     config: str | None = typer.Option(None, "--config", help="Model config: a preset name or a JSON file."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: every GPU, else CPU)."),
     dtype: str | None = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    vae_dtype: str | None = typer.Option(None, "--vae-dtype", help="fp32 (default, as officially), bf16 or fp16."),
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU (small GPUs)."),
     steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window (a shot's 'steps' overrides)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of every shot without its own 'seed'."),
@@ -139,9 +140,9 @@ def _run(**opts) -> bool:
     )
     shots = read_shots(opts["manifest"], defaults)
     evaluation = _evaluation_setup(opts, [s.name for s in shots]) if opts["evaluate"] is not None else None
-    dtype = parse_dtype(opts["dtype"])
+    dtype, vae_dtype = parse_dtype(opts["dtype"]), parse_dtype(opts["vae_dtype"], "--vae-dtype")
     svd, lvcd = (str(p) if p is not None else None for p in (opts["svd"], opts["lvcd_ckpt"]))
-    model = ModelSpec(svd, lvcd, opts["config"], opts["device"], dtype, opts["offload"], opts["threads"])
+    model = ModelSpec(svd, lvcd, opts["config"], opts["device"], dtype, opts["offload"], opts["threads"], vae_dtype)
     pool = _pool(opts, model)
     options = BatchOptions(
         output_format=opts["output_format"],
@@ -152,7 +153,7 @@ def _run(**opts) -> bool:
         manifest=str(opts["manifest"]),
         scheduler="ray" if isinstance(pool, RayPool) else "local",
     )
-    identity = model_identity(svd, lvcd, opts["config"], dtype)
+    identity = model_identity(svd, lvcd, opts["config"], dtype, vae_dtype)
     report = run_batch(shots, opts["outdir"], pool, identity, options)
     layout = BatchLayout(opts["outdir"], opts["output_format"])
     typer.echo(f"{report.summary()}; report: {layout.report_path}")

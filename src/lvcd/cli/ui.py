@@ -16,6 +16,7 @@ def ui(
     config: str | None = typer.Option(None, "--config", help="Preset name or JSON of sgm hyper-parameters."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
     dtype: str | None = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    vae_dtype: str | None = typer.Option(None, "--vae-dtype", help="fp32 (default, as officially), bf16 or fp16."),
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes it to your network)."),
     port: int = typer.Option(7860, "--port", help="Port to serve on."),
@@ -29,7 +30,7 @@ def ui(
     try:
         from lvcd.ui import PageLimits, launch_page
 
-        pipe = load_pipeline(svd, lvcd_ckpt, config, device, dtype, offload)
+        pipe = load_pipeline(svd, lvcd_ckpt, config, device, dtype, offload, vae_dtype=vae_dtype)
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
