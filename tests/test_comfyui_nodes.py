@@ -285,11 +285,18 @@ def test_loader_problems_are_clear(comfy):
     node = comfy.nodes["LVCDLoader"]
     with pytest.raises(ValueError, match="needs a whole-model file chosen as svd"):
         run(node, svd="huggingface-cache", lvcd="none (svd is a whole-model file)", dtype="auto", offload=False)
-    (comfy.models / "checkpoints" / "tiny_svd.safetensors").unlink()
-    with pytest.raises(
-        FileNotFoundError, match=r"LVCD Loader: tiny_svd.safetensors is not in ComfyUI/models/checkpoints"
-    ):
-        getattr(node(), node.FUNCTION)(svd="tiny_svd.safetensors", lvcd="tiny_lvcd.ckpt", dtype="auto", offload=False)
+    link = comfy.models / "checkpoints" / "tiny_svd.safetensors"
+    target = link.readlink()
+    link.unlink()
+    try:
+        with pytest.raises(
+            FileNotFoundError, match=r"LVCD Loader: tiny_svd.safetensors is not in ComfyUI/models/checkpoints"
+        ):
+            getattr(node(), node.FUNCTION)(
+                svd="tiny_svd.safetensors", lvcd="tiny_lvcd.ckpt", dtype="auto", offload=False
+            )
+    finally:
+        link.symlink_to(target)  # the models folder is shared by the module's tests
 
 
 def test_lineart_node_matches_the_library_extractor(comfy, tmp_path):
