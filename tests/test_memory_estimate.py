@@ -85,7 +85,7 @@ def test_full_size_estimate_at_320x576_bf16():
     assert default.resident_bytes["sampling"] == sum(weights.values())  # everything stays on the GPU by default
     assert offload.resident_bytes["decoding"] == weights["first_stage"]
     assert offload.resident_bytes["sampling"] == weights["unet"] + weights["controlnet"]
-    assert default.activations_bytes["decoding"] < 2.0 * GB  # lean decoding: 1.89 GB (the one-graph order: 5.66)
+    assert default.activations_bytes["decoding"] < 1.95 * GB  # lean decoding: 1.89 GB (the one-graph order: 5.66)
     assert offload.peak_bytes < default.peak_bytes
     assert offload.peak_phase == "sampling" and offload.peak_bytes < 6.0 * GB  # issue #12's offload target
 

@@ -9,13 +9,15 @@ import torch
 from lvcd.longvideo import plan_decoding
 from lvcd.model import LVCDModel
 
+DECODE_CHUNK = 10  # latents decoded together, as the official code
+
 
 @torch.no_grad()
 def decode_frames(
     model: LVCDModel,
     latent_at: Callable[[list[int]], torch.Tensor],
     num_frames: int,
-    chunk: int = 10,
+    chunk: int = DECODE_CHUNK,
     overlap: int = 3,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Yield (frame index, pixels (3, H, W) in [-1, 1], float32 on the model's device) for frames 0..N-1 in order.

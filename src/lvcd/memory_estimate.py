@@ -31,12 +31,13 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lvcd.config import LVCDConfig
+from lvcd.decoding import DECODE_CHUNK
 from lvcd.longvideo import plan_windows
+from lvcd.memory import weight_bytes
 from lvcd.model import PART_ATTRIBUTES, Conditioning, LVCDModel
 from lvcd.pipeline import PHASE_PARTS
 
 PHASES = tuple(PHASE_PARTS)
-DECODE_CHUNK = 10  # latents decoded together (lvcd.decoding.decode_frames' default, the official chunk)
 
 
 class LiveTensorBytes(TorchDispatchMode):
@@ -86,9 +87,8 @@ class ShotMemoryEstimate:
     dtype: str
     vae_dtype: str
     offload: bool
-    weights_bytes: dict[
-        str, int
-    ]  # per part: unet, controlnet, clip (CLIP + the conditioner's VAE encoder), first_stage
+    # per part: unet, controlnet, clip (CLIP and the conditioner's VAE encoder), first_stage
+    weights_bytes: dict[str, int]
     activations_bytes: dict[str, int]  # per phase: the peak of the tensors it creates
     resident_bytes: dict[str, int]  # per phase: the weights on the accelerator during it
 
@@ -123,16 +123,10 @@ def meta_model(config: LVCDConfig, dtype: torch.dtype, vae_dtype: torch.dtype) -
 
 
 def part_weight_bytes(model: LVCDModel) -> dict[str, int]:
-    """Bytes of each part's parameters and buffers, by the part names of ``PHASE_PARTS``."""
+    """``lvcd.memory.weight_bytes`` by the part names of ``PHASE_PARTS``."""
+    by_attribute = weight_bytes(model)
     parts = {name for names in PHASE_PARTS.values() for name in names}
-    return {
-        name: sum(t.numel() * t.element_size() for t in _tensors(getattr(model, PART_ATTRIBUTES[name])))
-        for name in sorted(parts)
-    }
-
-
-def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
-    return [*module.parameters(), *module.buffers()]
+    return {name: by_attribute[PART_ATTRIBUTES[name]] for name in sorted(parts)}
 
 
 def estimate_shot_memory(

@@ -216,11 +216,11 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
         return
     from lvcd.cli.options import parse_dtype
     from lvcd.memory_estimate import estimate_shot_memory
+    from lvcd.pipeline import default_dtype
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    dtype = parse_dtype(opts["dtype"]) or torch.bfloat16
+    dtype = parse_dtype(opts["dtype"]) or default_dtype(device)
     vae_dtype = parse_dtype(opts.get("vae_dtype"), "--vae-dtype") or torch.float32
-
     chained = opts.get("reference_mode") == "previous-sample"
 
     def need(offload: bool, vae) -> int:

@@ -269,12 +269,13 @@ class VideoDecoder(nn.Module):
 # ------------------------------------------------------------------------------------------------------------------
 # Memory-lean decoding (inference). The full-resolution levels hold 10 frames x 128-256 channels x 320x576: about
 # 0.9-1.9 GB a tensor in fp32, and the plain graph holds up to six at once. Here the 2-D parts (ResnetBlock, the
-# Upsample before a level, the mid attention, norm_out + conv_out) run frame by frame into one output tensor, and each time_stack runs
-# in bands of rows: its GroupNorm statistics (over the whole clip) are taken first, then normalize, SiLU and the
-# (kt, 1, 1) temporal conv, which does not mix rows, go band by band, and the result overwrites the band it came
-# from. A block's input is dropped as soon as it is used. Peak at 320x576, fp32: 1.9 GB of tensors (the one graph:
-# 5.7 GB; lvcd.memory_estimate). The operations are the same; the time_stack's GroupNorm statistics are merged from
-# bands (in float64), and its first conv runs twice (once for the statistics of its output).
+# Upsample before a level, the mid attention, norm_out + conv_out) run frame by frame into one output tensor, and
+# each time_stack runs in bands of rows: its GroupNorm statistics (over the whole clip) are taken first, then
+# normalize, SiLU and the (kt, 1, 1) temporal conv, which does not mix rows, go band by band, and the result
+# overwrites the band it came from. A block's input is dropped as soon as it is used. Peak at 320x576, fp32: 1.9 GB of
+# tensors (the one graph: 5.7 GB; lvcd.memory_estimate). The operations are the same; the time_stack's GroupNorm
+# statistics are merged from bands (in float64), and its first conv runs twice (once for the statistics of its
+# output).
 # ------------------------------------------------------------------------------------------------------------------
 
 # Work is cut into pieces (frames, bands of rows) of about this many bytes: small tensors (the low-resolution
@@ -308,36 +309,31 @@ def _decode_lean(decoder: VideoDecoder, z: Tensor, num_frames: int) -> Tensor:
             _video_res_block(block, state, num_frames, before=upsample)
             upsample = None
         upsample = getattr(stage, "upsample", None)
-    h = state.pop()
     conv_out = decoder.conv_out
-    out = None
-    for frames in _pieces(h.shape[0], _frame_bytes(h)):
-        piece = nn.Conv2d.forward(conv_out, _silu_norm(decoder.norm_out, h[frames]))
-        out = piece.new_empty((h.shape[0], *piece.shape[1:])) if out is None else out
-        out[frames] = piece
-    del h
+    out = _frame_by_frame(lambda h: nn.Conv2d.forward(conv_out, _silu_norm(decoder.norm_out, h)), state.pop())
     return rearrange(conv_out.time_mix_conv(rearrange(out, "(b t) c h w -> b c t h w", t=num_frames)),
                      "b c t h w -> (b t) c h w")  # fmt: skip
 
 
-def _frame_by_frame(layer: nn.Module, x: Tensor) -> Tensor:
-    out = torch.empty_like(x)
-    for frames in _pieces(x.shape[0], _frame_bytes(x)):
-        out[frames] = layer(x[frames])
+def _frame_by_frame(layer, x: Tensor, out: Tensor | None = None, growth: int = 1) -> Tensor:
+    """``layer`` (per-frame operations) on pieces of frames of ``x``, written into ``out`` (``x`` itself when frame
+    i's result may replace frame i) or a new tensor. ``growth``: how much larger than a frame a result is."""
+    for frames in _pieces(x.shape[0], _frame_bytes(x, growth)):
+        piece = layer(x[frames])
+        out = piece.new_empty((x.shape[0], *piece.shape[1:])) if out is None else out
+        out[frames] = piece
+        del piece  # not held while the next piece is computed
     return out
 
 
 def _video_res_block(block: VideoResBlock, state: list[Tensor], num_frames: int, before: nn.Module | None = None):
     """``block`` (after ``before``, an Upsample, frame by frame) on ``state[0]``, replaced by the result."""
     x = state.pop()
-    # With no Upsample and no channel change, frame i's output can replace frame i's input: no second tensor.
-    spatial = x if before is None and block.nin_shortcut is None else None
-    for frames in _pieces(x.shape[0], _frame_bytes(x, 1 if before is None else 4)):
-        piece = x[frames] if before is None else before(x[frames])
-        piece = ResnetBlock.forward(block, piece)
-        spatial = piece.new_empty((x.shape[0], *piece.shape[1:])) if spatial is None else spatial
-        spatial[frames] = piece
-    del x, piece
+    if before is None:  # with no channel change, frame i's output can replace frame i's input: no second tensor
+        spatial = _frame_by_frame(lambda h: ResnetBlock.forward(block, h), x, x if block.nin_shortcut is None else None)
+    else:  # an Upsample: each result is 4x its frame
+        spatial = _frame_by_frame(lambda h: ResnetBlock.forward(block, before(h)), x, growth=4)
+    del x
     # time_stack: t1 = conv(SiLU(GN1(spatial))), t2 = conv(SiLU(GN2(t1))), out = a (t2 + spatial) + (1 - a) spatial.
     # GN2 needs the statistics of all of t1: a first pass takes them band by band, a second recomputes each band of
     # t1 and finishes it, writing the result over the band of spatial it no longer needs.
