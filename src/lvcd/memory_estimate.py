@@ -1,7 +1,7 @@
 """Peak accelerator memory of a shot, estimated on the meta device (no GPU, no weights, seconds on a CPU).
 
-The pipeline runs in three phases, each with its own parts of the model on the accelerator (all of them by default;
-only those the phase uses with ``offload``, ``lvcd.pipeline.PHASE_PARTS``):
+The pipeline runs in three phases, each with its own parts of the model on the accelerator (``lvcd.placement``: by
+default the conditioner only while it is used, with ``offload`` every part only while it is used):
 
 - ``conditioning``: CLIP embedding and VAE encoding of the reference (and keyframes), once per shot;
 - ``sampling``: one denoiser call of a window (ControlNet + UNet, 19 frames), repeated for every step and window;
@@ -35,7 +35,7 @@ from lvcd.decoding import DECODE_CHUNK
 from lvcd.longvideo import plan_windows
 from lvcd.memory import weight_bytes
 from lvcd.model import PART_ATTRIBUTES, Conditioning, LVCDModel
-from lvcd.pipeline import PHASE_PARTS
+from lvcd.placement import PHASE_PARTS, parts_on_accelerator
 
 PHASES = tuple(PHASE_PARTS)
 
@@ -177,7 +177,7 @@ def estimate_shot_memory(
         between = peak_bytes_of(lambda: reference_from_sample(model, last_latent, 1))
         activations["sampling"] = max(activations["sampling"], between)
     weights = part_weight_bytes(model)
-    resident = {phase: sum(weights[part] for part in (parts[phase] if offload else weights)) for phase in PHASES}
+    resident = {phase: sum(weights[part] for part in parts_on_accelerator(parts[phase], offload)) for phase in PHASES}
     return ShotMemoryEstimate((height, width), _name(dtype), _name(vae_dtype), offload, weights, activations, resident)
 
 

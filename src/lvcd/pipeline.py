@@ -26,7 +26,8 @@ from lvcd.hints import HintStore, LineartFrames, resolve_polarity
 from lvcd.io import SizePlan, open_writer, plan_size, restore
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
 from lvcd.longvideo import plan_windows
-from lvcd.model import PART_ATTRIBUTES, LVCDModel
+from lvcd.model import LVCDModel
+from lvcd.placement import PHASE_PARTS, Placement
 from lvcd.sampling import CarryState, SamplingSchemes, sample_shot
 from lvcd.shot import (
     ShotJob,
@@ -44,13 +45,6 @@ from lvcd.workdir import WorkDir
 
 SVD_REPO = ("stabilityai/stable-video-diffusion-img2vid", "svd.safetensors")
 LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
-# The parts each phase of a shot uses: with offloading only these are on the accelerator during it (the estimate of
-# lvcd.memory_estimate follows the same table). CLIP stands for the whole conditioner (CLIP and its VAE encoder).
-PHASE_PARTS = {
-    "conditioning": ("clip", "first_stage"),  # the reference (and keyframes) embedded and encoded
-    "sampling": ("unet", "controlnet"),  # the windows
-    "decoding": ("first_stage",),  # latents to frames, chunk by chunk
-}
 
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
@@ -86,11 +80,20 @@ class ColorizeResult:
 class LVCDPipeline:
     """Holds a loaded ``LVCDModel`` and colorizes shots with it."""
 
-    def __init__(self, model: LVCDModel, device: str | torch.device = "cpu", offload: bool = False):
+    def __init__(
+        self, model: LVCDModel, device: str | torch.device = "cpu", offload: bool = False, fixed_placement: bool = False
+    ):
+        """``device``: where the networks compute. On an accelerator the conditioner (CLIP and its VAE encoder) is
+        there only while a shot's reference is embedded; ``offload``: every network is there only while in use
+        (smallest memory, more copies); ``fixed_placement``: nothing moves, all on ``device`` (the caller places the
+        model, e.g. evaluation during training). See ``lvcd.placement``."""
         self.model = model
         self.device = torch.device(device)
-        self.offload = offload and self.device.type != "cpu"
-        self.model.to("cpu" if self.offload else self.device)
+        self.placement = Placement(model, self.device, offload, fixed=fixed_placement)
+
+    @property
+    def offload(self) -> bool:
+        return self.placement.offload
 
     def compile(self, **options) -> LVCDPipeline:
         """``torch.compile`` the UNet and the ControlNet in place (``options`` go to ``torch.compile``). The first
@@ -161,14 +164,7 @@ class LVCDPipeline:
         return extractor
 
     def _place(self, *parts: str) -> None:
-        """With offloading, keep only the named parts on the GPU (see ``PHASE_PARTS``)."""
-        if not self.offload:
-            return
-        wanted = {PART_ATTRIBUTES[name] for name in parts}
-        for attribute in sorted({PART_ATTRIBUTES[name] for name in self.model.parts}):
-            getattr(self.model, attribute).to(self.device if attribute in wanted else "cpu")
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+        self.placement.place(*parts)
 
     @torch.no_grad()
     def __call__(

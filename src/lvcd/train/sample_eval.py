@@ -47,7 +47,7 @@ class SampleEvaluator:
     def __call__(self, model: LVCDModel, device: torch.device, step: int) -> dict[str, float]:
         from lvcd.pipeline import LVCDPipeline
 
-        pipe = LVCDPipeline(model, device=device)
+        pipe = LVCDPipeline(model, device=device, fixed_placement=True)  # the modules are the training's
         rows = [
             score_frames(colorize_synthetic(pipe, shot, self.settings.steps, seed=index), shot)
             for index, shot in enumerate(self.shots)
