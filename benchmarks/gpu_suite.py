@@ -276,6 +276,7 @@ def whole_shot(args, config, device, offload: bool) -> dict:
     generator = torch.Generator().manual_seed(0)
     reference = torch.rand(3, height, width, generator=generator)
     lineart = (torch.rand(args.shot_frames, 1, height, width, generator=generator) > 0.95).float()
+    moves = placement_seconds(pipe, device)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     sync(device)
@@ -295,12 +296,30 @@ def whole_shot(args, config, device, offload: bool) -> dict:
         "seconds": round(seconds, 2),
         "seconds_per_output_frame": round(seconds / frames, 4),
         "memory": account.as_dict(),
+        "placement_seconds": moves,
+        "host_copies_pinned": pipe.placement.pinned,
         # lvcd.memory_estimate's figure for the same shot: the GPU measurement above checks it
         "estimated_peak_bytes": estimate_shot_memory(
             config, (height, width), dtype, next(model.first_stage_model.parameters()).dtype, offload and pipe.offload
         ).peak_bytes,
         "output_finite": bool(torch.isfinite(result.frames).all()),
     }
+
+
+def placement_seconds(pipe, device) -> dict[str, float]:
+    """Seconds to make each phase's placement from the one before, in a shot's order (the price of moving networks:
+    by default the conditioner's trip to the GPU; with offload every network's). Leaves the pipeline as a shot
+    leaves it."""
+    from lvcd.placement import PHASE_PARTS
+
+    seconds = {}
+    for phase, parts in PHASE_PARTS.items():
+        sync(device)
+        start = time.perf_counter()
+        pipe.placement.place(*parts)
+        sync(device)
+        seconds[phase] = round(time.perf_counter() - start, 4)
+    return seconds
 
 
 def shot_section(args, config, device, budget: Budget, save) -> list[dict]:
@@ -393,17 +412,20 @@ def markdown(result: dict) -> str:
         )
     lines += [
         "",
-        "| whole shot | dtype | frames, steps | s / output frame | peak GB | estimated GB (meta) | weights GB at end |",
-        "|---|---|---|---|---|---|---|",
+        "| whole shot | dtype | frames, steps | s / output frame | peak GB | estimated GB (meta) | weights GB at end "
+        "| moves s (conditioning / sampling / decoding) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for e in result.get("shots", []):
         if "seconds" not in e:
-            lines.append(f"| offload={e['offload']} | {e.get('skipped') or e.get('error')} ||||||")
+            lines.append(f"| offload={e['offload']} | {e.get('skipped') or e.get('error')} |||||||")
             continue
         m = e["memory"]
+        moves = " / ".join(str(v) for v in e["placement_seconds"].values())
         lines.append(
             f"| offload={e['offload']} | {e['dtype']} | {e['frames']}, {e['steps']} | {e['seconds_per_output_frame']} |"
             f" {_gb(m['peak_allocated_bytes'])} | {_gb(e.get('estimated_peak_bytes'))} | {_gb(m['weights_total_bytes'])} |"
+            f" {moves} |"
         )
     official = result.get("official", {"skipped": "not reached"})
     lines += [

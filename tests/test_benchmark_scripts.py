@@ -43,6 +43,7 @@ def test_gpu_suite_dry_run_measures_every_section(tmp_path):
     assert [shot["offload"] for shot in result["shots"]] == [False, False]  # offload has no effect on CPU
     assert all(shot["output_finite"] and shot["seconds_per_output_frame"] > 0 for shot in result["shots"])
     assert all(shot["estimated_peak_bytes"] > 0 for shot in result["shots"])  # beside the measured peak on a GPU
+    assert all(list(shot["placement_seconds"]) == ["conditioning", "sampling", "decoding"] for shot in result["shots"])
     assert "skipped" in result["official"]
     assert json.loads((tmp_path / "suite.json").read_text())["benchmark"] == "gpu_suite"
     assert result["complete"] and json.loads((tmp_path / "suite.json").read_text())["complete"]

@@ -107,6 +107,11 @@ class Placement:
         self._fixed = attributes - set(self._homes)
 
     @property
+    def pinned(self) -> bool:
+        """Whether the host copies of the parts that move are page-locked (False when none move)."""
+        return any(home.pinned for home in self._homes.values())
+
+    @property
     def on_device(self) -> set[str]:
         """The model's attributes (``model``, ``control_model``, ``conditioner``, ...) on the accelerator now (on
         ``device`` when nothing moves)."""
