@@ -157,8 +157,13 @@ def attention_checks(model: LVCDModel, height: int, width: int, device) -> dict:
     qd, kd, vd = q.double(), torch.cat([k0, k1], 2).double(), torch.cat([v0, v1], 2).double()
     logits = qd @ kd.transpose(-1, -2) / 8 + mask[:, None, None].double()
     exact = logits.softmax(-1) @ vd
+    latents = torch.randn(2, model.config.vae.z_channels, height // 8, width // 8, generator=generator, device=device)
+    with record_attention_backends() as vae_kernels:  # single-head attention over H*W positions, 512 wide
+        model.vae.decode(latents.to(next(model.vae.parameters()).dtype), num_frames=2)
     return {
         "kernels": {name: kernels.count(name) for name in sorted(set(kernels))},
+        "vae_kernels": {name: vae_kernels.count(name) for name in sorted(set(vae_kernels))},
+        "vae_none_on_math": "math" not in vae_kernels,
         "all_flash": set(kernels) == {"flash_attention"},
         "none_on_math": "math" not in kernels,  # cuDNN's fused attention (preferred on sm90 by newer torch) is fine too
         "dtype": str(dtype).removeprefix("torch."),
@@ -434,7 +439,10 @@ def markdown(result: dict) -> str:
     ]
     lines += [f"Speed-up (official s / lvcd s, same call): {json.dumps(result.get('ratio_official_over_lvcd'))}"]
     checks = result.get("checks", {})
-    lines += [f"Attention kernels: {checks.get('kernels')}; merge vs exact: {checks.get('merge_vs_exact_max_abs')}"]
+    lines += [
+        f"Attention kernels: {checks.get('kernels')} (VAE: {checks.get('vae_kernels')}); merge vs exact: "
+        f"{checks.get('merge_vs_exact_max_abs')}"
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -504,7 +512,10 @@ def main(argv: list[str] | None = None) -> dict:
     result["complete"] = False
     try:
         check_model = random_model(
-            config, ("unet", "controlnet"), device, torch.bfloat16 if device.type == "cuda" else torch.float32
+            config,
+            ("unet", "controlnet", "first_stage"),
+            device,
+            torch.bfloat16 if device.type == "cuda" else torch.float32,
         )
         save("checks", attention_checks(check_model, *args.sizes[0], device))
         del check_model

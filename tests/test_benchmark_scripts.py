@@ -33,6 +33,7 @@ def test_gpu_suite_dry_run_measures_every_section(tmp_path):
     )  # fmt: skip
     assert result["dry_run"] and result["device"] == "cpu"
     assert result["checks"]["all_flash"] and result["checks"]["none_on_math"]
+    assert result["checks"]["vae_none_on_math"] and sum(result["checks"]["vae_kernels"].values()) > 0
     assert result["checks"]["merge_vs_exact_max_abs"] < 1e-5
     calls = {(e["mode"], e["dtype"]): e for e in result["denoiser"]}
     assert sorted(calls) == [("channels_last", "bf16"), ("eager", "bf16"), ("eager", "fp32")]  # layout: bf16 only

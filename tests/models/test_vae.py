@@ -165,3 +165,14 @@ def test_decoding_with_a_gradient_takes_the_graph(monkeypatch):
     with torch.no_grad():
         vae.decoder(z, 4)
     assert taken == ["lean"]
+
+
+def test_vae_attention_takes_a_fused_kernel(vae, components):
+    """The VAE's single-head attention over H*W positions feeds the kernels unit-stride rows: a strided layout made
+    every call (encoder and decoder) fall back to the math form, which holds the (HW, HW) logits in fp32."""
+    from lvcd.models.attention_kernels import record_attention_backends
+
+    with torch.no_grad(), record_attention_backends() as kernels:
+        vae.encode(components["vae.enc.input"], noise=components["vae.enc.eps"])
+        vae.decode(components["vae.dec.z"], num_frames=7)
+    assert len(kernels) >= 2 and "math" not in kernels, kernels

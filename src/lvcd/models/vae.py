@@ -76,7 +76,9 @@ class AttnBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[-2:]
         h = self.norm(x)
-        q, k, v = (rearrange(proj(h), "b c h w -> b 1 (h w) c") for proj in (self.q, self.k, self.v))
+        # contiguous: the fused kernels need unit stride in the last dimension, else every call falls back to the
+        # math form (the (HW, HW) logits in fp32) on CPU and CUDA alike
+        q, k, v = (rearrange(proj(h), "b c h w -> b 1 (h w) c").contiguous() for proj in (self.q, self.k, self.v))
         h = sdpa(q, k, v)  # scale 1/sqrt(C), as sgm
         h = rearrange(h, "b 1 (h w) c -> b c h w", h=height, w=width)
         return self.proj_out(h).add_(x)
