@@ -235,7 +235,8 @@ def denoiser_section(args, config, device, budget: Budget, plan: list, flops: di
     models: dict[str, LVCDModel] = {}
     for mode, name, size in plan:
         entry = {"mode": mode, "dtype": name, "size_hw": list(size), "gflops_per_call": _g(flops[size])}
-        if budget.left() < args.reserve_s:
+        # a compiled entry compiles the UNet and ControlNet inside its warm-up (minutes): it needs a larger reserve
+        if budget.left() < (args.compile_reserve_s if mode == "compiled" else args.reserve_s):
             entries.append({**entry, "skipped": "time budget"})
             continue
         key = f"{mode}-{name}"
@@ -470,6 +471,9 @@ def main(argv: list[str] | None = None) -> dict:
         "--budget-s", type=float, default=None, help="stop starting entries after this (420; dry: none)"
     )
     parser.add_argument("--reserve-s", type=float, default=45.0, help="an entry starts only with this much left")
+    parser.add_argument(
+        "--compile-reserve-s", type=float, default=240.0, help="a compiled entry starts only with this much left"
+    )
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)

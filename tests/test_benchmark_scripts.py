@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from conftest import TINY_CONFIG
 
@@ -158,3 +159,18 @@ def test_sampler_quality_without_the_demo_weights_is_one_clear_line(monkeypatch,
     assert stopped.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: ") and "demo weights" in line
+
+
+def test_gpu_suite_starts_a_compile_only_with_its_larger_reserve(monkeypatch):
+    """A compiled entry compiles inside its warm-up (minutes on a GPU): with 100 s left an eager entry still starts
+    (reserve 45 s) and a compiled one does not (reserve 240 s), so the suite keeps to its 8 minutes."""
+    suite = _script("gpu_suite")
+    monkeypatch.setattr(suite, "random_model", lambda *args, **kwargs: SimpleNamespace(compile_networks=lambda **_: 0))
+    monkeypatch.setattr(suite, "free_models", lambda models, device: models.clear())
+    monkeypatch.setattr(suite, "denoiser_call", lambda *args, **kwargs: {"median_s": 1.0})
+    budget = suite.Budget(100.0)
+    args = SimpleNamespace(reserve_s=45.0, compile_reserve_s=240.0, warmup=1, repeats=1)
+    plan = [("eager", "bf16", (64, 64)), ("compiled", "bf16", (64, 64))]
+    entries = suite.denoiser_section(args, None, torch.device("cpu"), budget, plan, {(64, 64): 1e9}, lambda e: None)
+    assert entries[0]["median_s"] == 1.0 and "skipped" not in entries[0]
+    assert entries[1]["skipped"] == "time budget" and "median_s" not in entries[1]
