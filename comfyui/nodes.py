@@ -152,7 +152,10 @@ class LVCDLoader:
             "required": {
                 "svd": ([HUB, *_files(SVD_FOLDER)], {"tooltip": "svd.safetensors from models/checkpoints."}),
                 "lvcd": ([HUB, WHOLE_MODEL, *_files(MODEL_FOLDER)], {"tooltip": "lvcd.ckpt from models/lvcd."}),
-                "dtype": (list(DTYPES), {"default": "auto", "tooltip": "auto: bf16 on a GPU, fp32 on the CPU."}),
+                "dtype": (
+                    list(DTYPES),
+                    {"default": "auto", "tooltip": "auto: bf16 on a GPU (fp16 before Ampere), fp32 on the CPU."},
+                ),
                 "offload": ("BOOLEAN", {"default": False, "tooltip": "Keep the parts not in use off the GPU."}),
             },
             "optional": {

@@ -12,7 +12,7 @@ import torch
 
 from lvcd.memory import MemoryAccount, weight_bytes
 from lvcd.pipeline import LVCDPipeline, default_dtype
-from lvcd.placement import PHASE_PARTS, HostCopy, Placement
+from lvcd.placement import PHASE_PARTS, HostCopy, Placement, pack_into_slabs
 
 ACCELERATOR = torch.device("cpu", 0)  # compares unequal to torch.device("cpu"), so placements are told apart
 PARTS = ("model", "control_model", "conditioner", "first_stage_model")
@@ -118,6 +118,38 @@ def test_leaving_the_device_copies_nothing_back():
     assert module[1].running_mean is running_mean and running_mean.data_ptr() != stored  # buffers move too
 
 
+def test_host_copies_are_packed_into_power_of_two_slabs():
+    """Page-locked memory comes in powers of two: host copies share a few slabs (the last one only as large as what
+    is left needs) instead of one rounded-up allocation each. On this CPU-only machine the slabs are pageable."""
+    generator = torch.Generator().manual_seed(0)
+    tensors = [torch.randn(30, 7, generator=generator), torch.randn(300, generator=generator).bfloat16(),
+               torch.zeros(0), torch.arange(10), torch.randn(2000, generator=generator),  # 8 kB: its own buffer
+               torch.randn(5, 3, generator=generator).t()]  # fmt: skip
+    copies = list(pack_into_slabs(tensors, pin=True, slab_bytes=4096))
+    for tensor, copy_ in zip(tensors, copies, strict=True):
+        assert copy_.dtype == tensor.dtype and copy_.shape == tensor.shape and torch.equal(copy_, tensor)
+        assert copy_.is_contiguous() and copy_.data_ptr() % 64 == 0
+    buffers = {c.untyped_storage().data_ptr(): c.untyped_storage().nbytes() for c in copies if c.numel()}
+    slab_sizes = sorted(size for size in buffers.values() if size != 8192)
+    # 30x7 fp32 (840 -> 1024 aligned), 300 bf16 (600 -> 1024), 10 int64 (-> 512), 5x3 fp32 (-> 512): 3072 in one
+    # slab sized to the power of two that holds them
+    assert slab_sizes == [4096] and sorted(buffers.values()) == [4096, 8192]
+    assert not any(c.is_pinned() for c in copies)
+
+
+def test_a_packed_host_copy_moves_like_any_other(tiny_model):
+    module = copy.deepcopy(tiny_model.conditioner)
+    expected = {name: t.clone() for name, t in module.state_dict().items()}
+    home = HostCopy(module, pin=True)  # packs into slabs (pageable here: no page-locked memory without CUDA)
+    assert home.on_host and not home.pinned
+    assert len({t.untyped_storage().data_ptr() for t in module.parameters()}) < len(list(module.parameters())) / 10
+    home.to_device(ACCELERATOR)
+    assert not home.on_host
+    assert all(torch.equal(t, expected[name]) for name, t in module.state_dict().items())
+    home.to_host()
+    assert home.on_host and all(torch.equal(t, expected[name]) for name, t in module.state_dict().items())
+
+
 def test_fixed_placement_moves_nothing(own_model):
     """Evaluation during training shares the training's modules: a pipeline must not take any of them away."""
     placement = Placement(own_model, ACCELERATOR, fixed=True)  # all of it on the device, once
@@ -139,9 +171,13 @@ def test_on_a_cpu_nothing_moves(own_model):
     assert {id(t): t.data_ptr() for t in own_model.parameters()} == before
 
 
-def test_default_dtype_is_bf16_on_cuda_only():
+def test_default_dtype_is_bf16_on_cuda_only(monkeypatch):
     assert default_dtype("cuda") == torch.bfloat16 and default_dtype(torch.device("cuda", 1)) == torch.bfloat16
     assert default_dtype("cpu") == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, expected in (((9, 0), torch.bfloat16), ((8, 6), torch.bfloat16), ((7, 5), torch.float16)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert default_dtype("cuda:0") == expected  # no bf16 tensor cores before Ampere: fp16, as officially
 
 
 def test_memory_account_splits_weights_by_part(tiny_model):

@@ -49,9 +49,15 @@ LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
 
 def default_dtype(device: str | torch.device) -> torch.dtype:
     """The networks' default dtype on ``device``: bfloat16 on CUDA (half the weights' memory, tensor-core speed; its
-    agreement with fp32 is tested in tests/test_low_precision.py), float32 elsewhere (CPUs without fast bf16 kernels
-    gain nothing). The VAE stays float32 unless asked otherwise (``load_model(vae_dtype=...)``), as officially."""
-    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    agreement with fp32 is tested in tests/test_low_precision.py), float16 on GPUs older than Ampere (no bf16 tensor
+    cores; the official code runs in fp16 autocast), float32 elsewhere (CPUs without fast bf16 kernels gain
+    nothing). The VAE stays float32 unless asked otherwise (``load_model(vae_dtype=...)``), as officially."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.float32
+    if torch.cuda.is_available() and torch.cuda.get_device_capability(device) < (8, 0):
+        return torch.float16
+    return torch.bfloat16
 
 
 @dataclass(frozen=True)
@@ -118,9 +124,9 @@ class LVCDPipeline:
     ) -> LVCDPipeline:
         """Load the official ``svd.safetensors`` + ``lvcd.ckpt`` (or one converted whole-model file).
 
-        ``dtype``: the diffusion networks and CLIP (default bf16 on CUDA, fp32 on CPU); ``vae_dtype``: the VAE and
-        the conditioner's VAE encoder (fp32, as officially; bf16 saves about 1 GB at 320x576 on a GPU, see
-        ``lvcd.memory_estimate``)."""
+        ``dtype``: the diffusion networks and CLIP (``default_dtype``: bf16 on CUDA, fp16 on GPUs before Ampere,
+        fp32 on CPU); ``vae_dtype``: the VAE and the conditioner's VAE encoder (fp32, as officially; bf16 saves
+        about 1 GB at 320x576 on a GPU, see ``lvcd.memory_estimate``)."""
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = dtype or default_dtype(device)
         model, _ = load_model(

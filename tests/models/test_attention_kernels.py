@@ -145,3 +145,22 @@ def test_a_bf16_layer_hands_the_merge_the_float32_log_weight(monkeypatch):
     assert seen[0].dtype == torch.float32
     assert torch.equal(seen[0][5:9], torch.full((4,), math.log(10), dtype=torch.float32))
     assert (seen[0][:5] == 0).all() and (seen[0][9:] == 0).all()
+
+
+def test_the_cuda_kernel_choice_follows_the_gpu_and_the_enabled_backends():
+    """Flash only where it exists (sm80+, fp16/bf16, heads up to 256 wide) and is enabled; else memory-efficient."""
+    from types import SimpleNamespace
+
+    from lvcd.models.attention_kernels import cuda_lse_kernel
+
+    both = SimpleNamespace(flash_sdp_enabled=lambda: True, mem_efficient_sdp_enabled=lambda: True)
+    no_flash = SimpleNamespace(flash_sdp_enabled=lambda: False, mem_efficient_sdp_enabled=lambda: True)
+    neither = SimpleNamespace(flash_sdp_enabled=lambda: False, mem_efficient_sdp_enabled=lambda: False)
+    assert cuda_lse_kernel(torch.bfloat16, 64, (9, 0), both) == "flash_attention"  # H100/H200
+    assert cuda_lse_kernel(torch.float16, 64, (8, 6), both) == "flash_attention"  # consumer Ampere
+    assert cuda_lse_kernel(torch.float16, 64, (7, 5), both) == "efficient_attention"  # T4: no flash kernel
+    assert cuda_lse_kernel(torch.float16, 64, (7, 0), both) == "efficient_attention"  # V100
+    assert cuda_lse_kernel(torch.float32, 64, (9, 0), both) == "efficient_attention"  # flash is half-only
+    assert cuda_lse_kernel(torch.bfloat16, 512, (9, 0), both) == "efficient_attention"  # too wide for flash
+    assert cuda_lse_kernel(torch.bfloat16, 64, (9, 0), no_flash) == "efficient_attention"
+    assert cuda_lse_kernel(torch.bfloat16, 64, (9, 0), neither) == "math"

@@ -29,7 +29,9 @@ def batch(
     lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="LVCD's lvcd.ckpt (or its converted safetensors)."),
     config: str | None = typer.Option(None, "--config", help="Model config: a preset name or a JSON file."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: every GPU, else CPU)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp16 before Ampere, fp32 on CPU)."
+    ),
     vae_dtype: str | None = typer.Option(None, "--vae-dtype", help="fp32 (default, as officially), bf16 or fp16."),
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU (small GPUs)."),
     steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window (a shot's 'steps' overrides)."),

@@ -74,7 +74,9 @@ def colorize(
     ),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
     dtype: str | None = typer.Option(
-        None, "--dtype", help="fp32, bf16 or fp16 for the diffusion networks (default: bf16 on GPU, fp32 on CPU)."
+        None,
+        "--dtype",
+        help="fp32, bf16 or fp16 for the diffusion networks (default: bf16 on GPU, fp16 before Ampere, fp32 on CPU).",
     ),
     vae_dtype: str | None = typer.Option(
         None, "--vae-dtype", help="fp32 (default, as officially), bf16 or fp16 for the VAE: bf16 saves ~1 GB on a GPU."

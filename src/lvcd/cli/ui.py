@@ -15,7 +15,9 @@ def ui(
     lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="lvcd.ckpt or its `lvcd convert` safetensors."),
     config: str | None = typer.Option(None, "--config", help="Preset name or JSON of sgm hyper-parameters."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp32 on CPU)."),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="fp32, bf16 or fp16 (default: bf16 on GPU, fp16 before Ampere, fp32 on CPU)."
+    ),
     vae_dtype: str | None = typer.Option(None, "--vae-dtype", help="fp32 (default, as officially), bf16 or fp16."),
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes it to your network)."),

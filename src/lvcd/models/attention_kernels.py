@@ -12,6 +12,7 @@ exactly, as the masked form does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -72,11 +73,25 @@ def _lse_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     if q.device.type == "cpu" or _fused_on_meta(q):
         return "flash_attention"
     if q.device.type == "cuda":
-        head_dim = q.shape[-1]
-        if q.dtype in (torch.float16, torch.bfloat16) and head_dim % 8 == 0 and head_dim <= FLASH_MAX_HEAD_DIM:
-            return "flash_attention"
+        return cuda_lse_kernel(q.dtype, q.shape[-1], _capability(q.device.index), torch.backends.cuda)
+    return "math"
+
+
+def cuda_lse_kernel(dtype: torch.dtype, head_dim: int, capability: tuple[int, int], backends) -> str:
+    """The fused kernel for ``attention_with_lse`` on a CUDA GPU of compute ``capability``: flash for fp16/bf16
+    heads up to 256 wide on Ampere or newer (sm80+: older GPUs have no flash kernel), the memory-efficient kernel
+    otherwise; math only when the caller disabled both (``torch.backends.cuda.enable_flash_sdp(False)`` ...)."""
+    flash = dtype in (torch.float16, torch.bfloat16) and head_dim % 8 == 0 and head_dim <= FLASH_MAX_HEAD_DIM
+    if flash and capability >= (8, 0) and backends.flash_sdp_enabled():
+        return "flash_attention"
+    if backends.mem_efficient_sdp_enabled():
         return "efficient_attention"
     return "math"
+
+
+@functools.cache
+def _capability(index: int | None) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
 
 
 def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
