@@ -142,3 +142,23 @@ def test_page_settings_check_the_sampler():
     assert check_settings().sampler == "euler"
     with pytest.raises(InputError, match="Sampler"):
         check_settings(sampler="ddim")
+
+
+def test_samplers_read_no_tensor_value_per_step():
+    """A Python test of a tensor's value (``if sigma_next == 0``, ``.item()``) waits for the GPU: none per step."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class ScalarReads(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default):
+                ScalarReads.count += 1
+            return func(*args, **(kwargs or {}))
+
+    sigmas = edm_sigmas(10, 0.002, 700.0, 7.0)
+    for name, sampler in SAMPLERS.items():
+        ScalarReads.count = 0
+        with ScalarReads():
+            sampler(lambda x, sigma: x * 0.5, torch.randn(2, 3) * 700.0, sigmas)
+        assert ScalarReads.count <= 1, (name, ScalarReads.count)  # at most once per sampling, not once per step

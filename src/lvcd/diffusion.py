@@ -92,12 +92,13 @@ def sample_heun(
     """Heun's method (EDM's Algorithm 1 without churn, k-diffusion's ``sample_heun``): an Euler step, then the
     slope at its end averaged with the slope at its start (second order). Two denoiser calls per step, one for the
     last step (to sigma 0, where Heun falls back to Euler)."""
+    to_zero = (sigmas == 0).tolist()  # read once: a test of a device tensor in the loop would sync every step
     for step in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[step], sigmas[step + 1]
         denoised = denoiser(x, sigma.expand(x.shape[0]))
         slope = (x - denoised) / sigma
         x_euler = x + (sigma_next - sigma) * slope
-        if sigma_next == 0:
+        if to_zero[step + 1]:
             x = x_euler
         else:
             slope_next = (x_euler - denoiser(x_euler, sigma_next.expand(x.shape[0]))) / sigma_next
@@ -118,10 +119,11 @@ def sample_dpmpp_2m(
     solver in t = -log(sigma) that extrapolates the x0-prediction from the current and the previous step. One
     denoiser call per step; the first step (no history) and the last (to sigma 0) are first order."""
     previous = None
+    to_zero = (sigmas == 0).tolist()  # read once: a test of a device tensor in the loop would sync every step
     for step in range(len(sigmas) - 1):
         sigma, sigma_next = sigmas[step], sigmas[step + 1]
         denoised = denoiser(x, sigma.expand(x.shape[0]))
-        if sigma_next == 0:
+        if to_zero[step + 1]:
             x = denoised  # the exponential-integrator step to sigma 0 lands on the prediction
         else:
             h = sigma.log() - sigma_next.log()
