@@ -6,6 +6,7 @@ import errno
 import warnings
 
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
@@ -35,8 +36,18 @@ def test_os_errors_name_the_path_and_the_remedy():
         ),
         (KeyboardInterrupt(), 130, "error: interrupted (Ctrl-C); run the same command with --resume to continue."),
         (PermissionError(errno.EACCES, "Permission denied", "/root/x"), 1, "error: Permission denied (/root/x)"),
+        (
+            torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.63 GiB of which"
+                " 1.12 GiB is free. Including non-PyTorch memory, this process has 6.50 GiB memory in use.\n"
+                "Of the allocated memory ... See documentation for Memory Management"
+            ),
+            1,
+            "error: the GPU ran out of memory (2.00 GiB more were needed, 1.12 GiB free); try --offload, --vae-dtype bf16"
+            " or a smaller --size, then run the same command with --resume to continue where it stopped.",
+        ),
     ],
-    ids=["user-error", "full-disk", "ctrl-c", "permission"],
+    ids=["user-error", "full-disk", "ctrl-c", "permission", "gpu-out-of-memory"],
 )
 def test_every_failure_is_one_line_with_its_exit_code(raised, code, line):
     app = typer.Typer()
@@ -107,3 +118,19 @@ def test_help_and_no_arguments_still_show_the_help():
     assert CliRunner().invoke(app, ["colorize", "--help"]).output.startswith("Usage: lvcd colorize [OPTIONS]")
     bare = CliRunner().invoke(app, [])
     assert bare.exit_code == 2 and "Commands" in bare.output and "error" not in bare.output
+
+
+def test_other_runtime_errors_are_not_taken_for_out_of_memory():
+    app = typer.Typer()
+
+    @app.command("colorize")
+    def command() -> None:
+        raise RuntimeError("a bug")
+
+    @app.command("other")
+    def other() -> None:
+        pass
+
+    guard_app(app)
+    result = CliRunner().invoke(app, ["colorize"])
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"  # a bug stays a traceback

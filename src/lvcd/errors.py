@@ -1,5 +1,10 @@
 """User-facing errors: each says what is wrong and what to do."""
 
+from __future__ import annotations
+
+import re
+import sys
+
 
 class LVCDError(Exception):
     """Base class for errors shown to users without a traceback by the CLI."""
@@ -19,3 +24,25 @@ class Interrupted(LVCDError):
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is torch's accelerator out-of-memory error (torch is loaded if it was raised)."""
+    torch = sys.modules.get("torch")
+    kind = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    return kind is not None and isinstance(err, kind)
+
+
+def out_of_memory_text(err: BaseException, remedy: str) -> str:
+    """One line for an accelerator out of memory: how much was asked for and was free (from torch's message), and
+    ``remedy`` (the settings that need less)."""
+    text = " ".join(str(err).split())
+    asked = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", text)
+    free = re.search(r"of which ([\d.]+ [KMGT]?i?B) is free", text)
+    known = [f"{asked.group(1)} more were needed"] if asked else []
+    known += [f"{free.group(1)} free"] if free else []
+    return "the GPU ran out of memory" + (f" ({', '.join(known)})" if known else "") + f"; try {remedy}"
+
+
+# The settings of lvcd colorize / batch that need less GPU memory (lvcd.memory_estimate says how much).
+LESS_MEMORY = "--offload, --vae-dtype bf16 or a smaller --size"

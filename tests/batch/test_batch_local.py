@@ -208,3 +208,31 @@ def test_the_vae_dtype_travels_to_the_workers_and_into_the_fingerprint(tiny_weig
         **plain,
         "vae_dtype": "torch.bfloat16",
     }
+
+
+def test_a_shot_out_of_gpu_memory_says_what_needs_less_and_is_retried_by_the_next_run(film, tiny_weights, tmp_path):
+    from lvcd.pipeline import LVCDPipeline
+
+    manifest = write_manifest(tmp_path / "film.json", [film["shot2"]])
+    real_call = LVCDPipeline.__call__
+
+    def out_of_memory(self, *args, **kwargs):
+        raise torch.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 7.63 GiB of which 1.12 GiB"
+            " is free.\nOf the allocated memory 5.9 GiB is allocated by PyTorch"
+        )
+
+    LVCDPipeline.__call__ = out_of_memory
+    try:
+        failed = batch_cli(tiny_weights, manifest, tmp_path / "out")
+    finally:
+        LVCDPipeline.__call__ = real_call
+    assert failed.exit_code == 1, failed.output
+    error = shot_entries(read_report(tmp_path / "out"))["shot2"]["error"]
+    assert error == (
+        "the GPU ran out of memory (2.00 GiB more were needed, 1.12 GiB free); try --offload, --vae-dtype bf16 or a "
+        "smaller --size; run the batch again to retry the shot."
+    )
+    again = batch_cli(tiny_weights, manifest, tmp_path / "out")
+    assert again.exit_code == 0, again.output
+    assert shot_entries(read_report(tmp_path / "out"))["shot2"]["status"] == "done"

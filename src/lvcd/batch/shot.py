@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lvcd.batch.layout import partial_outputs, read_record, write_record
 from lvcd.batch.manifest import ShotSpec
-from lvcd.errors import InputError, LVCDError
+from lvcd.errors import LESS_MEMORY, InputError, LVCDError, out_of_memory, out_of_memory_text
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,10 @@ class ShotRunner:
             except LVCDError as err:
                 result.error = str(err)
             except Exception as err:  # noqa: BLE001 - one broken shot must not stop the batch
-                result.error = f"{type(err).__name__}: {err} (unexpected; the traceback is in the shot's record)"
+                if out_of_memory(err):  # its finished windows are kept: the next run of the batch continues it
+                    result.error = f"{out_of_memory_text(err, LESS_MEMORY)}; run the batch again to retry the shot."
+                else:
+                    result.error = f"{type(err).__name__}: {err} (unexpected; the traceback is in the shot's record)"
                 result.traceback = traceback.format_exc()
         result.warnings = sorted({str(w.message) for w in caught})
         result.seconds = round(time.perf_counter() - started, 3)

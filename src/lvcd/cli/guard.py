@@ -2,7 +2,8 @@
 
 :func:`guarded` wraps a command: a user error (:class:`lvcd.errors.LVCDError`) prints its one line and exits 2 (or the
 error's own ``exit_code``); an environment fault (a full disk, a read-only or missing folder, a denied permission)
-prints one line with the path and the remedy and exits 1; Ctrl-C and SIGTERM stop the command cleanly (outputs are
+prints one line with the path and the remedy and exits 1, as does the GPU running out of memory (with the settings
+that need less); Ctrl-C and SIGTERM stop the command cleanly (outputs are
 atomic, so nothing partial is left) and exit 130 / 143. :func:`guard_app` wraps every command of the app.
 :class:`OneLineUsageErrors` (the app's click group) prints click's own usage errors (an unknown option, a value out of
 range, a missing argument) as one line too, instead of click's usage block.
@@ -25,7 +26,7 @@ import typer
 import typer.core
 from typer.core import TyperGroup
 
-from lvcd.errors import Interrupted, LVCDError
+from lvcd.errors import LESS_MEMORY, Interrupted, LVCDError, out_of_memory, out_of_memory_text
 
 # Commands that continue an interrupted job with --resume (the remedy after a full disk or an interruption).
 RESUMABLE = frozenset({"colorize", "train", "train-vae"})
@@ -52,6 +53,23 @@ def os_error_message(err: OSError, resumable: bool) -> str:
     line = f"{err.strerror or err} ({path}): {remedy}"
     if resumable and err.errno in (errno.ENOSPC, errno.EDQUOT):
         line += "; then run the same command with --resume to continue where it stopped"
+    return line + "."
+
+
+# What needs less accelerator memory, for the commands where running out of it is likely.
+_LESS_MEMORY = {
+    "colorize": LESS_MEMORY,
+    "batch": LESS_MEMORY,
+    "ui": "--offload or --vae-dtype bf16",
+    "train": "a smaller train.batch_size with more train.gradient_accumulation_steps (--set)",
+    "train-vae": "a smaller batch or crop size (--set)",
+}
+
+
+def out_of_memory_message(err: BaseException, name: str, resumable: bool) -> str:
+    line = out_of_memory_text(err, _LESS_MEMORY.get(name, "smaller inputs"))
+    if resumable:
+        line += ", then run the same command with --resume to continue where it stopped"
     return line + "."
 
 
@@ -98,6 +116,11 @@ def guarded(command: Callable, name: str) -> Callable:
             raise typer.Exit(getattr(err, "exit_code", 2)) from None
         except OSError as err:
             typer.echo(f"error: {os_error_message(err, resumable)}", err=True)
+            raise typer.Exit(1) from None
+        except RuntimeError as err:
+            if not out_of_memory(err):
+                raise
+            typer.echo(f"error: {out_of_memory_message(err, name, resumable)}", err=True)
             raise typer.Exit(1) from None
         except (KeyboardInterrupt, _Terminated) as err:
             what, code = interruption(err)
