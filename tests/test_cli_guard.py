@@ -43,8 +43,9 @@ def test_os_errors_name_the_path_and_the_remedy():
                 "Of the allocated memory ... See documentation for Memory Management"
             ),
             1,
-            "error: the GPU ran out of memory (2.00 GiB more were needed, 1.12 GiB free); try --offload, --vae-dtype bf16"
-            " or a smaller --size, then run the same command with --resume to continue where it stopped.",
+            "error: the GPU ran out of memory (2.00 GiB more were needed, 1.12 GiB free); try --offload, "
+            "--vae-dtype bf16 or a smaller --size, then run the same command with --resume to continue where it "
+            "stopped.",
         ),
     ],
     ids=["user-error", "full-disk", "ctrl-c", "permission", "gpu-out-of-memory"],
