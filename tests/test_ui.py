@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import TINY_CONFIG
@@ -266,3 +267,22 @@ def test_page_has_its_controls_and_no_analytics(pipe):
     dependencies = app.config["dependencies"]
     assert any(d.get("cancels") for d in dependencies)  # Stop cancels the running job
     assert any("unload" in str(d.get("targets")) for d in dependencies)  # a closed page cancels its job
+
+
+def test_a_job_out_of_gpu_memory_says_what_needs_less_not_report_a_bug(pipe, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.10 GiB. GPU 0 has a total capacity of "
+                                     "7.63 GiB of which 900.00 MiB is free.\nOf the allocated memory ...")  # fmt: skip
+
+    app = build_app(pipe, examples=False)
+    (run,) = [f.fn for f in app.fns.values() if f.name == "run"]
+    monkeypatch.setattr(type(pipe), "__call__", out_of_memory)
+    files = _uploads(tmp_path / "up", ["a1.png", "a2.png"])
+    video, side, status = run(str(_reference(tmp_path / "ref.png")), files, 1, None, "auto", 64, 128, 20, "euler",
+                              SimpleNamespace(session_hash="page-oom"), lambda *args, **kwargs: None)  # fmt: skip
+    assert video is None and side is None
+    assert "Could not colorize:" in status and "Please report it" not in status
+    assert "the GPU ran out of memory (3.10 GiB more were needed, 900.00 MiB free)" in status
+    assert "a smaller processing size" in status

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from lvcd.diffusion import SAMPLERS
-from lvcd.errors import LVCDError
+from lvcd.errors import LVCDError, out_of_memory, out_of_memory_text
 from lvcd.io import load_image
 from lvcd.ui.jobs import POLARITIES, JobCancelled, PageLimits, check_settings, colorize_upload
 from lvcd.ui.uploads import LINEART_FIELD, REFERENCE_FIELD, Upload, check_reference, read_lineart, user_message
@@ -92,6 +92,10 @@ class Sessions:
             sessions = set(self._running) | set(self._results)
         for session in sessions:
             self.close(session)
+
+
+# What needs less GPU memory, as the page's user can choose it (and its host, when starting the page).
+PAGE_LESS_MEMORY = "a smaller processing size (or, on the server, `lvcd ui --offload` or `--vae-dtype bf16`)"
 
 
 def _example(folder: Path) -> list:
@@ -189,6 +193,9 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         except LVCDError as err:
             return None, None, _status("Could not colorize:", user_message(err, uploads, [cache]))
         except Exception as err:  # a bug: the page says so in one line, the server log has the traceback
+            if out_of_memory(err):
+                log.warning("job %s: %s", folder.name, " ".join(str(err).split()))
+                return None, None, _status("Could not colorize:", out_of_memory_text(err, PAGE_LESS_MEMORY) + ".")
             log.exception("job %s failed", folder.name)
             message = user_message(err, uploads, [cache])
             return None, None, _status("Unexpected error:", f"{type(err).__name__}: {message}. Please report it.")
