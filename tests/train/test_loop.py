@@ -170,3 +170,20 @@ def test_resume_takes_the_configured_learning_rate(tiny_weights, tmp_path):
     assert same.step == 5 and {row["step"]: float(row["lr"]) for row in read_log(config.output_dir)}[
         5
     ] == pytest.approx(1e-4)
+
+
+def test_losses_read_in_batches_at_log_steps_are_the_same_losses(tiny_weights, tmp_path):
+    """Losses stay on the device between log steps (no host wait per step): every step's loss still reaches the
+    result, the log rows carry the loss of their step and the mean seconds per step of their interval."""
+    dataset = SyntheticClips(num_clips=2, num_frames=FRAMES, seed=3)
+    runs = {}
+    for every in (1, 3):
+        config = tiny_train_config(tiny_weights, tmp_path / f"every{every}", max_steps=5)
+        config = config.replace(log=dataclasses.replace(config.log, every=every))
+        runs[every] = (train(config, dataset=dataset, progress=False), read_log(config.output_dir))
+    (each, _), (batched, batched_log) = runs[1], runs[3]
+    assert len(batched.losses) == 5 and batched.losses == each.losses
+    assert [row["step"] for row in batched_log] == [3, 5]  # every 3 steps, and the last
+    logged = [float(row["loss"]) for row in batched_log]
+    assert logged == pytest.approx([batched.losses[2], batched.losses[4]], rel=1e-5)  # 6 significant digits
+    assert all(float(row["seconds"]) > 0 for row in batched_log)

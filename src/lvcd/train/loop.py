@@ -463,9 +463,12 @@ def train(
 
         bar = tqdm(total=tcfg.max_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
     deadline = time.monotonic() + 60 * tcfg.max_minutes if tcfg.max_minutes is not None else None
+    # Losses stay on the device until read in a batch (at log steps, every step only when a bar shows them): reading
+    # one every step would make the host wait for the GPU each step instead of queueing the next.
+    pending: list[torch.Tensor] = []
+    interval = (time.perf_counter(), state.step)  # when and at which step the current log interval began
     try:
         while state.step < tcfg.max_steps:
-            started = time.perf_counter()
             step_loss = _accumulate_gradients(accelerator, module, encoders, batches, state, config, (p_mean, p_std))
             if o.max_grad_norm is not None:
                 accelerator.clip_grad_norm_(trainable, o.max_grad_norm)
@@ -477,18 +480,19 @@ def train(
             if ema is not None:
                 ema.update(net)
 
-            step_loss = accelerator.reduce(step_loss, reduction="mean").item()
-            if not math.isfinite(step_loss):
-                accelerator.print(f"warning: non-finite loss {step_loss} at step {state.step}")
-            result.losses.append(step_loss)
+            pending.append(accelerator.reduce(step_loss.detach(), reduction="mean"))
             result.step = state.step
             out_of_time = deadline is not None and _past(accelerator, deadline)
             last = state.step == tcfg.max_steps or out_of_time
+            log_now = state.step % config.log.every == 0 or last
+            if bar is not None or log_now:
+                step_loss = _read_losses(accelerator, pending, state.step, result.losses)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", epoch=state.epoch)
-            if state.step % config.log.every == 0 or last:
+            if log_now:
                 samples = state.micro_step * tcfg.batch_size * accelerator.num_processes
+                seconds = (time.perf_counter() - interval[0]) / (state.step - interval[1])
                 loggers.log(
                     {
                         "step": state.step,
@@ -496,9 +500,10 @@ def train(
                         "samples": samples,
                         "loss": f"{step_loss:.6g}",
                         "lr": f"{lr:.6g}",
-                        "seconds": f"{time.perf_counter() - started:.3f}",
+                        "seconds": f"{seconds:.3f}",  # per step, over the steps since the last log
                     }  # fmt: skip
                 )
+                interval = (time.perf_counter(), state.step)
             if state.step % config.checkpoint.every == 0 or last:
                 result.checkpoint = _save_checkpoint(accelerator, module, net, state, config, output_dir, ema)
             if evaluator is not None and (state.step % config.eval.every == 0 or last):
@@ -520,6 +525,17 @@ def train(
         loggers.close()
     accelerator.end_training()
     return result
+
+
+def _read_losses(accelerator, pending: list[torch.Tensor], step: int, losses: list[float]) -> float:
+    """Move the device-side losses of the steps up to ``step`` into ``losses`` (one read); returns the last one."""
+    values = torch.stack(pending).tolist()
+    pending.clear()
+    for offset, value in enumerate(values):
+        if not math.isfinite(value):
+            accelerator.print(f"warning: non-finite loss {value} at step {step - len(values) + 1 + offset}")
+    losses.extend(values)
+    return values[-1]
 
 
 def _past(accelerator, deadline: float) -> bool:
