@@ -14,52 +14,57 @@
 #   python benchmarks/demo_quality.py --weights lvcd-demo.safetensors ...   # measure before shipping it
 #
 # Environment knobs (defaults are for an H100/H200 with 16 cores): LVCD_DEMO_SHOTS (800), LVCD_DEMO_BATCH (32),
-# LVCD_DEMO_LR (2e-4), LVCD_DEMO_WORKERS (cores), LVCD_DEMO_WORK (/tmp/lvcd-demo-gpu), LVCD_DEMO_WEIGHTS (the shipped
-# file), LVCD_DEMO_SET (more `lvcd train --set` items, space-separated). The same script runs on CPU at a toy scale
-# (tests/train/test_demo_gpu_script.py).
+# LVCD_DEMO_LR (2e-4), LVCD_DEMO_WORKERS (cores, at most 16), LVCD_DEMO_WORK (/tmp/lvcd-demo-gpu), LVCD_DEMO_WEIGHTS
+# (the shipped file), LVCD_DEMO_SET (more `lvcd train --set` items, space-separated), LVCD_DEMO_BUDGET_S (the whole
+# script's wall-clock budget, default MINUTES x 60 + 120 s: keep it under the device call's limit; the training gets
+# what the data step leaves, less LVCD_DEMO_RESERVE_S = 90 s for the two trainings' set-up, final checkpoint and
+# eval, and the export). On a machine without CUDA it refuses more than 64 shots (a CPU would not finish in time)
+# unless LVCD_DEMO_ALLOW_CPU=1. The same script runs on CPU at a toy scale (tests/train/test_demo_gpu_script.py).
+# If a step fails after a checkpoint exists, the newest checkpoint is still exported (an EXIT trap), so a device
+# call never comes back empty-handed.
 set -euo pipefail
 out="${1:?usage: gpu_continue.sh OUT [MINUTES]}"
 minutes="${2:-5}"
 shots="${LVCD_DEMO_SHOTS:-800}"
 batch="${LVCD_DEMO_BATCH:-32}"
 lr="${LVCD_DEMO_LR:-2e-4}"
-workers="${LVCD_DEMO_WORKERS:-$(nproc)}"
+cores="$(nproc)"
+workers="${LVCD_DEMO_WORKERS:-$(( cores > 16 ? 16 : cores ))}"
 work="${LVCD_DEMO_WORK:-/tmp/lvcd-demo-gpu}"
 weights="${LVCD_DEMO_WEIGHTS:-src/lvcd/demo/lvcd-demo.safetensors}"
+budget_s="${LVCD_DEMO_BUDGET_S:-$(python3 -c "print(int($minutes * 60 + 120))")}"
+reserve_s="${LVCD_DEMO_RESERVE_S:-90}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 lvcd() { python3 -m lvcd.cli "$@"; }
-device="$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')"
-mkdir -p "$out" "$work"
 started=$(date +%s)
+device="$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')"
+if [ "$device" = cpu ] && [ "$shots" -gt 64 ] && [ "${LVCD_DEMO_ALLOW_CPU:-0}" != 1 ]; then
+  echo "error: no CUDA device here: $shots shots would not finish on a CPU (set LVCD_DEMO_ALLOW_CPU=1 to try)" >&2
+  exit 2
+fi
+run="$work/run-$started"  # a fresh run folder: a checkpoint of an earlier call on a warm machine is never resumed
+mkdir -p "$out" "$work"
+exported=0 data_s=0
 
-echo "== data: $shots shots, $workers processes, latents on $device"
-lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --workers "$workers" --quiet
-lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --vae "$weights" --device "$device" --workers "$workers" --quiet
-data_s=$(( $(date +%s) - started ))
-
-# Three quarters of the time at lr, the last quarter at lr/5 (a cool-down: resuming takes the new rate).
-warm_minutes="$(python3 -c "print($minutes * 0.75)")"
-cool_minutes="$(python3 -c "print($minutes * 0.25)")"
-cool_lr="$(python3 -c "print($lr / 5)")"
-train_args=(--config examples/demo/diffusion.toml --no-progress
-  --set "model.svd=\"$weights\"" --set "model.lvcd=\"$weights\"" --set model.from_scratch=false
-  --set "data.root=\"$work/synth\"" --set "output_dir=\"$work/run\"" --set "data.num_workers=$(( workers > 8 ? 8 : workers ))"
-  --set "train.batch_size=$batch" --set train.max_steps=1000000 --set optim.warmup_steps=200
-  --set checkpoint.every=1000000 --set checkpoint.keep=1 --set eval.every=500)
-for item in ${LVCD_DEMO_SET:-}; do train_args+=(--set "$item"); done
-echo "== train: $warm_minutes min at lr $lr, then $cool_minutes min at $cool_lr; batch $batch, from $weights"
-lvcd train "${train_args[@]}" --set "train.max_minutes=$warm_minutes" --set "optim.learning_rate=$lr"
-lvcd train "${train_args[@]}" --set "train.max_minutes=$cool_minutes" --set "optim.learning_rate=$cool_lr" --resume latest
-checkpoint="$(ls -d "$work"/run/checkpoints/step_* | tail -n 1)"
-
-echo "== export: $checkpoint"
-lvcd convert --svd "$weights" --lvcd "$checkpoint/ema.safetensors" --subset full --dtype fp16 \
-  -o "$work/lvcd-demo.safetensors" --overwrite
-(cd "$work" && sha256sum lvcd-demo.safetensors) > "$out/lvcd-demo.safetensors.sha256"
-split -b 15M -d "$work/lvcd-demo.safetensors" "$out/lvcd-demo.safetensors.part"
-cp "$work/run/logs/eval_log.csv" "$out/eval_log.csv" 2>/dev/null || true
-tail -n 200 "$work"/run/logs/*train*.csv > "$out/train_log_tail.csv" 2>/dev/null || true
-python3 - "$out/summary.json" "$checkpoint" "$data_s" "$(( $(date +%s) - started ))" "$device" "$batch" "$lr" <<'EOF'
+finish() {  # export the newest checkpoint's EMA, the logs and a summary to OUT (once)
+  [ "$exported" = 1 ] && return 0
+  exported=1
+  local checkpoint
+  checkpoint="$(ls -d "$run"/checkpoints/step_* 2>/dev/null | tail -n 1)"
+  if [ -z "$checkpoint" ]; then
+    echo "== export: no checkpoint was written, nothing to export" >&2
+    return 0
+  fi
+  echo "== export: $checkpoint"
+  lvcd convert --svd "$weights" --lvcd "$checkpoint/ema.safetensors" --subset full --dtype fp16 \
+    -o "$work/lvcd-demo.safetensors" --overwrite
+  (cd "$work" && sha256sum lvcd-demo.safetensors) > "$out/lvcd-demo.safetensors.sha256"
+  split -b 15M -d "$work/lvcd-demo.safetensors" "$out/lvcd-demo.safetensors.part"
+  cp "$run/logs/eval_log.csv" "$out/eval_log.csv" 2>/dev/null || true
+  for log in "$run"/logs/*train*.csv; do  # the header and the last 200 rows
+    [ -f "$log" ] && { head -n 1 "$log"; tail -n +2 "$log" | tail -n 200; } > "$out/train_log_tail.csv"
+  done
+  python3 - "$out/summary.json" "$checkpoint" "$data_s" "$(( $(date +%s) - started ))" "$device" "$batch" "$lr" <<'PY'
 import json, sys, torch
 path, checkpoint, data_s, total_s, device, batch, lr = sys.argv[1:]
 summary = {
@@ -69,4 +74,34 @@ summary = {
 }
 open(path, "w").write(json.dumps(summary, indent=1) + "\n")
 print(json.dumps(summary))
-EOF
+PY
+}
+trap 'status=$?; finish || true; exit $status' EXIT
+trap 'exit 143' TERM
+
+echo "== data: $shots shots, $workers processes, latents on $device; budget ${budget_s} s"
+lvcd data synth "$work/synth" --shots "$shots" --frames 45 --size 64x64 --vae "$weights" --device "$device" \
+  --workers "$workers" --quiet
+data_s=$(( $(date +%s) - started ))
+
+# The training gets the budget's rest (at most MINUTES): three quarters at lr, the last quarter at lr/5 (a cool-down:
+# resuming takes the new rate).
+read -r warm_minutes cool_minutes cool_lr < <(python3 -c "
+left = ($budget_s - $data_s - $reserve_s) / 60
+train = max(min($minutes, left), 0)
+print(train * 0.75, train * 0.25, $lr / 5)")
+train_args=(--config examples/demo/diffusion.toml --no-progress
+  --set "model.svd=\"$weights\"" --set "model.lvcd=\"$weights\"" --set model.from_scratch=false
+  --set "data.root=\"$work/synth\"" --set "output_dir=\"$run\"" --set "data.num_workers=$(( workers > 8 ? 8 : workers ))"
+  --set "train.batch_size=$batch" --set train.max_steps=1000000 --set optim.warmup_steps=200
+  --set checkpoint.every=1000000 --set checkpoint.keep=1 --set eval.every=500)
+for item in ${LVCD_DEMO_SET:-}; do train_args+=(--set "$item"); done
+if python3 -c "import sys; sys.exit(0 if $warm_minutes > 0 else 1)"; then
+  echo "== train: $warm_minutes min at lr $lr, then $cool_minutes min at $cool_lr; batch $batch, from $weights"
+  lvcd train "${train_args[@]}" --set "train.max_minutes=$warm_minutes" --set "optim.learning_rate=$lr"
+  lvcd train "${train_args[@]}" --set "train.max_minutes=$cool_minutes" --set "optim.learning_rate=$cool_lr" \
+    --resume latest || echo "warning: the cool-down failed; the warm checkpoint is exported" >&2
+else
+  echo "warning: the data step left no time of the ${budget_s} s budget for training" >&2
+fi
+finish

@@ -29,6 +29,7 @@ def test_gpu_continue_script_end_to_end_at_toy_scale(tmp_path):
         "LVCD_DEMO_WORKERS": "2",
         "LVCD_DEMO_WORK": str(tmp_path / "work"),
         "LVCD_DEMO_SET": "eval.shots=1 eval.frames=2 eval.steps=1",
+        "LVCD_DEMO_BUDGET_S": "3600",  # the toy run's time is MINUTES, whatever this machine's load
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     done = subprocess.run(
@@ -56,3 +57,15 @@ def test_gpu_continue_script_end_to_end_at_toy_scale(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["step"] == 2 and summary["batch_size"] == 1 and summary["device"] == "cpu"
     assert [row.split(",")[0] for row in (out / "eval_log.csv").read_text().splitlines()[1:]] == ["1", "2"]
+    train_log = (out / "train_log_tail.csv").read_text().splitlines()
+    assert train_log[0].startswith("step,") and [row.split(",")[0] for row in train_log[1:]] == ["1", "2"]
+
+
+def test_gpu_continue_script_refuses_a_full_run_without_cuda(tmp_path):
+    """On a machine without CUDA the full-size data and training would outlast the device call: refused at once."""
+    env = {**os.environ, "LVCD_DEMO_WORK": str(tmp_path / "work"), "LVCD_DEMO_SHOTS": "800",
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}  # fmt: skip
+    done = subprocess.run(["bash", "examples/demo/gpu_continue.sh", str(tmp_path / "out"), "3"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "no CUDA device here: 800 shots" in done.stderr, done.stderr
+    assert not (tmp_path / "work").exists() and not (tmp_path / "out").exists()
