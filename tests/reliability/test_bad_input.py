@@ -185,6 +185,7 @@ def test_a_shot_too_big_for_the_gpu_is_refused_before_the_weights_load(prepared:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 80 * 10**9))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # an H100/H200
 
     def no_weights(*args, **kwargs):
         raise AssertionError("weights were loaded before the inputs were checked")
