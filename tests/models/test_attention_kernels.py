@@ -164,3 +164,18 @@ def test_the_cuda_kernel_choice_follows_the_gpu_and_the_enabled_backends():
     assert cuda_lse_kernel(torch.bfloat16, 512, (9, 0), both) == "efficient_attention"  # too wide for flash
     assert cuda_lse_kernel(torch.bfloat16, 64, (9, 0), no_flash) == "efficient_attention"
     assert cuda_lse_kernel(torch.bfloat16, 64, (9, 0), neither) == "math"
+
+
+def test_the_cuda_kernel_choice_compiles_without_a_graph_break():
+    """Under --compile the choice runs inside the traced graph of every weighted layer: it must trace (reading the
+    backend flags through torch.backends.cuda.*_enabled() broke the graph there)."""
+    from lvcd.models.attention_kernels import SDP_FLAGS, cuda_lse_kernel
+
+    def choose(x):
+        kernel = cuda_lse_kernel(torch.bfloat16, 64, (9, 0), SDP_FLAGS)
+        return x + (1 if kernel == "flash_attention" else 2)
+
+    torch._dynamo.reset()
+    # fullgraph: any graph break is an error (with torch.backends.cuda as the flags this raises "Unsupported")
+    assert torch.compile(choose, fullgraph=True, backend="eager")(torch.zeros(1)).item() == 1
+    torch._dynamo.reset()

@@ -12,7 +12,7 @@ exactly, as the masked form does.
 
 from __future__ import annotations
 
-import functools
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -73,8 +73,15 @@ def _lse_kernel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     if q.device.type == "cpu" or _fused_on_meta(q):
         return "flash_attention"
     if q.device.type == "cuda":
-        return cuda_lse_kernel(q.dtype, q.shape[-1], _capability(q.device.index), torch.backends.cuda)
+        return cuda_lse_kernel(q.dtype, q.shape[-1], torch.cuda.get_device_capability(q.device), SDP_FLAGS)
     return "math"
+
+
+# Whether the flash / memory-efficient kernels are enabled (``torch.backends.cuda.enable_flash_sdp`` ...), read in a
+# form torch.compile traces: ``torch.backends.cuda.flash_sdp_enabled()`` breaks the graph at every weighted layer.
+SDP_FLAGS = types.SimpleNamespace(
+    flash_sdp_enabled=torch._C._get_flash_sdp_enabled, mem_efficient_sdp_enabled=torch._C._get_mem_efficient_sdp_enabled
+)
 
 
 def cuda_lse_kernel(dtype: torch.dtype, head_dim: int, capability: tuple[int, int], backends) -> str:
@@ -87,11 +94,6 @@ def cuda_lse_kernel(dtype: torch.dtype, head_dim: int, capability: tuple[int, in
     if backends.mem_efficient_sdp_enabled():
         return "efficient_attention"
     return "math"
-
-
-@functools.cache
-def _capability(index: int | None) -> tuple[int, int]:
-    return torch.cuda.get_device_capability(index)
 
 
 def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
