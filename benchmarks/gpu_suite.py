@@ -272,7 +272,8 @@ def _g(flops):
 
 @torch.no_grad()
 def whole_shot(args, config, device, offload: bool) -> dict:
-    from lvcd.pipeline import LVCDPipeline, default_dtype
+    from lvcd.devices import default_dtype
+    from lvcd.pipeline import LVCDPipeline
 
     dtype = DTYPES[args.shot_dtype] if args.shot_dtype else default_dtype(device)
     build_on = "cpu" if offload else device

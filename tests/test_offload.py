@@ -10,8 +10,9 @@ import copy
 import pytest
 import torch
 
+from lvcd.devices import default_device, default_dtype
 from lvcd.memory import MemoryAccount, weight_bytes
-from lvcd.pipeline import LVCDPipeline, default_dtype
+from lvcd.pipeline import LVCDPipeline
 from lvcd.placement import PHASE_PARTS, HostCopy, Placement, pack_into_slabs
 
 ACCELERATOR = torch.device("cpu", 0)  # compares unequal to torch.device("cpu"), so placements are told apart
@@ -169,6 +170,14 @@ def test_on_a_cpu_nothing_moves(own_model):
     assert not pipe.offload
     shot(pipe)
     assert {id(t): t.data_ptr() for t in own_model.parameters()} == before
+
+
+def test_the_default_device_is_the_gpu_when_there_is_one(monkeypatch):
+    assert default_device("cpu") == torch.device("cpu") and default_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_device() == torch.device("cuda") and default_device(None) == torch.device("cuda")
 
 
 def test_default_dtype_is_bf16_on_cuda_only(monkeypatch):

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from lvcd.config import LVCDConfig
 from lvcd.decoding import decode_frames
+from lvcd.devices import default_device, default_dtype
 from lvcd.diffusion import SAMPLERS, edm_sigmas
 from lvcd.errors import InputError, WeightsError
 from lvcd.hints import HintStore, LineartFrames, resolve_polarity
@@ -45,19 +46,6 @@ from lvcd.workdir import WorkDir
 
 SVD_REPO = ("stabilityai/stable-video-diffusion-img2vid", "svd.safetensors")
 LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
-
-
-def default_dtype(device: str | torch.device) -> torch.dtype:
-    """The networks' default dtype on ``device``: bfloat16 on CUDA (half the weights' memory, tensor-core speed; its
-    agreement with fp32 is tested in tests/test_low_precision.py), float16 on GPUs older than Ampere (no bf16 tensor
-    cores; the official code runs in fp16 autocast), float32 elsewhere (CPUs without fast bf16 kernels gain
-    nothing). The VAE stays float32 unless asked otherwise (``load_model(vae_dtype=...)``), as officially."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return torch.float32
-    if torch.cuda.is_available() and torch.cuda.get_device_capability(device) < (8, 0):
-        return torch.float16
-    return torch.bfloat16
 
 
 @dataclass(frozen=True)
@@ -127,7 +115,7 @@ class LVCDPipeline:
         ``dtype``: the diffusion networks and CLIP (``default_dtype``: bf16 on CUDA, fp16 on GPUs before Ampere,
         fp32 on CPU); ``vae_dtype``: the VAE and the conditioner's VAE encoder (fp32, as officially; bf16 saves
         about 1 GB at 320x576 on a GPU, see ``lvcd.memory_estimate``)."""
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = default_device(device)
         dtype = dtype or default_dtype(device)
         model, _ = load_model(
             svd_path, lvcd_path, config=config, device="cpu" if offload else device, dtype=dtype, vae_dtype=vae_dtype

@@ -26,8 +26,9 @@ def local_devices(device: str | None, workers: int | None) -> list[str]:
     ``workers`` CPU workers (default 1) for ``cpu``; a given ``cuda:N`` is used by every worker."""
     import torch
 
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from lvcd.devices import default_device
+
+    device = str(default_device(device))
     if device == "cuda":
         count = torch.cuda.device_count()
         return [f"cuda:{i % count}" for i in range(workers or count)]

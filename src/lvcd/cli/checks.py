@@ -211,12 +211,13 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
     than the GPU's free memory is refused before the weights load, with the settings that would fit."""
     import torch
 
-    device = opts["device"] or ("cuda" if torch.cuda.is_available() else "cpu")
+    from lvcd.devices import default_device, default_dtype
+
+    device = str(default_device(opts["device"]))
     if not device.startswith("cuda"):
         return
     from lvcd.cli.options import parse_dtype
     from lvcd.memory_estimate import estimate_shot_memory
-    from lvcd.pipeline import default_dtype
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     dtype = parse_dtype(opts["dtype"]) or default_dtype(device)

@@ -131,10 +131,12 @@ def _run(**opts) -> None:
     source, size, keyframes = preflight_colorize(opts)  # every input and the output location, before any weights
     extractor = None
     if opts["from_color"]:
+        from lvcd.devices import default_device
         from lvcd.lineart import get_extractor
 
+        # on the device the pipeline will use (the GPU when there is one), not the CPU by default
         extractor = get_extractor(
-            opts["lineart_method"], weights=opts["lineart_weights"], device=opts["device"] or "cpu"
+            opts["lineart_method"], weights=opts["lineart_weights"], device=default_device(opts["device"])
         )
         if extractor.warning:
             typer.echo(f"warning: {extractor.warning}", err=True)

@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lvcd.config import LVCDConfig, get_config
 from lvcd.data.layout import DatasetLayout
+from lvcd.devices import default_device
 from lvcd.errors import InputError
 from lvcd.model import LVCDModel
 from lvcd.models.vae import AutoencoderKL
@@ -223,9 +224,7 @@ class VAETrainResult:
 
 
 def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return default_device(None if name == "auto" else name)
 
 
 def _resume_point(output_dir: Path, resume: str | None) -> Path | None:

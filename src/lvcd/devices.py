@@ -1,0 +1,25 @@
+"""Where and in what precision lvcd computes when the user does not say: one rule for every command and the API."""
+
+from __future__ import annotations
+
+import torch
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` if given, else the first CUDA GPU when there is one, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: str | torch.device) -> torch.dtype:
+    """The networks' default dtype on ``device``: bfloat16 on CUDA (half the weights' memory, tensor-core speed; its
+    agreement with fp32 is tested in tests/test_low_precision.py), float16 on GPUs older than Ampere (no bf16 tensor
+    cores; the official code runs in fp16 autocast), float32 elsewhere (CPUs without fast bf16 kernels gain
+    nothing). The VAE stays float32 unless asked otherwise (``load_model(vae_dtype=...)``), as officially."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.float32
+    if torch.cuda.is_available() and torch.cuda.get_device_capability(device) < (8, 0):
+        return torch.float16
+    return torch.bfloat16
