@@ -184,14 +184,28 @@ class LVCDLoader:
         svd_path = _resolve(svd, SVD_FOLDER, SVD_REPO, node)
         lvcd_path = _resolve(lvcd, MODEL_FOLDER, LVCD_REPO, node)
         torch_dtype = getattr(torch, DTYPES[dtype]) if DTYPES[dtype] else None
+        device = model_management.get_torch_device()
         try:
+            if device != torch.device("cpu"):  # ComfyUI's own models give up what the weights will take
+                weights = _weights_bytes(config.strip() or None, device, torch_dtype, getattr(torch, DTYPES[vae_dtype]))
+                model_management.free_memory(weights, device)
             pipe = LVCDPipeline.from_single_file(
-                svd_path, lvcd_path, config=config.strip() or None, device=model_management.get_torch_device(),
+                svd_path, lvcd_path, config=config.strip() or None, device=device,
                 dtype=torch_dtype, offload=bool(offload), vae_dtype=getattr(torch, DTYPES[vae_dtype]),
             )  # fmt: skip
         except LVCDError as err:
             raise ValueError(f"{node}: {_clean(err)}") from None
         return (pipe,)
+
+
+def _weights_bytes(config, device, dtype, vae_dtype) -> int:
+    """Bytes of the model's weights in these dtypes (built on the meta device: no memory, no files)."""
+    from lvcd.config import get_config
+    from lvcd.devices import default_dtype
+    from lvcd.memory_estimate import meta_model, part_weight_bytes
+
+    model = meta_model(get_config(config or "svd-lvcd"), dtype or default_dtype(device), vae_dtype)
+    return sum(part_weight_bytes(model).values())
 
 
 class LVCDColorize:
@@ -231,8 +245,10 @@ class LVCDColorize:
                  keyframes=None, keyframe_indices="", sampler="euler"):  # fmt: skip
         import comfy.model_management as model_management
         import comfy.utils
+        import torch
 
         from lvcd.errors import LVCDError
+        from lvcd.memory import weight_bytes
 
         node = "LVCD Colorize"
         references = _rgb(reference, f"{node}: reference")
@@ -258,6 +274,10 @@ class LVCDColorize:
             model_management.throw_exception_if_processing_interrupted()  # Cancel: stop before the next step
 
         try:
+            if pipeline.device != torch.device("cpu"):  # room for the shot beside the weights already there
+                needed = pipeline.memory_needed(tuple(frames.shape[-2:]), size).peak_bytes
+                resident = sum(weight_bytes(pipeline.model, pipeline.device).values())
+                model_management.free_memory(max(needed - resident, 0), pipeline.device)
             result = pipeline(
                 references[0], frames, size=size, num_steps=int(steps), seed=int(seed), polarity=polarity,
                 keyframes=keys, overlap=int(overlap), progress=False, callback=after_step, sampler=sampler,

@@ -67,6 +67,8 @@ def _model_management() -> types.ModuleType:
     module.interrupt_current_processing = interrupt_current_processing
     module.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
     module.get_torch_device = lambda: torch.device("cpu")
+    module.freed = []  # (bytes, device) of every free_memory call: ComfyUI unloads its models to make that room
+    module.free_memory = lambda memory_required, device, keep_loaded=(): module.freed.append((memory_required, device))
     return module
 
 
@@ -356,3 +358,22 @@ def test_colorize_node_passes_the_sampler(comfy, pipe, monkeypatch):
             run(comfy.nodes["LVCDColorize"], pipeline=pipe, reference=_image(1), lineart=_lineart(3), steps=6,
                 seed=1, overlap=4, polarity="auto", **extra)  # fmt: skip
     assert [kwargs["sampler"] for kwargs in seen] == ["euler", "dpmpp_2m"] and seen[1]["num_steps"] == 6
+
+
+def test_on_a_gpu_the_nodes_make_room_among_comfyuis_models(comfy, monkeypatch):
+    """ComfyUI keeps its models in GPU memory: the loader asks it to free what the weights take, the colorize node
+    what the shot needs beyond the weights already there (cpu:0 stands in for the GPU; on the CPU nothing is asked)."""
+    from lvcd.memory import weight_bytes
+
+    gpu = torch.device("cpu", 0)
+    monkeypatch.setattr(comfy.management, "get_torch_device", lambda: gpu)
+    comfy.management.freed.clear()
+    (pipeline,) = run(comfy.nodes["LVCDLoader"], svd="tiny_svd.safetensors", lvcd="tiny_lvcd.ckpt", dtype="fp32",
+                      offload=False, config=str(TINY_CONFIG))  # fmt: skip
+    assert comfy.management.freed == [(sum(weight_bytes(pipeline.model).values()), gpu)]
+    comfy.management.freed.clear()
+    run(comfy.nodes["LVCDColorize"], pipeline=pipeline, reference=_image(1), lineart=_lineart(3), steps=1, seed=0,
+        overlap=4, polarity="auto")  # fmt: skip
+    needed = pipeline.memory_needed((64, 128)).peak_bytes
+    resident = sum(weight_bytes(pipeline.model, gpu).values())
+    assert comfy.management.freed == [(needed - resident, gpu)] and needed > resident > 0

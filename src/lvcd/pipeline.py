@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -43,6 +44,9 @@ from lvcd.shot import (
 )
 from lvcd.weights import load_model
 from lvcd.workdir import WorkDir
+
+if TYPE_CHECKING:
+    from lvcd.memory_estimate import ShotMemoryEstimate  # imports this module's neighbours: only for annotations
 
 SVD_REPO = ("stabilityai/stable-video-diffusion-img2vid", "svd.safetensors")
 LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
@@ -84,10 +88,30 @@ class LVCDPipeline:
         self.model = model
         self.device = torch.device(device)
         self.placement = Placement(model, self.device, offload, fixed=fixed_placement)
+        self._estimates: dict[tuple, ShotMemoryEstimate] = {}
 
     @property
     def offload(self) -> bool:
         return self.placement.offload
+
+    def memory_needed(
+        self, input_hw: tuple[int, int], size: tuple[int, int] | None = None, previous_sample: bool = False
+    ) -> ShotMemoryEstimate:
+        """``lvcd.memory_estimate``'s estimate of the accelerator memory a shot of ``input_hw`` frames needs with this
+        pipeline (its dtypes and placement), at the processing size ``__call__`` would use (``size`` as given to it).
+        A lower bound of the peak (no kernel workspaces); about a second on a CPU, then cached per size."""
+        from lvcd.memory_estimate import estimate_shot_memory
+
+        cfg = self.config
+        model_hw = plan_size(input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size).model_hw
+        key = (model_hw, previous_sample)
+        if key not in self._estimates:
+            dtype = next(self.model.unet.parameters()).dtype
+            vae_dtype = next(self.model.first_stage_model.parameters()).dtype
+            self._estimates[key] = estimate_shot_memory(
+                cfg, model_hw, dtype, vae_dtype, self.offload, previous_sample=previous_sample
+            )
+        return self._estimates[key]
 
     def compile(self, **options) -> LVCDPipeline:
         """``torch.compile`` the UNet and the ControlNet in place (``options`` go to ``torch.compile``). The first
