@@ -67,10 +67,12 @@ def xdog_tensor(
     if sigma <= 0 or k <= 0:
         raise InputError(f"xdog needs sigma > 0 and k > 0, got sigma={sigma}, k={k}")
     weights = torch.tensor(_LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    luma = (rgb * weights).sum(dim=1, keepdim=True)  # (N, 1, H, W)
+    # float64: the threshold (epsilon -0.003, phi 400) turns errors of 1e-3 in the blur difference into visible grey,
+    # and on a GPU float32 convolutions may run in TF32 (10-bit mantissa); the blurs are cheap at any precision
+    luma = (rgb.double() * weights.double()).sum(dim=1, keepdim=True)  # (N, 1, H, W)
     response = _gaussian_blur(luma, sigma) - tau * _gaussian_blur(luma, sigma * k)
     soft = 1.0 + torch.tanh(phi * (response - epsilon))
-    return torch.where(response >= epsilon, torch.ones_like(soft), soft).clamp(0.0, 1.0)
+    return torch.where(response >= epsilon, torch.ones_like(soft), soft).clamp(0.0, 1.0).to(rgb.dtype)
 
 
 def xdog(

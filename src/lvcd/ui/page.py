@@ -19,6 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import torch
 from PIL import Image
 
 from lvcd.diffusion import SAMPLERS
@@ -201,6 +202,8 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
             return None, None, _status("Unexpected error:", f"{type(err).__name__}: {message}. Please report it.")
         finally:
             sessions.end(session, flag)
+            if pipe.device.type == "cuda":  # a page idles between jobs: give the shot's memory back to the GPU
+                torch.cuda.empty_cache()
         sessions.keep_result(session, folder)
         log.info("job %s done in %.1f s", folder.name, result.seconds)
         (h, w), (mh, mw) = result.input_hw, result.model_hw
