@@ -185,6 +185,9 @@ class LVCDLoader:
         lvcd_path = _resolve(lvcd, MODEL_FOLDER, LVCD_REPO, node)
         torch_dtype = getattr(torch, DTYPES[dtype]) if DTYPES[dtype] else None
         device = model_management.get_torch_device()
+        if not offload and _low_vram(model_management):
+            log.info("%s: ComfyUI runs in low-VRAM mode: offloading the models not in use", node)
+            offload = True
         try:
             if device != torch.device("cpu"):  # ComfyUI's own models give up what the weights will take
                 weights = _weights_bytes(config.strip() or None, device, torch_dtype, getattr(torch, DTYPES[vae_dtype]))
@@ -196,6 +199,11 @@ class LVCDLoader:
         except LVCDError as err:
             raise ValueError(f"{node}: {_clean(err)}") from None
         return (pipe,)
+
+
+def _low_vram(model_management) -> bool:
+    """Whether ComfyUI was started with --lowvram or --novram (or chose that mode for a small GPU)."""
+    return getattr(getattr(model_management, "vram_state", None), "name", "") in ("LOW_VRAM", "NO_VRAM")
 
 
 def _weights_bytes(config, device, dtype, vae_dtype) -> int:

@@ -377,3 +377,16 @@ def test_on_a_gpu_the_nodes_make_room_among_comfyuis_models(comfy, monkeypatch):
     needed = pipeline.memory_needed((64, 128)).peak_bytes
     resident = sum(weight_bytes(pipeline.model, gpu).values())
     assert comfy.management.freed == [(needed - resident, gpu)] and needed > resident > 0
+
+
+def test_comfyuis_low_vram_mode_turns_offload_on(comfy, monkeypatch):
+    """ComfyUI started with --lowvram / --novram: the loader offloads even with the widget off (cpu:0 stands in for
+    the GPU, so the networks really move)."""
+    gpu = torch.device("cpu", 0)
+    monkeypatch.setattr(comfy.management, "get_torch_device", lambda: gpu)
+    common = {"svd": "tiny_svd.safetensors", "lvcd": "tiny_lvcd.ckpt", "dtype": "fp32", "offload": False,
+              "config": str(TINY_CONFIG)}  # fmt: skip
+    for state, expected in (("NORMAL_VRAM", False), ("LOW_VRAM", True), ("NO_VRAM", True)):
+        monkeypatch.setattr(comfy.management, "vram_state", types.SimpleNamespace(name=state), raising=False)
+        (pipeline,) = run(comfy.nodes["LVCDLoader"], **common)
+        assert pipeline.offload is expected, state
