@@ -187,3 +187,20 @@ def test_losses_read_in_batches_at_log_steps_are_the_same_losses(tiny_weights, t
     logged = [float(row["loss"]) for row in batched_log]
     assert logged == pytest.approx([batched.losses[2], batched.losses[4]], rel=1e-5)  # 6 significant digits
     assert all(float(row["seconds"]) > 0 for row in batched_log)
+
+
+def test_a_skipped_optimizer_step_advances_neither_the_schedule_nor_the_average(tiny_weights, tmp_path, monkeypatch):
+    """fp16's GradScaler skips a step whose gradients overflowed (no GPU here: accelerate's flag is stood in for)."""
+    import accelerate
+
+    from lvcd.weights import WeightsFile
+
+    monkeypatch.setattr(accelerate.Accelerator, "optimizer_step_was_skipped", property(lambda self: True))
+    dataset = SyntheticClips(num_clips=2, num_frames=FRAMES, seed=4)
+    config = tiny_train_config(tiny_weights, tmp_path / "run", max_steps=2, ema_decay=0.5, warmup_steps=10)
+    result = train(config, dataset=dataset, progress=False)
+    averaged = WeightsFile(result.checkpoint / ckpt.EMA_NAME, "lvcd")
+    start = WeightsFile(tiny_weights["lvcd"], "lvcd")
+    assert all(torch.equal(averaged.get(key), start.get(key)) for key in averaged.keys())  # never averaged in
+    learning_rates = [float(row["lr"]) for row in read_log(config.output_dir)]
+    assert learning_rates[0] == learning_rates[1] > 0  # the warm-up stays at its first step

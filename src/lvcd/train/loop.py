@@ -474,10 +474,14 @@ def train(
                 accelerator.clip_grad_norm_(trainable, o.max_grad_norm)
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
-            scheduler.step()
+            # fp16: a step whose gradients overflowed changed no weight (the GradScaler skipped it): the schedule and
+            # the average do not advance either
+            skipped = accelerator.optimizer_step_was_skipped
+            if not skipped:
+                scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             state.step += 1
-            if ema is not None:
+            if ema is not None and not skipped:
                 ema.update(net)
 
             pending.append(accelerator.reduce(step_loss.detach(), reduction="mean"))
