@@ -361,7 +361,8 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
                 torch.nn.utils.clip_grad_norm_(vae.parameters(), o.max_grad_norm)
             optimizer.step()
             step += 1
-            values = {name: float(v.detach()) for name, v in (("loss", loss), ("l1", l1), ("mse", mse), ("kl", kl))}
+            # one read of the four losses (each float() of a device tensor waits for the GPU)
+            values = dict(zip(("loss", "l1", "mse", "kl"), torch.stack([loss, l1, mse, kl]).tolist(), strict=True))
             result.losses.append(values["loss"])
             bar.update(1)
             bar.set_postfix(l1=f"{values['l1']:.4f}", kl=f"{values['kl']:.3g}")
