@@ -106,3 +106,28 @@ def test_previous_sample_mode_keeps_clip_and_the_vae_resident_while_sampling():
     weights = chained.weights_bytes
     assert chained.resident_bytes["sampling"] == sum(weights.values())
     assert chained.peak_bytes - plain.peak_bytes == weights["clip"] + weights["first_stage"]
+
+
+def test_a_shot_that_cannot_fit_on_the_gpu_is_refused_before_any_work(tiny_model, monkeypatch, tmp_path):
+    """Every entry point (API, page, batch workers, ComfyUI) goes through LVCDPipeline.__call__: on CUDA it refuses a
+    shot whose estimated peak cannot fit beside what the GPU holds, before reading a frame or writing anything.
+    No GPU here: the pipeline is told it is on one and CUDA's answers are stood in for."""
+    import copy
+
+    from lvcd.errors import InputError
+    from lvcd.pipeline import LVCDPipeline
+
+    pipe = LVCDPipeline(copy.deepcopy(tiny_model))
+    pipe.device = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
+    for free, cached in ((1000, 0), (1000, 10**10), (10**10, 0)):
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None, f=free: (f, 8 * 10**9))
+        monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None, c=cached: c)
+        if free + cached < 10**9:
+            lineart = (torch.rand(16, 1, 64, 64) > 0.9).float()
+            with pytest.raises(InputError, match=r"needs about 0\.\d GB more GPU memory at its processing size 64x64 "
+                               r"than the GPU has available \(0\.0 GB\); choose a smaller size, or offload"):  # fmt: skip
+                pipe(torch.rand(3, 64, 64), lineart, num_steps=1, seed=1, output=tmp_path / "shot.mp4", progress=False)
+            assert list(tmp_path.iterdir()) == []
+        else:  # memory this process has cached counts as available
+            pipe._check_memory((64, 64), previous_sample=False)

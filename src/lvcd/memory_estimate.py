@@ -22,6 +22,7 @@ kernels allocate (``lvcd.models.attention_kernels`` on meta), as on a GPU.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -129,6 +130,7 @@ def part_weight_bytes(model: LVCDModel) -> dict[str, int]:
     return {name: by_attribute[PART_ATTRIBUTES[name]] for name in sorted(parts)}
 
 
+@functools.lru_cache(maxsize=64)  # a few seconds of meta-device work per call; its arguments are all hashable
 def estimate_shot_memory(
     config: LVCDConfig,
     size_hw: tuple[int, int],

@@ -88,7 +88,6 @@ class LVCDPipeline:
         self.model = model
         self.device = torch.device(device)
         self.placement = Placement(model, self.device, offload, fixed=fixed_placement)
-        self._estimates: dict[tuple, ShotMemoryEstimate] = {}
 
     @property
     def offload(self) -> bool:
@@ -99,19 +98,40 @@ class LVCDPipeline:
     ) -> ShotMemoryEstimate:
         """``lvcd.memory_estimate``'s estimate of the accelerator memory a shot of ``input_hw`` frames needs with this
         pipeline (its dtypes and placement), at the processing size ``__call__`` would use (``size`` as given to it).
-        A lower bound of the peak (no kernel workspaces); about a second on a CPU, then cached per size."""
+        A lower bound of the peak (no kernel workspaces); about a second on a CPU, then cached."""
+        cfg = self.config
+        plan = plan_size(input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
+        return self._estimate(plan.model_hw, previous_sample)
+
+    def _estimate(self, model_hw: tuple[int, int], previous_sample: bool) -> ShotMemoryEstimate:
         from lvcd.memory_estimate import estimate_shot_memory
 
-        cfg = self.config
-        model_hw = plan_size(input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size).model_hw
-        key = (model_hw, previous_sample)
-        if key not in self._estimates:
-            dtype = next(self.model.unet.parameters()).dtype
-            vae_dtype = next(self.model.first_stage_model.parameters()).dtype
-            self._estimates[key] = estimate_shot_memory(
-                cfg, model_hw, dtype, vae_dtype, self.offload, previous_sample=previous_sample
+        dtype = next(self.model.unet.parameters()).dtype
+        vae_dtype = next(self.model.first_stage_model.parameters()).dtype
+        return estimate_shot_memory(
+            self.config, model_hw, dtype, vae_dtype, self.offload, previous_sample=previous_sample
+        )
+
+    def _check_memory(self, model_hw: tuple[int, int], previous_sample: bool) -> None:
+        """On CUDA, refuse before any work a shot whose estimated peak (a lower bound) cannot fit beside what the GPU
+        already holds: the weights here are counted once, memory this process has cached counts as free."""
+        if self.device.type != "cuda":
+            return
+        from lvcd.memory import weight_bytes
+
+        needed = self._estimate(model_hw, previous_sample).peak_bytes - sum(
+            weight_bytes(self.model, self.device).values()
+        )
+        free, _ = torch.cuda.mem_get_info(self.device)
+        available = free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        if needed > available:
+            height, width = model_hw
+            raise InputError(
+                f"This shot needs about {needed / 1e9:.1f} GB more GPU memory at its processing size {height}x{width} "
+                f"than the GPU has available ({available / 1e9:.1f} GB); choose a smaller size"
+                + ("" if self.offload else ", or offload the networks not in use (offload=True, --offload)")
+                + "."
             )
-        return self._estimates[key]
 
     def compile(self, **options) -> LVCDPipeline:
         """``torch.compile`` the UNet and the ControlNet in place (``options`` go to ``torch.compile``). The first
@@ -269,6 +289,7 @@ class LVCDPipeline:
                 raise InputError(
                     f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
                 )
+        self._check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
         images = {0: reference_tensor(reference, plan, "reference")}
         images.update({i: reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
         writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=frames.paths) if output is not None else None
