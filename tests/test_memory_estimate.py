@@ -130,4 +130,7 @@ def test_a_shot_that_cannot_fit_on_the_gpu_is_refused_before_any_work(tiny_model
                 pipe(torch.rand(3, 64, 64), lineart, num_steps=1, seed=1, output=tmp_path / "shot.mp4", progress=False)
             assert list(tmp_path.iterdir()) == []
         else:  # memory this process has cached counts as available
+            pipe.memory_needed((64, 64))
+            misses = estimate_shot_memory.cache_info().misses
             pipe._check_memory((64, 64), previous_sample=False)
+            assert estimate_shot_memory.cache_info().misses == misses  # one estimate per size and pipeline setting
