@@ -256,7 +256,6 @@ class LVCDColorize:
         import torch
 
         from lvcd.errors import LVCDError
-        from lvcd.memory import weight_bytes
 
         node = "LVCD Colorize"
         references = _rgb(reference, f"{node}: reference")
@@ -283,9 +282,8 @@ class LVCDColorize:
 
         try:
             if pipeline.device != torch.device("cpu"):  # room for the shot beside the weights already there
-                needed = pipeline.memory_needed(tuple(frames.shape[-2:]), size).peak_bytes
-                resident = sum(weight_bytes(pipeline.model, pipeline.device).values())
-                model_management.free_memory(max(needed - resident, 0), pipeline.device)
+                needed = pipeline.memory_beyond_weights(tuple(frames.shape[-2:]), size)
+                model_management.free_memory(max(needed, 0), pipeline.device)
             result = pipeline(
                 references[0], frames, size=size, num_steps=int(steps), seed=int(seed), polarity=polarity,
                 keyframes=keys, overlap=int(overlap), progress=False, callback=after_step, sampler=sampler,

@@ -112,16 +112,27 @@ class LVCDPipeline:
             self.config, model_hw, dtype, vae_dtype, self.offload, previous_sample=previous_sample
         )
 
+    def memory_beyond_weights(
+        self, input_hw: tuple[int, int], size: tuple[int, int] | None = None, previous_sample: bool = False
+    ) -> int:
+        """Bytes of accelerator memory a shot of ``input_hw`` frames needs besides this pipeline's weights already
+        there (``memory_needed``'s peak less them): what must be free before it runs."""
+        cfg = self.config
+        plan = plan_size(input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
+        return self._beyond_weights(plan.model_hw, previous_sample)
+
+    def _beyond_weights(self, model_hw: tuple[int, int], previous_sample: bool) -> int:
+        from lvcd.memory import weight_bytes
+
+        resident = sum(weight_bytes(self.model, self.device).values())
+        return self._estimate(model_hw, previous_sample).peak_bytes - resident
+
     def _check_memory(self, model_hw: tuple[int, int], previous_sample: bool) -> None:
         """On CUDA, refuse before any work a shot whose estimated peak (a lower bound) cannot fit beside what the GPU
         already holds: the weights here are counted once, memory this process has cached counts as free."""
         if self.device.type != "cuda":
             return
-        from lvcd.memory import weight_bytes
-
-        needed = self._estimate(model_hw, previous_sample).peak_bytes - sum(
-            weight_bytes(self.model, self.device).values()
-        )
+        needed = self._beyond_weights(model_hw, previous_sample)
         free, _ = torch.cuda.mem_get_info(self.device)
         available = free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
         if needed > available:
@@ -200,9 +211,6 @@ class LVCDPipeline:
         if extractor.warning:
             warnings.warn(extractor.warning, stacklevel=3)
         return extractor
-
-    def _place(self, *parts: str) -> None:
-        self.placement.place(*parts)
 
     @torch.no_grad()
     def __call__(
@@ -341,7 +349,7 @@ class LVCDPipeline:
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
             start = {"noise": draw_start_noise(job, start_noise_shape(job.windows, job.plan, self.config), generator)}
-            self._place(*PHASE_PARTS["conditioning"])
+            self.placement.place(*PHASE_PARTS["conditioning"])
             start.update(encode_references(self.model, job, self.device, generator))
             job.work.save_start(start)
         return start, seed
@@ -359,7 +367,7 @@ class LVCDPipeline:
             latents.append(new_latents)
         from_samples = job.schemes.reference_mode == "previous-sample"
         # previous-sample references are decoded and encoded again between windows: keep the VAE and CLIP at hand
-        self._place(*PHASE_PARTS["sampling"], *(PHASE_PARTS["conditioning"] if from_samples else ()))
+        self.placement.place(*PHASE_PARTS["sampling"], *(PHASE_PARTS["conditioning"] if from_samples else ()))
         previous_sample = None
         if from_samples and done:
             previous_sample = (job.windows.windows[done - 1].new_frames[-1], latents[-1][-1:])
@@ -395,7 +403,7 @@ class LVCDPipeline:
         return torch.cat(latents), seed
 
     def _decode(self, latents: torch.Tensor, plan: SizePlan, writer, progress: bool) -> torch.Tensor | None:
-        self._place(*PHASE_PARTS["decoding"])
+        self.placement.place(*PHASE_PARTS["decoding"])
         collected = [] if writer is None else None
         bar = tqdm(total=latents.shape[0], desc="decoding", unit="frame", disable=not progress)
         for _, pixels in decode_frames(self.model, lambda idx: latents[idx].to(self.device), latents.shape[0]):

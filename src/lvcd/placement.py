@@ -132,7 +132,7 @@ class Placement:
         fixed: bool = False,
         host: torch.device = torch.device("cpu"),
     ):
-        self.model, self.device = model, device
+        self.device = device
         moves = device != host and not fixed
         self.offload = offload and moves
         attributes = {PART_ATTRIBUTES[part] for part in model.parts}
