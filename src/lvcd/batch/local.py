@@ -75,10 +75,26 @@ def _exit_with_parent(parent_pid: int, seconds: float = 1.0) -> None:
             os._exit(1)
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker the moment the batch process dies (killed): an orphan that finished its shot would race the
+    next run on it. On Linux the kernel sends SIGKILL at once (PR_SET_PDEATHSIG); elsewhere a thread checks every
+    second."""
+    try:
+        import ctypes
+
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) == 0:  # 1: PR_SET_PDEATHSIG
+            if os.getppid() != parent_pid:  # the batch died before the request took hold
+                os._exit(1)
+            return
+    except (OSError, AttributeError):  # not Linux: no prctl
+        pass
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+
+
 def _process_main(model: ModelSpec, label: str, conn, parent_pid: int) -> None:
     """A worker process: load the model once, then run the shots sent to it until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    _die_with_parent(parent_pid)
     try:
         runner = ShotRunner(model, label)
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which stops the batch
