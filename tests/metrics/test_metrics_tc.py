@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lvcd.errors import InputError
+from lvcd.errors import InputError, WeightsError
 from lvcd.metrics.flow import DISFlow, backward_warp, occlusion_mask
 from lvcd.metrics.tc import (
     estimate_motion,
@@ -210,6 +210,15 @@ def test_raft_is_pluggable_as_torchscript(tmp_path):
     assert out.shape == (3, 2, 30, 20) and out[:, 0].eq(1.5).all() and out[:, 1].eq(-0.5).all()
     with pytest.raises(InputError, match="raft-weights"):
         load_flow("raft")
-    torch.save({"w": torch.zeros(1)}, tmp_path / "raft_state.pth")
-    with pytest.raises(InputError, match="not a TorchScript"):
+    with pytest.raises(InputError, match="TorchScript export: it runs its own iterations"):
+        load_flow("raft", tmp_path / "raft.pt", raft_iters=5)
+    torch.save({"w": torch.zeros(1)}, tmp_path / "raft_state.pth")  # a state dict: loaded into our RAFT, strictly
+    with pytest.raises(WeightsError, match="RAFT-large: .*raft_state.pth does not match"):
         load_flow("raft", tmp_path / "raft_state.pth")
+    assert isinstance(load_flow("auto"), DISFlow) and isinstance(
+        load_flow("auto", tmp_path / "raft.pt"), TorchScriptFlow
+    )
+    with pytest.raises(InputError, match="unknown flow method"):
+        load_flow("farneback")
+    with pytest.raises(InputError, match="takes no --raft-weights"):
+        load_flow("dis", tmp_path / "raft.pt")

@@ -58,8 +58,21 @@ def evaluate(
         "(default: informative with --sketch-weights, else xdog).",
     ),
     sketch_weights: Path | None = typer.Option(None, "--sketch-weights", help="sk_model.pth for EDMD sketches."),
-    flow: str = typer.Option("dis", "--flow", help="Optical flow for TC: dis (OpenCV, no weights) or raft."),
-    raft_weights: Path | None = typer.Option(None, "--raft-weights", help="TorchScript RAFT file for --flow raft."),
+    flow: str = typer.Option(
+        "auto",
+        "--flow",
+        help="Optical flow for TC: raft (the paper's; needs --raft-weights or a RAFT file in --weights-dir), "
+        "dis (OpenCV, no weights) or auto (raft when its weights are found, else dis).",
+    ),
+    raft_weights: Path | None = typer.Option(
+        None,
+        "--raft-weights",
+        help="RAFT-large weights: raft-things.pth (the authors'), raft_large_*.pth "
+        "(torchvision's) or a TorchScript export.",
+    ),
+    raft_iters: int | None = typer.Option(
+        None, "--raft-iters", min=1, help="RAFT update iterations (default 20, as the authors' demo)."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:N)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames per network call."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
@@ -118,6 +131,7 @@ def evaluate(
             sketch_weights=sketch_weights,
             flow=flow,
             raft_weights=raft_weights,
+            raft_iters=raft_iters,
             device=device,
         )
         report = evaluate_clips(specs, tools, settings, progress=progress)

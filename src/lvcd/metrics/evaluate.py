@@ -320,6 +320,12 @@ def evaluate_clips(
         if name in settings.metrics and name not in skipped and all(getattr(s, field_name) is None for s in specs):
             skipped[name] = reason
     metrics = [m for m in settings.metrics if m not in skipped]
+    min_side = getattr(tools.flow, "min_side", 0)
+    if any(m in ("tc", "tc_mse") for m in metrics) and min(settings.size) < min_side:
+        raise InputError(
+            f"TC's {tools.flow.name} flow needs frames of at least {min_side}x{min_side}, but the evaluation size is "
+            f"{settings.size[0]}x{settings.size[1]}; evaluate at a larger --size (the paper's 256x256 is the default)"
+        )
     for spec in tqdm(specs, desc="check inputs", unit="clip", disable=not progress or len(specs) < 2):
         check_clip_inputs(spec)
     results = []

@@ -1,10 +1,12 @@
-"""Optical flow for the temporal-consistency metric: OpenCV DIS by default (no weights), RAFT pluggable.
+"""Optical flow for the temporal-consistency metric: RAFT (the paper's) when its weights are given, else OpenCV DIS.
 
 A flow estimator is any callable ``flow(frames_a, frames_b) -> (N, 2, H, W)`` taking two (N, 3, H, W) float
 batches in [0, 1] and returning, per pixel of ``frames_a``, its displacement (dx, dy) in pixels to ``frames_b``:
 ``frames_a[y, x] ~ frames_b[y + dy, x + dx]``.
 
 - :class:`DISFlow`: ``cv2.DISOpticalFlow`` on luma, preset "medium" (needs ``pip install 'lvcd[eval]'``).
+- :class:`lvcd.metrics.raft.RAFTFlow`: RAFT-large, our own modules loading the authors' ``raft-things.pth`` or
+  torchvision's ``raft_large_*.pth`` state dicts (no torchvision needed).
 - :class:`TorchScriptFlow`: a RAFT exported with ``torch.jit.script``/``trace`` (see docs/metrics.md), called as
   ``model(image1, image2)`` on [-1, 1] images padded to a multiple of 8; a list/tuple output means
   per-iteration predictions, of which the last is used (torchvision's RAFT convention).
@@ -61,6 +63,7 @@ class TorchScriptFlow:
     """A TorchScript optical-flow network (e.g. RAFT) behind the estimator interface."""
 
     name = "raft"
+    min_side = 128  # RAFT's coarsest correlation level (1/64 of the frame) needs 2 cells
 
     def __init__(self, module: torch.nn.Module, device: str | torch.device = "cpu") -> None:
         self.module = module
@@ -83,22 +86,35 @@ class TorchScriptFlow:
         return torch.cat(flows)
 
 
+FLOW_METHODS = ("auto", "dis", "raft")
+
+
 def load_flow(
-    method: str = "dis", raft_weights: str | os.PathLike | None = None, device: str | torch.device = "cpu"
+    method: str = "auto",
+    raft_weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    raft_iters: int | None = None,
 ) -> FlowEstimator:
-    """``"dis"`` (OpenCV, no weights) or ``"raft"`` (a TorchScript file given as ``raft_weights``)."""
-    if method == "dis":
+    """``"raft"``: RAFT-large from ``raft_weights`` (a state dict in either public layout, :mod:`lvcd.metrics.raft`,
+    or a TorchScript export); ``"dis"``: OpenCV DIS (no weights); ``"auto"``: RAFT when ``raft_weights`` is given,
+    else DIS. ``raft_iters``: RAFT's update iterations (default :data:`lvcd.metrics.raft.DEFAULT_ITERS`; a
+    TorchScript export runs its own default)."""
+    from lvcd.metrics.raft import DEFAULT_ITERS, load_raft
+
+    if method not in FLOW_METHODS:
+        raise InputError(f"unknown flow method {method!r}: use {', '.join(FLOW_METHODS)}")
+    if method == "dis" and raft_weights is not None:
+        raise InputError("--flow dis takes no --raft-weights: leave out one of the two")
+    if method == "dis" or (method == "auto" and raft_weights is None):
         return DISFlow()
-    if method == "raft":
-        if raft_weights is None:
-            raise InputError("--flow raft needs --raft-weights FILE (a TorchScript RAFT; see docs/metrics.md)")
-        file = require_file(raft_weights, "RAFT")
-        if not is_torchscript(file):
-            raise InputError(
-                f"{file} is not a TorchScript archive; export RAFT with torch.jit.script (docs/metrics.md)"
-            )
+    if raft_weights is None:
+        raise InputError("--flow raft needs --raft-weights FILE (raft-things.pth or torchvision's raft_large_*.pth)")
+    file = require_file(raft_weights, "RAFT")
+    if is_torchscript(file):
+        if raft_iters is not None:
+            raise InputError(f"{file} is a TorchScript export: it runs its own iterations; leave out --raft-iters")
         return TorchScriptFlow(load_torchscript(file, "RAFT", device), device)
-    raise InputError(f"unknown flow method {method!r}: use 'dis' or 'raft'")
+    return load_raft(file, device, DEFAULT_ITERS if raft_iters is None else raft_iters)
 
 
 def backward_warp(images: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

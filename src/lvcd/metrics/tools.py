@@ -30,6 +30,7 @@ KNOWN_FILES = {
     "lpips": ("alex.pth", "alexnet-owt-*.pth"),
     "fid": ("pt_inception-2015-12-05*.pth", "inception-2015-12-05.pt"),
     "fvd": ("i3d_torchscript.pt", "i3d_pretrained_400.pt"),
+    "raft": ("raft-things.pth", "raft_large_C_T_V1-*.pth", "raft_large_*.pth", "raft-*.pth", "raft*.pt"),
 }
 
 
@@ -99,8 +100,9 @@ def build_tools(
     weights_dir: str | os.PathLike | None = None,
     sketch_method: str | None = None,
     sketch_weights: str | os.PathLike | None = None,
-    flow: str = "dis",
+    flow: str = "auto",
     raft_weights: str | os.PathLike | None = None,
+    raft_iters: int | None = None,
     device: str = "cpu",
 ) -> MetricTools:
     """Load what the selected metrics need; record a reason in ``skipped`` for each that cannot run."""
@@ -109,6 +111,7 @@ def build_tools(
     lpips_files = list(lpips_weights) or defaults.get("lpips", [])
     inception_file = inception_weights or next(iter(defaults.get("fid", [])), None)
     i3d_file = i3d_weights or next(iter(defaults.get("fvd", [])), None)
+    raft_file = raft_weights or (next(iter(defaults.get("raft", [])), None) if flow != "dis" else None)
 
     if "lpips" in metrics:
         if lpips_files:
@@ -150,8 +153,11 @@ def build_tools(
         from lvcd.metrics.flow import load_flow
 
         try:
-            tools.flow = load_flow(flow, raft_weights, device)
-            tools.info["flow"] = flow
+            tools.flow = load_flow(flow, raft_file, device, raft_iters)
+            tools.info["flow"] = tools.flow.name
+            if tools.flow.name == "raft":
+                tools.info["raft_weights"] = str(raft_file)
+                tools.info["raft_iters"] = getattr(tools.flow, "iters", "the export's own")
         except MissingDependencyError as reason:
             tools.skipped.update(dict.fromkeys(tc_names, str(reason)))
     return tools
