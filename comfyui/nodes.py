@@ -23,6 +23,7 @@ HUB = "huggingface-cache"  # resolve the official file through the Hugging Face 
 WHOLE_MODEL = "none (svd is a whole-model file)"
 AUTO = "auto"
 POLARITIES = ("auto", "dark-lines", "bright-lines")
+LINEART_LEVELS = ("auto", "on", "off")  # lvcd.io.paper.LEVELS
 LINEART_METHODS = ("informative", "informative-coarse", "xdog")
 DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 VAE_DTYPES = ["fp32", "bf16", "fp16"]
@@ -246,11 +247,19 @@ class LVCDColorize:
                     list(SAMPLER_NAMES),
                     {"default": "euler", "tooltip": "euler: official. heun, dpmpp_2m: second order, fewer steps."},
                 ),
+                "lineart_levels": (
+                    list(LINEART_LEVELS),
+                    {
+                        "default": "auto",
+                        "tooltip": "Scans: grey or grainy paper to white, ink to black (auto: "
+                        "only when the paper is not clean; off: as drawn).",
+                    },
+                ),
             },
         }
 
     def colorize(self, pipeline, reference, lineart, steps, seed, overlap, polarity, width=0, height=0,
-                 keyframes=None, keyframe_indices="", sampler="euler"):  # fmt: skip
+                 keyframes=None, keyframe_indices="", sampler="euler", lineart_levels="auto"):  # fmt: skip
         import comfy.model_management as model_management
         import comfy.utils
         import torch
@@ -267,6 +276,8 @@ class LVCDColorize:
         frames = _rgb(lineart, f"{node}: line art")
         if polarity not in POLARITIES:
             raise ValueError(f"{node}: polarity {polarity!r} is not one of {', '.join(POLARITIES)}.")
+        if lineart_levels not in LINEART_LEVELS:
+            raise ValueError(f"{node}: lineart_levels {lineart_levels!r} is not one of {', '.join(LINEART_LEVELS)}.")
         size = _size(width, height, pipeline.config.size_multiple, node)
         keys = _keyframes(keyframes, keyframe_indices, frames.shape[0], node)
         model_management.throw_exception_if_processing_interrupted()
@@ -287,6 +298,7 @@ class LVCDColorize:
             result = pipeline(
                 references[0], frames, size=size, num_steps=int(steps), seed=int(seed), polarity=polarity,
                 keyframes=keys, overlap=int(overlap), progress=False, callback=after_step, sampler=sampler,
+                lineart_levels=lineart_levels,
             )  # fmt: skip
         except (LVCDError, ValueError) as err:
             raise ValueError(f"{node}: {_clean(err)}") from None

@@ -1,5 +1,5 @@
-"""The GPU suite's dry run (the same code path as on a GPU, on CPU with the tiny model) and the sampler-quality
-benchmark's smoke run; both scripts run in-process on minimal settings."""
+"""The GPU suite's dry run (the same code path as on a GPU, on CPU with the tiny model) and the sampler-quality and
+scanned-line-art benchmarks' smoke runs; the scripts run in-process on minimal settings."""
 
 from __future__ import annotations
 
@@ -148,6 +148,17 @@ def test_sampler_quality_smoke_run(tiny_weights, tmp_path):
     for run in result["runs"]:
         assert run["seconds_per_frame"] > 0 and 0 <= run["scores"]["region"] <= 1 and "psnr" in run["scores"]
     assert "| dpmpp_2m | 1 |" in (tmp_path / "t.md").read_text()
+
+
+def test_scanned_lineart_smoke_run(tmp_path):
+    """Clean line art is never levelled by auto; each simulated scan is."""
+    result = _script("scanned_lineart").main(
+        ["--shots", "1", "--frames", "3", "--steps", "1", "--markdown", str(tmp_path / "s.md")]
+    )
+    levelled = {name: rows["auto"]["levelled_shots"] for name, rows in result["results"].items()}
+    assert levelled.pop("clean") == 0 and set(levelled.values()) == {1}
+    assert all(rows["off"]["levelled_shots"] == 0 for rows in result["results"].values())
+    assert "| clean |" in (tmp_path / "s.md").read_text()
 
 
 def test_sampler_quality_without_the_demo_weights_is_one_clear_line(monkeypatch, tmp_path, capsys):

@@ -190,6 +190,7 @@ def test_importing_the_pack_does_no_work():
 
 def test_widgets_follow_comfyui_conventions_and_list_the_model_folders(comfy):
     from lvcd.io.lineart_input import POLARITIES
+    from lvcd.io.paper import LEVELS
     from lvcd.lineart import METHODS
 
     for name, node in comfy.nodes.items():
@@ -203,6 +204,7 @@ def test_widgets_follow_comfyui_conventions_and_list_the_model_folders(comfy):
     assert "tiny_svd.safetensors" in loader["svd"][0] and "tiny_lvcd.ckpt" in loader["lvcd"][0]
     colorize = comfy.nodes["LVCDColorize"].INPUT_TYPES()
     assert tuple(colorize["required"]["polarity"][0]) == POLARITIES
+    assert tuple(colorize["optional"]["lineart_levels"][0]) == LEVELS
     assert colorize["required"]["seed"][1]["max"] == 2**64 - 1
     assert tuple(comfy.nodes["LVCDLineart"].INPUT_TYPES()["required"]["method"][0]) == METHODS
 

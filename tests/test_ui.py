@@ -142,6 +142,7 @@ def test_shot_names():
         ({"steps": 500}, "Steps: 500 is out of range; use 1 to 50"),
         ({"fps": -3}, "Frames per second: -3 is not valid"),
         ({"polarity": "sideways"}, "Line polarity: 'sideways'"),
+        ({"lineart_levels": "max"}, "Scanned paper: 'max' is not one of auto, on, off"),
     ],
 )
 def test_bad_settings_name_their_field(fields, expected):
@@ -152,6 +153,7 @@ def test_bad_settings_name_their_field(fields, expected):
 
 def test_settings_defaults_and_limits():
     assert check_settings() == JobSettings(25, None, "auto", None, None)
+    assert check_settings(lineart_levels="off").lineart_levels == "off" and JobSettings().lineart_levels == "auto"
     assert check_settings(seed=-1).seed is None and check_settings(seed=MAX_SEED).seed == MAX_SEED
     assert check_settings(height=320, width=576, fps=24).size_hw == (320, 576)
     assert check_settings(height=2048, width=2048, limits=PageLimits(max_side=2048)).size_hw == (2048, 2048)
@@ -280,7 +282,7 @@ def test_a_job_out_of_gpu_memory_says_what_needs_less_not_report_a_bug(pipe, tmp
     (run,) = [f.fn for f in app.fns.values() if f.name == "run"]
     monkeypatch.setattr(type(pipe), "__call__", out_of_memory)
     files = _uploads(tmp_path / "up", ["a1.png", "a2.png"])
-    video, side, status = run(str(_reference(tmp_path / "ref.png")), files, 1, None, "auto", 64, 128, 20, "euler",
+    video, side, status = run(str(_reference(tmp_path / "ref.png")), files, 1, None, "auto", 64, 128, 20, "euler", "auto",
                               SimpleNamespace(session_hash="page-oom"), lambda *args, **kwargs: None)  # fmt: skip
     assert video is None and side is None
     assert "Could not colorize:" in status and "Please report it" not in status

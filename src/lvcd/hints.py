@@ -18,6 +18,8 @@ from tqdm.auto import tqdm
 from lvcd.errors import InputError
 from lvcd.io import FrameSource, SizePlan, detect_sequence_polarity, fit_hint, lineart_to_hint, to_rgb_uint8
 from lvcd.io.atomic import atomic_output
+from lvcd.io.lineart_input import dark_lines_gray
+from lvcd.io.paper import PaperLevels, check_levels, levelled_hint, shot_levels
 
 
 def _as_array(frame) -> np.ndarray:
@@ -107,8 +109,27 @@ def resolve_polarity(frames: LineartFrames, polarity: str) -> str:
     return detect_sequence_polarity(_quantized(f) for f in frames)
 
 
-def frame_to_hint(frame: np.ndarray, polarity: str) -> np.ndarray:
-    """One line-art frame -> HxW float32 hint in [0, 1], lines ~1."""
+def _dark_gray(frame: np.ndarray, polarity: str) -> np.ndarray:
+    """Dark-lines gray 0..255 (float32) of an integer or float frame."""
+    if _is_float(frame):
+        gray = _float_gray(frame) * np.float32(255.0)
+        return np.float32(255.0) - gray if polarity == "bright-lines" else gray
+    return dark_lines_gray(frame, polarity)
+
+
+def resolve_levels(frames: LineartFrames, polarity: str, mode: str = "auto") -> PaperLevels | None:
+    """Whether a shot's line art is levelled (:mod:`lvcd.io.paper`): None for no, else the levels of its first frames
+    (median), for the report. ``auto``: only grey or grainy paper; ``on``: always; ``off``: never."""
+    if check_levels(mode) == "off":
+        return None
+    levels = shot_levels(_dark_gray(frame, polarity) for frame in frames)
+    return levels if mode == "on" or levels.needed else None
+
+
+def frame_to_hint(frame: np.ndarray, polarity: str, levels: bool = False) -> np.ndarray:
+    """One line-art frame -> HxW float32 hint in [0, 1], lines ~1; ``levels``: its paper to white, its ink to black."""
+    if levels:
+        return levelled_hint(_dark_gray(frame, polarity))
     if _is_float(frame):
         gray = _float_gray(frame)
         return gray if polarity == "bright-lines" else 1.0 - gray
@@ -131,7 +152,13 @@ class HintStore:
 
     @classmethod
     def build(
-        cls, frames: LineartFrames, plan: SizePlan, polarity: str, path: Path, progress: bool = True
+        cls,
+        frames: LineartFrames,
+        plan: SizePlan,
+        polarity: str,
+        path: Path,
+        progress: bool = True,
+        levels: bool = False,
     ) -> HintStore:
         with atomic_output(path) as temporary:
             store = cls(temporary, len(frames), plan.model_hw, mode="w+")
@@ -139,7 +166,7 @@ class HintStore:
             for frame in tqdm(frames, total=len(frames), desc="line art", unit="frame", disable=not progress):
                 if produced >= len(frames):
                     raise InputError(f"The line-art source yielded more frames than the {len(frames)} it announced.")
-                store.array[produced] = fit_hint(frame_to_hint(frame, polarity), plan)
+                store.array[produced] = fit_hint(frame_to_hint(frame, polarity, levels), plan)
                 produced += 1
             if produced != len(frames):
                 raise InputError(

@@ -24,8 +24,9 @@ from lvcd.decoding import decode_frames
 from lvcd.devices import default_device, default_dtype
 from lvcd.diffusion import SAMPLERS, edm_sigmas
 from lvcd.errors import InputError, WeightsError
-from lvcd.hints import HintStore, LineartFrames, resolve_polarity
+from lvcd.hints import HintStore, LineartFrames, resolve_levels, resolve_polarity
 from lvcd.io import SizePlan, open_writer, plan_size, restore
+from lvcd.io.paper import PaperLevels, check_levels
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
 from lvcd.longvideo import plan_windows
 from lvcd.model import LVCDModel
@@ -73,6 +74,7 @@ class ColorizeResult:
     seed: int | None
     polarity: str
     output_path: Path | None = None
+    lineart_levels: PaperLevels | None = None  # the shot's scanned-paper levels when its line art was levelled
 
 
 class LVCDPipeline:
@@ -221,6 +223,7 @@ class LVCDPipeline:
         num_steps: int | None = None,
         seed: int | None = None,
         polarity: str = "auto",
+        lineart_levels: str = "auto",
         initial_noise: torch.Tensor | None = None,
         reference_noise: torch.Tensor | None = None,
         keyframes: dict[int, object] | None = None,
@@ -245,6 +248,9 @@ class LVCDPipeline:
         reference / keyframe images: path, PIL image, HxWx3 array or (3, H, W) tensor in [0, 1].
         lineart: folder, video or GIF path, list of images, or tensor (N, C, H, W) in [0, 1].
         polarity: "auto", "dark-lines" (dark lines on light paper) or "bright-lines" (lines ~1 on 0, the model's).
+        lineart_levels: "auto" (scanned or photographed line art on grey or grainy paper: each frame's paper is brought to
+        white and its ink to black, :mod:`lvcd.io.paper`; clean digital line art and extracted sketches untouched),
+        "on" (always) or "off" (the official mapping as it is). ``result.lineart_levels`` tells what was done.
         extract_lineart: ``lineart`` holds colour frames: extract their line art first, frame by frame, with this
         method of :data:`lvcd.lineart.METHODS` (weights looked up as :func:`lvcd.lineart.get_extractor` does) or
         this :class:`~lvcd.lineart.LineartExtractor`; the extracted line art is dark lines on white.
@@ -275,6 +281,10 @@ class LVCDPipeline:
         count = len(frames)
         plan = plan_size(frames.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
         polarity = resolve_polarity(frames, polarity)
+        check_levels(lineart_levels)
+        if extract_lineart is not None and lineart_levels == "auto":
+            lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
+        levels = resolve_levels(frames, polarity, lineart_levels)
         if num_steps < 1:
             raise InputError("num_steps must be at least 1.")
         if resume and work_dir is None:
@@ -312,7 +322,7 @@ class LVCDPipeline:
             job = ShotJob(
                 windows=windows,
                 plan=plan,
-                hints=HintStore.build(frames, plan, polarity, work.hints_path, progress=progress),
+                hints=HintStore.build(frames, plan, polarity, work.hints_path, progress, levels is not None),
                 images=images,
                 polarity=polarity,
                 num_steps=num_steps,
@@ -338,7 +348,7 @@ class LVCDPipeline:
             if temporary is not None:
                 temporary.cleanup()
         output_path = writer.close() if writer is not None else None
-        return ColorizeResult(result_frames, latents.cpu(), plan, seed, polarity, output_path)
+        return ColorizeResult(result_frames, latents.cpu(), plan, seed, polarity, output_path, levels)
 
     def _start_state(self, job: ShotJob) -> tuple[dict[str, torch.Tensor], int | None]:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and

@@ -22,17 +22,24 @@ def test_json_and_csv_give_the_same_shots(tmp_path):
             {
                 "shots": [
                     {"name": "a", "reference": "a.png", "lineart": "a/", "keyframes": {"40": "k40.png"}, "seed": 7},
-                    {"reference": "/abs/b.png", "lineart": "b.mp4", "size": "128x256", "fps": 12, "steps": ""},
+                    {
+                        "reference": "/abs/b.png",
+                        "lineart": "b.mp4",
+                        "size": "128x256",
+                        "fps": 12,
+                        "steps": "",
+                        "lineart_levels": "Off",
+                    },
                 ]
             }
         )
     )
     csv_path = tmp_path / "m" / "film.csv"
     csv_path.write_text(
-        "name,reference,lineart,keyframes,seed,size,fps,steps\n"
+        "name,reference,lineart,keyframes,seed,size,fps,steps,lineart_levels\n"
         "# a comment line\n"
-        "a,a.png,a/,40=k40.png,7,,,\n"
-        ",/abs/b.png,b.mp4,,,128x256,12,\n"
+        "a,a.png,a/,40=k40.png,7,,,,\n"
+        ",/abs/b.png,b.mp4,,,128x256,12,,off\n"
     )
     for path in (json_path, csv_path):
         a, b = read_shots(path, defaults)
@@ -45,7 +52,7 @@ def test_json_and_csv_give_the_same_shots(tmp_path):
         )
         assert a.settings == ShotSettings(steps=5, seed=7, overlap=4)
         assert (b.name, b.reference, b.lineart) == ("b", Path("/abs/b.png"), base / "b.mp4")
-        assert b.settings == ShotSettings(steps=5, seed=3, size=(128, 256), fps=12.0)
+        assert b.settings == ShotSettings(steps=5, seed=3, size=(128, 256), fps=12.0, lineart_levels="off")
 
 
 @pytest.mark.parametrize(
@@ -57,6 +64,7 @@ def test_json_and_csv_give_the_same_shots(tmp_path):
         ('[{"reference": "r.png", "lineart": "a/", "size": "320x"}]', "is not HEIGHTxWIDTH"),
         ('[{"reference": "r.png", "lineart": "a/", "size": [0, 64]}]', "must be positive"),
         ('[{"reference": "r.png", "lineart": "a/", "polarity": "dark"}]', "not one of auto, dark-lines"),
+        ('[{"reference": "r.png", "lineart": "a/", "lineart_levels": 1}]', "lineart_levels 1 is not one of auto, on"),
         ('[{"reference": "r.png", "lineart": "a/", "keyframes": "x.png"}]', "INDEX=IMAGE"),
         ('[{"reference": "r.png", "lineart": "A/"}, {"reference": "r.png", "lineart": "x/a/"}]', "two shots named"),
         ('[{"name": "../up", "reference": "r.png", "lineart": "a/"}]', "not usable as a file name"),

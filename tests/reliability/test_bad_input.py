@@ -73,6 +73,7 @@ CASES = [
     Case("colorize-fps-zero", lambda w: colorize(w, fps="0"), ("--fps 0", "positive")),
     Case("colorize-fps-negative", lambda w: colorize(w, fps="-5"), ("--fps -5",)),
     Case("colorize-polarity", lambda w: colorize(w, polarity="sideways"), ("--polarity", "sideways")),
+    Case("colorize-lineart-levels", lambda w: colorize(w, lineart_levels="always"), ("--lineart-levels", "always")),
     Case("colorize-reference-mode", lambda w: colorize(w, reference_mode="last"), ("--reference-mode",)),
     Case("colorize-keyframe-previous-sample", lambda w: colorize(w, "--keyframe", f"2={w.keyframe}", reference_mode="previous-sample"), ("--keyframe", "--reference-mode")),
     Case("colorize-device-cuda", lambda w: colorize(w, device="cuda"), ("--device cuda", "--device cpu"), needs=_no_cuda),
@@ -123,6 +124,8 @@ CASES = [
     Case("evaluate-device-cuda", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--device", "cuda", "--no-progress"], ("--device cuda",), needs=_no_cuda),
     Case("evaluate-size", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--size", "huge", "--no-progress"], ("--size", "huge")),
     Case("evaluate-neither-pred-nor-manifest", lambda w: ["evaluate", "--no-progress"], ("--pred", "--manifest")),
+    Case("evaluate-raft-other-network", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--metrics", "tc", "--flow", "raft", "--raft-weights", str(w.lvcd), "--size", "64", "--no-progress"], ("lvcd.ckpt", "RAFT-large")),
+    Case("evaluate-flow", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--flow", "farneback", "--no-progress"], ("farneback",)),
     # ---------------------------------------------------------------- data
     Case("data-missing-input", lambda w: ["data", "prepare", str(w.inputs / "no.mp4"), "-o", str(w.out / "root"), "--svd", str(w.svd)], ("no.mp4",)),
     Case("data-output-inside-input", lambda w: ["data", "prepare", str(w.lineart), "-o", str(w.lineart / "root"), "--svd", str(w.svd), "--lineart-method", "xdog"], ("INPUT", "lineart")),
@@ -134,6 +137,7 @@ CASES = [
     Case("train-config-missing", lambda w: ["train", "--config", str(w.inputs / "train.json")], ("train.json",)),
     Case("train-config-invalid-toml", lambda w: ["train", "--config", str(w.toml)], ("train.toml",)),
     Case("batch-manifest-missing", lambda w: ["batch", str(w.inputs / "shots.csv"), "-o", str(w.out / "batch")], ("shots.csv",)),
+    Case("batch-lineart-levels", lambda w: ["batch", str(w.inputs / "shots.csv"), "-o", str(w.out / "batch"), "--lineart-levels", "max"], ("--lineart-levels", "max")),
     Case("demo-fps-zero", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--fps", "0"], ("--fps 0",)),
     Case("demo-output-parent-is-file", lambda w: ["demo", "-o", str(w.a_file / "demo.mp4")], ("a_file",)),
 ]  # fmt: skip

@@ -29,10 +29,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lvcd.errors import InputError
+from lvcd.io.lineart_input import POLARITIES
+from lvcd.io.paper import LEVELS
 from lvcd.io.sizing import parse_size
 
-POLARITIES = ("auto", "dark-lines", "bright-lines")
-SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "fps")
+SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "lineart_levels", "fps")
 FIELDS = ("name", "reference", "lineart", "keyframes", *SETTING_FIELDS)
 
 
@@ -45,6 +46,7 @@ class ShotSettings:
     size: tuple[int, int] | None = None  # (H, W) processing size; None: near the trained area, aspect kept
     overlap: int = 4
     polarity: str = "auto"
+    lineart_levels: str = "auto"  # scanned paper to white (lvcd.io.paper): auto, on or off
     fps: float | None = None  # None: the line-art video's rate, else 20
 
 
@@ -79,11 +81,11 @@ def _setting(name: str, value, what: str):
         return _integer(value, what, 0)
     if name == "size":
         return parse_size(value, what)
-    if name == "polarity":
-        polarity = str(value).strip().lower()
-        if polarity not in POLARITIES:
-            raise InputError(f"{what} {value!r} is not one of {', '.join(POLARITIES)}")
-        return polarity
+    if name in ("polarity", "lineart_levels"):
+        choice, choices = str(value).strip().lower(), POLARITIES if name == "polarity" else LEVELS
+        if choice not in choices:
+            raise InputError(f"{what} {value!r} is not one of {', '.join(choices)}")
+        return choice
     try:
         fps = float(value)
     except (TypeError, ValueError):

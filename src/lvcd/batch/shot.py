@@ -163,6 +163,7 @@ class ShotRunner:
                     num_steps=settings.steps,
                     seed=settings.seed,
                     polarity=settings.polarity,
+                    lineart_levels=settings.lineart_levels,
                     keyframes=dict(job.shot.keyframes),
                     overlap=settings.overlap,
                     output=job.output,

@@ -39,6 +39,9 @@ def batch(
     size: str | None = typer.Option(None, "--size", help="Processing size HxW (multiples of 64); default: auto."),
     overlap: int = typer.Option(4, "--overlap", min=0, help="Frames shared by consecutive windows."),
     polarity: str = typer.Option("auto", "--polarity", help="auto, dark-lines or bright-lines."),
+    lineart_levels: str = typer.Option(
+        "auto", "--lineart-levels", help="auto (scans on grey or grainy paper levelled), on or off."
+    ),
     fps: float | None = typer.Option(None, "--fps", help="Video frame rate (default: the line-art video's, else 20)."),
     output_format: str = typer.Option("mp4", "--format", help="mp4, webm, gif, or png (a folder of frames)."),
     workers: int | None = typer.Option(
@@ -120,13 +123,16 @@ def _run(**opts) -> bool:
         run_batch,
     )
     from lvcd.batch.layout import FORMATS
-    from lvcd.batch.manifest import POLARITIES
+    from lvcd.io.lineart_input import POLARITIES
+    from lvcd.io.paper import LEVELS
     from lvcd.io.sizing import parse_size
 
     if opts["output_format"] not in FORMATS:
         raise InputError(f"--format {opts['output_format']!r} is not one of {', '.join(FORMATS)}")
     if opts["polarity"] not in POLARITIES:
         raise InputError(f"--polarity {opts['polarity']!r} is not one of {', '.join(POLARITIES)}")
+    if opts["lineart_levels"] not in LEVELS:
+        raise InputError(f"--lineart-levels {opts['lineart_levels']!r} is not one of {', '.join(LEVELS)}")
     for option, path in (("--svd", opts["svd"]), ("--lvcd", opts["lvcd_ckpt"])):
         if path is not None and not path.is_file():
             raise InputError(f"{option} {path}: file not found")
@@ -138,6 +144,7 @@ def _run(**opts) -> bool:
         size=parse_size(opts["size"], "--size"),
         overlap=opts["overlap"],
         polarity=opts["polarity"],
+        lineart_levels=opts["lineart_levels"],
         fps=opts["fps"],
     )
     shots = read_shots(opts["manifest"], defaults)

@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 
 from lvcd.errors import InputError
+from lvcd.io.lineart_input import POLARITIES
+from lvcd.io.paper import LEVELS
 from lvcd.io.paths import check_not_input, check_output_location
 from lvcd.io.writers import output_kind
 
@@ -142,15 +144,14 @@ def expected_config(opts: dict):
     return None
 
 
-POLARITIES = ("auto", "dark-lines", "bright-lines")
-
-
 def check_schemes(opts: dict, keyframes: dict) -> None:
     """--polarity, --reference-mode and their combinations with --from-color and --keyframe."""
     from lvcd.sampling import SamplingSchemes
 
     if opts["polarity"] not in POLARITIES:
         raise InputError(f"--polarity {opts['polarity']!r} is not one of {', '.join(POLARITIES)}.")
+    if opts.get("lineart_levels", "auto") not in LEVELS:
+        raise InputError(f"--lineart-levels {opts['lineart_levels']!r} is not one of {', '.join(LEVELS)}.")
     if opts["from_color"] and opts["polarity"] == "bright-lines":
         raise InputError("--polarity bright-lines contradicts --from-color (extracted line art is dark on white).")
     try:

@@ -90,6 +90,12 @@ def colorize(
         "--polarity",
         help="auto, dark-lines (dark lines on light paper) or bright-lines (light lines on black).",
     ),
+    lineart_levels: str = typer.Option(
+        "auto",
+        "--lineart-levels",
+        help="auto (scans on grey or grainy paper: each frame's paper to white, ink to black; clean line art "
+        "untouched), on or off (the official reading).",
+    ),
     from_color: bool = typer.Option(
         False, "--from-color", help="--lineart holds colour frames: extract their line art first."
     ),
@@ -162,6 +168,7 @@ def _run(**opts) -> None:
             num_steps=opts["steps"],
             seed=seed,
             polarity="auto" if opts["from_color"] else opts["polarity"],
+            lineart_levels=opts["lineart_levels"],
             keyframes=keyframes,
             extract_lineart=extractor,
             overlap=opts["overlap"],
@@ -183,6 +190,8 @@ def _run(**opts) -> None:
         f"wrote {len(result.latents)} frames ({plan.input_hw[1]}x{plan.input_hw[0]}, processed at {plan.model_hw[1]}x{plan.model_hw[0]}, "
         f"line art {result.polarity}, seed {result.seed}) to {result.output_path}"
     )
+    if result.lineart_levels is not None:
+        typer.echo(f"line art: {result.lineart_levels.describe()} (--lineart-levels off reads it as drawn)")
 
 
 def register(app: typer.Typer) -> None:

@@ -25,9 +25,10 @@ import numpy as np
 from lvcd.diffusion import SAMPLERS
 from lvcd.errors import InputError
 from lvcd.io import FrameSource, open_writer
+from lvcd.io.lineart_input import POLARITIES
+from lvcd.io.paper import LEVELS
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
 
-POLARITIES = ("auto", "dark-lines", "bright-lines")
 MAX_SEED = 2**63 - 1
 DEFAULT_FPS = 20.0
 
@@ -53,6 +54,7 @@ class JobSettings:
     size_hw: tuple[int, int] | None = None  # None: automatic (near the trained 320x576 area, aspect kept)
     fps: float | None = None  # None: the line-art video's own rate, else 20
     sampler: str = "euler"  # a name in lvcd.diffusion.SAMPLERS
+    lineart_levels: str = "auto"  # scanned paper to white: auto, on or off (lvcd.io.paper)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class JobResult:
     model_hw: tuple[int, int]
     polarity: str
     seconds: float
+    levels: str | None = None  # what levelling did to scanned line art (PaperLevels.describe), None when untouched
 
 
 class JobCancelled(Exception):
@@ -88,7 +91,7 @@ def _whole_number(value, field: str, low: int, high: int, hint: str) -> int:
 
 def check_settings(
     steps=25, seed=None, polarity="auto", height=0, width=0, fps=0, limits: PageLimits = PageLimits(), multiple=64,
-    sampler="euler",
+    sampler="euler", lineart_levels="auto",
 ) -> JobSettings:  # fmt: skip
     """The page's field values -> JobSettings, or InputError naming the field. Seed -1 or empty: random; height and
     width 0: automatic size; fps 0 or empty: the line-art video's rate (20 for images)."""
@@ -118,7 +121,10 @@ def check_settings(
         raise InputError(f"Frames per second: {fps!r} is not valid; use 1 to {limits.max_fps:g}, or 0 for automatic.")
     if sampler not in SAMPLERS:
         raise InputError(f"Sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}.")
-    return JobSettings(steps, None if seed in (None, -1) else seed, polarity, size_hw, rate or None, sampler)
+    if lineart_levels not in LEVELS:
+        raise InputError(f"Scanned paper: {lineart_levels!r} is not one of {', '.join(LEVELS)}.")
+    seed = None if seed in (None, -1) else seed
+    return JobSettings(steps, seed, polarity, size_hw, rate or None, sampler, lineart_levels)
 
 
 class ProgressText:
@@ -184,6 +190,7 @@ def colorize_upload(
             reference_upload.path, lineart.frames, size=settings.size_hw, num_steps=settings.steps,
             seed=settings.seed, polarity=settings.polarity, output=output_dir / f"{lineart.shot_name}_colorized.mp4",
             fps=fps, overwrite=False, progress=False, callback=on_step, sampler=settings.sampler,
+            lineart_levels=settings.lineart_levels,
         )  # fmt: skip
         report(1, 1, "writing the side-by-side video")
         side_by_side = write_side_by_side(lineart, result.output_path, output_dir, fps, cancel)
@@ -194,6 +201,7 @@ def colorize_upload(
     return JobResult(
         result.output_path, side_by_side, result.seed, len(lineart.frames), fps, plan.input_hw, plan.model_hw,
         result.polarity, time.monotonic() - started,
+        None if result.lineart_levels is None else result.lineart_levels.describe(),
     )  # fmt: skip
 
 

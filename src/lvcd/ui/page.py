@@ -25,7 +25,7 @@ from PIL import Image
 from lvcd.diffusion import SAMPLERS
 from lvcd.errors import LVCDError, out_of_memory, out_of_memory_text
 from lvcd.io import load_image
-from lvcd.ui.jobs import POLARITIES, JobCancelled, PageLimits, check_settings, colorize_upload
+from lvcd.ui.jobs import LEVELS, POLARITIES, JobCancelled, PageLimits, check_settings, colorize_upload
 from lvcd.ui.uploads import LINEART_FIELD, REFERENCE_FIELD, Upload, check_reference, read_lineart, user_message
 
 log = logging.getLogger("lvcd.ui")
@@ -172,14 +172,14 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         frames_text = "1 frame" if count == 1 else f"{count} frames in this order{more}"
         return shown, f"{frames_text}, {width}x{height}."
 
-    def run(reference, lineart_files, steps, seed, polarity, height, width, fps, sampler, request: gr.Request,
-            progress=gr.Progress()):  # fmt: skip
+    def run(reference, lineart_files, steps, seed, polarity, height, width, fps, sampler, levels,
+            request: gr.Request, progress=gr.Progress()):  # fmt: skip
         session = request.session_hash or "local"
         uploads = [Upload.of(f) for f in ([reference] if reference else []) + list(lineart_files or [])]
         flag = sessions.begin(session)
         folder = cache / "lvcd-jobs" / uuid.uuid4().hex
         try:
-            settings = check_settings(steps, seed, polarity, height, width, fps, limits, multiple, sampler)
+            settings = check_settings(steps, seed, polarity, height, width, fps, limits, multiple, sampler, levels)
             if pipe_lock.locked():
                 progress(0, desc="waiting for the stopped job to wind down")
             with pipe_lock:
@@ -210,7 +210,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         text = (
             f"{result.frames} frames, {w}x{h} (processed at {mw}x{mh}), {result.fps:g} fps, line art "
             f"{result.polarity}, **seed {result.seed}** (enter it as the seed to get this result again), "
-            f"{result.seconds:.1f} s."
+            f"{result.seconds:.1f} s." + (f" Line art: {result.levels}." if result.levels else "")
         )
         return str(result.video), str(result.side_by_side), _status("Done:", text)
 
@@ -249,6 +249,10 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
                         steps = gr.Slider(1, limits.max_steps, value=25, step=1, label="Steps", elem_id="lvcd-steps")
                         seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", elem_id="lvcd-seed")
                     polarity = gr.Radio(list(POLARITIES), value="auto", label="Line polarity")
+                    levels = gr.Radio(
+                        list(LEVELS), value="auto", elem_id="lvcd-levels",
+                        label="Scanned paper to white, ink to black (auto: only grey or grainy paper)",
+                    )  # fmt: skip
                     sampler = gr.Dropdown(
                         list(SAMPLERS), value="euler", label="Sampler (euler: official; heun, dpmpp_2m: fewer steps)",
                         elem_id="lvcd-sampler",
@@ -275,7 +279,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         reference.change(preview_reference, [reference], [reference_preview, reference_note], concurrency_limit=4)
         lineart.change(preview_lineart, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
         job = start.click(
-            run, [reference, lineart, steps, seed, polarity, height, width, fps, sampler],
+            run, [reference, lineart, steps, seed, polarity, height, width, fps, sampler, levels],
             [result, side_by_side, status],
             concurrency_limit=1, concurrency_id="colorize", trigger_mode="once",
         )  # fmt: skip

@@ -1,0 +1,95 @@
+"""Scanned line art (lvcd.io.paper): grey, grainy paper to white and ink to black; clean line art untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lvcd.errors import InputError
+from lvcd.hints import LineartFrames, frame_to_hint, resolve_levels
+from lvcd.io.lineart_input import lineart_to_hint
+from lvcd.io.paper import measure_levels, shot_levels
+
+
+def drawing(size: int = 96, seed: int = 0) -> np.ndarray:
+    """Dark-lines line art: white paper, a few black anti-aliased strokes (about 5 % of the pixels)."""
+    rng = np.random.default_rng(seed)
+    sheet = np.full((size, size), 255.0)
+    ys, xs = np.mgrid[:size, :size]
+    for _ in range(4):
+        cy, cx, radius = rng.uniform(20, size - 20, 2).tolist() + [rng.uniform(8, 20)]
+        distance = np.abs(np.hypot(ys - cy, xs - cx) - radius)
+        sheet = np.minimum(sheet, np.clip(distance - 0.5, 0, 1) * 255)
+    return sheet.round().astype(np.uint8)
+
+
+def scanned(clean: np.ndarray, paper: float, ink: float, grain: float, seed: int = 0) -> np.ndarray:
+    darkness = 1 - clean / 255.0
+    noise = np.random.default_rng(seed).normal(0, grain, clean.shape)
+    return np.clip(np.rint(paper * (1 - darkness) + ink * darkness + noise), 0, 255).astype(np.uint8)
+
+
+def test_a_scan_is_measured_and_brought_to_white_paper_and_black_ink():
+    clean = drawing()
+    scan = scanned(clean, paper=200, ink=40, grain=4)
+    levels = measure_levels(scan)
+    assert levels.paper == pytest.approx(200, abs=1) and levels.grain == pytest.approx(4, abs=0.6)
+    assert levels.white == pytest.approx(levels.paper - 3 * levels.grain) and 30 <= levels.ink <= 50
+    assert levels.needed and "paper 200" in levels.describe()
+    hint, official = lineart_to_hint(scan, "dark-lines", levels=True), lineart_to_hint(scan, "dark-lines")
+    paper, lines = clean == 255, clean == 0
+    assert official[paper].mean() == pytest.approx(1 - 200 / 255, abs=0.01)  # the haze levels remove
+    assert hint[paper].mean() < 0.005 and (hint[paper] == 0).mean() > 0.99  # paper: white, grain gone
+    assert hint[lines].mean() > 0.95  # ink: black
+    assert np.abs(hint - lineart_to_hint(clean, "dark-lines")).mean() < 0.01  # about the clean drawing's hint
+
+
+def test_clean_line_art_is_left_exactly_as_the_official_code_reads_it():
+    clean = drawing()
+    assert not measure_levels(clean).needed  # paper 255, no grain
+    assert not measure_levels(scanned(clean, paper=250, ink=0, grain=1)).needed  # a good scan
+    assert measure_levels(scanned(clean, paper=252, ink=0, grain=8)).needed  # white but grainy
+    frames = LineartFrames([clean, clean])
+    assert resolve_levels(frames, "dark-lines", "auto") is None
+    binary = (clean > 128).astype(np.uint8) * 255
+    assert resolve_levels(LineartFrames([binary]), "dark-lines", "auto") is None
+    assert np.array_equal(frame_to_hint(clean, "dark-lines", False), (1.0 - clean / 255.0).astype(np.float32))
+    forced = resolve_levels(frames, "dark-lines", "on")  # "on": the median levels, even of a clean sheet
+    assert forced is not None and forced.paper == 255
+    with pytest.raises(InputError, match="not one of auto, on, off"):
+        resolve_levels(frames, "dark-lines", "always")
+
+
+def test_every_frame_is_levelled_with_its_own_paper():
+    """Scans differ in exposure: each frame's paper goes to white, whatever the shot's median."""
+    clean = drawing()
+    light, dark = scanned(clean, 225, 40, 3, seed=1), scanned(clean, 180, 30, 3, seed=2)
+    frames = LineartFrames([light, dark, light])
+    levels = resolve_levels(frames, "dark-lines", "auto")
+    assert levels is not None and levels.paper == pytest.approx(225, abs=1)  # median of 225, 180, 225
+    for scan in (light, dark):
+        assert frame_to_hint(scan, "dark-lines", True)[clean == 255].mean() < 0.005
+
+
+def test_bright_lines_and_float_frames_are_levelled_alike():
+    clean = drawing()
+    scan = scanned(clean, 200, 40, 4)
+    dark_hint = frame_to_hint(scan, "dark-lines", True)
+    assert np.allclose(frame_to_hint(255 - scan, "bright-lines", True), dark_hint, atol=1e-5)
+    assert np.allclose(frame_to_hint(scan.astype(np.float32) / 255, "dark-lines", True), dark_hint, atol=1e-4)
+    tensor = torch.from_numpy(scan).float()[None, None] / 255  # (N, 1, H, W) in [0, 1], as the API takes it
+    assert resolve_levels(LineartFrames(tensor), "dark-lines", "auto") is not None
+    rgb = np.repeat(scan[..., None], 3, axis=2)
+    assert np.array_equal(lineart_to_hint(rgb, "dark-lines", levels=True), lineart_to_hint(scan, "dark-lines", True))
+
+
+def test_a_blank_sheet_and_sparse_lines_stay_sane():
+    blank = np.full((64, 64), 210, np.uint8)
+    levels = measure_levels(blank)
+    assert levels.ink == 0.0 and levels.white == 210.0  # no lines: nothing to stretch to black
+    assert frame_to_hint(blank, "dark-lines", True).max() == 0.0
+    faint = blank.copy()
+    faint[32, 10:20] = 190  # pencil barely darker than the paper: not stretched to black
+    assert measure_levels(faint).ink == 0.0
+    assert shot_levels([blank, faint]).paper == 210.0
