@@ -1,12 +1,12 @@
 """Scanned line art: how the demo model colorizes drawings on grey, grainy paper, read as drawn or levelled.
 
 Held-out synthetic shots (`lvcd.data.synthetic`, split "heldout") whose exact line art is turned into scans:
-``gray = paper * (1 - d) + ink * d + N(0, grain)`` with ``d`` the line darkness, rounded to 8 bits, one draw per
-pixel and frame. Each shot is colorized from its first frame with ``lineart_levels="off"`` (the official mapping
+``gray = light * (paper * (1 - d) + ink * d) + N(0, grain)`` with ``d`` the line darkness and ``light`` 1, or for
+photos under a lamp falling across the frame, rounded to 8 bits, one draw per pixel and frame. Each shot is colorized from its first frame with ``lineart_levels="off"`` (the official mapping
 ``1 - gray/255``) and ``"auto"`` (lvcd.io.paper: each frame's paper to white, its ink to black), and scored as
 benchmarks/demo_quality.py scores (region accuracy, PSNR over frames 1..N-1).
 
-    python benchmarks/scanned_lineart.py                    # 4 shots x 25 frames, 10 steps: ~2 minutes on 2 cores
+    python benchmarks/scanned_lineart.py                    # 4 shots x 25 frames, 10 steps: ~3 minutes on 2 cores
     python benchmarks/scanned_lineart.py --output results/scanned_lineart.json --markdown results/scanned_lineart.md
 """
 
@@ -27,18 +27,26 @@ from report import report_result  # noqa: E402
 from lvcd.data.synthetic import split_seed, synth_shot  # noqa: E402
 from lvcd.demo.quality import score_frames, to_unit  # noqa: E402
 
-# (paper, ink, grain): the clean line art, scans on grey paper, pencil (grey ink) on darker paper, grainy white paper
+# (paper, ink, grain, lighting drop): the clean line art; scans on grey paper; pencil (grey ink) on darker paper; grainy
+# white paper; photos under a lamp whose light on the paper falls by `drop` levels across the frame (diagonally)
 SHEETS = {
     "clean": None,
-    "grey paper 200, ink 40, grain 4": (200, 40, 4),
-    "pencil: paper 170, ink 90, grain 6": (170, 90, 6),
-    "grainy white paper 250, ink 30, grain 8": (250, 30, 8),
+    "grey paper 200, ink 40, grain 4": (200, 40, 4, 0),
+    "pencil: paper 170, ink 90, grain 6": (170, 90, 6, 0),
+    "grainy white paper 250, ink 30, grain 8": (250, 30, 8, 0),
+    "photo: paper 240 -> 130 across, ink 15 % of the light, grain 3": (240, 36, 3, 110),
+    "photo: paper 240 -> 70 across, ink 15 % of the light, grain 3": (240, 36, 3, 170),
 }
 
 
-def scan(lineart: np.ndarray, paper: float, ink: float, grain: float, rng: np.random.Generator) -> list[np.ndarray]:
+def scan(
+    lineart: np.ndarray, paper: float, ink: float, grain: float, drop: float, rng: np.random.Generator
+) -> list[np.ndarray]:
+    _, h, w = lineart.shape
+    ys, xs = np.mgrid[:h, :w]
+    light = 1 - drop / paper * (0.7 * xs / max(w - 1, 1) + 0.3 * ys / max(h - 1, 1))  # 1 at the top left
     darkness = 1 - lineart.astype(np.float32) / 255
-    gray = paper * (1 - darkness) + ink * darkness + rng.normal(0, grain, darkness.shape)
+    gray = light * (paper * (1 - darkness) + ink * darkness) + rng.normal(0, grain, darkness.shape)
     return list(np.clip(np.rint(gray), 0, 255).astype(np.uint8))
 
 

@@ -93,3 +93,33 @@ def test_a_blank_sheet_and_sparse_lines_stay_sane():
     faint[32, 10:20] = 190  # pencil barely darker than the paper: not stretched to black
     assert measure_levels(faint).ink == 0.0
     assert shot_levels([blank, faint]).paper == 210.0
+
+
+def test_a_photo_under_a_lamp_is_flattened_before_its_levels():
+    """Paper lit from 240 down to 80 across the frame (ink at 15 % of the light): no single white point separates the
+    dim paper from the bright ink; dividing by the paper's smooth brightness first does."""
+    from lvcd.io.paper import UNEVEN_LIGHT, levelled_hint, paper_light
+
+    clean = drawing(128)
+    light = 240 - 160 * np.linspace(0, 1, 128)[None, :].repeat(128, axis=0)
+    darkness = 1 - clean / 255.0
+    noise = np.random.default_rng(0).normal(0, 3, clean.shape)
+    photo = np.clip(np.rint(light * (1 - darkness) + 0.15 * light * darkness + noise), 0, 255).astype(np.uint8)
+    estimate = paper_light(photo)
+    assert np.abs(estimate - light)[8:-8, 8:-8].mean() < 12  # the lamp's gradient, a little above (grain maxima)
+    levels = measure_levels(photo)
+    assert levels.uneven >= UNEVEN_LIGHT and levels.needed and "uneven lighting" in levels.describe()
+    hint = levelled_hint(photo.astype(np.float32))
+    paper, lines = clean == 255, clean == 0
+    for side in (slice(0, 64), slice(64, 128)):  # bright and dim halves alike
+        assert hint[:, side][paper[:, side]].mean() < 0.02 and hint[:, side][lines[:, side]].mean() > 0.9
+
+
+def test_an_ink_fill_on_even_paper_is_not_taken_for_shadow():
+    from lvcd.io.paper import levelled_hint
+
+    sheet = np.full((128, 128), 200, np.uint8)
+    sheet[48:78, 48:78] = 30  # a filled shape under a quarter of the frame wide (black hair, a shadow area)
+    assert measure_levels(sheet).uneven < 1
+    hint = levelled_hint(sheet.astype(np.float32))
+    assert hint[48:78, 48:78].min() == 1.0 and hint[:30].max() == 0.0

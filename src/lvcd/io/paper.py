@@ -7,14 +7,18 @@ synthetic shots (25 frames, 10 steps) score region accuracy 0.865 on their clean
 drawings on grey paper (paper 200, ink 40, noise 4): the colours are lost. Levels bring them back (see
 benchmarks/RESULTS.md, "Scanned line art").
 
-Per frame (scans differ in exposure): the paper is the histogram's mode refined by the median of the pixels near it,
-its grain a robust deviation (1.4826 MAD); everything within 3 grain deviations of the paper becomes white; the ink
-is the 5th percentile of the line pixels (those more than 24 levels darker than the paper) and becomes black; the
-range between is stretched linearly (anti-aliasing and pressure kept). Bright-line art is handled inverted.
+Per frame (scans differ in exposure):
 
-``auto`` (the default everywhere) levels a shot only when its paper is not clean: paper darker than 247 or grain of
-4 levels or more, judged on its first frames. Clean digital and binarized line art, and the sketches lvcd extracts
-itself, are left exactly as the official code reads them.
+1. uneven lighting (a photo under a lamp, a vignette: the paper's brightness spreading over 16 levels or more) is
+   flattened, dividing by the paper's smooth brightness (:func:`paper_light`, a robust quadratic fit);
+2. the paper is the histogram's mode refined by the median of the pixels near it, its grain a robust deviation
+   (1.4826 MAD); everything within 3 grain deviations of the paper becomes white;
+3. the ink is the 5th percentile of the line pixels (those more than 24 levels darker than the paper) and becomes
+   black; the range between is stretched linearly (anti-aliasing and pressure kept).
+
+Bright-line art is handled inverted. ``auto`` (the default everywhere) levels a shot only when its paper is not clean:
+paper darker than 247, grain of 4 levels or more, or uneven lighting, judged on its first frames. Clean digital and
+binarized line art, and the sketches lvcd extracts itself, are left exactly as the official code reads them.
 
     >>> scan = np.full((16, 16), 200, np.uint8); scan[4] = 40
     >>> levels = measure_levels(scan); (levels.paper, levels.ink, levels.needed)
@@ -39,6 +43,9 @@ CLEAN_PAPER = 247  # paper at least this bright ...
 CLEAN_GRAIN = 4.0  # ... and grain below this: the sheet is clean and auto leaves it alone
 INK_PERCENTILE = 5.0
 MIN_RANGE = 32.0  # the ink is never stretched closer than this to the white point
+UNEVEN_LIGHT = (
+    16.0  # paper brightness spreading over more levels than this in a frame (a photo under a lamp): flattened
+)
 _MAD_TO_STD = 1.4826
 
 
@@ -58,23 +65,73 @@ class PaperLevels:
     grain: float
     white: float
     ink: float
+    uneven: float = 0.0  # spread of the paper's brightness over the frame (5th to 95th percentile of paper_light)
 
     @property
     def needed(self) -> bool:
-        """Whether ``auto`` levels this sheet: grey or grainy paper."""
-        return self.paper < CLEAN_PAPER or self.grain >= CLEAN_GRAIN
+        """Whether ``auto`` levels this sheet: grey, grainy or unevenly lit paper."""
+        return self.paper < CLEAN_PAPER or self.grain >= CLEAN_GRAIN or self.uneven >= UNEVEN_LIGHT
 
     def describe(self) -> str:
-        return f"scanned paper levelled: paper {self.paper:.0f} (grain {self.grain:.1f}) to white, ink {self.ink:.0f} to black"
+        lighting = f", uneven lighting ({self.uneven:.0f} levels) flattened" if self.uneven >= UNEVEN_LIGHT else ""
+        return (
+            f"scanned paper levelled: paper {self.paper:.0f} (grain {self.grain:.1f}) to white, ink {self.ink:.0f} "
+            f"to black{lighting}"
+        )
 
     def apply(self, gray: np.ndarray) -> np.ndarray:
         scaled = (np.asarray(gray, dtype=np.float32) - self.ink) / np.float32(self.white - self.ink)
         return np.clip(scaled, 0.0, 1.0) * np.float32(255.0)
 
 
+def _light_fit(gray: np.ndarray) -> np.ndarray:
+    """The 6 coefficients of the quadratic paper-brightness surface of :func:`paper_light`."""
+    h, w = gray.shape
+    block = max(2, min(h, w) // 16)
+    hb, wb = -(-h // block), -(-w // block)
+    padded = np.pad(np.asarray(gray, dtype=np.float32), ((0, hb * block - h), (0, wb * block - w)), mode="edge")
+    peaks = padded.reshape(hb, block, wb, block).max(axis=(1, 3)).ravel().astype(np.float64)
+    y, x = np.meshgrid((np.arange(hb) + 0.5) * block / h, (np.arange(wb) + 0.5) * block / w, indexing="ij")
+    terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
+    keep = np.ones(len(peaks), dtype=bool)
+    for _ in range(4):
+        coefficients = np.linalg.lstsq(terms[keep], peaks[keep], rcond=None)[0]
+        residual = peaks - terms @ coefficients
+        spread = _MAD_TO_STD * np.median(np.abs(residual[keep])) + 1.0
+        keep = residual > -3.0 * spread
+    return coefficients
+
+
+def _surface(c: np.ndarray, h: int, w: int) -> np.ndarray:
+    ys = ((np.arange(h, dtype=np.float32) + 0.5) / h)[:, None]
+    xs = ((np.arange(w, dtype=np.float32) + 0.5) / w)[None, :]
+    c = c.astype(np.float32)
+    return (c[0] + c[1] * xs + c[3] * xs * xs) + ys * (c[2] + c[4] * xs) + c[5] * ys * ys
+
+
+def paper_light(gray: np.ndarray) -> np.ndarray:
+    """The paper's brightness under each pixel, smooth (HxW float32): the maxima of blocks of 1/16 of the shorter side
+    (lines are thin, paper shows in almost every block) fitted by a quadratic surface in x and y (a lamp's fall-off, a
+    vignette), robustly: blocks far below the fit (ink fills, dense hatching) are left out and the fit repeated."""
+    return _surface(_light_fit(gray), *np.shape(gray))
+
+
+def light_spread(gray: np.ndarray) -> float:
+    """How unevenly a frame's paper is lit: the 5th to 95th percentile range of :func:`paper_light` (on a grid)."""
+    low, high = np.percentile(_surface(_light_fit(gray), 32, 32), [5.0, 95.0])
+    return float(high - low)
+
+
+def flatten_light(gray: np.ndarray) -> np.ndarray:
+    """``gray`` as if its paper were evenly lit (at the lighting's median)."""
+    light = paper_light(gray)
+    return np.asarray(gray, dtype=np.float32) * (np.float32(np.median(light)) / np.maximum(light, np.float32(1.0)))
+
+
 def measure_levels(gray: np.ndarray) -> PaperLevels:
     """The levels of one HxW gray frame (uint8 or float 0..255) with dark lines on brighter paper."""
     gray = np.asarray(gray)
+    uneven = light_spread(gray)
     mode = paper_level(gray)
     values = gray.astype(np.float32).ravel()
     near = values[np.abs(values - mode) <= LINE_MARGIN]
@@ -83,11 +140,14 @@ def measure_levels(gray: np.ndarray) -> PaperLevels:
     white = max(paper - 3.0 * grain, MIN_RANGE)
     lines = values[values < paper - LINE_MARGIN]
     ink = float(np.percentile(lines, INK_PERCENTILE)) if lines.size >= 16 else 0.0
-    return PaperLevels(paper, grain, white, float(np.clip(ink, 0.0, white - MIN_RANGE)))
+    return PaperLevels(paper, grain, white, float(np.clip(ink, 0.0, white - MIN_RANGE)), uneven)
 
 
 def levelled_hint(dark: np.ndarray) -> np.ndarray:
-    """A dark-lines gray frame (0..255) -> its hint (lines ~1 on 0, float32) after its own levels."""
+    """A dark-lines gray frame (0..255) -> its hint (lines ~1 on 0, float32) after its own levels, its lighting
+    flattened first when uneven."""
+    if light_spread(dark) >= UNEVEN_LIGHT:
+        dark = flatten_light(dark)
     return (1.0 - measure_levels(dark).apply(dark) / np.float32(255.0)).astype(np.float32)
 
 
