@@ -285,6 +285,9 @@ class LVCDColorize:
 
         def after_step(progress) -> None:
             nonlocal bar
+            if progress.phase == "decoding":  # the bar is full already; Cancel still stops between two frames
+                model_management.throw_exception_if_processing_interrupted()
+                return
             total = progress.windows * progress.steps
             if bar is None:
                 bar = comfy.utils.ProgressBar(total)

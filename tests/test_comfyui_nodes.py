@@ -237,6 +237,24 @@ def test_cancel_stops_colorization_between_steps(comfy, pipe):
     assert comfy.management.interrupted is False  # the flag is consumed, as ComfyUI does
 
 
+def test_cancel_stops_colorization_while_it_decodes(comfy, pipe, monkeypatch):
+    """Cancel pressed during decoding (a long shot's last minutes) stops it between two frames, the bar left full."""
+    checks = []
+    original = comfy.management.throw_exception_if_processing_interrupted
+
+    def check():  # calls: 1 before sampling, 2 steps (2 windows x 1 step), then one per decoded frame
+        checks.append(1)
+        if len(checks) == 5:
+            comfy.management.interrupt_current_processing(True)  # while frame 2 of 16 is decoded
+        original()
+
+    monkeypatch.setattr(comfy.management, "throw_exception_if_processing_interrupted", check)
+    with pytest.raises(InterruptProcessingException):
+        run(comfy.nodes["LVCDColorize"], pipeline=pipe, reference=_image(1), lineart=_lineart(16), steps=1, seed=1,
+            overlap=4, polarity="dark-lines")  # fmt: skip
+    assert len(checks) == 5 and ProgressBar.made[0].values == [1, 2]
+
+
 def test_keyframes_size_and_rgba_inputs(comfy, pipe):
     node = comfy.nodes["LVCDColorize"]
     common = {"pipeline": pipe, "steps": 1, "seed": 5, "overlap": 4, "polarity": "auto"}

@@ -190,8 +190,12 @@ def test_job_writes_the_shot_named_video_and_side_by_side_and_reports_the_seed(p
     assert [_line_position(f[:, :128]) for f in side] == [10 + 7 * 2, 10, 10 + 7 * 1]  # walk_1, walk_2, walk_10
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["walk_colorized.mp4", "walk_side_by_side.mp4"]
     assert [text for _, _, text in reports] == [
-        "reading the line art", "decoding the frames and writing the video", "writing the side-by-side video"
+        "reading the line art", "decoding the frames and writing the video",
+        *(f"decoding the frames and writing the video · {frame}/3" for frame in (1, 2)),
+        "decoding the frames and writing the video",
+        "writing the side-by-side video",
     ]  # fmt: skip
+    assert [(done, total) for done, total, _ in reports[2:5]] == [(1, 3), (2, 3), (3, 3)]
 
 
 def test_same_seed_same_file_and_rgba_reference_as_the_cli(pipe, tmp_path):

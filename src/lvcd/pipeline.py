@@ -55,7 +55,9 @@ LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
 
 @dataclass(frozen=True)
 class SamplingProgress:
-    """Passed to ``LVCDPipeline.__call__(callback=...)`` after every denoising step; 0-based ``window`` and ``step``.
+    """Passed to ``LVCDPipeline.__call__(callback=...)`` after every denoising step (``phase`` "sampling"; 0-based
+    ``window`` and ``step``), then after every decoded frame (``phase`` "decoding", ``frame`` of ``frames`` done,
+    1-based; window and step then say that every step is done), so a callback can cancel during decoding too.
 
     Steps done over the whole shot: ``window * steps + step + 1`` of ``windows * steps``.
     """
@@ -64,6 +66,9 @@ class SamplingProgress:
     windows: int
     step: int
     steps: int
+    phase: str = "sampling"
+    frame: int = 0
+    frames: int = 0
 
 
 @dataclass
@@ -337,7 +342,16 @@ class LVCDPipeline:
                 sampler=sampler,
             )
             latents, seed = self._sample(job)
-            result_frames = self._decode(latents, plan, writer, progress)
+            decoded = None
+            if callback is not None:
+                windows_total, steps = len(windows.windows), num_steps
+
+                def decoded(frame: int, frames: int) -> None:
+                    callback(
+                        SamplingProgress(windows_total - 1, windows_total, steps - 1, steps, "decoding", frame, frames)
+                    )
+
+            result_frames = self._decode(latents, plan, writer, progress, decoded)
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -412,16 +426,21 @@ class LVCDPipeline:
         window_bar.close()
         return torch.cat(latents), seed
 
-    def _decode(self, latents: torch.Tensor, plan: SizePlan, writer, progress: bool) -> torch.Tensor | None:
+    def _decode(
+        self, latents: torch.Tensor, plan: SizePlan, writer, progress: bool, decoded: Callable | None = None
+    ) -> torch.Tensor | None:
         self.placement.place(*PHASE_PARTS["decoding"])
         collected = [] if writer is None else None
         bar = tqdm(total=latents.shape[0], desc="decoding", unit="frame", disable=not progress)
-        for _, pixels in decode_frames(self.model, lambda idx: latents[idx].to(self.device), latents.shape[0]):
+        frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), latents.shape[0])
+        for done, (_, pixels) in enumerate(frames, start=1):
             frame = restore((pixels.cpu() + 1) / 2, plan)
             if writer is not None:
                 writer.write((frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
             else:
                 collected.append(frame)
             bar.update(1)
+            if decoded is not None:
+                decoded(done, latents.shape[0])
         bar.close()
         return torch.stack(collected) if collected is not None else None

@@ -135,6 +135,12 @@ class ProgressText:
         self.first: tuple[float, int] | None = None  # (time, steps done) at the first report
 
     def __call__(self, progress) -> tuple[int, int, str]:
+        if getattr(progress, "phase", "sampling") == "decoding":
+            return (
+                progress.frame,
+                progress.frames,
+                f"decoding the frames and writing the video · {progress.frame}/{progress.frames}",
+            )
         total = progress.windows * progress.steps
         done = progress.window * progress.steps + progress.step + 1
         now = self.clock()
@@ -167,7 +173,7 @@ def colorize_upload(
 ) -> JobResult:
     """Check every input, then colorize into ``output_dir`` (created here; removed again if the job fails).
 
-    ``cancel``: set it to stop the job between two steps (raises JobCancelled). ``report``: progress callback.
+    ``cancel``: set it to stop the job between two steps or two decoded frames (raises JobCancelled). ``report``: progress callback.
     """
     started = time.monotonic()
     reference_upload = check_reference(reference, limits.max_input_side)
