@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import TINY_CONFIG
 from lvcd.cli import app
-from lvcd.errors import WeightsError
+from lvcd.errors import InputError, WeightsError
 from lvcd.weights import WeightsFile, load_model
 
 runner = CliRunner()
@@ -146,6 +146,25 @@ def test_overwrite_replaces(tmp_path, tiny_weights):
     assert result.exit_code == 0, result.output
     assert len(_keys_and_dtypes(target)) == 831
     assert [p.name for p in tmp_path.iterdir()] == ["lvcd.safetensors"]  # no temporary file left behind
+
+
+def test_a_second_convert_to_the_same_file_is_refused_while_the_first_writes(tmp_path, tiny_weights):
+    """Two `lvcd convert` to one output: the second is refused (before reading the weights, and again when writing)
+    instead of both spending the time and the last rename silently winning."""
+    from lvcd.io.atomic import AtomicOutput
+    from lvcd.weights import convert
+
+    target = tmp_path / "lvcd.safetensors"
+    first = AtomicOutput(target)  # a writer in progress: its locked temporary beside the target
+    try:
+        result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], target)
+        assert result.exit_code == 2 and "Reading" not in result.stderr
+        assert f"error: --output {target} is being written by another process right now" in result.stderr
+        with pytest.raises(InputError, match="being written by another process"):
+            convert(tiny_weights["svd"], tiny_weights["lvcd"], target, config=TINY_CONFIG)
+    finally:
+        first.discard()
+    assert _convert(tiny_weights["svd"], tiny_weights["lvcd"], target).exit_code == 0  # the writer gone: it works
 
 
 def test_swapped_inputs_exit_2_with_the_fix(tmp_path, tiny_weights):

@@ -272,13 +272,17 @@ def lvcd_trained_keys(model: LVCDModel) -> list[str]:
 
 
 def save_safetensors(
-    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+    tensors: dict[str, torch.Tensor],
+    path: str | os.PathLike,
+    metadata: dict[str, str] | None = None,
+    exclusive: bool = False,
 ) -> Path:
-    """Write ``tensors`` (None values are left out) to a safetensors file, atomically (:func:`lvcd.io.atomic_output`)."""
+    """Write ``tensors`` (None values are left out) to a safetensors file, atomically (:func:`lvcd.io.atomic_output`;
+    ``exclusive``: refused while another process writes the same file)."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    with atomic_output(path) as temporary:
+    with atomic_output(path, exclusive=exclusive) as temporary:
         try:
             save_file(
                 {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},
@@ -317,4 +321,4 @@ def convert(
     keys = lvcd_trained_keys(model) if subset == "lvcd" else list(model.state_dict())
     meta = model_metadata(model.config, lvcd_subset=subset)
     state = model.state_dict()
-    return save_safetensors({key: state[key] for key in keys}, output, metadata=meta)
+    return save_safetensors({key: state[key] for key in keys}, output, metadata=meta, exclusive=True)

@@ -72,6 +72,7 @@ def convert(
 
     from lvcd.cli.checks import check_config, check_weights_files
     from lvcd.config import get_config
+    from lvcd.io.atomic import check_no_other_writer
     from lvcd.io.paths import check_not_input, check_output_location
     from lvcd.weights import convert as convert_weights
 
@@ -89,6 +90,7 @@ def convert(
         if output.exists() and not overwrite:
             raise LVCDError(f"{output} exists; pass --overwrite or choose another output name.")
         check_output_location(output)
+        check_no_other_writer(output, "--output")  # before reading gigabytes; checked again when writing
         typer.echo(f"Reading {svd} and {lvcd} ...", err=True)
         written = convert_weights(
             svd,

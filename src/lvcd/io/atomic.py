@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from lvcd.errors import InputError
 from lvcd.io.locks import is_abandoned, try_lock
 
 _TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<tag>partial|replaced)-[0-9a-f]{8}(?:\.[^/]*)?")
@@ -54,6 +55,19 @@ def abandoned_temporaries(target: Path, tag: str = "partial") -> list[Path]:
     pattern = f".{glob.escape(target.name)}.{tag}-*"
     found = [p for p in target.parent.glob(pattern) if temporary_target(p.name, tag) == target.name]
     return [p for p in sorted(found) if is_abandoned(p)]
+
+
+def check_no_other_writer(target: str | os.PathLike, option: str = "the output") -> None:
+    """Refuse (InputError) while another live writer has a temporary of ``target`` open: two processes writing one
+    output would each spend their time and the last to finish would silently win."""
+    target = Path(target)
+    pattern = f".{glob.escape(target.name)}.partial-*"
+    busy = [p for p in target.parent.glob(pattern) if temporary_target(p.name) == target.name and not is_abandoned(p)]
+    if busy:
+        raise InputError(
+            f"{option} {target} is being written by another process right now ({busy[0].name}); wait for it to "
+            "finish, or choose another name."
+        )
 
 
 def remove_abandoned_temporaries(target: Path) -> list[Path]:
@@ -110,12 +124,21 @@ class AtomicOutput:
     :meth:`commit` or deleted by :meth:`discard`. Its suffix is the target's, so format sniffing by name still works.
     """
 
-    def __init__(self, target: str | os.PathLike, folder: bool = False, overwrite: bool = True, tag: str = "partial"):
+    def __init__(
+        self,
+        target: str | os.PathLike,
+        folder: bool = False,
+        overwrite: bool = True,
+        tag: str = "partial",
+        exclusive: bool = False,
+    ):
         self.target = Path(target)
         self.overwrite = overwrite
         self.target.parent.mkdir(parents=True, exist_ok=True)
         if tag == "partial":
             remove_abandoned_temporaries(self.target)
+        if exclusive:  # refuse while another process writes the same target (check_no_other_writer)
+            check_no_other_writer(self.target)
         self.path = sibling(self.target, tag, "" if folder else self.target.suffix)
         if folder:
             self.path.mkdir()
@@ -151,9 +174,12 @@ class AtomicOutput:
 
 
 @contextmanager
-def atomic_output(target: str | os.PathLike, folder: bool = False, overwrite: bool = True) -> Iterator[Path]:
-    """Yield the temporary path to write; on success it is renamed onto ``target``, on an exception deleted."""
-    output = AtomicOutput(target, folder=folder, overwrite=overwrite)
+def atomic_output(
+    target: str | os.PathLike, folder: bool = False, overwrite: bool = True, exclusive: bool = False
+) -> Iterator[Path]:
+    """Yield the temporary path to write; on success it is renamed onto ``target``, on an exception deleted.
+    ``exclusive``: refuse while another process is writing ``target`` (:func:`check_no_other_writer`)."""
+    output = AtomicOutput(target, folder=folder, overwrite=overwrite, exclusive=exclusive)
     try:
         yield output.path
     except BaseException:
