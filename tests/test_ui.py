@@ -292,3 +292,18 @@ def test_a_job_out_of_gpu_memory_says_what_needs_less_not_report_a_bug(pipe, tmp
     assert "Could not colorize:" in status and "Please report it" not in status
     assert "the GPU ran out of memory (3.10 GiB more were needed, 900.00 MiB free)" in status
     assert "a smaller processing size" in status
+
+
+def test_the_lineart_note_says_when_scanned_paper_will_be_levelled(tmp_path):
+    from lvcd.ui.jobs import levels_note
+
+    clean = _uploads(tmp_path / "clean", ["a1.png", "a2.png"])
+    assert levels_note(read_lineart(clean, max_side=8192)) == ""
+    scans = []
+    for path in _uploads(tmp_path / "scan", ["s1.png", "s2.png"]):  # the same drawings on grey, grainy paper
+        gray = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+        noise = np.random.default_rng(len(scans)).normal(0, 4, gray.shape)
+        Image.fromarray(np.clip(np.rint(40 + gray * (160 / 255) + noise), 0, 255).astype(np.uint8)).save(path)
+        scans.append(path)
+    note = levels_note(read_lineart(scans, max_side=8192))
+    assert note.startswith(" Scanned paper (paper 200, grain 4") and "brought to white" in note

@@ -26,7 +26,7 @@ from lvcd.diffusion import SAMPLERS
 from lvcd.errors import InputError
 from lvcd.io import FrameSource, open_writer
 from lvcd.io.lineart_input import POLARITIES
-from lvcd.io.paper import LEVELS
+from lvcd.io.paper import LEVELS, UNEVEN_LIGHT
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
 
 MAX_SEED = 2**63 - 1
@@ -125,6 +125,21 @@ def check_settings(
         raise InputError(f"Scanned paper: {lineart_levels!r} is not one of {', '.join(LEVELS)}.")
     seed = None if seed in (None, -1) else seed
     return JobSettings(steps, seed, polarity, size_hw, rate or None, sampler, lineart_levels)
+
+
+def levels_note(lineart: LineartUpload) -> str:
+    """What ``auto`` levels will do to this line art, for the page's note ("" for clean line art)."""
+    from lvcd.hints import LineartFrames, resolve_levels, resolve_polarity
+
+    frames = LineartFrames(lineart.frames)
+    levels = resolve_levels(frames, resolve_polarity(frames, "auto"), "auto")
+    if levels is None:
+        return ""
+    return (
+        f" Scanned paper (paper {levels.paper:.0f}, grain {levels.grain:.1f}"
+        + (", uneven lighting" if levels.uneven >= UNEVEN_LIGHT else "")
+        + "): it will be brought to white and the ink to black (Scanned paper: off reads it as drawn)."
+    )
 
 
 class ProgressText:

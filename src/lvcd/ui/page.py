@@ -25,7 +25,15 @@ from PIL import Image
 from lvcd.diffusion import SAMPLERS
 from lvcd.errors import LVCDError, out_of_memory, out_of_memory_text
 from lvcd.io import load_image
-from lvcd.ui.jobs import LEVELS, POLARITIES, JobCancelled, PageLimits, check_settings, colorize_upload
+from lvcd.ui.jobs import (
+    LEVELS,
+    POLARITIES,
+    JobCancelled,
+    PageLimits,
+    check_settings,
+    colorize_upload,
+    levels_note,
+)
 from lvcd.ui.uploads import LINEART_FIELD, REFERENCE_FIELD, Upload, check_reference, read_lineart, user_message
 
 log = logging.getLogger("lvcd.ui")
@@ -165,12 +173,12 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
             picked = ((i, f) for i, f in enumerate(lineart.frames) if i % every == 0 and i // every < VIDEO_THUMBNAILS)
             rate = f" at {lineart.fps:g} fps" if lineart.fps else ""
             shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"frame {index}") for index, frame in picked]
-            return shown, f"{lineart.uploads[0].name}: {count} frames{rate}, {width}x{height}."
+            return shown, f"{lineart.uploads[0].name}: {count} frames{rate}, {width}x{height}." + levels_note(lineart)
         frames = zip(lineart.uploads[:MAX_THUMBNAILS], lineart.frames, strict=False)  # decodes only those shown
         shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"{i}: {upload.name}") for i, (upload, frame) in enumerate(frames)]
         more = f" (first {MAX_THUMBNAILS} shown)" if count > MAX_THUMBNAILS else ""
         frames_text = "1 frame" if count == 1 else f"{count} frames in this order{more}"
-        return shown, f"{frames_text}, {width}x{height}."
+        return shown, f"{frames_text}, {width}x{height}." + levels_note(lineart)
 
     def run(reference, lineart_files, steps, seed, polarity, height, width, fps, sampler, levels,
             request: gr.Request, progress=gr.Progress()):  # fmt: skip
