@@ -85,6 +85,27 @@ def test_cli_writes_one_frame_per_input_frame(tmp_path, tiny_weights):
     assert not (tmp_path / ".out.lvcd-work").exists()  # work dir removed after success
 
 
+def test_cli_says_before_the_job_that_scanned_paper_is_levelled(tmp_path, tiny_weights):
+    frames, reference = _shot(tmp_path / "scan", 3)
+    noise = np.random.default_rng(0)
+    for path in frames.iterdir():  # the drawings on grey, grainy paper
+        gray = np.asarray(Image.open(path), dtype=np.float32)
+        Image.fromarray(
+            np.clip(np.rint(30 + gray * 0.7 + noise.normal(0, 4, gray.shape)), 0, 255).astype(np.uint8)
+        ).save(path)
+    common = ["--reference", str(reference), "--lineart", str(frames), "--steps", "1", "--seed", "3"]
+    levelled = _cli(tiny_weights, *common, "-o", str(tmp_path / "a.mp4"))
+    assert levelled.exit_code == 0, levelled.output
+    (line,) = [line for line in levelled.stderr.splitlines() if line.startswith("line art:")]
+    assert "scanned paper levelled: paper 208" in line and "--lineart-levels off" in line
+    as_drawn = _cli(tiny_weights, *common, "-o", str(tmp_path / "b.mp4"), "--lineart-levels", "off")
+    assert as_drawn.exit_code == 0 and "line art:" not in as_drawn.stderr
+    clean_frames, _ = _shot(tmp_path / "clean", 3)
+    clean = _cli(tiny_weights, "--reference", str(reference), "--lineart", str(clean_frames), "--steps", "1",
+                 "-o", str(tmp_path / "c.mp4"))  # fmt: skip
+    assert clean.exit_code == 0 and "line art:" not in clean.stderr
+
+
 @pytest.mark.parametrize("count", [1, 2])
 def test_shots_without_a_full_window(pipe, tmp_path, count):
     """One frame needs no sampling at all (the reference's VAE round trip); two frames fill a window with held frames."""

@@ -135,6 +135,13 @@ def _run(**opts) -> None:
 
     output: Path = opts["output"]
     source, size, keyframes = preflight_colorize(opts)  # every input and the output location, before any weights
+    if not opts["from_color"] and opts["lineart_levels"] != "off":  # say it before the long job, not after
+        from lvcd.hints import LineartFrames, resolve_levels, resolve_polarity
+
+        frames = LineartFrames(source)
+        levels = resolve_levels(frames, resolve_polarity(frames, opts["polarity"]), opts["lineart_levels"])
+        if levels is not None:
+            typer.echo(f"line art: {levels.describe()} (--lineart-levels off reads it as drawn)", err=True)
     extractor = None
     if opts["from_color"]:
         from lvcd.devices import default_device
@@ -190,8 +197,6 @@ def _run(**opts) -> None:
         f"wrote {len(result.latents)} frames ({plan.input_hw[1]}x{plan.input_hw[0]}, processed at {plan.model_hw[1]}x{plan.model_hw[0]}, "
         f"line art {result.polarity}, seed {result.seed}) to {result.output_path}"
     )
-    if result.lineart_levels is not None:
-        typer.echo(f"line art: {result.lineart_levels.describe()} (--lineart-levels off reads it as drawn)")
 
 
 def register(app: typer.Typer) -> None:
