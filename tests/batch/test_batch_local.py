@@ -238,3 +238,20 @@ def test_a_shot_out_of_gpu_memory_says_what_needs_less_and_is_retried_by_the_nex
     again = batch_cli(tiny_weights, manifest, tmp_path / "out")
     assert again.exit_code == 0, again.output
     assert shot_entries(read_report(tmp_path / "out"))["shot2"]["status"] == "done"
+
+
+def test_the_report_says_which_shots_had_their_scanned_paper_levelled(film, tiny_weights, tmp_path):
+    import numpy as np
+
+    scan = tmp_path / "scan2"
+    shutil.copytree(film["shot2"]["lineart"], scan)
+    for path in scan.iterdir():  # the same drawings on grey, grainy paper
+        gray = np.asarray(Image.open(path).convert("L"), dtype=np.float32)
+        noise = np.random.default_rng(0).normal(0, 4, gray.shape)
+        Image.fromarray(np.clip(np.rint(30 + gray * 0.7 + noise), 0, 255).astype(np.uint8)).save(path)
+    entries = [film["shot2"], {**film["shot2"], "name": "scan2", "lineart": str(scan)}]
+    result = batch_cli(tiny_weights, write_manifest(tmp_path / "film.json", entries), tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    report = shot_entries(read_report(tmp_path / "out"))
+    assert report["shot2"]["lineart_levels"] is None
+    assert report["scan2"]["lineart_levels"].startswith("scanned paper levelled: paper 208")

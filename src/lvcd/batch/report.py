@@ -11,11 +11,12 @@ Schema ``lvcd.batch/1``::
      "shots": [{"name": "sc001", "status": "done" | "skipped" | "failed" | "pending" | "running",
                 "output": "sc001.mp4", "frames": 120, "seconds": 201.3, "worker": "ray-1 (pid 77 on node2)",
                 "attempts": 2, "lost_workers": ["ray-0 (pid 70 on node1) was lost (...)"],
-                "windows": 12, "windows_resumed": 5, "error": null, "warnings": []}],
+                "windows": 12, "windows_resumed": 5, "lineart_levels": null, "error": null, "warnings": []}],
      "evaluation": {"file": "evaluation.json", "metrics": {...}}}          (with --evaluate)
 
 ``frames``/``seconds`` of the totals count the shots colorized by this run (skipped ones excluded); a shot's
-``windows_resumed`` counts the windows an earlier, interrupted attempt had finished and this one kept unchanged.
+``windows_resumed`` counts the windows an earlier, interrupted attempt had finished and this one kept unchanged;
+``lineart_levels`` says what was done to a shot's scanned line art (``lvcd.io.paper``; null when read as drawn).
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def new_entry(name: str, output: str) -> dict:
         "lost_workers": [],
         "windows": None,
         "windows_resumed": None,
+        "lineart_levels": None,
         "error": None,
         "warnings": [],
     }

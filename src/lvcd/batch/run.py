@@ -145,7 +145,7 @@ class _Progress:
                 )
                 plural = "s" if result.frames != 1 else ""
                 line = f"done    {job.name}: {result.frames} frame{plural} in {result.seconds:.1f} s on {result.worker}"
-                line += resumed
+                line += resumed + ("; line art: " + result.lineart_levels if result.lineart_levels else "")
             else:
                 line = f"FAILED  {job.name}: {result.error}"
             if not self.bar.disable:
@@ -196,6 +196,7 @@ def run_batch(
             lost_workers=list(lost),
             windows=result.windows,
             windows_resumed=result.windows_resumed,
+            lineart_levels=result.lineart_levels,
             error=result.error,
             warnings=result.warnings,
         )

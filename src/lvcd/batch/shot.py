@@ -85,6 +85,7 @@ class ShotResult:
     seconds: float = 0.0
     windows: int | None = None
     windows_resumed: int = 0
+    lineart_levels: str | None = None  # what levelling did to scanned line art (PaperLevels.describe), else None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     traceback: str | None = None
@@ -176,6 +177,8 @@ class ShotRunner:
                 after = _window_files(job.work_dir, resumable)
                 result.windows_resumed = sum(after.get(name) == stamp for name, stamp in before.items())
                 result.frames = int(colorized.latents.shape[0])
+                if colorized.lineart_levels is not None:
+                    result.lineart_levels = colorized.lineart_levels.describe()
                 result.status = "done"
                 if not job.keep_work:
                     shutil.rmtree(job.work_dir, ignore_errors=True)
@@ -200,6 +203,7 @@ def _record_fields(result: ShotResult) -> dict:
         "seconds": result.seconds,
         "windows": result.windows,
         "windows_resumed": result.windows_resumed,
+        "lineart_levels": result.lineart_levels,
         "error": result.error,
         "warnings": result.warnings,
     }
