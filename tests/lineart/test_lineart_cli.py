@@ -107,3 +107,31 @@ def test_informative_with_weights_on_a_single_odd_sized_image(tmp_path):
 def test_missing_input_exit_2(tmp_path):
     result = _invoke(["lineart", str(tmp_path / "nope"), "-o", str(tmp_path / "out"), "--method", "xdog"])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_levels_cleans_up_scans_as_colorize_reads_them(tmp_path):
+    """--method levels: INPUT is line art on grey, grainy paper; OUT is the same drawings on white with black ink,
+    the very hint lvcd colorize builds from them (1 - OUT/255, to within rounding)."""
+    from lvcd.hints import frame_to_hint
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    clean = np.full((48, 64), 255, np.uint8)
+    clean[10:12, 5:60] = 0
+    clean[20:40, 30:32] = 0
+    for index in range(2):
+        scan = np.clip(np.rint(200 - 160 * (clean == 0) + rng.normal(0, 4, clean.shape)), 0, 255).astype(np.uint8)
+        Image.fromarray(scan).save(folder / f"s{index}.png")
+    result = _invoke(["lineart", str(folder), "-o", str(tmp_path / "clean"), "--method", "levels"])
+    assert result.exit_code == 0, result.output
+    assert "Wrote 2 levelled line-art frame(s)" in result.output
+    for index in range(2):
+        out = np.asarray(Image.open(tmp_path / "clean" / f"s{index}.png").convert("L"))
+        assert (out[clean == 255] == 255).mean() > 0.99 and out[clean == 0].mean() < 20  # ink grain is kept
+        hint = frame_to_hint(np.asarray(Image.open(folder / f"s{index}.png")), "dark-lines", levels=True)
+        assert np.abs((1 - out / 255.0) - hint).max() <= 0.5 / 255 + 1e-6
+    refused = _invoke(
+        ["lineart", str(folder), "-o", str(tmp_path / "x"), "--method", "levels", "--weights", str(folder)]
+    )
+    assert refused.exit_code == 2 and "takes no --weights" in refused.output and not (tmp_path / "x").exists()

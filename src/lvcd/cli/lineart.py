@@ -1,4 +1,5 @@
-"""`lvcd lineart`: extract line art (dark lines on white PNGs) from colour frames, a video or an image."""
+"""`lvcd lineart`: extract line art (dark lines on white PNGs) from colour frames, a video or an image; or clean up
+scanned line art (``--method levels``) as `lvcd colorize` reads it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class Method(str, Enum):
     informative = "informative"
     informative_coarse = "informative-coarse"
     xdog = "xdog"
+    levels = "levels"
 
 
 def _frame_names(input_path: Path, source) -> list[str]:
@@ -34,7 +36,8 @@ def lineart(
         Method.informative,
         "--method",
         help="informative: what LVCD was trained on (needs sk_model.pth); informative-coarse: sk_model2.pth; "
-        "xdog: no weights, but outside the training distribution.",
+        "xdog: no weights, but outside the training distribution; levels: INPUT is line art already (scans, photos "
+        "of drawings): its paper to white, its ink to black, as lvcd colorize reads it.",
     ),
     weights: Path | None = typer.Option(
         None,
@@ -49,7 +52,8 @@ def lineart(
         help="Replace an existing output (the old folder/file is deleted once the new one is complete).",
     ),
 ) -> None:
-    """Extract line art (dark lines on white, same size and names) from colour frames, as LVCD's notebook does.
+    """Extract line art (dark lines on white, same size and names) from colour frames, as LVCD's notebook does;
+    with --method levels, clean up scanned line art instead (to check what lvcd colorize will see, or to keep).
 
     OUT is a folder of PNGs (or a .mp4/.webm/.gif), written to a hidden temporary path and renamed when complete.
     """
@@ -73,6 +77,12 @@ def lineart(
             check_output_location(output)
         # Opened first so that an existing output is refused before any weights are loaded.
         with open_writer(output, fps=source.fps or 20.0, overwrite=overwrite, inputs=(input_path,)) as writer:
+            if method is Method.levels:
+                if weights is not None:
+                    raise InputError("--method levels takes no --weights: it cleans up line art, no network runs.")
+                _write_levelled(source, _frame_names(input_path, source), writer)
+                typer.echo(f"Wrote {writer.frames_written} levelled line-art frame(s) to {output}")
+                return
             extractor = get_extractor(method.value, weights=weights, device=device)
             if extractor.warning:
                 typer.echo(f"warning: {extractor.warning}", err=True)
@@ -84,6 +94,19 @@ def lineart(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"Wrote {writer.frames_written} line-art frame(s) to {output}")
+
+
+def _write_levelled(source, names: list[str], writer) -> None:
+    """Each frame's paper to white and ink to black (lvcd.io.paper), dark lines on white, polarity detected once."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from lvcd.hints import LineartFrames, frame_to_hint, resolve_polarity
+
+    polarity = resolve_polarity(LineartFrames(source), "auto")
+    for name, frame in tqdm(zip(names, source, strict=False), total=len(names), unit="frame", desc="lineart (levels)"):
+        hint = frame_to_hint(frame, polarity, levels=True)
+        writer.write(np.rint((1.0 - hint) * 255.0).astype(np.uint8), name=name)
 
 
 def register(app: typer.Typer) -> None:
