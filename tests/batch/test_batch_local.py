@@ -181,7 +181,7 @@ def test_evaluate_pools_fid_and_fvd_over_all_shots(local_run, film, tiny_weights
     manifest = write_manifest(tmp_path / "film.json", film.values())
     result = batch_cli(
         tiny_weights, manifest, outdir, "--evaluate", str(truth), "--metrics", "psnr,fid,fvd", "--eval-size", "64",
-        "--inception-weights", str(scripts["inception"]), "--i3d-weights", str(scripts["i3d"]),
+        "--inception-weights", str(scripts["inception"]), "--i3d-weights", str(scripts["i3d"]), "--allow-torchscript",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "5 skipped" in result.output and "ALL" in result.output

@@ -34,7 +34,7 @@ from lvcd.metrics import (
 from lvcd.metrics.clips import resize_frames
 from lvcd.metrics.flow import DISFlow
 from lvcd.metrics.i3d import load_i3d
-from lvcd.metrics.inception import load_inception
+from lvcd.metrics.inception import FIDInceptionV3, load_inception
 
 from .synthetic import dark_line_sketch, moving_texture, write_mp4, write_pngs
 
@@ -99,8 +99,8 @@ def test_evaluate_identical_clip_with_every_metric(tmp_path, tiny_torchscripts, 
     lpips = load_lpips(lpips_files)
     tools = MetricTools(
         lpips=lpips,
-        inception=load_inception(tiny_torchscripts["inception"]),
-        i3d=load_i3d(tiny_torchscripts["i3d"]),
+        inception=load_inception(tiny_torchscripts["inception"], allow_torchscript=True),
+        i3d=load_i3d(tiny_torchscripts["i3d"], allow_torchscript=True),
         sketch=dark_line_sketch,
         flow=DISFlow(),
     )
@@ -180,6 +180,7 @@ def test_cli_on_png_folders_and_an_mp4_via_manifest(tmp_path, cli, tiny_torchscr
         tiny_torchscripts["inception"],
         "--i3d-weights",
         tiny_torchscripts["i3d"],
+        "--allow-torchscript",
     )
     assert result.exit_code == 0, result.output
     assert "folders" in result.output and "video" in result.output and "ALL" in result.output
@@ -226,9 +227,18 @@ def test_build_tools_finds_weights_by_name_and_skips_the_rest(tmp_path, tiny_tor
     for file in lpips_files:
         shutil.copy(file, tmp_path / file.name)
     shutil.copy(tiny_torchscripts["inception"], tmp_path / "inception-2015-12-05.pt")
-    tools = build_tools(("lpips", "fid", "fvd", "tc"), weights_dir=tmp_path)
+    tools = build_tools(("lpips", "fid", "fvd", "tc"), weights_dir=tmp_path, allow_torchscript=True)
     assert tools.lpips is not None and tools.inception is not None and tools.flow is not None
     assert set(tools.skipped) == {"fvd"} and "--i3d-weights" in tools.skipped["fvd"]
+    # Not allowed: the TorchScript found is passed over (its metric skipped, saying why), never run
+    tools = build_tools(("lpips", "fid", "tc"), weights_dir=tmp_path)
+    assert (
+        tools.inception is None
+        and "inception-2015-12-05.pt in the weights folder is a TorchScript" in (tools.skipped["fid"])
+    )
+    torch.save(FIDInceptionV3().state_dict(), tmp_path / "pt_inception-2015-12-05-6726825d.pth")
+    tools = build_tools(("fid",), weights_dir=tmp_path)  # the state dict beside it is taken instead
+    assert tools.inception.source == "state_dict" and not tools.skipped
 
 
 def test_metrics_without_a_tool_are_skipped(tmp_path):
@@ -237,3 +247,13 @@ def test_metrics_without_a_tool_are_skipped(tmp_path):
         [ClipSpec("s", pred, gt)], MetricTools(), EvalSettings(metrics=("psnr", "fid")), progress=False
     )
     assert set(report.skipped) == {"fid"} and report.clips[0].metrics["psnr"] > 0
+
+
+def test_cli_runs_a_torchscript_file_only_when_allowed(tmp_path, cli, tiny_torchscripts):
+    pred, gt = _shot(tmp_path, frames=4)
+    args = ["--pred", pred, "--gt", gt, "--metrics", "psnr,fid", "--size", "32", "--inception-weights"]
+    refused = cli(*args, tiny_torchscripts["inception"])
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    assert "is a TorchScript archive" in refused.output and "--allow-torchscript" in refused.output
+    allowed = cli(*args, tiny_torchscripts["inception"], "--allow-torchscript")
+    assert allowed.exit_code == 0, allowed.output

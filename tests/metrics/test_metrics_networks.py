@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lvcd.errors import WeightsError
+from lvcd.errors import InputError, WeightsError
 from lvcd.metrics.checkpoints import is_torchscript, load_strict
 from lvcd.metrics.i3d import I3D_SIZE, InceptionI3d, _same_padding, load_i3d, to_i3d_input
 from lvcd.metrics.inception import FIDInceptionV3, load_inception
@@ -94,9 +94,13 @@ def test_fid_inception_strict_load_and_features(tmp_path):
         load_strict(extractor.network, state, "FID InceptionV3", "broken.pth")
 
 
-def test_inception_torchscript_is_detected(tiny_torchscripts):
+def test_inception_torchscript_is_detected_and_runs_only_when_allowed(tiny_torchscripts):
+    """A TorchScript archive is a program: refused (one line naming the flag and the state-dict file) unless
+    allowed."""
     assert is_torchscript(tiny_torchscripts["inception"])
-    extractor = load_inception(tiny_torchscripts["inception"])
+    with pytest.raises(InputError, match=r"TorchScript archive \(FID Inception\).*--allow-torchscript.*pt_inception"):
+        load_inception(tiny_torchscripts["inception"])
+    extractor = load_inception(tiny_torchscripts["inception"], allow_torchscript=True)
     assert extractor.source == "torchscript"
     assert extractor(torch.rand(2, 3, 20, 30)).shape == (2, 16)
 
@@ -121,7 +125,9 @@ def test_i3d_strict_load_and_torchscript(tmp_path, tiny_torchscripts):
     torch.save({"Conv3d_1a_7x7.conv3d.weight": torch.zeros(64, 3, 7, 7, 7)}, tmp_path / "partial.pt")
     with pytest.raises(WeightsError, match="missing: "):
         load_i3d(tmp_path / "partial.pt")
-    extractor = load_i3d(tiny_torchscripts["i3d"])
+    with pytest.raises(InputError, match=r"--allow-torchscript.*i3d_pretrained_400\.pt"):
+        load_i3d(tiny_torchscripts["i3d"])
+    extractor = load_i3d(tiny_torchscripts["i3d"], allow_torchscript=True)
     assert extractor.source == "torchscript"
     assert extractor(torch.rand(2, 16, 3, 32, 48)).shape == (2, 12)
 

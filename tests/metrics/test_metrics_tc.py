@@ -204,19 +204,21 @@ def test_raft_is_pluggable_as_torchscript(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(torch.jit.script(_ConstantFlow()), str(tmp_path / "raft.pt"))
-    flow = load_flow("raft", tmp_path / "raft.pt")
+    with pytest.raises(InputError, match="TorchScript archive .*--allow-torchscript.*raft-things.pth"):
+        load_flow("raft", tmp_path / "raft.pt")
+    flow = load_flow("raft", tmp_path / "raft.pt", allow_torchscript=True)
     assert isinstance(flow, TorchScriptFlow)
     out = flow(torch.rand(3, 3, 30, 20), torch.rand(3, 3, 30, 20))  # padded to 32x24 inside, cropped back
     assert out.shape == (3, 2, 30, 20) and out[:, 0].eq(1.5).all() and out[:, 1].eq(-0.5).all()
     with pytest.raises(InputError, match="raft-weights"):
         load_flow("raft")
     with pytest.raises(InputError, match="TorchScript export: it runs its own iterations"):
-        load_flow("raft", tmp_path / "raft.pt", raft_iters=5)
+        load_flow("raft", tmp_path / "raft.pt", raft_iters=5, allow_torchscript=True)
     torch.save({"w": torch.zeros(1)}, tmp_path / "raft_state.pth")  # a state dict: loaded into our RAFT, strictly
     with pytest.raises(WeightsError, match="RAFT-large: .*raft_state.pth does not match"):
         load_flow("raft", tmp_path / "raft_state.pth")
     assert isinstance(load_flow("auto"), DISFlow) and isinstance(
-        load_flow("auto", tmp_path / "raft.pt"), TorchScriptFlow
+        load_flow("auto", tmp_path / "raft.pt", allow_torchscript=True), TorchScriptFlow
     )
     with pytest.raises(InputError, match="unknown flow method"):
         load_flow("farneback")

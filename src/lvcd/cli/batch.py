@@ -70,6 +70,9 @@ def batch(
     lpips_weights: list[Path] = typer.Option([], "--lpips-weights", help="With --evaluate: LPIPS files (twice)."),
     inception_weights: Path | None = typer.Option(None, "--inception-weights", help="With --evaluate: FID weights."),
     i3d_weights: Path | None = typer.Option(None, "--i3d-weights", help="With --evaluate: FVD weights."),
+    allow_torchscript: bool = typer.Option(
+        False, "--allow-torchscript", help="With --evaluate: run TorchScript metric files (programs, not only weights)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Colorize every shot of a manifest: one worker per GPU here, or Ray actors on a cluster. Restartable."""
@@ -94,6 +97,7 @@ def _evaluation_setup(opts: dict, shot_names: list[str]):
         inception_weights=opts["inception_weights"],
         i3d_weights=opts["i3d_weights"],
         weights_dir=opts["weights_dir"],
+        allow_torchscript=opts["allow_torchscript"],
     )
     return truth, tools, settings
 

@@ -73,6 +73,12 @@ def evaluate(
     raft_iters: int | None = typer.Option(
         None, "--raft-iters", min=1, help="RAFT update iterations (default 20, as the authors' demo)."
     ),
+    allow_torchscript: bool = typer.Option(
+        False,
+        "--allow-torchscript",
+        help="Run TorchScript weight files (inception-2015-12-05.pt, i3d_torchscript.pt, RAFT exports): they are "
+        "programs, not only weights; without this flag only plain state dicts load.",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda (cuda:N)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Frames per network call."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
@@ -133,6 +139,7 @@ def evaluate(
             raft_weights=raft_weights,
             raft_iters=raft_iters,
             device=device,
+            allow_torchscript=allow_torchscript,
         )
         report = evaluate_clips(specs, tools, settings, progress=progress)
         if json_out is not None:

@@ -94,11 +94,12 @@ def load_flow(
     raft_weights: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     raft_iters: int | None = None,
+    allow_torchscript: bool = False,
 ) -> FlowEstimator:
     """``"raft"``: RAFT-large from ``raft_weights`` (a state dict in either public layout, :mod:`lvcd.metrics.raft`,
     or a TorchScript export); ``"dis"``: OpenCV DIS (no weights); ``"auto"``: RAFT when ``raft_weights`` is given,
     else DIS. ``raft_iters``: RAFT's update iterations (default :data:`lvcd.metrics.raft.DEFAULT_ITERS`; a
-    TorchScript export runs its own default)."""
+    TorchScript export runs its own default, and only with ``allow_torchscript``)."""
     from lvcd.metrics.raft import DEFAULT_ITERS, load_raft
 
     if method not in FLOW_METHODS:
@@ -113,7 +114,8 @@ def load_flow(
     if is_torchscript(file):
         if raft_iters is not None:
             raise InputError(f"{file} is a TorchScript export: it runs its own iterations; leave out --raft-iters")
-        return TorchScriptFlow(load_torchscript(file, "RAFT", device), device)
+        module = load_torchscript(file, "RAFT", device, allow_torchscript, "raft-things.pth (the authors' state dict)")
+        return TorchScriptFlow(module, device)
     return load_raft(file, device, DEFAULT_ITERS if raft_iters is None else raft_iters)
 
 

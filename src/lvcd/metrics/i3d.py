@@ -154,10 +154,14 @@ class I3DFeatures:
         return features.reshape(features.shape[0], -1).double().cpu().numpy()
 
 
-def load_i3d(path: str | os.PathLike, device: str | torch.device = "cpu") -> I3DFeatures:
-    """Open an I3D weight file (state dict or TorchScript, detected from the file)."""
+def load_i3d(
+    path: str | os.PathLike, device: str | torch.device = "cpu", allow_torchscript: bool = False
+) -> I3DFeatures:
+    """Open an I3D weight file (state dict or TorchScript, detected from the file; TorchScript runs only when
+    ``allow_torchscript``, see :func:`lvcd.metrics.checkpoints.load_torchscript`)."""
     file = require_file(path, "FVD I3D")
     if is_torchscript(file):
-        return I3DFeatures(load_torchscript(file, "FVD I3D", device), torchscript=True, device=device)
+        network = load_torchscript(file, "FVD I3D", device, allow_torchscript, "i3d_pretrained_400.pt")
+        return I3DFeatures(network, torchscript=True, device=device)
     network = load_strict(InceptionI3d(), load_state_dict_file(file, "FVD I3D"), "FVD InceptionI3d", str(file))
     return I3DFeatures(network.eval().to(device), torchscript=False, device=device)

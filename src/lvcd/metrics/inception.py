@@ -223,10 +223,15 @@ class InceptionFeatures:
         return features.reshape(features.shape[0], -1).double().cpu().numpy()
 
 
-def load_inception(path: str | os.PathLike, device: str | torch.device = "cpu") -> InceptionFeatures:
-    """Open an FID Inception weight file (state dict or TorchScript, detected from the file)."""
+def load_inception(
+    path: str | os.PathLike, device: str | torch.device = "cpu", allow_torchscript: bool = False
+) -> InceptionFeatures:
+    """Open an FID Inception weight file (state dict or TorchScript, detected from the file; TorchScript runs only
+    when ``allow_torchscript``, see :func:`lvcd.metrics.checkpoints.load_torchscript`)."""
     file = require_file(path, "FID Inception")
     if is_torchscript(file):
-        return InceptionFeatures(load_torchscript(file, "FID Inception", device), torchscript=True, device=device)
+        instead = "pt_inception-2015-12-05-6726825d.pth (the same network as a state dict)"
+        network = load_torchscript(file, "FID Inception", device, allow_torchscript, instead)
+        return InceptionFeatures(network, torchscript=True, device=device)
     network = load_strict(FIDInceptionV3(), load_state_dict_file(file, "FID Inception"), "FID InceptionV3", str(file))
     return InceptionFeatures(network.eval().to(device), torchscript=False, device=device)

@@ -76,8 +76,28 @@ def find_weights(directory: str | os.PathLike | None) -> dict[str, list[Path]]:
     for metric, patterns in KNOWN_FILES.items():
         matches = [match for pattern in patterns for match in sorted(folder.glob(pattern))]
         if matches:
-            found[metric] = matches if metric == "lpips" else matches[:1]
+            found[metric] = matches  # in order of preference
     return found
+
+
+def _usable(found: Sequence[Path], allow_torchscript: bool) -> tuple[Path | None, Path | None]:
+    """(the first file of ``found`` lvcd may load, the first TorchScript archive passed over for want of
+    ``allow_torchscript``)."""
+    from lvcd.metrics.checkpoints import is_torchscript
+
+    passed = None
+    for file in found:
+        if allow_torchscript or not is_torchscript(file):
+            return file, passed
+        passed = passed or file
+    return None, passed
+
+
+def _torchscript_skipped(file: Path, instead: str) -> str:
+    return (
+        f"{file.name} in the weights folder is a TorchScript archive, a program: pass --allow-torchscript to run it, "
+        f"or add {instead}"
+    )
 
 
 def _sketch_extractor(method: str | None, weights: str | os.PathLike | None, device: str) -> tuple[Any, dict]:
@@ -104,14 +124,25 @@ def build_tools(
     raft_weights: str | os.PathLike | None = None,
     raft_iters: int | None = None,
     device: str = "cpu",
+    allow_torchscript: bool = False,
 ) -> MetricTools:
-    """Load what the selected metrics need; record a reason in ``skipped`` for each that cannot run."""
+    """Load what the selected metrics need; record a reason in ``skipped`` for each that cannot run.
+
+    TorchScript archives (programs, not only weights) run only with ``allow_torchscript``: a file given is then an
+    error, a file found in the weights folder is passed over for a plain state dict there, else its metric skipped."""
     tools = MetricTools()
     defaults = find_weights(weights_dir)
     lpips_files = list(lpips_weights) or defaults.get("lpips", [])
-    inception_file = inception_weights or next(iter(defaults.get("fid", [])), None)
-    i3d_file = i3d_weights or next(iter(defaults.get("fvd", [])), None)
-    raft_file = raft_weights or (next(iter(defaults.get("raft", [])), None) if flow != "dis" else None)
+    inception_file, fid_passed = (
+        (inception_weights, None) if inception_weights else _usable(defaults.get("fid", []), allow_torchscript)
+    )
+    i3d_file, fvd_passed = (i3d_weights, None) if i3d_weights else _usable(defaults.get("fvd", []), allow_torchscript)
+    raft_file, raft_passed = raft_weights, None
+    if raft_file is None and flow != "dis":
+        found = defaults.get("raft", [])
+        raft_file, raft_passed = (
+            (found[0] if found else None, None) if flow == "raft" else _usable(found, allow_torchscript)
+        )
 
     if "lpips" in metrics:
         if lpips_files:
@@ -128,18 +159,25 @@ def build_tools(
         if inception_file:
             from lvcd.metrics.inception import load_inception
 
-            tools.inception = load_inception(inception_file, device)
+            tools.inception = load_inception(inception_file, device, allow_torchscript)
             tools.info["fid_weights"] = f"{inception_file} ({tools.inception.source})"
+        elif fid_passed is not None:
+            tools.skipped["fid"] = _torchscript_skipped(fid_passed, "pt_inception-2015-12-05-6726825d.pth")
         else:
             tools.skipped["fid"] = "no Inception weights: pass --inception-weights pt_inception-2015-12-05-6726825d.pth"
     if "fvd" in metrics:
         if i3d_file:
             from lvcd.metrics.i3d import load_i3d
 
-            tools.i3d = load_i3d(i3d_file, device)
+            tools.i3d = load_i3d(i3d_file, device, allow_torchscript)
             tools.info["fvd_weights"] = f"{i3d_file} ({tools.i3d.source})"
+        elif fvd_passed is not None:
+            tools.skipped["fvd"] = _torchscript_skipped(fvd_passed, "i3d_pretrained_400.pt")
         else:
-            tools.skipped["fvd"] = "no I3D weights: pass --i3d-weights i3d_torchscript.pt (or i3d_pretrained_400.pt)"
+            tools.skipped["fvd"] = (
+                "no I3D weights: pass --i3d-weights i3d_pretrained_400.pt (or i3d_torchscript.pt with "
+                "--allow-torchscript)"
+            )
     edmd_names = [name for name in ("edmd", "edmd_gt") if name in metrics]
     if edmd_names:
         try:
@@ -153,8 +191,10 @@ def build_tools(
         from lvcd.metrics.flow import load_flow
 
         try:
-            tools.flow = load_flow(flow, raft_file, device, raft_iters)
+            tools.flow = load_flow(flow, raft_file, device, raft_iters, allow_torchscript)
             tools.info["flow"] = tools.flow.name
+            if raft_passed is not None:
+                tools.info["flow_note"] = _torchscript_skipped(raft_passed, "raft-things.pth") + "; DIS flow used"
             if tools.flow.name == "raft":
                 tools.info["raft_weights"] = str(raft_file)
                 tools.info["raft_iters"] = getattr(tools.flow, "iters", "the export's own")
