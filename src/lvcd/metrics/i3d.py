@@ -10,7 +10,7 @@ Two accepted weight files (see docs/metrics.md):
 
 Both get (B, 3, T, 224, 224) in [-1, 1]: frames scaled so the shorter side is 224 (bilinear), centre-cropped.
 
-    >>> extractor = load_i3d("i3d_torchscript.pt")                                    # doctest: +SKIP
+    >>> extractor = load_i3d("i3d_torchscript.pt", allow_torchscript=True)           # doctest: +SKIP
     >>> extractor(windows)   # (B, T, 3, H, W) float in [0, 1] -> (B, 400) float64 numpy   # doctest: +SKIP
 """
 
