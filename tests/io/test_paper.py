@@ -123,3 +123,25 @@ def test_an_ink_fill_on_even_paper_is_not_taken_for_shadow():
     assert measure_levels(sheet).uneven < 1
     hint = levelled_hint(sheet.astype(np.float32))
     assert hint[48:78, 48:78].min() == 1.0 and hint[:30].max() == 0.0
+
+
+@pytest.mark.parametrize("dark", ["letterbox", "left band", "quadrant"])
+def test_black_bars_and_large_fills_are_ink_not_shadow(dark):
+    """Clean line art with black bars or a large fill stays exactly as the official code reads it; on a scan, the
+    bars stay black (they are not taken for a shadow and flattened away)."""
+    h, w = 180, 320
+    clean = np.full((h, w), 255, np.uint8)
+    clean[60:62, 20:300] = 0
+    clean[30:150, 150:152] = 0
+    if dark == "letterbox":
+        clean[: h // 12], clean[-(h // 12) :] = 0, 0
+    elif dark == "left band":
+        clean[:, : w // 8] = 0
+    else:
+        clean[: h // 2, : w // 2] = 0
+    frames = LineartFrames([clean])
+    assert resolve_levels(frames, "dark-lines", "auto") is None
+    scan = scanned(clean, paper=200, ink=40, grain=4)
+    assert resolve_levels(LineartFrames([scan]), "dark-lines", "auto") is not None
+    hint = frame_to_hint(scan, "dark-lines", True)
+    assert hint[clean == 0].mean() > 0.95 and hint[clean == 255].mean() < 0.01

@@ -135,9 +135,9 @@ def test_a_file_of_another_network_is_refused(tmp_path, authors_state):
         RAFTFlow(RAFT(), iters=0)
 
 
-def test_evaluate_scores_tc_with_raft_found_in_the_weights_folder(tmp_path, authors_file):
+def test_evaluate_scores_tc_with_raft_found_in_the_weights_folder(tmp_path, authors_file, monkeypatch):
     """`lvcd evaluate`: --flow auto (the default) takes RAFT when a RAFT file is in --weights-dir; a size too small
-    for RAFT is a one-line error before any clip is read."""
+    for RAFT, or --raft-iters without RAFT, is a one-line error before any network loads or clip is read."""
     from typer.testing import CliRunner
 
     from lvcd.cli import app
@@ -158,12 +158,45 @@ def test_evaluate_scores_tc_with_raft_found_in_the_weights_folder(tmp_path, auth
     settings = json.loads(out.read_text())["settings"]
     assert settings["flow"] == "raft" and settings["raft_iters"] == 2
     assert settings["raft_weights"].endswith("raft-things.pth")
-    small = CliRunner().invoke(app, [*base, "--size", "64", "--flow", "raft", "--raft-weights", str(authors_file)])
-    assert small.exit_code == 2 and len(small.output.strip().splitlines()) == 1
-    assert "at least 128x128" in small.output and "--size" in small.output
+    import lvcd.metrics.raft
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a network was loaded before the options were checked")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lvcd.metrics.raft, "load_raft", no_loading)
+        small = CliRunner().invoke(app, [*base, "--size", "64", "--flow", "raft", "--raft-weights", str(authors_file)])
+        assert small.exit_code == 2 and len(small.output.strip().splitlines()) == 1
+        assert "at least 128x128" in small.output and "--size" in small.output
+        no_raft = CliRunner().invoke(app, [*base, "--raft-iters", "5"])
+        assert no_raft.exit_code == 2 and "--raft-iters applies to RAFT" in no_raft.output
+    padded = CliRunner().invoke(app, [*base, "--size", "121", "--raft-weights", str(authors_file), "--raft-iters", "1"])
+    assert padded.exit_code == 0, padded.output  # 121 is padded to 128: enough
     dis = CliRunner().invoke(
         app,
         [*base, "--size", "64", "--weights-dir", str(weights), "--flow", "dis", "--json", str(tmp_path / "dis.json")],
     )
     assert dis.exit_code == 0, dis.output
     assert json.loads((tmp_path / "dis.json").read_text())["settings"]["flow"] == "dis"
+
+
+def test_auto_flow_never_takes_a_file_that_is_not_raft_large(tmp_path, authors_file):
+    """The authors' models.zip also holds raft-small.pth: never picked; a file named like RAFT-large that is not
+    falls back to DIS under auto, saying why (given explicitly, it is an error)."""
+    from lvcd.metrics import build_tools
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    torch.save({"module.fnet.conv1.weight": torch.zeros(32, 3, 7, 7)}, folder / "raft-small.pth")
+    tools = build_tools(("tc",), weights_dir=folder)
+    assert tools.info["flow"] == "dis" and "flow_note" not in tools.info
+    (folder / "raft-small.pth").rename(folder / "raft-sintel.pth")
+    tools = build_tools(("tc",), weights_dir=folder)
+    assert (
+        tools.info["flow"] == "dis"
+        and "raft-sintel.pth in the weights folder is not RAFT-large" in (tools.info["flow_note"])
+    )
+    with pytest.raises(WeightsError):
+        build_tools(("tc",), raft_weights=folder / "raft-sintel.pth")
+    (folder / "raft-things.pth").symlink_to(authors_file)  # preferred over the others when present
+    assert build_tools(("tc",), weights_dir=folder).info["raft_weights"].endswith("raft-things.pth")

@@ -98,6 +98,7 @@ def _evaluation_setup(opts: dict, shot_names: list[str]):
         i3d_weights=opts["i3d_weights"],
         weights_dir=opts["weights_dir"],
         allow_torchscript=opts["allow_torchscript"],
+        size=settings.size,
     )
     return truth, tools, settings
 

@@ -140,6 +140,7 @@ def evaluate(
             raft_iters=raft_iters,
             device=device,
             allow_torchscript=allow_torchscript,
+            size=size_hw,
         )
         report = evaluate_clips(specs, tools, settings, progress=progress)
         if json_out is not None:

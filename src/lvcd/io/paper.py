@@ -43,9 +43,8 @@ CLEAN_PAPER = 247  # paper at least this bright ...
 CLEAN_GRAIN = 4.0  # ... and grain below this: the sheet is clean and auto leaves it alone
 INK_PERCENTILE = 5.0
 MIN_RANGE = 32.0  # the ink is never stretched closer than this to the white point
-UNEVEN_LIGHT = (
-    16.0  # paper brightness spreading over more levels than this in a frame (a photo under a lamp): flattened
-)
+UNEVEN_LIGHT = 16.0  # paper light spreading over more levels than this in a frame (a lamp, a vignette): flattened
+MAX_DARK_BLOCKS = 0.10  # more blocks than this without paper (letterbox bars, large fills): lighting not estimated
 _MAD_TO_STD = 1.4826
 
 
@@ -69,8 +68,9 @@ class PaperLevels:
 
     @property
     def needed(self) -> bool:
-        """Whether ``auto`` levels this sheet: grey, grainy or unevenly lit paper."""
-        return self.paper < CLEAN_PAPER or self.grain >= CLEAN_GRAIN or self.uneven >= UNEVEN_LIGHT
+        """Whether ``auto`` levels this sheet: grey or grainy paper. (Uneven lighting alone does not count: a white
+        sheet with black bars or fills must stay as the official code reads it; a photo's paper is grey anyway.)"""
+        return self.paper < CLEAN_PAPER or self.grain >= CLEAN_GRAIN
 
     def describe(self) -> str:
         lighting = f", uneven lighting ({self.uneven:.0f} levels) flattened" if self.uneven >= UNEVEN_LIGHT else ""
@@ -84,8 +84,9 @@ class PaperLevels:
         return np.clip(scaled, 0.0, 1.0) * np.float32(255.0)
 
 
-def _light_fit(gray: np.ndarray) -> np.ndarray:
-    """The 6 coefficients of the quadratic paper-brightness surface of :func:`paper_light`."""
+def _light_fit(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """The 6 coefficients of the quadratic paper-brightness surface of :func:`paper_light`, and the fraction of blocks
+    left out of the fit as too dark to be paper."""
     h, w = gray.shape
     block = max(2, min(h, w) // 16)
     hb, wb = -(-h // block), -(-w // block)
@@ -93,13 +94,22 @@ def _light_fit(gray: np.ndarray) -> np.ndarray:
     peaks = padded.reshape(hb, block, wb, block).max(axis=(1, 3)).ravel().astype(np.float64)
     y, x = np.meshgrid((np.arange(hb) + 0.5) * block / h, (np.arange(wb) + 0.5) * block / w, indexing="ij")
     terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
-    keep = np.ones(len(peaks), dtype=bool)
+    # A block whose brightest pixel is nearer the ink than the paper holds no paper (a bar, a fill): never fitted,
+    # however smoothly such blocks line up (bars at both ends would otherwise pass for a vignette).
+    paper = float(paper_level(gray))
+    values = np.asarray(gray, dtype=np.float32).ravel()
+    lines = values[values < paper - LINE_MARGIN]
+    ink = float(np.percentile(lines, INK_PERCENTILE)) if lines.size >= 16 else 0.0
+    paper_blocks = peaks > (paper + ink) / 2
+    keep = paper_blocks.copy()
+    if not keep.any():
+        return np.array([paper, 0, 0, 0, 0, 0], dtype=np.float64), 1.0
     for _ in range(4):
         coefficients = np.linalg.lstsq(terms[keep], peaks[keep], rcond=None)[0]
         residual = peaks - terms @ coefficients
         spread = _MAD_TO_STD * np.median(np.abs(residual[keep])) + 1.0
-        keep = residual > -3.0 * spread
-    return coefficients
+        keep = paper_blocks & (residual > -3.0 * spread)
+    return coefficients, float(1.0 - keep.mean())
 
 
 def _surface(c: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -113,12 +123,17 @@ def paper_light(gray: np.ndarray) -> np.ndarray:
     """The paper's brightness under each pixel, smooth (HxW float32): the maxima of blocks of 1/16 of the shorter side
     (lines are thin, paper shows in almost every block) fitted by a quadratic surface in x and y (a lamp's fall-off, a
     vignette), robustly: blocks far below the fit (ink fills, dense hatching) are left out and the fit repeated."""
-    return _surface(_light_fit(gray), *np.shape(gray))
+    return _surface(_light_fit(gray)[0], *np.shape(gray))
 
 
 def light_spread(gray: np.ndarray) -> float:
-    """How unevenly a frame's paper is lit: the 5th to 95th percentile range of :func:`paper_light` (on a grid)."""
-    low, high = np.percentile(_surface(_light_fit(gray), 32, 32), [5.0, 95.0])
+    """How unevenly a frame's paper is lit: the 5th to 95th percentile range of :func:`paper_light` (on a grid); 0
+    when more than ``MAX_DARK_BLOCKS`` of the frame shows no paper (letterbox bars, large fills), where lighting
+    cannot be told from ink and is left alone."""
+    coefficients, dark = _light_fit(gray)
+    if dark > MAX_DARK_BLOCKS:
+        return 0.0
+    low, high = np.percentile(_surface(coefficients, 32, 32), [5.0, 95.0])
     return float(high - low)
 
 

@@ -107,6 +107,11 @@ def load_flow(
     if method == "dis" and raft_weights is not None:
         raise InputError("--flow dis takes no --raft-weights: leave out one of the two")
     if method == "dis" or (method == "auto" and raft_weights is None):
+        if raft_iters is not None:
+            raise InputError(
+                "--raft-iters applies to RAFT, but TC uses DIS flow here (no RAFT weights given or found: "
+                "--raft-weights raft-things.pth)"
+            )
         return DISFlow()
     if raft_weights is None:
         raise InputError("--flow raft needs --raft-weights FILE (raft-things.pth or torchvision's raft_large_*.pth)")

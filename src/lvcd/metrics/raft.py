@@ -33,8 +33,13 @@ HIDDEN = 128  # the update block's hidden state (and the context features beside
 CORR_LEVELS = 4
 CORR_RADIUS = 4
 DEFAULT_ITERS = 20  # the authors' demo; their Sintel evaluation uses 32, KITTI 24, torchvision's default is 12
-MIN_SIDE = 128  # frames below it leave the coarsest correlation level (1/64) 1 cell wide: a 0/0 in its lookup
+MIN_SIDE = 128  # padded frames below it leave the coarsest correlation level (1/64) 1 cell wide: a 0/0 in its lookup
 PAIRS_PER_BATCH = 8
+
+
+def padded_side(side: int) -> int:
+    """A frame side as RAFT sees it: padded up to a multiple of 8."""
+    return -(-int(side) // 8) * 8
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -270,6 +275,7 @@ class RAFTFlow:
     """:class:`RAFT` behind the flow-estimator interface of :mod:`lvcd.metrics.flow`."""
 
     name = "raft"
+    min_side = MIN_SIDE
 
     def __init__(
         self,
@@ -286,7 +292,7 @@ class RAFTFlow:
     @torch.no_grad()
     def __call__(self, frames_a: torch.Tensor, frames_b: torch.Tensor) -> torch.Tensor:
         h, w = frames_a.shape[-2:]
-        if min(h, w) < MIN_SIDE:
+        if padded_side(min(h, w)) < MIN_SIDE:
             raise InputError(
                 f"RAFT needs frames of at least {MIN_SIDE}x{MIN_SIDE} (its coarsest correlation level is 1/64 of the "
                 f"frame), got {h}x{w}; evaluate at a larger size (lvcd evaluate --size, 256 by default)"

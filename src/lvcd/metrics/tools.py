@@ -30,7 +30,15 @@ KNOWN_FILES = {
     "lpips": ("alex.pth", "alexnet-owt-*.pth"),
     "fid": ("pt_inception-2015-12-05*.pth", "inception-2015-12-05.pt"),
     "fvd": ("i3d_torchscript.pt", "i3d_pretrained_400.pt"),
-    "raft": ("raft-things.pth", "raft_large_C_T_V1-*.pth", "raft_large_*.pth", "raft-*.pth", "raft*.pt"),
+    "raft": (
+        "raft-things.pth",
+        "raft_large_C_T_V1-*.pth",
+        "raft_large_*.pth",
+        "raft-sintel.pth",
+        "raft-kitti.pth",
+        "raft-chairs.pth",
+        "raft*.pt",
+    ),  # RAFT-large only: never the authors' raft-small.pth
 }
 
 
@@ -125,11 +133,13 @@ def build_tools(
     raft_iters: int | None = None,
     device: str = "cpu",
     allow_torchscript: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> MetricTools:
     """Load what the selected metrics need; record a reason in ``skipped`` for each that cannot run.
 
     TorchScript archives (programs, not only weights) run only with ``allow_torchscript``: a file given is then an
-    error, a file found in the weights folder is passed over for a plain state dict there, else its metric skipped."""
+    error, a file found in the weights folder is passed over for a plain state dict there, else its metric skipped.
+    ``size``: the evaluation size, checked against what the flow needs before any network is loaded."""
     tools = MetricTools()
     defaults = find_weights(weights_dir)
     lpips_files = list(lpips_weights) or defaults.get("lpips", [])
@@ -144,6 +154,23 @@ def build_tools(
             (found[0] if found else None, None) if flow == "raft" else _usable(found, allow_torchscript)
         )
 
+    tc_names = [name for name in ("tc", "tc_mse") if name in metrics]
+    if tc_names and flow == "dis" and raft_weights is not None:  # checked before any network loads, as below
+        raise InputError("--flow dis takes no --raft-weights: leave out one of the two")
+    if tc_names and raft_iters is not None and (flow == "dis" or raft_file is None):
+        raise InputError(
+            "--raft-iters applies to RAFT, but TC uses DIS flow here (no RAFT weights given or found: "
+            "--raft-weights raft-things.pth)"
+        )
+    if tc_names and raft_file is not None and flow != "dis" and size is not None:
+        from lvcd.metrics.raft import MIN_SIDE, padded_side
+
+        if padded_side(min(size)) < MIN_SIDE:
+            raise InputError(
+                f"TC's RAFT flow needs frames of at least {MIN_SIDE}x{MIN_SIDE}, but the evaluation size is "
+                f"{size[0]}x{size[1]}; evaluate at a larger --size (the paper's 256x256 is the default), or use "
+                "--flow dis"
+            )
     if "lpips" in metrics:
         if lpips_files:
             from lvcd.metrics.lpips import load_lpips
@@ -186,12 +213,21 @@ def build_tools(
             tools.info.update(sketch_info)
         except MissingDependencyError as reason:
             tools.skipped.update(dict.fromkeys(edmd_names, str(reason)))
-    tc_names = [name for name in ("tc", "tc_mse") if name in metrics]
     if tc_names:
+        from lvcd.errors import WeightsError
         from lvcd.metrics.flow import load_flow
 
         try:
-            tools.flow = load_flow(flow, raft_file, device, raft_iters, allow_torchscript)
+            try:
+                tools.flow = load_flow(flow, raft_file, device, raft_iters, allow_torchscript)
+            except WeightsError as err:
+                if raft_weights is not None or flow != "auto":
+                    raise
+                # a file found by name in the weights folder that is no RAFT-large: auto falls back to DIS
+                tools.flow = load_flow("dis")
+                tools.info["flow_note"] = (
+                    f"{Path(raft_file).name} in the weights folder is not RAFT-large ({err}); DIS flow used"
+                )
             tools.info["flow"] = tools.flow.name
             if raft_passed is not None:
                 tools.info["flow_note"] = _torchscript_skipped(raft_passed, "raft-things.pth") + "; DIS flow used"
