@@ -216,3 +216,21 @@ def test_output_may_not_replace_an_input(tmp_path, tiny_weights):
 def test_listed_in_help():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "convert" in result.stdout
+
+
+def test_an_output_that_appears_while_converting_is_kept_without_overwrite(tmp_path, tiny_weights, monkeypatch):
+    """Another process finished the same output while this one read the weights: without --overwrite it is kept."""
+    import lvcd.weights
+
+    target = tmp_path / "lvcd.safetensors"
+    real_load = lvcd.weights.load_model
+
+    def load_then_other_writer_finishes(*args, **kwargs):
+        loaded = real_load(*args, **kwargs)
+        target.write_bytes(b"the other process's file")
+        return loaded
+
+    monkeypatch.setattr(lvcd.weights, "load_model", load_then_other_writer_finishes)
+    result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], target)
+    assert result.exit_code == 2 and "was created by another process while this one was writing it" in result.stderr
+    assert target.read_bytes() == b"the other process's file" and [p.name for p in tmp_path.iterdir()] == [target.name]

@@ -76,3 +76,10 @@ def test_a_cancel_during_decoding_writes_nothing(pipe, tmp_path):
              work_dir=tmp_path / "work", callback=cancel_while_decoding)  # fmt: skip
     assert not output.exists() and list(tmp_path.glob("*.mp4*")) == []
     assert any((tmp_path / "work").iterdir())
+
+
+def test_a_one_frame_shot_makes_no_call(pipe):
+    """Nothing is sampled (the reference alone): the callback is not called, during decoding either."""
+    seen = []
+    result = pipe(_reference(), _lineart(1), num_steps=1, seed=1, progress=False, callback=seen.append)
+    assert seen == [] and result.latents.shape[0] == 1

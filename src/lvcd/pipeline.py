@@ -57,7 +57,9 @@ LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
 class SamplingProgress:
     """Passed to ``LVCDPipeline.__call__(callback=...)`` after every denoising step (``phase`` "sampling"; 0-based
     ``window`` and ``step``), then after every decoded frame (``phase`` "decoding", ``frame`` of ``frames`` done,
-    1-based; window and step then say that every step is done), so a callback can cancel during decoding too.
+    1-based; window and step then say that every step is done), so a callback can cancel during decoding too: frames
+    are decoded in chunks of 10, so a cancel there takes effect within one chunk. A 1-frame shot (the reference
+    alone: nothing to sample) makes no call.
 
     Steps done over the whole shot: ``window * steps + step + 1`` of ``windows * steps``.
     """
@@ -289,7 +291,6 @@ class LVCDPipeline:
         check_levels(lineart_levels)
         if extract_lineart is not None and lineart_levels == "auto":
             lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
-        levels = resolve_levels(frames, polarity, lineart_levels)
         if num_steps < 1:
             raise InputError("num_steps must be at least 1.")
         if resume and work_dir is None:
@@ -313,6 +314,7 @@ class LVCDPipeline:
                     f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
                 )
         self._check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
+        levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
         images = {0: reference_tensor(reference, plan, "reference")}
         images.update({i: reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
         writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=frames.paths) if output is not None else None
@@ -343,8 +345,8 @@ class LVCDPipeline:
             )
             latents, seed = self._sample(job)
             decoded = None
-            if callback is not None:
-                windows_total, steps = len(windows.windows), num_steps
+            windows_total, steps = len(windows.windows), num_steps
+            if callback is not None and windows_total > 0:  # a 1-frame shot samples nothing: no call, as before
 
                 def decoded(frame: int, frames: int) -> None:
                     callback(

@@ -276,24 +276,32 @@ def save_safetensors(
     path: str | os.PathLike,
     metadata: dict[str, str] | None = None,
     exclusive: bool = False,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``tensors`` (None values are left out) to a safetensors file, atomically (:func:`lvcd.io.atomic_output`;
-    ``exclusive``: refused while another process writes the same file)."""
+    ``exclusive``: refused while another process writes the same file; ``overwrite=False``: a file that appeared at
+    ``path`` meanwhile is kept and a WeightsError raised)."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
-    with atomic_output(path, exclusive=exclusive) as temporary:
-        try:
-            save_file(
-                {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},
-                str(temporary),
-                metadata=metadata,
-            )
-        except SafetensorError as err:  # an I/O failure (a full disk) arrives as text: make it the OSError it is
-            code = re.search(r"os error (\d+)", str(err))
-            if code is None:
-                raise
-            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
+    try:
+        with atomic_output(path, overwrite=overwrite, exclusive=exclusive) as temporary:
+            try:
+                save_file(
+                    {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},
+                    str(temporary),
+                    metadata=metadata,
+                )
+            except SafetensorError as err:  # an I/O failure (a full disk) arrives as text: make it the OSError it is
+                code = re.search(r"os error (\d+)", str(err))
+                if code is None:
+                    raise
+                raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
+    except FileExistsError:
+        raise WeightsError(
+            f"{path} was created by another process while this one was writing it; it was kept. Pass --overwrite to "
+            "replace it, or choose another output name."
+        ) from None
     return Path(path)
 
 
@@ -321,4 +329,5 @@ def convert(
     keys = lvcd_trained_keys(model) if subset == "lvcd" else list(model.state_dict())
     meta = model_metadata(model.config, lvcd_subset=subset)
     state = model.state_dict()
-    return save_safetensors({key: state[key] for key in keys}, output, metadata=meta, exclusive=True)
+    tensors = {key: state[key] for key in keys}
+    return save_safetensors(tensors, output, metadata=meta, exclusive=True, overwrite=overwrite)

@@ -37,7 +37,7 @@ def lineart(
         "--method",
         help="informative: what LVCD was trained on (needs sk_model.pth); informative-coarse: sk_model2.pth; "
         "xdog: no weights, but outside the training distribution; levels: INPUT is line art already (scans, photos "
-        "of drawings): its paper to white, its ink to black, as lvcd colorize reads it.",
+        "of drawings): its paper to white, its ink to black, as lvcd colorize levels it (--lineart-levels on).",
     ),
     weights: Path | None = typer.Option(
         None,

@@ -17,8 +17,10 @@ Per frame (scans differ in exposure):
    black; the range between is stretched linearly (anti-aliasing and pressure kept).
 
 Bright-line art is handled inverted. ``auto`` (the default everywhere) levels a shot only when its paper is not clean:
-paper darker than 247, grain of 4 levels or more, or uneven lighting, judged on its first frames. Clean digital and
-binarized line art, and the sketches lvcd extracts itself, are left exactly as the official code reads them.
+paper darker than 247 or grain of 4 levels or more, judged on its first frames (uneven lighting alone does not count,
+and blocks nearer the ink than the paper, such as black bars and fills, are never taken for lighting). Line art on
+white paper, digital or binarized, and the sketches lvcd extracts itself, are left exactly as the official code reads
+them.
 
     >>> scan = np.full((16, 16), 200, np.uint8); scan[4] = 40
     >>> levels = measure_levels(scan); (levels.paper, levels.ink, levels.needed)
