@@ -145,3 +145,13 @@ def test_black_bars_and_large_fills_are_ink_not_shadow(dark):
     assert resolve_levels(LineartFrames([scan]), "dark-lines", "auto") is not None
     hint = frame_to_hint(scan, "dark-lines", True)
     assert hint[clean == 0].mean() > 0.95 and hint[clean == 255].mean() < 0.01
+
+
+def test_the_official_fixture_sketches_are_read_as_drawn():
+    """The goldens of the official code (tests/fixtures/tiny) feed sketches as hints: auto must leave them alone."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    sketches = load_file(str(Path(__file__).parents[1] / "fixtures" / "tiny" / "sample_N35.safetensors"))
+    assert resolve_levels(LineartFrames(sketches["sketches_1ch"]), "bright-lines", "auto") is None

@@ -1,0 +1,50 @@
+"""A whole shot makes no host-device synchronisation: on a GPU, reading a tensor's value (``.item()``, ``if t:``,
+``nonzero``, boolean-mask indexing) stalls the host until the device catches up, every time it runs. Counted on the
+CPU with a dispatch mode over a whole two-window shot, sampling and decoding (the CPU takes the same Python paths,
+except the CUDA-only attention kernel choice, which ``test_attention_kernels`` covers)."""
+
+from __future__ import annotations
+
+import collections
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from conftest import TINY_CONFIG
+from lvcd.pipeline import LVCDPipeline
+
+SYNCING = {
+    torch.ops.aten._local_scalar_dense.default,
+    torch.ops.aten.is_nonzero.default,
+    torch.ops.aten.nonzero.default,
+    torch.ops.aten.masked_select.default,
+    torch.ops.aten.equal.default,
+}
+
+
+class HostSyncs(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        boolean_index = func is torch.ops.aten.index.Tensor and any(
+            t is not None and t.dtype == torch.bool for t in args[1]
+        )
+        if func in SYNCING or boolean_index:
+            self.seen[str(func)] += 1
+        return func(*args, **kwargs)
+
+
+def test_a_shot_reads_no_tensor_value_on_the_host(tiny_weights):
+    pipe = LVCDPipeline.from_single_file(tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG, device="cpu")
+    lineart = torch.ones(16, 1, 64, 128)
+    for index in range(16):
+        lineart[index, :, :, 10 + 3 * index] = 0
+    reference = torch.rand(3, 64, 128, generator=torch.Generator().manual_seed(0))
+    counter = HostSyncs()
+    with counter:
+        result = pipe(reference, lineart, num_steps=2, seed=1, progress=False)
+    assert result.frames.shape[0] == 16
+    assert not counter.seen, dict(counter.seen)
