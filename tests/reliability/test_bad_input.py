@@ -124,7 +124,8 @@ CASES = [
     Case("evaluate-device-cuda", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--device", "cuda", "--no-progress"], ("--device cuda",), needs=_no_cuda),
     Case("evaluate-size", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--size", "huge", "--no-progress"], ("--size", "huge")),
     Case("evaluate-neither-pred-nor-manifest", lambda w: ["evaluate", "--no-progress"], ("--pred", "--manifest")),
-    Case("evaluate-raft-other-network", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--metrics", "tc", "--flow", "raft", "--raft-weights", str(w.lvcd), "--size", "64", "--no-progress"], ("lvcd.ckpt", "RAFT-large")),
+    Case("evaluate-raft-other-network", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--metrics", "tc", "--flow", "raft", "--raft-weights", str(w.lvcd), "--size", "128", "--no-progress"], ("lvcd.ckpt", "RAFT-large")),
+    Case("evaluate-raft-size", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--metrics", "tc", "--flow", "raft", "--raft-weights", str(w.lvcd), "--size", "64", "--no-progress"], ("at least 128x128", "--size")),
     Case("evaluate-flow", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--flow", "farneback", "--no-progress"], ("farneback",)),
     # ---------------------------------------------------------------- data
     Case("data-missing-input", lambda w: ["data", "prepare", str(w.inputs / "no.mp4"), "-o", str(w.out / "root"), "--svd", str(w.svd)], ("no.mp4",)),
