@@ -234,3 +234,12 @@ def test_an_output_that_appears_while_converting_is_kept_without_overwrite(tmp_p
     result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], target)
     assert result.exit_code == 2 and "was created by another process while this one was writing it" in result.stderr
     assert target.read_bytes() == b"the other process's file" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_only_an_output_made_meanwhile_is_reported_as_another_process(tmp_path):
+    from lvcd.weights import save_safetensors
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OSError) as raised:  # a parent that is a file: the system's own error, not "another process"
+        save_safetensors({"w": torch.zeros(1)}, tmp_path / "afile" / "out.safetensors", overwrite=False)
+    assert not isinstance(raised.value, WeightsError)

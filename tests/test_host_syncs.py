@@ -1,7 +1,8 @@
-"""A whole shot makes no host-device synchronisation: on a GPU, reading a tensor's value (``.item()``, ``if t:``,
-``nonzero``, boolean-mask indexing) stalls the host until the device catches up, every time it runs. Counted on the
-CPU with a dispatch mode over a whole two-window shot, sampling and decoding (the CPU takes the same Python paths,
-except the CUDA-only attention kernel choice, which ``test_attention_kernels`` covers)."""
+"""A whole shot reads no tensor value on the host: on a GPU, ``.item()``, ``if t:``, ``nonzero``, boolean-mask
+indexing, ``unique`` or an unsized ``repeat_interleave`` stall the host until the device catches up, every time they
+run. Counted on the CPU with a dispatch mode over a whole two-window shot, sampling and decoding (the CPU takes the
+same Python paths, except the CUDA-only attention kernel choice, which ``test_attention_kernels`` covers). Not seen
+this way: ``.tolist()``, ``.cpu()`` and ``.numpy()``, which on a CPU tensor dispatch nothing."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ SYNCING = {
     torch.ops.aten.nonzero.default,
     torch.ops.aten.masked_select.default,
     torch.ops.aten.equal.default,
+    torch.ops.aten._unique2.default,
+    torch.ops.aten.repeat_interleave.Tensor,
 }
 
 
@@ -35,6 +38,16 @@ class HostSyncs(TorchDispatchMode):
         if func in SYNCING or boolean_index:
             self.seen[str(func)] += 1
         return func(*args, **kwargs)
+
+
+def test_the_counter_sees_host_reads():
+    x = torch.arange(4.0)
+    with HostSyncs() as counter:
+        x.sum().item()
+        bool(x.max() > 1)
+        x[x > 1].sum()
+        torch.nonzero(x)
+    assert sum(counter.seen.values()) == 4, dict(counter.seen)
 
 
 def test_a_shot_reads_no_tensor_value_on_the_host(tiny_weights):

@@ -298,6 +298,8 @@ def save_safetensors(
                     raise
                 raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from err
     except FileExistsError:
+        if overwrite or not Path(path).is_file():  # another cause (a parent path that is a file): as it is
+            raise
         raise WeightsError(
             f"{path} was created by another process while this one was writing it; it was kept. Pass --overwrite to "
             "replace it, or choose another output name."

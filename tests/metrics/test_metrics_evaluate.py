@@ -257,3 +257,32 @@ def test_cli_runs_a_torchscript_file_only_when_allowed(tmp_path, cli, tiny_torch
     assert "is a TorchScript archive" in refused.output and "--allow-torchscript" in refused.output
     allowed = cli(*args, tiny_torchscripts["inception"], "--allow-torchscript")
     assert allowed.exit_code == 0, allowed.output
+
+
+def test_choices_made_for_the_user_are_said_and_consent_is_asked_first(tmp_path, tiny_torchscripts, monkeypatch):
+    """Both I3D files in the weights folder, no --allow-torchscript: the state dict runs and a note (printed with the
+    results) says the original FVD network was passed over. A TorchScript file given without consent is refused
+    before any other network loads."""
+    import shutil
+
+    import lvcd.metrics.lpips
+    from lvcd.metrics import build_tools
+    from lvcd.metrics.i3d import InceptionI3d
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    shutil.copy(tiny_torchscripts["i3d"], folder / "i3d_torchscript.pt")
+    torch.save(InceptionI3d().state_dict(), folder / "i3d_pretrained_400.pt")
+    tools = build_tools(("psnr", "fvd"), weights_dir=folder)
+    assert tools.i3d.source == "state_dict" and "the two give different FVD values" in tools.notes[0]
+    pred, gt = _shot(tmp_path, frames=3)
+    report = evaluate_clips([ClipSpec("a", pred, gt)], MetricTools(notes=list(tools.notes)),
+                            EvalSettings(size=(32, 32), metrics=("psnr",)), progress=False)  # fmt: skip
+    assert f"note: {tools.notes[0]}" in format_table(report)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a network was loaded before consent was checked")
+
+    monkeypatch.setattr(lvcd.metrics.lpips, "load_lpips", no_loading)
+    with pytest.raises(InputError, match="TorchScript archive .FVD I3D."):
+        build_tools(("lpips", "fvd"), lpips_weights=["alex.pth"], i3d_weights=tiny_torchscripts["i3d"])

@@ -189,13 +189,10 @@ def test_auto_flow_never_takes_a_file_that_is_not_raft_large(tmp_path, authors_f
     folder.mkdir()
     torch.save({"module.fnet.conv1.weight": torch.zeros(32, 3, 7, 7)}, folder / "raft-small.pth")
     tools = build_tools(("tc",), weights_dir=folder)
-    assert tools.info["flow"] == "dis" and "flow_note" not in tools.info
+    assert tools.info["flow"] == "dis" and not tools.notes
     (folder / "raft-small.pth").rename(folder / "raft-sintel.pth")
     tools = build_tools(("tc",), weights_dir=folder)
-    assert (
-        tools.info["flow"] == "dis"
-        and "raft-sintel.pth in the weights folder is not RAFT-large" in (tools.info["flow_note"])
-    )
+    assert tools.info["flow"] == "dis" and "raft-sintel.pth in the weights folder is not RAFT-large" in tools.notes[0]
     with pytest.raises(WeightsError):
         build_tools(("tc",), raft_weights=folder / "raft-sintel.pth")
     (folder / "raft-things.pth").symlink_to(authors_file)  # preferred over the others when present

@@ -70,8 +70,9 @@ class PaperLevels:
 
     @property
     def needed(self) -> bool:
-        """Whether ``auto`` levels this sheet: grey or grainy paper. (Uneven lighting alone does not count: a white
-        sheet with black bars or fills must stay as the official code reads it; a photo's paper is grey anyway.)"""
+        """Whether ``auto`` levels this sheet: grey or grainy paper. Uneven lighting alone does not count, so that
+        digital line art on white with large grey or black areas stays exactly as the official code reads it; the
+        price: a white scan shadowed only in a corner is left as it is (``--lineart-levels on`` levels it)."""
         return self.paper < CLEAN_PAPER or self.grain >= CLEAN_GRAIN
 
     def describe(self) -> str:
@@ -88,7 +89,7 @@ class PaperLevels:
 
 def _light_fit(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """The 6 coefficients of the quadratic paper-brightness surface of :func:`paper_light`, and the fraction of blocks
-    left out of the fit as too dark to be paper."""
+    too dark to be paper (nearer the ink than the paper)."""
     h, w = gray.shape
     block = max(2, min(h, w) // 16)
     hb, wb = -(-h // block), -(-w // block)
@@ -111,7 +112,7 @@ def _light_fit(gray: np.ndarray) -> tuple[np.ndarray, float]:
         residual = peaks - terms @ coefficients
         spread = _MAD_TO_STD * np.median(np.abs(residual[keep])) + 1.0
         keep = paper_blocks & (residual > -3.0 * spread)
-    return coefficients, float(1.0 - keep.mean())
+    return coefficients, float(1.0 - paper_blocks.mean())
 
 
 def _surface(c: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -38,6 +38,15 @@ def is_torchscript(path: str | os.PathLike) -> bool:
     return any(name.endswith("/constants.pkl") or "/code/" in name for name in names)
 
 
+def check_torchscript_consent(path: str | os.PathLike, what: str, allowed: bool, instead: str) -> None:
+    """Refuse (InputError) a TorchScript archive at ``path`` unless ``allowed``: see :func:`load_torchscript`."""
+    if not allowed and is_torchscript(path):
+        raise InputError(
+            f"{path} is a TorchScript archive ({what}): a program, not only weights, whose code runs when loaded; "
+            f"pass --allow-torchscript if you trust its source, or use {instead}"
+        )
+
+
 def load_torchscript(
     path: str | os.PathLike,
     what: str,
@@ -51,11 +60,7 @@ def load_torchscript(
     runs one only when ``allowed`` (``--allow-torchscript``); otherwise an InputError says so and names ``instead``,
     the plain weights file that needs no trust."""
     file: Path = require_weights_file(path, what)
-    if not allowed:
-        raise InputError(
-            f"{file} is a TorchScript archive ({what}): a program, not only weights, whose code runs when loaded; "
-            f"pass --allow-torchscript if you trust its source, or use {instead}"
-        )
+    check_torchscript_consent(file, what, allowed, instead)
     try:
         with warnings.catch_warnings():  # deprecated in recent torch, yet the only reader of these public files
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -344,7 +344,7 @@ def evaluate_clips(
     values, samples = aggregate(results, metrics)
     for name in settings.metrics:
         values.setdefault(name, None)
-    notes = []
+    notes = list(tools.notes)  # what setting the tools up chose in the user's stead (a fallback, a file passed over)
     if "fvd" in samples and samples["fvd"] < 2:
         notes.append("fvd: fewer than 2 windows in all clips, so FVD is undefined; evaluate longer or more clips")
     for name, (field_name, _) in NEEDS_INPUT.items():

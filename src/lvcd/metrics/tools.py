@@ -53,6 +53,7 @@ class MetricTools:
     flow: Callable | None = None  # FlowEstimator
     skipped: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # choices made in the user's stead, printed with the results
 
 
 def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -101,7 +102,7 @@ def _usable(found: Sequence[Path], allow_torchscript: bool) -> tuple[Path | None
     return None, passed
 
 
-def _torchscript_skipped(file: Path, instead: str) -> str:
+def _torchscript_passed(file: Path, instead: str) -> str:
     return (
         f"{file.name} in the weights folder is a TorchScript archive, a program: pass --allow-torchscript to run it, "
         f"or add {instead}"
@@ -155,21 +156,35 @@ def build_tools(
         )
 
     tc_names = [name for name in ("tc", "tc_mse") if name in metrics]
-    if tc_names and flow == "dis" and raft_weights is not None:  # checked before any network loads, as below
+    # Checked before any network loads: each of these would otherwise stop the run after minutes of loading.
+    from lvcd.metrics.checkpoints import check_torchscript_consent
+
+    for given, needed, what, instead in (
+        (inception_weights, "fid" in metrics, "FID Inception", "pt_inception-2015-12-05-6726825d.pth"),
+        (i3d_weights, "fvd" in metrics, "FVD I3D", "i3d_pretrained_400.pt"),
+        (raft_weights, bool(tc_names) and flow != "dis", "RAFT", "raft-things.pth"),
+    ):
+        if given is not None and needed and Path(given).is_file():
+            check_torchscript_consent(given, what, allow_torchscript, instead)
+    if tc_names and flow == "dis" and raft_weights is not None:
         raise InputError("--flow dis takes no --raft-weights: leave out one of the two")
-    if tc_names and raft_iters is not None and (flow == "dis" or raft_file is None):
-        raise InputError(
-            "--raft-iters applies to RAFT, but TC uses DIS flow here (no RAFT weights given or found: "
-            "--raft-weights raft-things.pth)"
+    if tc_names and flow == "raft" and raft_file is None:
+        raise InputError("--flow raft needs --raft-weights FILE (raft-things.pth or torchvision's raft_large_*.pth)")
+    if tc_names and raft_iters is not None and flow != "raft" and (flow == "dis" or raft_file is None):
+        why = (
+            f"{raft_passed.name} in the weights folder is TorchScript (--allow-torchscript)"
+            if raft_passed is not None
+            else "no RAFT-large state dict given or found: --raft-weights raft-things.pth"
         )
+        raise InputError(f"--raft-iters applies to RAFT, but TC uses DIS flow here ({why})")
     if tc_names and raft_file is not None and flow != "dis" and size is not None:
         from lvcd.metrics.raft import MIN_SIDE, padded_side
 
         if padded_side(min(size)) < MIN_SIDE:
             raise InputError(
                 f"TC's RAFT flow needs frames of at least {MIN_SIDE}x{MIN_SIDE}, but the evaluation size is "
-                f"{size[0]}x{size[1]}; evaluate at a larger --size (the paper's 256x256 is the default), or use "
-                "--flow dis"
+                f"{size[0]}x{size[1]}; evaluate at a larger size (evaluate --size, batch "
+                "--eval-size; the paper's 256x256 is the default), or with DIS flow (evaluate --flow dis)"
             )
     if "lpips" in metrics:
         if lpips_files:
@@ -188,8 +203,12 @@ def build_tools(
 
             tools.inception = load_inception(inception_file, device, allow_torchscript)
             tools.info["fid_weights"] = f"{inception_file} ({tools.inception.source})"
+            if fid_passed is not None:
+                tools.notes.append(
+                    f"fid: {Path(inception_file).name} used; {fid_passed.name} (TorchScript) passed over"
+                )
         elif fid_passed is not None:
-            tools.skipped["fid"] = _torchscript_skipped(fid_passed, "pt_inception-2015-12-05-6726825d.pth")
+            tools.skipped["fid"] = _torchscript_passed(fid_passed, "pt_inception-2015-12-05-6726825d.pth")
         else:
             tools.skipped["fid"] = "no Inception weights: pass --inception-weights pt_inception-2015-12-05-6726825d.pth"
     if "fvd" in metrics:
@@ -198,8 +217,13 @@ def build_tools(
 
             tools.i3d = load_i3d(i3d_file, device, allow_torchscript)
             tools.info["fvd_weights"] = f"{i3d_file} ({tools.i3d.source})"
+            if fvd_passed is not None:  # the two I3D networks give different FVD values: say which one ran
+                tools.notes.append(
+                    f"fvd: {Path(i3d_file).name} used; {fvd_passed.name} beside it (the original FVD network) is "
+                    "TorchScript and runs only with --allow-torchscript; the two give different FVD values"
+                )
         elif fvd_passed is not None:
-            tools.skipped["fvd"] = _torchscript_skipped(fvd_passed, "i3d_pretrained_400.pt")
+            tools.skipped["fvd"] = _torchscript_passed(fvd_passed, "i3d_pretrained_400.pt")
         else:
             tools.skipped["fvd"] = (
                 "no I3D weights: pass --i3d-weights i3d_pretrained_400.pt (or i3d_torchscript.pt with "
@@ -225,12 +249,13 @@ def build_tools(
                     raise
                 # a file found by name in the weights folder that is no RAFT-large: auto falls back to DIS
                 tools.flow = load_flow("dis")
-                tools.info["flow_note"] = (
-                    f"{Path(raft_file).name} in the weights folder is not RAFT-large ({err}); DIS flow used"
+                tools.notes.append(
+                    f"tc: {Path(raft_file).name} in the weights folder is not RAFT-large ({err}); DIS flow used"
                 )
             tools.info["flow"] = tools.flow.name
             if raft_passed is not None:
-                tools.info["flow_note"] = _torchscript_skipped(raft_passed, "raft-things.pth") + "; DIS flow used"
+                used = "DIS flow used" if tools.flow.name == "dis" else f"{Path(raft_file).name} used"
+                tools.notes.append("tc: " + _torchscript_passed(raft_passed, "raft-things.pth") + f"; {used}")
             if tools.flow.name == "raft":
                 tools.info["raft_weights"] = str(raft_file)
                 tools.info["raft_iters"] = getattr(tools.flow, "iters", "the export's own")
