@@ -26,6 +26,7 @@ from report import report_result  # noqa: E402
 
 from lvcd.data.synthetic import split_seed, synth_shot  # noqa: E402
 from lvcd.demo.quality import score_frames, to_unit  # noqa: E402
+from lvcd.testing.drawings import scanned  # noqa: E402
 
 # (paper, ink, grain, lighting drop): the clean line art; scans on grey paper; pencil (grey ink) on darker paper; grainy
 # white paper; photos under a lamp whose light on the paper falls by `drop` levels across the frame (diagonally)
@@ -37,17 +38,6 @@ SHEETS = {
     "photo: paper 240 -> 130 across, ink 15 % of the light, grain 3": (240, 36, 3, 110),
     "photo: paper 240 -> 70 across, ink 15 % of the light, grain 3": (240, 36, 3, 170),
 }
-
-
-def scan(
-    lineart: np.ndarray, paper: float, ink: float, grain: float, drop: float, rng: np.random.Generator
-) -> list[np.ndarray]:
-    _, h, w = lineart.shape
-    ys, xs = np.mgrid[:h, :w]
-    light = 1 - drop / paper * (0.7 * xs / max(w - 1, 1) + 0.3 * ys / max(h - 1, 1))  # 1 at the top left
-    darkness = 1 - lineart.astype(np.float32) / 255
-    gray = light * (paper * (1 - darkness) + ink * darkness) + rng.normal(0, grain, darkness.shape)
-    return list(np.clip(np.rint(gray), 0, 255).astype(np.uint8))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -68,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
         shot = synth_shot(split_seed("heldout", index), args.frames, size)
         reference = to_unit(shot.frames[:1])[0]
         for name, sheet in SHEETS.items():
-            frames = list(shot.lineart) if sheet is None else scan(shot.lineart, *sheet, np.random.default_rng(index))
+            frames = list(shot.lineart if sheet is None else scanned(shot.lineart, *sheet[:3], index, sheet[3]))
             for levels in ("off", "auto"):
                 result = pipe(reference, frames, num_steps=args.steps, seed=0, polarity="dark-lines",
                               lineart_levels=levels, progress=False)  # fmt: skip

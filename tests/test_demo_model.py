@@ -14,13 +14,13 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
 from lvcd.data.synthetic import split_seed, synth_shot
 from lvcd.demo import DEMO_WEIGHTS
 from lvcd.demo.quality import baseline_frames, colorize_synthetic, score_frames, to_unit
+from lvcd.testing.drawings import scanned
 
 SHOT = 8  # held-out benchmark shot with large motion (copy-reference region accuracy 0.62 over 29 frames)
 FRAMES = 29  # two windows (overlap 4): Reference Attention, prev-reference and blending all take part
@@ -100,10 +100,7 @@ def test_a_scan_on_grey_paper_is_colorized_like_clean_line_art(demo_pipe, shot):
     mapping) the paper becomes a haze the model takes for lines and the colours are lost; levelled (the default,
     lvcd.io.paper) the shot colorizes as well as its clean line art. Measured (region accuracy): clean 0.948 (above),
     levelled 0.948, as drawn 0.207."""
-    rng = np.random.default_rng(0)
-    darkness = 1 - shot.lineart.astype(np.float32) / 255
-    scan = np.clip(np.rint(200 * (1 - darkness) + 40 * darkness + rng.normal(0, 4, darkness.shape)), 0, 255)
-    scan = list(scan.astype(np.uint8))  # 8-bit frames, as read from files
+    scan = list(scanned(shot.lineart, paper=200, ink=40, grain=4))  # 8-bit frames, as read from files
     reference = to_unit(shot.frames[:1])[0]
     scores = {}
     for levels in ("auto", "off"):

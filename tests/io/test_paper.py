@@ -10,6 +10,7 @@ from lvcd.errors import InputError
 from lvcd.hints import LineartFrames, frame_to_hint, resolve_levels
 from lvcd.io.lineart_input import lineart_to_hint
 from lvcd.io.paper import measure_levels, shot_levels
+from lvcd.testing.drawings import scanned
 
 
 def drawing(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -24,12 +25,6 @@ def drawing(size: int = 96, seed: int = 0) -> np.ndarray:
     return sheet.round().astype(np.uint8)
 
 
-def scanned(clean: np.ndarray, paper: float, ink: float, grain: float, seed: int = 0) -> np.ndarray:
-    darkness = 1 - clean / 255.0
-    noise = np.random.default_rng(seed).normal(0, grain, clean.shape)
-    return np.clip(np.rint(paper * (1 - darkness) + ink * darkness + noise), 0, 255).astype(np.uint8)
-
-
 def test_a_scan_is_measured_and_brought_to_white_paper_and_black_ink():
     clean = drawing()
     scan = scanned(clean, paper=200, ink=40, grain=4)
@@ -37,7 +32,7 @@ def test_a_scan_is_measured_and_brought_to_white_paper_and_black_ink():
     assert levels.paper == pytest.approx(200, abs=1) and levels.grain == pytest.approx(4, abs=0.6)
     assert levels.white == pytest.approx(levels.paper - 3 * levels.grain) and 30 <= levels.ink <= 50
     assert levels.needed and "paper 200" in levels.describe()
-    hint, official = lineart_to_hint(scan, "dark-lines", levels=True), lineart_to_hint(scan, "dark-lines")
+    hint, official = frame_to_hint(scan, "dark-lines", levels=True), lineart_to_hint(scan, "dark-lines")
     paper, lines = clean == 255, clean == 0
     assert official[paper].mean() == pytest.approx(1 - 200 / 255, abs=0.01)  # the haze levels remove
     assert hint[paper].mean() < 0.005 and (hint[paper] == 0).mean() > 0.99  # paper: white, grain gone
@@ -81,7 +76,7 @@ def test_bright_lines_and_float_frames_are_levelled_alike():
     tensor = torch.from_numpy(scan).float()[None, None] / 255  # (N, 1, H, W) in [0, 1], as the API takes it
     assert resolve_levels(LineartFrames(tensor), "dark-lines", "auto") is not None
     rgb = np.repeat(scan[..., None], 3, axis=2)
-    assert np.array_equal(lineart_to_hint(rgb, "dark-lines", levels=True), lineart_to_hint(scan, "dark-lines", True))
+    assert np.array_equal(frame_to_hint(rgb, "dark-lines", levels=True), frame_to_hint(scan, "dark-lines", True))
 
 
 def test_a_blank_sheet_and_sparse_lines_stay_sane():

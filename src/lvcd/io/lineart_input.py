@@ -19,7 +19,7 @@ import numpy as np
 
 from lvcd.errors import InputError
 from lvcd.io.frames import to_rgb_uint8
-from lvcd.io.paper import levelled_hint, paper_level
+from lvcd.io.paper import paper_level
 
 Polarity = Literal["auto", "dark-lines", "bright-lines"]
 DetectedPolarity = Literal["dark-lines", "bright-lines"]
@@ -117,13 +117,12 @@ def dark_lines_gray(image: np.ndarray, polarity: DetectedPolarity) -> np.ndarray
     return 255.0 - gray if polarity == "bright-lines" else gray
 
 
-def lineart_to_hint(image: np.ndarray, polarity: Polarity = "auto", levels: bool = False) -> np.ndarray:
+def lineart_to_hint(image: np.ndarray, polarity: Polarity = "auto") -> np.ndarray:
     """Any line-art frame (HxW or HxWx3 uint8) -> HxW float32 hint in [0, 1] with lines ~ 1 on 0.
 
     ``dark-lines``: ``1 - gray/255`` (the official mapping); ``bright-lines``: ``gray/255``;
     ``auto``: :func:`detect_polarity` on this frame. For a whole shot, detect once with
     :func:`detect_sequence_polarity` and pass the result, so the polarity cannot flip between frames.
-    ``levels``: bring this frame's paper to white and its ink to black first (:mod:`lvcd.io.paper`, for scans).
 
     >>> lineart_to_hint(np.array([[0, 255]], np.uint8), "dark-lines").tolist()
     [[1.0, 0.0]]
@@ -133,8 +132,6 @@ def lineart_to_hint(image: np.ndarray, polarity: Polarity = "auto", levels: bool
     gray = _to_gray(image)
     if polarity == "auto":
         polarity = detect_polarity(gray)
-    if levels:
-        return levelled_hint(dark_lines_gray(gray, polarity))
     # float64 then float32, as the official ``1 - skt/255`` on a uint8 numpy array, for bit parity.
     scaled = gray / 255.0
     hint = 1.0 - scaled if polarity == "dark-lines" else scaled

@@ -87,26 +87,31 @@ class PaperLevels:
         return np.clip(scaled, 0.0, 1.0) * np.float32(255.0)
 
 
+def _ink_level(values: np.ndarray, paper: float) -> float:
+    """The ink: the 5th percentile of the line pixels (more than ``LINE_MARGIN`` darker than ``paper``); 0 when there
+    are too few to tell."""
+    lines = values[values < paper - LINE_MARGIN]
+    return float(np.percentile(lines, INK_PERCENTILE)) if lines.size >= 16 else 0.0
+
+
 def _light_fit(gray: np.ndarray) -> tuple[np.ndarray, float]:
     """The 6 coefficients of the quadratic paper-brightness surface of :func:`paper_light`, and the fraction of blocks
     too dark to be paper (nearer the ink than the paper)."""
+    gray = np.asarray(gray, dtype=np.float32)
     h, w = gray.shape
     block = max(2, min(h, w) // 16)
     hb, wb = -(-h // block), -(-w // block)
-    padded = np.pad(np.asarray(gray, dtype=np.float32), ((0, hb * block - h), (0, wb * block - w)), mode="edge")
+    padded = np.pad(gray, ((0, hb * block - h), (0, wb * block - w)), mode="edge")
     peaks = padded.reshape(hb, block, wb, block).max(axis=(1, 3)).ravel().astype(np.float64)
     y, x = np.meshgrid((np.arange(hb) + 0.5) * block / h, (np.arange(wb) + 0.5) * block / w, indexing="ij")
     terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1).reshape(-1, 6)
     # A block whose brightest pixel is nearer the ink than the paper holds no paper (a bar, a fill): never fitted,
     # however smoothly such blocks line up (bars at both ends would otherwise pass for a vignette).
     paper = float(paper_level(gray))
-    values = np.asarray(gray, dtype=np.float32).ravel()
-    lines = values[values < paper - LINE_MARGIN]
-    ink = float(np.percentile(lines, INK_PERCENTILE)) if lines.size >= 16 else 0.0
-    paper_blocks = peaks > (paper + ink) / 2
-    keep = paper_blocks.copy()
-    if not keep.any():
+    paper_blocks = peaks > (paper + _ink_level(gray.ravel(), paper)) / 2
+    if not paper_blocks.any():
         return np.array([paper, 0, 0, 0, 0, 0], dtype=np.float64), 1.0
+    keep = paper_blocks
     for _ in range(4):
         coefficients = np.linalg.lstsq(terms[keep], peaks[keep], rcond=None)[0]
         residual = peaks - terms @ coefficients
@@ -122,6 +127,14 @@ def _surface(c: np.ndarray, h: int, w: int) -> np.ndarray:
     return (c[0] + c[1] * xs + c[3] * xs * xs) + ys * (c[2] + c[4] * xs) + c[5] * ys * ys
 
 
+def _spread(fit: tuple[np.ndarray, float]) -> float:
+    coefficients, dark = fit
+    if dark > MAX_DARK_BLOCKS:
+        return 0.0
+    low, high = np.percentile(_surface(coefficients, 32, 32), [5.0, 95.0])
+    return float(high - low)
+
+
 def paper_light(gray: np.ndarray) -> np.ndarray:
     """The paper's brightness under each pixel, smooth (HxW float32): the maxima of blocks of 1/16 of the shorter side
     (lines are thin, paper shows in almost every block) fitted by a quadratic surface in x and y (a lamp's fall-off, a
@@ -133,40 +146,35 @@ def light_spread(gray: np.ndarray) -> float:
     """How unevenly a frame's paper is lit: the 5th to 95th percentile range of :func:`paper_light` (on a grid); 0
     when more than ``MAX_DARK_BLOCKS`` of the frame shows no paper (letterbox bars, large fills), where lighting
     cannot be told from ink and is left alone."""
-    coefficients, dark = _light_fit(gray)
-    if dark > MAX_DARK_BLOCKS:
-        return 0.0
-    low, high = np.percentile(_surface(coefficients, 32, 32), [5.0, 95.0])
-    return float(high - low)
+    return _spread(_light_fit(gray))
 
 
-def flatten_light(gray: np.ndarray) -> np.ndarray:
-    """``gray`` as if its paper were evenly lit (at the lighting's median)."""
-    light = paper_light(gray)
-    return np.asarray(gray, dtype=np.float32) * (np.float32(np.median(light)) / np.maximum(light, np.float32(1.0)))
-
-
-def measure_levels(gray: np.ndarray) -> PaperLevels:
-    """The levels of one HxW gray frame (uint8 or float 0..255) with dark lines on brighter paper."""
-    gray = np.asarray(gray)
-    uneven = light_spread(gray)
+def _levels(gray: np.ndarray, uneven: float) -> PaperLevels:
+    values = np.asarray(gray, dtype=np.float32).ravel()
     mode = paper_level(gray)
-    values = gray.astype(np.float32).ravel()
     near = values[np.abs(values - mode) <= LINE_MARGIN]
     paper = float(np.median(near))
     grain = float(_MAD_TO_STD * np.median(np.abs(near - paper)))
     white = max(paper - 3.0 * grain, MIN_RANGE)
-    lines = values[values < paper - LINE_MARGIN]
-    ink = float(np.percentile(lines, INK_PERCENTILE)) if lines.size >= 16 else 0.0
-    return PaperLevels(paper, grain, white, float(np.clip(ink, 0.0, white - MIN_RANGE)), uneven)
+    ink = float(np.clip(_ink_level(values, paper), 0.0, white - MIN_RANGE))
+    return PaperLevels(paper, grain, white, ink, uneven)
+
+
+def measure_levels(gray: np.ndarray) -> PaperLevels:
+    """The levels of one HxW gray frame (uint8 or float 0..255) with dark lines on brighter paper."""
+    return _levels(gray, light_spread(gray))
 
 
 def levelled_hint(dark: np.ndarray) -> np.ndarray:
     """A dark-lines gray frame (0..255) -> its hint (lines ~1 on 0, float32) after its own levels, its lighting
-    flattened first when uneven."""
-    if light_spread(dark) >= UNEVEN_LIGHT:
-        dark = flatten_light(dark)
-    return (1.0 - measure_levels(dark).apply(dark) / np.float32(255.0)).astype(np.float32)
+    flattened first when uneven (divided by the paper's smooth brightness, brought to its median)."""
+    dark = np.asarray(dark, dtype=np.float32)
+    coefficients, dark_blocks = _light_fit(dark)
+    uneven = _spread((coefficients, dark_blocks))
+    if uneven >= UNEVEN_LIGHT:
+        light = _surface(coefficients, *dark.shape)
+        dark = dark * (np.float32(np.median(light)) / np.maximum(light, np.float32(1.0)))
+    return (1.0 - _levels(dark, uneven).apply(dark) / np.float32(255.0)).astype(np.float32)
 
 
 def shot_levels(grays: Iterable[np.ndarray], max_frames: int = 8) -> PaperLevels:

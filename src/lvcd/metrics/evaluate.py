@@ -35,6 +35,7 @@ from lvcd.metrics.clips import DEFAULT_SIZE, ClipFrames, ClipSpec, as_unit_float
 from lvcd.metrics.edmd import SKETCH_THRESHOLD, edmd_from_sketches, extract_sketches, lineart_to_sketch
 from lvcd.metrics.frechet import feature_statistics, frechet_distance
 from lvcd.metrics.psnr_ssim import psnr, ssim
+from lvcd.metrics.raft import padded_side
 from lvcd.metrics.region import (
     REGION_THRESHOLD,
     RegionAccuracy,
@@ -321,7 +322,7 @@ def evaluate_clips(
             skipped[name] = reason
     metrics = [m for m in settings.metrics if m not in skipped]
     min_side = getattr(tools.flow, "min_side", 0)
-    if any(m in ("tc", "tc_mse") for m in metrics) and -(-min(settings.size) // 8) * 8 < min_side:
+    if any(m in ("tc", "tc_mse") for m in metrics) and padded_side(min(settings.size)) < min_side:
         raise InputError(
             f"TC's {tools.flow.name} flow needs frames of at least {min_side}x{min_side}, but the evaluation size is "
             f"{settings.size[0]}x{settings.size[1]}; evaluate at a larger --size (the paper's 256x256 is the default)"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from lvcd.errors import InputError, LVCDError
 from lvcd.metrics.checkpoints import is_torchscript, load_torchscript, require_file
 from lvcd.metrics.optional import import_cv2
+from lvcd.metrics.raft import MIN_SIDE
 
 FlowEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -63,7 +65,7 @@ class TorchScriptFlow:
     """A TorchScript optical-flow network (e.g. RAFT) behind the estimator interface."""
 
     name = "raft"
-    min_side = 128  # RAFT's coarsest correlation level (1/64 of the frame) needs 2 cells
+    min_side = MIN_SIDE  # RAFT's coarsest correlation level (1/64 of the frame) needs 2 cells
 
     def __init__(self, module: torch.nn.Module, device: str | torch.device = "cpu") -> None:
         self.module = module
@@ -89,6 +91,29 @@ class TorchScriptFlow:
 FLOW_METHODS = ("auto", "dis", "raft")
 
 
+def check_flow_options(
+    method: str,
+    raft_weights: str | os.PathLike | None,
+    raft_iters: int | None = None,
+    passed_over: Path | None = None,
+) -> None:
+    """The flow options that cannot go together, refused at once (before any network loads). ``raft_weights``: the
+    RAFT file that will be used (given or found), None for DIS; ``passed_over``: a RAFT file found but not usable."""
+    if method not in FLOW_METHODS:
+        raise InputError(f"unknown flow method {method!r}: use {', '.join(FLOW_METHODS)}")
+    if method == "dis" and raft_weights is not None:
+        raise InputError("--flow dis takes no --raft-weights: leave out one of the two")
+    if method == "raft" and raft_weights is None:
+        raise InputError("--flow raft needs --raft-weights FILE (raft-things.pth or torchvision's raft_large_*.pth)")
+    if raft_iters is not None and raft_weights is None:
+        why = (
+            f"{passed_over.name} in the weights folder is TorchScript (--allow-torchscript)"
+            if passed_over is not None
+            else "no RAFT-large state dict given or found: --raft-weights raft-things.pth"
+        )
+        raise InputError(f"--raft-iters applies to RAFT, but TC uses DIS flow here ({why})")
+
+
 def load_flow(
     method: str = "auto",
     raft_weights: str | os.PathLike | None = None,
@@ -102,19 +127,9 @@ def load_flow(
     TorchScript export runs its own default, and only with ``allow_torchscript``)."""
     from lvcd.metrics.raft import DEFAULT_ITERS, load_raft
 
-    if method not in FLOW_METHODS:
-        raise InputError(f"unknown flow method {method!r}: use {', '.join(FLOW_METHODS)}")
-    if method == "dis" and raft_weights is not None:
-        raise InputError("--flow dis takes no --raft-weights: leave out one of the two")
-    if method == "dis" or (method == "auto" and raft_weights is None):
-        if raft_iters is not None:
-            raise InputError(
-                "--raft-iters applies to RAFT, but TC uses DIS flow here (no RAFT weights given or found: "
-                "--raft-weights raft-things.pth)"
-            )
-        return DISFlow()
+    check_flow_options(method, raft_weights, raft_iters)
     if raft_weights is None:
-        raise InputError("--flow raft needs --raft-weights FILE (raft-things.pth or torchvision's raft_large_*.pth)")
+        return DISFlow()
     file = require_file(raft_weights, "RAFT")
     if is_torchscript(file):
         if raft_iters is not None:

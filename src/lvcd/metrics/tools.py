@@ -166,17 +166,10 @@ def build_tools(
     ):
         if given is not None and needed and Path(given).is_file():
             check_torchscript_consent(given, what, allow_torchscript, instead)
-    if tc_names and flow == "dis" and raft_weights is not None:
-        raise InputError("--flow dis takes no --raft-weights: leave out one of the two")
-    if tc_names and flow == "raft" and raft_file is None:
-        raise InputError("--flow raft needs --raft-weights FILE (raft-things.pth or torchvision's raft_large_*.pth)")
-    if tc_names and raft_iters is not None and flow != "raft" and (flow == "dis" or raft_file is None):
-        why = (
-            f"{raft_passed.name} in the weights folder is TorchScript (--allow-torchscript)"
-            if raft_passed is not None
-            else "no RAFT-large state dict given or found: --raft-weights raft-things.pth"
-        )
-        raise InputError(f"--raft-iters applies to RAFT, but TC uses DIS flow here ({why})")
+    if tc_names:
+        from lvcd.metrics.flow import check_flow_options
+
+        check_flow_options(flow, raft_file, raft_iters, raft_passed)
     if tc_names and raft_file is not None and flow != "dis" and size is not None:
         from lvcd.metrics.raft import MIN_SIDE, padded_side
 

@@ -188,7 +188,8 @@ def colorize_upload(
 ) -> JobResult:
     """Check every input, then colorize into ``output_dir`` (created here; removed again if the job fails).
 
-    ``cancel``: set it to stop the job between two steps or two decoded frames (raises JobCancelled). ``report``: progress callback.
+    ``cancel``: set it to stop the job between two steps or two decoded frames (raises JobCancelled). ``report``:
+    progress callback.
     """
     started = time.monotonic()
     reference_upload = check_reference(reference, limits.max_input_side)
