@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,6 +22,8 @@ from lvcd.cli import app
 from lvcd.errors import InputError
 from lvcd.io import FrameSource
 from lvcd.pipeline import LVCDPipeline
+from lvcd.testing.drawings import scanned
+from lvcd.workdir import WorkDirMismatch
 
 REAL_LINEART = Path(__file__).parent / "fixtures" / "io" / "lineart"
 
@@ -220,11 +224,64 @@ def test_killed_run_resumes_bit_identically(pipe, tmp_path, tiny_weights):
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(full, resumed, strict=True))
 
 
-def test_resume_refuses_a_work_dir_of_another_job(pipe, tmp_path):
+def test_resume_refuses_a_work_dir_of_another_job_saying_what_differs(pipe, tmp_path):
     frames, reference = _shot(tmp_path / "l", 16)
     pipe(reference, frames, num_steps=1, seed=1, work_dir=tmp_path / "w", progress=False)
-    with pytest.raises(Exception, match="belongs to a job"):
-        pipe(reference, frames, num_steps=1, seed=2, work_dir=tmp_path / "w", resume=True, progress=False)
+    with pytest.raises(WorkDirMismatch, match=r"belongs to a job .*\(seed 1 then, 2 now; steps 1 then, 2 now\)"):
+        pipe(reference, frames, num_steps=2, seed=2, work_dir=tmp_path / "w", resume=True, progress=False)
+    Image.fromarray(np.full((64, 128), 255, np.uint8)).save(frames / "f3.png")  # a drawing redone
+    with pytest.raises(WorkDirMismatch, match=r"\(the line art differs\); give the same inputs"):
+        pipe(reference, frames, num_steps=1, seed=1, work_dir=tmp_path / "w", resume=True, progress=False)
+
+
+def _scan(tmp_path: Path) -> tuple[Path, Path]:
+    frames, reference = _shot(tmp_path / "scan", 16)
+    for path in frames.iterdir():
+        Image.fromarray(scanned(np.asarray(Image.open(path)), paper=200, ink=40, grain=4)).save(path)
+    return frames, reference
+
+
+def test_a_refused_resume_names_the_line_art_reading_that_matches(pipe, tmp_path):
+    """A job on a scan read as drawn (or made before lvcd levelled scans) is resumed by --lineart-levels off; the
+    refusal says so, for directories with the parts recorded and for those an older lvcd made (no parts)."""
+    frames, reference = _scan(tmp_path)
+    work = tmp_path / "w"
+    pipe(reference, frames, num_steps=1, seed=1, lineart_levels="off", work_dir=work, progress=False)
+    with pytest.raises(WorkDirMismatch, match=r"line art differs \(it was read as drawn then: --lineart-levels off "):
+        pipe(reference, frames, num_steps=1, seed=1, work_dir=work, resume=True, progress=False)
+    settings = json.loads((work / "settings.json").read_text())
+    assert settings["parts"]["line-art levels"] == "as drawn"
+    (work / "settings.json").write_text(json.dumps({k: settings[k] for k in ("fingerprint", "seed")}))
+    with pytest.raises(WorkDirMismatch, match=r"older lvcd; if its line art is a scan .*--lineart-levels off reads"):
+        pipe(reference, frames, num_steps=1, seed=1, work_dir=work, resume=True, progress=False)
+    resumed = pipe(reference, frames, num_steps=1, seed=1, lineart_levels="off", work_dir=work, resume=True,
+                   progress=False)  # fmt: skip
+    assert resumed.lineart_levels is None and resumed.frames.shape[0] == 16
+
+
+def test_the_job_fingerprint_is_the_hash_earlier_versions_recorded():
+    """Work directories of earlier versions must stay resumable: the fingerprint is the settings + arrays hash it was
+    (its parts are kept beside it, outside the hash)."""
+    from lvcd.longvideo import plan_windows
+    from lvcd.shot import ShotJob, job_fingerprint, job_parts
+    from lvcd.workdir import fingerprint
+
+    hints = SimpleNamespace(array=np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    images = {0: torch.full((1, 3, 8, 8), 0.5), 5: torch.full((1, 3, 8, 8), -0.25)}
+    plan = SimpleNamespace(input_hw=(30, 40), model_hw=(64, 64))
+    noise = torch.ones(14, 4, 8, 8)
+    job = ShotJob(windows=plan_windows(16, 4, 14), plan=plan, hints=hints, images=images, polarity="dark-lines",
+                  num_steps=25, seed=None, initial_noise=noise, reference_noise=None, prev_attn_steps=None,
+                  work=None, progress=False)  # fmt: skip
+    config = SimpleNamespace(name="svd-lvcd")
+    settings = {"steps": 25, "seed": 7, "overlap": 4, "prev_attn_steps": None, "plan": [(30, 40), (64, 64)],
+                "polarity": "dark-lines", "config": "svd-lvcd", "dtype": "torch.float32", "keyframes": [0, 5],
+                "prev_reference": True, "blending": True, "reference_mode": "first"}  # fmt: skip
+    expected = fingerprint(settings, hints.array, images[0], images[5], noise)
+    assert job_fingerprint(job, 7, config, torch.float32) == expected
+    parts = job_parts(job, 7, config, torch.float32)
+    assert parts["seed"] == "7" and parts["polarity"] == "dark-lines" and parts["line-art levels"] == "as drawn"
+    assert set(parts) >= {"line art", "reference", "keyframe images", "given noise"}
 
 
 def _expect_error(result, *phrases):

@@ -38,6 +38,7 @@ from lvcd.shot import (
     draw_start_noise,
     encode_references,
     job_fingerprint,
+    job_parts,
     reference_tensor,
     references_of,
     resolve_seed,
@@ -342,6 +343,7 @@ class LVCDPipeline:
                 callback=callback,
                 schemes=schemes,
                 sampler=sampler,
+                levelled=levels is not None,
             )
             latents, seed = self._sample(job)
             decoded = None
@@ -370,7 +372,8 @@ class LVCDPipeline:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and
         kept in the work directory, so a resumed run restores them exactly."""
         seed = resolve_seed(job)
-        job.work.bind(job_fingerprint(job, seed, self.config, next(self.model.unet.parameters()).dtype), seed)
+        dtype = next(self.model.unet.parameters()).dtype
+        job.work.bind(job_fingerprint(job, seed, self.config, dtype), seed, job_parts(job, seed, self.config, dtype))
         start = job.work.load_start()
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None

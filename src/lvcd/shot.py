@@ -5,6 +5,7 @@ strings them together.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import warnings
@@ -44,6 +45,7 @@ class ShotJob:
     callback: Callable | None = None  # called with a pipeline.SamplingProgress after every step; may raise to cancel
     schemes: SamplingSchemes = SamplingSchemes()  # prev-reference attention, blending, reference mode
     sampler: str = "euler"  # a name in lvcd.diffusion.SAMPLERS
+    levelled: bool = False  # the hints were levelled (lvcd.io.paper): recorded so a refused resume can say so
 
 
 def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
@@ -101,8 +103,7 @@ def draw_seed() -> int:
     return secrets.randbits(62)
 
 
-def job_fingerprint(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> str:
-    """Everything that determines the result, hashed: a resumed job must match it exactly."""
+def _job_settings(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> dict:
     settings = {
         "steps": job.num_steps, "seed": seed, "overlap": job.windows.overlap, "prev_attn_steps": job.prev_attn_steps,
         "plan": [job.plan.input_hw, job.plan.model_hw], "polarity": job.polarity, "config": config.name,
@@ -110,9 +111,32 @@ def job_fingerprint(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: t
     }  # fmt: skip
     if job.sampler != "euler":  # absent for Euler: work directories of earlier versions stay resumable
         settings["sampler"] = job.sampler
-    arrays = [job.hints.array] + [job.images[i] for i in sorted(job.images)]
-    arrays += [t.float().cpu() for t in (job.initial_noise, job.reference_noise) if t is not None]
-    return fingerprint(settings, *arrays)
+    return settings
+
+
+def _job_arrays(job: ShotJob) -> dict[str, list]:
+    """The job's arrays by what they are, in the fingerprint's order."""
+    arrays = {"line art": [job.hints.array], "reference": [job.images[0]]}
+    arrays["keyframe images"] = [job.images[i] for i in sorted(job.images) if i != 0]
+    arrays["given noise"] = [t.float().cpu() for t in (job.initial_noise, job.reference_noise) if t is not None]
+    return arrays
+
+
+def job_fingerprint(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> str:
+    """Everything that determines the result, hashed: a resumed job must match it exactly."""
+    return fingerprint(
+        _job_settings(job, seed, config, dtype), *(a for part in _job_arrays(job).values() for a in part)
+    )
+
+
+def job_parts(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> dict[str, str]:
+    """What the fingerprint covers, part by part (settings as text, arrays as short digests, and whether the line art
+    was levelled): kept beside it, so that a resume refused for another job can say what differs."""
+    settings = _job_settings(job, seed, config, dtype)
+    parts = {name: v if isinstance(v, str) else json.dumps(v, default=str) for name, v in settings.items()}
+    parts.update({name: fingerprint({}, *arrays)[:16] for name, arrays in _job_arrays(job).items() if arrays})
+    parts["line-art levels"] = "levelled" if job.levelled else "as drawn"
+    return parts
 
 
 def draw_start_noise(job: ShotJob, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:

@@ -42,6 +42,50 @@ def fingerprint(settings: dict, *arrays) -> str:
     return digest.hexdigest()
 
 
+class WorkDirMismatch(InputError):
+    """``--resume`` with a work directory whose job had other inputs or settings; ``differences`` says which."""
+
+    def __init__(self, path: Path, differences: str):
+        super().__init__(
+            f"Work directory {path} belongs to a job with other inputs or settings ({differences}); give the same "
+            "inputs and options to resume it, or run without --resume to start afresh."
+        )
+        self.differences = differences
+
+
+# How a job's line art was read (lvcd.shot.job_parts "line-art levels") and the option that reads it that way again.
+_LEVELS_REMEDY = {
+    "levelled": ("levelled", "--lineart-levels on"),
+    "as drawn": ("read as drawn", "--lineart-levels off"),
+}
+# Names of the settings in messages.
+_LABELS = {"plan": "size (input, processing)", "config": "model config", "prev_attn_steps": "prev-reference steps"}
+
+
+def differences(recorded: dict | None, current: dict[str, str]) -> str:
+    """What differs between a recorded job and this one, in words (``recorded`` None: a work directory of an lvcd
+    before parts were kept)."""
+    if recorded is None:
+        text = "this work directory does not say which: it was made by an older lvcd"
+        if current.get("line-art levels") == "levelled":  # levelling scans by default came after such directories
+            text += "; if its line art is a scan that lvcd now levels, --lineart-levels off reads it as that job did"
+        return text
+    changed = []
+    for name in sorted(set(recorded) | set(current), key=lambda n: (n != "line art", n)):
+        then, now = recorded.get(name, "none"), current.get(name, "none")
+        if then == now or name == "line-art levels":
+            continue
+        if name in ("line art", "reference", "keyframe images", "given noise"):
+            text = f"the {name} differs"
+            levels_then = recorded.get("line-art levels")
+            if name == "line art" and levels_then in _LEVELS_REMEDY and levels_then != current.get("line-art levels"):
+                text += " (it was {} then: {} reads it that way again)".format(*_LEVELS_REMEDY[levels_then])
+            changed.append(text)
+        else:
+            changed.append(f"{_LABELS.get(name, name)} {then} then, {now} now")
+    return "; ".join(changed) or "the settings file differs"
+
+
 class WorkDir:
     """Open (and lock) a job's work directory; ``resume=False`` clears a previous job's files from it."""
 
@@ -121,20 +165,19 @@ class WorkDir:
     def hints_path(self) -> Path:
         return self.path / "hints.npy"
 
-    def bind(self, job_fingerprint: str, seed: int | None = None) -> None:
-        """Record this job (and its seed); when resuming, refuse a work directory of another job."""
+    def bind(self, job_fingerprint: str, seed: int | None = None, parts: dict[str, str] | None = None) -> None:
+        """Record this job (its seed, and ``parts``: what the fingerprint covers, for messages); when resuming, refuse
+        the work directory of another job with :class:`WorkDirMismatch`, saying what differs."""
         settings = self.path / SETTINGS
         if settings.exists():
-            recorded = json.loads(settings.read_text()).get("fingerprint")
-            if recorded != job_fingerprint:
-                raise InputError(
-                    f"Work directory {self.path} belongs to a job with other inputs or settings; "
-                    "run without --resume to start afresh, or give the same inputs and options."
-                )
+            recorded = json.loads(settings.read_text())
+            if recorded.get("fingerprint") != job_fingerprint:
+                raise WorkDirMismatch(self.path, differences(recorded.get("parts"), parts or {}))
             return
         for stale in self.path.glob("window_*.safetensors"):
             stale.unlink()
-        write_json_atomic(settings, {"fingerprint": job_fingerprint, "seed": seed})
+        record = {"fingerprint": job_fingerprint, "seed": seed}
+        write_json_atomic(settings, {**record, "parts": parts} if parts else record)
 
     def save_start(self, tensors: dict[str, torch.Tensor]) -> None:
         save_safetensors(tensors, self.path / "start.safetensors")

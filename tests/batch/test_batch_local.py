@@ -255,3 +255,21 @@ def test_the_report_says_which_shots_had_their_scanned_paper_levelled(film, tiny
     report = shot_entries(read_report(tmp_path / "out"))
     assert report["shot2"]["lineart_levels"] is None
     assert report["scan2"]["lineart_levels"].startswith("scanned paper levelled: paper 208")
+
+
+def test_windows_of_another_job_in_a_shots_work_dir_are_replaced_not_a_failure(local_run, film, tiny_weights, tmp_path):
+    """A shot interrupted under an lvcd that read its inputs otherwise (same manifest entry, another job fingerprint):
+    `lvcd batch` cannot be told `--resume` or not, so it starts the shot afresh and says why in the shot's warnings."""
+    manifest = write_manifest(tmp_path / "film.json", [film["shot15"]])
+    outdir = tmp_path / "out"
+    assert batch_cli(tiny_weights, manifest, outdir, "--keep-work").exit_code == 0
+    shutil.rmtree(outdir / "shot15")  # as if killed before the output was written
+    settings = outdir / ".lvcd-batch" / "work" / "shot15" / "settings.json"
+    settings.write_text(json.dumps({"fingerprint": "0" * 64, "seed": 0}))  # an older lvcd's job
+    result = batch_cli(tiny_weights, manifest, outdir)
+    assert result.exit_code == 0, result.output
+    entry = shot_entries(read_report(outdir))["shot15"]
+    assert entry["status"] == "done" and entry["windows_resumed"] == 0
+    (warning,) = [w for w in entry["warnings"] if "started afresh" in w]
+    assert warning.startswith("the windows an earlier attempt finished (1) belong to another job (this work directory")
+    assert_same_frames(outdir / "shot15", local_run / "shot15", 15)

@@ -139,6 +139,7 @@ class ShotRunner:
         """Colorize one shot; every failure is caught and reported in the result."""
         from lvcd.io import FrameSource
         from lvcd.longvideo import plan_windows
+        from lvcd.workdir import WorkDirMismatch
 
         started = time.perf_counter()
         result = ShotResult(job.name, "failed", self.worker)
@@ -157,9 +158,7 @@ class ShotRunner:
                 write_record(job.record, {**record, "status": "running", "frames": len(source),
                                           "windows": result.windows, "windows_on_disk": resumable})  # fmt: skip
                 before = _window_files(job.work_dir, resumable)
-                colorized = self.pipe(
-                    job.shot.reference,
-                    source,
+                settings_args = dict(
                     size=settings.size,
                     num_steps=settings.steps,
                     seed=settings.seed,
@@ -171,9 +170,19 @@ class ShotRunner:
                     fps=settings.fps or source.fps or 20.0,
                     overwrite=job.overwrite,
                     work_dir=job.work_dir,
-                    resume=resumable > 0,
                     progress=False,
                 )
+                try:
+                    colorized = self.pipe(job.shot.reference, source, resume=resumable > 0, **settings_args)
+                except WorkDirMismatch as err:  # same manifest entry, another job (e.g. an lvcd that reads it anew)
+                    warnings.warn(
+                        f"the windows an earlier attempt finished ({resumable}) belong to another job "
+                        f"({err.differences}): the shot was started afresh",
+                        stacklevel=1,
+                    )
+                    shutil.rmtree(job.work_dir)
+                    resumable, before = 0, {}
+                    colorized = self.pipe(job.shot.reference, source, resume=False, **settings_args)
                 after = _window_files(job.work_dir, resumable)
                 result.windows_resumed = sum(after.get(name) == stamp for name, stamp in before.items())
                 result.frames = int(colorized.latents.shape[0])
