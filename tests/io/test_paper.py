@@ -120,6 +120,49 @@ def test_an_ink_fill_on_even_paper_is_not_taken_for_shadow():
     assert hint[48:78, 48:78].min() == 1.0 and hint[:30].max() == 0.0
 
 
+def _shaded(clean: np.ndarray, light: np.ndarray) -> np.ndarray:
+    darkness = 1 - clean / 255.0
+    noise = np.random.default_rng(0).normal(0, 1.5, clean.shape)
+    return np.clip(np.rint(light * (1 - darkness) + 0.12 * light * darkness + noise), 0, 255).astype(np.uint8)
+
+
+def test_a_white_scan_shadowed_in_a_corner_is_levelled_by_auto():
+    """Clean white paper (250, little grain) under a shadow falling to 170 in one corner: the paper's mode and grain
+    look clean, the shadow is a haze up to 0.3 in the corner; light varies continuously, so auto levels it."""
+    clean = drawing(192)
+    ys, xs = np.mgrid[:192, :192] / 191
+    scan = _shaded(clean, 250 - 80 * np.clip(1 - np.hypot(xs - 1, ys - 1) / 0.7, 0, 1) ** 1.5)
+    levels = measure_levels(scan)
+    assert levels.paper >= 247 and levels.grain < 4 and levels.shadow >= 30 and levels.needed
+    assert "uneven lighting" in levels.describe()
+    assert resolve_levels(LineartFrames([scan, scan]), "dark-lines", "auto") is not None
+    corner = clean[144:, 144:] == 255
+    assert lineart_to_hint(scan, "dark-lines")[144:, 144:][corner].mean() > 0.15  # the haze read as drawn
+    hint = frame_to_hint(scan, "dark-lines", levels=True)
+    assert hint[144:, 144:][corner].mean() < 0.01 and hint[clean == 0].mean() > 0.9
+
+
+@pytest.mark.parametrize("fill", ["quadrant 220", "band 200", "two greys", "screen tone"])
+def test_grey_areas_of_digital_line_art_are_not_taken_for_a_shadow(fill):
+    """Digital line art on white with flat grey areas (fills, screen tones): the paper's brightness jumps between a
+    few flat levels, unlike light; auto leaves it as the official code reads it."""
+    clean = drawing(192)
+    art = clean.copy()
+    if fill == "quadrant 220":
+        art[:96, :96] = np.minimum(art[:96, :96], 220)
+    elif fill == "band 200":
+        art[:, :64] = np.minimum(art[:, :64], 200)
+    elif fill == "two greys":
+        art[:64, 96:] = np.minimum(art[:64, 96:], 230)
+        art[128:, :96] = np.minimum(art[128:, :96], 190)
+    else:
+        dots = np.where(np.add.outer(np.arange(192), np.arange(192)) % 4 == 0, 160, 255)
+        art[96:] = np.minimum(art[96:], dots[96:])
+    levels = measure_levels(art)
+    assert levels.shadow == 0 and not levels.needed
+    assert resolve_levels(LineartFrames([art]), "dark-lines", "auto") is None
+
+
 @pytest.mark.parametrize("dark", ["letterbox", "left band", "quadrant"])
 def test_black_bars_and_large_fills_are_ink_not_shadow(dark):
     """Clean line art with black bars or a large fill stays exactly as the official code reads it; on a scan, the

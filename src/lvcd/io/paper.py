@@ -17,10 +17,11 @@ Per frame (scans differ in exposure):
    black; the range between is stretched linearly (anti-aliasing and pressure kept).
 
 Bright-line art is handled inverted. ``auto`` (the default everywhere) levels a shot only when its paper is not clean:
-paper darker than 247 or grain of 4 levels or more, judged on its first frames (uneven lighting alone does not count,
-and blocks nearer the ink than the paper, such as black bars and fills, are never taken for lighting). Line art on
-white paper, digital or binarized, and the sketches lvcd extracts itself, are left exactly as the official code reads
-them.
+paper darker than 247, grain of 4 levels or more, or a shadow (a white sheet whose brightness falls off smoothly over
+16 levels or more, in a corner or along a side: light varies continuously, where a grey fill or a screen tone on
+digital art is a few flat levels), judged on its first frames. Blocks nearer the ink than the paper, such as black
+bars and fills, are never taken for lighting. Line art on white paper, digital or binarized, and the sketches lvcd
+extracts itself, are left exactly as the official code reads them.
 
     >>> scan = np.full((16, 16), 200, np.uint8); scan[4] = 40
     >>> levels = measure_levels(scan); (levels.paper, levels.ink, levels.needed)
@@ -67,13 +68,14 @@ class PaperLevels:
     white: float
     ink: float
     uneven: float = 0.0  # spread of the paper's brightness over the frame (5th to 95th percentile of paper_light)
+    shadow: float = 0.0  # ``uneven`` when the paper's brightness varies continuously (light does), else 0
 
     @property
     def needed(self) -> bool:
-        """Whether ``auto`` levels this sheet: grey or grainy paper. Uneven lighting alone does not count, so that
-        digital line art on white with large grey or black areas stays exactly as the official code reads it; the
-        price: a white scan shadowed only in a corner is left as it is (``--lineart-levels on`` levels it)."""
-        return self.paper < CLEAN_PAPER or self.grain >= CLEAN_GRAIN
+        """Whether ``auto`` levels this sheet: grey or grainy paper, or a shadow over white paper. Uneven brightness
+        in a few flat levels does not count, so that digital line art on white with large grey or black areas stays
+        exactly as the official code reads it."""
+        return self.paper < CLEAN_PAPER or self.grain >= CLEAN_GRAIN or self.shadow >= UNEVEN_LIGHT
 
     def describe(self) -> str:
         lighting = f", uneven lighting ({self.uneven:.0f} levels) flattened" if self.uneven >= UNEVEN_LIGHT else ""
@@ -94,9 +96,23 @@ def _ink_level(values: np.ndarray, paper: float) -> float:
     return float(np.percentile(lines, INK_PERCENTILE)) if lines.size >= 16 else 0.0
 
 
-def _light_fit(gray: np.ndarray) -> tuple[np.ndarray, float]:
-    """The 6 coefficients of the quadratic paper-brightness surface of :func:`paper_light`, and the fraction of blocks
-    too dark to be paper (nearer the ink than the paper)."""
+@dataclass(frozen=True)
+class _LightFit:
+    coefficients: np.ndarray  # of the quadratic surface (see _surface)
+    dark: float  # fraction of blocks too dark to be paper (nearer the ink than the paper)
+    continuous: bool  # the paper blocks' brightness varies without jumps (light, not flat grey areas)
+
+
+def _continuous(values: np.ndarray) -> bool:
+    """Whether brightness values (paper blocks) spread continuously: between their 5th and 95th percentiles no jump
+    exceeds a quarter of that range (a grey fill or screen tone on white is two flat levels: one jump, all of it)."""
+    low, high = np.percentile(values, [5.0, 95.0])
+    inner = np.sort(values[(values >= low) & (values <= high)])
+    return inner.size > 1 and float(np.diff(inner).max()) <= max(0.25 * (high - low), 2.0)
+
+
+def _light_fit(gray: np.ndarray) -> _LightFit:
+    """The quadratic paper-brightness surface of :func:`paper_light`, fitted to block maxima."""
     gray = np.asarray(gray, dtype=np.float32)
     h, w = gray.shape
     block = max(2, min(h, w) // 16)
@@ -110,14 +126,14 @@ def _light_fit(gray: np.ndarray) -> tuple[np.ndarray, float]:
     paper = float(paper_level(gray))
     paper_blocks = peaks > (paper + _ink_level(gray.ravel(), paper)) / 2
     if not paper_blocks.any():
-        return np.array([paper, 0, 0, 0, 0, 0], dtype=np.float64), 1.0
+        return _LightFit(np.array([paper, 0, 0, 0, 0, 0], dtype=np.float64), 1.0, False)
     keep = paper_blocks
     for _ in range(4):
         coefficients = np.linalg.lstsq(terms[keep], peaks[keep], rcond=None)[0]
         residual = peaks - terms @ coefficients
         spread = _MAD_TO_STD * np.median(np.abs(residual[keep])) + 1.0
         keep = paper_blocks & (residual > -3.0 * spread)
-    return coefficients, float(1.0 - paper_blocks.mean())
+    return _LightFit(coefficients, float(1.0 - paper_blocks.mean()), _continuous(peaks[paper_blocks]))
 
 
 def _surface(c: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -127,11 +143,10 @@ def _surface(c: np.ndarray, h: int, w: int) -> np.ndarray:
     return (c[0] + c[1] * xs + c[3] * xs * xs) + ys * (c[2] + c[4] * xs) + c[5] * ys * ys
 
 
-def _spread(fit: tuple[np.ndarray, float]) -> float:
-    coefficients, dark = fit
-    if dark > MAX_DARK_BLOCKS:
+def _spread(fit: _LightFit) -> float:
+    if fit.dark > MAX_DARK_BLOCKS:
         return 0.0
-    low, high = np.percentile(_surface(coefficients, 32, 32), [5.0, 95.0])
+    low, high = np.percentile(_surface(fit.coefficients, 32, 32), [5.0, 95.0])
     return float(high - low)
 
 
@@ -139,7 +154,7 @@ def paper_light(gray: np.ndarray) -> np.ndarray:
     """The paper's brightness under each pixel, smooth (HxW float32): the maxima of blocks of 1/16 of the shorter side
     (lines are thin, paper shows in almost every block) fitted by a quadratic surface in x and y (a lamp's fall-off, a
     vignette), robustly: blocks far below the fit (ink fills, dense hatching) are left out and the fit repeated."""
-    return _surface(_light_fit(gray)[0], *np.shape(gray))
+    return _surface(_light_fit(gray).coefficients, *np.shape(gray))
 
 
 def light_spread(gray: np.ndarray) -> float:
@@ -149,7 +164,7 @@ def light_spread(gray: np.ndarray) -> float:
     return _spread(_light_fit(gray))
 
 
-def _levels(gray: np.ndarray, uneven: float) -> PaperLevels:
+def _levels(gray: np.ndarray, uneven: float, shadow: float = 0.0) -> PaperLevels:
     values = np.asarray(gray, dtype=np.float32).ravel()
     mode = paper_level(gray)
     near = values[np.abs(values - mode) <= LINE_MARGIN]
@@ -157,22 +172,24 @@ def _levels(gray: np.ndarray, uneven: float) -> PaperLevels:
     grain = float(_MAD_TO_STD * np.median(np.abs(near - paper)))
     white = max(paper - 3.0 * grain, MIN_RANGE)
     ink = float(np.clip(_ink_level(values, paper), 0.0, white - MIN_RANGE))
-    return PaperLevels(paper, grain, white, ink, uneven)
+    return PaperLevels(paper, grain, white, ink, uneven, shadow)
 
 
 def measure_levels(gray: np.ndarray) -> PaperLevels:
     """The levels of one HxW gray frame (uint8 or float 0..255) with dark lines on brighter paper."""
-    return _levels(gray, light_spread(gray))
+    fit = _light_fit(gray)
+    uneven = _spread(fit)
+    return _levels(gray, uneven, uneven if fit.continuous else 0.0)
 
 
 def levelled_hint(dark: np.ndarray) -> np.ndarray:
     """A dark-lines gray frame (0..255) -> its hint (lines ~1 on 0, float32) after its own levels, its lighting
     flattened first when uneven (divided by the paper's smooth brightness, brought to its median)."""
     dark = np.asarray(dark, dtype=np.float32)
-    coefficients, dark_blocks = _light_fit(dark)
-    uneven = _spread((coefficients, dark_blocks))
+    fit = _light_fit(dark)
+    uneven = _spread(fit)
     if uneven >= UNEVEN_LIGHT:
-        light = _surface(coefficients, *dark.shape)
+        light = _surface(fit.coefficients, *dark.shape)
         dark = dark * (np.float32(np.median(light)) / np.maximum(light, np.float32(1.0)))
     return (1.0 - _levels(dark, uneven).apply(dark) / np.float32(255.0)).astype(np.float32)
 
