@@ -84,9 +84,28 @@ def test_cli_writes_one_frame_per_input_frame(tmp_path, tiny_weights):
     )
     assert result.exit_code == 0, result.output
     written = sorted(out.iterdir())
-    assert len(written) == 16
+    assert sorted(p.name for p in written) == sorted(f"f{i}.png" for i in range(16))  # named as the drawings
     assert Image.open(written[0]).size == (128, 64)
     assert not (tmp_path / ".out.lvcd-work").exists()  # work dir removed after success
+
+
+def test_png_frames_are_named_after_the_line_art_files_or_numbered(pipe, tmp_path):
+    """A compositor matches frames by name: a folder's file stems carry over (natural order kept); a video or a list
+    of arrays has no names, so frames are numbered 00000, 00001, ..."""
+    frames, reference = _shot(tmp_path / "l", 3)
+    for index, name in enumerate(["sc01_0009", "sc01_0010", "sc01_0011"]):
+        (frames / f"f{index}.png").rename(frames / f"{name}.png")
+    pipe(reference, frames, num_steps=1, seed=0, output=tmp_path / "named", progress=False)
+    assert sorted(p.name for p in (tmp_path / "named").iterdir()) == ["sc01_0009.png", "sc01_0010.png", "sc01_0011.png"]
+    drawings = [np.asarray(Image.open(frames / f"sc01_00{i}.png")) for i in ("09", "10", "11")]
+    pipe(reference, drawings, num_steps=1, seed=0, output=tmp_path / "numbered", progress=False)
+    assert sorted(p.name for p in (tmp_path / "numbered").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    for named, numbered in (("sc01_0009", "00000"), ("sc01_0011", "00002")):  # the same frames either way
+        pixels = [
+            np.asarray(Image.open(tmp_path / kind / f"{n}.png"))
+            for kind, n in (("named", named), ("numbered", numbered))
+        ]
+        assert np.array_equal(*pixels)
 
 
 def test_cli_says_before_the_job_that_scanned_paper_is_levelled(tmp_path, tiny_weights):

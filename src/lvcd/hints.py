@@ -74,6 +74,15 @@ class LineartFrames:
     def __len__(self) -> int:
         return self.count
 
+    @property
+    def names(self) -> list[str] | None:
+        """The frames' names (a folder's file stems, a video's zero-padded indices), when the source has them and no
+        two differ only in case (they could not be one folder's file names on macOS or Windows)."""
+        names = getattr(self.source, "names", None)
+        if names is None or len(names) != self.count or len({str(n).casefold() for n in names}) != self.count:
+            return None
+        return [str(n) for n in names]
+
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.source) if self.source is not None else iter(self._frames)
 

@@ -355,7 +355,7 @@ class LVCDPipeline:
                         SamplingProgress(windows_total - 1, windows_total, steps - 1, steps, "decoding", frame, frames)
                     )
 
-            result_frames = self._decode(latents, plan, writer, progress, decoded)
+            result_frames = self._decode(latents, plan, writer, progress, decoded, frames.names)
         except BaseException:
             if writer is not None:
                 writer.abort()
@@ -432,16 +432,25 @@ class LVCDPipeline:
         return torch.cat(latents), seed
 
     def _decode(
-        self, latents: torch.Tensor, plan: SizePlan, writer, progress: bool, decoded: Callable | None = None
+        self,
+        latents: torch.Tensor,
+        plan: SizePlan,
+        writer,
+        progress: bool,
+        decoded: Callable | None = None,
+        names: list[str] | None = None,
     ) -> torch.Tensor | None:
+        """Decode the shot's latents; with a writer, stream the frames to it (a folder of PNGs names each frame as its
+        line-art file was named, when it had names)."""
         self.placement.place(*PHASE_PARTS["decoding"])
         collected = [] if writer is None else None
         bar = tqdm(total=latents.shape[0], desc="decoding", unit="frame", disable=not progress)
         frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), latents.shape[0])
-        for done, (_, pixels) in enumerate(frames, start=1):
+        for done, (index, pixels) in enumerate(frames, start=1):
             frame = restore((pixels.cpu() + 1) / 2, plan)
             if writer is not None:
-                writer.write((frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+                name = names[index] if names is not None else None
+                writer.write((frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), name)
             else:
                 collected.append(frame)
             bar.update(1)

@@ -82,6 +82,8 @@ def test_png_names_and_invalid_names(tmp_path):
         writer.write(_frame(1), name="frame_b")
         with pytest.raises(ValueError, match="repeated"):
             writer.write(_frame(2), name="frame_a")
+        with pytest.raises(ValueError, match="repeated"):  # one file on case-insensitive file systems
+            writer.write(_frame(2), name="Frame_A")
         with pytest.raises(ValueError, match="invalid"):
             writer.write(_frame(2), name="../escape")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["frame_a.png", "frame_b.png"]

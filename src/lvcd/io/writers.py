@@ -14,7 +14,8 @@ Codec choices:
 - ``.webm``: VP9 (libvpx-vp9), constant quality (CRF 30), ``yuv420p``; VP9 handles odd sizes itself.
 - ``.gif``: FFmpeg's GIF encoder with one palette per frame (Pillow median-cut, no dithering, so
   flat colours do not flicker between frames). GIF delays are in 1/100 s, so fps is rounded per frame.
-- anything else: a folder of ``00000.png, 00001.png, ...`` (or the names given to :meth:`FrameWriter.write`).
+- anything else: a folder of ``00000.png, 00001.png, ...`` (or the names given to :meth:`FrameWriter.write`; the
+  pipeline gives the line-art files' names).
 
 >>> with open_writer("out.mp4", fps=20) as writer:      # doctest: +SKIP
 ...     for frame in frames:
@@ -202,9 +203,10 @@ class _PngFolderWriter(FrameWriter):
 
     def _write(self, frame: np.ndarray, name: str | None) -> None:
         name = f"{self.frames_written:05d}" if name is None else str(name)
-        if not name or name.startswith(".") or "/" in name or "\\" in name or name in self._names:
+        # case-folded: two names differing only in case would be one file on macOS and Windows
+        if not name or name.startswith(".") or "/" in name or "\\" in name or name.casefold() in self._names:
             raise ValueError(f"{self.path}: invalid or repeated frame name {name!r}")
-        self._names.add(name)
+        self._names.add(name.casefold())
         Image.fromarray(frame).save(self.temp_path / f"{name}.png", compress_level=4)
 
 

@@ -34,6 +34,7 @@ class ExtractedLineart:
         if not paths and getattr(source, "path", None):
             paths = [source.path]
         self.paths = [Path(p) for p in paths]
+        self.names = getattr(source, "names", None)
 
     def __len__(self) -> int:
         return len(self.source)
