@@ -373,3 +373,16 @@ def test_a_source_that_yields_fewer_frames_than_announced_is_an_error(pipe, tmp_
 
     with pytest.raises(InputError, match="yielded 3 frames but announced 4"):
         pipe(reference, ShortSource(), num_steps=1, seed=0, progress=False)
+
+
+def test_an_output_never_replaces_the_folder_of_a_reference_or_keyframe(pipe, tmp_path):
+    frames, reference = _shot(tmp_path / "l", 3)
+    renders = tmp_path / "renders"
+    renders.mkdir()
+    (renders / "ref.png").write_bytes(reference.read_bytes())
+    (renders / "key.png").write_bytes(reference.read_bytes())
+    for given in ({"reference": renders / "ref.png"}, {"keyframes": {2: renders / "key.png"}}):
+        arguments = {"reference": reference, **given}
+        with pytest.raises(InputError, match="would replace a folder that holds the input .*never deletes its inputs"):
+            pipe(lineart=frames, num_steps=1, output=renders, overwrite=True, progress=False, **arguments)
+    assert sorted(p.name for p in renders.iterdir()) == ["key.png", "ref.png"]

@@ -318,7 +318,8 @@ class LVCDPipeline:
         levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
         images = {0: reference_tensor(reference, plan, "reference")}
         images.update({i: reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
-        writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=frames.paths) if output is not None else None
+        inputs = [*frames.paths, reference, *keyframes.values()]  # paths among them are never written or replaced
+        writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs) if output is not None else None
 
         temporary = None
         if work_dir is None:

@@ -273,3 +273,44 @@ def test_windows_of_another_job_in_a_shots_work_dir_are_replaced_not_a_failure(l
     (warning,) = [w for w in entry["warnings"] if "started afresh" in w]
     assert warning.startswith("the windows an earlier attempt finished (1) belong to another job (this work directory")
     assert_same_frames(outdir / "shot15", local_run / "shot15", 15)
+
+
+def test_a_batch_never_writes_or_replaces_its_inputs(film, tiny_weights, tmp_path):
+    """A shot whose output folder would replace the folder holding its reference (even with --overwrite) fails and
+    the others go on; an OUTDIR that is an input folder is refused before anything is written to it."""
+    outdir = tmp_path / "out"
+    (outdir / "s1").mkdir(parents=True)
+    reference = outdir / "s1" / "ref.png"
+    shutil.copy(film["shot2"]["reference"], reference)
+    (outdir / "s1" / "notes.txt").write_text("mine")
+    entries = [{**film["shot2"], "name": "s1", "reference": str(reference)}, {**film["shot2"], "name": "s2"}]
+    manifest = write_manifest(tmp_path / "film.json", entries)
+    result = batch_cli(tiny_weights, manifest, outdir, "--overwrite")
+    assert result.exit_code == 1, result.output
+    report = shot_entries(read_report(outdir))
+    assert report["s1"]["status"] == "failed" and "never deletes its inputs" in report["s1"]["error"]
+    assert report["s2"]["status"] == "done"
+    assert sorted(p.name for p in (outdir / "s1").iterdir()) == ["notes.txt", "ref.png"]
+
+    lineart = Path(film["shot2"]["lineart"])
+    before = sorted(p.name for p in lineart.iterdir())
+    refused = batch_cli(tiny_weights, write_manifest(tmp_path / "f2.json", [film["shot2"]]), lineart)
+    assert refused.exit_code == 2 and "lvcd never writes its inputs" in refused.output, refused.output
+    assert sorted(p.name for p in lineart.iterdir()) == before
+
+
+def test_a_second_batch_on_the_same_outdir_is_refused_while_the_first_runs(film, tiny_weights, tmp_path):
+    from lvcd.batch.layout import BatchLayout, lock_outdir
+
+    outdir = tmp_path / "out"
+    manifest = write_manifest(tmp_path / "film.json", [film["shot1"]])
+    held = lock_outdir(BatchLayout(outdir))  # as a running batch holds it (a separate open: flock conflicts)
+    try:
+        refused = batch_cli(tiny_weights, manifest, outdir)
+    finally:
+        os.close(held)
+    assert refused.exit_code == 2 and f"another lvcd batch is running on this folder (pid {os.getpid()})" in " ".join(
+        refused.output.split()
+    )
+    assert not (outdir / "batch_report.json").exists()
+    assert batch_cli(tiny_weights, manifest, outdir).exit_code == 0  # once the first one is gone

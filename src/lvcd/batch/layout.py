@@ -8,6 +8,7 @@
       evaluation.json                 with --evaluate: lvcd evaluate's report over all shots
       .lvcd-batch/shots/<name>.json   the shot's record: running (worker, pid) / done / failed, its fingerprint
       .lvcd-batch/work/<name>/        the shot's work directory while it runs: a killed shot resumes from it
+      .lvcd-batch/batch.lock          locked by the batch command while it runs: a second batch on OUTDIR is refused
 
 A shot counts as complete when its output exists and its record says ``done`` with the same fingerprint
 (inputs, settings and model), so a re-run skips it. Records are written atomically by the worker that runs the
@@ -51,13 +52,12 @@ class BatchLayout:
         return self.outdir / REPORT_NAME
 
     @property
+    def lock_path(self) -> Path:
+        return self.outdir / STATE_DIR / "batch.lock"
+
+    @property
     def evaluation_path(self) -> Path:
         return self.outdir / EVALUATION_NAME
-
-
-def partial_outputs(output: Path) -> list[Path]:
-    """Temporaries a killed writer left next to ``output`` (``.NAME.partial-XXXXXXXX``, see lvcd.io.writers)."""
-    return sorted(output.parent.glob(f".{output.name}.partial-*"))
 
 
 def read_record(path: Path) -> dict | None:
@@ -122,3 +122,40 @@ def model_identity(svd, lvcd, config, dtype, vae_dtype=None) -> dict:
     if vae_dtype is not None:  # absent by default, so the fingerprints of earlier runs still match
         identity["vae_dtype"] = str(vae_dtype)
     return identity
+
+
+def model_files(identity: dict) -> list[str]:
+    """The weight and config files of a :func:`model_identity`."""
+    return [entry[0] for key in ("svd", "lvcd", "config") if isinstance(entry := identity.get(key), list)]
+
+
+def check_outdir(layout: BatchLayout, shots: list[ShotSpec], identity: dict) -> None:
+    """Refuse (InputError, before anything is written) an OUTDIR that is or lies inside an input of the batch (a
+    shot's files, the weights): the batch writes its report and state there. OUTDIR may hold inputs in folders of
+    their own; each shot's output is checked against them when the shot is planned."""
+    from lvcd.io.paths import check_not_input
+
+    inputs = [path for shot in shots for path in shot.inputs] + model_files(identity)
+    check_not_input(layout.outdir, inputs, option="-o", contains_ok=True)
+
+
+def lock_outdir(layout: BatchLayout) -> int:
+    """Lock OUTDIR for this batch (the descriptor to close when done): a second batch on the same OUTDIR would delete
+    the first one's temporaries and work directories as leftovers. The kernel drops the lock of a killed batch."""
+    from lvcd.errors import InputError
+    from lvcd.io.locks import lock_path
+
+    layout.lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = lock_path(layout.lock_path)
+    if fd is None:
+        try:
+            pid = layout.lock_path.read_text().strip() or "unknown"
+        except OSError:
+            pid = "unknown"
+        raise InputError(
+            f"-o {layout.outdir}: another lvcd batch is running on this folder (pid {pid}); wait for it to finish (a "
+            "re-run then resumes what is left), or give this batch another -o."
+        )
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

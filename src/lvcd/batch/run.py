@@ -11,6 +11,7 @@ bad ones are reported as failed, the rest become jobs, longest first so a 100x l
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -19,11 +20,20 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from lvcd.batch.dispatch import WorkerPool, dispatch
-from lvcd.batch.layout import BatchLayout, is_complete, read_record, shot_fingerprint
+from lvcd.batch.layout import (
+    BatchLayout,
+    check_outdir,
+    is_complete,
+    lock_outdir,
+    model_files,
+    read_record,
+    shot_fingerprint,
+)
 from lvcd.batch.manifest import ShotSpec
 from lvcd.batch.report import BatchReport, new_entry
 from lvcd.batch.shot import ShotJob, ShotResult, finished_windows
 from lvcd.errors import LVCDError
+from lvcd.io.paths import check_not_input
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ def plan_batch(
             continue
         output = layout.output(shot.name)
         try:
+            check_not_input(output, [*shot.inputs, *model_files(model_identity)])
             frames[shot.name] = _frame_count(shot)
             if output.exists() and not options.overwrite:
                 raise LVCDError(
@@ -171,7 +182,18 @@ def run_batch(
     command resumes: complete shots are skipped, interrupted ones continue from their last finished window.
     """
     layout = BatchLayout(outdir, options.output_format)
+    check_outdir(layout, shots, model_identity)
     layout.outdir.mkdir(parents=True, exist_ok=True)
+    lock = lock_outdir(layout)
+    try:
+        return _run_locked(shots, layout, pool, model_identity, options)
+    finally:
+        os.close(lock)
+
+
+def _run_locked(
+    shots: list[ShotSpec], layout: BatchLayout, pool: WorkerPool, model_identity: dict, options: BatchOptions
+) -> BatchReport:
     entries = {shot.name: new_entry(shot.name, layout.output(shot.name).name) for shot in shots}
     report = BatchReport(options.manifest, layout.outdir, options.scheduler, entries)
     jobs, frames = plan_batch(shots, layout, model_identity, options, report)

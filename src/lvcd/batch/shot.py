@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lvcd.batch.layout import partial_outputs, read_record, write_record
+from lvcd.batch.layout import read_record, write_record
 from lvcd.batch.manifest import ShotSpec
 from lvcd.errors import LESS_MEMORY, InputError, LVCDError, out_of_memory, out_of_memory_text
 
@@ -127,12 +127,16 @@ class ShotRunner:
     def _prepare_work_dir(self, job: ShotJob) -> int:
         """Keep the work directory of an earlier attempt at this very job (same fingerprint) and return how many
         windows it finished; otherwise start afresh. Only lvcd ever writes under OUTDIR/.lvcd-batch/work."""
+        from lvcd.io.atomic import remove_abandoned_temporaries
+        from lvcd.io.locks import is_abandoned
+        from lvcd.workdir import MARKER
+
         previous = read_record(job.record) or {}
         done = finished_windows(job.work_dir) if previous.get("fingerprint") == job.fingerprint else 0
-        if done == 0 and job.work_dir.exists():
-            shutil.rmtree(job.work_dir)
-        for partial in partial_outputs(job.output):  # what a killed attempt's writer left behind
-            shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else partial.unlink(missing_ok=True)
+        marker = job.work_dir / MARKER
+        if done == 0 and job.work_dir.exists() and (not marker.exists() or is_abandoned(marker)):
+            shutil.rmtree(job.work_dir)  # (a work directory in use is left to the pipeline, which refuses it)
+        remove_abandoned_temporaries(job.output)  # what a killed attempt's writer left behind (not a live writer's)
         return done
 
     def run(self, job: ShotJob) -> ShotResult:
