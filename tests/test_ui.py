@@ -239,6 +239,25 @@ def test_a_cancelled_job_leaves_no_folder_behind(pipe, tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists() and list((tmp_path / "tmp").iterdir()) == []
 
 
+def test_a_failed_job_removes_only_what_it_wrote(pipe, tmp_path, monkeypatch):
+    """A results folder the caller gave, holding their files: a job that fails (here in the side-by-side video, after
+    the colorized one was written) removes its own video and leaves the folder and the caller's files."""
+    import lvcd.ui.jobs as jobs
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "last_week_render.mp4").write_bytes(b"keep me")
+    files = _uploads(tmp_path / "up", [f"f{i}.png" for i in range(2)])
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(jobs, "write_side_by_side", broken)
+    with pytest.raises(OSError, match="disk full"):
+        colorize_upload(pipe, str(_reference(tmp_path / "ref.png")), files, JobSettings(steps=1), results)
+    assert [p.name for p in results.iterdir()] == ["last_week_render.mp4"]
+
+
 # --- sessions and the page -------------------------------------------------------------------------------------------
 
 

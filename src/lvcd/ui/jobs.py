@@ -11,8 +11,8 @@ all, then runs ``LVCDPipeline`` and writes the result video (named after the sho
 
 from __future__ import annotations
 
+import contextlib
 import math
-import shutil
 import tempfile
 import threading
 import time
@@ -186,7 +186,8 @@ def colorize_upload(
     cancel: threading.Event | None = None,
     report: Report | None = None,
 ) -> JobResult:
-    """Check every input, then colorize into ``output_dir`` (created here; removed again if the job fails).
+    """Check every input, then colorize into ``output_dir`` (created if needed; if the job fails, what it wrote is
+    removed, and the folder when it was made (or empty) for this job and nothing else is in it).
 
     ``cancel``: set it to stop the job between two steps or two decoded frames (raises JobCancelled). ``report``:
     progress callback.
@@ -196,7 +197,9 @@ def colorize_upload(
     lineart = read_lineart(lineart_files, limits.max_input_side)
     fps = settings.fps or lineart.fps or DEFAULT_FPS
     output_dir = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="lvcd-ui-result-"))
+    created = not any(output_dir.iterdir()) if output_dir.is_dir() else True  # an empty folder counts as ours
     output_dir.mkdir(parents=True, exist_ok=True)
+    made: list[Path] = []  # the outputs this job wrote (each written atomically: absent until complete)
     report = report or (lambda done, total, text: None)
     steps_text = ProgressText()
 
@@ -214,10 +217,15 @@ def colorize_upload(
             fps=fps, overwrite=False, progress=False, callback=on_step, sampler=settings.sampler,
             lineart_levels=settings.lineart_levels,
         )  # fmt: skip
+        made.append(result.output_path)
         report(1, 1, "writing the side-by-side video")
         side_by_side = write_side_by_side(lineart, result.output_path, output_dir, fps, cancel)
     except BaseException:
-        shutil.rmtree(output_dir, ignore_errors=True)
+        for path in made:  # only what this job wrote; the folder too when this job made it and nothing else is in it
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                output_dir.rmdir()
         raise
     plan = result.size_plan
     return JobResult(
