@@ -365,7 +365,9 @@ def _extractor(method: str, weights: str, device, node: str):
             path = folder_paths.get_full_path(MODEL_FOLDER, WEIGHT_FILES[method])  # else lvcd's own search
     try:
         extractor = get_extractor(method, weights=path, device=device)
-    except WeightsError:
+    except WeightsError as err:
+        if path is not None and os.path.isfile(path):  # found but unusable (corrupt, another model, unsafe): say so
+            raise ValueError(f"{node}: {_clean(err)}") from None
         filename = WEIGHT_FILES[method]
         raise FileNotFoundError(
             f"{node}: {filename} was not found. Put it in ComfyUI/models/{MODEL_FOLDER}/ (it is in "

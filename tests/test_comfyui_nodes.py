@@ -354,6 +354,18 @@ def test_lineart_without_weights_says_where_to_put_them_and_cancel_works(comfy, 
         run(comfy.nodes["LVCDLineart"], images=_image(2), method="xdog", weights="auto")
 
 
+def test_lineart_weights_found_but_unusable_say_why_not_that_they_are_missing(comfy):
+    weights = comfy.models / "lvcd" / "sk_model.pth"
+    weights.write_bytes(b"not a checkpoint at all")
+    try:
+        with pytest.raises(ValueError) as caught:
+            run(comfy.nodes["LVCDLineart"], images=_image(2), method="informative", weights="auto")
+    finally:
+        weights.unlink()
+    message = str(caught.value)
+    assert message.startswith("LVCD Line Art: ") and "sk_model.pth" in message and "was not found" not in message
+
+
 def test_the_registry_metadata_is_complete():
     import tomllib
 
