@@ -219,3 +219,36 @@ def test_the_same_frames_give_the_same_file_byte_for_byte(tmp_path, suffix):
                 writer.write(frame)
         written.append((tmp_path / f"run{attempt}{suffix}").read_bytes())
     assert written[0] == written[1]
+
+
+def test_overwrite_replaces_a_folder_of_frames_never_a_folder_of_other_work(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ("00000.png", "old_9.PNG", ".DS_Store"):
+        (frames / name).write_bytes(b"x")
+    with open_writer(frames, overwrite=True) as writer:
+        writer.write(_frame(0))
+    assert sorted(p.name for p in frames.iterdir()) == ["00000.png"]
+
+    renders = tmp_path / "renders"
+    (renders / "subproject").mkdir(parents=True)
+    (renders / "notes.txt").write_text("mine")
+    (renders / "a.png").write_bytes(b"x")
+    with pytest.raises(
+        InputError, match=r"renders: holds more than PNG frames \(notes.txt, subproject/\); --overwrite"
+    ):
+        open_writer(renders, overwrite=True)
+    assert sorted(p.name for p in renders.iterdir()) == ["a.png", "notes.txt", "subproject"]
+
+
+def test_a_folder_filled_with_other_files_while_writing_is_kept_and_the_result_too(tmp_path):
+    target = tmp_path / "out"
+    writer = open_writer(target, overwrite=True)
+    writer.write(_frame(0))
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"holds more than PNG frames \(notes.txt\).*; the result is kept at"):
+        writer.close()
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("out.lvcd-")]
+    assert [p.name for p in kept.iterdir()] == ["00000.png"]

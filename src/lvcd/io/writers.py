@@ -71,6 +71,28 @@ def output_kind(path: str | Path) -> OutputKind:
     return "png"
 
 
+_OS_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # what file browsers drop into any folder
+
+
+def check_replaceable(target: Path) -> None:
+    """Refuse (InputError) to replace a folder holding anything but PNG frames: ``--overwrite`` replaces a shot's
+    frames, never a folder of other work that happens to have the output's name."""
+    if target.is_symlink() or not target.is_dir():
+        return
+    others = sorted(
+        entry.name + ("/" if entry.is_dir(follow_symlinks=False) else "")
+        for entry in os.scandir(target)
+        if not (entry.is_file(follow_symlinks=False) and entry.name.lower().endswith(".png"))
+        and entry.name not in _OS_LITTER
+    )
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise InputError(
+            f"{target}: holds more than PNG frames ({shown}); --overwrite replaces only a folder of frames. Move "
+            "those away, or choose another output."
+        )
+
+
 def open_writer(
     path: str | Path,
     fps: float = 20.0,
@@ -79,14 +101,17 @@ def open_writer(
 ) -> FrameWriter:
     """Open an atomic, streaming writer for ``path`` (format from :func:`output_kind`).
 
-    Raises InputError if ``path`` exists and ``overwrite`` is false, if ``path`` is, is inside, or
-    contains one of ``inputs``, or if ``fps`` is not a positive number. Missing parent folders are created.
+    Raises InputError if ``path`` exists and ``overwrite`` is false, if it is a folder holding more than PNG frames
+    (:func:`check_replaceable`), if ``path`` is, is inside, or contains one of ``inputs``, or if ``fps`` is not a
+    positive number. Missing parent folders are created.
     """
     target = Path(path).expanduser().resolve()
     check_not_input(target, tuple(inputs))
     kind = output_kind(target)
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise InputError(f"{path}: already exists. Use --overwrite to replace it, or choose another name.")
+    if overwrite:
+        check_replaceable(target)
     try:
         fps = float(fps)
     except (TypeError, ValueError):
@@ -159,15 +184,20 @@ class FrameWriter:
 
     def _commit(self) -> None:
         try:
+            if self.output.overwrite:
+                check_replaceable(self.path)  # again: the folder may have been filled while the shot ran
             self.output.commit()
-        except FileExistsError:
+        except (FileExistsError, InputError) as err:
             self._state = "kept"  # never delete the finished result: the user decides what to keep
             kept = self.path.with_name(f"{self.path.stem}.lvcd-{uuid.uuid4().hex[:8]}{self.path.suffix}")
             os.replace(self.temp_path, kept)  # a visible name: no clean-up of temporaries ever takes it
             self.output.discard()
-            raise InputError(
-                f"{self.path}: appeared while writing and --overwrite was not given; the result is kept at {kept}."
-            ) from None
+            why = (
+                str(err)
+                if isinstance(err, InputError)
+                else f"{self.path}: appeared while writing and --overwrite was not given"
+            )
+            raise InputError(f"{why.rstrip('.')}; the result is kept at {kept}.") from None
 
     def __enter__(self) -> FrameWriter:
         return self
