@@ -31,7 +31,7 @@ from lvcd.weights import save_safetensors
 SETTINGS = "settings.json"
 MARKER = ".lvcd-work"
 _OWN_NAMES = re.compile(r"settings\.json|hints\.npy|start\.safetensors|window_\d{6}\.safetensors")
-_OWN_TEMPORARIES = re.compile(r"\.(?P<name>[^/]+?)\.(?:partial|replaced)-[0-9a-f]{8}(?:\.[^/]*)?")
+_OWN_TEMPORARIES = re.compile(r"\.(?P<name>[^/]+?)\.(?:partial|replaced|creating)-[0-9a-f]{8}(?:\.[^/]*)?")
 
 
 def fingerprint(settings: dict, *arrays) -> str:

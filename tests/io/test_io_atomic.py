@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +93,36 @@ def test_a_killed_writers_temporaries_are_removed_by_the_next_write_but_a_live_w
     assert live.path.read_text() == "in progress" and user_file.read_text() == "mine"
     live.discard()
     assert _hidden(tmp_path) == [".out.json.notes"]
+
+
+def test_a_temporary_is_locked_before_it_is_visible(tmp_path, monkeypatch):
+    """Another process cleaning up may look at a temporary at any instant: it must never find one of a live writer
+    unlocked (it would delete it as a dead writer's). The temporary appears under its name already locked."""
+    from lvcd.io import atomic
+    from lvcd.io.locks import is_abandoned
+
+    seen = []
+    real_rename = os.rename
+
+    def rename(source, destination):
+        seen.append((Path(source).name, is_abandoned(source)))  # what a cleaner would conclude at this instant
+        return real_rename(source, destination)
+
+    monkeypatch.setattr(atomic.os, "rename", rename)
+    for folder in (False, True):
+        output = AtomicOutput(tmp_path / ("frames" if folder else "out.mp4"), folder=folder)
+        assert not is_abandoned(output.path) and atomic.abandoned_temporaries(output.target) == []
+        output.discard()
+    assert [locked for _, locked in seen] == [False, False] and all(".creating-" in name for name, _ in seen)
+
+
+def test_a_creating_temporary_of_a_killed_writer_is_removed_once_old(tmp_path):
+    from lvcd.io.atomic import remove_abandoned_temporaries
+
+    target = tmp_path / "out.mp4"
+    fresh, old = tmp_path / ".out.mp4.creating-0123abcd", tmp_path / ".out.mp4.creating-89abcdef"
+    fresh.write_bytes(b"")
+    old.write_bytes(b"")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    assert remove_abandoned_temporaries(target) == [old]
+    assert fresh.exists() and not old.exists()

@@ -22,11 +22,13 @@ then ``commit()`` or ``discard()``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +38,9 @@ from typing import Any
 from lvcd.errors import InputError
 from lvcd.io.locks import is_abandoned, try_lock
 
-_TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<tag>partial|replaced)-[0-9a-f]{8}(?:\.[^/]*)?")
+_TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<tag>partial|replaced|creating)-[0-9a-f]{8}(?:\.[^/]*)?")
+CREATING = "creating"  # the tag of a temporary for the instant before it is locked and renamed to its ``partial`` name
+_CREATING_AGE = 60.0  # seconds: a ``creating`` temporary older than this was left by a writer killed in that instant
 
 
 def sibling(target: Path, tag: str, suffix: str = "") -> Path:
@@ -72,7 +76,12 @@ def check_no_other_writer(target: str | os.PathLike, option: str = "the output")
 
 def remove_abandoned_temporaries(target: Path) -> list[Path]:
     """Delete the temporaries a killed writer left next to ``target``; returns them."""
+    now = time.time()
     removed = abandoned_temporaries(target)
+    for path in abandoned_temporaries(target, CREATING):
+        with contextlib.suppress(OSError):
+            if now - path.lstat().st_mtime > _CREATING_AGE:
+                removed.append(path)
     for path in removed:
         remove(path)
     return removed
@@ -140,13 +149,17 @@ class AtomicOutput:
         if exclusive:  # refuse while another process writes the same target (check_no_other_writer)
             check_no_other_writer(self.target)
         self.path = sibling(self.target, tag, "" if folder else self.target.suffix)
+        # Made and locked under a name no clean-up looks at, then renamed: a temporary is never visible unlocked (a
+        # clean-up in another process would take it for a dead writer's and delete it).
+        creating = sibling(self.target, CREATING)
         if folder:
-            self.path.mkdir()
-            self._lock: int | None = os.open(self.path, os.O_RDONLY) if os.name == "posix" else None
+            creating.mkdir()
+            self._lock: int | None = os.open(creating, os.O_RDONLY) if os.name == "posix" else None
         else:  # created here, with the umask's mode; writers reopen and truncate it, keeping its mode and lock
-            self._lock = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            self._lock = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         if self._lock is not None:
-            try_lock(self._lock)
+            try_lock(self._lock)  # a name nobody else knows: always granted
+        os.rename(creating, self.path)
         self.state = "open"  # open -> committed | discarded
 
     def _unlock(self) -> None:
