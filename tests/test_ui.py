@@ -294,6 +294,31 @@ def test_page_has_its_controls_and_no_analytics(pipe):
     assert any("unload" in str(d.get("targets")) for d in dependencies)  # a closed page cancels its job
 
 
+def test_a_cache_shared_with_another_server_keeps_its_files_and_is_not_served(pipe, tmp_path, monkeypatch):
+    """GRADIO_TEMP_DIR set by the user (here shared by two `lvcd ui` servers, maybe /tmp itself): this server serves
+    and, on exit, deletes only its own folders in it."""
+    from lvcd.ui.page import launch_page
+
+    shared = tmp_path / "shared"
+    other = shared / "lvcd-jobs" / "another-server" / "job" / "shot_colorized.mp4"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"another server's result")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(shared))
+    launched = {}
+
+    def launch(self, **kwargs):
+        launched.update(kwargs, folders=self.lvcd_folders)
+        (self.lvcd_folders[0] / "job").mkdir(parents=True)
+        (self.lvcd_folders[0] / "job" / "result.mp4").write_bytes(b"ours")
+
+    monkeypatch.setattr(gr.Blocks, "launch", launch)
+    launch_page(pipe, examples=False)
+    jobs, examples = launched["folders"]
+    assert jobs.parent == shared / "lvcd-jobs" and jobs.name != "another-server"
+    assert launched["allowed_paths"] == [str(jobs), str(examples)]  # not the whole shared folder
+    assert not jobs.exists() and other.read_bytes() == b"another server's result"
+
+
 def test_a_job_out_of_gpu_memory_says_what_needs_less_not_report_a_bug(pipe, tmp_path, monkeypatch):
     from types import SimpleNamespace
 

@@ -346,7 +346,7 @@ def test_temporary_folders_are_removed_after_jobs_and_on_exit(server, browser):
         return sorted(p.name for p in server.tmp.iterdir() if p.name.startswith("lvcd"))
 
     def results() -> list[Path]:
-        return [p for folder in server.tmp.glob("lvcd-ui-cache-*") for p in (folder / "lvcd-jobs").glob("*")]
+        return [p for folder in server.tmp.glob("lvcd-ui-cache-*") for p in (folder / "lvcd-jobs").glob("*/*")]
 
     deadline = time.monotonic() + WAIT_MS / 1000  # a stopped job winds down within a step
     while (len(ours()) > 1 or results()) and time.monotonic() < deadline:

@@ -8,6 +8,7 @@ copied a second time); :func:`launch_page` gives the server a private cache fold
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -135,6 +136,9 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
     """The page for ``pipe`` (an LVCDPipeline). Launch it with :func:`launch_page` (limits, cleanup, no web fonts)."""
     sessions = Sessions()
     cache = Path(_cache_dir())
+    # This server's own folders: a cache shared with another server (GRADIO_TEMP_DIR) must not mix their files.
+    server = uuid.uuid4().hex[:12]
+    jobs_folder, examples_folder = cache / "lvcd-jobs" / server, cache / "lvcd-examples" / server
     pipe_lock = threading.Lock()  # one job on the model at a time, also while a stopped job winds down
     multiple = pipe.config.size_multiple
 
@@ -185,7 +189,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         session = request.session_hash or "local"
         uploads = [Upload.of(f) for f in ([reference] if reference else []) + list(lineart_files or [])]
         flag = sessions.begin(session)
-        folder = cache / "lvcd-jobs" / uuid.uuid4().hex
+        folder = jobs_folder / uuid.uuid4().hex
         try:
             settings = check_settings(steps, seed, polarity, height, width, fps, limits, multiple, sampler, levels)
             if pipe_lock.locked():
@@ -282,7 +286,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
                     label="Line art | result, side by side", elem_id="lvcd-side-by-side", interactive=False
                 )
         if examples:
-            gr.Examples([_example(cache / "lvcd-examples")], [reference, lineart], label="Example shot")
+            gr.Examples([_example(examples_folder)], [reference, lineart], label="Example shot")
 
         reference.change(preview_reference, [reference], [reference_preview, reference_note], concurrency_limit=4)
         lineart.change(preview_lineart, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
@@ -295,6 +299,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         halt.click(stop, None, [status], cancels=[job], queue=False)
         app.unload(page_closed)
     app.lvcd_sessions = sessions  # for launch_page's cleanup on exit
+    app.lvcd_folders = (jobs_folder, examples_folder)
     return app
 
 
@@ -333,17 +338,22 @@ def launch_page(
     try:
         app = build_app(pipe, limits, examples)
         app.queue(default_concurrency_limit=1, max_size=max_queue)
-        # allowed_paths: gradio refuses uploaded dot-files (.f3.png) when its cache lies under the working directory
+        # allowed_paths: gradio refuses uploaded dot-files (.f3.png) when its cache lies under the working directory;
+        # a cache the user chose (GRADIO_TEMP_DIR, maybe /tmp itself) is not opened to the page, only this server's own
+        # folders in it
+        allowed = [private_cache] if private_cache is not None else [str(folder) for folder in app.lvcd_folders]
         app.launch(
             server_name=host, server_port=port, max_file_size=int(limits.max_upload_mb * 1024 * 1024), theme=THEME,
-            css=CSS, footer_links=[], show_error=False, allowed_paths=[_cache_dir()],
+            css=CSS, footer_links=[], show_error=False, allowed_paths=allowed,
         )  # fmt: skip
     finally:
         if app is not None:
             app.close()
             app.lvcd_sessions.close_all()
-            shutil.rmtree(Path(_cache_dir()) / "lvcd-jobs", ignore_errors=True)
-            shutil.rmtree(Path(_cache_dir()) / "lvcd-examples", ignore_errors=True)
+            for folder in app.lvcd_folders:  # this server's, then their parents when no other server uses them
+                shutil.rmtree(folder, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    folder.parent.rmdir()
         if private_cache is not None:
             shutil.rmtree(private_cache, ignore_errors=True)
             os.environ.pop("GRADIO_TEMP_DIR", None)
