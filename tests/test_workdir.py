@@ -78,3 +78,17 @@ def test_a_second_job_on_the_same_folder_is_refused_with_the_first_ones_pid(tmp_
     finally:
         process.communicate("")
     WorkDir(tmp_path / "w", resume=True).release()  # the lock died with its job: resume is never blocked
+
+
+def test_a_damaged_state_file_is_a_one_line_error_saying_how_to_start_afresh(tmp_path):
+    work = WorkDir(tmp_path / "w", resume=False)
+    (work.path / "window_000000.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{truncated")
+    with pytest.raises(
+        InputError, match=r"window_000000.safetensors: this job's saved state cannot be read \("
+    ) as caught:
+        work.load_window(0, "cpu")
+    assert "\n" not in str(caught.value) and str(caught.value).endswith("Run without --resume to start afresh.")
+    (work.path / "start.safetensors").write_bytes(b"")
+    with pytest.raises(InputError, match="start.safetensors: this job's saved state cannot be read"):
+        work.load_start()
+    work.release()

@@ -182,9 +182,20 @@ class WorkDir:
     def save_start(self, tensors: dict[str, torch.Tensor]) -> None:
         save_safetensors(tensors, self.path / "start.safetensors")
 
+    def _read(self, path: Path, device="cpu") -> dict[str, torch.Tensor]:
+        """A state file of this job; a damaged one (a disk error, an edit) is a one-line InputError."""
+        try:
+            return load_file(str(path), device=str(device))
+        except Exception as err:  # noqa: BLE001 - any reader failure means an unusable file
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise InputError(
+                f"{path}: this job's saved state cannot be read ({reason}); the work directory is damaged. Run without "
+                "--resume to start afresh."
+            ) from None
+
     def load_start(self) -> dict[str, torch.Tensor] | None:
         path = self.path / "start.safetensors"
-        return load_file(str(path)) if path.exists() else None
+        return self._read(path) if path.exists() else None
 
     def save_window(self, index: int, new_latents: torch.Tensor, state: CarryState) -> None:
         tensors = {
@@ -202,7 +213,10 @@ class WorkDir:
         return count
 
     def load_window(self, index: int, device) -> tuple[torch.Tensor, CarryState]:
-        data = load_file(str(self.path / f"window_{index:06d}.safetensors"), device=str(device))
+        path = self.path / f"window_{index:06d}.safetensors"
+        data = self._read(path, device)
+        if "new_latents" not in data or "noise" not in data:
+            raise InputError(f"{path}: this job's saved state lacks its latents; run without --resume to start afresh.")
         return data["new_latents"], CarryState(data["noise"], data.get("prev_latents"), data.get("blend_history"))
 
     def remove(self) -> None:
