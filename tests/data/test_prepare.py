@@ -24,6 +24,7 @@ from lvcd.data.prepare import (
     write_index,
 )
 from lvcd.errors import InputError
+from lvcd.io import FrameSource
 
 from .conftest import TRAIN_SIZE
 from .synthetic import scene_frame
@@ -200,3 +201,33 @@ def test_frame_folder_input_and_input_errors(tmp_path, tiny_vae, xdog):
         options(size_hw=(60, 128))
     with pytest.raises(InputError, match="Shard 2 of 2"):
         options(shard=2, num_shards=2)
+
+
+def test_a_failing_shard_takes_back_only_its_own_files_from_a_root_others_share(tmp_path, tiny_vae, xdog):
+    """Shards run side by side into one new root: one whose input fails removes the scene caches it wrote, never the
+    caches and the root's record that another shard wrote meanwhile (that shard goes on using them)."""
+    good, bad = tmp_path / "a_good", tmp_path / "b_bad"  # scanned in this order
+    for folder in (good, bad):
+        folder.mkdir()
+        for t in range(16):
+            Image.fromarray(scene_frame(2, t)).save(folder / f"{t}.png")
+    root = tmp_path / "root"
+
+    shared = [True]
+
+    def open_frames(path):
+        if Path(path) == bad:
+            if shared[0]:  # meanwhile, another shard wrote its cache of another video
+                assert (root / "scenes" / "a_good.json").is_file()  # ours, written first
+                (root / "scenes" / "other.json").write_text("{}")
+            raise InputError(f"{path}: unreadable")
+        return FrameSource.open(path)
+
+    with pytest.raises(InputError, match="unreadable"):
+        prepare_dataset([good, bad], root, encoder=tiny_vae, lineart=xdog, options=options(), open_frames=open_frames)
+    assert sorted(p.name for p in (root / "scenes").iterdir()) == ["other.json"]  # a_good.json (ours) went
+    assert (root / "lvcd_data.json").exists()  # the root is in use by the other shard: its record stays
+    shared[0], root = False, tmp_path / "alone"
+    with pytest.raises(InputError, match="unreadable"):  # alone: the whole new root is taken back
+        prepare_dataset([good, bad], root, encoder=tiny_vae, lineart=xdog, options=options(), open_frames=open_frames)
+    assert not root.exists()

@@ -25,6 +25,7 @@ left to do (it can depend, at the float-rounding level, on ``batch_size`` and th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
@@ -466,6 +467,7 @@ def prepare_dataset(
         raise InputError(f"Output {root} exists and is not a folder.")
     layout = DatasetLayout(root, options.size_hw[0])
     fresh = _FreshRoot(root, layout)  # a root this run starts: undone if the inputs turn out unusable
+    fresh.wrote_meta = not layout.meta_path.exists()
     check_or_write_meta(root, options.meta())
     report = PrepareReport(videos=len(videos))
 
@@ -475,6 +477,8 @@ def prepare_dataset(
     scans = {}
     with fresh.undone_on_error():
         for video in videos[rotation:] + videos[:rotation]:
+            if not layout.scenes_path(video.name).exists():
+                fresh.written.append(layout.scenes_path(video.name))
             scans[video.name] = scan_video(video, layout, options, open_frames)
         clips = [Clip(v.name, start, stop) for v in videos for start, stop in scans[v.name]["clips"]]
         if not clips:
@@ -527,13 +531,17 @@ def _no_clips_message(videos: list[VideoInput], scans: dict[str, dict], options:
 
 
 class _FreshRoot:
-    """What a run wrote into a root that held nothing of lvcd's before it, so a failure can take it back."""
+    """What a run wrote into a root that held nothing of lvcd's before it, so a failure can take it back. Shards of
+    one root may run side by side: only this run's own files go, and the root's record only when no other shard has
+    written to the root."""
 
     def __init__(self, root: Path, layout: DatasetLayout):
         self.root, self.layout = root, layout
         self.root_created = not root.exists()
         self.fresh = self.root_created or not layout.meta_path.exists()
         self.folders = [p for p in (layout.scenes_dir,) if not p.exists()]
+        self.written: list[Path] = []  # the scene caches this run wrote
+        self.wrote_meta = False
         root.mkdir(parents=True, exist_ok=True)
 
     @contextmanager
@@ -546,16 +554,19 @@ class _FreshRoot:
             raise
 
     def undo(self) -> None:
-        """Delete the files this run wrote (the root's record, its scene caches) and the folders it made empty."""
+        """Delete the files this run wrote (its scene caches; the root's record when nothing else is in the root) and
+        the folders it made, when empty."""
+        for path in self.written:
+            path.unlink(missing_ok=True)
         for folder in self.folders:
-            for path in folder.glob("*.json"):
-                path.unlink(missing_ok=True)
-        self.layout.meta_path.unlink(missing_ok=True)
-        for folder in [*self.folders, *([self.root] if self.root_created else [])]:
-            try:
-                folder.rmdir()
-            except OSError:
-                pass  # something else is in it: keep it
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # another shard's caches in it: keep it
+        others = any(self.layout.scenes_dir.glob("*.json")) or self.layout.shard_index_dir.exists()
+        if self.wrote_meta and not others:  # else another shard of this root is at work and relies on it
+            self.layout.meta_path.unlink(missing_ok=True)
+        if self.root_created:
+            with contextlib.suppress(OSError):
+                self.root.rmdir()  # something else is in it: keep it
 
 
 def _write_json_if_changed(path: Path, document: Any) -> None:
