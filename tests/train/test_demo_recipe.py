@@ -98,6 +98,25 @@ def test_vae_stage_resumes_where_it_stopped(recipe, tmp_path):
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
 
 
+def test_fresh_runs_into_a_finished_run_are_refused(recipe):
+    """Both stages refuse to start afresh where a run is (one line, exit 2), and leave it as it was."""
+    base_before = recipe["base"].stat().st_mtime_ns
+    vae_log = (recipe["vae"] / "logs" / "vae_log.csv").read_text()
+    for command, config, output, inputs in (
+        ("train-vae", "vae.toml", recipe["vae"], ["--set", f"data.root={json.dumps(str(recipe['data']))}"]),
+        ("train", "diffusion.toml", recipe["run"], ["--set", f"model.svd={json.dumps(str(recipe['base']))}"]),
+    ):
+        result = CliRunner().invoke(app, [
+            command, "--config", str(EXAMPLES / config), "--no-progress",
+            "--set", f"output_dir={json.dumps(str(output))}", *inputs,
+        ])  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert "already holds a training run" in result.output and "--resume latest" in result.output
+        assert "Traceback" not in result.output
+    assert recipe["base"].stat().st_mtime_ns == base_before
+    assert (recipe["vae"] / "logs" / "vae_log.csv").read_text() == vae_log
+
+
 def test_from_scratch_run_trains_every_tensor_with_an_average_and_evaluates(recipe):
     step = ckpt.list_checkpoints(recipe["run"])[-1][1]
     weights = WeightsFile(step / ckpt.WEIGHTS_NAME, "lvcd")

@@ -342,4 +342,12 @@ def load_train_config(path: str | Path, overrides: Iterable[str] = (), root_cls:
     path = Path(path)
     doc = read_config_file(path)
     doc = apply_overrides(doc, _absolutize_overrides(overrides, root_cls.PATH_KEYS))
-    return config_from_dict(doc, base_dir=path.parent.resolve(), root_cls=root_cls).validate()
+    config = config_from_dict(doc, base_dir=path.parent.resolve(), root_cls=root_cls).validate()
+    # Not a setting (to_dict and replace leave it out): the training checks that output_dir spares this file.
+    object.__setattr__(config, "_source_file", path.resolve())
+    return config
+
+
+def config_source(config) -> Path | None:
+    """The file ``config`` was read from by :func:`load_train_config`; None for a config built in code."""
+    return getattr(config, "_source_file", None)

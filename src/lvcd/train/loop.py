@@ -29,9 +29,10 @@ from lvcd.config import LVCDConfig, get_config
 from lvcd.errors import WeightsError
 from lvcd.model import PART_PREFIXES, Conditioning, LVCDModel
 from lvcd.train import checkpoint as ckpt
-from lvcd.train.config import TrainConfig, TrainConfigError
+from lvcd.train.config import TrainConfig, TrainConfigError, config_source
 from lvcd.train.ema import WeightAverage
 from lvcd.train.loss import build_conditioning, diffusion_loss, draw_sigma_and_noise
+from lvcd.train.run_dir import check_run_output_dir, continue_csv_log
 from lvcd.train.trainable import (
     build_from_scratch,
     enable_gradient_checkpointing,
@@ -225,7 +226,8 @@ def _noise_generator(seed: int, process_index: int, micro_step: int) -> torch.Ge
 
 
 class _Loggers:
-    """CSV (always readable, truncated to the resumed step) and TensorBoard, on the main process only."""
+    """CSV (always readable, cut back to the resumed step, then appended to) and TensorBoard, on the main process
+    only."""
 
     def __init__(self, config: TrainConfig, output_dir: Path, start_step: int, enabled: bool):
         self.csv_path = output_dir / "logs" / LOG_NAME
@@ -235,15 +237,9 @@ class _Loggers:
             return
         self.csv_path.parent.mkdir(parents=True, exist_ok=True)
         if "csv" in config.log.trackers:
-            rows = []
-            if self.csv_path.exists():
-                with self.csv_path.open(newline="") as f:
-                    rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-            self.file = self.csv_path.open("w", newline="")
+            continue_csv_log(self.csv_path, LOG_COLUMNS, start_step)
+            self.file = self.csv_path.open("a", newline="")
             self.csv = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS)
-            self.csv.writeheader()
-            self.csv.writerows(rows)
-            self.file.flush()
         if "tensorboard" in config.log.trackers:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -285,6 +281,18 @@ class TrainResult:
     stopped_by_time: bool = False  # train.max_minutes ended the run before max_steps
 
 
+def _run_inputs(config: TrainConfig) -> dict[str, object]:
+    """The files and folders a run reads, by setting name: output_dir must spare them."""
+    model = config.model
+    return {
+        "--config": config_source(config),
+        "model.svd": model.svd,
+        "model.lvcd": model.lvcd,
+        "model.config": model.config if model.config and Path(model.config).exists() else None,  # or a preset name
+        "data.root": config.data.root,
+    }
+
+
 def _make_accelerator(config: TrainConfig, output_dir: Path):
     try:
         from accelerate import Accelerator
@@ -305,6 +313,7 @@ def _save_checkpoint(
     module: nn.Module,
     net: LVCDModel,
     state: ckpt.TrainState,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     config: TrainConfig,
     output_dir: Path,
     ema: WeightAverage | None = None,
@@ -326,7 +335,7 @@ def _save_checkpoint(
         if ema is not None:  # the average of the optimized tensors; the others never change
             averaged = {**trained, **ema.state()}
             ckpt.save_trained_weights(averaged, staging / ckpt.EMA_NAME, state.step, net.config, which)
-        ckpt.write_json_atomic(staging / ckpt.TRAIN_STATE_NAME, state.state_dict())
+        ckpt.save_resume_state(staging, state, scheduler)  # JSON: the scheduler and state are not accelerate's
         ckpt.write_json_atomic(staging / "config.json", config.to_dict())
         ckpt.publish(staging, final)
         ckpt.prune_checkpoints(output_dir, config.checkpoint.keep)
@@ -370,11 +379,15 @@ def train(
     checkpoint. ``dataset`` replaces the config's data root (any map-style dataset with LVCDClipDataset's items)."""
     config = config.validate()
     output_dir = Path(config.output_dir)
+    resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None else None
+    saved_state, saved_scheduler = ckpt.read_resume_state(resume_from) if resume_from is not None else ({}, {})
+    check_run_output_dir(output_dir, _run_inputs(config), resume_from, saved_state.get("step", 0))
     accelerator = _make_accelerator(config, output_dir)
+    if resume_from is not None:
+        ckpt.check_weights_only_loading(accelerator)
     from accelerate.utils import DistributedType, set_seed
 
     set_seed(config.seed)
-    resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None else None
     multiple = resolve_model_config(config.model).size_multiple
     if dataset is None and any(side % multiple for side in config.data.size):
         raise TrainConfigError(f"data.size {list(config.data.size)}: both sides must be multiples of {multiple}.")
@@ -403,15 +416,18 @@ def train(
     state = ckpt.TrainState(
         batches_per_epoch=batches_per_epoch, world_size=accelerator.num_processes, batch_size=tcfg.batch_size
     )
-    # The scheduler is registered, not prepared: prepared schedulers step once per process.
-    accelerator.register_for_checkpointing(scheduler)
-    accelerator.register_for_checkpointing(state)
+    # The scheduler is not prepared (prepared schedulers step once per process) and, like the train state, not
+    # registered with accelerate: accelerate would save them as pickles and load them without weights_only. Both go
+    # to the checkpoint's JSON files (ckpt.save_resume_state) instead.
     if accelerator.distributed_type != DistributedType.FSDP:
         # The weights go to lvcd.safetensors (trained keys only); keep accelerate from writing the whole model.
         accelerator.register_save_state_pre_hook(lambda models, weights, output: weights.clear())
         accelerator.register_load_state_pre_hook(lambda models, input_dir: models.clear())
     if resume_from is not None:
-        accelerator.load_state(str(resume_from / ckpt.STATE_DIR))
+        with ckpt.accelerate_state_view(resume_from / ckpt.STATE_DIR) as state_dir:
+            accelerator.load_state(str(state_dir))  # optimizer, RNG states, grad scaler
+        state.load_state_dict(saved_state)
+        ckpt.restore_scheduler(scheduler, saved_scheduler, resume_from)
         if state.batches_per_epoch != batches_per_epoch:
             accelerator.print(
                 f"warning: the data layout changed since the checkpoint ({state.batches_per_epoch} -> {batches_per_epoch} "
@@ -509,7 +525,9 @@ def train(
                 )
                 interval = (time.perf_counter(), state.step)
             if state.step % config.checkpoint.every == 0 or last:
-                result.checkpoint = _save_checkpoint(accelerator, module, net, state, config, output_dir, ema)
+                result.checkpoint = _save_checkpoint(
+                    accelerator, module, net, state, scheduler, config, output_dir, ema
+                )
             if evaluator is not None and (state.step % config.eval.every == 0 or last):
                 scores = evaluator.run(ema.model if ema is not None else net, accelerator.device, state.step)
                 accelerator.print(

@@ -16,6 +16,7 @@ import torch
 from lvcd.data.synthetic import split_seed, synth_shot
 from lvcd.demo.quality import BASELINES, baseline_frames, colorize_synthetic, mean_scores, score_frames
 from lvcd.model import LVCDModel
+from lvcd.train.run_dir import continue_csv_log
 
 EVAL_LOG = "eval_log.csv"
 SCORES = ("psnr", "ssim", "region")
@@ -33,15 +34,7 @@ class SampleEvaluator:
             name: mean_scores([score_frames(baseline_frames(shot, name), shot) for shot in self.shots])
             for name in BASELINES
         }
-        rows = []
-        if self.path.is_file():
-            with self.path.open(newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.columns)
-            writer.writeheader()
-            writer.writerows(rows)
+        continue_csv_log(self.path, self.columns, start_step)  # rows up to the resumed step; later ones are appended
 
     @torch.no_grad()
     def __call__(self, model: LVCDModel, device: torch.device, step: int) -> dict[str, float]:

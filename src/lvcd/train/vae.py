@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -47,11 +46,13 @@ from lvcd.train.checkpoint import (
     list_checkpoints,
     prune_checkpoints,
     publish,
+    read_checkpoint_json,
     staging_dir,
     step_dir_name,
     write_json_atomic,
 )
-from lvcd.train.config import CheckpointSection, LogSection, OptimSection, TrainConfigError
+from lvcd.train.config import CheckpointSection, LogSection, OptimSection, TrainConfigError, config_source
+from lvcd.train.run_dir import check_run_output_dir, continue_csv_log
 from lvcd.weights import WeightsFile, model_metadata, save_safetensors
 
 BASE_NAME = "base.safetensors"
@@ -274,11 +275,17 @@ def _save_checkpoint(output_dir: Path, step: int, vae: AutoencoderKL, optimizer,
     return final
 
 
-def _load_checkpoint(path: Path, vae: AutoencoderKL, optimizer) -> int:
+def _checkpoint_step(path: Path) -> int:
+    step = read_checkpoint_json(path / STATE_NAME).get("step")
+    if not isinstance(step, int) or isinstance(step, bool):
+        raise CheckpointError(f"{path / STATE_NAME} has no whole-number step; resume from another checkpoint.")
+    return step
+
+
+def _load_checkpoint(path: Path, vae: AutoencoderKL, optimizer) -> None:
     weights = WeightsFile(path / VAE_WEIGHTS_NAME, "vae")
     vae.load_state_dict({k: weights.get(k) for k in weights.keys()})
     optimizer.load_state_dict(torch.load(path / OPTIMIZER_NAME, map_location="cpu", weights_only=True))
-    return int(json.loads((path / STATE_NAME).read_text())["step"])
 
 
 def _crop(clips: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -305,6 +312,12 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
     """Train the VAE as configured, then measure its scale factor and write ``output_dir/base.safetensors``."""
     config = config.validate()
     output_dir = Path(config.output_dir)
+    resume_from = _resume_point(output_dir, resume)
+    start = _checkpoint_step(resume_from) if resume_from is not None else 0
+    inputs = {"--config": config_source(config), "data.root": config.data.root}
+    if Path(config.model.config).exists():  # else a preset name
+        inputs["model.config"] = config.model.config
+    check_run_output_dir(output_dir, inputs, resume_from, start, weights_name=VAE_WEIGHTS_NAME)
     model_config = get_config(config.model.config)
     t, o = config.train, config.optim
     size = tuple(config.data.size)
@@ -316,13 +329,12 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
     optimizer = torch.optim.AdamW(
         vae.parameters(), lr=o.learning_rate, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
     )
-    resume_from = _resume_point(output_dir, resume)
-    start = _load_checkpoint(resume_from, vae, optimizer) if resume_from is not None else 0
+    if resume_from is not None:
+        _load_checkpoint(resume_from, vae, optimizer)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(output_dir / "config.json", config.to_dict())
     log_path = output_dir / "logs" / "vae_log.csv"
-    rows = _read_log(log_path, start)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    continue_csv_log(log_path, LOG_COLUMNS, start)  # rows up to the resumed step; this run appends
     result = VAETrainResult(output_dir, start, start)
     print(
         f"lvcd train-vae: {sum(p.numel() for p in vae.parameters()):,} parameters, {len(dataset)} clips of "
@@ -333,10 +345,8 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
 
     batches = _batches(dataset, t.batch_size, config.seed, start, config.data.num_workers)
     bar = tqdm(total=t.max_steps, initial=start, desc="train-vae", unit="step", disable=not progress)
-    with log_path.open("w", newline="") as log_file:
+    with log_path.open("a", newline="") as log_file:
         log = csv.DictWriter(log_file, fieldnames=LOG_COLUMNS)
-        log.writeheader()
-        log.writerows(rows)
         step = start
         while step < t.max_steps:
             began = time.perf_counter()
@@ -381,10 +391,3 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
     )
     print(f"scale factor {result.scale_factor:.5f} (1 / RMS of the latents); base weights {result.base_path}")
     return result
-
-
-def _read_log(path: Path, upto: int) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return [row for row in csv.DictReader(f) if int(row["step"]) <= upto]

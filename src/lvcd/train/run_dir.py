@@ -1,0 +1,115 @@
+"""A run's output_dir: what may be written there, and its CSV logs continued across resumes.
+
+``lvcd train`` and ``lvcd train-vae`` check their output_dir before any model loads (:func:`check_run_output_dir`):
+
+- it must not be, be inside, or hold one of the run's inputs (the config file, the data root, the weights);
+- a fresh run (no ``--resume``) must not go where a run already is: its checkpoints would be replaced or pruned
+  among the old run's, and its logs would overwrite the old ones;
+- a resumed run must not go where its checkpoints would mix with another run's: a checkpoint of another folder
+  resumes into a folder without a run, a checkpoint of output_dir is its newest (``--resume latest``).
+
+The CSV logs of a resumed run keep their rows up to the resumed step (later rows were written after the last
+checkpoint and are about to be written again) and grow by appending (:func:`continue_csv_log`).
+
+    >>> check_run_output_dir("runs/x", {"data.root": "data"}, resume_from=None)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from lvcd.io.atomic import atomic_output
+from lvcd.io.paths import check_not_input
+from lvcd.train.checkpoint import CHECKPOINTS_DIR, WEIGHTS_NAME, list_checkpoints
+from lvcd.train.config import TrainConfigError
+
+# What a run of either command leaves in its output_dir (besides config.json, which every start rewrites).
+LOG_FILES = ("train_log.csv", "eval_log.csv", "vae_log.csv")
+RESULT_FILES = ("base.safetensors",)  # train-vae's result
+
+
+def check_run_output_dir(
+    output_dir: str | os.PathLike,
+    inputs: Mapping[str, object],
+    resume_from: Path | None,
+    resumed_step: int = 0,
+    weights_name: str = WEIGHTS_NAME,
+) -> None:
+    """Refuse (one line, before any slow work) an output_dir that would damage an input or another run; see the
+    module docstring. ``inputs``: {setting name: path or None}; ``resume_from`` and ``resumed_step``: the checkpoint
+    resumed (None for a fresh run) and its step; ``weights_name``: the weights file of this command's checkpoints."""
+    output_dir = Path(output_dir)
+    given = {name: path for name, path in inputs.items() if path not in (None, "")}
+    check_not_input(output_dir, given, option="output_dir")
+    if resume_from is not None and _is_within(resume_from, output_dir / CHECKPOINTS_DIR):
+        later = [step for step, _ in list_checkpoints(output_dir, None) if step > resumed_step]
+        if later:
+            raise TrainConfigError(
+                f"--resume {resume_from}: output_dir {output_dir} already holds later checkpoints (up to step "
+                f"{later[-1]}), which this run would replace or prune; use --resume latest, or continue into another "
+                "output_dir."
+            )
+        return
+    found = run_outputs(output_dir)
+    if not found:
+        return
+    own = list_checkpoints(output_dir, weights_name)
+    if own:
+        raise TrainConfigError(
+            f"output_dir {output_dir} already holds a training run (checkpoints up to step {own[-1][0]}); use "
+            "--resume latest to continue it, or choose another output_dir."
+        )
+    doing = "a fresh run" if resume_from is None else f"resuming {resume_from} there"
+    raise TrainConfigError(
+        f"output_dir {output_dir} already holds another run ({found[0]}), which {doing} would overwrite; choose "
+        "another output_dir."
+    )
+
+
+def run_outputs(output_dir: Path) -> list[str]:
+    """What of a run output_dir holds: checkpoint folders, CSV logs with rows, TensorBoard files, train-vae's base
+    file (a log holding only its header is a run that wrote nothing: not counted)."""
+    found = []
+    steps = list_checkpoints(output_dir, None)
+    if steps:
+        found.append(f"checkpoints up to step {steps[-1][0]}")
+    logs = output_dir / "logs"
+    for name in LOG_FILES:
+        if _has_rows(logs / name):
+            found.append(f"logs/{name}")
+    tensorboard = logs / "tensorboard"
+    if tensorboard.is_dir() and any(path.is_file() for path in tensorboard.rglob("*")):
+        found.append("logs/tensorboard")
+    found += [name for name in RESULT_FILES if (output_dir / name).exists()]
+    return found
+
+
+def continue_csv_log(path: Path, columns: Sequence[str], upto_step: int) -> None:
+    """Make ``path`` a CSV log with ``columns`` holding its rows up to ``upto_step`` (none for a fresh run), in one
+    atomic rewrite (a crash leaves the old log or the new one); the run then appends to it."""
+    rows = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            rows = [row for row in csv.DictReader(f) if int(row["step"]) <= upto_step]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as temporary:
+        with temporary.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def _has_rows(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open(newline="") as f:
+        lines = (line for line in f if line.strip())
+        return next(lines, None) is not None and next(lines, None) is not None  # a header and a row
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
