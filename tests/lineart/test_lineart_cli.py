@@ -69,6 +69,10 @@ def test_refuses_to_overwrite_without_flag(tmp_path):
     assert result.exit_code == 2
     assert "--overwrite" in result.output and "Traceback" not in result.output
     assert [path.name for path in output.iterdir()] == ["keep.txt"]
+    result = _invoke([*args, "--overwrite"])  # a folder of other work is never replaced, even with --overwrite
+    assert result.exit_code == 2 and "holds more than PNG frames (keep.txt)" in result.output
+    assert [path.name for path in output.iterdir()] == ["keep.txt"]
+    (output / "keep.txt").rename(output / "old_frame.png")  # a folder of frames is
     result = _invoke([*args, "--overwrite"])
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in output.iterdir()) == ["frame0.png", "frame1.png", "frame2.png"]
