@@ -47,7 +47,10 @@ OutputKind = Literal["mp4", "webm", "gif", "png"]
 _H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
 # One encoder thread and bit-exact muxing (no random track/segment ids, no dates, no version strings): the same
 # frames give the same file, byte for byte, on every run (a fixed seed reproduces the output file itself).
-_H264_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1"}
+# mbtree=0: x264's macroblock-tree rate control reads memory it never initialised on some content (flat colours, as
+# cel animation has): the same frames encoded twice in one process or in two gave different files. Without it the
+# encoding is a function of the frames alone (tests/io/test_io_writers.py encodes under different heap contents).
+_H264_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
 _VP9_OPTIONS = {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "4", "threads": "1"}
 _BITEXACT = {"fflags": "+bitexact"}
 _BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709
