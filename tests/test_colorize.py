@@ -386,3 +386,32 @@ def test_an_output_never_replaces_the_folder_of_a_reference_or_keyframe(pipe, tm
         with pytest.raises(InputError, match="would replace a folder that holds the input .*never deletes its inputs"):
             pipe(lineart=frames, num_steps=1, output=renders, overwrite=True, progress=False, **arguments)
     assert sorted(p.name for p in renders.iterdir()) == ["key.png", "ref.png"]
+
+
+def test_keyframes_by_json_keys_twice_or_too_late_and_seeds_out_of_range(pipe, tmp_path):
+    """Keyframe keys may be digit strings (as JSON gives them); one given twice is refused; one after the last
+    window's start changes nothing and says so; a seed no generator takes is one line, not an overflow traceback."""
+    frames, reference = _shot(tmp_path / "l", 20)  # windows start at frames 1 and 15
+    by_int = pipe(reference, frames, num_steps=1, seed=3, keyframes={5: reference}, progress=False)
+    by_str = pipe(reference, frames, num_steps=1, seed=3, keyframes={"5": reference}, progress=False)
+    assert torch.equal(by_int.frames, by_str.frames)
+    with pytest.raises(InputError, match="Keyframe 5 is given twice"):
+        pipe(reference, frames, num_steps=1, keyframes={5: reference, "5": reference}, progress=False)
+    with pytest.raises(InputError, match="Keyframe key 'five' is not a frame index"):
+        pipe(reference, frames, num_steps=1, keyframes={"five": reference}, progress=False)
+    with pytest.warns(UserWarning, match=r"keyframe 17 change nothing: .* the last one starts at frame 15"):
+        late = pipe(reference, frames, num_steps=1, seed=3, keyframes={17: reference}, progress=False)
+    plain = pipe(reference, frames, num_steps=1, seed=3, progress=False)
+    assert torch.equal(late.frames, plain.frames)  # indeed nothing changed
+    with pytest.raises(InputError, match=r"seed 1180591620717411303424 is not a whole number from 0 to 2\*\*64-1"):
+        pipe(reference, frames, num_steps=1, seed=2**70, progress=False)
+
+
+def test_a_reference_tensor_out_of_range_or_nan_is_refused(pipe, tmp_path):
+    frames, _ = _shot(tmp_path / "l", 2)
+    for tensor, phrase in (
+        (torch.full((3, 64, 128), 5.0), "holds 5 to 5"),
+        (torch.full((3, 64, 128), torch.nan), "NaN"),
+    ):
+        with pytest.raises(InputError, match=rf"reference tensor must hold values in \[0, 1\] .*{phrase}"):
+            pipe(tensor, frames, num_steps=1, progress=False)

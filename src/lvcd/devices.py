@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import torch
 
+from lvcd.errors import InputError
+
+
+def parse_device(device: str | torch.device, what: str = "device") -> torch.device:
+    """``device`` as a torch.device; a name torch does not know is a one-line InputError."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"{what} {device!r} is not a device; give cpu, cuda or cuda:N.") from None
+
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else the first CUDA GPU when there is one, else the CPU."""
     if device is not None:
-        return torch.device(device)
+        return parse_device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 

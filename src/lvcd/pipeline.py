@@ -32,6 +32,7 @@ from lvcd.longvideo import plan_windows
 from lvcd.model import LVCDModel
 from lvcd.placement import PHASE_PARTS, Placement
 from lvcd.sampling import CarryState, SamplingSchemes, sample_shot
+from lvcd.seeds import check_seed
 from lvcd.shot import (
     ShotJob,
     check_initial_noise,
@@ -39,10 +40,12 @@ from lvcd.shot import (
     encode_references,
     job_fingerprint,
     job_parts,
+    keyframe_indices,
     reference_tensor,
     references_of,
     resolve_seed,
     start_noise_shape,
+    warn_unused_keyframes,
 )
 from lvcd.weights import load_model
 from lvcd.workdir import WorkDir
@@ -294,6 +297,7 @@ class LVCDPipeline:
             lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
         if num_steps < 1:
             raise InputError("num_steps must be at least 1.")
+        check_seed(seed)
         if resume and work_dir is None:
             raise InputError("resume=True needs the work_dir of the interrupted job.")
         try:
@@ -308,12 +312,13 @@ class LVCDPipeline:
             )
         windows = plan_windows(count, overlap=overlap, video_frames=cfg.video_frames)
         check_initial_noise(initial_noise, start_noise_shape(windows, plan, cfg))
-        keyframes = dict(keyframes or {})
+        keyframes = keyframe_indices(keyframes)
         for index in keyframes:
             if not 0 < index < count:
                 raise InputError(
                     f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
                 )
+        warn_unused_keyframes(keyframes, windows)
         self._check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
         levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
         images = {0: reference_tensor(reference, plan, "reference")}

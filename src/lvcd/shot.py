@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from lvcd.io import SizePlan, fit_image, load_image, to_rgb_uint8
 from lvcd.longvideo import WindowPlan
 from lvcd.model import LVCDModel
 from lvcd.sampling import ReferenceLatents, SamplingSchemes, encode_reference
+from lvcd.seeds import draw_seed
 from lvcd.workdir import WorkDir, fingerprint
 
 
@@ -57,6 +57,11 @@ def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
         tensor = tensor[None] if tensor.ndim == 3 else tensor
         if tensor.ndim != 4 or tensor.shape[:2] != (1, 3):
             raise InputError(f"The {what} tensor must be (3, H, W) in [0, 1], got {tuple(image.shape)}.")
+        if not torch.isfinite(tensor).all() or tensor.min() < -1e-3 or tensor.max() > 1 + 1e-3:
+            raise InputError(
+                f"The {what} tensor must hold values in [0, 1] (it holds {tensor.min().item():g} to "
+                f"{tensor.max().item():g}{', and NaN or inf' if not torch.isfinite(tensor).all() else ''})."
+            )
         if tuple(tensor.shape[-2:]) == plan.model_hw and plan.is_identity:
             return tensor * 2 - 1
         image = (tensor[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
@@ -79,6 +84,35 @@ def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
     return torch.from_numpy(fitted).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
+def keyframe_indices(keyframes) -> dict[int, object]:
+    """``{frame index: image}`` from a mapping whose keys are frame indices (ints, or digit strings as in JSON)."""
+    resolved: dict[int, object] = {}
+    for key, image in dict(keyframes or {}).items():
+        text = str(key).strip()
+        if isinstance(key, bool) or not (isinstance(key, int) or text.isdigit()):
+            raise InputError(
+                f"Keyframe key {key!r} is not a frame index; give {{40: image}}, frame 0 being the reference."
+            )
+        if int(text) in resolved:
+            raise InputError(f"Keyframe {int(text)} is given twice; give one image per frame.")
+        resolved[int(text)] = image
+    return dict(sorted(resolved.items()))
+
+
+def warn_unused_keyframes(keyframes: dict[int, object], windows: WindowPlan) -> None:
+    """A keyframe takes over from the first window that starts at or after it: one after the last window's start
+    changes nothing, which is said rather than silently ignored."""
+    last_start = max((window.first_new_frame for window in windows.windows), default=0)
+    late = [index for index in keyframes if index > last_start]
+    if late:
+        warnings.warn(
+            f"keyframe{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} change nothing: a keyframe guides the "
+            f"windows that start at or after it, and the last one starts at frame {last_start}; give keyframes at or "
+            f"before frame {last_start}.",
+            stacklevel=3,
+        )
+
+
 def start_noise_shape(windows: WindowPlan, plan: SizePlan, config: LVCDConfig) -> tuple[int, ...]:
     """Shape of the first window's noise: (window frames, 4, H/8, W/8)."""
     return (windows.window_size, config.vae.z_channels, *(s // config.vae.downsample_factor for s in plan.model_hw))
@@ -96,11 +130,6 @@ def resolve_seed(job: ShotJob) -> int | None:
         recorded = job.work.recorded_seed() if job.work.resume else None
         return recorded if recorded is not None else draw_seed()
     return job.seed
-
-
-def draw_seed() -> int:
-    """A fresh random seed (62 bits: exact in JSON and in every generator)."""
-    return secrets.randbits(62)
 
 
 def _job_settings(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> dict:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
@@ -314,3 +315,34 @@ def test_a_second_batch_on_the_same_outdir_is_refused_while_the_first_runs(film,
     )
     assert not (outdir / "batch_report.json").exists()
     assert batch_cli(tiny_weights, manifest, outdir).exit_code == 0  # once the first one is gone
+
+
+def test_a_shot_named_like_the_batchs_own_files_fails_and_the_report_survives(film, tiny_weights, tmp_path):
+    entries = [{**film["shot1"], "name": "batch_report.json"}, {**film["shot1"], "name": "fine"}]
+    outdir = tmp_path / "out"
+    result = batch_cli(tiny_weights, write_manifest(tmp_path / "film.json", entries), outdir, "--overwrite")
+    assert result.exit_code == 1, result.output
+    report = shot_entries(read_report(outdir))  # the report is the report, not a shot's frames
+    assert report["batch_report.json"]["status"] == "failed"
+    assert "is the batch's own batch_report.json; rename the shot" in report["batch_report.json"]["error"]
+    assert report["fine"]["status"] == "done"
+
+
+def test_a_batch_that_cannot_start_leaves_no_outdir_behind(film, tiny_weights, tmp_path):
+    from lvcd.batch import InProcessPool
+
+    class NoWorker(InProcessPool):
+        def start(self):
+            raise RuntimeError("no worker could load the model")
+
+    shots = read_shots(write_manifest(tmp_path / "film.json", [film["shot1"]]), ShotSettings(steps=1))
+    model = ModelSpec(str(tiny_weights["svd"]), str(tiny_weights["lvcd"]), str(TINY_CONFIG), "cpu", None, threads=1)
+    identity = model_identity(model.svd, model.lvcd, model.config, None)
+    with pytest.raises(RuntimeError, match="no worker"):
+        run_batch(shots, tmp_path / "new", NoWorker(model), identity, BatchOptions(progress=False))
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "mine.txt").write_text("x")
+    with pytest.raises(RuntimeError, match="no worker"):
+        run_batch(shots, tmp_path / "used", NoWorker(model), identity, BatchOptions(progress=False))
+    assert (tmp_path / "used" / "mine.txt").exists()  # a folder it did not create keeps its report for the record

@@ -70,6 +70,9 @@ def test_json_and_csv_give_the_same_shots(tmp_path):
         ('[{"name": "../up", "reference": "r.png", "lineart": "a/"}]', "not usable as a file name"),
         ("[]", "lists no shots"),
         ("{not json", "not valid JSON"),
+        ('[{"reference": "r.png", "lineart": "a/", "seed": 1e30}]', "seed 1e+30 is over the largest allowed"),
+        ('[{"reference": "r.png", "lineart": "a/", "overlap": 14}]', "overlap 14 is over the largest allowed, 13"),
+        ('[{"reference": "r.png", "lineart": "a/", "keyframes": ["5=a.png", "5=b.png"]}]', "frame 5 is given twice"),
     ],
 )
 def test_manifest_errors_name_the_problem_in_one_line(tmp_path, content, phrase):
@@ -105,3 +108,25 @@ def test_manifest_sizes_read_as_the_cli_size_option(tmp_path):
     )
     a, b = read_shots(path)
     assert (a.settings.size, b.settings.size) == ((320, 320), (128, 256))
+
+
+def test_a_csv_row_with_more_values_than_columns_is_refused(tmp_path):
+    """An unquoted comma (or a missing column) would otherwise drop a value silently."""
+    path = tmp_path / "film.csv"
+    path.write_text("name,reference,lineart\ns1,ref.png,la20,extra\n")
+    with pytest.raises(InputError, match=r"row 2 has more values than the header has columns \('extra'\)"):
+        read_shots(path)
+
+
+def test_cli_checks_every_shots_size_and_overlap_against_the_model_before_starting(tmp_path, tiny_weights):
+    from conftest import TINY_CONFIG
+
+    path = tmp_path / "film.json"
+    path.write_text('[{"name": "ok", "reference": "r.png", "lineart": "a/"}, '
+                    '{"name": "odd", "reference": "r.png", "lineart": "b/", "size": "100x100"}]')  # fmt: skip
+    model = ["--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG)]
+    result = CliRunner().invoke(app, ["batch", str(path), "-o", str(tmp_path / "out"), *model])
+    assert (
+        result.exit_code == 2 and "shot 'odd': --size 100x100: height and width must be multiples of" in result.output
+    )
+    assert not (tmp_path / "out").exists()

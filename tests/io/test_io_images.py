@@ -142,6 +142,8 @@ def test_to_rgb_uint8_rejects_wrong_ranges_and_shapes():
         to_rgb_uint8(np.array([[0.0, 255.0]], np.float32))
     with pytest.raises(ValueError, match=r"\[0, 255\]"):
         to_rgb_uint8(np.array([[0, 1000]]))
+    with pytest.raises(ValueError, match="NaN or infinite"):  # was read as black
+        to_rgb_uint8(np.full((2, 2, 3), np.nan, np.float32))
     with pytest.raises(ValueError, match="shape"):
         to_rgb_uint8(np.zeros((2, 2, 2), np.uint8))
 

@@ -64,6 +64,7 @@ CASES = [
     Case("colorize-keyframe-zero", lambda w: colorize(w, "--keyframe", f"0={w.keyframe}"), ("--keyframe 0=", "reference")),
     Case("colorize-keyframe-missing", lambda w: colorize(w, "--keyframe", "2=nokey.png"), ("--keyframe 2=nokey.png",)),
     Case("colorize-keyframe-not-image", lambda w: colorize(w, "--keyframe", f"2={w.not_image}"), ("--keyframe 2=", "notes.png")),
+    Case("colorize-lineart-method-without-from-color", lambda w: colorize(w, lineart_method="xdog"), ("--lineart-method xdog", "only with --from-color")),
     Case("colorize-lineart-weights-missing", lambda w: colorize(w, "--from-color", lineart_weights=w.inputs / "sk.pth"), ("--lineart-weights", "sk.pth")),
     # ---------------------------------------------------------------- colorize: options
     Case("colorize-size-syntax", lambda w: colorize(w, size="big"), ("--size", "big")),
@@ -77,6 +78,9 @@ CASES = [
     Case("colorize-reference-mode", lambda w: colorize(w, reference_mode="last"), ("--reference-mode",)),
     Case("colorize-keyframe-previous-sample", lambda w: colorize(w, "--keyframe", f"2={w.keyframe}", reference_mode="previous-sample"), ("--keyframe", "--reference-mode")),
     Case("colorize-device-cuda", lambda w: colorize(w, device="cuda"), ("--device cuda", "--device cpu"), needs=_no_cuda),
+    Case("colorize-device-unknown", lambda w: colorize(w, device="tpu"), ("--device 'tpu'", "not a device")),
+    Case("colorize-seed-too-large", lambda w: colorize(w, seed=str(2**70)), ("--seed", "2**64-1")),
+    Case("colorize-keyframe-twice", lambda w: colorize(w, "--keyframe", f"2={w.keyframe}", "--keyframe", f"2={w.keyframe}"), ("--keyframe 2", "twice")),
     Case("colorize-config-invalid-json", lambda w: colorize(w, config=w.bad_json), ("--config", "broken.json", "not valid JSON")),
     Case("colorize-config-missing", lambda w: colorize(w, config=w.inputs / "nothere.json"), ("--config", "nothere.json")),
     Case("colorize-config-unknown-preset", lambda w: colorize(w, config="svd-huge"), ("--config", "svd-huge")),
@@ -103,6 +107,7 @@ CASES = [
     Case("colorize-work-dir-of-user-files", lambda w: colorize(w, work_dir=w.user_dir), ("--work-dir", "project", "not an lvcd work directory")),
     Case("colorize-work-dir-is-file", lambda w: colorize(w, work_dir=w.a_file), ("--work-dir", "a_file")),
     Case("colorize-work-dir-is-input", lambda w: colorize(w, work_dir=w.lineart), ("--work-dir", "lineart")),
+    Case("colorize-work-dir-inside-output", lambda w: colorize(w, "--overwrite", output=w.out / "frames", work_dir=w.out / "frames" / "w"), ("--work-dir", "overlap")),
     # ---------------------------------------------------------------- lineart
     Case("lineart-missing-input", lambda w: ["lineart", str(w.inputs / "none"), "-o", str(w.out / "l")], ("none",)),
     Case("lineart-output-is-input", lambda w: ["lineart", str(w.lineart), "-o", str(w.lineart), "--overwrite", "--method", "xdog"], ("INPUT", "lineart")),
@@ -139,7 +144,10 @@ CASES = [
     Case("train-config-invalid-toml", lambda w: ["train", "--config", str(w.toml)], ("train.toml",)),
     Case("batch-manifest-missing", lambda w: ["batch", str(w.inputs / "shots.csv"), "-o", str(w.out / "batch")], ("shots.csv",)),
     Case("batch-lineart-levels", lambda w: ["batch", str(w.inputs / "shots.csv"), "-o", str(w.out / "batch"), "--lineart-levels", "max"], ("--lineart-levels", "max")),
+    Case("batch-config-unknown-preset", lambda w: ["batch", str(w.inputs / "shots.csv"), "-o", str(w.out / "batch"), "--config", "svd-huge"], ("--config", "svd-huge")),
+    Case("batch-device-unknown", lambda w: ["batch", str(w.inputs / "shots.csv"), "-o", str(w.out / "batch"), "--device", "tpu"], ("--device 'tpu'", "not a device")),
     Case("demo-fps-zero", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--fps", "0"], ("--fps 0",)),
+    Case("demo-json-is-the-output", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--json", str(w.out / "demo.mp4")], ("--json", "output video too")),
     Case("demo-output-parent-is-file", lambda w: ["demo", "-o", str(w.a_file / "demo.mp4")], ("a_file",)),
 ]  # fmt: skip
 

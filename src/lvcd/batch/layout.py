@@ -159,3 +159,15 @@ def lock_outdir(layout: BatchLayout) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def remove_unused_outdir(layout: BatchLayout) -> None:
+    """Remove an OUTDIR this batch created and never ran a shot in: its report, its lock and state folders, then the
+    folder itself when nothing else is in it."""
+    import contextlib
+    import shutil
+
+    layout.report_path.unlink(missing_ok=True)
+    shutil.rmtree(layout.outdir / STATE_DIR, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        layout.outdir.rmdir()

@@ -32,9 +32,11 @@ from lvcd.errors import InputError
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS
 from lvcd.io.sizing import parse_size
+from lvcd.seeds import MAX_SEED
 
 SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "lineart_levels", "fps")
 FIELDS = ("name", "reference", "lineart", "keyframes", *SETTING_FIELDS)
+MAX_OVERLAP = 13  # windows of 14 new-or-shared frames (the official model's): at least one new frame per window
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,25 @@ class ShotSpec:
         return [self.reference, self.lineart, *(path for _, path in self.keyframes)]
 
 
-def _integer(value, what: str, minimum: int) -> int:
+def _integer(value, what: str, minimum: int, maximum: int | None = None) -> int:
+    given = value
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).strip()
     if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < minimum:
-        raise InputError(f"{what} {value!r} is not a whole number >= {minimum}")
+        raise InputError(f"{what} {given!r} is not a whole number >= {minimum}")
+    if maximum is not None and int(text) > maximum:
+        raise InputError(f"{what} {given!r} is over the largest allowed, {maximum}")
     return int(text)
 
 
 def _setting(name: str, value, what: str):
     if name == "steps":
         return _integer(value, what, 1)
-    if name in ("seed", "overlap"):
-        return _integer(value, what, 0)
+    if name == "seed":
+        return _integer(value, what, 0, MAX_SEED)
+    if name == "overlap":
+        return _integer(value, what, 0, MAX_OVERLAP)
     if name == "size":
         return parse_size(value, what)
     if name in ("polarity", "lineart_levels"):
@@ -105,6 +112,8 @@ def _keyframes(value, resolve, what: str) -> tuple[tuple[int, Path], ...]:
     for index, path in items:
         if not index.strip().isdigit() or not str(path).strip():
             raise InputError(f"{what} {value!r} is not INDEX=IMAGE pairs, e.g. 40=key40.png;80=key80.png")
+        if int(index) in keyframes:
+            raise InputError(f"{what}: frame {int(index)} is given twice; give one image per frame")
         keyframes[int(index)] = resolve(path)
     return tuple(sorted(keyframes.items()))
 
@@ -125,7 +134,12 @@ def check_name(name: str, what: str) -> str:
 def _entry_to_shot(entry, base: Path, defaults: ShotSettings, where: str) -> ShotSpec:
     if not isinstance(entry, dict):
         raise InputError(f"{where} is not an object with 'reference' and 'lineart'")
-    entry = {str(k).strip().lower(): v for k, v in entry.items() if k is not None}
+    if None in entry:  # csv.DictReader's key for the values past the header's columns
+        raise InputError(
+            f"{where} has more values than the header has columns ({', '.join(map(repr, entry[None]))}); quote values "
+            "that contain a comma, or add the column to the header"
+        )
+    entry = {str(k).strip().lower(): v for k, v in entry.items()}
     unknown = sorted(k for k in entry if k not in FIELDS and k != "comment")
     if unknown:
         raise InputError(f"{where} has unknown field(s) {', '.join(unknown)}; the fields are {', '.join(FIELDS)}")
@@ -144,6 +158,25 @@ def _entry_to_shot(entry, base: Path, defaults: ShotSettings, where: str) -> Sho
     settings = {key: _setting(key, given[key], f"{where}: {key}") for key in SETTING_FIELDS if key in given}
     keyframes = _keyframes(given["keyframes"], resolve, f"{where}: keyframes") if "keyframes" in given else ()
     return ShotSpec(name, resolve(given["reference"]), lineart, keyframes, replace(defaults, **settings))
+
+
+def check_shot_sizes(shots: list[ShotSpec], multiple: int, video_frames: int) -> None:
+    """Each shot's size and overlap fit the model (sizes multiples of ``multiple``, overlap under ``video_frames``):
+    checked for the whole manifest before the batch starts."""
+    from lvcd.io.sizing import plan_size
+
+    for shot in shots:
+        settings = shot.settings
+        if settings.size is not None:
+            try:
+                plan_size(settings.size, multiple=multiple, forced_hw=settings.size)
+            except InputError as err:
+                raise InputError(f"shot {shot.name!r}: {err}") from None
+        if settings.overlap >= video_frames:
+            raise InputError(
+                f"shot {shot.name!r}: overlap {settings.overlap} leaves no new frame in windows of {video_frames}; "
+                f"give 0..{video_frames - 1}"
+            )
 
 
 def read_entries(path: Path) -> list:

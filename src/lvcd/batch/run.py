@@ -21,12 +21,15 @@ from tqdm.auto import tqdm
 
 from lvcd.batch.dispatch import WorkerPool, dispatch
 from lvcd.batch.layout import (
+    EVALUATION_NAME,
+    REPORT_NAME,
     BatchLayout,
     check_outdir,
     is_complete,
     lock_outdir,
     model_files,
     read_record,
+    remove_unused_outdir,
     shot_fingerprint,
 )
 from lvcd.batch.manifest import ShotSpec
@@ -70,6 +73,8 @@ def plan_batch(
             continue
         output = layout.output(shot.name)
         try:
+            if output.name.casefold() in (REPORT_NAME.casefold(), EVALUATION_NAME.casefold()):
+                raise LVCDError(f"the name {shot.name!r} is the batch's own {output.name}; rename the shot")
             check_not_input(output, [*shot.inputs, *model_files(model_identity)])
             frames[shot.name] = _frame_count(shot)
             if output.exists() and not options.overwrite:
@@ -183,10 +188,15 @@ def run_batch(
     """
     layout = BatchLayout(outdir, options.output_format)
     check_outdir(layout, shots, model_identity)
+    created = not layout.outdir.exists()
     layout.outdir.mkdir(parents=True, exist_ok=True)
     lock = lock_outdir(layout)
     try:
         return _run_locked(shots, layout, pool, model_identity, options)
+    except BaseException:
+        if created and not any(layout.record_path(shot.name).exists() for shot in shots):
+            remove_unused_outdir(layout)  # the batch could not start (no worker, no weights): leave nothing behind
+        raise
     finally:
         os.close(lock)
 

@@ -35,9 +35,9 @@ def batch(
     vae_dtype: str | None = typer.Option(None, "--vae-dtype", help="fp32 (default, as officially), bf16 or fp16."),
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU (small GPUs)."),
     steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window (a shot's 'steps' overrides)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of every shot without its own 'seed'."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**64 - 1, help="Seed of every shot without its own 'seed'."),
     size: str | None = typer.Option(None, "--size", help="Processing size HxW (multiples of 64); default: auto."),
-    overlap: int = typer.Option(4, "--overlap", min=0, help="Frames shared by consecutive windows."),
+    overlap: int = typer.Option(4, "--overlap", min=0, max=13, help="Frames shared by consecutive windows."),
     polarity: str = typer.Option("auto", "--polarity", help="auto, dark-lines or bright-lines."),
     lineart_levels: str = typer.Option(
         "auto", "--lineart-levels", help="auto (scans on grey or grainy paper levelled), on or off."
@@ -128,6 +128,8 @@ def _run(**opts) -> bool:
         run_batch,
     )
     from lvcd.batch.layout import FORMATS
+    from lvcd.batch.manifest import check_shot_sizes
+    from lvcd.cli.checks import check_config, check_device, expected_config
     from lvcd.io.lineart_input import POLARITIES
     from lvcd.io.paper import LEVELS
     from lvcd.io.sizing import parse_size
@@ -143,6 +145,8 @@ def _run(**opts) -> bool:
             raise InputError(f"{option} {path}: file not found")
     if opts["outdir"].exists() and not opts["outdir"].is_dir():
         raise InputError(f"-o {opts['outdir']}: is a file; give a folder for the batch's outputs")
+    check_config(opts["config"])
+    check_device(opts["device"])
     defaults = ShotSettings(
         steps=opts["steps"],
         seed=opts["seed"],
@@ -153,6 +157,9 @@ def _run(**opts) -> bool:
         fps=opts["fps"],
     )
     shots = read_shots(opts["manifest"], defaults)
+    cfg = expected_config({"config": opts["config"], "svd": opts["svd"]})
+    if cfg is not None:
+        check_shot_sizes(shots, cfg.size_multiple, cfg.video_frames)
     evaluation = _evaluation_setup(opts, [s.name for s in shots]) if opts["evaluate"] is not None else None
     dtype, vae_dtype = parse_dtype(opts["dtype"]), parse_dtype(opts["vae_dtype"], "--vae-dtype")
     svd, lvcd = (str(p) if p is not None else None for p in (opts["svd"], opts["lvcd_ckpt"]))

@@ -14,6 +14,7 @@ from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS
 from lvcd.io.paths import check_not_input, check_output_location
 from lvcd.io.writers import output_kind
+from lvcd.seeds import check_seed
 
 
 def check_files(files: dict[str, Path | None]) -> None:
@@ -42,20 +43,25 @@ def check_image(path: Path, option: str) -> None:
     """``path`` is an image file Pillow can read (only its header is read)."""
     from PIL import Image, UnidentifiedImageError
 
+    named = f"{option}{'' if option.endswith('=') else ' '}{path}"
     if Path(path).is_dir():
-        raise InputError(f"{option} {path} is a folder; give one image file.")
+        raise InputError(f"{named} is a folder; give one image file.")
     try:
         with Image.open(path) as image:
             image.size  # noqa: B018 - the header is parsed here
     except (UnidentifiedImageError, OSError) as err:
-        raise InputError(
-            f"{option} {path} is not a readable image ({type(err).__name__}); give a PNG or JPEG."
-        ) from None
+        raise InputError(f"{named} is not a readable image ({type(err).__name__}); give a PNG or JPEG.") from None
 
 
 def check_device(device: str | None) -> None:
-    """A CUDA device that this machine or this torch build does not have is refused up front."""
-    if device is None or not device.startswith("cuda"):
+    """A device torch does not know, or a CUDA device that this machine or this torch build does not have, is refused
+    up front."""
+    if device is None:
+        return
+    from lvcd.devices import parse_device
+
+    parse_device(device, "--device")
+    if not device.startswith("cuda"):
         return
     import torch
 
@@ -98,6 +104,16 @@ def check_output(output: Path, inputs: dict[str, object], overwrite: bool, resum
     if output.exists() and not overwrite and not resume:
         raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
     check_output_location(output)
+
+
+def check_apart(work_dir: Path, output: Path) -> None:
+    """The work directory is neither the output nor inside or around it (the output replaces its path when done)."""
+    work, out = Path(work_dir).expanduser().resolve(), Path(output).expanduser().resolve()
+    if work == out or out in work.parents or work in out.parents:
+        raise InputError(
+            f"--work-dir {work_dir} and the output {output} overlap (one is or holds the other); give the work "
+            "directory its own folder outside the output."
+        )
 
 
 def check_keyframes(keyframes: dict[int, Path], count: int) -> None:
@@ -152,6 +168,14 @@ def check_schemes(opts: dict, keyframes: dict) -> None:
         raise InputError(f"--polarity {opts['polarity']!r} is not one of {', '.join(POLARITIES)}.")
     if opts.get("lineart_levels", "auto") not in LEVELS:
         raise InputError(f"--lineart-levels {opts['lineart_levels']!r} is not one of {', '.join(LEVELS)}.")
+    if not opts["from_color"] and (
+        opts.get("lineart_method", "informative") != "informative" or opts.get("lineart_weights")
+    ):
+        given = "--lineart-weights" if opts.get("lineart_weights") else f"--lineart-method {opts['lineart_method']}"
+        raise InputError(
+            f"{given} applies only with --from-color (without it --lineart is read as line art); add --from-color to "
+            "extract the line art from colour frames, or drop the option."
+        )
     if opts["from_color"] and opts["polarity"] == "bright-lines":
         raise InputError("--polarity bright-lines contradicts --from-color (extracted line art is dark on white).")
     try:
@@ -170,9 +194,12 @@ def preflight_colorize(opts: dict):
     keyframes = {}
     for item in opts["keyframe"]:
         index, sep, path = item.partition("=")
-        if not sep or not index.strip().isdigit():
+        if not sep or not index.strip().isdigit() or not path.strip():
             raise InputError(f"--keyframe {item!r} is not INDEX=IMAGE, e.g. --keyframe 40=key40.png.")
-        keyframes[int(index)] = Path(path)
+        if int(index) in keyframes:
+            raise InputError(f"--keyframe {int(index)} is given twice ({keyframes[int(index)]} and {path.strip()}).")
+        keyframes[int(index)] = Path(path.strip())
+    check_seed(opts["seed"], "--seed")
     weights = {"--svd": opts["svd"], "--lvcd": opts["lvcd_ckpt"]}
     files = {
         "--reference": opts["reference"],
@@ -196,6 +223,7 @@ def preflight_colorize(opts: dict):
     check_output(opts["output"], inputs, opts["overwrite"], opts["resume"])
     if opts["work_dir"] is not None:
         check_not_input(opts["work_dir"], inputs, option="--work-dir")
+        check_apart(opts["work_dir"], opts["output"])
     source = FrameSource.open(opts["lineart"])
     check_frame_size(source.size_hw, f"--lineart {opts['lineart']}")
     source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos

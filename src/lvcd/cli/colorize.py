@@ -194,7 +194,7 @@ def _run(**opts) -> None:
     result = run_job(work, seed, colorize_shot, keep_work=opts["keep_work"])
     plan = result.size_plan
     typer.echo(
-        f"wrote {len(result.latents)} frames ({plan.input_hw[1]}x{plan.input_hw[0]}, processed at {plan.model_hw[1]}x{plan.model_hw[0]}, "
+        f"wrote {len(result.latents)} frame{'s' * (len(result.latents) != 1)} ({plan.input_hw[1]}x{plan.input_hw[0]}, processed at {plan.model_hw[1]}x{plan.model_hw[0]}, "
         f"line art {result.polarity}, seed {result.seed}) to {result.output_path}"
     )
 

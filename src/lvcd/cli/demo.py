@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lvcd.errors import LVCDError
+from lvcd.errors import InputError, LVCDError
 
 
 def demo_command(
@@ -39,6 +39,8 @@ def demo_command(
         check_device(device)
         check_output(output, {}, overwrite, resume=False)
         if scores_json is not None:
+            if Path(scores_json).expanduser().resolve() == Path(output).expanduser().resolve():
+                raise InputError(f"--json {scores_json} is the output video too; give the scores a file of their own.")
             check_not_input(scores_json, {"--output": output}, option="--json")
             check_output_location(scores_json, option="--json")
         report = run_demo(output, shot, frames, steps, seed, fps, overwrite, device, progress=not quiet)

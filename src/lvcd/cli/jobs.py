@@ -11,7 +11,7 @@ import typer
 
 from lvcd.cli.guard import interruption
 from lvcd.errors import Interrupted
-from lvcd.shot import draw_seed
+from lvcd.seeds import draw_seed
 from lvcd.workdir import WorkDir
 
 

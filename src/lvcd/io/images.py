@@ -218,9 +218,9 @@ def _to_uint8_values(array: np.ndarray) -> np.ndarray:
             )
         return array.astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating):
-        if array.size and (np.nanmin(array) < -0.05 or np.nanmax(array) > 1.05):
-            raise ValueError(
-                f"float image values must be in [0, 1], got [{np.nanmin(array):.3g}, {np.nanmax(array):.3g}]"
-            )
-        return np.round(np.nan_to_num(array).clip(0.0, 1.0) * 255.0).astype(np.uint8)
+        if array.size and not np.isfinite(array).all():
+            raise ValueError("float image values must be in [0, 1], got NaN or infinite values")
+        if array.size and (array.min() < -0.05 or array.max() > 1.05):
+            raise ValueError(f"float image values must be in [0, 1], got [{array.min():.3g}, {array.max():.3g}]")
+        return np.round(array.clip(0.0, 1.0) * 255.0).astype(np.uint8)
     raise ValueError(f"unsupported image dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
