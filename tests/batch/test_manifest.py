@@ -124,9 +124,11 @@ def test_cli_checks_every_shots_size_and_overlap_against_the_model_before_starti
     path = tmp_path / "film.json"
     path.write_text('[{"name": "ok", "reference": "r.png", "lineart": "a/"}, '
                     '{"name": "odd", "reference": "r.png", "lineart": "b/", "size": "100x100"}]')  # fmt: skip
-    model = ["--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG)]
-    result = CliRunner().invoke(app, ["batch", str(path), "-o", str(tmp_path / "out"), *model])
-    assert (
-        result.exit_code == 2 and "shot 'odd': --size 100x100: height and width must be multiples of" in result.output
-    )
-    assert not (tmp_path / "out").exists()
+    from lvcd.demo import demo_weights_path
+
+    tiny = ["--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"]), "--config", str(TINY_CONFIG)]
+    for model in (tiny, ["--svd", str(demo_weights_path())]):  # a config given, or the one a file carries
+        result = CliRunner().invoke(app, ["batch", str(path), "-o", str(tmp_path / "out"), *model])
+        assert result.exit_code == 2, result.output
+        assert "shot 'odd': --size 100x100: height and width must be multiples of" in result.output
+        assert not (tmp_path / "out").exists()

@@ -85,6 +85,7 @@ CASES = [
     Case("colorize-config-missing", lambda w: colorize(w, config=w.inputs / "nothere.json"), ("--config", "nothere.json")),
     Case("colorize-config-unknown-preset", lambda w: colorize(w, config="svd-huge"), ("--config", "svd-huge")),
     Case("colorize-model-unknown", lambda w: colorize(w, drop=("--svd", "--lvcd", "--config"), model="big"), ("--model", "big")),
+    Case("colorize-demo-size-multiple", lambda w: colorize(w, drop=("--svd", "--lvcd", "--config"), model="demo", size="100x100"), ("--size", "100x100", "multiples of 16")),
     Case("colorize-model-and-files", lambda w: colorize(w, drop=("--config",), model="demo"), ("--model demo", "--svd")),
     # ---------------------------------------------------------------- colorize: weights
     Case("colorize-svd-missing", lambda w: colorize(w, svd=w.inputs / "svd.safetensors"), ("svd.safetensors", "does not exist")),
@@ -230,3 +231,22 @@ def test_the_gpu_memory_advice_names_the_settings_that_fit(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(7.0e9), 80 * 10**9))
     check_gpu_memory(opts, config, (320, 576))  # fits: no error
     check_gpu_memory({**opts, "device": "cpu"}, config, (320, 576))  # no CUDA question on the CPU
+
+
+def test_a_shot_too_big_for_this_machines_memory_is_refused_before_loading(monkeypatch):
+    """The CPU has no out-of-memory error to catch: the system kills the process. The official network at 320x576
+    needs about 12 GB in fp32; a machine with 8 GB available is told so, one with 64 GB goes ahead."""
+    import lvcd.cli.checks as checks
+    from lvcd.config import get_config
+    from lvcd.errors import InputError
+
+    opts = {"device": "cpu", "dtype": None, "vae_dtype": None, "offload": False}
+    config = get_config("svd-lvcd")
+    monkeypatch.setattr(checks, "available_ram", lambda: 8 * 10**9)
+    with pytest.raises(InputError, match=r"needs at least 1\d\.\d GB of memory at 320x576 on the CPU .* 8.0 GB avail"):
+        checks.check_cpu_memory(opts, config, (320, 576))
+    monkeypatch.setattr(checks, "available_ram", lambda: 64 * 10**9)
+    checks.check_cpu_memory(opts, config, (320, 576))  # fits
+    monkeypatch.setattr(checks, "available_ram", lambda: 32 * 10**9)
+    with pytest.raises(InputError, match=r"needs at least 48.6 GB of memory at 1280x2304"):  # 16x the trained area:
+        checks.check_cpu_memory(opts, config, (1280, 2304))  # extended from a 16th and an 8th (a full trace: 48.6)

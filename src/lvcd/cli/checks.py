@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 from lvcd.errors import InputError
@@ -152,9 +153,9 @@ def expected_config(opts: dict):
         if opts.get("model") == "demo":
             from lvcd.demo import demo_weights_path
 
-            return WeightsFile(demo_weights_path()).model_config()
+            return WeightsFile(demo_weights_path(), "demo").model_config()
         if opts.get("svd") is not None and Path(opts["svd"]).suffix == ".safetensors":
-            return WeightsFile(opts["svd"]).model_config() or get_config(None)
+            return WeightsFile(opts["svd"], "svd").model_config() or get_config(None)
     except Exception:  # noqa: BLE001 - the weights' loader reports unreadable files with its own message
         return None
     return None
@@ -232,6 +233,7 @@ def preflight_colorize(opts: dict):
     if cfg is not None:
         plan = plan_size(source.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
         check_gpu_memory(opts, cfg, plan.model_hw)
+        check_cpu_memory(opts, cfg, plan.model_hw)
     return source, size, keyframes
 
 
@@ -268,3 +270,65 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
         f"--device {device}: this shot needs at least {needed / 1e9:.1f} GB of GPU memory at {height}x{width} "
         f"({str(dtype).removeprefix('torch.')}) and the GPU has {free / 1e9:.1f} GB free; {advice}."
     )
+
+
+# On the CPU the estimate (a second or two) is made only where running out of memory is plausible: a processing size
+# over the trained area, or a machine with less than this much memory available.
+SMALL_RAM = 16 * 2**30
+
+
+def available_ram() -> int | None:
+    """Bytes of memory the system can give a new process without swapping (Linux: MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_cpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
+    """On the CPU, a shot whose estimated peak (weights and activations, a lower bound) is more than the memory this
+    machine has available is refused before the weights load: the system would kill the process midway."""
+    import torch
+
+    from lvcd.devices import default_device
+
+    if default_device(opts["device"]).type != "cpu":
+        return
+    available = available_ram()
+    large = model_hw[0] * model_hw[1] > config.train_size_hw[0] * config.train_size_hw[1]
+    if available is None or not (large or available < SMALL_RAM):
+        return
+    from lvcd.cli.options import parse_dtype
+    from lvcd.memory_estimate import estimate_shot_memory
+
+    dtype = parse_dtype(opts["dtype"]) or torch.float32
+    vae_dtype = parse_dtype(opts.get("vae_dtype"), "--vae-dtype") or torch.float32
+    chained = opts.get("reference_mode") == "previous-sample"
+    ratio = model_hw[0] * model_hw[1] / (config.train_size_hw[0] * config.train_size_hw[1])
+    if ratio <= 4:
+        needed = estimate_shot_memory(config, model_hw, dtype, vae_dtype, False, previous_sample=chained).peak_bytes
+    else:  # tracing a huge size takes minutes: trace a 16th and an 8th of its area, extend each phase linearly
+        m = config.size_multiple
+        h, w = (max(m, model_hw[0] // 4 // m * m), max(m, model_hw[1] // 4 // m * m))
+        small, large = (
+            estimate_shot_memory(config, size, dtype, vae_dtype, False, previous_sample=chained)
+            for size in ((h, w), (2 * h, w))
+        )
+        needed = 0
+        for phase, at_small in small.activations_bytes.items():
+            slope = (large.activations_bytes[phase] - at_small) / (h * w)
+            area = model_hw[0] * model_hw[1] - h * w
+            needed = max(needed, small.resident_bytes[phase] + int(at_small + slope * area))
+    if needed > available:
+        height, width = model_hw
+        raise InputError(
+            f"this shot needs at least {needed / 1e9:.1f} GB of memory at {height}x{width} on the CPU and this machine "
+            f"has {available / 1e9:.1f} GB available; use a smaller --size (or a GPU)."
+        )
