@@ -403,8 +403,13 @@ def test_keyframes_by_json_keys_twice_or_too_late_and_seeds_out_of_range(pipe, t
         late = pipe(reference, frames, num_steps=1, seed=3, keyframes={17: reference}, progress=False)
     plain = pipe(reference, frames, num_steps=1, seed=3, progress=False)
     assert torch.equal(late.frames, plain.frames)  # indeed nothing changed
-    with pytest.raises(InputError, match=r"seed 1180591620717411303424 is not a whole number from 0 to 2\*\*64-1"):
+    with pytest.raises(
+        InputError, match=r"seed 1180591620717411303424 is not a whole number from -2\*\*63 to 2\*\*64-1"
+    ):
         pipe(reference, frames, num_steps=1, seed=2**70, progress=False)
+    negative = pipe(reference, frames, num_steps=1, seed=-1, progress=False)  # torch takes it; older jobs used it
+    assert negative.seed == -1
+    assert pipe(reference, frames, num_steps=1, seed=np.int64(3), progress=False).seed == 3  # numpy ints too
 
 
 def test_a_reference_tensor_out_of_range_or_nan_is_refused(pipe, tmp_path):
@@ -415,3 +420,12 @@ def test_a_reference_tensor_out_of_range_or_nan_is_refused(pipe, tmp_path):
     ):
         with pytest.raises(InputError, match=rf"reference tensor must hold values in \[0, 1\] .*{phrase}"):
             pipe(tensor, frames, num_steps=1, progress=False)
+
+
+def test_frames_named_unusably_for_an_output_folder_are_numbered_instead(pipe, tmp_path):
+    """A Linux file name may hold a backslash, which no output frame may: the frames are numbered (before any work)
+    rather than failing in the decoder after the whole shot was sampled."""
+    frames, reference = _shot(tmp_path / "l", 2)
+    (frames / "f1.png").rename(frames / "a\\b.png")
+    pipe(reference, frames, num_steps=1, seed=0, output=tmp_path / "out", progress=False)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000.png", "00001.png"]

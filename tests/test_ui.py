@@ -317,6 +317,12 @@ def test_a_cache_shared_with_another_server_keeps_its_files_and_is_not_served(pi
     assert jobs.parent == shared / "lvcd-jobs" and jobs.name != "another-server"
     assert launched["allowed_paths"] == [str(jobs), str(examples)]  # not the whole shared folder
     assert not jobs.exists() and other.read_bytes() == b"another server's result"
+    monkeypatch.chdir(tmp_path)  # a cache under the working directory: allowed (gradio would refuse dot-file uploads)
+    launch_page(pipe, examples=False)
+    assert str(shared.resolve()) in launched["allowed_paths"]
+    monkeypatch.chdir(shared)  # the working directory itself is never opened
+    launch_page(pipe, examples=False)
+    assert str(shared.resolve()) not in launched["allowed_paths"]
 
 
 def test_a_job_out_of_gpu_memory_says_what_needs_less_not_report_a_bug(pipe, tmp_path, monkeypatch):

@@ -92,3 +92,17 @@ def test_a_damaged_state_file_is_a_one_line_error_saying_how_to_start_afresh(tmp
     with pytest.raises(InputError, match="start.safetensors: this job's saved state cannot be read"):
         work.load_start()
     work.release()
+
+
+def test_a_damaged_settings_file_is_a_one_line_error_too(tmp_path):
+    work = WorkDir(tmp_path / "w", resume=True)
+    (work.path / "settings.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"settings.json: this job's settings cannot be read; .*start afresh"):
+        work.bind("f" * 64, 0)
+    work.release()
+
+
+def test_the_messages_name_an_unrecorded_default_setting_by_its_value():
+    from lvcd.workdir import differences
+
+    assert differences({"sampler": "heun", "seed": "1"}, {"seed": "1"}) == "sampler heun then, euler now"

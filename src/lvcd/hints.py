@@ -20,6 +20,7 @@ from lvcd.io import FrameSource, SizePlan, detect_sequence_polarity, fit_hint, l
 from lvcd.io.atomic import atomic_output
 from lvcd.io.lineart_input import dark_lines_gray
 from lvcd.io.paper import PaperLevels, check_levels, levelled_hint, shot_levels
+from lvcd.io.writers import usable_frame_name
 
 
 def _as_array(frame) -> np.ndarray:
@@ -76,12 +77,14 @@ class LineartFrames:
 
     @property
     def names(self) -> list[str] | None:
-        """The frames' names (a folder's file stems, a video's zero-padded indices), when the source has them and no
-        two differ only in case (they could not be one folder's file names on macOS or Windows)."""
+        """The frames' names (a folder's file stems, a video's zero-padded indices), when the source has them, every
+        one can name an output frame, and no two differ only in case (they could not be one folder's file names on
+        macOS or Windows)."""
         names = getattr(self.source, "names", None)
         if names is None or len(names) != self.count or len({str(n).casefold() for n in names}) != self.count:
             return None
-        return [str(n) for n in names]
+        names = [str(n) for n in names]
+        return names if all(usable_frame_name(n) for n in names) else None  # else numbered: none can fail late
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.source) if self.source is not None else iter(self._frames)

@@ -297,7 +297,7 @@ class LVCDPipeline:
             lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
         if num_steps < 1:
             raise InputError("num_steps must be at least 1.")
-        check_seed(seed)
+        seed = check_seed(seed)
         if resume and work_dir is None:
             raise InputError("resume=True needs the work_dir of the interrupted job.")
         try:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import operator
 import secrets
 
 from lvcd.errors import InputError
 
-MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes unsigned 64-bit seeds
+MIN_SEED, MAX_SEED = -(2**63), 2**64 - 1  # what torch.Generator.manual_seed takes
 
 
 def check_seed(seed, what: str = "seed") -> int | None:
-    """``seed`` when it is None or a whole number in 0..MAX_SEED; else a one-line InputError."""
+    """``seed`` as an int when it is None or a whole number in MIN_SEED..MAX_SEED (numpy integers too); else a
+    one-line InputError."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise InputError(f"{what} {seed!r} is not a whole number from 0 to 2**64-1 ({MAX_SEED}); give a smaller seed.")
-    return seed
+    try:
+        value = None if isinstance(seed, bool) else operator.index(seed)
+    except TypeError:
+        value = None
+    if value is None or not MIN_SEED <= value <= MAX_SEED:
+        raise InputError(f"{what} {seed!r} is not a whole number from -2**63 to 2**64-1; give a smaller seed.")
+    return value
 
 
 def draw_seed() -> int:

@@ -58,6 +58,7 @@ _LEVELS_REMEDY = {
     "levelled": ("levelled", "--lineart-levels on"),
     "as drawn": ("read as drawn", "--lineart-levels off"),
 }
+_ABSENT = {"sampler": "euler"}  # lvcd.shot records the sampler only when it is not Euler
 # Names of the settings in messages.
 _LABELS = {"plan": "size (input, processing)", "config": "model config", "prev_attn_steps": "prev-reference steps"}
 
@@ -72,7 +73,8 @@ def differences(recorded: dict | None, current: dict[str, str]) -> str:
         return text
     changed = []
     for name in sorted(set(recorded) | set(current), key=lambda n: (n != "line art", n)):
-        then, now = recorded.get(name, "none"), current.get(name, "none")
+        absent = _ABSENT.get(name, "none")  # a setting left out of the record when it has its default value
+        then, now = recorded.get(name, absent), current.get(name, absent)
         if then == now or name == "line-art levels":
             continue
         if name in ("line art", "reference", "keyframe images", "given noise"):
@@ -170,7 +172,15 @@ class WorkDir:
         the work directory of another job with :class:`WorkDirMismatch`, saying what differs."""
         settings = self.path / SETTINGS
         if settings.exists():
-            recorded = json.loads(settings.read_text())
+            try:
+                recorded = json.loads(settings.read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                recorded = None
+            if not isinstance(recorded, dict):
+                raise InputError(
+                    f"{settings}: this job's settings cannot be read; the work directory is damaged. Run without "
+                    "--resume to start afresh."
+                )
             if recorded.get("fingerprint") != job_fingerprint:
                 raise WorkDirMismatch(self.path, differences(recorded.get("parts"), parts or {}))
             return

@@ -284,12 +284,17 @@ def test_a_batch_never_writes_or_replaces_its_inputs(film, tiny_weights, tmp_pat
     reference = outdir / "s1" / "ref.png"
     shutil.copy(film["shot2"]["reference"], reference)
     (outdir / "s1" / "notes.txt").write_text("mine")
+    (outdir / "s3").mkdir()
+    (outdir / "s3" / "scene.blend").write_bytes(b"other work")
     entries = [{**film["shot2"], "name": "s1", "reference": str(reference)}, {**film["shot2"], "name": "s2"}]
+    entries.append({**film["shot2"], "name": "s3"})
     manifest = write_manifest(tmp_path / "film.json", entries)
     result = batch_cli(tiny_weights, manifest, outdir, "--overwrite")
     assert result.exit_code == 1, result.output
     report = shot_entries(read_report(outdir))
     assert report["s1"]["status"] == "failed" and "never deletes its inputs" in report["s1"]["error"]
+    assert report["s3"]["status"] == "failed" and "holds more than PNG frames (scene.blend)" in report["s3"]["error"]
+    assert [p.name for p in (outdir / "s3").iterdir()] == ["scene.blend"]
     assert report["s2"]["status"] == "done"
     assert sorted(p.name for p in (outdir / "s1").iterdir()) == ["notes.txt", "ref.png"]
 

@@ -227,7 +227,12 @@ def test_a_failing_shard_takes_back_only_its_own_files_from_a_root_others_share(
         prepare_dataset([good, bad], root, encoder=tiny_vae, lineart=xdog, options=options(), open_frames=open_frames)
     assert sorted(p.name for p in (root / "scenes").iterdir()) == ["other.json"]  # a_good.json (ours) went
     assert (root / "lvcd_data.json").exists()  # the root is in use by the other shard: its record stays
-    shared[0], root = False, tmp_path / "alone"
+    shared[0], root = False, tmp_path / "pass2"  # another shard past its scans, writing frames: the record stays
+    (root / f"img_{TRAIN_SIZE[0]}").mkdir(parents=True)
+    with pytest.raises(InputError, match="unreadable"):
+        prepare_dataset([good, bad], root, encoder=tiny_vae, lineart=xdog, options=options(), open_frames=open_frames)
+    assert (root / "lvcd_data.json").exists() and not (root / "scenes").exists()
+    root = tmp_path / "alone"
     with pytest.raises(InputError, match="unreadable"):  # alone: the whole new root is taken back
         prepare_dataset([good, bad], root, encoder=tiny_vae, lineart=xdog, options=options(), open_frames=open_frames)
     assert not root.exists()

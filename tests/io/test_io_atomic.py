@@ -126,3 +126,30 @@ def test_a_creating_temporary_of_a_killed_writer_is_removed_once_old(tmp_path):
     os.utime(old, (time.time() - 3600, time.time() - 3600))
     assert remove_abandoned_temporaries(target) == [old]
     assert fresh.exists() and not old.exists()
+
+
+def test_a_writer_waits_for_a_clean_up_that_tests_its_fresh_temporary(tmp_path, monkeypatch):
+    """A clean-up in another process may hold a fresh temporary's lock for an instant while it tests it: the writer
+    must wait for the lock, not go on without one (its temporary would then look abandoned and be deleted)."""
+    import fcntl
+    import threading
+
+    from lvcd.io import atomic
+    from lvcd.io.locks import is_abandoned
+
+    real_open = os.open
+
+    def open_then_probe(path, flags, *mode):
+        fd = real_open(path, flags, *mode)
+        if ".creating-" in str(path):  # the cleaner's probe: holds the lock for 0.3 s
+            probe = real_open(path, os.O_RDONLY)
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            threading.Timer(0.3, os.close, (probe,)).start()
+        return fd
+
+    monkeypatch.setattr(atomic.os, "open", open_then_probe)
+    output = AtomicOutput(tmp_path / "out.mp4")
+    monkeypatch.undo()
+    time.sleep(0.5)  # the probe is over
+    assert not is_abandoned(output.path) and atomic.remove_abandoned_temporaries(output.target) == []
+    output.discard()

@@ -103,6 +103,7 @@ CASES = [
     Case("colorize-output-is-svd-weights", lambda w: colorize(w, "--overwrite", output=w.svd), ("--svd", "tiny_svd.safetensors")),
     Case("colorize-output-is-config", lambda w: colorize(w, "--overwrite", output=w.config), ("--config", "tiny_config.json")),
     Case("colorize-output-is-keyframe", lambda w: colorize(w, "--overwrite", "--keyframe", f"2={w.keyframe}", output=w.keyframe), ("--keyframe 2=", "key.png")),
+    Case("colorize-overwrite-folder-of-other-work", lambda w: colorize(w, "--overwrite", output=w.user_dir), ("project", "more than PNG frames")),
     Case("colorize-output-exists", lambda w: colorize(w, output=w.out / "existing.mp4"), ("existing.mp4", "--overwrite")),
     Case("colorize-output-parent-is-file", lambda w: colorize(w, output=w.a_file / "result.mp4"), ("a_file", "is a file")),
     Case("colorize-work-dir-of-user-files", lambda w: colorize(w, work_dir=w.user_dir), ("--work-dir", "project", "not an lvcd work directory")),

@@ -206,7 +206,6 @@ def test_output_dir_must_spare_the_inputs(tiny_weights, tmp_path, no_model_loadi
     data_root = tmp_path / "data"
     data_root.mkdir()
     for output_dir, data, message in (
-        (tiny_weights["lvcd"].parent, "", "would replace a folder that holds model.svd"),  # holds the weights
         (data_root, str(data_root), "would write onto or into data.root"),  # is the data root
         (data_root / "runs" / "x", str(data_root), "would write onto or into data.root"),  # inside it
     ):
@@ -214,15 +213,29 @@ def test_output_dir_must_spare_the_inputs(tiny_weights, tmp_path, no_model_loadi
         with pytest.raises(InputError, match=message) as refused:
             train(config, dataset=dataset)
         assert "\n" not in str(refused.value) and "output_dir" in str(refused.value)
-    # the config file: output_dir = "." next to it
+    # a config file in output_dir: fine beside what the run writes (runs/x/train.json), refused where it writes
+    for name, refused_at in (("config.json", "config.json"), ("checkpoints/train.json", "checkpoints")):
+        config_file = tmp_path / "exp" / name
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        config_file.write_text(json.dumps({
+            "output_dir": str(tmp_path / "exp"),
+            "model": {"svd": str(tiny_weights["svd"]), "lvcd": str(tiny_weights["lvcd"]), "config": str(TINY_CONFIG)},
+        }))  # fmt: skip
+        with pytest.raises(InputError, match=rf"--config .*{name}.* lies where this run writes .*{refused_at}"):
+            train(load_train_config(config_file), dataset=dataset)
+
+
+def test_a_config_file_beside_the_run_in_output_dir_is_fine(tiny_weights, tmp_path, no_model_loading):
+    """runs/x/train.json with output_dir runs/x (a common layout, and runs made so must resume): the run only adds
+    config.json, logs/ and checkpoints/ beside it."""
+    from lvcd.train.run_dir import check_run_output_dir
+
     config_file = tmp_path / "exp" / "train.json"
     config_file.parent.mkdir()
-    config_file.write_text(json.dumps({
-        "output_dir": ".",
-        "model": {"svd": str(tiny_weights["svd"]), "lvcd": str(tiny_weights["lvcd"]), "config": str(TINY_CONFIG)},
-    }))  # fmt: skip
-    with pytest.raises(InputError, match=r"would replace a folder that holds --config .*train\.json"):
-        train(load_train_config(config_file), dataset=dataset)
+    config_file.write_text("{}")
+    weights = tmp_path / "exp" / "base_model.safetensors"
+    weights.write_bytes(b"x")
+    check_run_output_dir(tmp_path / "exp", {"--config": config_file, "model.svd": weights}, None)
 
 
 def test_resume_latest_after_a_crash_keeps_each_log_row_once(full_run, tmp_path):

@@ -37,6 +37,7 @@ from lvcd.batch.report import BatchReport, new_entry
 from lvcd.batch.shot import ShotJob, ShotResult, finished_windows
 from lvcd.errors import LVCDError
 from lvcd.io.paths import check_not_input
+from lvcd.io.writers import check_replaceable
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ def plan_batch(
             if output.name.casefold() in (REPORT_NAME.casefold(), EVALUATION_NAME.casefold()):
                 raise LVCDError(f"the name {shot.name!r} is the batch's own {output.name}; rename the shot")
             check_not_input(output, [*shot.inputs, *model_files(model_identity)])
+            if options.overwrite:
+                check_replaceable(output)
             frames[shot.name] = _frame_count(shot)
             if output.exists() and not options.overwrite:
                 raise LVCDError(

@@ -14,7 +14,7 @@ from lvcd.errors import InputError
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS
 from lvcd.io.paths import check_not_input, check_output_location
-from lvcd.io.writers import output_kind
+from lvcd.io.writers import check_replaceable, output_kind
 from lvcd.seeds import check_seed
 
 
@@ -104,6 +104,8 @@ def check_output(output: Path, inputs: dict[str, object], overwrite: bool, resum
     output_kind(output)
     if output.exists() and not overwrite and not resume:
         raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
+    if overwrite:
+        check_replaceable(output)
     check_output_location(output)
 
 

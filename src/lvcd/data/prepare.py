@@ -266,9 +266,14 @@ class PrepareReport:
 
 
 def scan_video(
-    video: VideoInput, layout: DatasetLayout, options: PrepareOptions, open_frames=_open_frames
+    video: VideoInput,
+    layout: DatasetLayout,
+    options: PrepareOptions,
+    open_frames=_open_frames,
+    wrote: list[Path] | None = None,
 ) -> dict[str, Any]:
-    """Scene split of one video, from the cache in ``scenes/`` when it was made with the same settings."""
+    """Scene split of one video, from the cache in ``scenes/`` when it was made with the same settings (``wrote``:
+    the cache's path is appended when this call wrote it)."""
     path = layout.scenes_path(video.name)
     fingerprint = video.fingerprint()
     if path.is_file():
@@ -304,6 +309,8 @@ def scan_video(
         "scores": [round(s, 3) for s in detector.scores],
     }
     write_json(path, scan)
+    if wrote is not None:
+        wrote.append(path)
     return scan
 
 
@@ -477,9 +484,7 @@ def prepare_dataset(
     scans = {}
     with fresh.undone_on_error():
         for video in videos[rotation:] + videos[:rotation]:
-            if not layout.scenes_path(video.name).exists():
-                fresh.written.append(layout.scenes_path(video.name))
-            scans[video.name] = scan_video(video, layout, options, open_frames)
+            scans[video.name] = scan_video(video, layout, options, open_frames, wrote=fresh.written)
         clips = [Clip(v.name, start, stop) for v in videos for start, stop in scans[v.name]["clips"]]
         if not clips:
             raise InputError(_no_clips_message(videos, scans, options))
@@ -561,7 +566,9 @@ class _FreshRoot:
         for folder in self.folders:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # another shard's caches in it: keep it
-        others = any(self.layout.scenes_dir.glob("*.json")) or self.layout.shard_index_dir.exists()
+        layout = self.layout
+        written_by_others = (layout.shard_index_dir, layout.image_dir, layout.sketch_dir, layout.latent_dir)
+        others = any(layout.scenes_dir.glob("*.json")) or any(folder.exists() for folder in written_by_others)
         if self.wrote_meta and not others:  # else another shard of this root is at work and relies on it
             self.layout.meta_path.unlink(missing_ok=True)
         if self.root_created:

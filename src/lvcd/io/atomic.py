@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from lvcd.errors import InputError
-from lvcd.io.locks import is_abandoned, try_lock
+from lvcd.io.locks import HAS_LOCKS, is_abandoned, lock_waiting
 
 _TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<tag>partial|replaced|creating)-[0-9a-f]{8}(?:\.[^/]*)?")
 CREATING = "creating"  # the tag of a temporary for the instant before it is locked and renamed to its ``partial`` name
@@ -76,11 +76,12 @@ def check_no_other_writer(target: str | os.PathLike, option: str = "the output")
 
 def remove_abandoned_temporaries(target: Path) -> list[Path]:
     """Delete the temporaries a killed writer left next to ``target``; returns them."""
-    now = time.time()
     removed = abandoned_temporaries(target)
-    for path in abandoned_temporaries(target, CREATING):
+    pattern = f".{glob.escape(target.name)}.{CREATING}-*"
+    for path in sorted(target.parent.glob(pattern)):  # old ones only: a young one's writer may not hold its lock yet
         with contextlib.suppress(OSError):
-            if now - path.lstat().st_mtime > _CREATING_AGE:
+            old = time.time() - path.lstat().st_mtime > _CREATING_AGE
+            if old and temporary_target(path.name, CREATING) == target.name and is_abandoned(path):
                 removed.append(path)
     for path in removed:
         remove(path)
@@ -149,17 +150,19 @@ class AtomicOutput:
         if exclusive:  # refuse while another process writes the same target (check_no_other_writer)
             check_no_other_writer(self.target)
         self.path = sibling(self.target, tag, "" if folder else self.target.suffix)
-        # Made and locked under a name no clean-up looks at, then renamed: a temporary is never visible unlocked (a
-        # clean-up in another process would take it for a dead writer's and delete it).
-        creating = sibling(self.target, CREATING)
+        # Made and locked under a name clean-ups leave alone while it is young, then renamed: a temporary is never
+        # visible unlocked (a clean-up in another process would take it for a dead writer's and delete it). Without
+        # locks (Windows) there is nothing to guard, and an open file could not be renamed there.
+        creating = sibling(self.target, CREATING) if HAS_LOCKS else self.path
         if folder:
             creating.mkdir()
             self._lock: int | None = os.open(creating, os.O_RDONLY) if os.name == "posix" else None
         else:  # created here, with the umask's mode; writers reopen and truncate it, keeping its mode and lock
             self._lock = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         if self._lock is not None:
-            try_lock(self._lock)  # a name nobody else knows: always granted
-        os.rename(creating, self.path)
+            lock_waiting(self._lock)  # a clean-up testing the lock holds it only for an instant
+        if creating != self.path:
+            os.rename(creating, self.path)
         self.state = "open"  # open -> committed | discarded
 
     def _unlock(self) -> None:

@@ -20,6 +20,15 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 
+HAS_LOCKS = fcntl is not None
+
+
+def lock_waiting(fd: int) -> None:
+    """Take an exclusive lock on an open descriptor, waiting while another process holds it."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+
 def try_lock(fd: int) -> bool:
     """Take an exclusive lock on an open descriptor without waiting; False when another process holds it."""
     if fcntl is None:  # pragma: no cover

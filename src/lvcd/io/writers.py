@@ -74,6 +74,11 @@ def output_kind(path: str | Path) -> OutputKind:
     return "png"
 
 
+def usable_frame_name(name: str) -> bool:
+    """Whether ``name`` can name a PNG frame of an output folder: not empty, not hidden, no folder separator."""
+    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
+
+
 _OS_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # what file browsers drop into any folder
 
 
@@ -237,7 +242,7 @@ class _PngFolderWriter(FrameWriter):
     def _write(self, frame: np.ndarray, name: str | None) -> None:
         name = f"{self.frames_written:05d}" if name is None else str(name)
         # case-folded: two names differing only in case would be one file on macOS and Windows
-        if not name or name.startswith(".") or "/" in name or "\\" in name or name.casefold() in self._names:
+        if not usable_frame_name(name) or name.casefold() in self._names:
             raise ValueError(f"{self.path}: invalid or repeated frame name {name!r}")
         self._names.add(name.casefold())
         Image.fromarray(frame).save(self.temp_path / f"{name}.png", compress_level=4)

@@ -21,6 +21,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from lvcd.errors import InputError
 from lvcd.io.atomic import atomic_output
 from lvcd.io.paths import check_not_input
 from lvcd.train.checkpoint import CHECKPOINTS_DIR, WEIGHTS_NAME, list_checkpoints
@@ -43,7 +44,16 @@ def check_run_output_dir(
     resumed (None for a fresh run) and its step; ``weights_name``: the weights file of this command's checkpoints."""
     output_dir = Path(output_dir)
     given = {name: path for name, path in inputs.items() if path not in (None, "")}
-    check_not_input(output_dir, given, option="output_dir")
+    check_not_input(output_dir, given, option="output_dir", contains_ok=True)  # a run adds to its folder ...
+    written = [output_dir / name for name in ("config.json", "logs", CHECKPOINTS_DIR, *RESULT_FILES)]
+    for name, path in given.items():  # ... where it writes only these
+        source = Path(path).expanduser().resolve()
+        hit = next((w for w in written if source == w.resolve() or w.resolve() in source.parents), None)
+        if hit is not None:
+            raise InputError(
+                f"{name} {path} lies where this run writes ({hit}); move it out of output_dir {output_dir} or choose "
+                "another output_dir."
+            )
     if resume_from is not None and _is_within(resume_from, output_dir / CHECKPOINTS_DIR):
         later = [step for step, _ in list_checkpoints(output_dir, None) if step > resumed_step]
         if later:

@@ -338,10 +338,14 @@ def launch_page(
     try:
         app = build_app(pipe, limits, examples)
         app.queue(default_concurrency_limit=1, max_size=max_queue)
-        # allowed_paths: gradio refuses uploaded dot-files (.f3.png) when its cache lies under the working directory;
-        # a cache the user chose (GRADIO_TEMP_DIR, maybe /tmp itself) is not opened to the page, only this server's own
-        # folders in it
+        # allowed_paths: gradio refuses uploaded dot-files (.f3.png) when its cache lies under the working directory
+        # unless the cache is allowed; a cache the user chose (GRADIO_TEMP_DIR, maybe /tmp itself) is not opened to the
+        # page, only this server's own folders in it, and the cache itself when it is a folder under the working
+        # directory (never the working directory or one above it)
         allowed = [private_cache] if private_cache is not None else [str(folder) for folder in app.lvcd_folders]
+        cache, here = Path(_cache_dir()).resolve(), Path.cwd().resolve()
+        if private_cache is None and here in cache.parents:  # a cache folder of its own under the working directory
+            allowed.append(str(cache))
         app.launch(
             server_name=host, server_port=port, max_file_size=int(limits.max_upload_mb * 1024 * 1024), theme=THEME,
             css=CSS, footer_links=[], show_error=False, allowed_paths=allowed,
