@@ -57,10 +57,12 @@ def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
         tensor = tensor[None] if tensor.ndim == 3 else tensor
         if tensor.ndim != 4 or tensor.shape[:2] != (1, 3):
             raise InputError(f"The {what} tensor must be (3, H, W) in [0, 1], got {tuple(image.shape)}.")
-        if not torch.isfinite(tensor).all() or tensor.min() < -1e-3 or tensor.max() > 1 + 1e-3:
+        values = tensor.numpy()  # on the CPU already: read with numpy, not as tensor ops a GPU would wait on
+        finite = bool(np.isfinite(values).all())
+        if not finite or values.min() < -1e-3 or values.max() > 1 + 1e-3:
             raise InputError(
-                f"The {what} tensor must hold values in [0, 1] (it holds {tensor.min().item():g} to "
-                f"{tensor.max().item():g}{', and NaN or inf' if not torch.isfinite(tensor).all() else ''})."
+                f"The {what} tensor must hold values in [0, 1] (it holds {values.min():g} to {values.max():g}"
+                f"{'' if finite else ', and NaN or inf'})."
             )
         if tuple(tensor.shape[-2:]) == plan.model_hw and plan.is_identity:
             return tensor * 2 - 1
