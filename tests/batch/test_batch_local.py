@@ -351,3 +351,18 @@ def test_a_batch_that_cannot_start_leaves_no_outdir_behind(film, tiny_weights, t
     with pytest.raises(RuntimeError, match="no worker"):
         run_batch(shots, tmp_path / "used", NoWorker(model), identity, BatchOptions(progress=False))
     assert (tmp_path / "used" / "mine.txt").exists()  # a folder it did not create keeps its report for the record
+
+
+def test_the_demo_model_colorizes_a_batch_without_weight_files(film, tmp_path):
+    """`lvcd batch --model demo` as `lvcd colorize --model demo`: the packaged model, fp32; other names refused."""
+    manifest = write_manifest(tmp_path / "film.json", [film["shot2"]])
+    runner = CliRunner()
+    common = ["batch", str(manifest), "-o", str(tmp_path / "out"), "--steps", "1", "--format", "png", "--quiet"]
+    result = runner.invoke(app, [*common, "--model", "demo", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert shot_entries(read_report(tmp_path / "out"))["shot2"]["status"] == "done"
+    assert len(list((tmp_path / "out" / "shot2").iterdir())) == 2
+    for extra, phrase in ((["--model", "big"], "only packaged model is 'demo'"),
+                          (["--model", "demo", "--svd", str(manifest)], "replaces --svd/--lvcd")):  # fmt: skip
+        refused = runner.invoke(app, [*common[:3], str(tmp_path / "other"), *common[4:], *extra])
+        assert refused.exit_code == 2 and phrase in refused.output, refused.output

@@ -27,6 +27,9 @@ def batch(
     outdir: Path = typer.Option(..., "--output", "-o", help="Output folder: OUTDIR/<name>.mp4 per shot + report."),
     svd: Path | None = typer.Option(None, "--svd", help="svd.safetensors (default: the Hugging Face cache)."),
     lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="LVCD's lvcd.ckpt (or its converted safetensors)."),
+    model: str | None = typer.Option(
+        None, "--model", help="'demo': the small model shipped in the package (synthetic cartoons, 64x64), no files."
+    ),
     config: str | None = typer.Option(None, "--config", help="Model config: a preset name or a JSON file."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: every GPU, else CPU)."),
     dtype: str | None = typer.Option(
@@ -147,6 +150,16 @@ def _run(**opts) -> bool:
         raise InputError(f"-o {opts['outdir']}: is a file; give a folder for the batch's outputs")
     check_config(opts["config"])
     check_device(opts["device"])
+    if opts["model"] is not None:  # the packaged demo model: one whole-model file, fp32 unless told otherwise
+        from lvcd.demo import demo_weights_path
+
+        if opts["model"] != "demo":
+            raise InputError(
+                f"--model {opts['model']!r}: the only packaged model is 'demo'; give --svd/--lvcd for others."
+            )
+        if opts["svd"] is not None or opts["lvcd_ckpt"] is not None:
+            raise InputError("--model demo replaces --svd/--lvcd: give one or the other.")
+        opts["svd"], opts["dtype"] = demo_weights_path(), opts["dtype"] or "fp32"
     defaults = ShotSettings(
         steps=opts["steps"],
         seed=opts["seed"],
