@@ -127,7 +127,7 @@ def test_cli_user_errors_are_one_line_and_exit_2(tmp_path, tiny_weights, cli_run
         (["--resume", "latest"], "no checkpoint"),
         (["--set", "data.size=[72, 72]"], "multiples of 64"),
         (["--set", f'data.root="{tmp_path / "missing"}"'], "not a folder"),
-        (["--output-dir", str(tmp_path)], "would replace a folder that holds --config"),  # and the data root
+        (["--output-dir", str(tmp_path / "root")], "would write onto or into data.root"),  # the data root itself
     ):
         result = cli_runner(["train", "--config", str(config), "--no-progress", *args])
         assert result.exit_code == 2, result.output
