@@ -47,8 +47,17 @@ def test_os_errors_name_the_path_and_the_remedy():
             "--vae-dtype bf16 or a smaller --size, then run the same command with --resume to continue where it "
             "stopped.",
         ),
+        (
+            RuntimeError(
+                "[enforce fail at alloc_cpu.cpp:127] data. DefaultCPUAllocator: can't allocate memory: you tried to "
+                "allocate 129600000000 bytes. Error code 12 (Cannot allocate memory)"
+            ),
+            1,
+            "error: this machine ran out of memory (129.6 GB more were needed); try --offload, --vae-dtype bf16 or a "
+            "smaller --size, then run the same command with --resume",
+        ),
     ],
-    ids=["user-error", "full-disk", "ctrl-c", "permission", "gpu-out-of-memory"],
+    ids=["user-error", "full-disk", "ctrl-c", "permission", "gpu-out-of-memory", "cpu-out-of-memory"],
 )
 def test_every_failure_is_one_line_with_its_exit_code(raised, code, line):
     app = typer.Typer()
@@ -135,3 +144,20 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory():
     guard_app(app)
     result = CliRunner().invoke(app, ["colorize"])
     assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"  # a bug stays a traceback
+
+
+def test_an_interrupted_batch_or_data_run_says_that_running_it_again_continues():
+    app = typer.Typer()
+
+    @app.command("prepare")
+    def prepare() -> None:
+        raise KeyboardInterrupt
+
+    @app.command("other")
+    def other() -> None:
+        pass
+
+    guard_app(app)
+    result = CliRunner().invoke(app, ["prepare"])
+    assert result.exit_code == 130
+    assert result.output == "error: interrupted (Ctrl-C); run the same command again to continue where it stopped.\n"

@@ -26,17 +26,27 @@ class Interrupted(LVCDError):
         self.exit_code = exit_code
 
 
+_CPU_OUT_OF_MEMORY = "DefaultCPUAllocator: can't allocate memory"
+
+
 def out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is torch's accelerator out-of-memory error (torch is loaded if it was raised)."""
+    """Whether ``err`` is torch's accelerator out-of-memory error, or its CPU allocator's (torch is loaded if it was
+    raised)."""
     torch = sys.modules.get("torch")
     kind = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-    return kind is not None and isinstance(err, kind)
+    if kind is not None and isinstance(err, kind):
+        return True
+    return isinstance(err, RuntimeError) and _CPU_OUT_OF_MEMORY in str(err)
 
 
 def out_of_memory_text(err: BaseException, remedy: str) -> str:
     """One line for an accelerator out of memory: how much was asked for and was free (from torch's message), and
     ``remedy`` (the settings that need less)."""
     text = " ".join(str(err).split())
+    if _CPU_OUT_OF_MEMORY in text:
+        asked = re.search(r"you tried to allocate (\d+) bytes", text)
+        needed = f" ({int(asked.group(1)) / 1e9:.1f} GB more were needed)" if asked else ""
+        return f"this machine ran out of memory{needed}; try {remedy}"
     asked = re.search(r"Tried to allocate ([\d.]+ [KMGT]?i?B)", text)
     free = re.search(r"of which ([\d.]+ [KMGT]?i?B) is free", text)
     known = [f"{asked.group(1)} more were needed"] if asked else []

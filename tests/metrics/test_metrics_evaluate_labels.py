@@ -61,7 +61,7 @@ def _recoloured(root: Path, tmp_path: Path) -> tuple[Path, int]:
 
 def _run(cli, *args) -> dict:
     out = Path(args[args.index("--json") + 1])
-    result = cli(*args)
+    result = cli(*args, "--overwrite")  # the tests score into one file, run after run
     assert result.exit_code == 0, result.output
     return json.loads(out.read_text())
 

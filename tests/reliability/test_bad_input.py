@@ -129,6 +129,8 @@ CASES = [
     Case("evaluate-json-onto-prediction", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--json", str(w.lineart / "s.json"), "--no-progress"], ("--json", "lineart")),
     Case("evaluate-json-parent-is-file", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--json", str(w.a_file / "s.json"), "--no-progress"], ("--json", "a_file")),
     Case("evaluate-device-cuda", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--device", "cuda", "--no-progress"], ("--device cuda",), needs=_no_cuda),
+    Case("evaluate-json-exists", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--json", str(w.out / "existing.mp4"), "--no-progress"], ("--json", "existing.mp4", "--overwrite")),
+    Case("evaluate-size-huge", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--size", "30000", "--no-progress"], ("--size 30000x30000", "at most 4096")),
     Case("evaluate-size", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--size", "huge", "--no-progress"], ("--size", "huge")),
     Case("evaluate-neither-pred-nor-manifest", lambda w: ["evaluate", "--no-progress"], ("--pred", "--manifest")),
     Case("evaluate-raft-other-network", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--metrics", "tc", "--flow", "raft", "--raft-weights", str(w.lvcd), "--size", "128", "--no-progress"], ("lvcd.ckpt", "RAFT-large")),
@@ -150,6 +152,7 @@ CASES = [
     Case("batch-device-unknown", lambda w: ["batch", str(w.inputs / "shots.csv"), "-o", str(w.out / "batch"), "--device", "tpu"], ("--device 'tpu'", "not a device")),
     Case("demo-fps-zero", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--fps", "0"], ("--fps 0",)),
     Case("demo-json-is-the-output", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--json", str(w.out / "demo.mp4")], ("--json", "output video too")),
+    Case("demo-json-exists", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--json", str(w.out / "existing.mp4")], ("--json", "existing.mp4", "--overwrite")),
     Case("demo-output-parent-is-file", lambda w: ["demo", "-o", str(w.a_file / "demo.mp4")], ("a_file",)),
 ]  # fmt: skip
 

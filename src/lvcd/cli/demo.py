@@ -43,6 +43,10 @@ def demo_command(
                 raise InputError(f"--json {scores_json} is the output video too; give the scores a file of their own.")
             check_not_input(scores_json, {"--output": output}, option="--json")
             check_output_location(scores_json, option="--json")
+            if scores_json.exists() and not overwrite:
+                raise InputError(
+                    f"--json {scores_json} exists; pass --overwrite to replace it, or choose another name."
+                )
         report = run_demo(output, shot, frames, steps, seed, fps, overwrite, device, progress=not quiet)
     except (LVCDError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)

@@ -8,6 +8,8 @@ import typer
 
 from lvcd.errors import InputError, LVCDError
 
+MAX_EVAL_SIDE = 4096  # every clip is held whole at the evaluation size: far beyond the paper's 256 at this side
+
 
 def evaluate(
     pred: Path | None = typer.Option(None, "--pred", help="Generated frames: a folder of images, a video or a GIF."),
@@ -31,6 +33,7 @@ def evaluate(
     ),
     size: str = typer.Option("256", "--size", help="Evaluation size: N for NxN (the paper: 256) or HxW."),
     json_out: Path | None = typer.Option(None, "--json", help="Write per-clip and aggregate results to this JSON."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
     metrics: str = typer.Option(
         "default",
         "--metrics",
@@ -124,8 +127,14 @@ def evaluate(
             given += [manifest, inception_weights, i3d_weights, sketch_weights, raft_weights, *lpips_weights]
             check_not_input(json_out, given, option="--json")
             check_output_location(json_out, option="--json")
+            if json_out.exists() and not overwrite:
+                raise InputError(f"--json {json_out} exists; pass --overwrite to replace it, or choose another name.")
         check_device(device)
         size_hw = parse_size(size, minimum=32) or DEFAULT_SIZE
+        if max(size_hw) > MAX_EVAL_SIDE:
+            raise InputError(
+                f"--size {size_hw[0]}x{size_hw[1]}: at most {MAX_EVAL_SIDE} pixels a side (the paper evaluates at 256)."
+            )
         settings = EvalSettings(size=size_hw, metrics=parse_metrics(metrics), batch_size=batch_size)
         tools = build_tools(
             settings.metrics,

@@ -30,6 +30,7 @@ from lvcd.errors import LESS_MEMORY, Interrupted, LVCDError, out_of_memory, out_
 
 # Commands that continue an interrupted job with --resume (the remedy after a full disk or an interruption).
 RESUMABLE = frozenset({"colorize", "train", "train-vae"})
+RERUNNABLE = frozenset({"batch", "prepare", "synth"})  # the same command again continues them, no --resume option
 
 _REMEDIES = {
     errno.ENOSPC: "the disk is full: free space (or choose another output folder)",
@@ -125,6 +126,8 @@ def guarded(command: Callable, name: str) -> Callable:
         except (KeyboardInterrupt, _Terminated) as err:
             what, code = interruption(err)
             hint = "; run the same command with --resume to continue" if resumable else "; nothing was written"
+            if name in RERUNNABLE:
+                hint = "; run the same command again to continue where it stopped"
             typer.echo(f"error: interrupted ({what}){hint}.", err=True)
             raise typer.Exit(code) from None
         finally:
