@@ -52,6 +52,27 @@ def test_prepare_sharded_then_index_and_inspect(tmp_path, synthetic_mp4, tiny_we
     assert resumed.exit_code == 0 and "0 frame(s) written, 38 already done" in resumed.output
     summary = invoke("inspect", root, "--size", "32x64")
     assert summary.exit_code == 0 and "2 clip(s), 38 frame(s), 10 training sample(s)" in summary.output
+    other_height = invoke("inspect", root)  # 320x576 by default: this root has no frames at that height
+    assert (
+        other_height.exit_code == 2
+        and "no frames at height 320 (img_320/ is missing; it holds img_32)" in other_height.output
+    )
+    no_frames = invoke("inspect", root, "--size", "32x64", "--num-frames", "0")
+    assert no_frames.exit_code == 2 and "--num-frames 0" in no_frames.output
+
+
+def test_synth_writes_only_into_a_new_folder_or_a_root(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    refused = invoke("synth", tmp_path / "mine", "--shots", "1", "--frames", "15", "--size", "32x32", "--quiet")
+    assert refused.exit_code == 2 and "not an lvcd training root" in refused.output
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    (tmp_path / "a_file").write_text("x")
+    on_file = invoke("synth", tmp_path / "a_file", "--shots", "1", "--frames", "15", "--size", "32x32", "--quiet")
+    assert on_file.exit_code == 2 and "is a file, not a folder" in on_file.output
+    made = invoke("synth", tmp_path / "root", "--shots", "1", "--frames", "15", "--size", "32x32", "--quiet")
+    extended = invoke("synth", tmp_path / "root", "--shots", "2", "--frames", "15", "--size", "32x32", "--quiet")
+    assert made.exit_code == 0 and extended.exit_code == 0, extended.output  # a root is extended
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,12 @@ def test_manifest_json_and_csv(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps([{"pred": "p"}]))
     with pytest.raises(InputError, match="lacks gt"):
         read_manifest(tmp_path / "bad.json")
+    (tmp_path / "typo.json").write_text(json.dumps([{"pred": "p", "gt": "g", "line_art": "l"}]))
+    with pytest.raises(InputError, match="unknown field.s. line_art; the fields are name, pred, gt, lineart, labels"):
+        read_manifest(tmp_path / "typo.json")  # would skip EDMD without a word
+    (tmp_path / "extra.csv").write_text("name,pred,gt\nx,p,g,l\n")
+    with pytest.raises(InputError, match=r"more values than the header has columns \('l'\)"):
+        read_manifest(tmp_path / "extra.csv")
 
 
 def _shot(tmp_path, frames=20, flicker=0.0, seed=0):

@@ -174,10 +174,18 @@ def synth(
     Example: `lvcd data synth synth-train --shots 800 --size 64x64`, then after training the VAE,
     `lvcd data synth synth-train --shots 800 --size 64x64 --vae runs/demo-vae/base.safetensors` adds the latents.
     """
+    from lvcd.data.layout import META_NAME
     from lvcd.data.synth_set import write_synthetic_set
 
     try:
         size_hw = _required_size(size)
+        if output.exists() and not output.is_dir():
+            raise InputError(f"{output} is a file, not a folder: give a new folder, or a root to extend.")
+        if output.is_dir() and any(output.iterdir()) and not (output / META_NAME).is_file():
+            raise InputError(
+                f"{output} holds files and is not an lvcd training root (no {META_NAME}); give a new or empty folder, "
+                "or a root to extend."
+            )
         if vae is not None and not vae.is_file():
             raise InputError(f"--vae {vae} is not a file: give the weights file written by `lvcd train-vae`.")
         if workers < 1:
@@ -237,9 +245,18 @@ def inspect(
 
     try:
         height, _ = _required_size(size)
+        if num_frames < 2:
+            raise InputError(f"--num-frames {num_frames}: a training sample is the reference and at least one frame.")
         if not root.is_dir():
             raise InputError(f"{root} is not a folder.")
-        clips = DatasetLayout(root, height).read_index()
+        layout = DatasetLayout(root, height)
+        clips = layout.read_index()
+        if clips and not layout.image_dir.is_dir():
+            held = sorted(p.name for p in root.glob("img_*") if p.is_dir())
+            raise InputError(
+                f"{root} has no frames at height {height} ({layout.image_dir.name}/ is missing; it holds "
+                f"{', '.join(held) or 'none'}): give the --size it was prepared at."
+            )
     except LVCDError as err:
         _fail(err)
     lengths = sorted(len(frames) for frames in clips.values())

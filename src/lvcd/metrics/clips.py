@@ -167,10 +167,23 @@ def load_clip(spec: ClipSpec, size: tuple[int, int] = DEFAULT_SIZE) -> ClipFrame
     return ClipFrames(spec=spec, pred=pred, gt=gt, lineart=lineart, labels=labels, labels_size=labels_size)
 
 
+MANIFEST_FIELDS = ("name", "pred", "gt", "lineart", "labels")
+
+
 def _entry_to_spec(entry: dict, base: Path, index: int) -> ClipSpec:
     if not isinstance(entry, dict):
         raise InputError(f"manifest entry {index} is not an object with 'pred' and 'gt'")
+    if None in entry:  # csv.DictReader's key for the values past the header's columns
+        raise InputError(
+            f"manifest entry {index} has more values than the header has columns ({', '.join(map(repr, entry[None]))});"
+            " quote values that contain a comma"
+        )
     entry = {str(k).strip().lower(): v for k, v in entry.items()}
+    unknown = sorted(set(entry) - set(MANIFEST_FIELDS) - {"comment"})
+    if unknown:  # a misspelt 'line_art' would otherwise skip EDMD without a word
+        raise InputError(
+            f"manifest entry {index} has unknown field(s) {', '.join(unknown)}; the fields are {', '.join(MANIFEST_FIELDS)}"
+        )
     missing = [key for key in ("pred", "gt") if not entry.get(key)]
     if missing:
         raise InputError(f"manifest entry {index} lacks {' and '.join(missing)}")
