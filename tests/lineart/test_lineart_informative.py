@@ -254,6 +254,11 @@ def test_missing_weights_explain_download_and_xdog(no_default_weights):
         assert needed in message
     with pytest.raises(WeightsError, match="sk_model2.pth"):
         get_extractor("informative-coarse")
+    # each command's own option names (evaluate's here), in the error and in xdog's warning
+    options = ("--sketch-weights", "--sketch-method")
+    with pytest.raises(WeightsError, match="pass --sketch-weights PATH .* --sketch-method xdog works"):
+        get_extractor("informative", options=options)
+    assert "Use --sketch-method informative" in get_extractor("xdog", options=options).warning
 
 
 def test_weight_lookup_order(weights_path, no_default_weights, monkeypatch):

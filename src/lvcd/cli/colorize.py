@@ -149,7 +149,10 @@ def _run(**opts) -> None:
 
         # on the device the pipeline will use (the GPU when there is one), not the CPU by default
         extractor = get_extractor(
-            opts["lineart_method"], weights=opts["lineart_weights"], device=default_device(opts["device"])
+            opts["lineart_method"],
+            weights=opts["lineart_weights"],
+            device=default_device(opts["device"]),
+            options=("--lineart-weights", "--lineart-method"),
         )
         if extractor.warning:
             typer.echo(f"warning: {extractor.warning}", err=True)

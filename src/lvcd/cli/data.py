@@ -29,6 +29,9 @@ class LongScenes(str, Enum):
     drop = "drop"
 
 
+LINEART_OPTIONS = ("--lineart-weights", "--lineart-method")  # as `lvcd colorize` names them
+
+
 def _required_size(text: str) -> tuple[int, int]:
     size = parse_size(text)
     if size is None:
@@ -104,15 +107,9 @@ def prepare(
         check_not_input(output, {"--svd": svd, "--lineart-weights": lineart_weights}, contains_ok=True)
         check_output_location(output / "lvcd_data.json")
         if method != "xdog":  # find the weights now rather than after a long scan
-            from lvcd.errors import WeightsError
             from lvcd.lineart import resolve_weights
 
-            try:
-                weights = resolve_weights(method, weights)
-            except WeightsError as err:
-                raise WeightsError(
-                    f"{err} (In `lvcd data prepare` the options are --lineart-weights and --lineart-method.)"
-                ) from err
+            weights = resolve_weights(method, weights, LINEART_OPTIONS)
             if not weights.is_file():
                 raise InputError(
                     f"--lineart-weights {weights} is not a file: give sk_model.pth or the folder holding it."
@@ -133,7 +130,7 @@ def prepare(
         def load_lineart():
             from lvcd.lineart import get_extractor
 
-            extractor = get_extractor(method, weights=weights, device=device)
+            extractor = get_extractor(method, weights=weights, device=device, options=LINEART_OPTIONS)
             if getattr(extractor, "warning", None):
                 typer.echo(f"warning: {extractor.warning}", err=True)
             return extractor

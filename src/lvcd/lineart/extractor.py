@@ -63,9 +63,13 @@ def _huggingface_cached(filename: str) -> Path | None:
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
-def resolve_weights(method: str, weights: str | os.PathLike | None = None) -> Path:
+OPTIONS = ("--weights", "--method")  # how `lvcd lineart` names the weights and the method; other commands differ
+
+
+def resolve_weights(method: str, weights: str | os.PathLike | None = None, options: tuple[str, str] = OPTIONS) -> Path:
     """Where the weights of ``method`` are: ``weights`` (file or folder), else $LVCD_LINEART_WEIGHTS (file or
-    folder), else the default cache folder, else the Hugging Face cache. Raises WeightsError if none has them."""
+    folder), else the default cache folder, else the Hugging Face cache. Raises WeightsError if none has them, naming
+    the command's ``options`` (its weights and method options)."""
     filename = WEIGHT_FILES[method]
     if weights is not None:
         path = Path(weights).expanduser()
@@ -75,7 +79,9 @@ def resolve_weights(method: str, weights: str | os.PathLike | None = None) -> Pa
         path = Path(from_env).expanduser()
         path = path / filename if path.is_dir() else path
         if not path.is_file():
-            raise WeightsError(f"${WEIGHTS_ENV_VAR} points to {path}, which does not exist. {DOWNLOAD_HINT}.")
+            raise WeightsError(
+                f"${WEIGHTS_ENV_VAR} points to {path}, which does not exist. {DOWNLOAD_HINT}, or pass {options[0]} PATH."
+            )
         return path
     searched = default_weights_dir() / filename
     if searched.is_file():
@@ -85,8 +91,8 @@ def resolve_weights(method: str, weights: str | os.PathLike | None = None) -> Pa
         return cached
     raise WeightsError(
         f"No weights for line-art method '{method}': {filename} was not found (looked in {searched} and the "
-        f"Hugging Face cache of {HF_REPO}). {DOWNLOAD_HINT}, then pass --weights PATH (or set ${WEIGHTS_ENV_VAR}, "
-        f"or put it in {searched.parent}). Without weights, --method xdog works but its line art is outside "
+        f"Hugging Face cache of {HF_REPO}). {DOWNLOAD_HINT}, then pass {options[0]} PATH (or set ${WEIGHTS_ENV_VAR}, "
+        f"or put it in {searched.parent}). Without weights, {options[1]} xdog works but its line art is outside "
         "LVCD's training distribution, so colorization quality is lower."
     )
 
@@ -191,11 +197,13 @@ def get_extractor(
     method: str = "informative",
     weights: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    options: tuple[str, str] = OPTIONS,
 ) -> LineartExtractor:
     """A ready :class:`LineartExtractor`. "informative" loads sk_model.pth, "informative-coarse" sk_model2.pth,
     from ``weights`` (a file or a folder holding it), else $LVCD_LINEART_WEIGHTS, else ``~/.cache/lvcd/lineart/``,
     else the Hugging Face cache; "xdog" needs no weights (``weights`` is ignored) but is outside LVCD's training
-    distribution. Raises WeightsError when the weights are missing or wrong, InputError for a bad method/device.
+    distribution. Raises WeightsError when the weights are missing or wrong, InputError for a bad method/device;
+    messages and the warning name the command's ``options`` (weights, method).
 
         >>> extractor = get_extractor("xdog")
         >>> extractor.in_distribution
@@ -205,6 +213,10 @@ def get_extractor(
         raise InputError(f"Unknown line-art method {method!r}; choose one of {', '.join(METHODS)}.")
     device = _check_device(device)
     if method == "xdog":
-        return LineartExtractor("xdog", device=device)
-    model = load_informative_drawings(resolve_weights(method, weights), device=device)
-    return LineartExtractor(method, model, device=device)
+        extractor = LineartExtractor("xdog", device=device)
+    else:
+        model = load_informative_drawings(resolve_weights(method, weights, options), device=device)
+        extractor = LineartExtractor(method, model, device=device)
+    if extractor.warning:  # in the command's own words
+        extractor.warning = extractor.warning.replace("--method", options[1])
+    return extractor

@@ -115,7 +115,7 @@ def _sketch_extractor(method: str | None, weights: str | os.PathLike | None, dev
     except ImportError as err:
         raise MissingDependencyError(f"lvcd.lineart (the sketch extractor) is not available: {err}") from None
     chosen = method or ("informative" if weights else "xdog")
-    extractor = get_extractor(chosen, weights=weights, device=device)
+    extractor = get_extractor(chosen, weights=weights, device=device, options=("--sketch-weights", "--sketch-method"))
     info = {"sketch_method": chosen, "sketch_in_distribution": getattr(extractor, "in_distribution", None)}
     return extractor, info
 
