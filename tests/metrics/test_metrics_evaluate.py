@@ -145,6 +145,23 @@ def test_frame_count_mismatch_is_an_input_error(tmp_path):
         evaluate_clips([ClipSpec("c", pred, gt)], MetricTools(), EvalSettings(metrics=("psnr",)), progress=False)
 
 
+def test_a_damaged_frame_of_a_later_clip_stops_the_run_before_any_clip_is_scored(tmp_path, monkeypatch):
+    """Clips are scored in manifest order; a truncated frame in the last one used to surface only when its turn came,
+    after every earlier clip was scored (hours, with the network metrics), and all of it was lost."""
+    import lvcd.metrics.evaluate as evaluate
+
+    pred, gt = _shot(tmp_path, frames=5)
+    broken_pred, broken_gt = _shot(tmp_path / "b", frames=5)
+    data = (broken_gt / "00003.png").read_bytes()
+    (broken_gt / "00003.png").write_bytes(data[: len(data) // 2])
+    scored = []
+    monkeypatch.setattr(evaluate, "load_clip", lambda spec, size: scored.append(spec.name))
+    specs = [ClipSpec("good", pred, gt), ClipSpec("broken", broken_pred, broken_gt)]
+    with pytest.raises(InputError, match=r"clip 'broken': .*00003.png: the image data is damaged") as refused:
+        evaluate_clips(specs, MetricTools(), EvalSettings(metrics=("psnr",)), progress=False)
+    assert scored == [] and "\n" not in str(refused.value)
+
+
 # --- CLI --------------------------------------------------------------------------------------------------------------
 
 

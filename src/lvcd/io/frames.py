@@ -110,6 +110,10 @@ class FrameSource(ABC):
     def check_uniform_size(self) -> None:
         """Raise InputError naming the first frame whose size differs from the first frame's."""
 
+    def check_intact(self) -> None:  # noqa: B027 - optional: only folders of images have files to read through
+        """Raise InputError naming a frame file that is damaged (folders of images; a video's frame count is checked
+        when it is counted)."""
+
     def _check_frame_size(self, frame: np.ndarray, what: str) -> np.ndarray:
         self._check_size_hw(frame.shape[:2], what)
         return frame
@@ -167,6 +171,18 @@ class _FolderSource(FrameSource):
         """Reads only the file headers (and EXIF orientation), not the pixels."""
         for file in self.files[1:]:
             self._check_size_hw(self._header_size_hw(file), str(file))
+
+    def check_intact(self) -> None:
+        """Every file read through without decoding its pixels (Pillow's ``verify``: a PNG's chunks and their CRCs),
+        so a truncated or damaged frame is found before long work, not when its turn comes."""
+        for file in self.files:
+            try:
+                with _open_pil(file) as image:
+                    image.verify()
+            except _PIL_ERRORS as err:
+                raise InputError(
+                    f"{file}: the image data is damaged ({type(err).__name__}: {err}); export the frame again."
+                ) from None
 
 
 class _PillowSequenceSource(FrameSource):

@@ -105,12 +105,27 @@ def load_frames(path: str | os.PathLike, size: tuple[int, int] = DEFAULT_SIZE) -
 
 
 def check_clip_inputs(spec: ClipSpec) -> None:
-    """Frame counts of prediction, ground truth, line art and label maps, and the label maps' size and kind, checked
-    without decoding pixels (videos are demuxed), so a bad clip is reported before any clip is scored."""
-    expected = len(_open_source(spec.pred))
-    counts = {"the ground truth has {} frames": len(_open_source(spec.gt))}
+    """Frame counts of prediction, ground truth, line art and label maps, the label maps' size and kind, and the
+    frame files' integrity, checked without decoding pixels (videos are demuxed), so a bad clip is reported before
+    any clip is scored. Errors name the clip."""
+    try:
+        _check_clip_inputs(spec)
+    except InputError as err:
+        message = str(err)
+        raise InputError(message if message.startswith("clip ") else f"clip {spec.name!r}: {message}") from None
+
+
+def _intact_source(path: Path):
+    source = _open_source(path)
+    source.check_intact()
+    return source
+
+
+def _check_clip_inputs(spec: ClipSpec) -> None:
+    expected = len(_intact_source(spec.pred))
+    counts = {"the ground truth has {} frames": len(_intact_source(spec.gt))}
     if spec.lineart is not None:
-        counts["the line art has {} frames"] = len(_open_source(spec.lineart))
+        counts["the line art has {} frames"] = len(_intact_source(spec.lineart))
     if spec.labels is not None:
         files = label_files(spec.labels)
         counts["there are {} label maps"] = len(files)
