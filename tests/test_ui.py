@@ -19,7 +19,7 @@ from lvcd.pipeline import LVCDPipeline, SamplingProgress
 from lvcd.ui import JobCancelled, JobSettings, PageLimits, build_app, check_settings, colorize_upload
 from lvcd.ui.jobs import MAX_SEED, ProgressText
 from lvcd.ui.page import Sessions
-from lvcd.ui.uploads import read_lineart, shot_name, user_message
+from lvcd.ui.uploads import check_reference, read_lineart, shot_name, user_message
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +158,23 @@ def test_settings_defaults_and_limits():
     assert check_settings(height=320, width=576, fps=24).size_hw == (320, 576)
     assert check_settings(height=2048, width=2048, limits=PageLimits(max_side=2048)).size_hw == (2048, 2048)
     assert PageLimits().max_upload_mb == 100  # a 200 MB upload is refused by default
+    # seeds the page shows must survive a browser's number field (JavaScript rounds whole numbers above 2**53)
+    assert MAX_SEED == 2**53 - 1 and float(MAX_SEED) == MAX_SEED
+    from lvcd.seeds import draw_seed
+
+    assert all(0 <= draw_seed() < 2**53 for _ in range(100))
+
+
+def test_a_damaged_upload_is_named_in_its_field_before_any_work(tmp_path):
+    frames = _uploads(tmp_path / "frames", [f"f{i}.png" for i in range(3)])
+    data = Path(frames[2]).read_bytes()
+    Path(frames[2]).write_bytes(data[: len(data) // 2])  # cut short, its header intact
+    with pytest.raises(InputError, match=r"^Line art: f2.png is damaged \(cut short or corrupt\)"):
+        read_lineart(frames, max_side=8192)
+    reference = _reference(tmp_path / "ref.png")
+    reference.write_bytes(reference.read_bytes()[:200])
+    with pytest.raises(InputError, match=r"^Coloured reference: ref.png is damaged"):
+        check_reference(str(reference), max_side=8192)
 
 
 def test_progress_counts_the_whole_shot_with_an_eta():
@@ -357,3 +374,27 @@ def test_the_lineart_note_says_when_scanned_paper_will_be_levelled(tmp_path):
         scans.append(path)
     note = levels_note(read_lineart(scans, max_side=8192))
     assert note.startswith(" Scanned paper (paper 200, grain 4") and "brought to white" in note
+
+
+def test_stop_without_a_running_job_keeps_the_status_line(pipe):
+    """Stop pressed after a job ended (or while it waits in the queue) must not wipe the 'Done: ... seed N' line."""
+    from types import SimpleNamespace
+
+    app = build_app(pipe, examples=False)
+    (stop,) = [block.fn for block in app.fns.values() if getattr(block.fn, "__name__", "") == "stop"]
+    kept = stop(SimpleNamespace(session_hash="nobody-running"))
+    assert kept == gr.update()  # no change to the status, unlike the "" it returned
+
+
+def test_lvcd_ui_takes_the_demo_model(monkeypatch):
+    from typer.testing import CliRunner
+
+    import lvcd.ui
+    from lvcd.cli import app as cli
+
+    served = {}
+    monkeypatch.setattr(lvcd.ui, "launch_page", lambda pipe, **kwargs: served.update(pipe=pipe))
+    assert CliRunner().invoke(cli, ["ui", "--model", "demo", "--device", "cpu"]).exit_code == 0
+    assert served["pipe"].config.name == "lvcd-demo"
+    refused = CliRunner().invoke(cli, ["ui", "--model", "big"])
+    assert refused.exit_code == 2 and "only packaged model is 'demo'" in refused.output

@@ -129,12 +129,17 @@ def _dark_gray(frame: np.ndarray, polarity: str) -> np.ndarray:
     return dark_lines_gray(frame, polarity)
 
 
+NOT_PAPER = 96  # a sheet this dark is no paper: auto never levels it (a forced polarity read art inverted)
+
+
 def resolve_levels(frames: LineartFrames, polarity: str, mode: str = "auto") -> PaperLevels | None:
     """Whether a shot's line art is levelled (:mod:`lvcd.io.paper`): None for no, else the levels of its first frames
     (median), for the report. ``auto``: only grey or grainy paper; ``on``: always; ``off``: never."""
     if check_levels(mode) == "off":
         return None
     levels = shot_levels(_dark_gray(frame, polarity) for frame in frames)
+    if mode == "auto" and levels.paper < NOT_PAPER:  # "paper" darker than ink: lines read with the wrong polarity
+        return None
     return levels if mode == "on" or levels.needed else None
 
 

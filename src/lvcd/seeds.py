@@ -25,5 +25,6 @@ def check_seed(seed, what: str = "seed") -> int | None:
 
 
 def draw_seed() -> int:
-    """A fresh random seed (62 bits: exact in JSON and in every generator)."""
-    return secrets.randbits(62)
+    """A fresh random seed, under 2**53: exact in JSON, in every generator, and in a browser's number field (the page
+    shows it to be typed in again; JavaScript numbers round larger whole numbers)."""
+    return secrets.randbelow(2**53)

@@ -193,3 +193,11 @@ def test_the_official_fixture_sketches_are_read_as_drawn():
 
     sketches = load_file(str(Path(__file__).parents[1] / "fixtures" / "tiny" / "sample_N35.safetensors"))
     assert resolve_levels(LineartFrames(sketches["sketches_1ch"]), "bright-lines", "auto") is None
+
+
+def test_auto_does_not_level_art_read_with_the_wrong_polarity():
+    """Dark lines on white forced as bright-lines: the 'paper' is black (0). Levelling it ('paper 0 to white, ink 0
+    to black') would be nonsense; auto leaves it, the forced polarity is the user's choice."""
+    clean = drawing()
+    assert resolve_levels(LineartFrames([clean]), "bright-lines", "auto") is None
+    assert resolve_levels(LineartFrames([scanned(clean, 200, 40, 4)]), "dark-lines", "auto") is not None

@@ -13,6 +13,9 @@ from lvcd.errors import LVCDError
 def ui(
     svd: Path | None = typer.Option(None, "--svd", help="svd.safetensors (default: the Hugging Face cache)."),
     lvcd_ckpt: Path | None = typer.Option(None, "--lvcd", help="lvcd.ckpt or its `lvcd convert` safetensors."),
+    model: str | None = typer.Option(
+        None, "--model", help="'demo': the small model shipped in the package (synthetic cartoons, 64x64), no files."
+    ),
     config: str | None = typer.Option(None, "--config", help="Preset name or JSON of sgm hyper-parameters."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: cuda if available)."),
     dtype: str | None = typer.Option(
@@ -32,7 +35,7 @@ def ui(
     try:
         from lvcd.ui import PageLimits, launch_page
 
-        pipe = load_pipeline(svd, lvcd_ckpt, config, device, dtype, offload, vae_dtype=vae_dtype)
+        pipe = load_pipeline(svd, lvcd_ckpt, config, device, dtype, offload, model=model, vae_dtype=vae_dtype)
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

@@ -29,7 +29,7 @@ from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS, UNEVEN_LIGHT
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
 
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**53 - 1  # the largest whole number a browser's number field holds exactly
 DEFAULT_FPS = 20.0
 
 

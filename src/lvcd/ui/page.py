@@ -177,7 +177,8 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
             picked = ((i, f) for i, f in enumerate(lineart.frames) if i % every == 0 and i // every < VIDEO_THUMBNAILS)
             rate = f" at {lineart.fps:g} fps" if lineart.fps else ""
             shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"frame {index}") for index, frame in picked]
-            return shown, f"{lineart.uploads[0].name}: {count} frames{rate}, {width}x{height}." + levels_note(lineart)
+            frames_text = "1 frame" if count == 1 else f"{count} frames"
+            return shown, f"{lineart.uploads[0].name}: {frames_text}{rate}, {width}x{height}." + levels_note(lineart)
         frames = zip(lineart.uploads[:MAX_THUMBNAILS], lineart.frames, strict=False)  # decodes only those shown
         shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"{i}: {upload.name}") for i, (upload, frame) in enumerate(frames)]
         more = f" (first {MAX_THUMBNAILS} shown)" if count > MAX_THUMBNAILS else ""
@@ -220,7 +221,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         log.info("job %s done in %.1f s", folder.name, result.seconds)
         (h, w), (mh, mw) = result.input_hw, result.model_hw
         text = (
-            f"{result.frames} frames, {w}x{h} (processed at {mw}x{mh}), {result.fps:g} fps, line art "
+            f"{result.frames} frame{'s' * (result.frames != 1)}, {w}x{h} (processed at {mw}x{mh}), {result.fps:g} fps, line art "
             f"{result.polarity}, **seed {result.seed}** (enter it as the seed to get this result again), "
             f"{result.seconds:.1f} s." + (f" Line art: {result.levels}." if result.levels else "")
         )
@@ -228,7 +229,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
 
     def stop(request: gr.Request):
         stopped = sessions.cancel(request.session_hash or "local")
-        return _status("Stopped.", "Nothing was written.") if stopped else ""
+        return _status("Stopped.", "Nothing was written.") if stopped else gr.update()  # else keep what it says
 
     def page_closed(request: gr.Request):
         log.info("page %s closed", request.session_hash)

@@ -107,6 +107,13 @@ def image_size_hw(upload: Upload, field: str, max_side: int) -> tuple[int, int]:
             f"{field}: {upload.name} is {width}x{height} pixels; this page accepts at most {max_side} pixels a side. "
             "Downscale it and upload it again."
         )
+    try:  # read through (a PNG's chunks and their checksums) without decoding: a truncated file is found now
+        with Image.open(upload.path) as image:
+            image.verify()
+    except _PIL_ERRORS:
+        raise InputError(
+            f"{field}: {upload.name} is damaged (cut short or corrupt); export it again and upload it again."
+        ) from None
     return height, width
 
 
