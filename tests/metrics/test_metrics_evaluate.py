@@ -50,6 +50,8 @@ def test_parse_size_and_metrics():
     assert parse_metrics("paper") == PAPER_METRICS == ("psnr", "ssim", "lpips", "fid", "fvd", "edmd", "tc")
     with pytest.raises(InputError, match="unknown metric"):
         parse_metrics("psnr,fvdd")
+    with pytest.raises(InputError, match="^no metric given; choose from psnr"):
+        parse_metrics(" , ")
 
 
 def test_fvd_windows():

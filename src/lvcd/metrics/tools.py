@@ -66,10 +66,8 @@ def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
         return METRIC_SETS[names[0]]
     unknown = [n for n in names if n not in ALL_METRICS]
     if unknown or not names:
-        raise InputError(
-            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(ALL_METRICS)} "
-            f"(or one of {', '.join(METRIC_SETS)})"
-        )
+        what = f"unknown metric(s) {', '.join(unknown)}" if unknown else "no metric given"
+        raise InputError(f"{what}; choose from {', '.join(ALL_METRICS)} (or one of {', '.join(METRIC_SETS)})")
     return tuple(n for n in ALL_METRICS if n in names)
 
 
