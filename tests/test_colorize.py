@@ -281,9 +281,10 @@ def test_a_refused_resume_names_the_line_art_reading_that_matches(pipe, tmp_path
 def test_the_job_fingerprint_is_the_hash_earlier_versions_recorded():
     """Work directories of earlier versions must stay resumable: the fingerprint is the settings + arrays hash it was
     (its parts are kept beside it, outside the hash)."""
+    import hashlib
+
     from lvcd.longvideo import plan_windows
-    from lvcd.shot import ShotJob, job_fingerprint, job_parts
-    from lvcd.workdir import fingerprint
+    from lvcd.shot import ShotJob, job_identity
 
     hints = SimpleNamespace(array=np.arange(24, dtype=np.float32).reshape(2, 3, 4))
     images = {0: torch.full((1, 3, 8, 8), 0.5), 5: torch.full((1, 3, 8, 8), -0.25)}
@@ -296,11 +297,14 @@ def test_the_job_fingerprint_is_the_hash_earlier_versions_recorded():
     settings = {"steps": 25, "seed": 7, "overlap": 4, "prev_attn_steps": None, "plan": [(30, 40), (64, 64)],
                 "polarity": "dark-lines", "config": "svd-lvcd", "dtype": "torch.float32", "keyframes": [0, 5],
                 "prev_reference": True, "blending": True, "reference_mode": "first"}  # fmt: skip
-    expected = fingerprint(settings, hints.array, images[0], images[5], noise)
-    assert job_fingerprint(job, 7, config, torch.float32) == expected
-    parts = job_parts(job, 7, config, torch.float32)
+    expected = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())  # the formula, spelt out
+    for array in (hints.array, images[0].numpy(), images[5].numpy(), noise.numpy()):
+        expected.update(array.tobytes())
+    whole, parts = job_identity(job, 7, config, torch.float32)
+    assert whole == expected.hexdigest()
     assert parts["seed"] == "7" and parts["polarity"] == "dark-lines" and parts["line-art levels"] == "as drawn"
-    assert set(parts) >= {"line art", "reference", "keyframe images", "given noise"}
+    assert parts["line art"] == hashlib.sha256(b"{}" + hints.array.tobytes()).hexdigest()[:16]
+    assert set(parts) >= {"reference", "keyframe images", "given noise"}
 
 
 def _expect_error(result, *phrases):

@@ -38,8 +38,7 @@ from lvcd.shot import (
     check_initial_noise,
     draw_start_noise,
     encode_references,
-    job_fingerprint,
-    job_parts,
+    job_identity,
     keyframe_indices,
     reference_tensor,
     references_of,
@@ -379,7 +378,8 @@ class LVCDPipeline:
         kept in the work directory, so a resumed run restores them exactly."""
         seed = resolve_seed(job)
         dtype = next(self.model.unet.parameters()).dtype
-        job.work.bind(job_fingerprint(job, seed, self.config, dtype), seed, job_parts(job, seed, self.config, dtype))
+        job_fingerprint, parts = job_identity(job, seed, self.config, dtype)
+        job.work.bind(job_fingerprint, seed, parts)
         start = job.work.load_start()
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None

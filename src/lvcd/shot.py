@@ -23,7 +23,7 @@ from lvcd.longvideo import WindowPlan
 from lvcd.model import LVCDModel
 from lvcd.sampling import ReferenceLatents, SamplingSchemes, encode_reference
 from lvcd.seeds import draw_seed
-from lvcd.workdir import WorkDir, fingerprint
+from lvcd.workdir import WorkDir, fingerprint_with_parts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,21 +153,15 @@ def _job_arrays(job: ShotJob) -> dict[str, list]:
     return arrays
 
 
-def job_fingerprint(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> str:
-    """Everything that determines the result, hashed: a resumed job must match it exactly."""
-    return fingerprint(
-        _job_settings(job, seed, config, dtype), *(a for part in _job_arrays(job).values() for a in part)
-    )
-
-
-def job_parts(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> dict[str, str]:
-    """What the fingerprint covers, part by part (settings as text, arrays as short digests, and whether the line art
-    was levelled): kept beside it, so that a resume refused for another job can say what differs."""
+def job_identity(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> tuple[str, dict[str, str]]:
+    """Everything that determines the result, hashed (a resumed job must match it exactly), and what that hash
+    covers part by part (settings as text, arrays as short digests, whether the line art was levelled), kept beside it
+    so that a resume refused for another job can say what differs."""
     settings = _job_settings(job, seed, config, dtype)
-    parts = {name: v if isinstance(v, str) else json.dumps(v, default=str) for name, v in settings.items()}
-    parts.update({name: fingerprint({}, *arrays)[:16] for name, arrays in _job_arrays(job).items() if arrays})
+    whole, parts = fingerprint_with_parts(settings, _job_arrays(job))
+    parts = {name: v if isinstance(v, str) else json.dumps(v, default=str) for name, v in settings.items()} | parts
     parts["line-art levels"] = "levelled" if job.levelled else "as drawn"
-    return parts
+    return whole, parts
 
 
 def draw_start_noise(job: ShotJob, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:

@@ -34,12 +34,26 @@ _OWN_NAMES = re.compile(r"settings\.json|hints\.npy|start\.safetensors|window_\d
 _OWN_TEMPORARIES = re.compile(r"\.(?P<name>[^/]+?)\.(?:partial|replaced|creating)-[0-9a-f]{8}(?:\.[^/]*)?")
 
 
-def fingerprint(settings: dict, *arrays) -> str:
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for array in arrays:
-        data = array.numpy() if isinstance(array, torch.Tensor) else array
-        digest.update(memoryview(data.reshape(-1).view("uint8")) if data.flags.c_contiguous else data.tobytes())
-    return digest.hexdigest()
+def _bytes(array):
+    data = array.numpy() if isinstance(array, torch.Tensor) else array
+    return memoryview(data.reshape(-1).view("uint8")) if data.flags.c_contiguous else data.tobytes()
+
+
+def fingerprint_with_parts(settings: dict, arrays: dict[str, list]) -> tuple[str, dict[str, str]]:
+    """The sha256 of ``settings`` (sorted JSON) followed by every array's bytes in order (the job fingerprint work
+    directories of every version recorded), and a short digest of each named, non-empty group of arrays, reading each
+    array once (a long shot's line art is hundreds of megabytes)."""
+    whole = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    parts = {}
+    for name, group in arrays.items():
+        part = hashlib.sha256(b"{}")  # a group's digest: its arrays after empty settings
+        for array in group:
+            data = _bytes(array)
+            whole.update(data)
+            part.update(data)
+        if group:
+            parts[name] = part.hexdigest()[:16]
+    return whole.hexdigest(), parts
 
 
 class WorkDirMismatch(InputError):
@@ -53,7 +67,7 @@ class WorkDirMismatch(InputError):
         self.differences = differences
 
 
-# How a job's line art was read (lvcd.shot.job_parts "line-art levels") and the option that reads it that way again.
+# How a job's line art was read (lvcd.shot.job_identity "line-art levels") and the option that reads it that way again.
 _LEVELS_REMEDY = {
     "levelled": ("levelled", "--lineart-levels on"),
     "as drawn": ("read as drawn", "--lineart-levels off"),

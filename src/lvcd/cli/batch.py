@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from lvcd.cli.options import parse_dtype
+from lvcd.cli.options import packaged_model, parse_dtype
 from lvcd.errors import InputError, LVCDError
 
 EXAMPLES = """
@@ -150,16 +150,9 @@ def _run(**opts) -> bool:
         raise InputError(f"-o {opts['outdir']}: is a file; give a folder for the batch's outputs")
     check_config(opts["config"])
     check_device(opts["device"])
-    if opts["model"] is not None:  # the packaged demo model: one whole-model file, fp32 unless told otherwise
-        from lvcd.demo import demo_weights_path
-
-        if opts["model"] != "demo":
-            raise InputError(
-                f"--model {opts['model']!r}: the only packaged model is 'demo'; give --svd/--lvcd for others."
-            )
-        if opts["svd"] is not None or opts["lvcd_ckpt"] is not None:
-            raise InputError("--model demo replaces --svd/--lvcd: give one or the other.")
-        opts["svd"], opts["dtype"] = demo_weights_path(), opts["dtype"] or "fp32"
+    demo = packaged_model(opts["model"], opts["svd"], opts["lvcd_ckpt"])
+    if demo is not None:  # one whole-model file, fp32 unless told otherwise (as lvcd colorize --model demo)
+        opts["svd"], opts["dtype"] = demo, opts["dtype"] or "fp32"
     defaults = ShotSettings(
         steps=opts["steps"],
         seed=opts["seed"],

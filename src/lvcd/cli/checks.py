@@ -250,7 +250,7 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
     if not device.startswith("cuda"):
         return
     from lvcd.cli.options import parse_dtype
-    from lvcd.memory_estimate import estimate_shot_memory
+    from lvcd.memory_estimate import estimate_peak_bytes
 
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     dtype = parse_dtype(opts["dtype"]) or default_dtype(device)
@@ -258,7 +258,7 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
     chained = opts.get("reference_mode") == "previous-sample"
 
     def need(offload: bool, vae) -> int:
-        return estimate_shot_memory(config, model_hw, dtype, vae, offload, previous_sample=chained).peak_bytes
+        return estimate_peak_bytes(config, model_hw, dtype, vae, offload, previous_sample=chained)
 
     needed = need(opts["offload"], vae_dtype)
     if needed <= free:
@@ -304,30 +304,16 @@ def check_cpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
     if default_device(opts["device"]).type != "cpu":
         return
     available = available_ram()
-    large = model_hw[0] * model_hw[1] > config.train_size_hw[0] * config.train_size_hw[1]
-    if available is None or not (large or available < SMALL_RAM):
+    over_trained = model_hw[0] * model_hw[1] > config.train_size_hw[0] * config.train_size_hw[1]
+    if available is None or not (over_trained or available < SMALL_RAM):
         return
     from lvcd.cli.options import parse_dtype
-    from lvcd.memory_estimate import estimate_shot_memory
+    from lvcd.memory_estimate import estimate_peak_bytes
 
     dtype = parse_dtype(opts["dtype"]) or torch.float32
     vae_dtype = parse_dtype(opts.get("vae_dtype"), "--vae-dtype") or torch.float32
     chained = opts.get("reference_mode") == "previous-sample"
-    ratio = model_hw[0] * model_hw[1] / (config.train_size_hw[0] * config.train_size_hw[1])
-    if ratio <= 4:
-        needed = estimate_shot_memory(config, model_hw, dtype, vae_dtype, False, previous_sample=chained).peak_bytes
-    else:  # tracing a huge size takes minutes: trace a 16th and an 8th of its area, extend each phase linearly
-        m = config.size_multiple
-        h, w = (max(m, model_hw[0] // 4 // m * m), max(m, model_hw[1] // 4 // m * m))
-        small, large = (
-            estimate_shot_memory(config, size, dtype, vae_dtype, False, previous_sample=chained)
-            for size in ((h, w), (2 * h, w))
-        )
-        needed = 0
-        for phase, at_small in small.activations_bytes.items():
-            slope = (large.activations_bytes[phase] - at_small) / (h * w)
-            area = model_hw[0] * model_hw[1] - h * w
-            needed = max(needed, small.resident_bytes[phase] + int(at_small + slope * area))
+    needed = estimate_peak_bytes(config, model_hw, dtype, vae_dtype, False, previous_sample=chained)
     if needed > available:
         height, width = model_hw
         raise InputError(

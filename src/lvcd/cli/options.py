@@ -5,6 +5,8 @@ Sizes are parsed by the library's one parser, :func:`lvcd.io.sizing.parse_size` 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lvcd.errors import InputError
 from lvcd.io.sizing import parse_size
 
@@ -24,6 +26,20 @@ def parse_dtype(text: str | None, option: str = "--dtype"):
     return getattr(torch, DTYPES[text])
 
 
+def packaged_model(model: str | None, svd, lvcd) -> Path | None:
+    """The weights file of ``--model`` (only 'demo', shipped in the package; None without ``--model``); one line for
+    another name or for ``--model`` given with ``--svd``/``--lvcd``."""
+    if model is None:
+        return None
+    if model != "demo":
+        raise InputError(f"--model {model!r}: the only packaged model is 'demo'; give --svd/--lvcd for others.")
+    if svd is not None or lvcd is not None:
+        raise InputError("--model demo replaces --svd/--lvcd: give one or the other.")
+    from lvcd.demo import demo_weights_path
+
+    return demo_weights_path()
+
+
 def load_pipeline(
     svd,
     lvcd,
@@ -40,11 +56,7 @@ def load_pipeline(
     kwargs = {"config": config, "device": device, "dtype": parse_dtype(dtype), "offload": offload}
     if vae_dtype is not None:
         kwargs["vae_dtype"] = parse_dtype(vae_dtype, "--vae-dtype")
-    if model is not None:
-        if model != "demo":
-            raise InputError(f"--model {model!r}: the only packaged model is 'demo'; give --svd/--lvcd for others.")
-        if svd is not None or lvcd is not None:
-            raise InputError("--model demo replaces --svd/--lvcd: give one or the other.")
+    if packaged_model(model, svd, lvcd) is not None:
         if kwargs["dtype"] is None:
             kwargs.pop("dtype")
         return LVCDPipeline.from_pretrained("demo", **kwargs)

@@ -144,6 +144,9 @@ def _surface(c: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _spread(fit: _LightFit) -> float:
+    """How unevenly a frame's paper is lit: the 5th to 95th percentile range of the fitted surface (on a grid); 0 when
+    more than ``MAX_DARK_BLOCKS`` of the frame shows no paper (letterbox bars, large fills), where lighting cannot be
+    told from ink and is left alone."""
     if fit.dark > MAX_DARK_BLOCKS:
         return 0.0
     low, high = np.percentile(_surface(fit.coefficients, 32, 32), [5.0, 95.0])
@@ -155,13 +158,6 @@ def paper_light(gray: np.ndarray) -> np.ndarray:
     (lines are thin, paper shows in almost every block) fitted by a quadratic surface in x and y (a lamp's fall-off, a
     vignette), robustly: blocks far below the fit (ink fills, dense hatching) are left out and the fit repeated."""
     return _surface(_light_fit(gray).coefficients, *np.shape(gray))
-
-
-def light_spread(gray: np.ndarray) -> float:
-    """How unevenly a frame's paper is lit: the 5th to 95th percentile range of :func:`paper_light` (on a grid); 0
-    when more than ``MAX_DARK_BLOCKS`` of the frame shows no paper (letterbox bars, large fills), where lighting
-    cannot be told from ink and is left alone."""
-    return _spread(_light_fit(gray))
 
 
 def _levels(gray: np.ndarray, uneven: float, shadow: float = 0.0) -> PaperLevels:

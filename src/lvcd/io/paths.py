@@ -29,6 +29,11 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it, links resolved."""
+    return _is_within(Path(path).expanduser().resolve(), Path(folder).expanduser().resolve())
+
+
 def check_not_input(
     target: str | os.PathLike,
     inputs: Mapping[str, object] | Iterable[object],

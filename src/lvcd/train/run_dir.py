@@ -2,7 +2,8 @@
 
 ``lvcd train`` and ``lvcd train-vae`` check their output_dir before any model loads (:func:`check_run_output_dir`):
 
-- it must not be, be inside, or hold one of the run's inputs (the config file, the data root, the weights);
+- it must not be or lie inside one of the run's inputs (the config file, the data root, the weights), and may hold
+  them only outside what the run writes (``config.json``, ``logs/``, ``checkpoints/``, train-vae's result);
 - a fresh run (no ``--resume``) must not go where a run already is: its checkpoints would be replaced or pruned
   among the old run's, and its logs would overwrite the old ones;
 - a resumed run must not go where its checkpoints would mix with another run's: a checkpoint of another folder
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from lvcd.errors import InputError
 from lvcd.io.atomic import atomic_output
-from lvcd.io.paths import check_not_input
+from lvcd.io.paths import check_not_input, is_within
 from lvcd.train.checkpoint import CHECKPOINTS_DIR, WEIGHTS_NAME, list_checkpoints
 from lvcd.train.config import TrainConfigError
 
@@ -47,14 +48,13 @@ def check_run_output_dir(
     check_not_input(output_dir, given, option="output_dir", contains_ok=True)  # a run adds to its folder ...
     written = [output_dir / name for name in ("config.json", "logs", CHECKPOINTS_DIR, *RESULT_FILES)]
     for name, path in given.items():  # ... where it writes only these
-        source = Path(path).expanduser().resolve()
-        hit = next((w for w in written if source == w.resolve() or w.resolve() in source.parents), None)
+        hit = next((w for w in written if is_within(path, w)), None)
         if hit is not None:
             raise InputError(
                 f"{name} {path} lies where this run writes ({hit}); move it out of output_dir {output_dir} or choose "
                 "another output_dir."
             )
-    if resume_from is not None and _is_within(resume_from, output_dir / CHECKPOINTS_DIR):
+    if resume_from is not None and is_within(resume_from, output_dir / CHECKPOINTS_DIR):
         later = [step for step, _ in list_checkpoints(output_dir, None) if step > resumed_step]
         if later:
             raise TrainConfigError(
@@ -118,8 +118,3 @@ def _has_rows(path: Path) -> bool:
     with path.open(newline="") as f:
         lines = (line for line in f if line.strip())
         return next(lines, None) is not None and next(lines, None) is not None  # a header and a row
-
-
-def _is_within(path: Path, folder: Path) -> bool:
-    path, folder = path.resolve(), folder.resolve()
-    return path == folder or folder in path.parents

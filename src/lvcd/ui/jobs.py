@@ -187,7 +187,7 @@ def colorize_upload(
     report: Report | None = None,
 ) -> JobResult:
     """Check every input, then colorize into ``output_dir`` (created if needed; if the job fails, what it wrote is
-    removed, and the folder when it was made (or empty) for this job and nothing else is in it).
+    removed, and the folder too when this job made it and nothing else is in it).
 
     ``cancel``: set it to stop the job between two steps or two decoded frames (raises JobCancelled). ``report``:
     progress callback.
@@ -196,8 +196,8 @@ def colorize_upload(
     reference_upload = check_reference(reference, limits.max_input_side)
     lineart = read_lineart(lineart_files, limits.max_input_side)
     fps = settings.fps or lineart.fps or DEFAULT_FPS
+    created = output_dir is None or not Path(output_dir).exists()  # a folder made here may go again, a given one not
     output_dir = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="lvcd-ui-result-"))
-    created = not any(output_dir.iterdir()) if output_dir.is_dir() else True  # an empty folder counts as ours
     output_dir.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []  # the outputs this job wrote (each written atomically: absent until complete)
     report = report or (lambda done, total, text: None)
