@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -147,3 +148,30 @@ def test_from_pretrained_offline_loads_the_files_already_in_the_cache(tmp_path, 
         "cond_encoder",
         "first_stage",
     )
+
+
+def test_files_in_the_cache_are_used_without_asking_the_hub(tmp_path, monkeypatch, tiny_weights):
+    """Online, a cached file is still taken from the cache with no request: the hub would first ask for a newer
+    revision (with retries, about 23 s on a machine without network). ``--lvcd`` without ``--svd`` is that file
+    with the cached SVD, not ignored."""
+    from lvcd.pipeline import LVCD_REPO, SVD_REPO, weights_files
+
+    attempts = []
+
+    def no_network(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)  # a name lookup is the first step of any request
+    _cache(tmp_path, SVD_REPO, tiny_weights["svd"])
+    _cache(tmp_path, LVCD_REPO, tiny_weights["lvcd"])
+    svd, lvcd = weights_files(cache_dir=tmp_path)
+    assert Path(svd).resolve() == Path(tiny_weights["svd"]).resolve()
+    assert Path(lvcd).resolve() == Path(tiny_weights["lvcd"]).resolve()
+    own = tmp_path / "finetuned.ckpt"
+    assert weights_files(None, own, cache_dir=tmp_path)[1] == str(own)
+    assert weights_files(own) == (str(own), None)  # one whole-model file
+    pipe = LVCDPipeline.from_pretrained(cache_dir=tmp_path, config=TINY_CONFIG, device="cpu")
+    assert pipe.config.unet.model_channels == 32
+    assert attempts == []

@@ -366,3 +366,42 @@ def test_the_demo_model_colorizes_a_batch_without_weight_files(film, tmp_path):
                           (["--model", "demo", "--svd", str(manifest)], "replaces --svd/--lvcd")):  # fmt: skip
         refused = runner.invoke(app, [*common[:3], str(tmp_path / "other"), *common[4:], *extra])
         assert refused.exit_code == 2 and phrase in refused.output, refused.output
+
+
+def test_without_svd_a_batch_takes_cached_weights_with_no_request_and_missing_ones_stop_it(
+    film, tiny_weights, tmp_path, monkeypatch
+):
+    """No --svd: the workers asked the Hugging Face hub even for cached files (about 23 s of retries on a machine
+    without network, per worker). Cached files are now used with no request; missing ones stop the batch in one line,
+    naming --svd/--lvcd, and it leaves nothing behind."""
+    import socket
+
+    import huggingface_hub.constants
+
+    from lvcd.pipeline import LVCD_REPO, SVD_REPO
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the batch asked the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # and in worker processes
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    manifest = write_manifest(tmp_path / "film.json", [film["shot2"]])
+    command = ["batch", str(manifest), "--config", str(TINY_CONFIG), "--steps", "1", "--format", "png", "--quiet"]
+    missing = CliRunner().invoke(app, [*command, "-o", str(tmp_path / "none"), "--workers", "2", "--threads", "1"])
+    assert missing.exit_code != 0 and "Could not get svd.safetensors" in missing.output, missing.output
+    assert "--svd/--lvcd" in missing.output and len(missing.output.strip().splitlines()) == 1
+    assert not (tmp_path / "none").exists()
+    for (repo_id, filename), role in ((SVD_REPO, "svd"), (LVCD_REPO, "lvcd")):  # as `hf download` leaves them
+        snapshot = tmp_path / "cache" / f"models--{repo_id.replace('/', '--')}" / "snapshots" / ("0" * 40)
+        snapshot.mkdir(parents=True)
+        (snapshot.parents[1] / "refs").mkdir()
+        (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+        (snapshot / filename).symlink_to(tiny_weights[role])
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # online, but the files are cached
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    done = CliRunner().invoke(app, [*command, "-o", str(tmp_path / "out"), "--threads", "1"])
+    assert done.exit_code == 0, done.output
+    assert shot_entries(read_report(tmp_path / "out"))["shot2"]["status"] == "done"

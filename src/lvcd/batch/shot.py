@@ -45,16 +45,14 @@ class ModelSpec:
     def load(self):
         import torch
 
-        from lvcd.pipeline import LVCDPipeline
+        from lvcd.pipeline import LVCDPipeline, weights_files
 
         if self.threads:
             torch.set_num_threads(self.threads)
         kwargs = {"config": self.config, "device": self.device, "dtype": self.dtype, "offload": self.offload}
         if self.vae_dtype is not None:
             kwargs["vae_dtype"] = self.vae_dtype
-        if self.svd is None:
-            return LVCDPipeline.from_pretrained(**kwargs)
-        return LVCDPipeline.from_single_file(self.svd, self.lvcd, **kwargs)
+        return LVCDPipeline.from_single_file(*weights_files(self.svd, self.lvcd), **kwargs)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def load_pipeline(
     vae_dtype: str | None = None,
 ):
     """The pipeline from local files, the packaged demo model (``model="demo"``), or (no --svd) the Hugging Face cache."""
-    from lvcd.pipeline import LVCDPipeline
+    from lvcd.pipeline import LVCDPipeline, weights_files
 
     kwargs = {"config": config, "device": device, "dtype": parse_dtype(dtype), "offload": offload}
     if vae_dtype is not None:
@@ -60,6 +60,4 @@ def load_pipeline(
         if kwargs["dtype"] is None:
             kwargs.pop("dtype")
         return LVCDPipeline.from_pretrained("demo", **kwargs)
-    if svd is None:
-        return LVCDPipeline.from_pretrained(**kwargs)
-    return LVCDPipeline.from_single_file(svd, lvcd, **kwargs)
+    return LVCDPipeline.from_single_file(*weights_files(svd, lvcd), **kwargs)
