@@ -39,6 +39,30 @@ def _required_size(text: str) -> tuple[int, int]:
     return size
 
 
+def _check_root_folder(output: Path, inputs: list[Path] = ()) -> None:
+    """A training root goes into a new or empty folder, a root to extend or resume, or a folder that holds only the
+    INPUTs it is made from: never among other files, which it would not delete but would mix its own into."""
+    from lvcd.data.layout import META_NAME
+    from lvcd.io.paths import is_within
+
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output} is a file, not a folder: give a new folder, or a root to extend.")
+    if not output.is_dir() or (output / META_NAME).is_file():
+        return
+    others = [
+        entry.name
+        for entry in sorted(output.iterdir())
+        if not entry.name.startswith(f".{META_NAME}.")  # another shard is writing the root's record this instant
+        and not any(is_within(given, entry) for given in inputs)
+    ]
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise InputError(
+            f"{output} holds other files ({shown}) and is not an lvcd training root (no {META_NAME}); give a new or "
+            "empty folder, or a root to extend."
+        )
+
+
 def _fail(err: Exception) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(2) from None
@@ -106,6 +130,7 @@ def prepare(
             check_not_input(output, {"INPUT": given}, contains_ok=True)
         check_not_input(output, {"--svd": svd, "--lineart-weights": lineart_weights}, contains_ok=True)
         check_output_location(output / "lvcd_data.json")
+        _check_root_folder(output, inputs)
         if method != "xdog":  # find the weights now rather than after a long scan
             from lvcd.lineart import resolve_weights
 
@@ -171,18 +196,11 @@ def synth(
     Example: `lvcd data synth synth-train --shots 800 --size 64x64`, then after training the VAE,
     `lvcd data synth synth-train --shots 800 --size 64x64 --vae runs/demo-vae/base.safetensors` adds the latents.
     """
-    from lvcd.data.layout import META_NAME
     from lvcd.data.synth_set import write_synthetic_set
 
     try:
         size_hw = _required_size(size)
-        if output.exists() and not output.is_dir():
-            raise InputError(f"{output} is a file, not a folder: give a new folder, or a root to extend.")
-        if output.is_dir() and any(output.iterdir()) and not (output / META_NAME).is_file():
-            raise InputError(
-                f"{output} holds files and is not an lvcd training root (no {META_NAME}); give a new or empty folder, "
-                "or a root to extend."
-            )
+        _check_root_folder(output)
         if vae is not None and not vae.is_file():
             raise InputError(f"--vae {vae} is not a file: give the weights file written by `lvcd train-vae`.")
         if workers < 1:
