@@ -218,9 +218,21 @@ def test_other_unet_of_wrong_shapes(tmp_path, tiny_weights):
         str(other),
     )
     message = _error(other, tiny_weights["lvcd"])
-    assert str(other) in message and "do not match the model" in message
-    assert "shape mismatch model.diffusion_model.input_blocks.0.0.weight: file (7, 8, 3, 3)" in message
-    assert "missing" in message and "--config" in message
+    assert str(other) in message and "do not fit the 'tiny_config' model" in message
+    assert "of another shape (e.g. model.diffusion_model.input_blocks.0.0.weight: (7, 8, 3, 3) in the file" in message
+    assert "missing from the files" in message and "--config" in message
+    assert "\n" not in message  # one line, however many tensors differ (it listed up to 17 lines)
+
+
+def test_files_carrying_another_config_say_to_leave_config_out(tmp_path):
+    """A file of ours carries its model's config; forcing another one says so instead of listing tensors."""
+    from lvcd.demo import demo_weights_path
+
+    with pytest.raises(WeightsError) as info:
+        load_model(demo_weights_path(), config=TINY_CONFIG, device="meta")
+    message = str(info.value)
+    assert "do not fit the 'tiny_config' model" in message and "of another shape" in message
+    assert "carry the config of their own model ('lvcd-demo'): leave --config out" in message
 
 
 def test_svd_only_says_the_controlnet_is_missing(realistic_svd):
@@ -247,7 +259,7 @@ def test_extra_key_in_lvcd_file_is_reported(tmp_path, tiny_weights, ckpt_state):
     extra = tmp_path / "lvcd_extra.ckpt"
     torch.save({"state_dict": {**ckpt_state, "control_model.extra_block.weight": torch.zeros(3)}}, extra)
     message = _error(tiny_weights["svd"], extra)
-    assert "1 unexpected: control_model.extra_block.weight (lvcd_extra.ckpt)" in message
+    assert "1 unknown to the model (e.g. control_model.extra_block.weight (lvcd_extra.ckpt))" in message
 
     model, report = _load(tiny_weights["svd"], extra, strict=False)
     assert not report.ok and report.unexpected == ["control_model.extra_block.weight (lvcd_extra.ckpt)"]
@@ -259,7 +271,9 @@ def test_wrong_shape_is_reported(tmp_path, tiny_weights, ckpt_state):
     wrong = tmp_path / "lvcd_wrong_shape.ckpt"
     torch.save({"state_dict": {**ckpt_state, key: torch.zeros(3, 3)}}, wrong)
     message = _error(tiny_weights["svd"], wrong)
-    assert f"shape mismatch {key}: file (3, 3) vs model {tuple(ckpt_state[key].shape)}" in message
+    assert (
+        f"1 of another shape (e.g. {key}: (3, 3) in the file, {tuple(ckpt_state[key].shape)} in the model)" in message
+    )
 
 
 def test_wrong_shape_with_strict_false_is_reported_not_raised(tmp_path, tiny_weights, ckpt_state):

@@ -232,17 +232,30 @@ def model_metadata(config: LVCDConfig, **extra: str) -> dict[str, str]:
 
 
 def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDConfig) -> str:
+    """One line: how many tensors do not fit and one example of each kind (a real mismatch lists hundreds), then
+    what to do."""
     names = " + ".join(str(f.path) for f in files)
+    kinds = [f"{len(report.missing)} missing from the files (e.g. {report.missing[0]})"] if report.missing else []
+    if report.unexpected:
+        kinds.append(f"{len(report.unexpected)} unknown to the model (e.g. {report.unexpected[0]})")
+    if report.shape_mismatch:
+        key, got, want = report.shape_mismatch[0]
+        kinds.append(
+            f"{len(report.shape_mismatch)} of another shape (e.g. {key}: {got} in the file, {want} in the model)"
+        )
     hint = (
-        f"The files do not fit the '{cfg.name}' model: they are of another model or another config. "
-        "Pass the official svd.safetensors + lvcd.ckpt, or give --config for a model of another size."
+        "They are of another model or another config: pass the official svd.safetensors + lvcd.ckpt, or give --config "
+        "for a model of another size."
     )
+    carried = config_of_files(files)
     roles = {f.role for f in files}
     if report.missing and "lvcd" not in roles and all(_is_lvcd_trained_key(k) for k in report.missing):
         hint = f"The ControlNet weights are missing: pass lvcd.ckpt as well. {_where_to_get('lvcd')}"
     elif report.missing and "svd" not in roles and not any(_is_lvcd_trained_key(k) for k in report.missing):
         hint = f"The SVD weights (UNet, CLIP, VAE) are missing: pass svd.safetensors as well. {_where_to_get('svd')}"
-    return f"Weights {names} do not match the model.\n{report.summary()}\n{hint}"
+    elif carried is not None and carried != cfg:
+        hint = f"The files carry the config of their own model ('{carried.name}'): leave --config out to use it."
+    return f"Weights {names} do not fit the '{cfg.name}' model: {'; '.join(kinds)}. {hint}"
 
 
 def _is_lvcd_trained_key(key: str) -> bool:
