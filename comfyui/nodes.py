@@ -31,15 +31,21 @@ MAX_SEED = 2**64 - 1
 
 
 def _register_model_folder() -> None:
-    """Make ComfyUI list ``models/lvcd`` (idempotent; also keeps paths added by extra_model_paths.yaml)."""
+    """Make ComfyUI list the model files of ``models/lvcd`` (idempotent).
+
+    Paths that extra_model_paths.yaml added (``lvcd: ...``) stay, the default one after them. ComfyUI registers such
+    a folder with no extension filter (``add_model_folder_path``: every file listed, notes and all), so the model
+    extensions are set here, and the listing ComfyUI cached under the old filter is dropped (its cache is checked
+    against folder times only)."""
     import folder_paths
 
     default = os.path.join(folder_paths.models_dir, MODEL_FOLDER)
-    entry = folder_paths.folder_names_and_paths.get(MODEL_FOLDER)
-    if entry is None:
-        folder_paths.folder_names_and_paths[MODEL_FOLDER] = ([default], set(folder_paths.supported_pt_extensions))
-    elif default not in entry[0]:
-        entry[0].append(default)
+    paths, extensions = folder_paths.folder_names_and_paths.get(MODEL_FOLDER, ([], None))
+    if default not in paths:
+        paths.append(default)
+    if not extensions:
+        folder_paths.folder_names_and_paths[MODEL_FOLDER] = (paths, set(folder_paths.supported_pt_extensions))
+        getattr(folder_paths, "filename_list_cache", {}).pop(MODEL_FOLDER, None)
 
 
 def _files(folder: str) -> list[str]:

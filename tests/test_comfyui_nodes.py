@@ -1,14 +1,17 @@
 """The ComfyUI node pack (``comfyui/``), called the way ComfyUI calls nodes, without ComfyUI installed.
 
-ComfyUI loads a custom-node folder by executing its ``__init__.py`` as a package, reads ``NODE_CLASS_MAPPINGS``,
-builds each node's widgets from ``INPUT_TYPES()``, and runs ``getattr(node_class(), FUNCTION)(**inputs)`` under
-``torch.inference_mode()``, expecting a tuple matching ``RETURN_TYPES``. The stand-ins below provide the three ComfyUI
-modules the pack uses: ``comfy.utils.ProgressBar``, ``comfy.model_management`` (device, interruption) and
-``folder_paths`` (model folders).
+ComfyUI (nodes.py ``load_custom_node``) loads a custom-node folder by executing its ``__init__.py`` as a package named
+after the folder's path, reads ``NODE_CLASS_MAPPINGS``, builds each node's widgets from ``INPUT_TYPES()``, validates a
+prompt's values against them (execution.py ``validate_inputs``) and runs ``getattr(node_class(), FUNCTION)(**inputs)``
+under ``torch.inference_mode()``, expecting a tuple matching ``RETURN_TYPES``. The stand-ins below provide the three
+ComfyUI modules the pack uses, with the behaviour of ComfyUI's own (comfy/utils.py, comfy/model_management.py,
+folder_paths.py, and the progress hook main.py installs): ``comfy.utils.ProgressBar``, ``comfy.model_management``
+(device, memory, VRAM mode, interruption) and ``folder_paths`` (model folders).
 """
 
 from __future__ import annotations
 
+import enum
 import importlib.util
 import os
 import subprocess
@@ -26,34 +29,58 @@ from lvcd.pipeline import LVCDPipeline
 PACK = Path(__file__).resolve().parents[1] / "comfyui"
 
 
-class InterruptProcessingException(Exception):
-    pass
+class InterruptProcessingException(BaseException):
+    """comfy.model_management's: a BaseException since ComfyUI PR #13523 (an Exception before), so that a blanket
+    ``except Exception`` cannot swallow a Cancel."""
 
 
 class ProgressBar:
-    """comfy.utils.ProgressBar's surface: total, current, update(n), update_absolute(value, total, preview)."""
+    """comfy.utils.ProgressBar: ``ProgressBar(total, node_id=None)``, ``update_absolute(value, total=None,
+    preview=None)`` (the value clamped to the total) and ``update(n)``. Each update calls the global hook ComfyUI's
+    main.py installs (``hijack_progress``), which first raises InterruptProcessingException when Cancel was pressed.
+    (The real bar throttles the hook between its first and its last update; calling it on every update is the case
+    where a node's progress reporting can be interrupted most often.)"""
 
     made: list[ProgressBar] = []
-    on_update = None  # test hook, called with the bar after each update
+    on_update = None  # test hook, called with the bar after each update, before ComfyUI's hook
+    global_hook = None  # comfy.utils.PROGRESS_BAR_HOOK
 
-    def __init__(self, total):
-        self.total, self.current, self.values = total, 0, []
+    def __init__(self, total, node_id=None):
+        self.total, self.current, self.node_id, self.values = total, 0, node_id, []
+        self.hook = ProgressBar.global_hook
         ProgressBar.made.append(self)
 
     def update_absolute(self, value, total=None, preview=None):
-        self.total = self.total if total is None else total
+        if total is not None:
+            self.total = total
         self.current = min(value, self.total)
         self.values.append(self.current)
         if ProgressBar.on_update is not None:
             ProgressBar.on_update(self)
+        if self.hook is not None:
+            self.hook(self.current, self.total, preview, node_id=self.node_id)
 
     def update(self, value):
         self.update_absolute(self.current + value)
 
 
+class VRAMState(enum.Enum):
+    """comfy.model_management.VRAMState; ``vram_state`` is LOW_VRAM with --lowvram, NO_VRAM with --novram,
+    DISABLED without a GPU."""
+
+    DISABLED = 0
+    NO_VRAM = 1
+    LOW_VRAM = 2
+    NORMAL_VRAM = 3
+    HIGH_VRAM = 4
+    SHARED = 5
+
+
 def _model_management() -> types.ModuleType:
     module = types.ModuleType("comfy.model_management")
     module.InterruptProcessingException = InterruptProcessingException
+    module.VRAMState = VRAMState
+    module.vram_state = VRAMState.DISABLED  # what ComfyUI sets on a machine without a GPU
     module.interrupted = False
 
     def interrupt_current_processing(value=True):
@@ -61,41 +88,82 @@ def _model_management() -> types.ModuleType:
 
     def throw_exception_if_processing_interrupted():
         if module.interrupted:
-            module.interrupted = False
-            raise InterruptProcessingException
+            module.interrupted = False  # consumed: ComfyUI clears the flag as it raises
+            raise module.InterruptProcessingException()
+
+    def free_memory(memory_required, device, keep_loaded=(), for_dynamic=False, pins_required=0, ram_required=0):
+        module.freed.append((memory_required, device))  # ComfyUI unloads its models until that much is free
+        return []
 
     module.interrupt_current_processing = interrupt_current_processing
     module.throw_exception_if_processing_interrupted = throw_exception_if_processing_interrupted
     module.get_torch_device = lambda: torch.device("cpu")
-    module.freed = []  # (bytes, device) of every free_memory call: ComfyUI unloads its models to make that room
-    module.free_memory = lambda memory_required, device, keep_loaded=(): module.freed.append((memory_required, device))
+    module.freed = []  # (bytes, device) of every free_memory call
+    module.free_memory = free_memory
     return module
 
 
 def _folder_paths(models: Path) -> types.ModuleType:
+    """folder_paths: ``folder_names_and_paths`` maps a folder name to ``([paths], {extensions})``; a listing keeps the
+    files whose extension (any case) is in the set, every file when the set is empty, and looks into linked folders;
+    ``add_model_folder_path`` (what extra_model_paths.yaml calls at start-up) registers an unknown name with an empty
+    set; ``get_filename_list`` keeps each listing in ``filename_list_cache`` and trusts it while no listed folder's
+    modification time changed and no existing folder was added to the name."""
     module = types.ModuleType("folder_paths")
     module.models_dir = str(models)
-    module.supported_pt_extensions = {".ckpt", ".pt", ".pth", ".safetensors", ".bin"}
+    module.supported_pt_extensions = {".ckpt", ".pt", ".pt2", ".bin", ".pth", ".safetensors", ".pkl", ".sft"}
     module.folder_names_and_paths = {"checkpoints": ([str(models / "checkpoints")], module.supported_pt_extensions)}
+    module.filename_list_cache = {}
+
+    def add_model_folder_path(folder, path, is_default=False):
+        if folder not in module.folder_names_and_paths:
+            module.folder_names_and_paths[folder] = ([path], set())
+            return
+        paths = module.folder_names_and_paths[folder][0]
+        if path in paths and is_default:
+            paths.remove(path)
+        if path not in paths:
+            paths.insert(0, path) if is_default else paths.append(path)
+
+    def scan(folder):
+        roots, extensions = module.folder_names_and_paths[folder]
+        names, times = set(), {}
+        for root in filter(os.path.isdir, roots):
+            for directory, subdirs, files in os.walk(root, followlinks=True):
+                subdirs[:] = [name for name in subdirs if name != ".git"]
+                times[directory] = os.path.getmtime(directory)
+                for name in files:
+                    if not extensions or os.path.splitext(name)[1].lower() in extensions:
+                        names.add(os.path.relpath(os.path.join(directory, name), root))
+        return sorted(names), times
 
     def get_filename_list(folder):
-        paths, extensions = module.folder_names_and_paths[folder]
-        names = {
-            str(file.relative_to(root))
-            for root in map(Path, paths)
-            if root.is_dir()
-            for file in root.rglob("*")
-            if file.is_file() and (not extensions or file.suffix in extensions)
-        }
-        return sorted(names)
+        cached = module.filename_list_cache.get(folder)
+        if (
+            cached is None
+            or any(os.path.getmtime(directory) != time for directory, time in cached[1].items())
+            or any(os.path.isdir(root) and root not in cached[1] for root in module.folder_names_and_paths[folder][0])
+        ):
+            cached = module.filename_list_cache[folder] = scan(folder)
+        return list(cached[0])
 
     def get_full_path(folder, filename):
-        for root in module.folder_names_and_paths.get(folder, ([], None))[0]:
-            if (Path(root) / filename).is_file():
-                return str(Path(root) / filename)
+        if folder not in module.folder_names_and_paths:
+            return None
+        inside = os.path.normpath(os.path.join(os.sep, filename)).lstrip(os.sep)  # never outside the folder
+        for root in module.folder_names_and_paths[folder][0]:
+            if os.path.isfile(os.path.join(root, inside)):
+                return os.path.join(root, inside)
         return None
 
-    module.get_filename_list, module.get_full_path = get_filename_list, get_full_path
+    def get_full_path_or_raise(folder, filename):
+        path = get_full_path(folder, filename)
+        if path is None:
+            raise FileNotFoundError(f"Model in folder '{folder}' with filename '{filename}' not found.")
+        return path
+
+    module.add_model_folder_path, module.get_filename_list = add_model_folder_path, get_filename_list
+    module.get_full_path, module.get_full_path_or_raise = get_full_path, get_full_path_or_raise
     return module
 
 
@@ -103,9 +171,11 @@ def _folder_paths(models: Path) -> types.ModuleType:
 def comfy_modules(tmp_path_factory, tiny_weights):
     """ComfyUI's modules (stand-ins), the pack loaded into them, and a models folder holding the tiny model as the
     official files."""
-    models = tmp_path_factory.mktemp("comfyui") / "models"
+    root = tmp_path_factory.mktemp("comfyui")
+    models, custom_nodes = root / "models", root / "custom_nodes"
     (models / "checkpoints").mkdir(parents=True)
     (models / "lvcd").mkdir()
+    custom_nodes.mkdir()
     os.symlink(tiny_weights["svd"], models / "checkpoints" / "tiny_svd.safetensors")
     os.symlink(tiny_weights["lvcd"], models / "lvcd" / "tiny_lvcd.ckpt")
     utils = types.ModuleType("comfy.utils")
@@ -113,11 +183,16 @@ def comfy_modules(tmp_path_factory, tiny_weights):
     package = types.ModuleType("comfy")
     management = _model_management()
     package.utils, package.model_management = utils, management
+
+    def progress_hook(value, total, preview_image, prompt_id=None, node_id=None):  # main.py's hijack_progress
+        management.throw_exception_if_processing_interrupted()
+
     with pytest.MonkeyPatch.context() as patch:
         for name, module in {"comfy": package, "comfy.utils": utils, "comfy.model_management": management,
                              "folder_paths": _folder_paths(models)}.items():  # fmt: skip
             patch.setitem(sys.modules, name, module)
-        yield types.SimpleNamespace(models=models, management=management, nodes=_load_pack(patch))
+        patch.setattr(ProgressBar, "global_hook", staticmethod(progress_hook))
+        yield types.SimpleNamespace(models=models, management=management, nodes=_load_pack(custom_nodes, patch))
 
 
 @pytest.fixture
@@ -137,29 +212,54 @@ def pipe(comfy_modules):
     return pipeline
 
 
-def _load_pack(monkeypatch) -> dict:
-    """As ComfyUI's custom-node loader: the folder's __init__.py executed as a package under a path-derived name."""
-    name = str(PACK).replace(".", "_x_")
-    spec = importlib.util.spec_from_file_location(name, PACK / "__init__.py")
+def _loader_code(module_path: str) -> str:
+    """Python that loads a custom-node folder as ComfyUI's load_custom_node does (for a subprocess)."""
+    return (
+        "import importlib.util, os, sys\n"
+        f"module_path = {module_path!r}\n"
+        "name = module_path.replace('.', '_x_')\n"
+        "spec = importlib.util.spec_from_file_location(name, os.path.join(module_path, '__init__.py'))\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "sys.modules[name] = module\n"
+        "spec.loader.exec_module(module)\n"
+    )
+
+
+def _load_pack(custom_nodes: Path, monkeypatch) -> dict:
+    """The pack linked into custom_nodes as the README says (``lvcd-nodes``) and loaded as ComfyUI's load_custom_node
+    loads a folder: a module named after the folder's path as listed (dots made "_x_"), put in sys.modules before
+    its __init__.py runs (the relative import of .nodes needs that)."""
+    (custom_nodes / "lvcd-nodes").symlink_to(PACK, target_is_directory=True)
+    module_path = os.path.join(str(custom_nodes), "lvcd-nodes")
+    name = module_path.replace(".", "_x_")
+    spec = importlib.util.spec_from_file_location(name, os.path.join(module_path, "__init__.py"))
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
     assert set(module.NODE_DISPLAY_NAME_MAPPINGS) == set(module.NODE_CLASS_MAPPINGS)
+    assert getattr(module, "WEB_DIRECTORY", None) is None  # no front-end files to serve
     return module.NODE_CLASS_MAPPINGS
 
 
+CONVERT = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
+
+
 def run(node_class, **inputs):
-    """Validate inputs against INPUT_TYPES as ComfyUI's front end and executor do, then run the node."""
+    """Validate the inputs as execution.py's validate_inputs does (every required input given; INT, FLOAT, STRING and
+    BOOLEAN widget values converted, then checked against the min and max the widget gives; a combo value among the
+    choices INPUT_TYPES lists now), then call the node as execution.py does: a new instance's FUNCTION with the
+    inputs given (an unconnected optional input is left out), under torch.inference_mode()."""
     spec = node_class.INPUT_TYPES()
     for name in spec["required"]:
         assert name in inputs, f"missing required input {name}"
-    for name, value in inputs.items():
+    for name, value in list(inputs.items()):
         kind, *options = spec["required"].get(name) or spec.get("optional", {})[name]
         settings = options[0] if options else {}
         if isinstance(kind, list):
             assert value in kind, f"{name}={value!r} is not one of the widget's options"
-        elif kind == "INT":
-            assert settings.get("min", -(2**63)) <= value <= settings.get("max", 2**64), name
+        elif kind in CONVERT:
+            value = inputs[name] = CONVERT[kind](value)
+            assert settings.get("min", value) <= value <= settings.get("max", value), f"{name}={value!r} out of range"
     with torch.inference_mode():
         outputs = getattr(node_class(), node_class.FUNCTION)(**inputs)
     assert isinstance(outputs, tuple) and len(outputs) == len(node_class.RETURN_TYPES)
@@ -186,6 +286,21 @@ def test_importing_the_pack_does_no_work():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["['LVCDColorize',", "'LVCDLineart',", "'LVCDLoader']", "False", "False"]
+
+
+def test_a_linked_pack_uses_the_library_of_its_clone(tmp_path):
+    """lvcd not installed in ComfyUI's Python (``python -S``: no site-packages, so not this editable install either):
+    the pack, linked into custom_nodes under the README's name and loaded as ComfyUI loads it, makes the clone's src
+    importable (found through the link, not beside custom_nodes)."""
+    (tmp_path / "custom_nodes").mkdir()
+    (tmp_path / "custom_nodes" / "lvcd-nodes").symlink_to(PACK, target_is_directory=True)
+    code = _loader_code(str(tmp_path / "custom_nodes" / "lvcd-nodes"))
+    code = "import importlib.util\nassert importlib.util.find_spec('lvcd') is None\n" + code
+    code += "print(sorted(module.NODE_CLASS_MAPPINGS) == ['LVCDColorize', 'LVCDLineart', 'LVCDLoader'])\n"
+    code += "print(importlib.util.find_spec('lvcd').origin)\n"
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", str(PACK.parent / "src" / "lvcd" / "__init__.py")]
 
 
 def test_widgets_follow_comfyui_conventions_and_list_the_model_folders(comfy):
@@ -223,14 +338,19 @@ def test_colorize_returns_a_frame_per_drawing_with_comfyui_progress(comfy, pipe)
     assert torch.equal(frames, direct.frames.permute(0, 2, 3, 1))
 
 
-def test_cancel_stops_colorization_between_steps(comfy, pipe):
+@pytest.mark.parametrize("base", [BaseException, Exception], ids=["comfyui", "comfyui-before-pr-13523"])
+def test_cancel_stops_colorization_between_steps(comfy, pipe, monkeypatch, base):
+    """Cancel stops the shot before the next step, whether ComfyUI's InterruptProcessingException is a BaseException
+    (now) or an Exception (before ComfyUI PR #13523): nothing between the bar and ComfyUI swallows it."""
+    interrupt = type("InterruptProcessingException", (base,), {})
+    monkeypatch.setattr(comfy.management, "InterruptProcessingException", interrupt)
 
     def press_cancel_after_step_3(bar):
         if bar.current == 3:
             comfy.management.interrupt_current_processing(True)
 
     ProgressBar.on_update = press_cancel_after_step_3
-    with pytest.raises(InterruptProcessingException):
+    with pytest.raises(interrupt):
         run(comfy.nodes["LVCDColorize"], pipeline=pipe, reference=_image(1), lineart=_lineart(16), steps=4, seed=1,
             overlap=4, polarity="dark-lines")  # fmt: skip
     assert ProgressBar.made[0].values == [1, 2, 3] and ProgressBar.made[0].total == 8
@@ -242,9 +362,9 @@ def test_cancel_stops_colorization_while_it_decodes(comfy, pipe, monkeypatch):
     checks = []
     original = comfy.management.throw_exception_if_processing_interrupted
 
-    def check():  # calls: 1 before sampling, 2 steps (2 windows x 1 step), then one per decoded frame
-        checks.append(1)
-        if len(checks) == 5:
+    def check():  # calls: 1 before sampling, 2 a step (ComfyUI's progress hook, then the node's own; 2 windows x 1
+        checks.append(1)  # step), then one per decoded frame
+        if len(checks) == 7:
             comfy.management.interrupt_current_processing(True)  # while frame 2 of 16 is decoded
         original()
 
@@ -252,7 +372,7 @@ def test_cancel_stops_colorization_while_it_decodes(comfy, pipe, monkeypatch):
     with pytest.raises(InterruptProcessingException):
         run(comfy.nodes["LVCDColorize"], pipeline=pipe, reference=_image(1), lineart=_lineart(16), steps=1, seed=1,
             overlap=4, polarity="dark-lines")  # fmt: skip
-    assert len(checks) == 5 and ProgressBar.made[0].values == [1, 2]
+    assert len(checks) == 7 and ProgressBar.made[0].values == [1, 2]
 
 
 def test_keyframes_size_and_rgba_inputs(comfy, pipe):
@@ -262,6 +382,16 @@ def test_keyframes_size_and_rgba_inputs(comfy, pipe):
     (plain,) = run(node, reference=_image(1), lineart=_lineart(3), **common)
     (from_rgba,) = run(node, reference=rgba, lineart=_lineart(3), **common)
     assert torch.equal(plain, from_rgba)
+    # Load Image gives a transparent PNG's alpha as a separate MASK (1 - alpha) and its colour where transparent is
+    # often black: core Join Image with Alpha makes the RGBA IMAGE (alpha = 1 - mask), composited over white here
+    mask = 1 - _lineart(3)[..., 0]  # black lines on a transparent sheet: 1 (masked) where there is no line
+    joined = torch.cat([torch.zeros(3, 64, 128, 3), (1 - mask)[..., None]], dim=-1)
+    (from_transparent,) = run(node, reference=_image(1), lineart=joined, **common)
+    assert torch.equal(plain, from_transparent)
+    # ComfyUI's loaders give IMAGE in its intermediate dtype: float16 with --fp16-intermediates
+    (from_half,) = run(node, reference=_image(1).half(), lineart=_lineart(3).half(), **common)
+    (expected,) = run(node, reference=_image(1).half().float(), lineart=_lineart(3), **common)
+    assert from_half.dtype == torch.float32 and torch.equal(from_half, expected)
     (sized,) = run(node, reference=_image(1), lineart=_lineart(3), width=128, height=128, **common)
     assert sized.shape == plain.shape and not torch.equal(sized, plain)  # processed at 128x128, back at 128x64
     (unkeyed,) = run(node, reference=_image(1), lineart=_lineart(16), **common)
@@ -418,7 +548,28 @@ def test_comfyuis_low_vram_mode_turns_offload_on(comfy, monkeypatch):
     monkeypatch.setattr(comfy.management, "get_torch_device", lambda: gpu)
     common = {"svd": "tiny_svd.safetensors", "lvcd": "tiny_lvcd.ckpt", "dtype": "fp32", "offload": False,
               "config": str(TINY_CONFIG)}  # fmt: skip
-    for state, expected in (("NORMAL_VRAM", False), ("LOW_VRAM", True), ("NO_VRAM", True)):
-        monkeypatch.setattr(comfy.management, "vram_state", types.SimpleNamespace(name=state), raising=False)
+    for state, expected in (("NORMAL_VRAM", False), ("LOW_VRAM", True), ("NO_VRAM", True), ("HIGH_VRAM", False)):
+        monkeypatch.setattr(comfy.management, "vram_state", comfy.management.VRAMState[state])
         (pipeline,) = run(comfy.nodes["LVCDLoader"], **common)
         assert pipeline.offload is expected, state
+
+
+def test_an_lvcd_folder_from_extra_model_paths_lists_model_files_only(comfy, tmp_path, monkeypatch):
+    """extra_model_paths.yaml's ``lvcd: <folder>`` is registered at start-up by add_model_folder_path with no extension
+    filter, and ComfyUI may have listed it (and cached that) before the pack runs: the loader still offers the model
+    files only, from that folder and from models/lvcd (here not made yet), and the file chosen resolves."""
+    models, extra = tmp_path / "models", tmp_path / "shared" / "lvcd"
+    (models / "checkpoints").mkdir(parents=True)
+    extra.mkdir(parents=True)
+    (extra / "lvcd.ckpt").write_bytes(b"")
+    (extra / "where these came from.txt").write_text("huggingface.co/luckyhzt/lvcd_pretrained_models")
+    folder_paths = _folder_paths(models)
+    monkeypatch.setitem(sys.modules, "folder_paths", folder_paths)
+    folder_paths.add_model_folder_path("lvcd", str(extra))
+    assert folder_paths.get_filename_list("lvcd") == ["lvcd.ckpt", "where these came from.txt"]
+    loader = comfy.nodes["LVCDLoader"]
+    assert loader.INPUT_TYPES()["required"]["lvcd"][0] == ["huggingface-cache", "none (svd is a whole-model file)",
+                                                           "lvcd.ckpt"]  # fmt: skip
+    assert folder_paths.folder_names_and_paths["lvcd"][0] == [str(extra), str(models / "lvcd")]
+    assert comfy.nodes["LVCDLineart"].INPUT_TYPES()["required"]["weights"][0] == ["auto", "lvcd.ckpt"]
+    assert folder_paths.get_full_path("lvcd", "lvcd.ckpt") == str(extra / "lvcd.ckpt")
