@@ -109,6 +109,15 @@ def check_output(output: Path, inputs: dict[str, object], overwrite: bool, resum
     check_output_location(output)
 
 
+def check_report_output(path: Path, inputs, overwrite: bool, option: str = "--json") -> None:
+    """A report file (scores as JSON) is none of the inputs, its folder is writable, and an existing one is replaced
+    only with --overwrite."""
+    check_not_input(path, inputs, option=option)
+    check_output_location(path, option=option)
+    if path.exists() and not overwrite:
+        raise InputError(f"{option} {path} exists; pass --overwrite to replace it, or choose another name.")
+
+
 def check_apart(work_dir: Path, output: Path) -> None:
     """The work directory is neither the output nor inside or around it (the output replaces its path when done)."""
     work, out = Path(work_dir).expanduser().resolve(), Path(output).expanduser().resolve()

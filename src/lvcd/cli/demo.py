@@ -26,9 +26,8 @@ def demo_command(
     Writes line art | lvcd | ground truth side by side, and prints PSNR, SSIM and region accuracy next to two
     baselines (the reference copied to every frame; every region filled with the reference's mean colour).
     """
-    from lvcd.cli.checks import check_device, check_fps, check_output
+    from lvcd.cli.checks import check_device, check_fps, check_output, check_report_output
     from lvcd.demo.run import run_demo
-    from lvcd.io.paths import check_not_input, check_output_location
 
     try:
         if frames < 2:
@@ -41,12 +40,7 @@ def demo_command(
         if scores_json is not None:
             if Path(scores_json).expanduser().resolve() == Path(output).expanduser().resolve():
                 raise InputError(f"--json {scores_json} is the output video too; give the scores a file of their own.")
-            check_not_input(scores_json, {"--output": output}, option="--json")
-            check_output_location(scores_json, option="--json")
-            if scores_json.exists() and not overwrite:
-                raise InputError(
-                    f"--json {scores_json} exists; pass --overwrite to replace it, or choose another name."
-                )
+            check_report_output(scores_json, {"--output": output}, overwrite)
         report = run_demo(output, shot, frames, steps, seed, fps, overwrite, device, progress=not quiet)
     except (LVCDError, ValueError) as err:
         typer.echo(f"error: {err}", err=True)

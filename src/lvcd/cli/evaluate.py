@@ -91,8 +91,7 @@ def evaluate(
     Metrics whose weights are not given are skipped (with the reason); the others are computed.
     See docs/metrics.md for where to obtain the weight files.
     """
-    from lvcd.cli.checks import check_device
-    from lvcd.io.paths import check_not_input, check_output_location
+    from lvcd.cli.checks import check_device, check_report_output
     from lvcd.metrics import (
         ClipSpec,
         EvalSettings,
@@ -125,10 +124,7 @@ def evaluate(
         if json_out is not None:
             given = [p for spec in specs for p in (spec.pred, spec.gt, spec.lineart, spec.labels)]
             given += [manifest, inception_weights, i3d_weights, sketch_weights, raft_weights, *lpips_weights]
-            check_not_input(json_out, given, option="--json")
-            check_output_location(json_out, option="--json")
-            if json_out.exists() and not overwrite:
-                raise InputError(f"--json {json_out} exists; pass --overwrite to replace it, or choose another name.")
+            check_report_output(json_out, given, overwrite)
         check_device(device)
         size_hw = parse_size(size, minimum=32) or DEFAULT_SIZE
         if max(size_hw) > MAX_EVAL_SIDE:
