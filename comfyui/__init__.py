@@ -8,6 +8,7 @@ not installed in ComfyUI's Python but this folder sits in a clone of the lvcd re
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ _source = _library_source(Path(__file__).parent)
 if _source is not None:
     sys.path.append(str(_source))
 
-from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+from .nodes import LIBRARY_MISSING, NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+
+if importlib.util.find_spec("lvcd") is None:  # said in ComfyUI's start-up log; each node says it again when run
+    logging.getLogger(__name__).warning("LVCD nodes: %s.", LIBRARY_MISSING)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -9,11 +9,16 @@ Nothing is imported or loaded until a node runs.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
 
 log = logging.getLogger(__name__)
+LIBRARY_MISSING = (
+    "the lvcd library is not installed in ComfyUI's Python: run `pip install /path/to/lvcd` with that Python (or keep "
+    "this node folder inside a clone of the lvcd repository), then restart ComfyUI"
+)
 
 CATEGORY = "LVCD"
 MODEL_FOLDER = "lvcd"  # ComfyUI/models/lvcd: lvcd.ckpt (or its `lvcd convert` safetensors), sk_model.pth
@@ -28,6 +33,13 @@ LINEART_METHODS = ("informative", "informative-coarse", "xdog")
 DTYPES = {"auto": None, "fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 VAE_DTYPES = ["fp32", "bf16", "fp16"]
 MAX_SEED = 2**64 - 1
+
+
+def _require_library(node: str) -> None:
+    """A pack installed on its own (the registry installs this folder only) says what is missing, not 'No module
+    named lvcd'."""
+    if importlib.util.find_spec("lvcd") is None:
+        raise RuntimeError(f"{node}: {LIBRARY_MISSING}.")
 
 
 def _register_model_folder() -> None:
@@ -175,13 +187,14 @@ class LVCDLoader:
         }
 
     def load(self, svd, lvcd, dtype, offload, config="", vae_dtype="fp32"):
+        node = "LVCD Loader"
+        _require_library(node)
         import comfy.model_management as model_management
         import torch
 
         from lvcd.errors import LVCDError
         from lvcd.pipeline import LVCD_REPO, SVD_REPO, LVCDPipeline
 
-        node = "LVCD Loader"
         if dtype not in DTYPES:
             raise ValueError(f"{node}: dtype {dtype!r} is not one of {', '.join(DTYPES)}.")
         if vae_dtype not in VAE_DTYPES:
@@ -266,13 +279,14 @@ class LVCDColorize:
 
     def colorize(self, pipeline, reference, lineart, steps, seed, overlap, polarity, width=0, height=0,
                  keyframes=None, keyframe_indices="", sampler="euler", lineart_levels="auto"):  # fmt: skip
+        node = "LVCD Colorize"
+        _require_library(node)
         import comfy.model_management as model_management
         import comfy.utils
         import torch
 
         from lvcd.errors import LVCDError
 
-        node = "LVCD Colorize"
         references = _rgb(reference, f"{node}: reference")
         if references.shape[0] != 1:
             raise ValueError(
@@ -334,11 +348,12 @@ class LVCDLineart:
         }
 
     def extract(self, images, method, weights=AUTO):
+        node = "LVCD Line Art"
+        _require_library(node)
         import comfy.model_management as model_management
         import comfy.utils
         import torch
 
-        node = "LVCD Line Art"
         frames = _rgb(images, f"{node}: images")
         extractor = _extractor(method, weights, model_management.get_torch_device(), node)
         count, (height, width) = frames.shape[0], frames.shape[-2:]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -573,3 +574,25 @@ def test_an_lvcd_folder_from_extra_model_paths_lists_model_files_only(comfy, tmp
     assert folder_paths.folder_names_and_paths["lvcd"][0] == [str(extra), str(models / "lvcd")]
     assert comfy.nodes["LVCDLineart"].INPUT_TYPES()["required"]["weights"][0] == ["auto", "lvcd.ckpt"]
     assert folder_paths.get_full_path("lvcd", "lvcd.ckpt") == str(extra / "lvcd.ckpt")
+
+
+def test_a_pack_without_the_library_says_how_to_install_it(tmp_path):
+    """The registry installs this folder alone, outside any clone: ComfyUI's log says at start-up, and each node's red
+    box says, that the lvcd library is to be installed (it said "No module named 'lvcd'")."""
+    shutil.copytree(PACK, tmp_path / "custom_nodes" / "lvcd-nodes")
+    code = _loader_code(str(tmp_path / "custom_nodes" / "lvcd-nodes"))
+    code += (
+        "import inspect\n"
+        "for node in module.NODE_CLASS_MAPPINGS.values():\n"
+        "    run = getattr(node(), node.FUNCTION)\n"
+        "    needed = [p for p in inspect.signature(run).parameters.values() if p.default is p.empty]\n"
+        "    try:\n"
+        "        run(*[None] * len(needed))\n"
+        "    except RuntimeError as err:\n"
+        "        print(err)\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "LVCD nodes: the lvcd library is not installed in ComfyUI's Python: run `pip install" in done.stderr
+    said = done.stdout.splitlines()
+    assert len(said) == 3 and all("the lvcd library is not installed" in line for line in said), said
