@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lvcd.train import checkpoint as ckpt
-from lvcd.train.loop import read_log, train
+from lvcd.train.logs import read_log
+from lvcd.train.loop import train
 from lvcd.train.loss import build_conditioning, diffusion_loss
 from lvcd.weights import WeightsFile, load_model, lvcd_trained_keys
 

@@ -20,7 +20,8 @@ import torch
 from lvcd.errors import InputError
 from lvcd.train import checkpoint as ckpt
 from lvcd.train.config import TrainConfigError, load_train_config
-from lvcd.train.loop import read_log, train
+from lvcd.train.logs import read_log
+from lvcd.train.loop import train
 from lvcd.weights import WeightsFile
 
 from .conftest import TINY_CONFIG, SyntheticClips, tiny_train_config

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from lvcd.data.layout import INDEX_NAME, DatasetLayout, available_heights, read_meta
@@ -112,24 +111,35 @@ class LVCDClipDataset(Dataset):
         self.seed = _mix_seed(torch.initial_seed()) if seed is None else int(seed)
         self.epoch = 0
         self.layout = DatasetLayout(self.root, self.size[0])
-        if not self.layout.image_dir.is_dir():
-            present = ", ".join(f"img_{h}" for h in available_heights(self.root)) or "none"
+        if not available_heights(self.root):
             raise InputError(
-                f"{self.root} has no {self.layout.image_dir.name}/ for training height {self.size[0]} (present: {present}); "
-                "pass the size the root was prepared at."
+                f"Training root {self.root} holds no frames (no img_<H>/ folder): make one with `lvcd data prepare` "
+                "(videos) or `lvcd data synth` (synthetic shots), or point data.root at one."
+            )
+        if not self.layout.image_dir.is_dir():
+            present = ", ".join(f"img_{h}" for h in available_heights(self.root))
+            raise InputError(
+                f"{self.root} has no {self.layout.image_dir.name}/ for training height {self.size[0]} (present: "
+                f"{present}); pass the size the root was prepared at."
             )
         meta = read_meta(self.root)
         if meta is not None and tuple(meta.get("size_hw", self.size)) != self.size:
             stored = meta["size_hw"]
             raise InputError(
-                f"{self.root} was prepared at {stored[0]}x{stored[1]}, not {self.size[0]}x{self.size[1]}; pass size={tuple(stored)}."
+                f"{self.root} was prepared at {stored[0]}x{stored[1]}, not {self.size[0]}x{self.size[1]}; pass "
+                f"size={tuple(stored)}."
             )
         self.clips = self.layout.read_index(index_name)
         self.samples = build_samples(self.clips, num_frames, nframe_range)
         if not self.samples:
             raise InputError(
-                f"{self.layout.index_path(index_name)} has no clip of {max(nframe_range[0], num_frames)}..{nframe_range[1]} frames, "
-                "so there is nothing to train on."
+                f"{self.layout.index_path(index_name)} has no clip of {max(nframe_range[0], num_frames)}.."
+                f"{nframe_range[1]} frames, so there is nothing to train on."
+            )
+        if not self.layout.latent_dir.is_dir():
+            raise InputError(
+                f"{self.root} has no latents ({self.layout.latent_dir.name}/): a root of `lvcd data synth` gets them "
+                "when the command runs again with --vae (the VAE's base file); `lvcd data prepare` writes them itself."
             )
 
     def __len__(self) -> int:
@@ -155,23 +165,15 @@ class LVCDClipDataset(Dataset):
         return [frames[reference_position], *frames[start : start + self.num_frames - 1]]
 
     def _load_rgb(self, path: Path) -> np.ndarray:
-        if not path.is_file():
-            raise InputError(
-                f"Missing {path}: the index lists a frame that is not on disk; re-run `lvcd data prepare`."
-            )
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if image.size != (self.size[1], self.size[0]):
-                image = image.resize((self.size[1], self.size[0]), Image.BILINEAR)
-            return np.array(image)
+        return self.layout.read_rgb(path, (self.size[1], self.size[0]))
 
     def _load_latent(self, name: str) -> torch.Tensor:
         latent = self.layout.load_latent(name)
         expected = (self.size[0] // 8, self.size[1] // 8)
         if tuple(latent.shape[-2:]) != expected:
             raise InputError(
-                f"Latent of {name!r} is {tuple(latent.shape[-2:])}, not {expected} for size {self.size[0]}x{self.size[1]}; "
-                "the latents were encoded at another size."
+                f"Latent of {name!r} is {tuple(latent.shape[-2:])}, not {expected} for size "
+                f"{self.size[0]}x{self.size[1]}; the latents were encoded at another size."
             )
         return latent
 
@@ -197,3 +199,32 @@ class LVCDClipDataset(Dataset):
             "reference_index": reference_position,
             "target_start": sample.last_candidate + 1,
         }
+
+
+class FrameClips(Dataset):
+    """Every run of ``clip_frames`` consecutive frames of a root's clips, as (T, 3, H, W) in [-1, 1] (what
+    ``lvcd train-vae`` trains on: frames only, no line art or latents).
+
+    >>> clips = FrameClips("synth-train", size=(64, 64), clip_frames=4); clips[0].shape   # doctest: +SKIP
+    torch.Size([4, 3, 64, 64])
+    """
+
+    def __init__(self, root: str | Path, size: tuple[int, int], clip_frames: int):
+        self.layout = DatasetLayout(root, size[0])
+        self.size = size
+        self.clips = list(self.layout.read_index().values())
+        self.items = [(c, s) for c, frames in enumerate(self.clips) for s in range(len(frames) - clip_frames + 1)]
+        self.clip_frames = clip_frames
+        if not self.items:
+            raise InputError(f"{root} has no clip of {clip_frames} or more frames.")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def frame(self, name: str) -> torch.Tensor:
+        image = self.layout.read_rgb(self.layout.image_path(name), (self.size[1], self.size[0]))
+        return torch.from_numpy(image).permute(2, 0, 1).float() / 127.5 - 1.0
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        clip, start = self.items[index]
+        return torch.stack([self.frame(n) for n in self.clips[clip][start : start + self.clip_frames]])

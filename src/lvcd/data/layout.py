@@ -148,18 +148,24 @@ class DatasetLayout:
 
             try:
                 latent = load_file(str(path))[LATENT_KEY]
-            except Exception as err:  # safetensors raises its own error types
-                raise InputError(
-                    f"Latent file {path} is unreadable ({err}); delete it and re-run `lvcd data prepare`."
-                ) from err
+            except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+                reason = f"no '{LATENT_KEY}' tensor" if isinstance(err, KeyError) else _first_line(err)
+                raise InputError(f"Latent file {path} is unreadable ({reason}); {self.remake_hint(name)}.") from None
         else:
-            official = self.official_latent_path(name)
-            if not official.is_file():
+            path = self.official_latent_path(name)
+            if not path.is_file():
                 raise InputError(
-                    f"No latent for frame {name!r}: neither {path} nor {official} exists. Re-run `lvcd data prepare` "
-                    "on this root, or check that the index matches the files."
+                    f"No latent for frame {name!r}: neither {self.latent_path(name)} nor {path} exists; "
+                    f"{self.remake_hint(name, missing=True)}."
                 )
-            latent = torch.load(str(official), map_location="cpu", weights_only=True)
+            try:
+                latent = torch.load(str(path), map_location="cpu", weights_only=True)
+            except Exception as err:  # noqa: BLE001 - a refused pickle, a damaged archive: the file is unusable
+                raise InputError(
+                    f"Latent file {path} is unreadable ({_first_line(err)}); {self.remake_hint(name)}."
+                ) from None
+        if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
+            raise InputError(f"Latent file {path} holds no float tensor; {self.remake_hint(name)}.")
         latent = latent.float()
         if latent.ndim == 4 and latent.shape[0] == 1:
             latent = latent[0]
@@ -168,6 +174,55 @@ class DatasetLayout:
                 f"Latent of frame {name!r} has shape {tuple(latent.shape)}; expected (4, h, w) or (1, 4, h, w)."
             )
         return latent
+
+    def read_rgb(self, path: Path, size_wh: tuple[int, int]) -> np.ndarray:
+        """A frame or line-art PNG of the root as an (H, W, 3) uint8 array at ``size_wh`` (bilinear when stored at
+        another size); a missing or damaged file is one InputError line that says how to make it again."""
+        name = self._frame_name(path)
+        if not path.is_file():
+            raise InputError(
+                f"Missing {path}: the index lists a frame that is not on disk; {self.remake_hint(name, missing=True)}."
+            )
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != tuple(size_wh):
+                    image = image.resize(tuple(size_wh), Image.BILINEAR)
+                return np.array(image)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # PIL's decoding errors
+            raise InputError(f"Image {path} is unreadable ({_first_line(err)}); {self.remake_hint(name)}.") from None
+
+    def remake_hint(self, name: str, missing: bool = False) -> str:
+        """What to do about a damaged (or, ``missing``, absent) file of frame ``name``: the command that made the root
+        writes only what is missing, so deleting the file and running it again remakes it."""
+        video = name.split("/")[0]
+        try:
+            meta = read_meta(self.root)
+        except InputError:
+            meta = None
+        first = "" if missing else "delete it, then "
+        if meta is None:  # the official Animation_video root (lvcd writes lvcd_data.json into its own)
+            return (
+                f"{first}restore it from the dataset's download, or drop the clips of video {video!r} from "
+                f"{self.index_path().name}"
+            )
+        if "synthetic" in meta:
+            return (
+                f"{first}run `lvcd data synth {self.root}` again with the options that made the root (and --vae "
+                "with the VAE of its latents): it rewrites only what is missing"
+            )
+        return (
+            f"{first}run the `lvcd data prepare ... --output {self.root}` command that made the root again (the same "
+            f"inputs, video {video!r} among them, and options): it redoes only the frames with missing files"
+        )
+
+    def _frame_name(self, path: Path) -> str:
+        """The frame name (``video/000123``) of a file under one of the root's folders."""
+        try:
+            parts = path.relative_to(self.root).with_suffix("").parts
+        except ValueError:
+            return path.stem
+        return "/".join(parts[1:]) or path.stem
 
 
 def read_clip_index(path: Path) -> dict[str, list[str]]:
@@ -181,6 +236,12 @@ def read_clip_index(path: Path) -> dict[str, list[str]]:
     ):
         raise InputError(f"Clip index {path} must map each clip name to a list of frame names.")
     return document
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return line.split(". ")[0] if len(line) > 100 else line
 
 
 def available_heights(root: str | Path) -> list[int]:
@@ -216,7 +277,8 @@ def check_or_write_meta(root: Path, meta: dict[str, Any]) -> None:
     if differences:
         details = "; ".join(f"{key}: root has {existing.get(key)!r}, this run {meta[key]!r}" for key in differences)
         raise InputError(
-            f"Root {root} was prepared with other settings ({details}). Use the same options to resume, or a new output folder."
+            f"Root {root} was prepared with other settings ({details}). Use the same options to resume, or a new "
+            "output folder."
         )
 
 

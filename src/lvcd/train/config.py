@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import types
 import typing
@@ -153,20 +154,37 @@ class TrainConfig:
             (self.eval.shots >= 1 and self.eval.steps >= 1, "eval.shots and eval.steps must be >= 1"),
             (self.eval.frames >= 2, "eval.frames must be >= 2"),
             (not (self.model.from_scratch and self.model.lvcd), "model.from_scratch and model.lvcd exclude each other"),
-            (o.learning_rate > 0, "optim.learning_rate must be > 0"),
-            (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
-            (o.max_grad_norm is None or o.max_grad_norm > 0, "optim.max_grad_norm must be > 0 (or absent)"),
+            (0 <= self.seed < 2**32, "seed must be between 0 and 2**32 - 1 (numpy's seed range)"),
+            (min(d.size) > 0, "data.size must be positive (height and width in pixels)"),
             (d.num_frames >= 2, "data.num_frames must be >= 2 (a reference and a target)"),
+            (
+                d.num_frames <= d.nframe_range[1] and d.nframe_range[0] <= d.nframe_range[1],
+                "data.nframe_range must be [shortest, longest] clip length, longest >= data.num_frames",
+            ),
             (d.num_workers >= 0, "data.num_workers must be >= 0"),
             (self.checkpoint.every >= 1, "checkpoint.every must be >= 1"),
             (self.checkpoint.keep is None or self.checkpoint.keep >= 1, "checkpoint.keep must be >= 1 (or absent)"),
             (self.log.every >= 1, "log.every must be >= 1"),
             (all(name in TRACKERS for name in self.log.trackers), f"log.trackers must be among {TRACKERS}"),
+            *optim_problems(o),
         ]
         for ok, message in checks:
             if not ok:
                 raise TrainConfigError(message)
         return self
+
+
+def optim_problems(o: OptimSection) -> list[tuple[bool, str]]:
+    """(ok, message) checks of an [optim] section, the ranges AdamW accepts (it would refuse them after the models
+    loaded, with a traceback)."""
+    return [
+        (o.learning_rate > 0, "optim.learning_rate must be > 0"),
+        (all(0 <= beta < 1 for beta in o.betas), "optim.betas must both be >= 0 and < 1"),
+        (o.eps >= 0, "optim.eps must be >= 0"),
+        (o.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+        (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0"),
+        (o.max_grad_norm is None or o.max_grad_norm > 0, "optim.max_grad_norm must be > 0 (or absent)"),
+    ]
 
 
 def _sections(root_cls) -> dict[str, type]:
@@ -215,9 +233,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return int(value)
         raise TrainConfigError(f"{where}: expected an integer, got {value!r}")
     if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise TrainConfigError(f"{where}: expected a number, got {value!r}")
+        raise TrainConfigError(f"{where}: expected a finite number, got {value!r}")
     if hint is str:
         if isinstance(value, str):
             return value
@@ -279,7 +297,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise TrainConfigError(f"Training config {path} does not exist; see examples/train_config.toml.")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise TrainConfigError(f"Training config {path} is not UTF-8 text ({err.reason}); save it as UTF-8.") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

@@ -5,6 +5,10 @@ the data order comes from ``DistributedSampler`` seeded with ``seed`` (+ epoch),
 own seed, and sigma/noise of micro-batch ``m`` on process ``r`` from a CPU generator seeded with (seed, r, m). So a
 run resumed from a checkpoint repeats exactly what the uninterrupted run would have done.
 
+The parts live beside it: the networks (``networks.py``), the data and noise (``batches.py``), the logs
+(``logs.py``), the sampling evaluation (``sample_eval.py``), writing checkpoints (``checkpoint.py``) and reading them
+back (``resume.py``).
+
     >>> result = train(load_train_config("examples/train_config.toml"))   # doctest: +SKIP
     >>> result.losses[-1], result.checkpoint                                # doctest: +SKIP
 """
@@ -12,259 +16,34 @@ run resumed from a checkpoint repeats exactly what the uninterrupted run would h
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import Dataset
 
-from lvcd.config import LVCDConfig, get_config
-from lvcd.errors import WeightsError
-from lvcd.model import PART_PREFIXES, Conditioning, LVCDModel
+from lvcd.model import LVCDModel
 from lvcd.train import checkpoint as ckpt
+from lvcd.train.batches import build_dataset, check_batch, make_loader, micro_batches, noise_generator, to_device
 from lvcd.train.config import TrainConfig, TrainConfigError, config_source
 from lvcd.train.ema import WeightAverage
-from lvcd.train.loss import build_conditioning, diffusion_loss, draw_sigma_and_noise
-from lvcd.train.run_dir import check_run_output_dir, continue_csv_log
-from lvcd.train.trainable import (
-    build_from_scratch,
-    enable_gradient_checkpointing,
-    init_controlnet_from_unet,
-    set_trainable,
+from lvcd.train.logs import RunLoggers
+from lvcd.train.loss import build_conditioning, draw_sigma_and_noise
+from lvcd.train.networks import TrainingModule, load_training_models, resolve_model_config
+from lvcd.train.resume import (
+    apply_learning_rate,
+    check_accelerate_state,
+    check_weights_only_loading,
+    load_accelerate_state,
+    read_resume_state,
+    restore_scheduler,
 )
-from lvcd.weights import WeightsFile, load_model
-
-BATCH_TENSOR_KEYS = ("latents", "control_hint", "reference", "fps_id", "motion_bucket_id", "cond_aug")
-LOG_NAME = "train_log.csv"
-LOG_COLUMNS = ("step", "epoch", "samples", "loss", "lr", "seconds")
-
-
-# ------------------------------------------------------------------------------------------------ models
-
-
-def resolve_model_config(section) -> LVCDConfig:
-    """``model.config`` if given, else the config the ``model.svd`` file carries (our files do), else svd-lvcd."""
-    if section.config:
-        return get_config(section.config)
-    if section.svd and Path(section.svd).is_file():
-        carried = WeightsFile(section.svd, "svd").model_config()
-        if carried is not None:
-            return carried
-    return get_config(None)
-
-
-def load_training_models(config: TrainConfig) -> tuple[LVCDModel, LVCDModel, dict[str, Any]]:
-    """(denoiser model: UNet + ControlNet, frozen encoders: CLIP + conditioner VAE encoder, info), fp32 on CPU.
-
-    Without ``model.lvcd`` the ControlNet is initialised from the UNet (official ``init_from_unet``); with it, the
-    ControlNet and the UNet attention start from those weights (unless ``controlnet_from_unet = true``). With
-    ``model.from_scratch`` both networks start from a seeded random init and ``model.svd`` only gives the encoders.
-    """
-    section = config.model
-    if not section.svd:
-        raise TrainConfigError(
-            "model.svd is required: the path of svd.safetensors (or of a base file of `lvcd train-vae`)."
-        )
-    model_config = resolve_model_config(section)
-    encoders, _ = load_model(section.svd, None, config=model_config, parts=("clip", "cond_encoder"), strict=True)
-    if section.from_scratch:
-        net = build_from_scratch(model_config, seed=config.seed)
-        info: dict[str, Any] = {"controlnet_init": "random (from scratch)"}
-    else:
-        from_unet = section.controlnet_from_unet if section.controlnet_from_unet is not None else section.lvcd is None
-        net, report = load_model(
-            section.svd, section.lvcd, config=model_config, parts=("unet", "controlnet"), strict=False
-        )
-        allowed = PART_PREFIXES["controlnet"] if section.lvcd is None else None
-        missing = [k for k in report.missing if allowed is None or not k.startswith(allowed)]
-        if missing or report.unexpected or report.shape_mismatch:
-            raise WeightsError(
-                f"The training weights do not fit the '{model_config.name}' model.\n{report.summary()}"
-                + (f"\n{len(missing)} missing that no init provides: {', '.join(missing[:5])}" if missing else "")
-            )
-        info = {"controlnet_init": "unet" if from_unet else "weights"}
-        if from_unet:
-            init_controlnet_from_unet(net, seed=config.seed)
-    info["trainable"] = set_trainable(net, config.train.trainable)
-    return net, encoders, info
-
-
-class TrainingModule(nn.Module):
-    """What data parallelism wraps: the UNet + ControlNet and the loss (conditioning comes in precomputed)."""
-
-    def __init__(self, net: LVCDModel):
-        super().__init__()
-        self.net = net
-
-    def forward(self, latents, concat, crossattn, vector, hint, sigma, noise) -> tuple[torch.Tensor, torch.Tensor]:
-        out = diffusion_loss(self.net, latents, Conditioning(concat, crossattn, vector, hint), sigma=sigma, noise=noise)
-        return out.loss, out.frame_losses
-
-
-# ------------------------------------------------------------------------------------------------ data
-
-
-def build_dataset(config: TrainConfig) -> Dataset:
-    from lvcd.data.dataset import LVCDClipDataset
-
-    d = config.data
-    if not d.root:
-        raise TrainConfigError("data.root is required: an LVCD training root (see `lvcd data prepare`).")
-    return LVCDClipDataset(d.root, size=d.size, num_frames=d.num_frames, nframe_range=d.nframe_range, seed=config.seed)
-
-
-class ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` (per-epoch shuffle from ``seed + epoch``, one shard per process) that can start
-    ``start_index`` samples into its epoch, so a resumed run skips what was consumed without loading it."""
-
-    start_index = 0
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(list(super().__iter__())[self.start_index :])
-
-    def __len__(self) -> int:
-        return self.num_samples - self.start_index
-
-
-def _micro_batches(
-    loader: DataLoader, sampler: ResumableSampler, batches_per_epoch: int, start: int
-) -> Iterator[tuple[int, dict]]:
-    epoch, offset = divmod(start, batches_per_epoch)
-    while True:
-        sampler.set_epoch(epoch)
-        sampler.start_index = offset * loader.batch_size
-        if hasattr(loader.dataset, "set_epoch"):
-            loader.dataset.set_epoch(epoch)  # new reference draws per epoch (workers copy the dataset per epoch)
-        for batch in loader:
-            yield epoch, batch
-        epoch, offset = epoch + 1, 0
-
-
-def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
-    moved = {}
-    for key in BATCH_TENSOR_KEYS:
-        if key in batch:
-            moved[key] = batch[key].to(device, non_blocking=True)
-    return moved
-
-
-def _check_batch(batch: Mapping[str, Any], size_multiple: int) -> None:
-    for key in ("latents", "control_hint", "reference"):
-        if key not in batch:
-            raise TrainConfigError(
-                f"Training items need '{key}' (latents, control_hint, reference); this dataset has {sorted(batch)}."
-            )
-    height, width = batch["control_hint"].shape[-2:]
-    if height % size_multiple or width % size_multiple:
-        raise TrainConfigError(
-            f"Training frames are {height}x{width}; both sides must be multiples of {size_multiple}."
-        )
-
-
-def _make_loader(config: TrainConfig, dataset: Dataset, accelerator) -> tuple[DataLoader, ResumableSampler, int]:
-    """This process's loader over its shard; returns (loader, sampler, batches per epoch)."""
-    batch_size = config.train.batch_size
-    sampler = ResumableSampler(
-        dataset,
-        num_replicas=accelerator.num_processes,
-        rank=accelerator.process_index,
-        shuffle=config.data.shuffle,
-        seed=config.seed,
-    )
-    batches_per_epoch = sampler.num_samples // batch_size
-    if batches_per_epoch == 0:
-        raise TrainConfigError(
-            f"The dataset has {len(dataset)} samples: fewer than batch_size {batch_size} x "
-            f"{accelerator.num_processes} process(es)."
-        )
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=config.data.num_workers,
-        drop_last=True,
-        pin_memory=accelerator.device.type == "cuda",
-    )
-    return loader, sampler, batches_per_epoch
-
-
-def _warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over ``warmup_steps``, then constant (the official: constant from step 0)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
-    )
-
-
-def _apply_learning_rate(optimizer, scheduler, learning_rate: float) -> float | None:
-    """After resuming: the configured learning rate replaces the checkpoint's (lowering it for a cool-down is the usual
-    reason to resume with another value); the warm-up factor of the current step still applies. Returns the
-    checkpoint's rate when it differed, else None."""
-    previous = scheduler.base_lrs[0]
-    if math.isclose(previous, learning_rate, rel_tol=1e-9):
-        return None
-    scheduler.base_lrs = [learning_rate] * len(scheduler.base_lrs)
-    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
-    for group in optimizer.param_groups:
-        group["initial_lr"] = learning_rate
-        group["lr"] = learning_rate * factor
-    return previous
-
-
-def _noise_generator(seed: int, process_index: int, micro_step: int) -> torch.Generator:
-    state = np.random.SeedSequence([seed, process_index, micro_step]).generate_state(1, dtype=np.uint64)[0]
-    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
-
-
-# ------------------------------------------------------------------------------------------------ logging
-
-
-class _Loggers:
-    """CSV (always readable, cut back to the resumed step, then appended to) and TensorBoard, on the main process
-    only."""
-
-    def __init__(self, config: TrainConfig, output_dir: Path, start_step: int, enabled: bool):
-        self.csv_path = output_dir / "logs" / LOG_NAME
-        self.writer = None
-        self.file = None
-        if not enabled:
-            return
-        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-        if "csv" in config.log.trackers:
-            continue_csv_log(self.csv_path, LOG_COLUMNS, start_step)
-            self.file = self.csv_path.open("a", newline="")
-            self.csv = csv.DictWriter(self.file, fieldnames=LOG_COLUMNS)
-        if "tensorboard" in config.log.trackers:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as err:
-                raise TrainConfigError(
-                    "log.trackers has 'tensorboard' but it is not installed: pip install 'lvcd[train]'."
-                ) from err
-            self.writer = SummaryWriter(str(output_dir / "logs" / "tensorboard"), purge_step=start_step + 1)
-
-    def log(self, row: dict[str, Any]) -> None:
-        if self.file is not None:
-            self.csv.writerow(row)
-            self.file.flush()
-        if self.writer is not None:
-            for key in ("loss", "lr"):
-                self.writer.add_scalar(f"train/{key}", row[key], row["step"])
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.writer is not None:
-            self.writer.close()
-
-
-# ------------------------------------------------------------------------------------------------ loop
+from lvcd.train.run_dir import check_run_output_dir
+from lvcd.train.sample_eval import make_evaluator
+from lvcd.train.trainable import enable_gradient_checkpointing
 
 
 @dataclass
@@ -305,6 +84,44 @@ def _make_accelerator(config: TrainConfig, output_dir: Path):
     return Accelerator(
         mixed_precision=precision,
         project_config=ProjectConfiguration(project_dir=str(output_dir), automatic_checkpoint_naming=False),
+    )
+
+
+def _check_checkpoint_files(accelerator, config: TrainConfig, checkpoint: Path, saved_state: dict) -> None:
+    """Before any model loads: the headers of the checkpoint's weights, accelerate's optimizer and scaler archives
+    and this process's random states (see :mod:`lvcd.train.resume`)."""
+    from accelerate.utils import OPTIMIZER_NAME, SCALER_NAME, DistributedType
+
+    ckpt.open_checkpoint_weights(checkpoint / ckpt.WEIGHTS_NAME)
+    if config.train.ema_decay and (checkpoint / ckpt.EMA_NAME).is_file():
+        ckpt.open_checkpoint_weights(checkpoint / ckpt.EMA_NAME)
+    archives = () if accelerator.distributed_type == DistributedType.FSDP else (f"{OPTIMIZER_NAME}.bin",)
+    archives += (SCALER_NAME,) if accelerator.scaler is not None else ()
+    saved_processes = saved_state.get("world_size", accelerator.num_processes)
+    refused = None
+    try:  # each process reads its own RNG file: all stop together, or the others would wait for it forever
+        check_accelerate_state(checkpoint / ckpt.STATE_DIR, accelerator.process_index, saved_processes, archives)
+    except ckpt.CheckpointError as err:
+        refused = err
+    if accelerator.num_processes > 1:
+        flag = torch.tensor(float(refused is not None), device=accelerator.device)
+        if accelerator.reduce(flag, reduction="max").item() and refused is None:
+            refused = ckpt.CheckpointError(
+                f"{checkpoint}: another process cannot read its files (its error says which); {ckpt.ANOTHER}."
+            )
+    if refused is not None:
+        raise refused
+    if saved_processes != accelerator.num_processes:
+        accelerator.print(
+            f"warning: {checkpoint} was written by {saved_processes} process(es), this run has "
+            f"{accelerator.num_processes}: the data order and the random states differ from the uninterrupted run."
+        )
+
+
+def _warmup_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps``, then constant (the official: constant from step 0)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
     )
 
 
@@ -353,10 +170,10 @@ def _accumulate_gradients(
     for micro in range(accumulation):
         epoch, batch = next(batches)
         if state.micro_step == 0 or micro == 0:
-            _check_batch(batch, encoders.config.size_multiple)
-        batch = _to_device(batch, accelerator.device)
+            check_batch(batch, encoders.config.size_multiple)
+        batch = to_device(batch, accelerator.device)
         cond = build_conditioning(encoders, batch)
-        generator = _noise_generator(config.seed, accelerator.process_index, state.micro_step)
+        generator = noise_generator(config.seed, accelerator.process_index, state.micro_step)
         sigma, noise = draw_sigma_and_noise(batch["latents"], p[0], p[1], generator)
         last = micro == accumulation - 1
         with contextlib.nullcontext() if last else accelerator.no_sync(module):
@@ -380,17 +197,19 @@ def train(
     config = config.validate()
     output_dir = Path(config.output_dir)
     resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None else None
-    saved_state, saved_scheduler = ckpt.read_resume_state(resume_from) if resume_from is not None else ({}, {})
+    saved_state, saved_scheduler = read_resume_state(resume_from) if resume_from is not None else ({}, {})
     check_run_output_dir(output_dir, _run_inputs(config), resume_from, saved_state.get("step", 0))
     accelerator = _make_accelerator(config, output_dir)
-    if resume_from is not None:
-        ckpt.check_weights_only_loading(accelerator)
     from accelerate.utils import DistributedType, set_seed
 
+    if resume_from is not None:  # every file of the checkpoint, before the slow work
+        check_weights_only_loading(accelerator)
+        _check_checkpoint_files(accelerator, config, resume_from, saved_state)
     set_seed(config.seed)
     multiple = resolve_model_config(config.model).size_multiple
     if dataset is None and any(side % multiple for side in config.data.size):
         raise TrainConfigError(f"data.size {list(config.data.size)}: both sides must be multiples of {multiple}.")
+    dataset = dataset if dataset is not None else build_dataset(config)  # reads the root's index: before the models
 
     net, encoders, info = load_training_models(config)
     which = config.train.trainable
@@ -402,9 +221,8 @@ def train(
         enable_gradient_checkpointing(net)
     trainable = [p for p in net.parameters() if p.requires_grad]  # the LVCD set minus the zero-gradient tensors
 
-    dataset = dataset if dataset is not None else build_dataset(config)
     tcfg, o = config.train, config.optim
-    loader, sampler, batches_per_epoch = _make_loader(config, dataset, accelerator)
+    loader, sampler, batches_per_epoch = make_loader(config, dataset, accelerator)
     optimizer = torch.optim.AdamW(trainable, lr=o.learning_rate, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
     scheduler = _warmup_scheduler(optimizer, o.warmup_steps)
 
@@ -424,17 +242,16 @@ def train(
         accelerator.register_save_state_pre_hook(lambda models, weights, output: weights.clear())
         accelerator.register_load_state_pre_hook(lambda models, input_dir: models.clear())
     if resume_from is not None:
-        with ckpt.accelerate_state_view(resume_from / ckpt.STATE_DIR) as state_dir:
-            accelerator.load_state(str(state_dir))  # optimizer, RNG states, grad scaler
+        load_accelerate_state(accelerator, resume_from / ckpt.STATE_DIR)  # optimizer, RNG states, grad scaler
         state.load_state_dict(saved_state)
-        ckpt.restore_scheduler(scheduler, saved_scheduler, resume_from)
+        restore_scheduler(scheduler, saved_scheduler)
         if state.batches_per_epoch != batches_per_epoch:
             accelerator.print(
-                f"warning: the data layout changed since the checkpoint ({state.batches_per_epoch} -> {batches_per_epoch} "
-                "batches per epoch and process); the data position is approximate."
+                f"warning: the data layout changed since the checkpoint ({state.batches_per_epoch} -> "
+                f"{batches_per_epoch} batches per epoch and process); the data position is approximate."
             )
             state.batches_per_epoch = batches_per_epoch
-        previous_lr = _apply_learning_rate(optimizer, scheduler, o.learning_rate)
+        previous_lr = apply_learning_rate(optimizer, scheduler, o.learning_rate)
         if previous_lr is not None:
             accelerator.print(
                 f"optim.learning_rate: {previous_lr:g} in the checkpoint, {o.learning_rate:g} from now on."
@@ -442,7 +259,8 @@ def train(
     if ema is not None and resume_from is not None:
         ema_file = resume_from / ckpt.EMA_NAME
         if ema_file.is_file():
-            ema.load({k: WeightsFile(ema_file, "lvcd").get(k) for k in optimized_names}, updates=state.step)
+            ema.load(ckpt.read_checkpoint_tensors(ckpt.open_checkpoint_weights(ema_file), optimized_names),
+                     updates=state.step)  # fmt: skip
         else:
             accelerator.print(
                 f"warning: {resume_from} has no {ckpt.EMA_NAME}; the weight average restarts from the weights."
@@ -450,8 +268,8 @@ def train(
             ema.load({k: v.detach() for k, v in net.named_parameters() if k in set(optimized_names)}, updates=0)
 
     start_step = state.step
-    evaluator = _make_evaluator(config, output_dir, start_step) if accelerator.is_main_process else None
-    loggers = _Loggers(config, output_dir, start_step, enabled=accelerator.is_main_process)
+    evaluator = make_evaluator(config, output_dir, start_step) if accelerator.is_main_process else None
+    loggers = RunLoggers(config, output_dir, start_step, enabled=accelerator.is_main_process)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         ckpt.write_json_atomic(output_dir / "config.json", config.to_dict())
@@ -472,7 +290,7 @@ def train(
 
     p_mean = tcfg.p_mean if tcfg.p_mean is not None else net.config.sampling.p_mean
     p_std = tcfg.p_std if tcfg.p_std is not None else net.config.sampling.p_std
-    batches = _micro_batches(loader, sampler, batches_per_epoch, state.micro_step)
+    batches = micro_batches(loader, sampler, batches_per_epoch, state.micro_step)
     bar = None
     if progress and accelerator.is_local_main_process:
         from tqdm.auto import tqdm
@@ -567,35 +385,3 @@ def _past(accelerator, deadline: float) -> bool:
         return past
     flag = torch.tensor(float(past), device=accelerator.device)
     return bool(accelerator.reduce(flag, reduction="max").item())
-
-
-class _Evaluation:
-    """The sampling evaluation of ``[eval]`` with what it needs loaded once: the VAE and the frozen encoders."""
-
-    def __init__(self, config: TrainConfig, output_dir: Path, start_step: int):
-        from lvcd.train.sample_eval import SampleEvaluator
-
-        model_config = resolve_model_config(config.model)
-        self.parts, _ = load_model(
-            config.model.svd, None, config=model_config, parts=("clip", "cond_encoder", "first_stage"), strict=True
-        )
-        self.evaluator = SampleEvaluator(config.eval, tuple(config.data.size), output_dir, start_step)
-
-    def run(self, net: LVCDModel, device: torch.device, step: int) -> dict[str, float]:
-        self.parts.to(device)
-        was_training = net.training
-        net.eval()
-        try:
-            return self.evaluator(LVCDModel.from_parts(net, self.parts), device, step)
-        finally:
-            net.train(was_training)  # the net holds only the UNet and ControlNet, which set_trainable puts in train
-
-
-def _make_evaluator(config: TrainConfig, output_dir: Path, start_step: int) -> _Evaluation | None:
-    return _Evaluation(config, output_dir, start_step) if config.eval.every > 0 else None
-
-
-def read_log(output_dir: str | Path) -> list[dict[str, float]]:
-    """The CSV log of a run as numbers."""
-    with (Path(output_dir) / "logs" / LOG_NAME).open(newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]

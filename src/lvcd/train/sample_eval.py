@@ -52,3 +52,31 @@ class SampleEvaluator:
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, fieldnames=self.columns).writerow(row)
         return scores
+
+
+class TrainingEvaluation:
+    """The sampling evaluation of ``[eval]`` with what it needs loaded once: the VAE and the frozen encoders."""
+
+    def __init__(self, config, output_dir: Path, start_step: int):
+        from lvcd.train.networks import resolve_model_config
+        from lvcd.weights import load_model
+
+        model_config = resolve_model_config(config.model)
+        self.parts, _ = load_model(
+            config.model.svd, None, config=model_config, parts=("clip", "cond_encoder", "first_stage"), strict=True
+        )
+        self.evaluator = SampleEvaluator(config.eval, tuple(config.data.size), output_dir, start_step)
+
+    def run(self, net: LVCDModel, device: torch.device, step: int) -> dict[str, float]:
+        self.parts.to(device)
+        was_training = net.training
+        net.eval()
+        try:
+            return self.evaluator(LVCDModel.from_parts(net, self.parts), device, step)
+        finally:
+            net.train(was_training)  # the net holds only the UNet and ControlNet, which set_trainable puts in train
+
+
+def make_evaluator(config, output_dir: Path, start_step: int) -> TrainingEvaluation | None:
+    """The evaluation of a run's ``[eval]`` section; None when ``eval.every`` is 0."""
+    return TrainingEvaluation(config, output_dir, start_step) if config.eval.every > 0 else None

@@ -31,29 +31,41 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from lvcd.config import LVCDConfig, get_config
-from lvcd.data.layout import DatasetLayout
+from lvcd.config import LVCDConfig
+from lvcd.data.dataset import FrameClips
 from lvcd.devices import default_device
 from lvcd.errors import InputError
 from lvcd.model import LVCDModel
 from lvcd.models.vae import AutoencoderKL
+from lvcd.train.batches import one_line_worker_errors
 from lvcd.train.checkpoint import (
+    ANOTHER,
     CheckpointError,
     checkpoints_root,
-    list_checkpoints,
+    first_line,
+    latest_checkpoint,
+    open_checkpoint_weights,
     prune_checkpoints,
     publish,
-    read_checkpoint_json,
+    read_checkpoint_tensors,
     staging_dir,
     step_dir_name,
     write_json_atomic,
 )
-from lvcd.train.config import CheckpointSection, LogSection, OptimSection, TrainConfigError, config_source
+from lvcd.train.config import (
+    CheckpointSection,
+    LogSection,
+    OptimSection,
+    TrainConfigError,
+    config_source,
+    optim_problems,
+)
+from lvcd.train.networks import model_config_setting
+from lvcd.train.resume import check_torch_archive, check_train_state, read_checkpoint_json, read_plain_torch_file
 from lvcd.train.run_dir import check_run_output_dir, continue_csv_log
-from lvcd.weights import WeightsFile, model_metadata, save_safetensors
+from lvcd.weights import model_metadata, save_safetensors
 
 BASE_NAME = "base.safetensors"
 VAE_WEIGHTS_NAME = "vae.safetensors"
@@ -111,51 +123,20 @@ class VAETrainConfig:
                 "model.config is required: the model config JSON (e.g. examples/demo/model.json)",
             ),
             (bool(d.root), "data.root is required: a training root (e.g. from `lvcd data synth`)"),
+            (self.seed >= 0, "seed must be >= 0"),
+            (min(d.size) > 0, "data.size must be positive"),
             (d.clip_frames >= 1, "data.clip_frames must be >= 1"),
             (d.crop >= 0 and d.crop % 8 == 0, "data.crop must be 0 or a multiple of 8"),
             (t.batch_size >= 1 and t.max_steps >= 1, "train.batch_size and train.max_steps must be >= 1"),
             (t.kl_weight >= 0, "train.kl_weight must be >= 0"),
             (t.scale_frames >= 1, "train.scale_frames must be >= 1"),
-            (self.optim.learning_rate > 0, "optim.learning_rate must be > 0"),
             (self.checkpoint.every >= 1 and self.log.every >= 1, "checkpoint.every and log.every must be >= 1"),
+            *optim_problems(self.optim),
         ]
         for ok, message in checks:
             if not ok:
                 raise TrainConfigError(message)
         return self
-
-
-# ------------------------------------------------------------------------------------------------ data
-
-
-class FrameClips(Dataset):
-    """Every run of ``clip_frames`` consecutive frames of a root's clips, as (T, 3, H, W) in [-1, 1]."""
-
-    def __init__(self, root: str | Path, size: tuple[int, int], clip_frames: int):
-        self.layout = DatasetLayout(root, size[0])
-        self.size = size
-        self.clips = list(self.layout.read_index().values())
-        self.items = [(c, s) for c, frames in enumerate(self.clips) for s in range(len(frames) - clip_frames + 1)]
-        self.clip_frames = clip_frames
-        if not self.items:
-            raise InputError(f"{root} has no clip of {clip_frames} or more frames.")
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def frame(self, name: str) -> torch.Tensor:
-        path = self.layout.image_path(name)
-        if not path.is_file():
-            raise InputError(f"Missing {path}: the root's index lists a frame that is not on disk.")
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if image.size != (self.size[1], self.size[0]):
-                image = image.resize((self.size[1], self.size[0]), Image.BILINEAR)
-            return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 127.5 - 1.0
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        clip, start = self.items[index]
-        return torch.stack([self.frame(n) for n in self.clips[clip][start : start + self.clip_frames]])
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -231,14 +212,15 @@ def _device(name: str) -> torch.device:
 def _resume_point(output_dir: Path, resume: str | None) -> Path | None:
     if resume is None:
         return None
+    needed = (VAE_WEIGHTS_NAME, STATE_NAME, OPTIMIZER_NAME)
     if resume == "latest":
-        found = list_checkpoints(output_dir, weights_name=VAE_WEIGHTS_NAME)
-        if not found:
-            raise CheckpointError(f"--resume latest: no checkpoint under {checkpoints_root(output_dir)}.")
-        return found[-1][1]
+        return latest_checkpoint(output_dir, needed)
     path = Path(resume)
-    if not (path / VAE_WEIGHTS_NAME).is_file() or not (path / STATE_NAME).is_file():
+    lacking = [name for name in needed if not (path / name).is_file()]
+    if len(lacking) == len(needed):
         raise CheckpointError(f"{path} is not a VAE training checkpoint (no {VAE_WEIGHTS_NAME} / {STATE_NAME}).")
+    if lacking:
+        raise CheckpointError(f"{path} is incomplete (no {lacking[0]}); {ANOTHER}.")
     return path
 
 
@@ -256,7 +238,7 @@ def _batches(dataset: FrameClips, batch_size: int, seed: int, start_step: int, n
     while True:
         order = _epoch_order(len(dataset), seed, epoch)[offset * batch_size : per_epoch * batch_size]
         loader = DataLoader(dataset, batch_size=batch_size, sampler=order, num_workers=num_workers, drop_last=True)
-        yield from loader
+        yield from one_line_worker_errors(loader)
         epoch, offset = epoch + 1, 0
 
 
@@ -276,16 +258,26 @@ def _save_checkpoint(output_dir: Path, step: int, vae: AutoencoderKL, optimizer,
 
 
 def _checkpoint_step(path: Path) -> int:
-    step = read_checkpoint_json(path / STATE_NAME).get("step")
-    if not isinstance(step, int) or isinstance(step, bool):
-        raise CheckpointError(f"{path / STATE_NAME} has no whole-number step; resume from another checkpoint.")
-    return step
+    """The step of a checkpoint, after a look at each of its files (before the slow work)."""
+    state = read_checkpoint_json(path / STATE_NAME)
+    check_train_state(state, path / STATE_NAME, path)
+    open_checkpoint_weights(path / VAE_WEIGHTS_NAME)
+    check_torch_archive(path / OPTIMIZER_NAME)
+    return state["step"]
 
 
 def _load_checkpoint(path: Path, vae: AutoencoderKL, optimizer) -> None:
-    weights = WeightsFile(path / VAE_WEIGHTS_NAME, "vae")
-    vae.load_state_dict({k: weights.get(k) for k in weights.keys()})
-    optimizer.load_state_dict(torch.load(path / OPTIMIZER_NAME, map_location="cpu", weights_only=True))
+    weights = open_checkpoint_weights(path / VAE_WEIGHTS_NAME)
+    optimizer_state = read_plain_torch_file(path / OPTIMIZER_NAME)
+    remedy = f"resume with the model.config it was made with (its ../../config.json), or {ANOTHER}"
+    try:
+        vae.load_state_dict(read_checkpoint_tensors(weights, weights.keys()))
+    except RuntimeError as err:  # keys or shapes of another VAE config
+        raise CheckpointError(f"{weights.path} does not fit this VAE ({first_line(err)}); {remedy}.") from None
+    try:
+        optimizer.load_state_dict(optimizer_state)
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path / OPTIMIZER_NAME} does not fit this VAE ({first_line(err)}); {remedy}.") from None
 
 
 def _crop(clips: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -318,7 +310,7 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
     if Path(config.model.config).exists():  # else a preset name
         inputs["model.config"] = config.model.config
     check_run_output_dir(output_dir, inputs, resume_from, start, weights_name=VAE_WEIGHTS_NAME)
-    model_config = get_config(config.model.config)
+    model_config = model_config_setting(config.model.config)
     t, o = config.train, config.optim
     size = tuple(config.data.size)
     if size[0] % model_config.vae.downsample_factor or size[1] % model_config.vae.downsample_factor:
