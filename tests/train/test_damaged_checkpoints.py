@@ -85,7 +85,26 @@ EXAMPLES = Path(__file__).parents[2] / "examples" / "demo"
 def test_an_unusable_rng_file_is_an_error_not_a_silently_inexact_resume(run, tmp_path, no_model_loading, damage, says):
     checkpoint = _copy(run, tmp_path)
     damage(checkpoint / RNG)
-    _resume_refused(run, tmp_path, checkpoint, checkpoint / RNG, says, "resume from another (earlier) checkpoint")
+    _resume_refused(run, tmp_path, checkpoint, checkpoint / RNG, says, "resume from another (earlier) checkpoint",
+                    "or pass --fresh-random-states to continue from this one")  # fmt: skip
+
+
+def test_fresh_random_states_resumes_a_checkpoint_whose_rng_file_is_damaged(run, tmp_path, capfd):
+    """Its only checkpoint's RNG file damaged, a run is not lost: --fresh-random-states continues it (said once per
+    process), from the checkpoint's weights and step."""
+    config, dataset = run
+    checkpoint = _copy(run, tmp_path)
+    _truncate(checkpoint / RNG)
+    resumed = train(
+        config.replace(output_dir=str(tmp_path / "resumed")),
+        resume=checkpoint,
+        dataset=dataset,
+        progress=False,
+        fresh_random_states=True,
+    )
+    assert (resumed.start_step, resumed.step, len(resumed.losses)) == (1, 2, 1)
+    warned = capfd.readouterr().err
+    assert f"warning: {checkpoint / RNG} cannot be read" in warned and "Continuing with fresh random states" in warned
 
 
 @pytest.mark.parametrize(

@@ -224,18 +224,27 @@ def _kind_problem(value: Any, fresh: Any) -> str | None:
 
 
 def check_accelerate_state(
-    state_dir: Path, process_index: int, saved_world_size: int, optimizer_files: tuple[str, ...]
-) -> bool:
+    state_dir: Path,
+    process_index: int,
+    saved_world_size: int,
+    optimizer_files: tuple[str, ...],
+    fresh_random_states: bool = False,
+) -> str | None:
     """Before the slow work: ``optimizer_files`` of accelerate's ``state_dir`` (optimizer.bin, scaler.pt) are intact
-    archives, and this process's RNG file reads and applies (see :func:`check_random_states`). Returns False where
-    the run has more processes than the checkpoint's (this process has no RNG file: the resume is not exact anyway).
-    """
+    archives, and this process's RNG file reads and applies (see :func:`check_random_states`). With
+    ``fresh_random_states`` a missing or damaged RNG file is not an error: the run continues with fresh random states
+    (accelerate skips such a file), and the returned warning says so."""
     for name in optimizer_files:
         check_torch_archive(state_dir / name)
-    if process_index >= saved_world_size:
-        return False
-    check_random_states(state_dir / f"random_states_{process_index}.pkl")
-    return True
+    if process_index >= saved_world_size:  # no RNG file for this process: said by the caller (process counts differ)
+        return None
+    try:
+        check_random_states(state_dir / f"random_states_{process_index}.pkl")
+    except CheckpointError as err:
+        if not fresh_random_states:
+            raise
+        return f"warning: {err} Continuing with fresh random states (--fresh-random-states)."
+    return None
 
 
 def check_random_states(path: Path) -> None:
@@ -245,16 +254,20 @@ def check_random_states(path: Path) -> None:
     from accelerate.utils import load  # weights-only, numpy arrays allowed
 
     why = "the resumed run could not repeat the uninterrupted one"
+    remedy = f"{ANOTHER}, or pass --fresh-random-states to continue from this one (the data order then differs)"
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing: without the random states {why}; {ANOTHER}.")
-    states = read_plain_torch_file(path, loader=load)
+        raise CheckpointError(f"{path} is missing: without the random states {why}; {remedy}.")
+    try:
+        states = read_plain_torch_file(path, loader=load)
+    except CheckpointError as err:  # its remedy is another checkpoint only: this one can go on with fresh states
+        raise CheckpointError(f"{str(err).removesuffix(f'; {ANOTHER}.')}: {why}; {remedy}.") from None
     try:
         random.Random().setstate(states["random_state"])
         np.random.RandomState().set_state(states["numpy_random_seed"])
         torch.Generator().set_state(states["torch_manual_seed"])
     except Exception as err:  # noqa: BLE001 - whatever accelerate's own restore would have swallowed
         raise CheckpointError(
-            f"{path} does not hold usable random states ({first_line(err)}): {why}; {ANOTHER}."
+            f"{path} does not hold usable random states ({first_line(err)}): {why}; {remedy}."
         ) from None
 
 
