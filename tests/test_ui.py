@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -17,9 +18,10 @@ from lvcd.errors import InputError
 from lvcd.io import FrameSource, load_image, open_writer
 from lvcd.pipeline import LVCDPipeline, SamplingProgress
 from lvcd.ui import JobCancelled, JobSettings, PageLimits, build_app, check_settings, colorize_upload
-from lvcd.ui.jobs import MAX_SEED, ProgressText
-from lvcd.ui.page import Sessions
-from lvcd.ui.uploads import check_reference, read_lineart, shot_name, user_message
+from lvcd.ui.jobs import MAX_SEED
+from lvcd.ui.page import Sessions, _status, keeping_user_names
+from lvcd.ui.progress import JobProgress, Line, Speed
+from lvcd.ui.uploads import Upload, check_reference, read_lineart, shot_name, user_message
 
 
 @pytest.fixture(scope="module")
@@ -177,18 +179,78 @@ def test_a_damaged_upload_is_named_in_its_field_before_any_work(tmp_path):
         check_reference(str(reference), max_side=8192)
 
 
-def test_progress_counts_the_whole_shot_with_an_eta():
-    now = [0.0]
-    text = ProgressText(clock=lambda: now[0])
-    reports = []
-    for window in range(3):
-        for step in range(4):
-            now[0] += 2.0
-            reports.append(text(SamplingProgress(window, 3, step, 4)))
-    assert [r[0] for r in reports] == list(range(1, 13)) and {r[1] for r in reports} == {12}
-    assert reports[0][2] == "window 1/3 · step 1/4 · 1/12 steps · ETA --:--"
-    assert reports[5][2] == "window 2/3 · step 2/4 · 6/12 steps · ETA 0:12"
-    assert reports[-1][2].endswith("12/12 steps · ETA 0:00")
+def _run_job_progress(tracker: JobProgress, now: list, step_s: float, frame_s: float) -> list:
+    """A job of 2 windows x 3 steps and 4 frames as the pipeline reports it; the clock advances as the work takes."""
+    tracker.started = now[0]
+    tracker.plan(windows=2, steps=3, frames=4, key=((64, 128), "euler"))
+    reports = [tracker.starting()]
+    for window in range(2):
+        for step in range(3):
+            now[0] += step_s
+            reports.append(tracker.sampled(SamplingProgress(window, 2, step, 3)))
+    for frame in range(1, 5):
+        now[0] += frame_s
+        reports.append(tracker.decoded(frame, 4))
+    reports += [tracker.side_by_side(frame, 4) for frame in range(1, 5)]
+    return reports
+
+
+def test_progress_is_one_bar_over_sampling_decoding_and_side_by_side_with_the_time_left():
+    now, speeds = [0.0], {}
+    reports = _run_job_progress(JobProgress(speeds, clock=lambda: now[0]), now, step_s=2.0, frame_s=1.0)
+    bar = [done / total for done, total, _ in reports]
+    assert bar == sorted(bar) and bar[0] == 0 and bar[-1] == pytest.approx(1)  # never back, from 0 to the end
+    assert 0.5 < bar[6] < 0.9  # sampling done: the bar is not full while the frames are still to decode
+    texts = [text for _, _, text in reports]
+    assert texts[0] == "preparing the shot · the time it takes is known after its first step"
+    assert texts[1].startswith("sampling · window 1/2 · step 1/3 · about 0:1")  # 5 steps + 4 frames at 2 s a unit
+    assert texts[5] == "sampling · window 2/2 · step 2/3 · about 0:06 left"  # 1 step (2 s) + 4 frames (0.5 x 2 s each)
+    assert texts[7] == "decoding · frame 1/4 · about 0:03 left"  # now measured: 1 s a frame
+    assert texts[-1].startswith("writing the side-by-side video · frame 4/4")
+    # the next job at this size knows the speeds up front, and weighs decoding by them (1 s a frame: half a step)
+    assert speeds == {} and (tracker := JobProgress(speeds, clock=lambda: now[0])) is not None
+    speeds[((64, 128), "euler")] = Speed(2.0, 1.0)
+    again = _run_job_progress(tracker, now, step_s=2.0, frame_s=1.0)
+    assert again[0][2] == "preparing the shot · about 0:16 in all, as measured on the last job of this size here"
+    assert [done / total for done, total, _ in again] == sorted(done / total for done, total, _ in again)
+
+
+def test_the_line_runs_jobs_in_order_and_tells_the_waiting_the_time_left():
+    line, now = Line(poll_seconds=0.01), [0.0]
+    running = JobProgress(line.speeds, clock=lambda: now[0])
+    told: dict[str, list[str]] = {"second": [], "third": []}
+    order, stopped = [], threading.Event()
+    started = threading.Event()
+
+    def job(name: str, cancel: threading.Event) -> None:
+        try:
+            with line.turn(cancel, JobProgress(line.speeds), told[name].append):
+                order.append(name)
+        except JobCancelled:
+            order.append(f"{name} cancelled")
+
+    with line.turn(threading.Event(), running, lambda text: None):
+        running.plan(windows=1, steps=10, frames=2, key=((64, 64), "euler"))
+        now[0] += 3.0
+        running.sampled(SamplingProgress(0, 1, 0, 10))  # 3 s a step: 9 steps and 2 frames (1.5 s each) left
+        second = threading.Thread(target=job, args=("second", threading.Event()))
+        second.start()
+        while not told["second"]:
+            time.sleep(0.01)
+        third = threading.Thread(target=job, args=("third", stopped))
+        third.start()
+        while not told["third"]:
+            time.sleep(0.01)
+        stopped.set()  # Stop pressed on the third page while it waits
+        third.join(5)
+        started.set()
+    second.join(5)
+    assert told["second"][0] == (
+        "waiting: 1 job ahead of yours (one job runs at a time); the running one has about 0:30 left"
+    )
+    assert told["third"][0].startswith("waiting: 2 jobs ahead of yours")
+    assert order == ["third cancelled", "second"]
+    assert line.speeds[((64, 64), "euler")].step_seconds == pytest.approx(3.0)  # kept for the next job's estimate
 
 
 # --- jobs on the tiny model ------------------------------------------------------------------------------------------
@@ -206,13 +268,10 @@ def test_job_writes_the_shot_named_video_and_side_by_side_and_reports_the_seed(p
     assert len(side) == 3 and tuple(side.size_hw) == (64, 256)
     assert [_line_position(f[:, :128]) for f in side] == [10 + 7 * 2, 10, 10 + 7 * 1]  # walk_1, walk_2, walk_10
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["walk_colorized.mp4", "walk_side_by_side.mp4"]
-    assert [text for _, _, text in reports] == [
-        "reading the line art", "decoding the frames and writing the video",
-        *(f"decoding the frames and writing the video · {frame}/3" for frame in (1, 2)),
-        "decoding the frames and writing the video",
-        "writing the side-by-side video",
-    ]  # fmt: skip
-    assert [(done, total) for done, total, _ in reports[2:5]] == [(1, 3), (2, 3), (3, 3)]
+    stages = [text.split(" · ")[0] for _, _, text in reports]
+    assert stages == ["preparing the shot", "sampling", *["decoding"] * 3, *["writing the side-by-side video"] * 3]
+    bar = [done / total for done, total, _ in reports]
+    assert bar == sorted(bar) and bar[-1] == pytest.approx(1)  # one bar, never back (sampling ended at 100% before)
 
 
 def test_same_seed_same_file_and_rgba_reference_as_the_cli(pipe, tmp_path):
@@ -298,6 +357,57 @@ def test_sessions_cancel_and_delete_what_a_page_leaves(tmp_path):
     sessions.end("page-c", flag)
     sessions.keep_result("page-c", late)
     assert flag.is_set() and not late.exists()
+
+
+def test_choosing_line_art_again_replaces_the_files_held_whatever_order_the_events_come():
+    # gradio's field adds a new choice after what it holds and fires upload and change at once; the page keeps the
+    # new choice only and shows no preview of the field as gradio grew it
+    for change_first in (True, False):
+        sessions, shown = Sessions(), []
+
+        def change(files, sessions=sessions, shown=shown):
+            if sessions.lineart_to_show("p", files):
+                shown.append(files)
+
+        sessions.lineart_chosen("p", ["/u/a/f1.png", "/u/b/f2.png"])
+        change(["/u/a/f1.png", "/u/b/f2.png"])
+        grown = ["/u/a/f1.png", "/u/b/f2.png", "/u/a/f1.png"]  # f1.png chosen again
+        if change_first:
+            change(grown)
+        kept = sessions.lineart_chosen("p", grown)
+        if not change_first:
+            change(grown)
+        change(kept)  # the field takes the replacement
+        assert kept == ["/u/a/f1.png"]
+        assert shown == [["/u/a/f1.png", "/u/b/f2.png"], ["/u/a/f1.png"]], change_first
+    sessions = Sessions()
+    sessions.lineart_chosen("p", ["/u/a.png", "/u/b.png"])
+    assert sessions.lineart_to_show("p", ["/u/a.png", "/u/b.png"])
+    assert sessions.lineart_to_show("p", ["/u/a.png"])  # a file removed with its x: the rest stays
+    assert sessions.lineart_to_show("p", ["/ex/e1.png", "/ex/e2.png"])  # an example: as it is
+
+
+def test_file_names_are_shown_as_the_user_named_them(tmp_path):
+    from gradio.data_classes import FileData, ListFiles
+
+    names = ["frame_[01]*bold*.png", "a_b_c.png", "<x>.png", "$$a$$.png"]
+    message = _status(
+        "Problem:", f"Line art: {names[0]} is 64x64 pixels but {names[2]} is 32x32; {names[1]} {names[3]}"
+    )
+    assert message.startswith("**Problem:** Line art: frame\\_\\[01\\]\\*bold\\*\\.png")
+    assert "\\<x\\>" in message and "\\$\\$a\\$\\$" in message
+    # gradio stores uploads under names stripped of *<>$; the field passes the user's names on, both ways
+    field = keeping_user_names(gr.File(file_count="multiple"))
+    stored = []
+    for index, name in enumerate(names):
+        (tmp_path / str(index)).mkdir()
+        stored.append(tmp_path / str(index) / name.replace("*", "").replace("<", "").replace(">", "").replace("$", ""))
+        stored[-1].write_bytes(b"x")
+    files = field.preprocess(
+        ListFiles(root=[FileData(path=str(p), orig_name=n) for p, n in zip(stored, names, strict=True)])
+    )
+    assert [Upload.of(f).name for f in files] == names
+    assert [item.orig_name for item in field.postprocess(files).root] == names
 
 
 def test_page_has_its_controls_and_no_analytics(pipe):

@@ -140,6 +140,10 @@ def inputs(tmp_path_factory) -> Path:
     for name in ("a", "b"):
         (folder / name).mkdir()
         Image.fromarray(_drawing(0 if name == "a" else 1)).save(folder / name / "frame1.png")
+    (folder / "odd").mkdir()
+    for index, name in enumerate(["frame_[01]*bold*.png", "<x>.png", "a_b_c.png"]):
+        Image.fromarray(_drawing(index)).save(folder / "odd" / name)
+    Image.new("L", (32, 32), 255).save(folder / "odd" / "*small*.png")
     (folder / "long").mkdir()
     for index in range(LONG_FRAMES):
         Image.fromarray(_drawing(index % 12)).save(folder / "long" / f"long_{index:02d}.png")
@@ -266,6 +270,23 @@ def test_problems_are_readable_messages_naming_field_and_file(server, context, i
     assert "Error" not in page.locator("#lvcd-result").inner_text()  # no bare error badge
 
 
+def test_choosing_line_art_again_replaces_it_and_names_show_as_typed(server, context, inputs):
+    page = _open(context, server)
+    odd = ["frame_[01]*bold*.png", "<x>.png", "a_b_c.png"]
+    _upload(page, None, [inputs / "walk_1.png", inputs / "walk_2.png"])
+    expect(page.locator("#lvcd-thumbnails")).to_contain_text("1: walk_2.png", timeout=WAIT_MS)
+    _upload(page, None, [inputs / "odd" / name for name in odd])  # chosen again: these replace the two
+    _status(page, "3 frames in this order", where="#lvcd-lineart-note")
+    expect(page.locator("#lvcd-thumbnails")).to_contain_text("2: frame_[01]*bold*.png", timeout=WAIT_MS)
+    captions = page.locator("#lvcd-thumbnails").inner_text()
+    assert re.findall(r"\d: \S+\.png", captions) == ["0: <x>.png", "1: a_b_c.png", "2: frame_[01]*bold*.png"]
+    for name in odd:  # the field lists the user's names too (gradio stored them as x.png, frame_[01]bold.png)
+        expect(page.locator("#lvcd-lineart")).to_contain_text(name.removesuffix(".png"))
+    _upload(page, None, [inputs / "odd" / "frame_[01]*bold*.png", inputs / "odd" / "*small*.png"])
+    text = _status(page, "Problem:", where="#lvcd-lineart-note")  # a Markdown note: the names stay as typed
+    assert "frame_[01]*bold*.png is 128x64 pixels but *small*.png is 32x32" in text, text
+
+
 def test_the_example_shot_fills_the_inputs(server, context):
     page = _open(context, server)
     page.get_by_text("example_reference.png").click()
@@ -306,7 +327,7 @@ def _start_long_job(page, inputs, server) -> str:
     )
     _set(page, "lvcd-steps", 50)  # 4 windows x 50 steps: far longer than the tests wait
     page.click("#lvcd-run")
-    progress = page.get_by_text(re.compile(r"window 1/4 · step \d+/50 · \d+/200 steps · ETA"))
+    progress = page.get_by_text(re.compile(r"sampling · window 1/4 · step \d+/50 · about \d+:\d\d left"))
     expect(progress.first).to_be_visible(timeout=WAIT_MS)
     return re.findall(r"job (\w+) started", server.log())[-1]  # one job runs at a time: this one
 
@@ -329,7 +350,8 @@ def test_two_pages_queue_and_a_closed_page_cancels_its_job(server, context, inpu
     expect(second.locator("#lvcd-thumbnails")).to_contain_text("1: walk_2.png", timeout=WAIT_MS)
     _set(second, "lvcd-steps", 1)
     second.click("#lvcd-run")
-    expect(second.get_by_text(re.compile(r"queue: 1/1")).first).to_be_visible(timeout=WAIT_MS)
+    waiting = r"waiting: 1 job ahead of yours \(one job runs at a time\); the running one has about \d+:\d\d left"
+    expect(second.get_by_text(re.compile(waiting)).first).to_be_visible(timeout=WAIT_MS)
     first.close()  # the tab goes away mid-run
     server.wait_for_log(rf"job {job} cancelled \(page")
     _status(second, "Done:")

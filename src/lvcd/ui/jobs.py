@@ -1,4 +1,4 @@
-"""One colorization job of the page: settings checked before any work, progress with an ETA, cancellation, cleanup.
+"""One colorization job of the page: settings checked before any work, progress with the time left, cancellation, cleanup.
 
 Plain Python (no gradio): ``colorize_upload`` takes the uploaded files and the page's field values, checks them
 all, then runs ``LVCDPipeline`` and writes the result video (named after the shot) and a side-by-side video
@@ -24,9 +24,11 @@ import numpy as np
 
 from lvcd.diffusion import SAMPLERS
 from lvcd.errors import InputError
-from lvcd.io import FrameSource, open_writer
+from lvcd.io import FrameSource, open_writer, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS, UNEVEN_LIGHT
+from lvcd.longvideo import plan_windows
+from lvcd.ui.progress import JobProgress
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
 
 MAX_SEED = 2**53 - 1  # the largest whole number a browser's number field holds exactly
@@ -142,38 +144,7 @@ def levels_note(lineart: LineartUpload) -> str:
     )
 
 
-class ProgressText:
-    """Turns the pipeline's per-step progress into (steps done, steps of the whole shot, text with an ETA)."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock = clock
-        self.first: tuple[float, int] | None = None  # (time, steps done) at the first report
-
-    def __call__(self, progress) -> tuple[int, int, str]:
-        if getattr(progress, "phase", "sampling") == "decoding":
-            return (
-                progress.frame,
-                progress.frames,
-                f"decoding the frames and writing the video · {progress.frame}/{progress.frames}",
-            )
-        total = progress.windows * progress.steps
-        done = progress.window * progress.steps + progress.step + 1
-        now = self.clock()
-        if self.first is None:
-            self.first = (now, done)
-        start, start_done = self.first
-        eta = "ETA --:--"
-        if done > start_done:
-            seconds = (now - start) / (done - start_done) * (total - done)
-            eta = f"ETA {int(seconds // 60)}:{int(seconds % 60):02d}"
-        text = (
-            f"window {progress.window + 1}/{progress.windows} · step {progress.step + 1}/{progress.steps} · "
-            f"{done}/{total} steps · {eta}"
-        )
-        return done, total, text
-
-
-Report = Callable[[int, int, str], None]  # (done, total, text)
+Report = Callable[[float, float, str], None]  # (units done, units in all, text): see lvcd.ui.progress
 
 
 def colorize_upload(
@@ -185,12 +156,14 @@ def colorize_upload(
     limits: PageLimits = PageLimits(),
     cancel: threading.Event | None = None,
     report: Report | None = None,
+    tracker: JobProgress | None = None,
 ) -> JobResult:
     """Check every input, then colorize into ``output_dir`` (created if needed; if the job fails, what it wrote is
     removed, and the folder too when this job made it and nothing else is in it).
 
     ``cancel``: set it to stop the job between two steps or two decoded frames (raises JobCancelled). ``report``:
-    progress callback.
+    progress callback, one bar over the whole job (sampling, decoding, side-by-side video) with the time left;
+    ``tracker``: the job's :class:`lvcd.ui.progress.JobProgress` (one that knows this server's speeds), else a new one.
     """
     started = time.monotonic()
     reference_upload = check_reference(reference, limits.max_input_side)
@@ -201,16 +174,22 @@ def colorize_upload(
     output_dir.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []  # the outputs this job wrote (each written atomically: absent until complete)
     report = report or (lambda done, total, text: None)
-    steps_text = ProgressText()
+    tracker = tracker or JobProgress()
+    cfg = pipe.config
+    model_hw = plan_size(lineart.size_hw, cfg.train_size_hw, cfg.size_multiple, settings.size_hw).model_hw
+    windows = len(plan_windows(len(lineart.frames), cfg.sampling.overlap, cfg.video_frames).windows)
+    tracker.plan(windows, settings.steps, len(lineart.frames), (model_hw, settings.sampler))
 
     def on_step(progress) -> None:
         if cancel is not None and cancel.is_set():
             raise JobCancelled
-        done, total, text = steps_text(progress)
-        report(done, total, text if done < total else "decoding the frames and writing the video")
+        if getattr(progress, "phase", "sampling") == "decoding":
+            report(*tracker.decoded(progress.frame, progress.frames))
+        else:
+            report(*tracker.sampled(progress))
 
     try:
-        report(0, 1, "reading the line art")
+        report(*tracker.starting())
         result = pipe(
             reference_upload.path, lineart.frames, size=settings.size_hw, num_steps=settings.steps,
             seed=settings.seed, polarity=settings.polarity, output=output_dir / f"{lineart.shot_name}_colorized.mp4",
@@ -218,8 +197,9 @@ def colorize_upload(
             lineart_levels=settings.lineart_levels,
         )  # fmt: skip
         made.append(result.output_path)
-        report(1, 1, "writing the side-by-side video")
-        side_by_side = write_side_by_side(lineart, result.output_path, output_dir, fps, cancel)
+        side_by_side = write_side_by_side(
+            lineart, result.output_path, output_dir, fps, cancel, lambda i, n: report(*tracker.side_by_side(i, n))
+        )
     except BaseException:
         for path in made:  # only what this job wrote; the folder too when this job made it and nothing else is in it
             path.unlink(missing_ok=True)
@@ -236,13 +216,22 @@ def colorize_upload(
 
 
 def write_side_by_side(
-    lineart: LineartUpload, video: Path, output_dir: Path, fps: float, cancel: threading.Event | None = None
+    lineart: LineartUpload,
+    video: Path,
+    output_dir: Path,
+    fps: float,
+    cancel: threading.Event | None = None,
+    written: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """``<shot>_side_by_side.mp4``: each line-art frame beside its colorized frame."""
+    """``<shot>_side_by_side.mp4``: each line-art frame beside its colorized frame (``written(frame, frames)`` after
+    each, 1-based)."""
     target = output_dir / f"{lineart.shot_name}_side_by_side.mp4"
+    count = len(lineart.frames)
     with open_writer(target, fps=fps) as writer:
-        for drawing, colour in zip(lineart.frames, FrameSource.open(video), strict=True):
+        for index, (drawing, colour) in enumerate(zip(lineart.frames, FrameSource.open(video), strict=True)):
             if cancel is not None and cancel.is_set():
                 raise JobCancelled
             writer.write(np.concatenate([drawing, colour], axis=1))
+            if written is not None:
+                written(index + 1, count)
     return target

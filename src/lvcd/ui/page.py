@@ -1,5 +1,9 @@
 """The gradio page: widgets wired to :func:`lvcd.ui.jobs.colorize_upload`, one job at a time, cancellable.
 
+Jobs wait in :class:`lvcd.ui.progress.Line` (in the order asked, told how many are ahead and the time the running one
+has left) and show one bar over the whole job. Text from the user (file names) is shown as typed, not as Markdown.
+Choosing line art again replaces the files chosen before (gradio's multi-file field would add them).
+
 Per browser session (a page) the page keeps the running job's cancel flag and the folder of its last result: the
 Stop button and closing the page set the flag (the job stops before its next denoising step); a new result or a
 closed page deletes the previous result folder. Results are written straight into gradio's cache (so they are not
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -21,6 +26,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import torch
+from gradio.data_classes import ListFiles
 from PIL import Image
 
 from lvcd.diffusion import SAMPLERS
@@ -35,6 +41,8 @@ from lvcd.ui.jobs import (
     colorize_upload,
     levels_note,
 )
+from lvcd.ui.progress import JobProgress, Line
+from lvcd.ui.sessions import Sessions
 from lvcd.ui.uploads import LINEART_FIELD, REFERENCE_FIELD, Upload, check_reference, read_lineart, user_message
 
 log = logging.getLogger("lvcd.ui")
@@ -49,59 +57,36 @@ THEME = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["ui-monos
 CSS = "#lvcd-status {min-height: 2.5em}"
 # gradio's own scroll_to_output only scrolls in some embedding modes; the outcome line sits above the result video
 SCROLL_TO_RESULT = "() => document.getElementById('lvcd-status')?.scrollIntoView({block: 'start'})"
+# Jobs admitted to the page's own line (running or waiting, told the time left); more wait in gradio's queue.
+JOBS_ADMITTED = 8
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>&$])")
 
 
-class Sessions:
-    """Per page: the cancel flag of its running job and the folder of its last result."""
+def keeping_user_names(field: gr.File) -> gr.File:
+    """``field``, passing on the name each file has on the user's machine (``orig_name``, the name
+    :class:`lvcd.ui.uploads.Upload` shows): gradio stores an upload under its name stripped of characters such as
+    ``*<>$`` (``<x>.png`` -> ``x.png``), which the page must neither show nor order frames by. (Wrapped on the field,
+    not subclassed: a subclass of a gradio component writes a .pyi stub beside this module when imported.)"""
+    preprocess, postprocess = field.preprocess, field.postprocess
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._running: dict[str, threading.Event] = {}
-        self._results: dict[str, Path] = {}
-        self._closed: set[str] = set()  # pages gone while their job ran: a late result is deleted at once
+    def preprocess_with_names(payload):
+        files = preprocess(payload)
+        given = payload.root if isinstance(payload, ListFiles) else [payload]
+        for file, data in zip(files if isinstance(files, list) else [files], given, strict=False):
+            if isinstance(file, str) and getattr(data, "orig_name", None):
+                file.orig_name = data.orig_name  # a NamedString: it takes attributes
+        return files
 
-    def begin(self, session: str) -> threading.Event:
-        with self._lock:
-            flag = self._running[session] = threading.Event()
-            return flag
+    def postprocess_with_names(value):
+        data = postprocess(value)
+        given = value if isinstance(value, list) else [value]
+        shown = data.root if isinstance(data, ListFiles) else [data] if data is not None else []
+        for item, file in zip(shown, given, strict=False):
+            item.orig_name = getattr(file, "orig_name", None) or item.orig_name
+        return data
 
-    def end(self, session: str, flag: threading.Event) -> None:
-        with self._lock:
-            if self._running.get(session) is flag:
-                del self._running[session]
-
-    def cancel(self, session: str) -> bool:
-        with self._lock:
-            flag = self._running.get(session)
-        if flag is not None:
-            flag.set()
-        return flag is not None
-
-    def keep_result(self, session: str, folder: Path) -> None:
-        with self._lock:
-            if session in self._closed:
-                self._closed.discard(session)
-                previous = folder
-            else:
-                previous, self._results[session] = self._results.get(session), folder
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
-
-    def close(self, session: str) -> None:
-        """The page went away: stop its job, delete its result."""
-        self.cancel(session)
-        with self._lock:
-            folder = self._results.pop(session, None)
-            if session in self._running:
-                self._closed.add(session)
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-
-    def close_all(self) -> None:
-        with self._lock:
-            sessions = set(self._running) | set(self._results)
-        for session in sessions:
-            self.close(session)
+    field.preprocess, field.postprocess = preprocess_with_names, postprocess_with_names
+    return field
 
 
 # What needs less GPU memory, as the page's user can choose it (and its host, when starting the page).
@@ -128,8 +113,15 @@ def _thumbnail(image: np.ndarray, side: int = PREVIEW_SIDE) -> np.ndarray:
     return np.asarray(picture)
 
 
-def _status(kind: str, text: str) -> str:
-    return f"**{kind}** {text}"
+def plain(text: str) -> str:
+    """``text`` for a Markdown field, shown as it is: ``frame_[01]*bold*.png`` stays that, not a link or bold."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def _status(kind: str, text: str, markdown: bool = False) -> str:
+    """A status line: ``kind`` in bold, then ``text`` as it is (it may carry the user's file names) or, for text of
+    this page's own, as Markdown."""
+    return f"**{kind}** {text if markdown else plain(text)}"
 
 
 def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, title: str = TITLE) -> gr.Blocks:
@@ -139,7 +131,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
     # This server's own folders: a cache shared with another server (GRADIO_TEMP_DIR) must not mix their files.
     server = uuid.uuid4().hex[:12]
     jobs_folder, examples_folder = cache / "lvcd-jobs" / server, cache / "lvcd-examples" / server
-    pipe_lock = threading.Lock()  # one job on the model at a time, also while a stopped job winds down
+    line = Line()  # one job on the model at a time, also while a stopped job winds down
     multiple = pipe.config.size_multiple
 
     def guarded(preview):
@@ -178,12 +170,25 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
             rate = f" at {lineart.fps:g} fps" if lineart.fps else ""
             shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"frame {index}") for index, frame in picked]
             frames_text = "1 frame" if count == 1 else f"{count} frames"
-            return shown, f"{lineart.uploads[0].name}: {frames_text}{rate}, {width}x{height}." + levels_note(lineart)
+            return shown, plain(
+                f"{lineart.uploads[0].name}: {frames_text}{rate}, {width}x{height}." + levels_note(lineart)
+            )
         frames = zip(lineart.uploads[:MAX_THUMBNAILS], lineart.frames, strict=False)  # decodes only those shown
         shown = [(_thumbnail(frame, THUMBNAIL_SIDE), f"{i}: {upload.name}") for i, (upload, frame) in enumerate(frames)]
         more = f" (first {MAX_THUMBNAILS} shown)" if count > MAX_THUMBNAILS else ""
         frames_text = "1 frame" if count == 1 else f"{count} frames in this order{more}"
-        return shown, f"{frames_text}, {width}x{height}." + levels_note(lineart)
+        return shown, plain(f"{frames_text}, {width}x{height}." + levels_note(lineart))
+
+    def lineart_chosen(files, request: gr.Request):
+        files = list(files or [])
+        kept = sessions.lineart_chosen(request.session_hash or "local", [str(f) for f in files])
+        return files[len(files) - len(kept) :]  # never gr.skip(): gradio would rebuild the field without its names
+
+    def lineart_changed(files, request: gr.Request):
+        files = list(files or [])
+        if not sessions.lineart_to_show(request.session_hash or "local", [str(f) for f in files]):
+            return gr.skip(), gr.skip()
+        return preview_lineart(files)
 
     def run(reference, lineart_files, steps, seed, polarity, height, width, fps, sampler, levels,
             request: gr.Request, progress=gr.Progress()):  # fmt: skip
@@ -191,15 +196,14 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         uploads = [Upload.of(f) for f in ([reference] if reference else []) + list(lineart_files or [])]
         flag = sessions.begin(session)
         folder = jobs_folder / uuid.uuid4().hex
+        tracker = JobProgress(line.speeds)
         try:
             settings = check_settings(steps, seed, polarity, height, width, fps, limits, multiple, sampler, levels)
-            if pipe_lock.locked():
-                progress(0, desc="waiting for the stopped job to wind down")
-            with pipe_lock:
+            with line.turn(flag, tracker, lambda text: progress(0, desc=text)):
                 log.info("job %s started (page %s)", folder.name, session)
                 result = colorize_upload(
                     pipe, reference, lineart_files, settings, folder, limits, flag,
-                    lambda done, total, text: progress(done / total, desc=text),
+                    lambda done, total, text: progress(done / total, desc=text), tracker,
                 )  # fmt: skip
         except JobCancelled:
             log.info("job %s cancelled (page %s)", folder.name, session)
@@ -209,7 +213,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         except Exception as err:  # a bug: the page says so in one line, the server log has the traceback
             if out_of_memory(err):
                 log.warning("job %s: %s", folder.name, " ".join(str(err).split()))
-                return None, None, _status("Could not colorize:", out_of_memory_text(err, PAGE_LESS_MEMORY) + ".")
+                return None, None, _status("Could not colorize:", out_of_memory_text(err, PAGE_LESS_MEMORY) + ".", True)
             log.exception("job %s failed", folder.name)
             message = user_message(err, uploads, [cache])
             return None, None, _status("Unexpected error:", f"{type(err).__name__}: {message}. Please report it.")
@@ -225,7 +229,7 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
             f"{result.polarity}, **seed {result.seed}** (enter it as the seed to get this result again), "
             f"{result.seconds:.1f} s." + (f" Line art: {result.levels}." if result.levels else "")
         )
-        return str(result.video), str(result.side_by_side), _status("Done:", text)
+        return str(result.video), str(result.side_by_side), _status("Done:", text, markdown=True)
 
     def stop(request: gr.Request):
         stopped = sessions.cancel(request.session_hash or "local")
@@ -245,14 +249,17 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
         with gr.Row():
             with gr.Column():
                 with gr.Row():
-                    reference = gr.File(label=f"{REFERENCE_FIELD} (frame 0)", elem_id="lvcd-reference")
+                    reference = keeping_user_names(
+                        gr.File(label=f"{REFERENCE_FIELD} (frame 0)", elem_id="lvcd-reference")
+                    )
                     reference_preview = gr.Image(
                         label="Reference as the model sees it", interactive=False, elem_id="lvcd-reference-preview"
                     )
                 reference_note = gr.Markdown(elem_id="lvcd-reference-note")
-                lineart = gr.File(
-                    label=f"{LINEART_FIELD}: images or one video/GIF", file_count="multiple", elem_id="lvcd-lineart"
-                )
+                lineart = keeping_user_names(gr.File(
+                    label=f"{LINEART_FIELD}: images or one video/GIF (choosing again replaces them)",
+                    file_count="multiple", elem_id="lvcd-lineart",
+                ))  # fmt: skip
                 lineart_note = gr.Markdown(elem_id="lvcd-lineart-note")
                 thumbnails = gr.Gallery(
                     label="Line art, in frame order", columns=6, height=220, elem_id="lvcd-thumbnails"
@@ -290,11 +297,12 @@ def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, ti
             gr.Examples([_example(examples_folder)], [reference, lineart], label="Example shot")
 
         reference.change(preview_reference, [reference], [reference_preview, reference_note], concurrency_limit=4)
-        lineart.change(preview_lineart, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
+        lineart.upload(lineart_chosen, [lineart], [lineart], queue=False)  # a new choice replaces the files held
+        lineart.change(lineart_changed, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
         job = start.click(
             run, [reference, lineart, steps, seed, polarity, height, width, fps, sampler, levels],
             [result, side_by_side, status],
-            concurrency_limit=1, concurrency_id="colorize", trigger_mode="once",
+            concurrency_limit=JOBS_ADMITTED, concurrency_id="colorize", trigger_mode="once",
         )  # fmt: skip
         job.then(None, js=SCROLL_TO_RESULT)  # in the browser, once the outcome is on the page
         halt.click(stop, None, [status], cancels=[job], queue=False)
