@@ -276,3 +276,17 @@ def test_train_vae_refuses_a_damaged_checkpoint_in_one_line(vae_run, tmp_path):
     with pytest.raises(TrainConfigError, match="model.config 'nope': Unknown config"):
         model = dataclasses.replace(vae_run.model, config="nope")
         train_vae(dataclasses.replace(vae_run, output_dir=str(tmp_path / "other"), model=model), progress=False)
+
+
+def test_a_checkpoint_written_after_a_resume_records_this_runs_processes(run, tmp_path, capfd):
+    """A run resumed with another process count wrote the old count into its own checkpoints, so their next resume
+    warned about a difference that was not there and skipped the RNG files of the added processes."""
+    config, dataset = run
+    checkpoint = _copy(run, tmp_path)
+    state = json.loads((checkpoint / ckpt.TRAIN_STATE_NAME).read_text())
+    (checkpoint / ckpt.TRAIN_STATE_NAME).write_text(json.dumps({**state, "world_size": 2}))
+    resumed = train(config.replace(output_dir=str(tmp_path / "resumed")), resume=checkpoint, dataset=dataset,
+                    progress=False)  # fmt: skip
+    assert "was written by 2 process(es), this run has 1" in capfd.readouterr().out
+    written = json.loads((resumed.checkpoint / ckpt.TRAIN_STATE_NAME).read_text())
+    assert written["world_size"] == 1 and written["batch_size"] == config.train.batch_size

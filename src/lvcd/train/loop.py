@@ -254,6 +254,8 @@ def train(
     if resume_from is not None:
         load_accelerate_state(accelerator, resume_from / ckpt.STATE_DIR)  # optimizer, RNG states, grad scaler
         state.load_state_dict(saved_state)
+        # the next checkpoint records this run's processes (whose RNG files it writes) and batch size
+        state.world_size, state.batch_size = accelerator.num_processes, tcfg.batch_size
         restore_scheduler(scheduler, saved_scheduler)
         if state.batches_per_epoch != batches_per_epoch:
             accelerator.print(
