@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY_CONFIG
+from lvcd.errors import InputError
 from lvcd.pipeline import LVCDPipeline, SamplingProgress
 
 
@@ -83,3 +84,21 @@ def test_a_one_frame_shot_makes_no_call(pipe):
     seen = []
     result = pipe(_reference(), _lineart(1), num_steps=1, seed=1, progress=False, callback=seen.append)
     assert seen == [] and result.latents.shape[0] == 1
+
+
+def test_frames_returned_without_an_output_are_one_tensor_and_too_many_are_refused_first(pipe, monkeypatch):
+    """Without output= the frames were a list stacked at the end: every frame held twice, and a shot whose frames
+    could not fit failed after all its sampling. They are filled into one channels-last tensor (ComfyUI's and numpy's
+    (N, H, W, 3) view of it needs no copy), and a shot whose frames cannot fit is refused before any work."""
+    import lvcd.host
+
+    result = pipe(_reference(), _lineart(3), num_steps=1, seed=1, progress=False)
+    assert result.frames.shape == (3, 3, 64, 128) and result.frames.dtype == torch.float32
+    assert result.frames.permute(0, 2, 3, 1).is_contiguous()
+    assert 0 <= result.frames.min() and result.frames.max() <= 1 and result.frames.std() > 0
+    calls = []
+    monkeypatch.setattr(pipe, "_sample", lambda *args: calls.append(args))
+    monkeypatch.setattr(lvcd.host, "available_ram", lambda: 200_000)  # 3 frames of 64x128 x 3 x 4 bytes: 295 kB
+    with pytest.raises(InputError, match=r"The 3 colorized frames at 128x64 need 0.0 GB .* give output="):
+        pipe(_reference(), _lineart(3), num_steps=1, seed=1, progress=False)
+    assert calls == []

@@ -154,18 +154,25 @@ def frame_to_hint(frame: np.ndarray, polarity: str, levels: bool = False) -> np.
 
 
 class HintStore:
-    """(N, H, W) float32 hints at the processing size in a memory-mapped file; ``get(indices)`` -> (k, 1, H, W)."""
+    """(N, H, W) float32 hints at the processing size in a ``.npy`` file; ``get(indices)`` -> (k, 1, H, W).
 
-    def __init__(self, path: Path, count: int, size_hw: tuple[int, int], mode: str = "r"):
+    Written and read with plain file reads and writes, never a memory map: a memory-mapped store kept every page it
+    had written or read in the process's resident memory (about 2.4 GB for a 3000-frame shot at 320x576, 7 GB at
+    576x1024), where one window's hints are all that is needed at a time."""
+
+    CHUNK_BYTES = 1 << 24  # reads of the whole store (the job fingerprint) go in pieces of this size
+
+    def __init__(self, path: Path):
         self.path = Path(path)
-        self.array = np.lib.format.open_memmap(
-            self.path, mode=mode, dtype=np.float32, shape=(count, *size_hw) if mode == "w+" else None
-        )
-        if mode == "w+" and hasattr(os, "posix_fallocate"):
-            # Reserve the blocks now: a memory map on a full disk would otherwise die of SIGBUS on first write,
-            # where an OSError (ENOSPC) here is reported, and the job resumed once space is freed.
-            with open(self.path, "r+b") as handle:
-                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        with open(self.path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = reader(handle)
+            self.offset = handle.tell()
+        if fortran or dtype != np.float32 or len(shape) != 3:
+            raise InputError(f"{self.path} is not a hints file of lvcd; run without --resume to start afresh.")
+        self.shape = shape
+        self.frame_bytes = shape[1] * shape[2] * 4
 
     @classmethod
     def build(
@@ -177,24 +184,49 @@ class HintStore:
         progress: bool = True,
         levels: bool = False,
     ) -> HintStore:
-        with atomic_output(path) as temporary:
-            store = cls(temporary, len(frames), plan.model_hw, mode="w+")
+        count, (height, width) = len(frames), plan.model_hw
+        Path(path).unlink(missing_ok=True)  # a resume rebuilds it: no room needed for two copies of a long shot's
+        with atomic_output(path) as temporary, open(temporary, "wb") as handle:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
+            np.lib.format.write_array_header_1_0(handle, {**header, "shape": (count, height, width)})
+            if hasattr(os, "posix_fallocate"):  # the room for all of it now: a full disk is reported before the work
+                os.posix_fallocate(handle.fileno(), 0, handle.tell() + count * height * width * 4)
             produced = 0
-            for frame in tqdm(frames, total=len(frames), desc="line art", unit="frame", disable=not progress):
-                if produced >= len(frames):
-                    raise InputError(f"The line-art source yielded more frames than the {len(frames)} it announced.")
-                store.array[produced] = fit_hint(frame_to_hint(frame, polarity, levels), plan)
+            for frame in tqdm(frames, total=count, desc="line art", unit="frame", disable=not progress):
+                if produced >= count:
+                    raise InputError(f"The line-art source yielded more frames than the {count} it announced.")
+                hint = fit_hint(frame_to_hint(frame, polarity, levels), plan)
+                handle.write(np.ascontiguousarray(hint, dtype=np.float32).tobytes())
                 produced += 1
-            if produced != len(frames):
+            if produced != count:
                 raise InputError(
-                    f"The line-art source yielded {produced} frames but announced {len(frames)}; it may be truncated."
+                    f"The line-art source yielded {produced} frames but announced {count}; it may be truncated."
                 )
-            store.array.flush()
-            del store
-        return cls(path, len(frames), plan.model_hw)
+        return cls(path)
 
     def __len__(self) -> int:
-        return self.array.shape[0]
+        return self.shape[0]
 
     def get(self, indices: Iterable[int]) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(self.array[list(indices)]))[:, None]
+        indices = list(indices)
+        hints = np.empty((len(indices), *self.shape[1:]), dtype=np.float32)
+        with open(self.path, "rb") as handle:
+            for row, index in enumerate(indices):
+                if not 0 <= index < self.shape[0]:
+                    raise IndexError(f"hint {index} of a store of {self.shape[0]}")
+                handle.seek(self.offset + index * self.frame_bytes)
+                if handle.readinto(memoryview(hints[row]).cast("B")) != self.frame_bytes:
+                    raise InputError(f"{self.path} is cut short; run without --resume to start afresh.")
+        return torch.from_numpy(hints)[:, None]
+
+    def byte_chunks(self) -> Iterator[bytes]:
+        """The hints' bytes in order, a piece at a time (what the job fingerprint hashes)."""
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            left = self.shape[0] * self.frame_bytes
+            while left:
+                chunk = handle.read(min(left, self.CHUNK_BYTES))
+                if not chunk:
+                    raise InputError(f"{self.path} is cut short; run without --resume to start afresh.")
+                left -= len(chunk)
+                yield chunk

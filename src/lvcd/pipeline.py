@@ -78,7 +78,10 @@ class SamplingProgress:
 
 @dataclass
 class ColorizeResult:
-    frames: torch.Tensor | None  # (N, 3, H_in, W_in) in [0, 1]; None when streamed to `output`
+    frames: (
+        torch.Tensor | None
+    )  # (N, 3, H_in, W_in) float32 in [0, 1], stored channels-last (.permute(0, 2, 3, 1): images
+    # without a copy); None when streamed to `output`
     latents: torch.Tensor  # (N, 4, H/8, W/8) scaled latents at the processing size
     size_plan: SizePlan
     seed: int | None
@@ -116,6 +119,21 @@ def weights_files(svd=None, lvcd=None, cache_dir=None) -> tuple[str, str | None]
     if svd is not None:
         return str(svd), None if lvcd is None else str(lvcd)
     return hub_file(SVD_REPO, cache_dir), str(lvcd) if lvcd is not None else hub_file(LVCD_REPO, cache_dir)
+
+
+def _check_frames_fit(count: int, size_hw: tuple[int, int]) -> None:
+    """Without an output the frames come back as one float32 tensor: refuse before any work a shot whose frames
+    cannot fit in this machine's memory beside the job (they would fail after all the sampling)."""
+    from lvcd.host import available_ram
+
+    needed = count * 3 * size_hw[0] * size_hw[1] * 4
+    available = available_ram()
+    if available is not None and needed > available * 0.8:  # the rest: the job itself
+        raise InputError(
+            f"The {count} colorized frames at {size_hw[1]}x{size_hw[0]} need {needed / 1e9:.1f} GB of memory as one "
+            f"tensor and this machine has {available / 1e9:.1f} GB available; give output= (a video file or a folder "
+            "for PNG frames) to write them to disk as they are decoded."
+        )
 
 
 class LVCDPipeline:
@@ -338,6 +356,8 @@ class LVCDPipeline:
                 )
         warn_unused_keyframes(keyframes, windows)
         self._check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
+        if output is None:
+            _check_frames_fit(count, plan.input_hw)
         levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
         images = {0: reference_tensor(reference, plan, "reference")}
         images.update({i: reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
@@ -350,7 +370,11 @@ class LVCDPipeline:
             work_dir = temporary.name
         work = None
         try:  # a WorkDir given (opened and locked by the caller) is used as it is
-            work = work_dir if isinstance(work_dir, WorkDir) else WorkDir(work_dir, resume=resume and temporary is None)
+            work = (
+                work_dir
+                if isinstance(work_dir, WorkDir)
+                else WorkDir(work_dir, resume=resume and temporary is None, scratch=temporary is not None)
+            )
             job = ShotJob(
                 windows=windows,
                 plan=plan,
@@ -413,18 +437,20 @@ class LVCDPipeline:
         cfg, model, device = self.config, self.model, self.device
         start, seed = self._start_state(job)
         references = references_of(start, job.images, device)
-        latents = [references[0].sample_latent * model.latent_scale]
+        # the shot's latents are kept on the CPU, a window at a time (3000 frames at 576x1024: 0.9 GB, twice over
+        # when joined); decoding moves them back a chunk at a time
+        latents = [(references[0].sample_latent * model.latent_scale).cpu()]
         state = CarryState(start["noise"].to(device), None, None)
         done = job.work.finished_windows() if job.work.resume else 0
-        for index in range(done):
-            new_latents, state = job.work.load_window(index, device)
-            latents.append(new_latents)
+        latents += [job.work.load_window(index, "cpu") for index in range(done)]
+        if done:
+            state = job.work.load_carry(done - 1, device)
         from_samples = job.schemes.reference_mode == "previous-sample"
         # previous-sample references are decoded and encoded again between windows: keep the VAE and CLIP at hand
         self.placement.place(*PHASE_PARTS["sampling"], *(PHASE_PARTS["conditioning"] if from_samples else ()))
         previous_sample = None
         if from_samples and done:
-            previous_sample = (job.windows.windows[done - 1].new_frames[-1], latents[-1][-1:])
+            previous_sample = (job.windows.windows[done - 1].new_frames[-1], latents[-1][-1:].to(device))
         sampling = cfg.sampling
         sigmas = edm_sigmas(job.num_steps, sampling.sigma_min, sampling.sigma_max, sampling.rho).to(device)
         total = len(job.windows.windows)
@@ -448,7 +474,7 @@ class LVCDPipeline:
             schemes=job.schemes, previous_sample=previous_sample, sampler=SAMPLERS[job.sampler],
         )  # fmt: skip
         for window, new_latents, carry in windows:
-            latents.append(new_latents)
+            latents.append(new_latents.cpu())
             job.work.save_window(window.index, new_latents, carry)
             window_bar.update(1)
             current_window = window.index + 1
@@ -468,18 +494,22 @@ class LVCDPipeline:
         """Decode the shot's latents; with a writer, stream the frames to it (a folder of PNGs names each frame as its
         line-art file was named, when it had names)."""
         self.placement.place(*PHASE_PARTS["decoding"])
-        collected = [] if writer is None else None
-        bar = tqdm(total=latents.shape[0], desc="decoding", unit="frame", disable=not progress)
-        frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), latents.shape[0])
+        count = latents.shape[0]
+        collected = None
+        if writer is None:  # one tensor filled in place (a list then stacked held every frame twice); channels-last,
+            # so that (N, H, W, 3) views of it (ComfyUI's IMAGE, numpy images) need no copy
+            collected = torch.empty((count, 3, *plan.input_hw), memory_format=torch.channels_last)
+        bar = tqdm(total=count, desc="decoding", unit="frame", disable=not progress)
+        frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), count)
         for done, (index, pixels) in enumerate(frames, start=1):
             frame = restore((pixels.cpu() + 1) / 2, plan)
             if writer is not None:
                 name = names[index] if names is not None else None
                 writer.write((frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), name)
             else:
-                collected.append(frame)
+                collected[index] = frame
             bar.update(1)
             if decoded is not None:
-                decoded(done, latents.shape[0])
+                decoded(done, count)
         bar.close()
-        return torch.stack(collected) if collected is not None else None
+        return collected

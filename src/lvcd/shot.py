@@ -147,7 +147,7 @@ def _job_settings(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: tor
 
 def _job_arrays(job: ShotJob) -> dict[str, list]:
     """The job's arrays by what they are, in the fingerprint's order."""
-    arrays = {"line art": [job.hints.array], "reference": [job.images[0]]}
+    arrays = {"line art": [job.hints], "reference": [job.images[0]]}
     arrays["keyframe images"] = [job.images[i] for i in sorted(job.images) if i != 0]
     arrays["given noise"] = [t.float().cpu() for t in (job.initial_noise, job.reference_noise) if t is not None]
     return arrays

@@ -30,13 +30,17 @@ from lvcd.weights import save_safetensors
 
 SETTINGS = "settings.json"
 MARKER = ".lvcd-work"
-_OWN_NAMES = re.compile(r"settings\.json|hints\.npy|start\.safetensors|window_\d{6}\.safetensors")
+_OWN_NAMES = re.compile(r"settings\.json|hints\.npy|start\.safetensors|(?:window|carry)_\d{6}\.safetensors")
 _OWN_TEMPORARIES = re.compile(r"\.(?P<name>[^/]+?)\.(?:partial|replaced|creating)-[0-9a-f]{8}(?:\.[^/]*)?")
 
 
-def _bytes(array):
+def _byte_chunks(array):
+    """An array's bytes (a tensor, a numpy array, or a store that reads its own: ``byte_chunks()``), in order."""
+    if hasattr(array, "byte_chunks"):
+        yield from array.byte_chunks()
+        return
     data = array.numpy() if isinstance(array, torch.Tensor) else array
-    return memoryview(data.reshape(-1).view("uint8")) if data.flags.c_contiguous else data.tobytes()
+    yield memoryview(data.reshape(-1).view("uint8")) if data.flags.c_contiguous else data.tobytes()
 
 
 def fingerprint_with_parts(settings: dict, arrays: dict[str, list]) -> tuple[str, dict[str, str]]:
@@ -48,9 +52,9 @@ def fingerprint_with_parts(settings: dict, arrays: dict[str, list]) -> tuple[str
     for name, group in arrays.items():
         part = hashlib.sha256(b"{}")  # a group's digest: its arrays after empty settings
         for array in group:
-            data = _bytes(array)
-            whole.update(data)
-            part.update(data)
+            for data in _byte_chunks(array):
+                whole.update(data)
+                part.update(data)
         if group:
             parts[name] = part.hexdigest()[:16]
     return whole.hexdigest(), parts
@@ -105,9 +109,10 @@ def differences(recorded: dict | None, current: dict[str, str]) -> str:
 class WorkDir:
     """Open (and lock) a job's work directory; ``resume=False`` clears a previous job's files from it."""
 
-    def __init__(self, path: str | os.PathLike, resume: bool):
+    def __init__(self, path: str | os.PathLike, resume: bool, scratch: bool = False):
         self.path = Path(path)
         self.resume = resume
+        self.scratch = scratch  # a temporary folder of a job that cannot be resumed: windows are not saved
         self._lock: int | None = None
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"--work-dir {self.path} is a file, not a folder; give a new or empty folder.")
@@ -198,7 +203,7 @@ class WorkDir:
             if recorded.get("fingerprint") != job_fingerprint:
                 raise WorkDirMismatch(self.path, differences(recorded.get("parts"), parts or {}))
             return
-        for stale in self.path.glob("window_*.safetensors"):
+        for stale in [*self.path.glob("window_*.safetensors"), *self.path.glob("carry_*.safetensors")]:
             stale.unlink()
         record = {"fingerprint": job_fingerprint, "seed": seed}
         write_json_atomic(settings, {**record, "parts": parts} if parts else record)
@@ -221,27 +226,49 @@ class WorkDir:
         path = self.path / "start.safetensors"
         return self._read(path) if path.exists() else None
 
+    def _window_path(self, index: int) -> Path:
+        return self.path / f"window_{index:06d}.safetensors"
+
+    def _carry_path(self, index: int) -> Path:
+        return self.path / f"carry_{index:06d}.safetensors"
+
     def save_window(self, index: int, new_latents: torch.Tensor, state: CarryState) -> None:
-        tensors = {
-            "new_latents": new_latents,
-            "noise": state.noise,
-            "prev_latents": state.prev_latents,
-            "blend_history": state.blend_history,
-        }
-        save_safetensors(tensors, self.path / f"window_{index:06d}.safetensors")
+        """A finished window: its new latents (``window_N``, whose existence marks it finished) and what the next
+        window takes from it (``carry_N``: noise, previous latents, blending history, about 12 times the latents at
+        25 steps), kept for the last finished window only. Not written for a job that cannot be resumed."""
+        if self.scratch:
+            return
+        carry = {"noise": state.noise, "prev_latents": state.prev_latents, "blend_history": state.blend_history}
+        save_safetensors(carry, self._carry_path(index))  # first: a finished window always has its carry
+        save_safetensors({"new_latents": new_latents}, self._window_path(index))
+        if index > 0:
+            self._carry_path(index - 1).unlink(missing_ok=True)
 
     def finished_windows(self) -> int:
         count = 0
-        while (self.path / f"window_{count:06d}.safetensors").exists():
+        while self._window_path(count).exists():
             count += 1
         return count
 
-    def load_window(self, index: int, device) -> tuple[torch.Tensor, CarryState]:
-        path = self.path / f"window_{index:06d}.safetensors"
+    def load_window(self, index: int, device) -> torch.Tensor:
+        """A finished window's new latents."""
+        path = self._window_path(index)
         data = self._read(path, device)
-        if "new_latents" not in data or "noise" not in data:
+        if "new_latents" not in data:
             raise InputError(f"{path}: this job's saved state lacks its latents; run without --resume to start afresh.")
-        return data["new_latents"], CarryState(data["noise"], data.get("prev_latents"), data.get("blend_history"))
+        return data["new_latents"]
+
+    def load_carry(self, index: int, device) -> CarryState:
+        """What window ``index`` passed on to the next: its own file (in work directories written before carries had
+        their own files, the window file itself)."""
+        path = self._carry_path(index)
+        data = self._read(path if path.exists() else self._window_path(index), device)
+        if "noise" not in data:
+            raise InputError(
+                f"{path}: this job's saved state lacks what window {index} passed on; run without --resume to start "
+                "afresh."
+            )
+        return CarryState(data["noise"], data.get("prev_latents"), data.get("blend_history"))
 
     def remove(self) -> None:
         """After success: delete lvcd's files, then the folder if lvcd created it and nothing else is in it."""

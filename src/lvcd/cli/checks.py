@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 from lvcd.errors import InputError
+from lvcd.host import available_ram
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS
 from lvcd.io.paths import check_not_input, check_output_location
@@ -286,21 +286,6 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
 # On the CPU the estimate (a second or two) is made only where running out of memory is plausible: a processing size
 # over the trained area, or a machine with less than this much memory available.
 SMALL_RAM = 16 * 2**30
-
-
-def available_ram() -> int | None:
-    """Bytes of memory the system can give a new process without swapping (Linux: MemAvailable), None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as info:
-            for line in info:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 def check_cpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
