@@ -130,6 +130,7 @@ CASES = [
     Case("evaluate-json-parent-is-file", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--json", str(w.a_file / "s.json"), "--no-progress"], ("--json", "a_file")),
     Case("evaluate-device-cuda", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--device", "cuda", "--no-progress"], ("--device cuda",), needs=_no_cuda),
     Case("evaluate-json-exists", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--json", str(w.out / "existing.mp4"), "--no-progress"], ("--json", "existing.mp4", "--overwrite")),
+    Case("evaluate-json-is-a-folder", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--json", str(w.user_dir), "--overwrite", "--no-progress"], ("--json", "project", "is a folder")),
     Case("evaluate-size-huge", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--size", "30000", "--no-progress"], ("--size 30000x30000", "at most 4096")),
     Case("evaluate-size", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--size", "huge", "--no-progress"], ("--size", "huge")),
     Case("evaluate-neither-pred-nor-manifest", lambda w: ["evaluate", "--no-progress"], ("--pred", "--manifest")),
@@ -153,6 +154,7 @@ CASES = [
     Case("demo-fps-zero", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--fps", "0"], ("--fps 0",)),
     Case("demo-json-is-the-output", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--json", str(w.out / "demo.mp4")], ("--json", "output video too")),
     Case("demo-json-exists", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--json", str(w.out / "existing.mp4")], ("--json", "existing.mp4", "--overwrite")),
+    Case("demo-json-is-a-folder", lambda w: ["demo", "-o", str(w.out / "demo.mp4"), "--json", str(w.user_dir), "--overwrite"], ("--json", "project", "is a folder")),
     Case("demo-output-parent-is-file", lambda w: ["demo", "-o", str(w.a_file / "demo.mp4")], ("a_file",)),
 ]  # fmt: skip
 

@@ -114,6 +114,8 @@ def check_report_output(path: Path, inputs, overwrite: bool, option: str = "--js
     only with --overwrite."""
     check_not_input(path, inputs, option=option)
     check_output_location(path, option=option)
+    if path.is_dir():  # --overwrite would replace the folder, and all in it, with the report
+        raise InputError(f"{option} {path} is a folder; give the report a file name, e.g. {path / 'scores.json'}.")
     if path.exists() and not overwrite:
         raise InputError(f"{option} {path} exists; pass --overwrite to replace it, or choose another name.")
 
