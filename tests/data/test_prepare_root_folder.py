@@ -39,3 +39,14 @@ def test_a_root_may_hold_the_videos_it_is_made_from_and_is_extended(tmp_path, sy
     (root / "notes.txt").write_text("added by the user later")
     again = prepare(video, root, tiny_weights["svd"])  # a root now: resumed, whatever else it holds
     assert again.exit_code == 0, again.output
+
+
+def test_hidden_and_system_entries_do_not_count_as_other_files(tmp_path, synthetic_mp4, tiny_weights):
+    """A fresh volume's lost+found, a file browser's .DS_Store, and the probes and temporaries of shards starting at
+    the same instant (each refused the others) are not other work."""
+    root = tmp_path / "mnt"
+    (root / "lost+found").mkdir(parents=True)
+    for name in (".DS_Store", ".lvcd-probe-a42e133c", ".lvcd_data.json.partial-0123abcd"):
+        (root / name).write_text("")
+    made = prepare(synthetic_mp4, root, tiny_weights["svd"])
+    assert made.exit_code == 0, made.output

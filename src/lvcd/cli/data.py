@@ -39,6 +39,9 @@ def _required_size(text: str) -> tuple[int, int]:
     return size
 
 
+_SYSTEM_ENTRIES = {"lost+found", "Thumbs.db", "desktop.ini"}  # what a fresh volume or a file browser puts there
+
+
 def _check_root_folder(output: Path, inputs: list[Path] = ()) -> None:
     """A training root goes into a new or empty folder, a root to extend or resume, or a folder that holds only the
     INPUTs it is made from: never among other files, which it would not delete but would mix its own into."""
@@ -52,7 +55,8 @@ def _check_root_folder(output: Path, inputs: list[Path] = ()) -> None:
     others = [
         entry.name
         for entry in sorted(output.iterdir())
-        if not entry.name.startswith(f".{META_NAME}.")  # another shard is writing the root's record this instant
+        # hidden names: temporaries and probes of shards starting beside this one, .DS_Store, .nfs*; a volume's own
+        if not (entry.name.startswith(".") or entry.name in _SYSTEM_ENTRIES)
         and not any(is_within(given, entry) for given in inputs)
     ]
     if others:
