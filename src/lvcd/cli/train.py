@@ -25,12 +25,6 @@ def train_command(
         [], "--set", help="Override any setting: --set train.batch_size=1 --set optim.learning_rate=1e-5 (TOML values)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    fresh_random_states: bool = typer.Option(
-        False,
-        "--fresh-random-states",
-        help="With --resume: continue even when the checkpoint's random states are missing or damaged (the data "
-        "order then differs from the uninterrupted run).",
-    ),
 ) -> None:
     """Fine-tune LVCD: ControlNet + UNet spatial/temporal self-attention, v-prediction loss, AdamW.
 
@@ -47,7 +41,7 @@ def train_command(
         train_config = load_train_config(config, items)
         from lvcd.train.loop import train
 
-        result = train(train_config, resume=resume, progress=progress, fresh_random_states=fresh_random_states)
+        result = train(train_config, resume=resume, progress=progress)
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None

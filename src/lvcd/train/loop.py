@@ -88,9 +88,7 @@ def _make_accelerator(config: TrainConfig, output_dir: Path):
     )
 
 
-def _check_checkpoint_files(
-    accelerator, config: TrainConfig, checkpoint: Path, saved_state: dict, fresh_random_states: bool = False
-) -> None:
+def _check_checkpoint_files(accelerator, config: TrainConfig, checkpoint: Path, saved_state: dict) -> None:
     """Before any model loads: the headers of the checkpoint's weights, accelerate's optimizer and scaler archives
     and this process's random states (see :mod:`lvcd.train.resume`)."""
     from accelerate.utils import OPTIMIZER_NAME, SCALER_NAME, DistributedType
@@ -104,7 +102,7 @@ def _check_checkpoint_files(
     refused = warning = None
     try:  # each process reads its own RNG file: all stop together, or the others would wait for it forever
         warning = check_accelerate_state(
-            checkpoint / ckpt.STATE_DIR, accelerator.process_index, saved_processes, archives, fresh_random_states
+            checkpoint / ckpt.STATE_DIR, accelerator.process_index, saved_processes, archives
         )
     except ckpt.CheckpointError as err:
         refused = err
@@ -198,12 +196,9 @@ def train(
     resume: str | Path | None = None,
     dataset: Dataset | None = None,
     progress: bool = True,
-    fresh_random_states: bool = False,
 ) -> TrainResult:
     """Fine-tune LVCD as configured; ``resume`` = a checkpoint folder or 'latest'. Returns the losses and the last
-    checkpoint. ``dataset`` replaces the config's data root (any map-style dataset with LVCDClipDataset's items).
-    ``fresh_random_states``: resume even when the checkpoint's random states are missing or damaged (the run then
-    does not repeat the uninterrupted one exactly)."""
+    checkpoint. ``dataset`` replaces the config's data root (any map-style dataset with LVCDClipDataset's items)."""
     config = config.validate()
     output_dir = Path(config.output_dir)
     resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None else None
@@ -214,7 +209,7 @@ def train(
 
     if resume_from is not None:  # every file of the checkpoint, before the slow work
         check_weights_only_loading(accelerator)
-        _check_checkpoint_files(accelerator, config, resume_from, saved_state, fresh_random_states)
+        _check_checkpoint_files(accelerator, config, resume_from, saved_state)
     set_seed(config.seed)
     multiple = resolve_model_config(config.model).size_multiple
     if dataset is None and any(side % multiple for side in config.data.size):

@@ -6,7 +6,7 @@ What a resume reads, and when (see :mod:`lvcd.train.checkpoint` for the layout):
   and range), the headers of ``lvcd.safetensors`` / ``ema.safetensors``, the archive directories of accelerate's
   ``state/optimizer.bin`` (and ``scaler.pt``), and this process's ``state/random_states_<rank>.pkl``, read and
   applied to throwaway generators: accelerate skips an RNG file it cannot read or apply (it only logs "Could not load
-  random states"), and the run would then silently not repeat the uninterrupted one;
+  random states"), which lvcd says as a warning (its own data order and noise come from seeded generators);
 - after the models are built: the weights, the average, and accelerate's ``load_state``, whose failures (a tensor
   damaged inside an intact archive, an optimizer of other settings) are one line too.
 
@@ -224,16 +224,11 @@ def _kind_problem(value: Any, fresh: Any) -> str | None:
 
 
 def check_accelerate_state(
-    state_dir: Path,
-    process_index: int,
-    saved_world_size: int,
-    optimizer_files: tuple[str, ...],
-    fresh_random_states: bool = False,
+    state_dir: Path, process_index: int, saved_world_size: int, optimizer_files: tuple[str, ...]
 ) -> str | None:
     """Before the slow work: ``optimizer_files`` of accelerate's ``state_dir`` (optimizer.bin, scaler.pt) are intact
-    archives, and this process's RNG file reads and applies (see :func:`check_random_states`). With
-    ``fresh_random_states`` a missing or damaged RNG file is not an error: the run continues with fresh random states
-    (accelerate skips such a file), and the returned warning says so."""
+    archives (else a CheckpointError), and this process's RNG file reads and applies. A missing or damaged RNG file is
+    a warning, returned: accelerate skips it with a log line only, and lvcd's own training does not depend on it."""
     for name in optimizer_files:
         check_torch_archive(state_dir / name)
     if process_index >= saved_world_size:  # no RNG file for this process: said by the caller (process counts differ)
@@ -241,34 +236,32 @@ def check_accelerate_state(
     try:
         check_random_states(state_dir / f"random_states_{process_index}.pkl")
     except CheckpointError as err:
-        if not fresh_random_states:
-            raise
-        return f"warning: {err} Continuing with fresh random states (--fresh-random-states)."
+        return (
+            f"warning: {err}; the global random generators start afresh. lvcd's data order, references and noise come "
+            "from their own seeded generators, so the run repeats the uninterrupted one unless a custom dataset or "
+            "transform draws from the global generators."
+        )
     return None
 
 
 def check_random_states(path: Path) -> None:
-    """Read ``path`` (accelerate's random_states_<rank>.pkl) as accelerate does and apply it to throwaway generators:
-    accelerate itself skips a file it cannot read or apply with only a log line, and the resumed run would then
-    silently not repeat the uninterrupted one (data-loader worker seeds and anything drawn from the global RNGs)."""
+    """Read ``path`` (accelerate's random_states_<rank>.pkl) as accelerate does and apply it to throwaway generators
+    (accelerate itself skips a file it cannot read or apply, saying so only in its log); a CheckpointError says what
+    is wrong with it."""
     from accelerate.utils import load  # weights-only, numpy arrays allowed
 
-    why = "the resumed run could not repeat the uninterrupted one"
-    remedy = f"{ANOTHER}, or pass --fresh-random-states to continue from this one (the data order then differs)"
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing: without the random states {why}; {remedy}.")
+        raise CheckpointError(f"{path} is missing")
     try:
         states = read_plain_torch_file(path, loader=load)
-    except CheckpointError as err:  # its remedy is another checkpoint only: this one can go on with fresh states
-        raise CheckpointError(f"{str(err).removesuffix(f'; {ANOTHER}.')}: {why}; {remedy}.") from None
+    except CheckpointError as err:
+        raise CheckpointError(str(err).removesuffix(f"; {ANOTHER}.")) from None
     try:
         random.Random().setstate(states["random_state"])
         np.random.RandomState().set_state(states["numpy_random_seed"])
         torch.Generator().set_state(states["torch_manual_seed"])
     except Exception as err:  # noqa: BLE001 - whatever accelerate's own restore would have swallowed
-        raise CheckpointError(
-            f"{path} does not hold usable random states ({first_line(err)}): {why}; {remedy}."
-        ) from None
+        raise CheckpointError(f"{path} does not hold usable random states ({first_line(err)})") from None
 
 
 def load_accelerate_state(accelerator, state_dir: Path) -> None:
