@@ -253,6 +253,42 @@ def test_the_line_runs_jobs_in_order_and_tells_the_waiting_the_time_left():
     assert line.speeds[((64, 64), "euler")].step_seconds == pytest.approx(3.0)  # kept for the next job's estimate
 
 
+def test_the_line_takes_at_most_max_queue_waiting_jobs_and_a_stopped_one_never_runs():
+    """--max-queue: jobs beyond it are refused in one line (the page's own line let 7 more wait than promised); a job
+    stopped while it waits never takes its turn, even when the running one ends at that instant; between two jobs
+    the second in line is told it waits, not that it starts."""
+    from lvcd.ui.progress import LineFull
+
+    line = Line(poll_seconds=0.01, max_waiting=1)
+    ran, told = [], []
+    waiting_cancel = threading.Event()
+    running = line.turn(threading.Event(), JobProgress(), lambda text: None)
+    running.__enter__()
+    first = threading.Thread(
+        target=lambda: _ignore_cancel(lambda: line.turn(waiting_cancel, JobProgress(), told.append), ran, "first")
+    )
+    first.start()
+    while not told:
+        time.sleep(0.01)
+    with pytest.raises(LineFull, match=r"already has 1 job waiting, the most it takes"):
+        with line.turn(threading.Event(), JobProgress(), lambda text: None):
+            ran.append("refused one")
+    with line._changed:  # Stop pressed while it waits and the running job ends, before the waiting one looks again
+        waiting_cancel.set()
+        running.__exit__(None, None, None)
+    first.join(5)
+    assert ran == ["first cancelled"]
+    assert line._waiting_text(0) == "starting" and line._waiting_text(2).startswith("waiting: 2 jobs ahead of yours")
+
+
+def _ignore_cancel(turn, ran: list, name: str) -> None:
+    try:
+        with turn():
+            ran.append(name)
+    except JobCancelled:
+        ran.append(f"{name} cancelled")
+
+
 # --- jobs on the tiny model ------------------------------------------------------------------------------------------
 
 

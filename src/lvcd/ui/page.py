@@ -124,14 +124,17 @@ def _status(kind: str, text: str, markdown: bool = False) -> str:
     return f"**{kind}** {text if markdown else plain(text)}"
 
 
-def build_app(pipe, limits: PageLimits = PageLimits(), examples: bool = True, title: str = TITLE) -> gr.Blocks:
-    """The page for ``pipe`` (an LVCDPipeline). Launch it with :func:`launch_page` (limits, cleanup, no web fonts)."""
+def build_app(
+    pipe, limits: PageLimits = PageLimits(), examples: bool = True, title: str = TITLE, max_queue: int | None = None
+) -> gr.Blocks:
+    """The page for ``pipe`` (an LVCDPipeline). Launch it with :func:`launch_page` (limits, cleanup, no web fonts).
+    ``max_queue``: the most jobs waiting their turn (None: no limit); one more is refused."""
     sessions = Sessions()
     cache = Path(_cache_dir())
     # This server's own folders: a cache shared with another server (GRADIO_TEMP_DIR) must not mix their files.
     server = uuid.uuid4().hex[:12]
     jobs_folder, examples_folder = cache / "lvcd-jobs" / server, cache / "lvcd-examples" / server
-    line = Line()  # one job on the model at a time, also while a stopped job winds down
+    line = Line(max_waiting=max_queue)  # one job on the model at a time, also while a stopped job winds down
     multiple = pipe.config.size_multiple
 
     def guarded(preview):
@@ -345,8 +348,10 @@ def launch_page(
     )
     app = None
     try:
-        app = build_app(pipe, limits, examples)
-        app.queue(default_concurrency_limit=1, max_size=max_queue)
+        app = build_app(pipe, limits, examples, max_queue=max_queue)
+        # at most max_queue jobs wait: those in the page's line (up to JOBS_ADMITTED - 1, refused beyond max_queue)
+        # and those gradio holds until a place in the line frees
+        app.queue(default_concurrency_limit=1, max_size=max(1, max_queue - (JOBS_ADMITTED - 1)))
         # allowed_paths: gradio refuses uploaded dot-files (.f3.png) when its cache lies under the working directory
         # unless the cache is allowed; a cache the user chose (GRADIO_TEMP_DIR, maybe /tmp itself) is not opened to the
         # page, only this server's own folders in it, and the cache itself when it is a folder under the working

@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from lvcd.errors import LVCDError
+
 DECODE_UNITS = 0.5  # a decoded frame, in denoising steps of a window, until this server has measured it at a size
 # (the demo model on a CPU: 0.3 at 256x256, 1.3 at 128x128; the official model on a GPU: about 0.2)
 SIDE_BY_SIDE_UNITS = 0.02  # a frame of the side-by-side video: encoding only
@@ -126,12 +128,17 @@ class JobProgress:
         return steps_left * step + frames_left * frame + self.frames * SIDE_BY_SIDE_UNITS * step
 
 
+class LineFull(LVCDError):
+    """A job asked while the page's line holds as many waiting jobs as it takes."""
+
+
 class Line:
     """This server's jobs in the order they asked: one at a time on the model, the others wait their turn and are
     told how many jobs are ahead and how long the running one has left. Keeps the speeds the jobs measured."""
 
-    def __init__(self, poll_seconds: float = 1.0):
+    def __init__(self, poll_seconds: float = 1.0, max_waiting: int | None = None):
         self.poll_seconds = poll_seconds
+        self.max_waiting = max_waiting  # more jobs than this waiting: the next is refused (lvcd ui --max-queue)
         self.speeds: dict[Key, Speed] = {}
         self._changed = threading.Condition()
         self._waiting: deque[object] = deque()
@@ -145,17 +152,24 @@ class Line:
 
         ticket = object()
         with self._changed:
+            busy = self._running is not None or self._waiting
+            if busy and self.max_waiting is not None and len(self._waiting) >= self.max_waiting:
+                raise LineFull(
+                    f"this page already has {len(self._waiting)} job{'s' * (len(self._waiting) != 1)} waiting, the "
+                    "most it takes (one job runs at a time); try again when they are done"
+                )
             self._waiting.append(ticket)
         try:
             while True:
                 with self._changed:
+                    if cancel.is_set():  # first: a job stopped while it waited never takes its turn
+                        raise JobCancelled
                     if self._running is None and self._waiting[0] is ticket:
                         self._waiting.popleft()
                         self._running = (cancel, tracker)
+                        self._changed.notify_all()  # the others move up a place
                         break
                     text = self._waiting_text(self._waiting.index(ticket))
-                if cancel.is_set():
-                    raise JobCancelled
                 tell(text)
                 with self._changed:
                     self._changed.wait(self.poll_seconds)
@@ -178,8 +192,10 @@ class Line:
                 self._changed.notify_all()
 
     def _waiting_text(self, waiting_ahead: int) -> str:
-        if self._running is None:
-            return "starting"
+        if self._running is None:  # between two jobs: the first in line is about to start
+            if not waiting_ahead:
+                return "starting"
+            return f"waiting: {waiting_ahead} job{'s' * (waiting_ahead != 1)} ahead of yours (one job runs at a time)"
         running_cancel, running = self._running
         ahead = waiting_ahead + 1
         jobs = f"{ahead} job{'s' * (ahead != 1)} ahead of yours"
