@@ -78,15 +78,17 @@ def _resolve(choice: str, folder: str, repo: tuple[str, str], node: str) -> str 
     """A file choice -> its path: from the model folder, or through the Hugging Face cache."""
     if choice == WHOLE_MODEL:
         return None
-    if choice == HUB:
-        from huggingface_hub import hf_hub_download
+    if choice == HUB:  # the library's lookup: a cached file is taken with no request to the hub
+        from lvcd.errors import WeightsError
+        from lvcd.pipeline import hub_file
 
         repo_id, filename = repo
         try:
-            return hf_hub_download(repo_id=repo_id, filename=filename)
-        except Exception as err:  # noqa: BLE001 - every hub failure gets the same guidance
+            return hub_file(repo)
+        except WeightsError as err:
+            reason = str(err.__cause__ or err).split("\n")[0]
             raise RuntimeError(
-                f"{node}: could not get {filename} from huggingface.co/{repo_id} ({type(err).__name__}: {err}). "
+                f"{node}: could not get {filename} from huggingface.co/{repo_id} ({reason}). "
                 f"Put the file in ComfyUI/models/{folder}/ and choose it, or log in to Hugging Face (SVD is "
                 "licence-gated: accept its licence on the model page first)."
             ) from err

@@ -596,3 +596,29 @@ def test_a_pack_without_the_library_says_how_to_install_it(tmp_path):
     assert "LVCD nodes: the lvcd library is not installed in ComfyUI's Python: run `pip install" in done.stderr
     said = done.stdout.splitlines()
     assert len(said) == 3 and all("the lvcd library is not installed" in line for line in said), said
+
+
+def test_the_huggingface_cache_choice_takes_cached_files_with_no_request(comfy, tiny_weights, tmp_path, monkeypatch):
+    """The loader's "huggingface-cache" asked the hub before using a cached file (about 23 s of retries with no
+    network); it uses the library's lookup now, which reads the cache first."""
+    import socket
+
+    import huggingface_hub.constants
+
+    from lvcd.pipeline import LVCD_REPO, SVD_REPO
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the loader asked the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    for (repo_id, filename), role in ((SVD_REPO, "svd"), (LVCD_REPO, "lvcd")):  # as `hf download` leaves them
+        snapshot = tmp_path / f"models--{repo_id.replace('/', '--')}" / "snapshots" / ("0" * 40)
+        snapshot.mkdir(parents=True)
+        (snapshot.parents[1] / "refs").mkdir()
+        (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+        (snapshot / filename).symlink_to(tiny_weights[role])
+    node = comfy.nodes["LVCDLoader"]
+    (pipeline,) = run(node, svd="huggingface-cache", lvcd="huggingface-cache", dtype="fp32", offload=False,
+                      config=str(TINY_CONFIG))  # fmt: skip
+    assert pipeline.config.unet.model_channels == 32
