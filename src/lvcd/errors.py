@@ -29,6 +29,14 @@ class Interrupted(LVCDError):
 _CPU_OUT_OF_MEMORY = "DefaultCPUAllocator: can't allocate memory"
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's text (readers' errors run to several lines), only its first sentence when long
+    (torch's go on with advice of their own), or the error's type name: for "... (reason); what to do" messages."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return line.split(". ")[0] if len(line) > 100 else line
+
+
 def out_of_memory(err: BaseException) -> bool:
     """Whether ``err`` is torch's accelerator out-of-memory error, or its CPU allocator's (torch is loaded if it was
     raised)."""

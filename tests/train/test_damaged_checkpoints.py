@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from lvcd.errors import InputError
+from lvcd.errors import InputError, WeightsError
 from lvcd.train import checkpoint as ckpt
 from lvcd.train.batches import one_line_worker_errors
 from lvcd.train.config import TrainConfigError, load_train_config
@@ -283,3 +283,19 @@ def test_a_checkpoint_written_after_a_resume_records_this_runs_processes(run, tm
     assert "was written by 2 process(es), this run has 1" in capfd.readouterr().out
     written = json.loads((resumed.checkpoint / ckpt.TRAIN_STATE_NAME).read_text())
     assert written["world_size"] == 1 and written["batch_size"] == config.train.batch_size
+
+
+def test_training_weights_of_another_model_are_one_line(tiny_weights, tmp_path):
+    """The message listed every file loaded and ignored over several lines; now one line naming the files, the
+    tensors that do not fit (an example of each kind) and what to do."""
+    state = torch.load(tiny_weights["lvcd"], map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    key = "control_model.input_blocks.0.0.bias"
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {**state, key: torch.zeros(3)}}, other)
+    config = tiny_train_config({**tiny_weights, "lvcd": other}, tmp_path / "run")
+    with pytest.raises(WeightsError) as refused:
+        train(config, dataset=SyntheticClips(num_clips=2, num_frames=4, seed=5), progress=False)
+    message = str(refused.value)
+    assert "\n" not in message and str(other) in message and "do not fit the 'tiny_config' model" in message
+    assert f"shape mismatch {key}: file (3,) vs model (32,)" in message and "model.config" in message

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lvcd.errors import InputError
+from lvcd.errors import InputError, first_line
 from lvcd.io.atomic import atomic_output, write_bytes_atomic, write_json_atomic
 
 INDEX_NAME = "train_clips_hist"
@@ -149,7 +149,7 @@ class DatasetLayout:
             try:
                 latent = load_file(str(path))[LATENT_KEY]
             except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-                reason = f"no '{LATENT_KEY}' tensor" if isinstance(err, KeyError) else _first_line(err)
+                reason = f"no '{LATENT_KEY}' tensor" if isinstance(err, KeyError) else first_line(err)
                 raise InputError(f"Latent file {path} is unreadable ({reason}); {self.remake_hint(name)}.") from None
         else:
             path = self.official_latent_path(name)
@@ -162,7 +162,7 @@ class DatasetLayout:
                 latent = torch.load(str(path), map_location="cpu", weights_only=True)
             except Exception as err:  # noqa: BLE001 - a refused pickle, a damaged archive: the file is unusable
                 raise InputError(
-                    f"Latent file {path} is unreadable ({_first_line(err)}); {self.remake_hint(name)}."
+                    f"Latent file {path} is unreadable ({first_line(err)}); {self.remake_hint(name)}."
                 ) from None
         if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
             raise InputError(f"Latent file {path} holds no float tensor; {self.remake_hint(name)}.")
@@ -190,7 +190,7 @@ class DatasetLayout:
                     image = image.resize(tuple(size_wh), Image.BILINEAR)
                 return np.array(image)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:  # PIL's decoding errors
-            raise InputError(f"Image {path} is unreadable ({_first_line(err)}); {self.remake_hint(name)}.") from None
+            raise InputError(f"Image {path} is unreadable ({first_line(err)}); {self.remake_hint(name)}.") from None
 
     def remake_hint(self, name: str, missing: bool = False) -> str:
         """What to do about a damaged (or, ``missing``, absent) file of frame ``name``: the command that made the root
@@ -236,12 +236,6 @@ def read_clip_index(path: Path) -> dict[str, list[str]]:
     ):
         raise InputError(f"Clip index {path} must map each clip name to a list of frame names.")
     return document
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else type(err).__name__
-    return line.split(". ")[0] if len(line) > 100 else line
 
 
 def available_heights(root: str | Path) -> list[int]:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from lvcd.config import LVCDConfig
-from lvcd.errors import LVCDError, WeightsError
+from lvcd.errors import LVCDError, WeightsError, first_line
 from lvcd.io.atomic import commit_path, write_json_atomic  # noqa: F401 - the loop writes its JSON through this module
 from lvcd.model import LVCDModel
 from lvcd.state_dict import check_keys
@@ -197,14 +197,6 @@ def read_checkpoint_tensors(weights: WeightsFile, keys: Iterable[str]) -> dict[s
         return {key: weights.get(key) for key in keys}
     except WeightsError as err:
         raise CheckpointError(f"{weights.path} is damaged ({_weights_reason(err, weights.path)}); {ANOTHER}.") from None
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an error's text (readers' errors run to several lines), only its first sentence when long
-    (torch's go on with advice of their own), or the error's type name."""
-    text = str(err).strip()
-    line = text.splitlines()[0] if text else type(err).__name__
-    return line.split(". ")[0] if len(line) > 100 else line
 
 
 def _weights_reason(err: WeightsError, path: Path) -> str:

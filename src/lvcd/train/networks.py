@@ -7,6 +7,7 @@ the module data parallelism wraps.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +71,11 @@ def load_training_models(config: TrainConfig) -> tuple[LVCDModel, LVCDModel, dic
         allowed = PART_PREFIXES["controlnet"] if section.lvcd is None else None
         missing = [k for k in report.missing if allowed is None or not k.startswith(allowed)]
         if missing or report.unexpected or report.shape_mismatch:
+            files = " + ".join(str(f) for f in (section.svd, section.lvcd) if f is not None)
+            report = dataclasses.replace(report, missing=missing)  # those no init provides
             raise WeightsError(
-                f"The training weights do not fit the '{model_config.name}' model.\n{report.summary()}"
-                + (f"\n{len(missing)} missing that no init provides: {', '.join(missing[:5])}" if missing else "")
+                f"The training weights ({files}) do not fit the '{model_config.name}' model: {report.describe()}. "
+                "Give model.config the config these files were made with, or the files of this model."
             )
         info = {"controlnet_init": "unet" if from_unet else "weights"}
         if from_unet:

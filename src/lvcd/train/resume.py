@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lvcd.errors import out_of_memory
+from lvcd.errors import first_line, out_of_memory
 from lvcd.train.checkpoint import (
     ANOTHER,
     LEGACY_SCHEDULER_NAME,
@@ -47,7 +47,6 @@ from lvcd.train.checkpoint import (
     TRAIN_STATE_NAME,
     CheckpointError,
     TrainState,
-    first_line,
     folder_step,
 )
 

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 from lvcd.config import LVCDConfig
 from lvcd.data.dataset import FrameClips
 from lvcd.devices import default_device
-from lvcd.errors import InputError
+from lvcd.errors import InputError, first_line
 from lvcd.model import LVCDModel
 from lvcd.models.vae import AutoencoderKL
 from lvcd.train.batches import one_line_worker_errors
@@ -44,7 +44,6 @@ from lvcd.train.checkpoint import (
     ANOTHER,
     CheckpointError,
     checkpoints_root,
-    first_line,
     latest_checkpoint,
     open_checkpoint_weights,
     prune_checkpoints,
