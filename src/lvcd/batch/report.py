@@ -1,6 +1,11 @@
 """``OUTDIR/batch_report.json``: every shot's status, frames, seconds, worker and error; totals for the batch.
 
-Rewritten atomically after every shot, so it can be watched while the batch runs and survives a killed batch.
+Written atomically (:class:`ReportWriter`): when the batch has planned its shots, while it runs (as shots start and
+end, at most every ``MIN_SECONDS``, and less often for batches so large that a write costs more than ``MAX_SHARE`` of
+the time), and when it ends, normally, on an error, Ctrl-C or SIGTERM, so it stays cheap at 10,000 shots. A batch
+killed outright (SIGKILL, a lost machine) leaves the last one written: valid, every shot listed, ``finished`` null;
+each shot's own record (``.lvcd-batch/shots/<name>.json``, written by its worker as it starts and ends) is current,
+and the re-run reads those records and writes the report afresh.
 Schema ``lvcd.batch/1``::
 
     {"schema": "lvcd.batch/1", "lvcd_version": "0.1.0", "manifest": "film.csv", "outdir": "out",
@@ -28,6 +33,8 @@ from pathlib import Path
 from lvcd.batch.layout import write_json
 
 SCHEMA = "lvcd.batch/1"
+MIN_SECONDS = 10.0  # while a batch runs, the report is rewritten at most this often
+MAX_SHARE = 0.02  # ... and at most this share of the time goes into rewriting it (a write costs O(shots))
 STATUSES = ("done", "skipped", "failed", "pending", "running")
 
 
@@ -95,6 +102,29 @@ class BatchReport:
         if totals["pending"] or self.count("running"):
             line += f", {totals['pending'] + self.count('running')} not finished"
         return line
+
+
+class ReportWriter:
+    """Writes ``report`` to ``path``: at once on :meth:`write`; on :meth:`changed` only when the last write is
+    ``MIN_SECONDS`` old, or 1/``MAX_SHARE`` times as old as it took, so a shot's cost does not grow with the batch."""
+
+    def __init__(self, report: BatchReport, path: Path, clock=time.monotonic):
+        self.report, self.path, self.clock = report, path, clock
+        self.written_at: float | None = None
+        self.write_seconds = 0.0
+        self.writes = 0
+
+    def changed(self) -> None:
+        interval = max(MIN_SECONDS, self.write_seconds / MAX_SHARE)
+        if self.written_at is None or self.clock() - self.written_at >= interval:
+            self.write()
+
+    def write(self) -> None:
+        started = self.clock()
+        self.report.write(self.path)
+        self.written_at = self.clock()
+        self.write_seconds = self.written_at - started
+        self.writes += 1
 
 
 def new_entry(name: str, output: str) -> dict:

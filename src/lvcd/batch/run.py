@@ -2,6 +2,9 @@
 
 Before any model loads, every shot is checked (inputs exist and open, frame count): complete shots are skipped,
 bad ones are reported as failed, the rest become jobs, longest first so a 100x longer shot does not start last.
+A video's frame count for this is the one its container states: nothing is decoded but its first frame (the worker
+counts the frames it decodes, and that count is the shot's). Progress goes to stderr (:mod:`lvcd.batch.progress`);
+the report is written as :mod:`lvcd.batch.report` says.
 
     >>> shots = read_shots("film.csv")                                                   # doctest: +SKIP
     >>> report = run_batch(shots, "out", InProcessPool(model), identity, BatchOptions())   # doctest: +SKIP
@@ -12,8 +15,11 @@ bad ones are reported as failed, the rest become jobs, longest first so a 100x l
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +39,9 @@ from lvcd.batch.layout import (
     shot_fingerprint,
 )
 from lvcd.batch.manifest import ShotSpec
-from lvcd.batch.report import BatchReport, new_entry
-from lvcd.batch.shot import ShotJob, ShotResult, finished_windows
+from lvcd.batch.progress import BatchProgress, is_terminal
+from lvcd.batch.report import BatchReport, ReportWriter, new_entry
+from lvcd.batch.shot import ShotJob, ShotResult
 from lvcd.errors import LVCDError
 from lvcd.io.paths import check_not_input
 from lvcd.io.writers import check_replaceable
@@ -51,13 +58,32 @@ class BatchOptions:
     scheduler: str = "local"
 
 
-def _frame_count(shot: ShotSpec) -> int:
-    from lvcd.io import FrameSource
+def _stated_frames(path: Path) -> int:
+    """The frame count a video's container states (WebM states none: its duration x frame rate), or 0 if neither."""
+    from lvcd.io.pyav import av_errors, pyav
+
+    try:
+        with pyav().open(str(path), mode="r") as container:
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            rate = stream.average_rate or stream.guessed_rate
+            return round(container.duration / 1_000_000 * float(rate)) if container.duration and rate else 0
+    except (*av_errors(), IndexError):
+        return 0
+
+
+def _planned_frames(shot: ShotSpec) -> int:
+    """The shot's frame count for planning (order, progress); raises LVCDError for missing or unreadable inputs."""
+    from lvcd.io import VIDEO_SUFFIXES, FrameSource
 
     missing = [str(path) for path in shot.inputs if not path.exists()]
     if missing:
         raise LVCDError(f"not found: {', '.join(missing)}; fix the manifest entry")
-    return len(FrameSource.open(shot.lineart))
+    source = FrameSource.open(shot.lineart)  # a video: opened and its first frame decoded, not the whole stream
+    if shot.lineart.suffix.lower() in VIDEO_SUFFIXES and shot.lineart.is_file():
+        return _stated_frames(shot.lineart) or len(source)  # no count stated nor duration: decoded, once
+    return len(source)
 
 
 def plan_batch(
@@ -65,7 +91,8 @@ def plan_batch(
 ) -> tuple[list[ShotJob], dict[str, int]]:
     """The jobs left to run (longest first) and their frame counts; skipped and failed shots go to ``report``."""
     jobs, frames = [], {}
-    for shot in tqdm(shots, desc="checking shots", unit="shot", disable=not options.progress, leave=False):
+    live = options.progress and is_terminal(sys.stderr)  # in a log, no bar redrawn with \r: one line at the end
+    for shot in tqdm(shots, desc="checking shots", unit="shot", disable=not live, leave=False):
         entry = report.shots[shot.name]
         fingerprint = shot_fingerprint(shot, model_identity, layout.format)
         if is_complete(layout, shot.name, fingerprint):
@@ -79,7 +106,7 @@ def plan_batch(
             check_not_input(output, [*shot.inputs, *model_files(model_identity)])
             if options.overwrite:
                 check_replaceable(output)
-            frames[shot.name] = _frame_count(shot)
+            frames[shot.name] = _planned_frames(shot)
             if output.exists() and not options.overwrite:
                 raise LVCDError(
                     f"{output} exists but was not made by this batch from these inputs and settings; "
@@ -102,81 +129,6 @@ def plan_batch(
     return jobs, frames
 
 
-class _Progress:
-    """One bar over the frames of the batch (frames/s, ETA). A background thread moves it as running shots finish
-    windows (read from their work directories), so it also moves while one long shot runs in this process."""
-
-    def __init__(self, frames: dict[str, int], enabled: bool, tick_seconds: float = 1.0):
-        self.frames = frames
-        self.done_frames = self.ended = self.failed = 0
-        self.running: dict[str, ShotJob] = {}
-        self.bar = tqdm(total=sum(frames.values()), desc="batch", unit="frame", disable=not enabled, smoothing=0.1)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick_loop, args=(tick_seconds,), daemon=True)
-        if enabled:
-            self._ticker.start()
-
-    def _tick_loop(self, seconds: float) -> None:
-        while not self._stop.wait(seconds):
-            try:
-                self.tick()
-            except Exception:  # noqa: BLE001 - progress is advice: a file mid-replacement must not stop the batch
-                pass
-
-    def tick(self) -> None:
-        partial_frames, notes = 0, []
-        with self._lock:
-            running = list(self.running.values())
-        for job in running:
-            record = read_record(job.record) or {}
-            windows = record.get("windows") if record.get("fingerprint") == job.fingerprint else None
-            done = min(finished_windows(job.work_dir), windows) if windows else 0
-            notes.append(f"{job.name} ({done}/{windows} windows)" if windows else job.name)
-            partial_frames += self.frames[job.name] * done // (windows + 1) if windows else 0  # + 1: decoding
-        with self._lock:
-            text = f"{self.ended}/{len(self.frames)} shots" + (f", {self.failed} failed" if self.failed else "")
-            if notes:
-                text += "; running " + ", ".join(notes[:3]) + (", ..." if len(notes) > 3 else "")
-            self.bar.set_postfix_str(text, refresh=False)
-            self._advance(self.done_frames + partial_frames)
-
-    def _advance(self, shown: int) -> None:
-        if shown > self.bar.n:
-            self.bar.update(shown - self.bar.n)
-        else:
-            self.bar.refresh()
-
-    def started(self, job: ShotJob) -> None:
-        with self._lock:
-            self.running[job.name] = job
-
-    def finished(self, job: ShotJob, result: ShotResult) -> None:
-        with self._lock:
-            self.running.pop(job.name, None)
-            self.ended += 1
-            self.failed += result.status == "failed"
-            self.done_frames += self.frames[job.name]
-            self._advance(self.done_frames)
-            if result.status == "done":
-                resumed = (
-                    f", resumed {result.windows_resumed}/{result.windows} windows" if result.windows_resumed else ""
-                )
-                plural = "s" if result.frames != 1 else ""
-                line = f"done    {job.name}: {result.frames} frame{plural} in {result.seconds:.1f} s on {result.worker}"
-                line += resumed + ("; line art: " + result.lineart_levels if result.lineart_levels else "")
-            else:
-                line = f"FAILED  {job.name}: {result.error}"
-            if not self.bar.disable:
-                self.bar.write(line)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._ticker.is_alive():
-            self._ticker.join()
-        self.bar.close()
-
-
 def run_batch(
     shots: list[ShotSpec],
     outdir: str | Path,
@@ -186,7 +138,7 @@ def run_batch(
 ) -> BatchReport:
     """Colorize every shot not already complete; returns the report (also written to OUTDIR/batch_report.json).
 
-    Bad shots are reported and the others go on. Interrupted (Ctrl-C, a killed batch), a re-run of the same
+    Bad shots are reported and the others go on. Interrupted (Ctrl-C, SIGTERM, a killed batch), a re-run of the same
     command resumes: complete shots are skipped, interrupted ones continue from their last finished window.
     """
     layout = BatchLayout(outdir, options.output_format)
@@ -195,7 +147,8 @@ def run_batch(
     layout.outdir.mkdir(parents=True, exist_ok=True)
     lock = lock_outdir(layout)
     try:
-        return _run_locked(shots, layout, pool, model_identity, options)
+        with _terminate_as_exit():
+            return _run_locked(shots, layout, pool, model_identity, options)
     except BaseException:
         if created and not any(layout.record_path(shot.name).exists() for shot in shots):
             remove_unused_outdir(layout)  # the batch could not start (no worker, no weights): leave nothing behind
@@ -204,23 +157,48 @@ def run_batch(
         os.close(lock)
 
 
+@contextmanager
+def _terminate_as_exit():
+    """SIGTERM (Slurm's time limit, a Kubernetes pod stopped) ends the batch as Ctrl-C does: workers stopped, the
+    report written with how far it got. Only where signals can be caught: the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run_locked(
     shots: list[ShotSpec], layout: BatchLayout, pool: WorkerPool, model_identity: dict, options: BatchOptions
 ) -> BatchReport:
     entries = {shot.name: new_entry(shot.name, layout.output(shot.name).name) for shot in shots}
     report = BatchReport(options.manifest, layout.outdir, options.scheduler, entries)
+    saver = ReportWriter(report, layout.report_path)
     jobs, frames = plan_batch(shots, layout, model_identity, options, report)
-    report.write(layout.report_path)
     if not jobs:
         report.finished = time.time()
-        report.write(layout.report_path)
+        saver.write()
         return report
-    progress = _Progress(frames, options.progress)
+    saver.write()
+    progress = BatchProgress(frames, options.progress)
+    if progress.log:
+        skipped, failed = report.count("skipped"), report.count("failed")
+        planned = f"batch: {len(jobs)}/{len(shots)} shots to colorize ({sum(frames.values())} frames)"
+        progress.stream.write(f"{planned}; {skipped} skipped (already complete), {failed} failed\n")
+        progress.stream.flush()
 
     def on_start(job: ShotJob, slot: int) -> None:
         entry = report.shots[job.name]
         entry.update(status="running", attempts=entry["attempts"] + 1, worker=pool.workers[slot])
         progress.started(job)
+        saver.changed()
 
     def on_result(job: ShotJob, result: ShotResult, lost: list[str]) -> None:
         report.shots[job.name].update(
@@ -237,7 +215,7 @@ def _run_locked(
         )
         progress.finished(job, result)
         report.workers = list(pool.workers)
-        report.write(layout.report_path)
+        saver.changed()
 
     try:
         pool.start()
@@ -247,5 +225,5 @@ def _run_locked(
         pool.close()
         progress.close()
         report.finished = time.time()
-        report.write(layout.report_path)
+        saver.write()
     return report

@@ -12,8 +12,10 @@ Codec choices:
   frame size is kept, but some browsers and QuickTime cannot play it; VLC, mpv, FFmpeg and Chrome on
   most platforms can. Use ``.webm`` or a PNG folder for odd sizes where that matters.
 - ``.webm``: VP9 (libvpx-vp9), constant quality (CRF 30), ``yuv420p``; VP9 handles odd sizes itself.
-- ``.gif``: FFmpeg's GIF encoder with one palette per frame (Pillow median-cut, no dithering, so
-  flat colours do not flicker between frames). GIF delays are in 1/100 s, so fps is rounded per frame.
+- ``.gif``: FFmpeg's GIF encoder with one palette per frame: a frame of at most 256 colours gets exactly its own
+  colours; others Pillow's median cut, no dithering, so flat colours do not flicker between frames. Palettes and
+  encoding are made in a worker thread while the caller makes the next frame (in order, so the bytes are the same).
+  GIF delays are in 1/100 s, so fps is rounded per frame.
 - anything else: a folder of ``00000.png, 00001.png, ...`` (or the names given to :meth:`FrameWriter.write`; the
   pipeline gives the line-art files' names).
 
@@ -27,6 +29,8 @@ from __future__ import annotations
 import math
 import os
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -54,6 +58,7 @@ _H264_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1", "x264-params":
 _VP9_OPTIONS = {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "4", "threads": "1"}
 _BITEXACT = {"fflags": "+bitexact"}
 _BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709
+_GIF_AHEAD = 2  # GIF frames handed to the encoding thread and not yet encoded: memory stays bounded
 
 
 def output_kind(path: str | Path) -> OutputKind:
@@ -256,6 +261,8 @@ class _VideoWriter(FrameWriter):
         self._av = pyav()  # here, before any frame is computed: a missing PyAV is said at once
         self._container: av.container.OutputContainer | None = None
         self._stream = None
+        self._encoder: ThreadPoolExecutor | None = None  # GIF only: makes the palettes and encodes
+        self._ahead: deque[Future] = deque()
 
     def _open(self, height: int, width: int) -> None:
         if self.kind == "mp4":
@@ -280,23 +287,22 @@ class _VideoWriter(FrameWriter):
             context.color_range = int(self._av.video.reformatter.ColorRange.MPEG)
         self._stream = stream
 
-    def _to_video_frame(self, frame: np.ndarray) -> av.VideoFrame:
+    def _to_video_frame(self, frame: np.ndarray, index: int) -> av.VideoFrame:
         if self.kind == "gif":
-            quantized = Image.fromarray(frame).quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-            palette = np.zeros((256, 4), dtype=np.uint8)
-            colors = np.asarray(quantized.getpalette() or [], dtype=np.uint8).reshape(-1, 3)[:256]
-            palette[:, 0] = 255  # ARGB, opaque
-            palette[: len(colors), 1:] = colors
-            video_frame = self._av.VideoFrame.from_ndarray((np.asarray(quantized), palette), format="pal8")
+            video_frame = self._av.VideoFrame.from_ndarray(gif_palette_frame(frame), format="pal8")
         else:
             video_frame = self._av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
                 format=self._stream.pix_fmt,
                 dst_colorspace=self._av.video.reformatter.Colorspace.ITU709,
                 dst_color_range=self._av.video.reformatter.ColorRange.MPEG,
             )
-        video_frame.pts = self.frames_written
+        video_frame.pts = index
         video_frame.time_base = 1 / self.rate
         return video_frame
+
+    def _encode(self, frame: np.ndarray, index: int) -> None:
+        for packet in self._stream.encode(self._to_video_frame(frame, index)):
+            self._container.mux(packet)
 
     def _write(self, frame: np.ndarray, name: str | None) -> None:
         if self._container is None:
@@ -305,19 +311,75 @@ class _VideoWriter(FrameWriter):
             except BaseException:
                 self._discard()
                 raise
-        for packet in self._stream.encode(self._to_video_frame(frame)):
-            self._container.mux(packet)
+        if self.kind != "gif":
+            self._encode(frame, self.frames_written)
+            return
+        # A GIF frame's palette costs up to a second (median cut of a noisy frame): made in one worker thread, in
+        # order, while the caller makes the next frame. The copy: a caller may reuse its frame buffer.
+        if self._encoder is None:
+            self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lvcd-gif")
+        while len(self._ahead) >= _GIF_AHEAD:
+            self._ahead.popleft().result()  # an earlier frame's error is raised here
+        self._ahead.append(self._encoder.submit(self._encode, np.array(frame), self.frames_written))
+
+    def _wait_for_encoder(self, cancel: bool) -> None:
+        """Let the encoding thread finish its frames; ``cancel``: drop those not started and ignore errors."""
+        try:
+            while self._ahead:
+                future = self._ahead.popleft()
+                if cancel:
+                    if not future.cancel():
+                        future.exception()  # waits for it; the error goes with the discarded output
+                else:
+                    future.result()
+        finally:
+            if self._encoder is not None:
+                for future in self._ahead:  # after an error: the frames behind it are not encoded
+                    future.cancel()
+                self._ahead.clear()
+                self._encoder.shutdown(wait=True)
+                self._encoder = None
 
     def _finish(self) -> None:
+        self._wait_for_encoder(cancel=False)
         for packet in self._stream.encode():
             self._container.mux(packet)
         self._container.close()
         self._container = None
 
     def _discard(self) -> None:
+        self._wait_for_encoder(cancel=True)
         if self._container is not None:
             try:
                 self._container.close()
             except Exception:
                 pass
             self._container = None
+
+
+def _packed_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...) uint32 ``0xRRGGBB``: one number per colour, ordered as the (r, g, b) tuples."""
+    rgb = rgb.astype(np.uint32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def gif_palette_frame(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One HxWx3 uint8 RGB frame as (HxW uint8 palette indices, 256x4 uint8 ARGB palette) for FFmpeg's ``pal8``.
+
+    A frame of at most 256 colours (flat cel colours) gets exactly its colours, sorted: the pixels median cut gives
+    such a frame, in a fraction of its time, and equal frames get equal palettes. Others get Pillow's median cut
+    without dithering (dithering would make flat areas flicker from frame to frame).
+    """
+    image = Image.fromarray(frame)
+    counted = image.getcolors(256)  # None: more than 256 colours
+    if counted is not None:
+        colors = np.array(sorted(color for _, color in counted), dtype=np.uint8).reshape(-1, 3)
+        indices = np.searchsorted(_packed_rgb(colors), _packed_rgb(frame)).astype(np.uint8)
+    else:
+        quantized = image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+        colors = np.asarray(quantized.getpalette() or [], dtype=np.uint8).reshape(-1, 3)[:256]
+        indices = np.asarray(quantized)
+    palette = np.zeros((256, 4), dtype=np.uint8)
+    palette[:, 0] = 255  # ARGB, opaque
+    palette[: len(colors), 1:] = colors
+    return indices, palette
