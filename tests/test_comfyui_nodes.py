@@ -290,7 +290,7 @@ def test_importing_the_pack_does_no_work():
 
 
 def test_a_linked_pack_uses_the_library_of_its_clone(tmp_path):
-    """lvcd not installed in ComfyUI's Python (``python -S``: no site-packages, so not this editable install either):
+    """lvcd not installed in ComfyUI's Python (``python -E -S``: no site-packages nor PYTHONPATH, so not this install):
     the pack, linked into custom_nodes under the README's name and loaded as ComfyUI loads it, makes the clone's src
     importable (found through the link, not beside custom_nodes)."""
     (tmp_path / "custom_nodes").mkdir()
@@ -299,7 +299,7 @@ def test_a_linked_pack_uses_the_library_of_its_clone(tmp_path):
     code = "import importlib.util\nassert importlib.util.find_spec('lvcd') is None\n" + code
     code += "print(sorted(module.NODE_CLASS_MAPPINGS) == ['LVCDColorize', 'LVCDLineart', 'LVCDLoader'])\n"
     code += "print(importlib.util.find_spec('lvcd').origin)\n"
-    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-E", "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", str(PACK.parent / "src" / "lvcd" / "__init__.py")]
 
@@ -591,7 +591,7 @@ def test_a_pack_without_the_library_says_how_to_install_it(tmp_path):
         "    except RuntimeError as err:\n"
         "        print(err)\n"
     )
-    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-E", "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "LVCD nodes: the lvcd library is not installed in ComfyUI's Python: run `pip install" in done.stderr
     said = done.stdout.splitlines()
