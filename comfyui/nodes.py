@@ -80,7 +80,7 @@ def _resolve(choice: str, folder: str, repo: tuple[str, str], node: str) -> str 
         return None
     if choice == HUB:  # the library's lookup: a cached file is taken with no request to the hub
         from lvcd.errors import WeightsError
-        from lvcd.pipeline import hub_file
+        from lvcd.hub import hub_file
 
         repo_id, filename = repo
         try:

@@ -154,7 +154,7 @@ def test_files_in_the_cache_are_used_without_asking_the_hub(tmp_path, monkeypatc
     """Online, a cached file is still taken from the cache with no request: the hub would first ask for a newer
     revision (with retries, about 23 s on a machine without network). ``--lvcd`` without ``--svd`` is that file
     with the cached SVD, not ignored."""
-    from lvcd.pipeline import LVCD_REPO, SVD_REPO, weights_files
+    from lvcd.hub import LVCD_REPO, SVD_REPO, weights_files
 
     attempts = []
 

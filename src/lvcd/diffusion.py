@@ -35,7 +35,7 @@ def edm_sigmas(
     device=None,
 ) -> torch.Tensor:
     """``EDMDiscretization``: Karras sigmas from sigma_max down to sigma_min, then a final 0. (num_steps + 1,) float32."""
-    ramp = torch.linspace(0, 1, num_steps, device=device)
+    ramp = torch.linspace(0, 1, num_steps, device=device, dtype=torch.float32)  # float32 whatever torch's default
     min_inv, max_inv = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sigmas = (max_inv + ramp * (min_inv - max_inv)) ** rho
     return torch.cat([sigmas, sigmas.new_zeros([1])])
@@ -49,7 +49,7 @@ def training_sigmas(
     device=None,
 ) -> torch.Tensor:
     """``EDMSampling``: ln(sigma) ~ N(p_mean, p_std^2)."""
-    return (p_mean + p_std * torch.randn(num, generator=generator, device=device)).exp()
+    return (p_mean + p_std * torch.randn(num, generator=generator, device=device, dtype=torch.float32)).exp()
 
 
 def loss_weight(sigma: torch.Tensor) -> torch.Tensor:

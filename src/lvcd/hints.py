@@ -1,7 +1,7 @@
 """Line art of a whole shot as model hints (lines ~1 on 0, at the processing size), kept on disk, not in RAM.
 
-Accepts a folder / video / GIF path, a ``FrameSource``, a list of images (PIL, arrays, tensors) or one tensor
-(N, C, H, W) / (N, H, W). Integer images go through polarity detection (dark lines on white is usual); float inputs
+Accepts a folder / video / GIF path, a ``FrameSource``, a list of images (file paths, PIL images, arrays HxWxC or
+CxHxW, tensors) or one tensor (N, C, H, W) / (N, H, W). Integer images go through polarity detection (dark lines on white is usual); float inputs
 in [0, 1] are used at full precision.
 """
 
@@ -16,22 +16,79 @@ import torch
 from tqdm.auto import tqdm
 
 from lvcd.errors import InputError
-from lvcd.io import FrameSource, SizePlan, detect_sequence_polarity, fit_hint, lineart_to_hint, to_rgb_uint8
+from lvcd.io import FrameSource, SizePlan, detect_sequence_polarity, fit_hint, lineart_to_hint, load_image, to_rgb_uint8
 from lvcd.io.atomic import atomic_output
+from lvcd.io.images import IMAGE_CHANNELS, channels_last, image_size_hw
 from lvcd.io.lineart_input import dark_lines_gray
 from lvcd.io.paper import PaperLevels, check_levels, levelled_hint, shot_levels
 from lvcd.io.writers import usable_frame_name
 
 
-def _as_array(frame) -> np.ndarray:
+def _frame_array(frame, index: int, name: str) -> np.ndarray:
+    """One frame of a list as HxW or HxWxC (C 1, 3 or 4): a path is read, a tensor or an array that can only be
+    (C, H, W) is transposed; anything else is refused with an InputError naming the frame."""
+    what = f"{name} frame {index}"
+    if frame is None:
+        raise InputError(f"{what} is None; give an image (a path, a PIL image, an array or a tensor) for every frame.")
+    if isinstance(frame, (str, os.PathLike)):
+        return load_image(frame)  # InputError naming the file when it is not an image
     if isinstance(frame, torch.Tensor):
-        frame = frame.detach().cpu()
-        if frame.ndim == 3 and frame.shape[0] in (1, 3, 4):
-            frame = frame.permute(1, 2, 0)
-        return frame.numpy()
-    if hasattr(frame, "mode"):  # PIL image
-        return to_rgb_uint8(frame)
-    return np.asarray(frame)
+        tensor = frame.detach().cpu()
+        tensor = tensor.float() if tensor.dtype == torch.bfloat16 else tensor  # numpy has no bfloat16
+        if tensor.ndim == 3 and tensor.shape[0] in IMAGE_CHANNELS:
+            tensor = tensor.permute(1, 2, 0)  # a tensor is (C, H, W), as documented
+        array = tensor.numpy()
+    elif hasattr(frame, "mode"):  # PIL image
+        array = to_rgb_uint8(frame)
+    else:
+        array = np.asarray(frame)
+        if array.ndim == 3 and array.shape[0] in IMAGE_CHANNELS and array.shape[-1] in IMAGE_CHANNELS:
+            raise InputError(
+                f"{what} has shape {array.shape}: channels first or last? Give it as HxWxC or as a tensor (C, H, W)."
+            )
+        array = channels_last(array)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_) or np.iscomplexobj(array):
+        raise InputError(
+            f"{what} is not an image ({type(frame).__name__}); give a path, a PIL image, an array or a tensor."
+        )
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in IMAGE_CHANNELS) or not array.size:
+        raise InputError(
+            f"{what} has shape {tuple(array.shape)}; give HxW, HxWxC or CxHxW with C 1, 3 or 4 (gray, RGB, RGBA)."
+        )
+    if _is_float(array):
+        _check_float_values(array, what)
+    elif array.dtype not in (np.uint8, np.uint16, np.bool_) and (array.min() < 0 or array.max() > 255):
+        raise InputError(
+            f"{what} holds values {array.min()} to {array.max()}; give integer line art in 0..255 (or uint16)."
+        )
+    return array
+
+
+class ImageFiles:
+    """Line-art frames given as a list of image file paths: the headers are read at once (a path that is not an
+    image, or a frame of another size, is refused before any work), the pixels one frame at a time."""
+
+    def __init__(self, paths: Sequence[str | os.PathLike], name: str = "line art"):
+        self.paths = [Path(path) for path in paths]
+        self.size_hw = image_size_hw(self.paths[0])
+        for path in self.paths[1:]:
+            height, width = image_size_hw(path)
+            if (height, width) != self.size_hw:
+                raise InputError(
+                    f"{name} file {path} is {width}x{height}, {self.paths[0]} is {self.size_hw[1]}x{self.size_hw[0]}:"
+                    " all frames must have one size."
+                )
+        self.names = [path.stem for path in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for path in self.paths:
+            frame = load_image(path)
+            if frame.shape[:2] != self.size_hw:  # the file changed since its header was read
+                raise InputError(f"{path} changed size while the shot was read; keep its frames unchanged.")
+            yield frame
 
 
 class LineartFrames:
@@ -43,6 +100,8 @@ class LineartFrames:
             self.source = FrameSource.open(lineart)
         elif isinstance(lineart, FrameSource) or (hasattr(lineart, "size_hw") and hasattr(lineart, "__len__")):
             self.source = lineart  # a FrameSource, or any sized, re-iterable frame sequence with `size_hw`
+        elif _is_path_list(lineart):
+            self.source = ImageFiles(lineart, name)
         if self.source is not None:
             self._frames = None
             self.count = len(self.source)
@@ -62,7 +121,7 @@ class LineartFrames:
                 )
             if not frames:
                 raise InputError(f"The {name} is empty: give at least one frame.")
-            self._frames = [_as_array(f) for f in frames]
+            self._frames = [_frame_array(frame, index, name) for index, frame in enumerate(frames)]
             self.count = len(self._frames)
             self.size_hw = tuple(self._frames[0].shape[:2])
             for index, frame in enumerate(self._frames):
@@ -94,16 +153,30 @@ def _is_float(frame: np.ndarray) -> bool:
     return np.issubdtype(frame.dtype, np.floating)
 
 
+def _is_path_list(lineart) -> bool:
+    return isinstance(lineart, Sequence) and bool(lineart) and all(isinstance(p, (str, os.PathLike)) for p in lineart)
+
+
+def _check_float_values(frame: np.ndarray, what: str = "A float line-art frame") -> None:
+    # NaN compares False with everything: checked apart, or it passes the range test and the frames come out NaN
+    if not np.isfinite(frame).all():
+        raise InputError(f"{what} holds NaN or infinite values; give float line art with values in [0, 1].")
+    if frame.min() < -1e-3 or frame.max() > 1 + 1e-3:
+        raise InputError(f"{what} holds values {frame.min():g} to {frame.max():g}; float line art must be in [0, 1].")
+
+
 def _float_gray(frame: np.ndarray) -> np.ndarray:
     frame = frame.astype(np.float32)
+    _check_float_values(frame)
+    if frame.ndim == 3 and frame.shape[-1] == 4:  # straight alpha over white, as integer RGBA (lvcd.io.images)
+        alpha = np.clip(frame[..., 3:], 0, 1)
+        frame = frame[..., :3] * alpha + (1 - alpha)
     if frame.ndim == 3:
         frame = (
             frame[..., 0]
             if frame.shape[-1] == 1 or np.array_equal(frame[..., 0], frame[..., -1])
             else frame[..., :3].mean(-1)
         )
-    if frame.min() < -1e-3 or frame.max() > 1 + 1e-3:
-        raise InputError("Float line-art frames must hold values in [0, 1].")
     return frame
 
 

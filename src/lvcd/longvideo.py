@@ -117,7 +117,7 @@ def official_prevref_plan(
     first = torch.where(t <= 2 * overlap, t, t - shift)
     first = torch.where(first < 0, t, first)  # overlap 0: the first new frames have no frame `shift` before them
     second = torch.where(t <= overlap, t, torch.where(overlap_pos, t - overlap, 0))
-    log_weights = torch.zeros(window, 2)
+    log_weights = torch.zeros(window, 2, dtype=torch.float32)  # whatever the default dtype: ln 10 in fp32
     log_weights[overlap_pos, 1] = math.log(amplify)
     return ReferenceAttentionPlan(torch.stack([first, second], dim=1), log_weights, weighted_layers)
 

@@ -23,8 +23,9 @@ from lvcd.config import LVCDConfig
 from lvcd.decoding import decode_frames
 from lvcd.devices import default_device, default_dtype
 from lvcd.diffusion import SAMPLERS, edm_sigmas
-from lvcd.errors import InputError, WeightsError
+from lvcd.errors import InputError
 from lvcd.hints import HintStore, LineartFrames, resolve_levels, resolve_polarity
+from lvcd.hub import LVCD_REPO, SVD_REPO, hub_file
 from lvcd.io import SizePlan, open_writer, plan_size, restore
 from lvcd.io.paper import PaperLevels, check_levels
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
@@ -35,25 +36,26 @@ from lvcd.sampling import CarryState, SamplingSchemes, sample_shot
 from lvcd.seeds import check_seed
 from lvcd.shot import (
     ShotJob,
-    check_initial_noise,
+    check_callback,
+    check_noise,
+    check_noise_shape,
     draw_start_noise,
     encode_references,
     job_identity,
     keyframe_indices,
+    reference_noise_shape,
     reference_tensor,
     references_of,
     resolve_seed,
     start_noise_shape,
     warn_unused_keyframes,
+    whole_number,
 )
 from lvcd.weights import load_model
 from lvcd.workdir import WorkDir
 
 if TYPE_CHECKING:
     from lvcd.memory_estimate import ShotMemoryEstimate  # imports this module's neighbours: only for annotations
-
-SVD_REPO = ("stabilityai/stable-video-diffusion-img2vid", "svd.safetensors")
-LVCD_REPO = ("luckyhzt/lvcd_pretrained_models", "lvcd.ckpt")
 
 
 @dataclass(frozen=True)
@@ -88,37 +90,6 @@ class ColorizeResult:
     polarity: str
     output_path: Path | None = None
     lineart_levels: PaperLevels | None = None  # the shot's scanned-paper levels when its line art was levelled
-
-
-def hub_file(repo_and_file: tuple[str, str], cache_dir=None) -> str:
-    """The local path of an official file: from the Hugging Face cache when it is there (no request at all), else
-    downloaded (SVD needs its licence accepted and a login). One error, saying what to do, when neither works."""
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
-    repo_id, filename = repo_and_file
-    # a cached file needs no request: the hub would ask for a newer revision first (retrying when offline)
-    cached = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
-    if isinstance(cached, str) and os.path.isfile(cached):
-        return cached
-    try:
-        return hf_hub_download(repo_id=repo_id, filename=filename, cache_dir=cache_dir)
-    except Exception as err:  # noqa: BLE001 - every hub failure gets the same guidance
-        raise WeightsError(
-            f"Could not get {filename} from huggingface.co/{repo_id} ({type(err).__name__}: {err}). "
-            "SVD is licence-gated: accept its licence on the model page, then `hf auth login` (or set HF_TOKEN). "
-            "Offline (HF_HUB_OFFLINE=1) only files already in the cache are found. "
-            "Alternatively download the files yourself and give them with --svd/--lvcd "
-            "(Python: LVCDPipeline.from_single_file)."
-        ) from err
-
-
-def weights_files(svd=None, lvcd=None, cache_dir=None) -> tuple[str, str | None]:
-    """The files to load: ``svd`` and ``lvcd`` as given; without ``svd``, the official SVD file from the Hugging Face
-    cache, and the official lvcd.ckpt too unless ``lvcd`` is given (a fine-tuned one, say). ``svd`` alone is a
-    whole-model file (``lvcd convert --subset full``)."""
-    if svd is not None:
-        return str(svd), None if lvcd is None else str(lvcd)
-    return hub_file(SVD_REPO, cache_dir), str(lvcd) if lvcd is not None else hub_file(LVCD_REPO, cache_dir)
 
 
 def _check_frames_fit(count: int, size_hw: tuple[int, int]) -> None:
@@ -250,6 +221,12 @@ class LVCDPipeline:
 
             kwargs.setdefault("dtype", torch.float32)  # small enough that fp32 is fast everywhere
             return cls.from_single_file(demo_weights_path(), **kwargs)
+        for name, repo in (("svd_repo", svd_repo), ("lvcd_repo", lvcd_repo)):
+            if not (isinstance(repo, (tuple, list)) and len(repo) == 2 and all(isinstance(p, str) for p in repo)):
+                raise InputError(
+                    f"from_pretrained takes 'demo' or (repo id, file name) pairs, got {name}={repo!r}; call "
+                    "from_pretrained() for the official files, or from_single_file(svd_path, lvcd_path) for files here."
+                )
         paths = [hub_file(svd_repo, cache_dir), hub_file(lvcd_repo, cache_dir)]
         return cls.from_single_file(*paths, **kwargs)
 
@@ -261,7 +238,6 @@ class LVCDPipeline:
             warnings.warn(extractor.warning, stacklevel=3)
         return extractor
 
-    @torch.no_grad()
     def __call__(
         self,
         reference,
@@ -293,7 +269,8 @@ class LVCDPipeline:
         """Colorize ``lineart`` (N frames; frame 0 is the frame ``reference`` colours).
 
         reference / keyframe images: path, PIL image, HxWx3 array or (3, H, W) tensor in [0, 1].
-        lineart: folder, video or GIF path, list of images, or tensor (N, C, H, W) in [0, 1].
+        lineart: folder, video or GIF path, list of images (file paths, PIL images, HxW / HxWxC / CxHxW arrays or
+        tensors; RGBA composited over white), or tensor (N, C, H, W) in [0, 1].
         polarity: "auto", "dark-lines" (dark lines on light paper) or "bright-lines" (lines ~1 on 0, the model's).
         lineart_levels: "auto" (scanned or photographed line art on grey or grainy paper: each frame's paper is brought to
         white and its ink to black, :mod:`lvcd.io.paper`; clean digital line art and extracted sketches untouched),
@@ -318,103 +295,117 @@ class LVCDPipeline:
         ``num_steps``; :data:`lvcd.diffusion.SAMPLERS`). Heun calls the network twice a step.
         """
         cfg = self.config
-        num_steps = cfg.sampling.num_steps if num_steps is None else num_steps
-        overlap = cfg.sampling.overlap if overlap is None else overlap
-        frames = LineartFrames(lineart)
-        if extract_lineart is not None:
-            if polarity not in ("auto", "dark-lines"):
-                raise InputError(f"Extracted line art is dark lines on white; polarity {polarity!r} contradicts it.")
-            frames, polarity = LineartFrames(ExtractedLineart(frames, self._extractor(extract_lineart))), "dark-lines"
-        count = len(frames)
-        plan = plan_size(frames.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
-        polarity = resolve_polarity(frames, polarity)
-        check_levels(lineart_levels)
-        if extract_lineart is not None and lineart_levels == "auto":
-            lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
-        if num_steps < 1:
-            raise InputError("num_steps must be at least 1.")
-        seed = check_seed(seed)
-        if resume and work_dir is None:
-            raise InputError("resume=True needs the work_dir of the interrupted job.")
-        try:
-            schemes = SamplingSchemes(prev_reference, blending, reference_mode)
-        except ValueError as err:
-            raise InputError(str(err)) from None
-        if sampler not in SAMPLERS:
-            raise InputError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
-        if keyframes and schemes.reference_mode == "previous-sample":
-            raise InputError(
-                "keyframes need reference_mode='first': with 'previous-sample' each window's reference is generated."
-            )
-        windows = plan_windows(count, overlap=overlap, video_frames=cfg.video_frames)
-        check_initial_noise(initial_noise, start_noise_shape(windows, plan, cfg))
-        keyframes = keyframe_indices(keyframes)
-        for index in keyframes:
-            if not 0 < index < count:
+        with torch.no_grad():  # not a decorator: its wrapper's frame would take the place of the caller's in warnings
+            # the arguments first: a wrong one is refused before any frame is read
+            num_steps = whole_number(cfg.sampling.num_steps if num_steps is None else num_steps, "num_steps", 1)
+            overlap = cfg.sampling.overlap if overlap is None else overlap
+            overlap = whole_number(overlap, "overlap", 0, cfg.video_frames - 1, " (frames shared by two windows)")
+            if prev_attn_steps is not None:
+                prev_attn_steps = whole_number(prev_attn_steps, "prev_attn_steps", 0)
+            seed = check_seed(seed)
+            check_noise(initial_noise, "initial_noise")
+            check_noise(reference_noise, "reference_noise")
+            keyframes = keyframe_indices(keyframes)
+            check_callback(callback)
+            check_levels(lineart_levels)
+            if resume and work_dir is None:
+                raise InputError("resume=True needs the work_dir of the interrupted job.")
+            try:
+                schemes = SamplingSchemes(prev_reference, blending, reference_mode)
+            except ValueError as err:
+                raise InputError(str(err)) from None
+            if sampler not in SAMPLERS:
+                raise InputError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+            if keyframes and schemes.reference_mode == "previous-sample":
                 raise InputError(
-                    f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
+                    "keyframes need reference_mode='first': with 'previous-sample' each window's reference is "
+                    "generated."
                 )
-        warn_unused_keyframes(keyframes, windows)
-        self._check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
-        if output is None:
-            _check_frames_fit(count, plan.input_hw)
-        levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
-        images = {0: reference_tensor(reference, plan, "reference")}
-        images.update({i: reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
-        inputs = [*frames.paths, reference, *keyframes.values()]  # paths among them are never written or replaced
-        writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs) if output is not None else None
-
-        temporary = None
-        if work_dir is None:
-            temporary = tempfile.TemporaryDirectory(prefix="lvcd-")
-            work_dir = temporary.name
-        work = None
-        try:  # a WorkDir given (opened and locked by the caller) is used as it is
-            work = (
-                work_dir
-                if isinstance(work_dir, WorkDir)
-                else WorkDir(work_dir, resume=resume and temporary is None, scratch=temporary is not None)
-            )
-            job = ShotJob(
-                windows=windows,
-                plan=plan,
-                hints=HintStore.build(frames, plan, polarity, work.hints_path, progress, levels is not None),
-                images=images,
-                polarity=polarity,
-                num_steps=num_steps,
-                seed=seed,
-                initial_noise=initial_noise,
-                reference_noise=reference_noise,
-                prev_attn_steps=prev_attn_steps,
-                work=work,
-                progress=progress,
-                callback=callback,
-                schemes=schemes,
-                sampler=sampler,
-                levelled=levels is not None,
-            )
-            latents, seed = self._sample(job)
-            decoded = None
-            windows_total, steps = len(windows.windows), num_steps
-            if callback is not None and windows_total > 0:  # a 1-frame shot samples nothing: no call, as before
-
-                def decoded(frame: int, frames: int) -> None:
-                    callback(
-                        SamplingProgress(windows_total - 1, windows_total, steps - 1, steps, "decoding", frame, frames)
+            frames = LineartFrames(lineart)
+            if extract_lineart is not None:
+                if polarity not in ("auto", "dark-lines"):
+                    raise InputError(
+                        f"Extracted line art is dark lines on white; polarity {polarity!r} contradicts it."
                     )
+                extracted = ExtractedLineart(frames, self._extractor(extract_lineart))
+                frames, polarity = LineartFrames(extracted), "dark-lines"
+            count = len(frames)
+            plan = plan_size(frames.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
+            windows = plan_windows(count, overlap=overlap, video_frames=cfg.video_frames)
+            check_noise_shape(initial_noise, "initial_noise", start_noise_shape(windows, plan, cfg))
+            check_noise_shape(reference_noise, "reference_noise", reference_noise_shape(plan, cfg))
+            for index in keyframes:
+                if not 0 < index < count:
+                    raise InputError(
+                        f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
+                    )
+            warn_unused_keyframes(keyframes, windows)
+            self._check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
+            if output is None:
+                _check_frames_fit(count, plan.input_hw)
+            # the images before the line art's pixels are read: a reference that is no image is refused first
+            images = {0: reference_tensor(reference, plan, "reference")}
+            images.update({i: reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
+            polarity = resolve_polarity(frames, polarity)
+            if extract_lineart is not None and lineart_levels == "auto":
+                lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
+            levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
+            inputs = [*frames.paths, reference, *keyframes.values()]  # paths among them are never written or replaced
+            writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs) if output is not None else None
 
-            result_frames = self._decode(latents, plan, writer, progress, decoded, frames.names)
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        finally:
-            if work is not None and work is not work_dir:
-                work.release()
-            if temporary is not None:
-                temporary.cleanup()
-        output_path = writer.close() if writer is not None else None
-        return ColorizeResult(result_frames, latents.cpu(), plan, seed, polarity, output_path, levels)
+            temporary = None
+            if work_dir is None:
+                temporary = tempfile.TemporaryDirectory(prefix="lvcd-")
+                work_dir = temporary.name
+            work = None
+            try:  # a WorkDir given (opened and locked by the caller) is used as it is
+                work = (
+                    work_dir
+                    if isinstance(work_dir, WorkDir)
+                    else WorkDir(work_dir, resume=resume and temporary is None, scratch=temporary is not None)
+                )
+                job = ShotJob(
+                    windows=windows,
+                    plan=plan,
+                    hints=HintStore.build(frames, plan, polarity, work.hints_path, progress, levels is not None),
+                    images=images,
+                    polarity=polarity,
+                    num_steps=num_steps,
+                    seed=seed,
+                    initial_noise=initial_noise,
+                    reference_noise=reference_noise,
+                    prev_attn_steps=prev_attn_steps,
+                    work=work,
+                    progress=progress,
+                    callback=callback,
+                    schemes=schemes,
+                    sampler=sampler,
+                    levelled=levels is not None,
+                )
+                latents, seed = self._sample(job)
+                decoded = None
+                windows_total, steps = len(windows.windows), num_steps
+                if callback is not None and windows_total > 0:  # a 1-frame shot samples nothing: no call, as before
+
+                    def decoded(frame: int, frames: int) -> None:
+                        callback(
+                            SamplingProgress(
+                                windows_total - 1, windows_total, steps - 1, steps, "decoding", frame, frames
+                            )
+                        )
+
+                result_frames = self._decode(latents, plan, writer, progress, decoded, frames.names)
+            except BaseException:
+                if writer is not None:
+                    writer.abort()
+                raise
+            finally:
+                if work is not None and work is not work_dir:
+                    work.release()
+                if temporary is not None:
+                    temporary.cleanup()
+            output_path = writer.close() if writer is not None else None
+            return ColorizeResult(result_frames, latents.cpu(), plan, seed, polarity, output_path, levels)
 
     def _start_state(self, job: ShotJob) -> tuple[dict[str, torch.Tensor], int | None]:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and
@@ -498,7 +489,7 @@ class LVCDPipeline:
         collected = None
         if writer is None:  # one tensor filled in place (a list then stacked held every frame twice); channels-last,
             # so that (N, H, W, 3) views of it (ComfyUI's IMAGE, numpy images) need no copy
-            collected = torch.empty((count, 3, *plan.input_hw), memory_format=torch.channels_last)
+            collected = torch.empty((count, 3, *plan.input_hw), dtype=torch.float32, memory_format=torch.channels_last)
         bar = tqdm(total=count, desc="decoding", unit="frame", disable=not progress)
         frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), count)
         for done, (index, pixels) in enumerate(frames, start=1):

@@ -84,7 +84,7 @@ def reference_from_sample(model: LVCDModel, latent: torch.Tensor, frame: int) ->
     decoded to pixels and encoded again like a reference image (posterior mean, no noise)."""
     vae_dtype = next(model.vae.parameters()).dtype
     pixels = model.vae.decode(latent.to(vae_dtype), num_frames=1).clamp(-1, 1).float()
-    mean_noise = torch.zeros((1, model.config.vae.z_channels, *latent.shape[-2:]))
+    mean_noise = torch.zeros((1, model.config.vae.z_channels, *latent.shape[-2:]), dtype=torch.float32)
     return encode_reference(model, pixels, frame, noise=mean_noise)
 
 

@@ -6,9 +6,10 @@ strings them together.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,32 @@ class ShotJob:
     levelled: bool = False  # the hints were levelled (lvcd.io.paper): recorded so a refused resume can say so
 
 
+def whole_number(value, what: str, low: int, high: int | None = None, hint: str = "") -> int:
+    """``value`` as an int when it is a whole number (numpy integers too, not a bool) in ``low..high``; else a
+    one-line InputError naming ``what``."""
+    try:
+        number = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise InputError(f"{what} must be a whole number {span}{hint}, got {value!r}.")
+    return number
+
+
+def _brief(value) -> str:
+    """A value for an error message: its type, and its repr when that is short (one line)."""
+    if isinstance(value, np.ndarray):
+        return f"a numpy array {value.shape}"
+    text = " ".join(repr(value).split())
+    return f"{type(value).__name__} {text}" if len(text) <= 40 else type(value).__name__
+
+
+def check_callback(callback) -> None:
+    if callback is not None and not callable(callback):
+        raise InputError(f"callback must be a function taking a SamplingProgress, or None; got {_brief(callback)}.")
+
+
 def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
     """Any image -> (1, 3, H, W) in [-1, 1] at the processing size. Float inputs at the processing size are kept exact."""
     if isinstance(image, (str, os.PathLike)):
@@ -55,7 +82,7 @@ def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
     if isinstance(image, torch.Tensor) and image.is_floating_point():
         tensor = image.detach().float().cpu()
         tensor = tensor[None] if tensor.ndim == 3 else tensor
-        if tensor.ndim != 4 or tensor.shape[:2] != (1, 3):
+        if tensor.ndim != 4 or tensor.shape[:2] != (1, 3) or not tensor.numel():
             raise InputError(f"The {what} tensor must be (3, H, W) in [0, 1], got {tuple(image.shape)}.")
         values = tensor.numpy()  # on the CPU already: read with numpy, not as tensor ops a GPU would wait on
         finite = bool(np.isfinite(values).all())
@@ -88,8 +115,14 @@ def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
 
 def keyframe_indices(keyframes) -> dict[int, object]:
     """``{frame index: image}`` from a mapping whose keys are frame indices (ints, or digit strings as in JSON)."""
+    if keyframes is not None and not isinstance(keyframes, Mapping):
+        raise InputError(
+            f"keyframes must be a dict {{frame index: image}}, got {type(keyframes).__name__}; give {{40: image}}."
+        )
     resolved: dict[int, object] = {}
     for key, image in dict(keyframes or {}).items():
+        if image is None:
+            raise InputError(f"Keyframe {key!r} is None; give an image (a path, a PIL image, an array or a tensor).")
         text = str(key).strip()
         if isinstance(key, bool) or not (isinstance(key, int) or text.isdigit()):
             raise InputError(
@@ -120,15 +153,34 @@ def start_noise_shape(windows: WindowPlan, plan: SizePlan, config: LVCDConfig) -
     return (windows.window_size, config.vae.z_channels, *(s // config.vae.downsample_factor for s in plan.model_hw))
 
 
-def check_initial_noise(initial_noise: torch.Tensor | None, shape: tuple[int, ...]) -> None:
-    if initial_noise is not None and tuple(initial_noise.shape) != shape:
-        raise InputError(f"initial_noise must have shape {shape}, got {tuple(initial_noise.shape)}.")
+def reference_noise_shape(plan: SizePlan, config: LVCDConfig) -> tuple[int, ...]:
+    """Shape of the reference's VAE eps: (1, 4, H/8, W/8)."""
+    return (1, config.vae.z_channels, *(s // config.vae.downsample_factor for s in plan.model_hw))
+
+
+def check_noise(noise, what: str) -> None:
+    """``noise`` (``initial_noise`` or ``reference_noise``) None, or a float tensor of finite values: else a one-line
+    InputError (NaN noise would make every frame NaN, silently)."""
+    if noise is None:
+        return
+    if not isinstance(noise, torch.Tensor) or not noise.is_floating_point():
+        kind = f"a {noise.dtype} tensor" if isinstance(noise, torch.Tensor) else _brief(noise)
+        raise InputError(f"{what} must be a float torch tensor, got {kind}; give e.g. torch.from_numpy(array).float().")
+    if not bool(torch.isfinite(noise).all()):
+        raise InputError(f"{what} holds NaN or infinite values; give finite noise (e.g. from torch.randn).")
+
+
+def check_noise_shape(noise: torch.Tensor | None, what: str, shape: tuple[int, ...]) -> None:
+    if noise is not None and tuple(noise.shape) != shape:
+        raise InputError(f"{what} must have shape {shape} for this shot, got {tuple(noise.shape)}.")
 
 
 def resolve_seed(job: ShotJob) -> int | None:
-    """The job's seed; when some noise must be drawn and none was given, the one a resumed job recorded in its work
+    """The job's seed; when some noise must be drawn (the first window's or the reference's not given, or a
+    keyframe's VAE sample, which is always drawn) and no seed was given, the one a resumed job recorded in its work
     directory, else a fresh random one (recorded by ``WorkDir.bind`` and reported back)."""
-    if job.seed is None and (job.initial_noise is None or job.reference_noise is None):
+    draws = job.initial_noise is None or job.reference_noise is None or any(index != 0 for index in job.images)
+    if job.seed is None and draws:
         recorded = job.work.recorded_seed() if job.work.resume else None
         return recorded if recorded is not None else draw_seed()
     return job.seed
@@ -168,7 +220,7 @@ def draw_start_noise(job: ShotJob, shape: tuple[int, ...], generator: torch.Gene
     """The first window's noise: the given one, else drawn first from the seeded generator (the official order)."""
     if job.initial_noise is not None:
         return job.initial_noise.float().cpu()
-    return torch.randn(shape, generator=generator)
+    return torch.randn(shape, generator=generator, dtype=torch.float32)  # not torch's default dtype: a seed's noise
 
 
 def encode_references(

@@ -45,7 +45,8 @@ class ModelSpec:
     def load(self):
         import torch
 
-        from lvcd.pipeline import LVCDPipeline, weights_files
+        from lvcd.hub import weights_files
+        from lvcd.pipeline import LVCDPipeline
 
         if self.threads:
             torch.set_num_threads(self.threads)

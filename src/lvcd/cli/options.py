@@ -51,7 +51,8 @@ def load_pipeline(
     vae_dtype: str | None = None,
 ):
     """The pipeline from local files, the packaged demo model (``model="demo"``), or (no --svd) the Hugging Face cache."""
-    from lvcd.pipeline import LVCDPipeline, weights_files
+    from lvcd.hub import weights_files
+    from lvcd.pipeline import LVCDPipeline
 
     kwargs = {"config": config, "device": device, "dtype": parse_dtype(dtype), "offload": offload}
     if vae_dtype is not None:

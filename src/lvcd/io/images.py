@@ -144,6 +144,13 @@ def _oriented_size_hw(image: Image.Image) -> tuple[int, int]:
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
+def image_size_hw(path: str | Path) -> tuple[int, int]:
+    """An image file's height and width after its EXIF orientation, read from its header only; InputError naming
+    the file if it is missing or not an image."""
+    with _open_pil(Path(path)) as image:
+        return _oriented_size_hw(image)
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read one image file as ``HxWx3 uint8 RGB``; the EXIF orientation is applied.
 
@@ -166,11 +173,29 @@ def load_image(path: str | Path) -> np.ndarray:
         ) from err
 
 
+IMAGE_CHANNELS: tuple[int, ...] = (1, 3, 4)  # gray, RGB, RGBA
+
+
+def is_channel_first(shape: tuple[int, ...]) -> bool:
+    """Whether an image array of this shape can only be (C, H, W): C is 1, 3 or 4 and the last dimension is not."""
+    return len(shape) == 3 and shape[0] in IMAGE_CHANNELS and shape[-1] not in IMAGE_CHANNELS
+
+
+def channels_last(array: np.ndarray) -> np.ndarray:
+    """An image array as HxW or HxWxC: a (C, H, W) one (torch's layout, see :func:`is_channel_first`) transposed.
+
+    >>> channels_last(np.zeros((3, 8, 5))).shape
+    (8, 5, 3)
+    """
+    return np.moveaxis(array, 0, -1) if is_channel_first(array.shape) else array
+
+
 def to_rgb_uint8(image: Any) -> np.ndarray:
     """Convert an image-like object to ``HxWx3 uint8 RGB``.
 
-    Accepts a PIL image; a numpy array HxW, HxWx1, HxWx3 or HxWx4 (alpha composited over white) of dtype
-    bool, uint8, uint16 (full 16-bit range) or float in [0, 1]; or a torch tensor (3,H,W), (1,H,W) or (H,W)
+    Accepts a PIL image; a numpy array HxW, HxWx1, HxWx3 or HxWx4 (alpha composited over white; CxHxW too where
+    it cannot be HxWxC, see :func:`channels_last`) of dtype bool, uint8, uint16 (full 16-bit range) or float in
+    [0, 1]; or a torch tensor (3,H,W), (1,H,W) or (H,W)
     in [0, 1]. Floats are clipped to [0, 1] after a small tolerance; values far outside (e.g. [-1, 1] model
     space or [0, 255]) raise ValueError rather than silently producing a wrong image.
 
@@ -191,11 +216,13 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
         else:
             array = tensor.float().numpy()
         return to_rgb_uint8(array)
-    array = np.asarray(image)
+    array = channels_last(np.asarray(image))
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
         raise ValueError(f"expected an array of shape HxW, HxWx1, HxWx3 or HxWx4, got {array.shape}")
+    if not array.size:
+        raise ValueError(f"the image is empty (shape {array.shape}): it has no pixels")
     array = _to_uint8_values(array)
     if array.ndim == 2:
         return np.repeat(array[..., None], 3, axis=2)

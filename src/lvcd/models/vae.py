@@ -441,7 +441,8 @@ class AutoencoderKL(nn.Module):
         mean, logvar = self.encode_moments(x, batch_size)
         if noise is None:
             frame_shape = (1, *mean.shape[1:])
-            noise = torch.cat([torch.randn(frame_shape, generator=generator) for _ in range(mean.shape[0])])
+            draws = [torch.randn(frame_shape, generator=generator, dtype=torch.float32) for _ in range(mean.shape[0])]
+            noise = torch.cat(draws)  # float32 draws, as officially, whatever torch's default dtype
         std = torch.exp(0.5 * logvar)
         sample = mean + std * noise.to(device=mean.device, dtype=mean.dtype)
         return self.scale_factor * sample

@@ -1,0 +1,312 @@
+"""``LVCDPipeline.__call__``'s inputs: every form of line art the README promises read the same, unusable values
+refused before any work with one line naming the argument, seeds that reproduce, warnings that point at the caller."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import TINY_CONFIG
+from lvcd.diffusion import edm_sigmas
+from lvcd.errors import InputError
+from lvcd.hints import LineartFrames, frame_to_hint, resolve_polarity
+from lvcd.io import plan_size
+from lvcd.io.images import to_rgb_uint8
+from lvcd.longvideo import plan_windows
+from lvcd.pipeline import LVCDPipeline
+from lvcd.shot import reference_noise_shape, start_noise_shape
+
+KW = dict(num_steps=1, seed=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_weights) -> LVCDPipeline:
+    return LVCDPipeline.from_single_file(tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG, device="cpu")
+
+
+def _lineart(count: int = 3) -> list[np.ndarray]:
+    """Dark lines on white, (64, 128) uint8; the line moves."""
+    frames = [np.full((64, 128), 255, np.uint8) for _ in range(count)]
+    for index, frame in enumerate(frames):
+        frame[20 + 3 * index : 22 + 3 * index] = 0
+    return frames
+
+
+REFERENCE = np.random.default_rng(0).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+
+
+def _hints(lineart) -> list[np.ndarray]:
+    """The hints the pipeline would make of ``lineart`` (before resizing)."""
+    frames = LineartFrames(lineart)
+    polarity = resolve_polarity(frames, "auto")
+    return [frame_to_hint(frame, polarity) for frame in frames]
+
+
+def _same_hints(lineart, expected) -> None:
+    hints = _hints(lineart)
+    assert len(hints) == len(expected)
+    for hint, want in zip(hints, expected, strict=True):
+        np.testing.assert_array_equal(hint, want)
+
+
+def _one_line_error(err: pytest.ExceptionInfo, *words: str) -> None:
+    text = str(err.value)
+    assert "\n" not in text and all(word.lower() in text.lower() for word in words), text
+
+
+@pytest.fixture
+def nothing_read(monkeypatch):
+    """Fails a test that reads the line art: the argument checks come first."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the line art was read before the arguments were checked")
+
+    monkeypatch.setattr("lvcd.pipeline.LineartFrames", refuse)
+
+
+# 1. channel-first arrays ------------------------------------------------------------------------------------------
+
+
+def test_channel_first_arrays_are_read_as_tensors_are():
+    lineart = _lineart()
+    expected = _hints(lineart)
+    _same_hints([np.stack([a / 255.0] * 3).astype(np.float32) for a in lineart], expected)  # float (3, H, W)
+    _same_hints([np.stack([a] * 3) for a in lineart], expected)  # uint8 (3, H, W)
+    _same_hints([a[None] for a in lineart], expected)  # (1, H, W)
+    _same_hints(torch.from_numpy(np.stack(lineart))[:, None].float() / 255, expected)  # tensor (N, 1, H, W)
+    np.testing.assert_array_equal(to_rgb_uint8(np.stack([lineart[0]] * 3)), to_rgb_uint8(lineart[0]))  # references
+
+
+def test_an_array_that_may_be_either_layout_is_refused():
+    with pytest.raises(InputError) as err:
+        LineartFrames([np.zeros((3, 64, 3), np.uint8)] * 2)
+    _one_line_error(err, "frame 0", "(3, 64, 3)")
+    with pytest.raises(InputError) as err:
+        LineartFrames([np.zeros((64, 128, 2), np.uint8)])
+    _one_line_error(err, "frame 0", "(64, 128, 2)")
+
+
+def test_channel_first_line_art_colorizes_like_channels_last(pipe):
+    lineart = _lineart()
+    expected = pipe(REFERENCE, lineart, **KW).frames
+    result = pipe(REFERENCE, [np.stack([a / 255.0] * 3).astype(np.float32) for a in lineart], **KW)
+    assert result.frames.shape == expected.shape
+    assert torch.equal(result.frames, expected)
+
+
+# 2. NaN and inf ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_float_line_art_with_nan_or_inf_is_refused(bad):
+    frames = [a.astype(np.float32) / 255 for a in _lineart()]
+    frames[1][5, 5] = bad
+    with pytest.raises(InputError) as err:
+        LineartFrames(frames)
+    _one_line_error(err, "frame 1", "NaN or infinite")
+
+
+@pytest.mark.parametrize("which", ["initial_noise", "reference_noise"])
+def test_noise_with_nan_or_inf_is_refused_before_any_work(pipe, nothing_read, which):
+    noise = torch.zeros(19, 4, 8, 16) if which == "initial_noise" else torch.zeros(1, 4, 8, 16)
+    noise[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError) as err:
+        pipe(REFERENCE, _lineart(), **{**KW, which: noise})
+    _one_line_error(err, which, "NaN or infinite")
+
+
+# 3. float RGBA ----------------------------------------------------------------------------------------------------
+
+
+def test_float_rgba_line_art_is_composited_over_white():
+    lineart = _lineart()
+    expected = _hints(lineart)
+    ink = [np.dstack([np.zeros((64, 128, 3), np.float32), (a < 128).astype(np.float32)]) for a in lineart]
+    _same_hints(ink, expected)  # black ink on a transparent layer: the lines, not a blank sheet
+    _same_hints(torch.from_numpy(np.stack(ink)).permute(0, 3, 1, 2), expected)  # (N, 4, H, W)
+
+
+# 4. lists of paths ------------------------------------------------------------------------------------------------
+
+
+def test_a_list_of_paths_is_read_as_images(tmp_path):
+    lineart = _lineart()
+    for index, frame in enumerate(lineart):
+        Image.fromarray(frame).save(tmp_path / f"frame{index}.png")
+    paths = sorted(str(p) for p in tmp_path.glob("*.png"))
+    expected = _hints(lineart)
+    _same_hints(paths, expected)
+    _same_hints([Path(p) for p in paths], expected)
+    frames = LineartFrames(paths)
+    assert frames.size_hw == (64, 128) and frames.names == ["frame0", "frame1", "frame2"]
+    assert frames.paths == [Path(p) for p in paths]
+    _same_hints([paths[0], lineart[1], Path(paths[2])], expected)  # paths among arrays
+
+
+def test_a_path_that_is_not_an_image_is_named(tmp_path):
+    Image.fromarray(_lineart()[0]).save(tmp_path / "a.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    for bad in (tmp_path / "notes.png", tmp_path / "missing.png", tmp_path):
+        with pytest.raises(InputError) as err:
+            LineartFrames([tmp_path / "a.png", bad])
+        _one_line_error(err, str(bad))
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "small.png")
+    with pytest.raises(InputError) as err:
+        LineartFrames([tmp_path / "a.png", tmp_path / "small.png"])
+    _one_line_error(err, "small.png", "one size")
+
+
+# 5. torch's default dtype -----------------------------------------------------------------------------------------
+
+
+def test_torchs_default_dtype_does_not_reach_sampling(pipe):
+    lineart = _lineart(16)  # two windows
+    expected = pipe(REFERENCE, lineart, **KW)
+    torch.set_default_dtype(torch.float64)
+    try:
+        result = pipe(REFERENCE, lineart, **KW)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert result.frames.dtype == torch.float32 and result.latents.dtype == torch.float32
+    assert torch.equal(result.frames, expected.frames) and torch.equal(result.latents, expected.latents)
+
+
+def test_sigmas_are_float32_whatever_the_default_dtype():
+    expected = edm_sigmas(7)
+    for dtype in (torch.float16, torch.float64):
+        torch.set_default_dtype(dtype)
+        try:
+            sigmas = edm_sigmas(7)
+        finally:
+            torch.set_default_dtype(torch.float32)
+        assert sigmas.dtype == torch.float32 and torch.equal(sigmas, expected)
+
+
+def test_the_prev_reference_weight_is_ln_10_in_fp32_whatever_the_default_dtype():
+    """Under a float16 default the plan's log-weight was rounded to half precision (frames off by about 2e-4)."""
+    from lvcd.longvideo import official_prevref_plan
+
+    expected = official_prevref_plan().log_weights
+    torch.set_default_dtype(torch.float16)
+    try:
+        plan = official_prevref_plan()
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert plan.log_weights.dtype == torch.float32 and torch.equal(plan.log_weights, expected)
+
+
+# 6. a seed whenever anything is drawn -----------------------------------------------------------------------------
+
+
+def test_keyframes_with_both_noises_given_draw_from_a_reported_seed(pipe):
+    lineart, cfg = _lineart(3), pipe.config
+    windows = plan_windows(3, overlap=cfg.sampling.overlap, video_frames=cfg.video_frames)
+    plan = plan_size((64, 128), target_hw=cfg.train_size_hw, multiple=cfg.size_multiple)
+    generator = torch.Generator().manual_seed(0)
+    noises = {
+        "initial_noise": torch.randn(start_noise_shape(windows, plan, cfg), generator=generator),
+        "reference_noise": torch.randn(reference_noise_shape(plan, cfg), generator=generator),
+    }
+    keyframe = np.random.default_rng(1).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+    state = torch.get_rng_state()
+    first = pipe(REFERENCE, lineart, num_steps=1, seed=None, progress=False, keyframes={1: keyframe}, **noises)
+    assert torch.equal(torch.get_rng_state(), state)  # torch's global generator untouched
+    assert first.seed is not None
+    again = pipe(REFERENCE, lineart, num_steps=1, seed=first.seed, progress=False, keyframes={1: keyframe}, **noises)
+    assert torch.equal(again.frames, first.frames)
+
+
+# 7. from_pretrained ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["stabilityai/stable-video-diffusion-img2vid", "Demo", ("only one",)])
+def test_from_pretrained_refuses_what_it_does_not_take(name):
+    with pytest.raises(InputError) as err:
+        LVCDPipeline.from_pretrained(name)
+    _one_line_error(err, "'demo'", "from_single_file")
+
+
+# 8. wrong argument types and values -------------------------------------------------------------------------------
+
+BEFORE_READING = [
+    ("num_steps", 1.5),
+    ("num_steps", True),
+    ("num_steps", "2"),
+    ("num_steps", 0),
+    ("overlap", -1),
+    ("overlap", 14),
+    ("overlap", 2.5),
+    ("prev_attn_steps", -1),
+    ("reference_noise", np.zeros((1, 4, 8, 16), np.float32)),
+    ("initial_noise", [[1]]),
+    ("initial_noise", torch.zeros(19, 4, 8, 16, dtype=torch.int64)),
+    ("keyframes", [REFERENCE]),
+    ("keyframes", {1: None}),
+    ("callback", 5),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BEFORE_READING, ids=[f"{n}={type(v).__name__}" for n, v in BEFORE_READING])
+def test_a_wrong_argument_is_refused_before_the_line_art_is_read(pipe, nothing_read, name, value):
+    with pytest.raises(InputError) as err:
+        pipe(REFERENCE, _lineart(), **{**KW, name: value})
+    _one_line_error(err, "keyframe" if name == "keyframes" else name)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        (dict(reference_noise=torch.zeros(1, 4, 8, 8)), "reference_noise"),
+        (dict(initial_noise=torch.zeros(19, 4, 8, 8)), "initial_noise"),
+        (dict(lineart=[_lineart()[0], None, _lineart()[0]]), "line art frame 1"),
+        (dict(lineart=[np.full((64, 128), 300)]), "line art frame 0"),
+        (dict(reference=np.zeros((0, 0, 3), np.uint8)), "reference"),
+        (dict(reference=torch.zeros(3, 0, 0)), "reference"),
+    ],
+    ids=[
+        "reference_noise-shape",
+        "initial_noise-shape",
+        "lineart-None",
+        "lineart-300",
+        "reference-empty",
+        "reference-tensor",
+    ],
+)
+def test_a_wrong_input_is_refused_before_sampling(pipe, monkeypatch, kwargs, word):
+    def refuse(*args, **kw):
+        raise AssertionError("sampling started")
+
+    monkeypatch.setattr(LVCDPipeline, "_sample", refuse)
+    arguments = {"reference": REFERENCE, "lineart": _lineart(), **KW, **kwargs}
+    with pytest.raises(InputError) as err:
+        pipe(**arguments)
+    _one_line_error(err, word)
+
+
+# 9. warnings point at the caller ----------------------------------------------------------------------------------
+
+
+def _caller_warnings(run) -> list[warnings.WarningMessage]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+    return [w for w in caught if issubclass(w.category, UserWarning)]
+
+
+def test_warnings_point_at_the_callers_line(pipe):
+    wide = np.zeros((64, 256, 3), np.uint8)
+    keyframe = np.zeros((64, 128, 3), np.uint8)
+    runs = {
+        "aspect ratio": lambda: pipe(wide, _lineart(), **KW),
+        "late keyframe": lambda: pipe(REFERENCE, _lineart(3), keyframes={2: keyframe}, **KW),  # windows start at 1
+        "xdog": lambda: pipe(REFERENCE, [np.stack([a] * 3, -1) for a in _lineart(2)], extract_lineart="xdog", **KW),
+    }
+    for what, run in runs.items():
+        caught = _caller_warnings(run)
+        assert caught, what
+        assert all(w.filename == __file__ for w in caught), (what, [(w.filename, str(w.message)) for w in caught])
