@@ -38,6 +38,20 @@ def sample_n35() -> dict[str, torch.Tensor]:
     return load_file(str(TINY / "sample_N35.safetensors"))
 
 
+def cache_official_files(cache: Path, weights: dict[str, Path]) -> None:
+    """Put the tiny model's files in a Hugging Face cache at ``cache`` as the official ones, as `hf download` leaves
+    them (a snapshot per repository, its commit named by refs/main)."""
+    from lvcd.hub import LVCD_REPO, SVD_REPO
+
+    commit = "0" * 40
+    for (repo_id, filename), role in ((SVD_REPO, "svd"), (LVCD_REPO, "lvcd")):
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        (repo / "snapshots" / commit).mkdir(parents=True)
+        (repo / "refs").mkdir()
+        (repo / "refs" / "main").write_text(commit)
+        (repo / "snapshots" / commit / filename).symlink_to(weights[role])
+
+
 def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-4, name: str = "") -> float:
     """max|actual - expected| <= rel * max|expected| (the fixtures' tolerance rule); returns the ratio."""
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, cache_official_files
 from lvcd.pipeline import LVCDPipeline
 
 PACK = Path(__file__).resolve().parents[1] / "comfyui"
@@ -605,19 +605,12 @@ def test_the_huggingface_cache_choice_takes_cached_files_with_no_request(comfy, 
 
     import huggingface_hub.constants
 
-    from lvcd.pipeline import LVCD_REPO, SVD_REPO
-
     def no_network(*args, **kwargs):
         raise AssertionError("the loader asked the network")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    for (repo_id, filename), role in ((SVD_REPO, "svd"), (LVCD_REPO, "lvcd")):  # as `hf download` leaves them
-        snapshot = tmp_path / f"models--{repo_id.replace('/', '--')}" / "snapshots" / ("0" * 40)
-        snapshot.mkdir(parents=True)
-        (snapshot.parents[1] / "refs").mkdir()
-        (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
-        (snapshot / filename).symlink_to(tiny_weights[role])
+    cache_official_files(tmp_path, tiny_weights)
     node = comfy.nodes["LVCDLoader"]
     (pipeline,) = run(node, svd="huggingface-cache", lvcd="huggingface-cache", dtype="fp32", offload=False,
                       config=str(TINY_CONFIG))  # fmt: skip

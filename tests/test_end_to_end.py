@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, cache_official_files
 from lvcd.cli import app
 from lvcd.errors import WeightsError
 from lvcd.pipeline import LVCDPipeline
@@ -124,22 +124,9 @@ def test_from_pretrained_offline_with_an_empty_cache_explains_what_to_do(tmp_pat
         assert phrase in message
 
 
-def _cache(root, repo_and_file: tuple[str, str], source) -> None:
-    """Put ``source`` in a Hugging Face cache layout, as `hf download` leaves it."""
-    repo_id, filename = repo_and_file
-    commit = "0" * 40
-    repo = root / f"models--{repo_id.replace('/', '--')}"
-    (repo / "snapshots" / commit).mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    (repo / "snapshots" / commit / filename).symlink_to(source)
-
-
 def test_from_pretrained_offline_loads_the_files_already_in_the_cache(tmp_path, offline_hub, tiny_weights):
-    from lvcd.pipeline import LVCD_REPO, SVD_REPO
 
-    _cache(tmp_path, SVD_REPO, tiny_weights["svd"])
-    _cache(tmp_path, LVCD_REPO, tiny_weights["lvcd"])
+    cache_official_files(tmp_path, tiny_weights)
     pipe = LVCDPipeline.from_pretrained(cache_dir=tmp_path, config=TINY_CONFIG, device="cpu")
     assert pipe.config.unet.model_channels == 32 and pipe.model.parts == (
         "unet",
@@ -154,7 +141,7 @@ def test_files_in_the_cache_are_used_without_asking_the_hub(tmp_path, monkeypatc
     """Online, a cached file is still taken from the cache with no request: the hub would first ask for a newer
     revision (with retries, about 23 s on a machine without network). ``--lvcd`` without ``--svd`` is that file
     with the cached SVD, not ignored."""
-    from lvcd.hub import LVCD_REPO, SVD_REPO, weights_files
+    from lvcd.hub import weights_files
 
     attempts = []
 
@@ -164,8 +151,7 @@ def test_files_in_the_cache_are_used_without_asking_the_hub(tmp_path, monkeypatc
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)  # a name lookup is the first step of any request
-    _cache(tmp_path, SVD_REPO, tiny_weights["svd"])
-    _cache(tmp_path, LVCD_REPO, tiny_weights["lvcd"])
+    cache_official_files(tmp_path, tiny_weights)
     svd, lvcd = weights_files(cache_dir=tmp_path)
     assert Path(svd).resolve() == Path(tiny_weights["svd"]).resolve()
     assert Path(lvcd).resolve() == Path(tiny_weights["lvcd"]).resolve()

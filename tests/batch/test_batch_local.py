@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, cache_official_files
 from lvcd.batch import BatchOptions, ModelSpec, ProcessPool, ShotSettings, model_identity, read_shots, run_batch
 from lvcd.cli import app
 
@@ -378,8 +378,6 @@ def test_without_svd_a_batch_takes_cached_weights_with_no_request_and_missing_on
 
     import huggingface_hub.constants
 
-    from lvcd.pipeline import LVCD_REPO, SVD_REPO
-
     def no_network(*args, **kwargs):
         raise AssertionError("the batch asked the network")
 
@@ -394,12 +392,7 @@ def test_without_svd_a_batch_takes_cached_weights_with_no_request_and_missing_on
     assert missing.exit_code != 0 and "Could not get svd.safetensors" in missing.output, missing.output
     assert "--svd/--lvcd" in missing.output and len(missing.output.strip().splitlines()) == 1
     assert not (tmp_path / "none").exists()
-    for (repo_id, filename), role in ((SVD_REPO, "svd"), (LVCD_REPO, "lvcd")):  # as `hf download` leaves them
-        snapshot = tmp_path / "cache" / f"models--{repo_id.replace('/', '--')}" / "snapshots" / ("0" * 40)
-        snapshot.mkdir(parents=True)
-        (snapshot.parents[1] / "refs").mkdir()
-        (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
-        (snapshot / filename).symlink_to(tiny_weights[role])
+    cache_official_files(tmp_path / "cache", tiny_weights)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # online, but the files are cached
     monkeypatch.delenv("HF_HUB_OFFLINE")
     done = CliRunner().invoke(app, [*command, "-o", str(tmp_path / "out"), "--threads", "1"])
