@@ -152,3 +152,23 @@ def test_transformer_depth_builds_that_many_block_pairs():
         out = svt(x, context, layout)
         svt.transformer_blocks[1].ff.net[2].weight.zero_()  # the second pair takes part
         assert out.shape == x.shape and not torch.allclose(out, svt(x, context, layout))
+
+
+def test_the_package_exports_what_a_caller_handles_and_imports_torch_only_when_asked():
+    """``from lvcd import ...`` gives the pipeline, its result and progress types, and the errors to catch; importing
+    the errors (a CLI's or a service's except clause) does not import torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lvcd import LVCDError, InputError, WeightsError\n"
+        "assert 'torch' not in sys.modules, 'the errors imported torch'\n"
+        "import lvcd\n"
+        "from lvcd import ColorizeResult, LVCDPipeline, SamplingProgress, get_config\n"
+        "assert issubclass(InputError, LVCDError) and issubclass(WeightsError, LVCDError)\n"
+        "assert set(lvcd.__all__) >= {'ColorizeResult', 'SamplingProgress', 'LVCDError', 'LVCDPipeline'}\n"
+        "assert all(getattr(lvcd, name) is not None for name in lvcd.__all__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

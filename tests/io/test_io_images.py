@@ -103,6 +103,8 @@ def test_load_cmyk_and_exif_orientation(tmp_path):
     exif = image.getexif()
     exif[0x0112] = 6  # "rotate 90 CW to display"
     assert load_image(_save(tmp_path, image, "o.jpg", exif=exif)).shape == (4, 2, 3)
+    with Image.open(tmp_path / "o.jpg") as opened:  # the same file opened by the caller: turned upright too
+        assert to_rgb_uint8(opened).shape == (4, 2, 3)
 
 
 def test_unreadable_files_raise_input_error_naming_them(tmp_path):

@@ -165,7 +165,7 @@ def load_image(path: str | Path) -> np.ndarray:
     image = _open_pil(path)
     try:
         with image:
-            return _pil_to_rgb(ImageOps.exif_transpose(image))
+            return _pil_to_rgb(image)
     except _PIL_ERRORS as err:
         raise InputError(
             f"{path}: the image data cannot be decoded ({type(err).__name__}: {err}). "
@@ -202,8 +202,8 @@ def to_rgb_uint8(image: Any) -> np.ndarray:
     >>> to_rgb_uint8(np.zeros((4, 5), dtype=np.float32)).shape
     (4, 5, 3)
     """
-    if isinstance(image, Image.Image):
-        return _pil_to_rgb(image)
+    if isinstance(image, Image.Image):  # turned upright by its EXIF orientation, as an image read from its path is
+        return _pil_to_rgb(ImageOps.exif_transpose(image))
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(image, torch.Tensor):
         tensor = image.detach().cpu()
