@@ -89,7 +89,9 @@ def test_a_damaged_state_file_is_a_one_line_error_saying_how_to_start_afresh(tmp
         InputError, match=r"window_000000.safetensors: this job's saved state cannot be read \("
     ) as caught:
         work.load_window(0, "cpu")
-    assert "\n" not in str(caught.value) and str(caught.value).endswith("Run without --resume to start afresh.")
+    assert "\n" not in str(caught.value) and str(caught.value).endswith(
+        "Run without --resume (resume=False in Python) to start afresh."
+    )
     (work.path / "start.safetensors").write_bytes(b"")
     with pytest.raises(InputError, match="start.safetensors: this job's saved state cannot be read"):
         work.load_start()

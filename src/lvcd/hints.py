@@ -243,7 +243,10 @@ class HintStore:
             shape, fortran, dtype = reader(handle)
             self.offset = handle.tell()
         if fortran or dtype != np.float32 or len(shape) != 3:
-            raise InputError(f"{self.path} is not a hints file of lvcd; run without --resume to start afresh.")
+            raise InputError(
+                f"{self.path} is not a hints file of lvcd; run without --resume (resume=False in Python) to start "
+                "afresh."
+            )
         self.shape = shape
         self.frame_bytes = shape[1] * shape[2] * 4
 
@@ -289,7 +292,9 @@ class HintStore:
                     raise IndexError(f"hint {index} of a store of {self.shape[0]}")
                 handle.seek(self.offset + index * self.frame_bytes)
                 if handle.readinto(memoryview(hints[row]).cast("B")) != self.frame_bytes:
-                    raise InputError(f"{self.path} is cut short; run without --resume to start afresh.")
+                    raise InputError(
+                        f"{self.path} is cut short; run without --resume (resume=False in Python) to start afresh."
+                    )
         return torch.from_numpy(hints)[:, None]
 
     def byte_chunks(self) -> Iterator[bytes]:
@@ -300,6 +305,8 @@ class HintStore:
             while left:
                 chunk = handle.read(min(left, self.CHUNK_BYTES))
                 if not chunk:
-                    raise InputError(f"{self.path} is cut short; run without --resume to start afresh.")
+                    raise InputError(
+                        f"{self.path} is cut short; run without --resume (resume=False in Python) to start afresh."
+                    )
                 left -= len(chunk)
                 yield chunk

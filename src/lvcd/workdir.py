@@ -66,7 +66,7 @@ class WorkDirMismatch(InputError):
     def __init__(self, path: Path, differences: str):
         super().__init__(
             f"Work directory {path} belongs to a job with other inputs or settings ({differences}); give the same "
-            "inputs and options to resume it, or run without --resume to start afresh."
+            "inputs and options to resume it, or run without --resume (resume=False in Python) to start afresh."
         )
         self.differences = differences
 
@@ -198,7 +198,7 @@ class WorkDir:
             if not isinstance(recorded, dict):
                 raise InputError(
                     f"{settings}: this job's settings cannot be read; the work directory is damaged. Run without "
-                    "--resume to start afresh."
+                    "--resume (resume=False in Python) to start afresh."
                 )
             if recorded.get("fingerprint") != job_fingerprint:
                 raise WorkDirMismatch(self.path, differences(recorded.get("parts"), parts or {}))
@@ -219,7 +219,7 @@ class WorkDir:
             reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             raise InputError(
                 f"{path}: this job's saved state cannot be read ({reason}); the work directory is damaged. Run without "
-                "--resume to start afresh."
+                "--resume (resume=False in Python) to start afresh."
             ) from None
 
     def load_start(self) -> dict[str, torch.Tensor] | None:
@@ -255,7 +255,10 @@ class WorkDir:
         path = self._window_path(index)
         data = self._read(path, device)
         if "new_latents" not in data:
-            raise InputError(f"{path}: this job's saved state lacks its latents; run without --resume to start afresh.")
+            raise InputError(
+                f"{path}: this job's saved state lacks its latents; run without --resume (resume=False in Python) to "
+                "start afresh."
+            )
         return data["new_latents"]
 
     def load_carry(self, index: int, device) -> CarryState:

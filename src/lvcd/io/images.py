@@ -165,7 +165,7 @@ def load_image(path: str | Path) -> np.ndarray:
     image = _open_pil(path)
     try:
         with image:
-            return _pil_to_rgb(image)
+            return _pil_to_rgb(ImageOps.exif_transpose(image))
     except _PIL_ERRORS as err:
         raise InputError(
             f"{path}: the image data cannot be decoded ({type(err).__name__}: {err}). "

@@ -122,7 +122,9 @@ def open_writer(
     check_not_input(target, tuple(inputs))
     kind = output_kind(target)
     if (target.exists() or target.is_symlink()) and not overwrite:
-        raise InputError(f"{path}: already exists. Use --overwrite to replace it, or choose another name.")
+        raise InputError(
+            f"{path}: already exists. Use --overwrite (overwrite=True in Python) to replace it, or choose another name."
+        )
     if overwrite:
         check_replaceable(target)
     try:
