@@ -183,7 +183,10 @@ class LVCDLoader:
                 "config": ("STRING", {"default": "", "tooltip": "Model config: empty (official) or a JSON path."}),
                 "vae_dtype": (
                     VAE_DTYPES,
-                    {"default": "fp32", "tooltip": "The VAE: fp32 as officially; bf16 saves about 1 GB of GPU memory."},
+                    {
+                        "default": "fp32",
+                        "tooltip": "The VAE: fp32 as officially; bf16 lowers the estimated GPU peak (not measured).",
+                    },
                 ),
             },
         }

@@ -155,22 +155,9 @@ def check_weights_exist(svd_path, lvcd_path) -> None:
         )
 
 
-def load_model(
-    svd_path: str | os.PathLike | None,
-    lvcd_path: str | os.PathLike | None = None,
-    config: str | os.PathLike | LVCDConfig | None = None,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    vae_dtype: torch.dtype = torch.float32,
-    parts: tuple[str, ...] = PARTS,
-    strict: bool = True,
-) -> tuple[LVCDModel, LoadReport]:
-    """Build ``LVCDModel`` on the meta device and fill it from the files (``lvcd_path`` overrides ``svd_path``).
-
-    Each tensor is read once, cast, moved to ``device`` and assigned: peak host memory is about one copy of the
-    weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
-    ``config=None``: the config a file of ours carries (the last file that has one), else the official full size.
-    """
+def _check_fit(svd_path, lvcd_path, config, parts: tuple[str, ...], strict: bool = True):
+    """The model on the meta device, its config, where each tensor comes from, and the key report, from the files'
+    headers only (no tensor read); with ``strict`` a mismatch raises WeightsError."""
     check_weights_exist(svd_path, lvcd_path)
     svd = WeightsFile(svd_path, "svd", _where_to_get("svd")) if svd_path else None
     lvcd = WeightsFile(lvcd_path, "lvcd", _where_to_get("lvcd")) if lvcd_path else None
@@ -200,6 +187,33 @@ def load_model(
         del source[key]  # never assigned: with strict=False a mis-shaped tensor is filled like a missing one
     if strict and not report.ok:
         raise WeightsError(_mismatch_message(files, report, cfg))
+    return model, cfg, source, report, expected
+
+
+def check_fit(svd_path, lvcd_path=None, config=None, parts: tuple[str, ...] = PARTS) -> LVCDConfig:
+    """Check, from the files' headers alone (seconds, nothing loaded), that the files hold ``parts`` of the model
+    ``config`` (None: the config a file of ours carries, else the official size); returns that config, or raises the
+    WeightsError ``load_model`` would raise."""
+    return _check_fit(svd_path, lvcd_path, config, parts)[1]
+
+
+def load_model(
+    svd_path: str | os.PathLike | None,
+    lvcd_path: str | os.PathLike | None = None,
+    config: str | os.PathLike | LVCDConfig | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    vae_dtype: torch.dtype = torch.float32,
+    parts: tuple[str, ...] = PARTS,
+    strict: bool = True,
+) -> tuple[LVCDModel, LoadReport]:
+    """Build ``LVCDModel`` on the meta device and fill it from the files (``lvcd_path`` overrides ``svd_path``).
+
+    Each tensor is read once, cast, moved to ``device`` and assigned: peak host memory is about one copy of the
+    weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
+    ``config=None``: the config a file of ours carries (the last file that has one), else the official full size.
+    """
+    model, cfg, source, report, expected = _check_fit(svd_path, lvcd_path, config, parts, strict)
 
     device = torch.device(device)
     tensors = {}

@@ -50,3 +50,12 @@ def test_hidden_and_system_entries_do_not_count_as_other_files(tmp_path, synthet
         (root / name).write_text("")
     made = prepare(synthetic_mp4, root, tiny_weights["svd"])
     assert made.exit_code == 0, made.output
+
+
+def test_weights_that_do_not_fit_are_refused_before_anything_is_written(tmp_path, synthetic_mp4, tiny_weights):
+    """The VAE was checked only when the first latents were encoded, after frames and line art were written (a root
+    of 18 files left behind): the file's header is checked against the config first."""
+    command = ["data", "prepare", str(synthetic_mp4), "-o", str(tmp_path / "root"), "--svd", str(tiny_weights["svd"])]
+    refused = CliRunner().invoke(app, [*command, "--size", "32x64", "--lineart-method", "xdog", "--quiet"])
+    assert refused.exit_code == 2 and "do not fit the 'svd-lvcd' model" in refused.output, refused.output
+    assert not (tmp_path / "root").exists()

@@ -67,7 +67,9 @@ def batch(
     evaluate: Path | None = typer.Option(
         None, "--evaluate", help="Ground-truth manifest (name, gt[, lineart]): score the batch with lvcd evaluate."
     ),
-    metrics: str = typer.Option("all", "--metrics", help="With --evaluate: psnr,ssim,lpips,fid,fvd,edmd,tc."),
+    metrics: str = typer.Option(
+        "all", "--metrics", help="With --evaluate: psnr,ssim,lpips,fid,fvd,edmd,tc,tc_mse; all: every metric."
+    ),
     eval_size: str = typer.Option("256", "--eval-size", help="With --evaluate: evaluation size N or HxW."),
     weights_dir: Path | None = typer.Option(None, "--weights-dir", help="With --evaluate: metric weights folder."),
     lpips_weights: list[Path] = typer.Option([], "--lpips-weights", help="With --evaluate: LPIPS files (twice)."),

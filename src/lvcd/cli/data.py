@@ -77,11 +77,18 @@ def prepare(
     inputs: list[Path] = typer.Argument(
         ..., metavar="INPUT...", help="Video files, folders of frames, or folders of videos."
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Training root to create or resume."),
-    svd: Path | None = typer.Option(
-        None, "--svd", help="svd.safetensors (its first_stage_model VAE encodes the latents)."
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        help="Training root: a new or empty folder, a root to extend or resume, or a folder holding only the INPUTs.",
     ),
-    config: str = typer.Option("svd-lvcd", "--config", help="Model preset name or sgm JSON config."),
+    svd: Path | None = typer.Option(
+        None, "--svd", help="Required: svd.safetensors (its first_stage_model VAE encodes the latents)."
+    ),
+    config: str | None = typer.Option(
+        None, "--config", help="Model preset name or sgm JSON config (default: the file's own, else svd-lvcd)."
+    ),
     size: str = typer.Option("320x576", "--size", help="Training size HEIGHTxWIDTH (official: 320x576)."),
     lineart_method: LineartMethod = typer.Option(
         LineartMethod.informative,
@@ -144,11 +151,14 @@ def prepare(
                     f"--lineart-weights {weights} is not a file: give sk_model.pth or the folder holding it."
                 )
 
-        from lvcd.config import get_config
+        from lvcd.weights import check_fit
 
-        try:
-            model_config = get_config(config)  # checked now, before a long scan; the weights load only if needed
-        except (FileNotFoundError, ValueError) as err:
+        try:  # the VAE of --svd checked against the config from the file's header now, before a long scan; it loads
+            # only if latents are to be written
+            model_config = check_fit(svd, None, config, parts=("first_stage",))
+        except LVCDError:
+            raise
+        except (FileNotFoundError, ValueError) as err:  # a config that does not exist or does not parse
             raise InputError(f"--config {config}: {err}") from err
 
         def load_vae():

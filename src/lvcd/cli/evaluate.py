@@ -23,7 +23,7 @@ def evaluate(
         None, "--lineart", help="The input line art the clip was drawn from: the reference of edmd (the paper's EDMD)."
     ),
     labels: Path | None = typer.Option(
-        None, "--labels", help="A folder of region label maps (16-bit PNGs, one per frame): adds region accuracy."
+        None, "--labels", help="A folder of region label maps (8- or 16-bit PNGs, one per frame): adds region accuracy."
     ),
     root_inputs: bool = typer.Option(
         True,
