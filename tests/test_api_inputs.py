@@ -66,7 +66,7 @@ def nothing_read(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the line art was read before the arguments were checked")
 
-    monkeypatch.setattr("lvcd.pipeline.LineartFrames", refuse)
+    monkeypatch.setattr("lvcd.shot_setup.LineartFrames", refuse)
 
 
 # 1. channel-first arrays ------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,33 +23,23 @@ from lvcd.decoding import decode_frames
 from lvcd.devices import default_device, default_dtype
 from lvcd.diffusion import SAMPLERS, edm_sigmas
 from lvcd.errors import InputError
-from lvcd.hints import HintStore, LineartFrames, resolve_levels, resolve_polarity
 from lvcd.hub import LVCD_REPO, SVD_REPO, hub_file
-from lvcd.io import SizePlan, open_writer, plan_size, restore
-from lvcd.io.paper import PaperLevels, check_levels
-from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
-from lvcd.longvideo import plan_windows
+from lvcd.io import SizePlan, plan_size, restore
+from lvcd.io.paper import PaperLevels
+from lvcd.lineart import LineartExtractor
 from lvcd.model import LVCDModel
 from lvcd.placement import PHASE_PARTS, Placement
-from lvcd.sampling import CarryState, SamplingSchemes, sample_shot
-from lvcd.seeds import check_seed
+from lvcd.sampling import CarryState, sample_shot
 from lvcd.shot import (
     ShotJob,
-    check_callback,
-    check_noise,
-    check_noise_shape,
     draw_start_noise,
     encode_references,
     job_identity,
-    keyframe_indices,
-    reference_noise_shape,
-    reference_tensor,
     references_of,
     resolve_seed,
     start_noise_shape,
-    warn_unused_keyframes,
-    whole_number,
 )
+from lvcd.shot_setup import prepare_shot
 from lvcd.weights import load_model
 from lvcd.workdir import WorkDir
 
@@ -90,21 +79,6 @@ class ColorizeResult:
     polarity: str
     output_path: Path | None = None
     lineart_levels: PaperLevels | None = None  # the shot's scanned-paper levels when its line art was levelled
-
-
-def _check_frames_fit(count: int, size_hw: tuple[int, int]) -> None:
-    """Without an output the frames come back as one float32 tensor: refuse before any work a shot whose frames
-    cannot fit in this machine's memory beside the job (they would fail after all the sampling)."""
-    from lvcd.host import available_ram
-
-    needed = count * 3 * size_hw[0] * size_hw[1] * 4
-    available = available_ram()
-    if available is not None and needed > available * 0.8:  # the rest: the job itself
-        raise InputError(
-            f"The {count} colorized frames at {size_hw[1]}x{size_hw[0]} need {needed / 1e9:.1f} GB of memory as one "
-            f"tensor and this machine has {available / 1e9:.1f} GB available; give output= (a video file or a folder "
-            "for PNG frames) to write them to disk as they are decoded."
-        )
 
 
 class LVCDPipeline:
@@ -200,8 +174,8 @@ class LVCDPipeline:
         """Load the official ``svd.safetensors`` + ``lvcd.ckpt`` (or one converted whole-model file).
 
         ``dtype``: the diffusion networks and CLIP (``default_dtype``: bf16 on CUDA, fp16 on GPUs before Ampere,
-        fp32 on CPU); ``vae_dtype``: the VAE and the conditioner's VAE encoder (fp32, as officially; bf16 saves
-        about 1 GB at 320x576 on a GPU, see ``lvcd.memory_estimate``)."""
+        fp32 on CPU); ``vae_dtype``: the VAE and the conditioner's VAE encoder (fp32, as officially; bf16 lowers
+        the estimated GPU peak, see ``lvcd.memory_estimate``; not measured)."""
         device = default_device(device)
         dtype = dtype or default_dtype(device)
         model, _ = load_model(
@@ -229,14 +203,6 @@ class LVCDPipeline:
                 )
         paths = [hub_file(svd_repo, cache_dir), hub_file(lvcd_repo, cache_dir)]
         return cls.from_single_file(*paths, **kwargs)
-
-    def _extractor(self, method: str | LineartExtractor) -> LineartExtractor:
-        if isinstance(method, LineartExtractor):
-            return method
-        extractor = get_extractor(method, device=self.device)
-        if extractor.warning:
-            warnings.warn(extractor.warning, stacklevel=3)
-        return extractor
 
     def __call__(
         self,
@@ -294,65 +260,15 @@ class LVCDPipeline:
         sampler: "euler" (the official sampler, the default), "heun" or "dpmpp_2m" (second order, for fewer
         ``num_steps``; :data:`lvcd.diffusion.SAMPLERS`). Heun calls the network twice a step.
         """
-        cfg = self.config
         with torch.no_grad():  # not a decorator: its wrapper's frame would take the place of the caller's in warnings
-            # the arguments first: a wrong one is refused before any frame is read
-            num_steps = whole_number(cfg.sampling.num_steps if num_steps is None else num_steps, "num_steps", 1)
-            overlap = cfg.sampling.overlap if overlap is None else overlap
-            overlap = whole_number(overlap, "overlap", 0, cfg.video_frames - 1, " (frames shared by two windows)")
-            if prev_attn_steps is not None:
-                prev_attn_steps = whole_number(prev_attn_steps, "prev_attn_steps", 0)
-            seed = check_seed(seed)
-            check_noise(initial_noise, "initial_noise")
-            check_noise(reference_noise, "reference_noise")
-            keyframes = keyframe_indices(keyframes)
-            check_callback(callback)
-            check_levels(lineart_levels)
-            if resume and work_dir is None:
-                raise InputError("resume=True needs the work_dir of the interrupted job.")
-            try:
-                schemes = SamplingSchemes(prev_reference, blending, reference_mode)
-            except ValueError as err:
-                raise InputError(str(err)) from None
-            if sampler not in SAMPLERS:
-                raise InputError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
-            if keyframes and schemes.reference_mode == "previous-sample":
-                raise InputError(
-                    "keyframes need reference_mode='first': with 'previous-sample' each window's reference is "
-                    "generated."
-                )
-            frames = LineartFrames(lineart)
-            if extract_lineart is not None:
-                if polarity not in ("auto", "dark-lines"):
-                    raise InputError(
-                        f"Extracted line art is dark lines on white; polarity {polarity!r} contradicts it."
-                    )
-                extracted = ExtractedLineart(frames, self._extractor(extract_lineart))
-                frames, polarity = LineartFrames(extracted), "dark-lines"
-            count = len(frames)
-            plan = plan_size(frames.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
-            windows = plan_windows(count, overlap=overlap, video_frames=cfg.video_frames)
-            check_noise_shape(initial_noise, "initial_noise", start_noise_shape(windows, plan, cfg))
-            check_noise_shape(reference_noise, "reference_noise", reference_noise_shape(plan, cfg))
-            for index in keyframes:
-                if not 0 < index < count:
-                    raise InputError(
-                        f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
-                    )
-            warn_unused_keyframes(keyframes, windows)
-            self._check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
-            if output is None:
-                _check_frames_fit(count, plan.input_hw)
-            # the images before the line art's pixels are read: a reference that is no image is refused first
-            images = {0: reference_tensor(reference, plan, "reference")}
-            images.update({i: reference_tensor(img, plan, f"keyframe {i}") for i, img in sorted(keyframes.items())})
-            polarity = resolve_polarity(frames, polarity)
-            if extract_lineart is not None and lineart_levels == "auto":
-                lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
-            levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
-            inputs = [*frames.paths, reference, *keyframes.values()]  # paths among them are never written or replaced
-            writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs) if output is not None else None
-
+            shot = prepare_shot(
+                self.config, self.device, self._check_memory, reference, lineart,
+                size=size, num_steps=num_steps, overlap=overlap, polarity=polarity, lineart_levels=lineart_levels,
+                extract_lineart=extract_lineart, prev_attn_steps=prev_attn_steps, seed=seed,
+                initial_noise=initial_noise, reference_noise=reference_noise, keyframes=keyframes, output=output,
+                fps=fps, overwrite=overwrite, work_dir=work_dir, resume=resume, progress=progress, callback=callback,
+                prev_reference=prev_reference, blending=blending, reference_mode=reference_mode, sampler=sampler,
+            )  # fmt: skip
             temporary = None
             if work_dir is None:
                 temporary = tempfile.TemporaryDirectory(prefix="lvcd-")
@@ -364,27 +280,10 @@ class LVCDPipeline:
                     if isinstance(work_dir, WorkDir)
                     else WorkDir(work_dir, resume=resume and temporary is None, scratch=temporary is not None)
                 )
-                job = ShotJob(
-                    windows=windows,
-                    plan=plan,
-                    hints=HintStore.build(frames, plan, polarity, work.hints_path, progress, levels is not None),
-                    images=images,
-                    polarity=polarity,
-                    num_steps=num_steps,
-                    seed=seed,
-                    initial_noise=initial_noise,
-                    reference_noise=reference_noise,
-                    prev_attn_steps=prev_attn_steps,
-                    work=work,
-                    progress=progress,
-                    callback=callback,
-                    schemes=schemes,
-                    sampler=sampler,
-                    levelled=levels is not None,
-                )
+                job = shot.job(work)
                 latents, seed = self._sample(job)
                 decoded = None
-                windows_total, steps = len(windows.windows), num_steps
+                windows_total, steps = len(shot.windows.windows), shot.num_steps
                 if callback is not None and windows_total > 0:  # a 1-frame shot samples nothing: no call, as before
 
                     def decoded(frame: int, frames: int) -> None:
@@ -394,18 +293,20 @@ class LVCDPipeline:
                             )
                         )
 
-                result_frames = self._decode(latents, plan, writer, progress, decoded, frames.names)
+                result_frames = self._decode(latents, shot.plan, shot.writer, progress, decoded, shot.frames.names)
             except BaseException:
-                if writer is not None:
-                    writer.abort()
+                if shot.writer is not None:
+                    shot.writer.abort()
                 raise
             finally:
                 if work is not None and work is not work_dir:
                     work.release()
                 if temporary is not None:
                     temporary.cleanup()
-            output_path = writer.close() if writer is not None else None
-            return ColorizeResult(result_frames, latents.cpu(), plan, seed, polarity, output_path, levels)
+            output_path = shot.writer.close() if shot.writer is not None else None
+            return ColorizeResult(
+                result_frames, latents.cpu(), shot.plan, seed, shot.polarity, output_path, shot.levels
+            )
 
     def _start_state(self, job: ShotJob) -> tuple[dict[str, torch.Tensor], int | None]:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and

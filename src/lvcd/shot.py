@@ -75,8 +75,9 @@ def check_callback(callback) -> None:
         raise InputError(f"callback must be a function taking a SamplingProgress, or None; got {_brief(callback)}.")
 
 
-def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
-    """Any image -> (1, 3, H, W) in [-1, 1] at the processing size. Float inputs at the processing size are kept exact."""
+def reference_tensor(image, plan: SizePlan, what: str, *, stacklevel: int = 2) -> torch.Tensor:
+    """Any image -> (1, 3, H, W) in [-1, 1] at the processing size. Float inputs at the processing size are kept exact.
+    ``stacklevel``: the warning's (a reference of another aspect ratio), as ``warnings.warn`` counts it from here."""
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     if isinstance(image, torch.Tensor) and image.is_floating_point():
@@ -106,7 +107,7 @@ def reference_tensor(image, plan: SizePlan, what: str) -> torch.Tensor:
             warnings.warn(
                 f"The {what} is {w}x{h} but the line art is {wi}x{hi} (another aspect ratio): it is stretched to the "
                 "line art's size. Give the coloured version of the shot's frame for the best colour transfer.",
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         rgb = np.asarray(Image.fromarray(rgb).resize(plan.input_hw[::-1], Image.Resampling.BICUBIC))
     fitted = fit_image(rgb, plan)
@@ -134,9 +135,9 @@ def keyframe_indices(keyframes) -> dict[int, object]:
     return dict(sorted(resolved.items()))
 
 
-def warn_unused_keyframes(keyframes: dict[int, object], windows: WindowPlan) -> None:
+def warn_unused_keyframes(keyframes: dict[int, object], windows: WindowPlan, *, stacklevel: int = 2) -> None:
     """A keyframe takes over from the first window that starts at or after it: one after the last window's start
-    changes nothing, which is said rather than silently ignored."""
+    changes nothing, which is said rather than silently ignored (``stacklevel`` as ``warnings.warn`` counts it)."""
     last_start = max((window.first_new_frame for window in windows.windows), default=0)
     late = [index for index in keyframes if index > last_start]
     if late:
@@ -144,7 +145,7 @@ def warn_unused_keyframes(keyframes: dict[int, object], windows: WindowPlan) -> 
             f"keyframe{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} change nothing: a keyframe guides the "
             f"windows that start at or after it, and the last one starts at frame {last_start}; give keyframes at or "
             f"before frame {last_start}.",
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

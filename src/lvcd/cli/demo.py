@@ -18,7 +18,9 @@ def demo_command(
     fps: float = typer.Option(12.0, "--fps", help="Frame rate of the video."),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     scores_json: Path | None = typer.Option(None, "--json", help="Also write the scores to this JSON file."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (and an existing --json file)."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing output (and an existing --json file)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Colorize a held-out synthetic shot with the demo model (shipped in the package, no download).

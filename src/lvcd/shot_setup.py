@@ -1,0 +1,222 @@
+"""What ``LVCDPipeline.__call__`` does before sampling, in its order: every argument checked (a wrong one is refused
+before any frame is read), then the line art opened (or extracted from colour frames), the processing size and the
+windows planned, the memory checked, the reference and keyframes brought to the processing size, the polarity and
+paper levels resolved and the output opened. ``prepare_shot`` returns a ``PreparedShot``, whose ``job`` is the
+``ShotJob`` the sampler runs once the work directory is open.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from lvcd.config import LVCDConfig
+from lvcd.diffusion import SAMPLERS
+from lvcd.errors import InputError
+from lvcd.hints import HintStore, LineartFrames, resolve_levels, resolve_polarity
+from lvcd.io import FrameWriter, SizePlan, open_writer, plan_size
+from lvcd.io.paper import PaperLevels, check_levels
+from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
+from lvcd.longvideo import WindowPlan, plan_windows
+from lvcd.sampling import SamplingSchemes
+from lvcd.seeds import check_seed
+from lvcd.shot import (
+    ShotJob,
+    check_callback,
+    check_noise,
+    check_noise_shape,
+    keyframe_indices,
+    reference_noise_shape,
+    reference_tensor,
+    start_noise_shape,
+    warn_unused_keyframes,
+    whole_number,
+)
+from lvcd.workdir import WorkDir
+
+# A warning from a helper of prepare_shot points at the line that called the pipeline: the helper's own frame, then
+# prepare_shot's, then LVCDPipeline.__call__'s, then that line.
+CALLERS_LINE = 4
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreparedShot:
+    """A shot's checked arguments and opened inputs: everything its ``ShotJob`` needs but the work directory."""
+
+    frames: LineartFrames  # the line art (extracted from the colour frames given when extract_lineart was)
+    plan: SizePlan
+    windows: WindowPlan
+    images: dict[int, torch.Tensor]  # frame index -> (1, 3, H, W) in [-1, 1]: the reference (0) and keyframes
+    polarity: str
+    levels: PaperLevels | None  # the scanned-paper levels applied to the line art, None when none were
+    writer: FrameWriter | None  # open on `output`; None when the frames come back as a tensor
+    num_steps: int
+    seed: int | None
+    initial_noise: torch.Tensor | None
+    reference_noise: torch.Tensor | None
+    prev_attn_steps: int | None
+    progress: bool
+    callback: Callable | None
+    schemes: SamplingSchemes
+    sampler: str
+
+    def job(self, work: WorkDir) -> ShotJob:
+        """The shot's ``ShotJob``, its line art's hints stored in ``work`` (every frame is read here)."""
+        levelled = self.levels is not None
+        return ShotJob(
+            windows=self.windows,
+            plan=self.plan,
+            hints=HintStore.build(self.frames, self.plan, self.polarity, work.hints_path, self.progress, levelled),
+            images=self.images,
+            polarity=self.polarity,
+            num_steps=self.num_steps,
+            seed=self.seed,
+            initial_noise=self.initial_noise,
+            reference_noise=self.reference_noise,
+            prev_attn_steps=self.prev_attn_steps,
+            work=work,
+            progress=self.progress,
+            callback=self.callback,
+            schemes=self.schemes,
+            sampler=self.sampler,
+            levelled=levelled,
+        )
+
+
+def check_frames_fit(count: int, size_hw: tuple[int, int]) -> None:
+    """Without an output the frames come back as one float32 tensor: refuse before any work a shot whose frames
+    cannot fit in this machine's memory beside the job (they would fail after all the sampling)."""
+    from lvcd.host import available_ram
+
+    needed = count * 3 * size_hw[0] * size_hw[1] * 4
+    available = available_ram()
+    if available is not None and needed > available * 0.8:  # the rest: the job itself
+        raise InputError(
+            f"The {count} colorized frames at {size_hw[1]}x{size_hw[0]} need {needed / 1e9:.1f} GB of memory as one "
+            f"tensor and this machine has {available / 1e9:.1f} GB available; give output= (a video file or a folder "
+            "for PNG frames) to write them to disk as they are decoded."
+        )
+
+
+def _extractor(method: str | LineartExtractor, device: torch.device) -> LineartExtractor:
+    if isinstance(method, LineartExtractor):
+        return method
+    extractor = get_extractor(method, device=device)
+    if extractor.warning:
+        warnings.warn(extractor.warning, stacklevel=CALLERS_LINE)
+    return extractor
+
+
+def prepare_shot(
+    config: LVCDConfig,
+    device: torch.device,
+    check_memory: Callable[[tuple[int, int], bool], None],
+    reference,
+    lineart,
+    *,
+    size: tuple[int, int] | None,
+    num_steps: int | None,
+    overlap: int | None,
+    polarity: str,
+    lineart_levels: str,
+    extract_lineart: str | LineartExtractor | None,
+    prev_attn_steps: int | None,
+    seed: int | None,
+    initial_noise: torch.Tensor | None,
+    reference_noise: torch.Tensor | None,
+    keyframes,
+    output: str | os.PathLike | None,
+    fps: float,
+    overwrite: bool,
+    work_dir: str | os.PathLike | WorkDir | None,
+    resume: bool,
+    progress: bool,
+    callback: Callable | None,
+    prev_reference: bool,
+    blending: bool,
+    reference_mode: str,
+    sampler: str,
+) -> PreparedShot:
+    """Check ``LVCDPipeline.__call__``'s arguments (see there) and open the shot's inputs and output for a pipeline of
+    ``config`` computing on ``device``; ``check_memory(model_hw, previous_sample)`` refuses a shot the accelerator
+    cannot hold. Call it from ``__call__`` itself: its warnings point at the line that called the pipeline."""
+    # the arguments first: a wrong one is refused before any frame is read
+    num_steps = whole_number(config.sampling.num_steps if num_steps is None else num_steps, "num_steps", 1)
+    overlap = config.sampling.overlap if overlap is None else overlap
+    overlap = whole_number(overlap, "overlap", 0, config.video_frames - 1, " (frames shared by two windows)")
+    if prev_attn_steps is not None:
+        prev_attn_steps = whole_number(prev_attn_steps, "prev_attn_steps", 0)
+    seed = check_seed(seed)
+    check_noise(initial_noise, "initial_noise")
+    check_noise(reference_noise, "reference_noise")
+    keyframes = keyframe_indices(keyframes)
+    check_callback(callback)
+    check_levels(lineart_levels)
+    if resume and work_dir is None:
+        raise InputError("resume=True needs the work_dir of the interrupted job.")
+    try:
+        schemes = SamplingSchemes(prev_reference, blending, reference_mode)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    if sampler not in SAMPLERS:
+        raise InputError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}.")
+    if keyframes and schemes.reference_mode == "previous-sample":
+        raise InputError(
+            "keyframes need reference_mode='first': with 'previous-sample' each window's reference is generated."
+        )
+    frames = LineartFrames(lineart)
+    if extract_lineart is not None:
+        if polarity not in ("auto", "dark-lines"):
+            raise InputError(f"Extracted line art is dark lines on white; polarity {polarity!r} contradicts it.")
+        extracted = ExtractedLineart(frames, _extractor(extract_lineart, device))
+        frames, polarity = LineartFrames(extracted), "dark-lines"
+    count = len(frames)
+    plan = plan_size(frames.size_hw, target_hw=config.train_size_hw, multiple=config.size_multiple, forced_hw=size)
+    windows = plan_windows(count, overlap=overlap, video_frames=config.video_frames)
+    check_noise_shape(initial_noise, "initial_noise", start_noise_shape(windows, plan, config))
+    check_noise_shape(reference_noise, "reference_noise", reference_noise_shape(plan, config))
+    for index in keyframes:
+        if not 0 < index < count:
+            raise InputError(
+                f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
+            )
+    warn_unused_keyframes(keyframes, windows, stacklevel=CALLERS_LINE)
+    check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
+    if output is None:
+        check_frames_fit(count, plan.input_hw)
+    # the images before the line art's pixels are read: a reference that is no image is refused first
+    images = {0: reference_tensor(reference, plan, "reference", stacklevel=CALLERS_LINE)}
+    images.update(
+        {
+            i: reference_tensor(img, plan, f"keyframe {i}", stacklevel=CALLERS_LINE)
+            for i, img in sorted(keyframes.items())
+        }
+    )
+    polarity = resolve_polarity(frames, polarity)
+    if extract_lineart is not None and lineart_levels == "auto":
+        lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
+    levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
+    inputs = [*frames.paths, reference, *keyframes.values()]  # paths among them are never written or replaced
+    writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs) if output is not None else None
+    return PreparedShot(
+        frames=frames,
+        plan=plan,
+        windows=windows,
+        images=images,
+        polarity=polarity,
+        levels=levels,
+        writer=writer,
+        num_steps=num_steps,
+        seed=seed,
+        initial_noise=initial_noise,
+        reference_noise=reference_noise,
+        prev_attn_steps=prev_attn_steps,
+        progress=progress,
+        callback=callback,
+        schemes=schemes,
+        sampler=sampler,
+    )
