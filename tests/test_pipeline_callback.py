@@ -102,3 +102,23 @@ def test_frames_returned_without_an_output_are_one_tensor_and_too_many_are_refus
     with pytest.raises(InputError, match=r"The 3 colorized frames at 128x64 need 0.0 GB .* give output="):
         pipe(_reference(), _lineart(3), num_steps=1, seed=1, progress=False)
     assert calls == []
+
+
+def test_a_result_saves_what_output_would_have_written_and_gives_images(pipe, tmp_path):
+    """Notebook use: colorize, look at the frames, then keep them: ``save`` writes the same file as ``output=``, and
+    ``images`` gives the frames as PIL images; with the frames streamed to an output there is nothing to save."""
+    from PIL import Image
+
+    kept = pipe(_reference(), _lineart(3), num_steps=1, seed=4, progress=False)
+    streamed = pipe(_reference(), _lineart(3), num_steps=1, seed=4, progress=False, output=tmp_path / "direct")
+    saved = kept.save(tmp_path / "saved")
+    direct, again = sorted((tmp_path / "direct").iterdir()), sorted(saved.iterdir())
+    assert [p.name for p in direct] == [p.name for p in again] and len(direct) == 3
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(direct, again, strict=True))
+    images = kept.images()
+    assert [image.size for image in images] == [(128, 64)] * 3
+    assert np.array_equal(np.asarray(images[2]), np.asarray(Image.open(direct[2])))
+    with pytest.raises(InputError, match="already exists"):
+        kept.save(tmp_path / "saved")
+    with pytest.raises(InputError, match=r"were written to .*direct as they were decoded"):
+        streamed.save(tmp_path / "other")

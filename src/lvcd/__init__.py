@@ -27,7 +27,7 @@ __all__ = [
 
 _FROM = {  # name -> the module that holds it, imported on first use
     "LVCDPipeline": "lvcd.pipeline",
-    "ColorizeResult": "lvcd.pipeline",
+    "ColorizeResult": "lvcd.result",
     "SamplingProgress": "lvcd.pipeline",
     "LVCDConfig": "lvcd.config",
     "get_config": "lvcd.config",

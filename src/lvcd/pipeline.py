@@ -12,7 +12,6 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -25,10 +24,10 @@ from lvcd.diffusion import SAMPLERS, edm_sigmas
 from lvcd.errors import InputError
 from lvcd.hub import LVCD_REPO, SVD_REPO, hub_file
 from lvcd.io import SizePlan, plan_size, restore
-from lvcd.io.paper import PaperLevels
 from lvcd.lineart import LineartExtractor
 from lvcd.model import LVCDModel
 from lvcd.placement import PHASE_PARTS, Placement
+from lvcd.result import ColorizeResult
 from lvcd.sampling import CarryState, sample_shot
 from lvcd.shot import (
     ShotJob,
@@ -65,20 +64,6 @@ class SamplingProgress:
     phase: str = "sampling"
     frame: int = 0
     frames: int = 0
-
-
-@dataclass
-class ColorizeResult:
-    frames: (
-        torch.Tensor | None
-    )  # (N, 3, H_in, W_in) float32 in [0, 1], stored channels-last (.permute(0, 2, 3, 1): images
-    # without a copy); None when streamed to `output`
-    latents: torch.Tensor  # (N, 4, H/8, W/8) scaled latents at the processing size
-    size_plan: SizePlan
-    seed: int | None
-    polarity: str
-    output_path: Path | None = None
-    lineart_levels: PaperLevels | None = None  # the shot's scanned-paper levels when its line art was levelled
 
 
 class LVCDPipeline:

@@ -1,0 +1,60 @@
+"""``ColorizeResult``: what ``LVCDPipeline.__call__`` returns, with ways to keep it (images, a video, PNG frames)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lvcd.errors import InputError
+from lvcd.io import SizePlan, open_writer
+from lvcd.io.paper import PaperLevels
+
+
+@dataclass
+class ColorizeResult:
+    """What a colorization returns: the frames (unless they were streamed to ``output``), the latents, the plan.
+
+    >>> result = pipe(reference, lineart, seed=7)          # doctest: +SKIP
+    >>> result.images()[0].save("first.png")               # doctest: +SKIP
+    >>> result.save("shot.mp4", fps=24)                    # doctest: +SKIP  (what output="shot.mp4" writes)
+    """
+
+    # (N, 3, H_in, W_in) float32 in [0, 1], stored channels-last (so .permute(0, 2, 3, 1) gives images without a
+    # copy); None when streamed to `output`
+    frames: torch.Tensor | None
+    latents: torch.Tensor  # (N, 4, H/8, W/8) scaled latents at the processing size
+    size_plan: SizePlan
+    seed: int | None
+    polarity: str
+    output_path: Path | None = None
+    lineart_levels: PaperLevels | None = None  # the shot's scanned-paper levels when its line art was levelled
+
+    def _rgb_frames(self):
+        """Each frame as HxWx3 uint8, rounded as the writers of ``output=`` round them."""
+        if self.frames is None:
+            raise InputError(
+                f"The frames were written to {self.output_path} as they were decoded, not kept; read them from there."
+            )
+        for frame in self.frames:
+            yield (frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+    def images(self) -> list:
+        """The frames as 8-bit RGB PIL images."""
+        from PIL import Image
+
+        return [Image.fromarray(frame) for frame in self._rgb_frames()]
+
+    def save(self, path: str | os.PathLike, fps: float = 20.0, overwrite: bool = False) -> Path:
+        """Write the frames as ``output=`` would have: a video (.mp4, .webm, .gif) or a folder of PNG frames, written
+        atomically; an existing path is replaced only with ``overwrite``. Returns the path written."""
+        writer = open_writer(path, fps=fps, overwrite=overwrite)
+        try:
+            for frame in self._rgb_frames():
+                writer.write(frame, None)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.close()
