@@ -182,14 +182,16 @@ def test_a_record_write_does_not_list_the_records_folder_and_killed_writers_left
     from lvcd.batch.layout import lock_outdir, read_record, write_record
 
     layout = BatchLayout(tmp_path / "out", "gif")
-    left = layout.record_path("old").with_name(".old.json.1a2b3c4d.record-tmp")
+    left = layout.record_path("old").with_name(".old.json.partial-1a2b3c4d.json")  # the atomic writer's temporary
     left.parent.mkdir(parents=True)
-    left.write_text("{")
+    left.write_text("{")  # unlocked: its writer was killed
     os.utime(left, (time.time() - 3600, time.time() - 3600))
+    user_file = left.parent / ".notes.txt"  # not lvcd's: never removed
+    user_file.write_text("mine")
     with monkeypatch.context() as patch:
         patch.setattr(Path, "glob", lambda *args: pytest.fail("listed the folder"))
         patch.setattr(os, "scandir", lambda *args: pytest.fail("listed the folder"))
         write_record(layout.record_path("a"), {"status": "done"})
     assert read_record(layout.record_path("a")) == {"status": "done"}
     os.close(lock_outdir(layout))
-    assert sorted(p.name for p in left.parent.iterdir()) == ["a.json"]
+    assert sorted(p.name for p in left.parent.iterdir()) == [".notes.txt", "a.json"]

@@ -24,6 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from lvcd.batch.manifest import ShotSpec
+from lvcd.io.atomic import remove_abandoned_in, write_json_atomic
 
 STATE_DIR = ".lvcd-batch"
 REPORT_NAME = "batch_report.json"
@@ -71,45 +72,14 @@ def read_record(path: Path) -> dict | None:
 
 def write_json(path: Path, data: dict) -> None:
     """Atomically (temporary file + rename), with lvcd evaluate's writer."""
-    from lvcd.io.atomic import write_json_atomic
-
     write_json_atomic(path, data)
 
 
-_RECORD_TEMPORARY = ".{name}.{tag}.record-tmp"  # a record mid-write (left behind only by a killed writer)
-
-
 def write_record(path: Path, record: dict) -> None:
-    """Atomically (temporary file + rename), without the clean-up scan of the general atomic writer: that lists the
-    whole folder, and with one record per shot every write would cost O(shots). Records are written by one worker at
-    a time; the temporaries of killed writers go when the next batch locks OUTDIR (:func:`remove_record_temporaries`).
-    """
-    import uuid
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(_RECORD_TEMPORARY.format(name=path.name, tag=uuid.uuid4().hex[:8]))
-    try:
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def remove_record_temporaries(layout: BatchLayout, age_seconds: float = 60.0) -> None:
-    """Delete the record temporaries killed writers left (older than ``age_seconds``: a write takes milliseconds)."""
-    import time
-
-    folder = layout.record_path("x").parent
-    if not folder.is_dir():
-        return
-    for entry in os.scandir(folder):
-        if entry.name.startswith(".") and entry.name.endswith(".record-tmp"):
-            try:
-                if time.time() - entry.stat().st_mtime > age_seconds:
-                    os.unlink(entry.path)
-            except OSError:
-                pass
+    """Atomically, without the atomic writer's sweep of the folder for killed writers' temporaries: with one record
+    per shot that listing made every write O(shots). The batch sweeps the records folder once, when it locks OUTDIR
+    (:func:`lock_outdir`)."""
+    write_json_atomic(path, record, sweep=False)
 
 
 def is_complete(layout: BatchLayout, name: str, fingerprint: str) -> bool:
@@ -190,7 +160,7 @@ def lock_outdir(layout: BatchLayout) -> int:
         )
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
-    remove_record_temporaries(layout)
+    remove_abandoned_in(layout.record_path("x").parent)  # records of writers killed mid-write
     return fd
 
 

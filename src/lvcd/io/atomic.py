@@ -88,6 +88,24 @@ def remove_abandoned_temporaries(target: Path) -> list[Path]:
     return removed
 
 
+def remove_abandoned_in(folder: Path) -> list[Path]:
+    """Delete every temporary a killed writer left in ``folder`` (one listing of it, for writers that skip their own
+    clean-up, see ``AtomicOutput(sweep=False)``); returns them."""
+    removed = []
+    for entry in os.scandir(folder) if folder.is_dir() else ():
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match is None or match.group("tag") == "replaced":
+            continue
+        path = Path(entry.path)
+        with contextlib.suppress(OSError):
+            young = match.group("tag") == CREATING and time.time() - path.lstat().st_mtime <= _CREATING_AGE
+            if not young and is_abandoned(path):
+                removed.append(path)
+    for path in removed:
+        remove(path)
+    return removed
+
+
 def new_file_mode() -> int:
     """The mode the umask gives a new file (0o644 under the usual umask 022)."""
     mask = os.umask(0)
@@ -141,11 +159,12 @@ class AtomicOutput:
         overwrite: bool = True,
         tag: str = "partial",
         exclusive: bool = False,
+        sweep: bool = True,
     ):
         self.target = Path(target)
         self.overwrite = overwrite
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        if tag == "partial":
+        if tag == "partial" and sweep:  # listing the folder: a writer of many files there sweeps it once instead
             remove_abandoned_temporaries(self.target)
         if exclusive:  # refuse while another process writes the same target (check_no_other_writer)
             check_no_other_writer(self.target)
@@ -191,11 +210,16 @@ class AtomicOutput:
 
 @contextmanager
 def atomic_output(
-    target: str | os.PathLike, folder: bool = False, overwrite: bool = True, exclusive: bool = False
+    target: str | os.PathLike,
+    folder: bool = False,
+    overwrite: bool = True,
+    exclusive: bool = False,
+    sweep: bool = True,
 ) -> Iterator[Path]:
     """Yield the temporary path to write; on success it is renamed onto ``target``, on an exception deleted.
-    ``exclusive``: refuse while another process is writing ``target`` (:func:`check_no_other_writer`)."""
-    output = AtomicOutput(target, folder=folder, overwrite=overwrite, exclusive=exclusive)
+    ``exclusive``: refuse while another process is writing ``target`` (:func:`check_no_other_writer`); ``sweep``:
+    first delete the temporaries killed writers left of ``target`` (lists its folder)."""
+    output = AtomicOutput(target, folder=folder, overwrite=overwrite, exclusive=exclusive, sweep=sweep)
     try:
         yield output.path
     except BaseException:
@@ -208,13 +232,15 @@ def atomic_output(
         raise
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_output(path) as temporary:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, sweep: bool = True) -> Path:
+    with atomic_output(path, sweep=sweep) as temporary:
         temporary.write_bytes(data)
     return Path(path)
 
 
-def write_json_atomic(path: str | os.PathLike, document: Any, indent: int | None = 2, allow_nan: bool = True) -> Path:
+def write_json_atomic(
+    path: str | os.PathLike, document: Any, indent: int | None = 2, allow_nan: bool = True, sweep: bool = True
+) -> Path:
     """``document`` as JSON (UTF-8, a final newline); ``allow_nan=False`` refuses NaN/inf (not valid JSON)."""
     text = json.dumps(document, indent=indent, allow_nan=allow_nan) + "\n"
-    return write_bytes_atomic(path, text.encode("utf-8"))
+    return write_bytes_atomic(path, text.encode("utf-8"), sweep=sweep)

@@ -1,4 +1,5 @@
-"""One colorization job of the page: settings checked before any work, progress with the time left, cancellation, cleanup.
+"""One colorization job of the page: settings checked before any work, progress with the time left,
+cancellation, cleanup.
 
 Plain Python (no gradio): ``colorize_upload`` takes the uploaded files and the page's field values, checks them
 all, then runs ``LVCDPipeline`` and writes the result video (named after the shot) and a side-by-side video

@@ -84,7 +84,8 @@ class JobProgress:
         self.windows, self.steps = progress.windows, progress.steps  # the pipeline's own plan prevails
         self.sampled_steps = progress.window * progress.steps + progress.step + 1
         self.sampling_ended = self.clock()
-        text = f"sampling · window {progress.window + 1}/{progress.windows} · step {progress.step + 1}/{progress.steps}"
+        window, step = f"{progress.window + 1}/{progress.windows}", f"{progress.step + 1}/{progress.steps}"
+        text = f"sampling · window {window} · step {step}"
         return self._report(self.sampled_steps, text)
 
     def decoded(self, frame: int, frames: int) -> tuple[float, float, str]:
