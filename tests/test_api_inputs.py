@@ -82,6 +82,31 @@ def test_channel_first_arrays_are_read_as_tensors_are():
     np.testing.assert_array_equal(to_rgb_uint8(np.stack([lineart[0]] * 3)), to_rgb_uint8(lineart[0]))  # references
 
 
+def test_a_whole_shot_as_one_array_reads_as_its_list_of_frames(pipe):
+    lineart = _lineart()
+    expected = _hints(lineart)
+    stack = np.stack(lineart)
+    _same_hints(stack, expected)  # (N, H, W) gray
+    _same_hints(np.stack([stack] * 3, axis=-1), expected)  # (N, H, W, 3), as video readers return a shot
+    _same_hints(np.stack([stack] * 3, axis=1), expected)  # (N, 3, H, W)
+    _same_hints(np.stack([stack / 255.0] * 3, axis=-1).astype(np.float32), expected)  # float in [0, 1]
+    np.testing.assert_array_equal(
+        pipe(REFERENCE, np.stack([stack] * 3, axis=-1), **KW).frames, pipe(REFERENCE, lineart, **KW).frames
+    )
+
+
+def test_a_shot_array_that_is_not_one_is_refused():
+    with pytest.raises(InputError) as err:
+        LineartFrames(np.zeros((64, 128, 3), np.uint8))  # one image, not a shot
+    _one_line_error(err, "(64, 128, 3)", "(N, H, W, C)", "[image]")
+    with pytest.raises(InputError) as err:
+        LineartFrames(np.zeros((2, 2, 64, 128, 3), np.uint8))
+    _one_line_error(err, "(2, 2, 64, 128, 3)", "(N, H, W, C)")
+    with pytest.raises(InputError) as err:
+        LineartFrames(np.zeros((2, 64, 128, 2), np.uint8))
+    _one_line_error(err, "frame 0", "(64, 128, 2)")
+
+
 def test_an_array_that_may_be_either_layout_is_refused():
     with pytest.raises(InputError) as err:
         LineartFrames([np.zeros((3, 64, 3), np.uint8)] * 2)

@@ -1,7 +1,7 @@
 """Line art of a whole shot as model hints (lines ~1 on 0, at the processing size), kept on disk, not in RAM.
 
 Accepts a folder / video / GIF path, a ``FrameSource``, a list of images (file paths, PIL images, arrays HxWxC or
-CxHxW, tensors) or one tensor (N, C, H, W) / (N, H, W). Integer images go through polarity detection (dark lines on
+CxHxW, tensors), one array (N, H, W, C) / (N, C, H, W) / (N, H, W) or one tensor (N, C, H, W) / (N, H, W). Integer images go through polarity detection (dark lines on
 white is usual); float inputs in [0, 1] are used at full precision.
 """
 
@@ -64,6 +64,23 @@ def _frame_array(frame, index: int, name: str) -> np.ndarray:
     return array
 
 
+def _shot_array_frames(array: np.ndarray, name: str) -> list[np.ndarray]:
+    """A whole shot as one numpy array -> its frames: (N, H, W, C) or (N, C, H, W) (C 1, 3 or 4; each frame read as
+    a list's array is), or (N, H, W) gray. A 3-D array that may be one HxWxC image is refused: it is not a shot."""
+    if array.ndim == 4:
+        return list(array)
+    if array.ndim == 3 and array.shape[-1] not in IMAGE_CHANNELS:
+        return list(array[..., None])
+    if array.ndim == 3:
+        raise InputError(
+            f"The {name} array has shape {array.shape}: one {array.shape[1]}x{array.shape[0]} image or "
+            f"{array.shape[0]} gray frames? Give a shot as (N, H, W, C), or one image as a list [image]."
+        )
+    raise InputError(
+        f"The {name} array has shape {array.shape}; give a shot as (N, H, W, C), (N, C, H, W) or (N, H, W) gray."
+    )
+
+
 class ImageFiles:
     """Line-art frames given as a list of image file paths: the headers are read at once (a path that is not an
     image, or a frame of another size, is refused before any work), the pixels one frame at a time."""
@@ -113,11 +130,14 @@ class LineartFrames:
         else:
             if isinstance(lineart, torch.Tensor) and lineart.ndim in (3, 4):
                 frames = list(lineart if lineart.ndim == 4 else lineart[:, None])
+            elif isinstance(lineart, np.ndarray):
+                frames = _shot_array_frames(lineart, name)
             elif isinstance(lineart, Sequence) and not isinstance(lineart, (str, bytes)):
                 frames = list(lineart)
             else:
                 raise InputError(
-                    f"Unsupported {name} input {type(lineart).__name__}: give a folder, a video, a list of images or a tensor (N, C, H, W)."
+                    f"Unsupported {name} input {type(lineart).__name__}: give a folder, a video, a list of images, an "
+                    "array (N, H, W, C) or a tensor (N, C, H, W)."
                 )
             if not frames:
                 raise InputError(f"The {name} is empty: give at least one frame.")

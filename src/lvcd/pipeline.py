@@ -221,7 +221,8 @@ class LVCDPipeline:
 
         reference / keyframe images: path, PIL image, HxWx3 array or (3, H, W) tensor in [0, 1].
         lineart: folder, video or GIF path, list of images (file paths, PIL images, HxW / HxWxC / CxHxW arrays or
-        tensors; RGBA composited over white), or tensor (N, C, H, W) in [0, 1].
+        tensors; RGBA composited over white), array (N, H, W, C) / (N, C, H, W) / (N, H, W), or tensor (N, C, H, W);
+        integers 0..255 (uint16 0..65535) or floats in [0, 1].
         polarity: "auto", "dark-lines" (dark lines on light paper) or "bright-lines" (lines ~1 on 0, the model's).
         lineart_levels: "auto" (scanned or photographed line art on grey or grainy paper: each frame's paper is brought to
         white and its ink to black, :mod:`lvcd.io.paper`; clean digital line art and extracted sketches untouched),
