@@ -273,6 +273,10 @@ BEFORE_READING = [
     ("keyframes", [REFERENCE]),
     ("keyframes", {1: None}),
     ("callback", 5),
+    ("size", "abc"),
+    ("size", (65, 64)),
+    ("size", (0, 64)),
+    ("polarity", "dark"),
 ]
 
 
@@ -281,6 +285,27 @@ def test_a_wrong_argument_is_refused_before_the_line_art_is_read(pipe, nothing_r
     with pytest.raises(InputError) as err:
         pipe(REFERENCE, _lineart(), **{**KW, name: value})
     _one_line_error(err, "keyframe" if name == "keyframes" else name)
+
+
+def test_messages_name_the_python_argument_not_the_command_line_option(pipe, tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_bytes(b"")
+    for kwargs, name in [
+        (dict(size="abc"), "size"),
+        (dict(size=(65, 64)), "size"),
+        (dict(work_dir=a_file), "work_dir"),
+    ]:
+        with pytest.raises(InputError) as err:
+            pipe(REFERENCE, _lineart(), **{**KW, **kwargs})
+        _one_line_error(err, name)
+        assert "--" not in str(err.value), err.value
+
+
+def test_size_is_taken_as_text_too(pipe):
+    torch.testing.assert_close(
+        pipe(REFERENCE, _lineart(), **KW, size="64x128").frames,
+        pipe(REFERENCE, _lineart(), **KW, size=(64, 128)).frames,
+    )
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,9 @@ class LVCDPipeline:
         pipeline (its dtypes and placement), at the processing size ``__call__`` would use (``size`` as given to it).
         A lower bound of the peak (no kernel workspaces); about a second on a CPU, then cached."""
         cfg = self.config
-        plan = plan_size(input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
+        plan = plan_size(
+            input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size, option="size"
+        )
         return self._estimate(plan.model_hw, previous_sample)
 
     def _estimate(self, model_hw: tuple[int, int], previous_sample: bool) -> ShotMemoryEstimate:
@@ -109,7 +111,9 @@ class LVCDPipeline:
         """Bytes of accelerator memory a shot of ``input_hw`` frames needs besides this pipeline's weights already
         there (``memory_needed``'s peak less them): what must be free before it runs."""
         cfg = self.config
-        plan = plan_size(input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
+        plan = plan_size(
+            input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size, option="size"
+        )
         return self._beyond_weights(plan.model_hw, previous_sample)
 
     def _beyond_weights(self, model_hw: tuple[int, int], previous_sample: bool) -> int:
@@ -230,7 +234,7 @@ class LVCDPipeline:
         extract_lineart: ``lineart`` holds colour frames: extract their line art first, frame by frame, with this
         method of :data:`lvcd.lineart.METHODS` (weights looked up as :func:`lvcd.lineart.get_extractor` does) or
         this :class:`~lvcd.lineart.LineartExtractor`; the extracted line art is dark lines on white.
-        size: (H, W) processing size (multiples of 64); default: near the trained 320x576 area, aspect kept.
+        size: (H, W) or "HxW" processing size (multiples of 64); default: near the trained 320x576 area, aspect kept.
         num_steps, overlap: Euler steps per window and frames shared by consecutive windows; default: the model
         config's (``config.sampling``: 25 and 4, the official values).
         initial_noise: (window, 4, H/8, W/8) noise of the first window; reference_noise: (1, 4, H/8, W/8) eps of the
@@ -264,7 +268,9 @@ class LVCDPipeline:
                 work = (
                     work_dir
                     if isinstance(work_dir, WorkDir)
-                    else WorkDir(work_dir, resume=resume and temporary is None, scratch=temporary is not None)
+                    else WorkDir(
+                        work_dir, resume=resume and temporary is None, scratch=temporary is not None, option="work_dir"
+                    )
                 )
                 job = shot.job(work)
                 latents, seed = self._sample(job)

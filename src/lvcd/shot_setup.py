@@ -19,7 +19,9 @@ from lvcd.diffusion import SAMPLERS
 from lvcd.errors import InputError
 from lvcd.hints import HintStore, LineartFrames, resolve_levels, resolve_polarity
 from lvcd.io import FrameWriter, SizePlan, open_writer, plan_size
+from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import PaperLevels, check_levels
+from lvcd.io.sizing import parse_size
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
 from lvcd.longvideo import WindowPlan, plan_windows
 from lvcd.sampling import SamplingSchemes
@@ -156,6 +158,11 @@ def prepare_shot(
     keyframes = keyframe_indices(keyframes)
     check_callback(callback)
     check_levels(lineart_levels)
+    if polarity not in POLARITIES:
+        raise InputError(f"polarity {polarity!r} is not one of {', '.join(POLARITIES)}.")
+    size = parse_size(size, "size")
+    if size is not None:  # its multiples checked now, not after the line art is read
+        plan_size(size, multiple=config.size_multiple, forced_hw=size, option="size")
     if resume and work_dir is None:
         raise InputError("resume=True needs the work_dir of the interrupted job.")
     try:
@@ -175,7 +182,9 @@ def prepare_shot(
         extracted = ExtractedLineart(frames, _extractor(extract_lineart, device))
         frames, polarity = LineartFrames(extracted), "dark-lines"
     count = len(frames)
-    plan = plan_size(frames.size_hw, target_hw=config.train_size_hw, multiple=config.size_multiple, forced_hw=size)
+    plan = plan_size(
+        frames.size_hw, target_hw=config.train_size_hw, multiple=config.size_multiple, forced_hw=size, option="size"
+    )
     windows = plan_windows(count, overlap=overlap, video_frames=config.video_frames)
     check_noise_shape(initial_noise, "initial_noise", start_noise_shape(windows, plan, config))
     check_noise_shape(reference_noise, "reference_noise", reference_noise_shape(plan, config))

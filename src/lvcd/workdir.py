@@ -109,17 +109,17 @@ def differences(recorded: dict | None, current: dict[str, str]) -> str:
 class WorkDir:
     """Open (and lock) a job's work directory; ``resume=False`` clears a previous job's files from it."""
 
-    def __init__(self, path: str | os.PathLike, resume: bool, scratch: bool = False):
+    def __init__(self, path: str | os.PathLike, resume: bool, scratch: bool = False, option: str = "--work-dir"):
         self.path = Path(path)
         self.resume = resume
         self.scratch = scratch  # a temporary folder of a job that cannot be resumed: windows are not saved
         self._lock: int | None = None
         if self.path.exists() and not self.path.is_dir():
-            raise InputError(f"--work-dir {self.path} is a file, not a folder; give a new or empty folder.")
+            raise InputError(f"{option} {self.path} is a file, not a folder; give a new or empty folder.")
         marker = self.path / MARKER
         if self.path.exists() and not marker.is_file() and any(self.path.iterdir()):
             raise InputError(
-                f"--work-dir {self.path} is not empty and is not an lvcd work directory (it has no {MARKER}); lvcd "
+                f"{option} {self.path} is not empty and is not an lvcd work directory (it has no {MARKER}); lvcd "
                 "never deletes files it did not create: choose a new or empty folder."
             )
         created = not self.path.exists()
@@ -130,7 +130,8 @@ class WorkDir:
             pid = self._read_marker().get("pid", "unknown")
             raise InputError(
                 f"Work directory {self.path} is in use: another lvcd job is already running on it (pid {pid}). "
-                "Wait for it to finish, or give this job another --output or --work-dir."
+                "Wait for it to finish, or give this job another output and work directory (--output, --work-dir; "
+                "output=, work_dir= in Python)."
             )
         self._lock = fd
         mark = self._read_marker()
@@ -268,8 +269,8 @@ class WorkDir:
         data = self._read(path if path.exists() else self._window_path(index), device)
         if "noise" not in data:
             raise InputError(
-                f"{path}: this job's saved state lacks what window {index} passed on; run without --resume to start "
-                "afresh."
+                f"{path}: this job's saved state lacks what window {index} passed on; run without --resume "
+                "(resume=False in Python) to start afresh."
             )
         return CarryState(data["noise"], data.get("prev_latents"), data.get("blend_history"))
 

@@ -80,6 +80,7 @@ def plan_size(
     target_hw: tuple[int, int] = TRAIN_SIZE_HW,
     multiple: int = 64,
     forced_hw: tuple[int, int] | None = None,
+    option: str = "--size",
 ) -> SizePlan:
     """Plan the processing size for frames of ``input_hw``.
 
@@ -88,19 +89,19 @@ def plan_size(
     aspect is kept with little padding. An input of exactly ``target_hw`` maps to itself (no resize,
     no padding: parity with the official pipeline at 576x320).
     With ``forced_hw`` (the user's ``--size HxW``): that size, which must be multiples of ``multiple``;
-    otherwise InputError naming the nearest valid sizes.
+    otherwise InputError naming the nearest valid sizes (and the setting as ``option`` names it).
 
     >>> plan_size((320, 576)).is_identity
     True
     """
     input_hw = _parse_positive_hw(input_hw, "frame size")
     if forced_hw is not None:
-        forced = _parse_positive_hw(forced_hw, "--size")
+        forced = _parse_positive_hw(forced_hw, option)
         if forced[0] % multiple or forced[1] % multiple:
             options = [f"{h}x{w}" for h in _nearest_multiples(forced[0], multiple)
                        for w in _nearest_multiples(forced[1], multiple)]  # fmt: skip
             raise InputError(
-                f"--size {forced[0]}x{forced[1]}: height and width must be multiples of {multiple}. "
+                f"{option} {forced[0]}x{forced[1]}: height and width must be multiples of {multiple}. "
                 f"Nearest valid sizes: {', '.join(options)}."
             )
         model_hw = forced
