@@ -88,6 +88,9 @@ def test_load_16bit_and_float_scaled_by_range(tmp_path):
     path16 = _save(tmp_path, Image.fromarray(np.array([[0, 32896, 65535]], np.uint16)), "g16.png")
     assert Image.open(path16).mode.startswith("I;16")
     assert load_image(path16)[0, :, 0].tolist() == [0, 128, 255]
+    path8in16 = _save(tmp_path, Image.fromarray(np.array([[0, 100, 255]], np.uint16)), "g8in16.png")
+    assert Image.open(path8in16).mode.startswith("I;16")
+    assert load_image(path8in16)[0, :, 0].tolist() == [0, 100, 255]  # 8-bit values in a 16-bit file, as for I
     path_f = _save(tmp_path, Image.fromarray(np.array([[0.0, 0.5, 1.0]], np.float32)), "f.tif")
     assert Image.open(path_f).mode == "F"
     assert load_image(path_f)[0, :, 0].tolist() == [0, 128, 255]

@@ -78,8 +78,9 @@ def _composite_over_white(rgba: np.ndarray) -> np.ndarray:
 def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     """Single-channel 16-bit / 32-bit / float samples -> uint8 by their nominal range.
 
-    - ``I;16*``: full 16-bit range (``v / 257``).
-    - ``I`` (32-bit int, Pillow's mode for many 16-bit PNG/TIFF): 0..255 kept, else 0..65535, else min-max.
+    - ``I;16*`` and ``I`` (32-bit int; Pillow opens a 16-bit PNG as one or the other depending on its version): 0..255
+      kept (8-bit values written to a 16-bit file: by the 16-bit range they would read as black), else 0..65535
+      (``v / 257``), else (``I`` only) min-max.
     - ``F``: [0, 1] -> x255, [0, 255] kept, anything else stretched min-max.
     Stretching by the actual min-max is the last resort only: it would change the tones of normal art.
     """
@@ -87,13 +88,11 @@ def _high_depth_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
     if not values.size:
         return values.astype(np.uint8)
     low, high = float(values.min()), float(values.max())
-    if mode.startswith("I;16"):
-        scaled = values / 257.0
-    elif mode == "F" and low >= 0.0 and high <= 1.0:
+    if mode == "F" and low >= 0.0 and high <= 1.0:
         scaled = values * 255.0
     elif low >= 0.0 and high <= 255.0:
         scaled = values
-    elif mode != "F" and low >= 0.0 and high <= 65535.0:
+    elif mode.startswith("I;16") or (mode != "F" and low >= 0.0 and high <= 65535.0):
         scaled = values / 257.0
     else:
         scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
