@@ -1,8 +1,8 @@
 """``lvcd batch --evaluate GT_MANIFEST``: score the batch's outputs against ground truth with ``lvcd.metrics``.
 
-The ground-truth manifest (CSV or JSON, like the shot manifest) has one entry per shot: ``name`` (a shot of the
-batch) and ``gt`` (its ground-truth colour frames: folder, video or GIF), optionally ``lineart`` (adds EDMD
-against the line art). Relative paths are relative to that manifest. Every finished shot with ground truth is
+The ground-truth manifest (CSV or JSON, read as the shot manifest is: :mod:`lvcd.io.manifests`) has one entry per
+shot: ``name`` (a shot of the batch) and ``gt`` (its ground-truth colour frames: folder, video or GIF), optionally
+``lineart`` (adds EDMD against the line art). Relative paths are relative to that manifest. Every finished shot with ground truth is
 scored; FID and FVD pool the features of all of them, as the paper's tables do.
 """
 
@@ -12,30 +12,32 @@ import os
 from pathlib import Path
 
 from lvcd.batch.layout import BatchLayout
-from lvcd.batch.manifest import read_entries
 from lvcd.batch.report import BatchReport
 from lvcd.errors import InputError
+from lvcd.io.manifests import entry_fields, entry_location, entry_path, read_entries
+
+GROUND_TRUTH_FIELDS = ("name", "gt", "lineart")
 
 
 def read_ground_truth(path: str | os.PathLike, shot_names: list[str]) -> dict[str, tuple[Path, Path | None]]:
-    """name -> (ground-truth frames, line art or None); every name must be a shot of the batch."""
+    """name -> (ground-truth frames, line art or None); every name must be a shot of the batch, named once."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"ground-truth manifest not found: {path}")
+    what = "ground-truth manifest"
+    entries = read_entries(path, "shots", what)
     base = path.resolve().parent
     truth = {}
-    for index, entry in enumerate(read_entries(path)):
-        entry = {str(k).strip().lower(): str(v).strip() for k, v in (entry or {}).items() if k and v not in (None, "")}
-        if not entry.get("name") or not entry.get("gt"):
-            raise InputError(f"ground-truth manifest {path.name} entry {index + 1} needs 'name' and 'gt'")
-        if entry["name"] not in shot_names:
-            raise InputError(
-                f"ground-truth manifest {path.name} names {entry['name']!r}, which is not a shot of the batch"
-            )
-        resolve = lambda value: Path(value) if Path(value).is_absolute() else base / value  # noqa: E731
-        truth[entry["name"]] = (resolve(entry["gt"]), resolve(entry["lineart"]) if entry.get("lineart") else None)
+    for index, entry in enumerate(entries):
+        where = entry_location(path, index, what)
+        given = entry_fields(entry, GROUND_TRUTH_FIELDS, ("name", "gt"), where)
+        name = str(given["name"]).strip()
+        if name not in shot_names:
+            raise InputError(f"{where} names {name!r}, which is not a shot of the batch")
+        if name in truth:
+            raise InputError(f"{where} names {name!r} again; give each shot's ground truth once")
+        lineart = entry_path(given["lineart"], base) if "lineart" in given else None
+        truth[name] = (entry_path(given["gt"], base), lineart)
     if not truth:
-        raise InputError(f"ground-truth manifest {path} lists no shots")
+        raise InputError(f"{what} {path} lists no shots")
     return truth
 
 

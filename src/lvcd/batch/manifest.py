@@ -12,7 +12,8 @@ keyframes  further coloured frames, ``INDEX=IMAGE``: ``"40=k40.png;80=k80.png"``
 steps, seed, size (``HxW``), overlap, polarity (auto / dark-lines / bright-lines), fps: per-shot settings
 =========  ========================================================================================
 
-JSON: a list of entries, or ``{"shots": [...]}``. CSV: a header row naming the columns.
+JSON: a list of entries, or ``{"shots": [...]}``. CSV: a header row naming the columns, ``#`` lines are comments
+(the rules of every manifest: :mod:`lvcd.io.manifests`).
 
     >>> shots = read_shots("film.csv", ShotSettings(steps=25, seed=0))   # doctest: +SKIP
     >>> shots[0].name, shots[0].settings.steps                          # doctest: +SKIP
@@ -21,8 +22,6 @@ JSON: a list of entries, or ``{"shots": [...]}``. CSV: a header row naming the c
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from lvcd.errors import InputError
 from lvcd.io.lineart_input import POLARITIES
+from lvcd.io.manifests import entry_fields, entry_location, entry_path, read_entries
 from lvcd.io.paper import LEVELS
 from lvcd.io.sizing import parse_size
 from lvcd.seeds import MAX_SEED
@@ -132,25 +132,10 @@ def check_name(name: str, what: str) -> str:
 
 
 def _entry_to_shot(entry, base: Path, defaults: ShotSettings, where: str) -> ShotSpec:
-    if not isinstance(entry, dict):
-        raise InputError(f"{where} is not an object with 'reference' and 'lineart'")
-    if None in entry:  # csv.DictReader's key for the values past the header's columns
-        raise InputError(
-            f"{where} has more values than the header has columns ({', '.join(map(repr, entry[None]))}); quote values "
-            "that contain a comma, or add the column to the header"
-        )
-    entry = {str(k).strip().lower(): v for k, v in entry.items()}
-    unknown = sorted(k for k in entry if k not in FIELDS and k != "comment")
-    if unknown:
-        raise InputError(f"{where} has unknown field(s) {', '.join(unknown)}; the fields are {', '.join(FIELDS)}")
-    given = {k: v for k, v in entry.items() if v is not None and str(v).strip() != ""}
-    missing = [key for key in ("reference", "lineart") if key not in given]
-    if missing:
-        raise InputError(f"{where} lacks {' and '.join(missing)}")
+    given = entry_fields(entry, FIELDS, ("reference", "lineart"), where)
 
     def resolve(value) -> Path:
-        path = Path(os.path.expanduser(str(value).strip()))
-        return path if path.is_absolute() else base / path
+        return entry_path(value, base)
 
     lineart = resolve(given["lineart"])
     name = check_name(str(given.get("name", lineart.stem)).strip(), f"{where}, name")
@@ -179,30 +164,13 @@ def check_shot_sizes(shots: list[ShotSpec], multiple: int, video_frames: int) ->
             )
 
 
-def read_entries(path: Path) -> list:
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".csv":
-        return list(csv.DictReader(line for line in text.splitlines() if not line.lstrip().startswith("#")))
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"manifest {path} is not valid JSON ({err}); name CSV manifests *.csv") from None
-    entries = data.get("shots") if isinstance(data, dict) else data
-    if not isinstance(entries, list):
-        raise InputError(f"manifest {path} must be a list of shots or an object with a 'shots' list")
-    return entries
-
-
 def read_shots(path: str | os.PathLike, defaults: ShotSettings = ShotSettings()) -> list[ShotSpec]:
     """The shots of a CSV or JSON manifest; names must be unique (also ignoring case: OUTDIR may not tell)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest not found: {path}")
     base = path.resolve().parent
-    row = 2 if path.suffix.lower() == ".csv" else 0  # CSV: row 1 is the header
     shots = [
-        _entry_to_shot(entry, base, defaults, f"manifest {path.name} {'row' if row else 'entry'} {i + row}")
-        for i, entry in enumerate(read_entries(path))
+        _entry_to_shot(entry, base, defaults, entry_location(path, index))
+        for index, entry in enumerate(read_entries(path, "shots"))
     ]
     if not shots:
         raise InputError(f"manifest {path} lists no shots")

@@ -3,6 +3,7 @@
 - :mod:`lvcd.io.atomic`: ``atomic_output``, ``AtomicOutput``, ``write_json_atomic``: the one atomic writer
 - :mod:`lvcd.io.frames`: ``FrameSource``, ``load_image``, ``to_rgb_uint8``, ``list_image_files``, ``natural_key``
 - :mod:`lvcd.io.lineart_input`: ``detect_polarity``, ``detect_sequence_polarity``, ``lineart_to_hint``
+- :mod:`lvcd.io.manifests`: ``read_entries``, ``entry_fields``, ``entry_path``: the rules of every CSV / JSON manifest
 - :mod:`lvcd.io.paper`: ``measure_levels``, ``PaperLevels``, ``LEVELS``: scanned paper to white, ink to black
 - :mod:`lvcd.io.sizing`: ``SizePlan``, ``plan_size``, ``fit_image``, ``fit_hint``, ``restore``, ``parse_size``
 - :mod:`lvcd.io.writers`: ``open_writer``, ``FrameWriter``, ``output_kind``

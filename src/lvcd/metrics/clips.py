@@ -4,7 +4,8 @@ Frames are read with :class:`lvcd.io.frames.FrameSource` (folders of images, vid
 evaluation size (256x256 by default, as in the paper, whatever the aspect ratio) with antialiased bilinear
 filtering, then rounded to 8 bits, as if the frames had been saved at that size.
 
-A manifest lists many clips, as JSON (a list, or ``{"clips": [...]}``) or CSV with a header row; each entry has
+A manifest lists many clips, as JSON (a list, or ``{"clips": [...]}``) or CSV with a header row (the rules of every
+manifest: :mod:`lvcd.io.manifests`); each entry has
 ``pred`` and ``gt`` and optionally ``name``, ``lineart`` (the input line art, for EDMD) and ``labels`` (a folder
 of region label maps, for the region metric). Relative paths are relative to the manifest. For a ``gt`` folder
 inside an lvcd data root (``ROOT/img_<H>/<clip>``), :func:`with_root_inputs` adds the line art and label maps the
@@ -16,8 +17,6 @@ root keeps beside it.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lvcd.errors import InputError
+from lvcd.io.manifests import entry_fields, entry_location, entry_path, read_entries
 from lvcd.io.sizing import parse_size  # noqa: F401 - lvcd.metrics exports the one size parser
 from lvcd.metrics.labels import label_files, label_map_size, load_label_maps, root_inputs
 
@@ -185,52 +185,20 @@ def load_clip(spec: ClipSpec, size: tuple[int, int] = DEFAULT_SIZE) -> ClipFrame
 MANIFEST_FIELDS = ("name", "pred", "gt", "lineart", "labels")
 
 
-def _entry_to_spec(entry: dict, base: Path, index: int) -> ClipSpec:
-    if not isinstance(entry, dict):
-        raise InputError(f"manifest entry {index} is not an object with 'pred' and 'gt'")
-    if None in entry:  # csv.DictReader's key for the values past the header's columns
-        raise InputError(
-            f"manifest entry {index} has more values than the header has columns ({', '.join(map(repr, entry[None]))});"
-            " quote values that contain a comma"
-        )
-    entry = {str(k).strip().lower(): v for k, v in entry.items()}
-    unknown = sorted(set(entry) - set(MANIFEST_FIELDS) - {"comment"})
-    if unknown:  # a misspelt 'line_art' would otherwise skip EDMD without a word
-        raise InputError(
-            f"manifest entry {index} has unknown field(s) {', '.join(unknown)}; the fields are {', '.join(MANIFEST_FIELDS)}"
-        )
-    missing = [key for key in ("pred", "gt") if not entry.get(key)]
-    if missing:
-        raise InputError(f"manifest entry {index} lacks {' and '.join(missing)}")
-
-    def resolve(value) -> Path:
-        path = Path(str(value).strip()).expanduser()
-        return path if path.is_absolute() else base / path
-
-    pred = resolve(entry["pred"])
-    name = str(entry.get("name") or "").strip() or str(entry["pred"]).strip()
-    lineart = resolve(entry["lineart"]) if entry.get("lineart") else None
-    labels = resolve(entry["labels"]) if entry.get("labels") else None
-    return ClipSpec(name=name, pred=pred, gt=resolve(entry["gt"]), lineart=lineart, labels=labels)
+def _entry_to_spec(entry: dict, base: Path, where: str) -> ClipSpec:
+    given = entry_fields(entry, MANIFEST_FIELDS, ("pred", "gt"), where)
+    name = str(given.get("name", given["pred"])).strip()
+    lineart = entry_path(given["lineart"], base) if "lineart" in given else None
+    labels = entry_path(given["labels"], base) if "labels" in given else None
+    return ClipSpec(name, entry_path(given["pred"], base), entry_path(given["gt"], base), lineart, labels)
 
 
 def read_manifest(path: str | os.PathLike) -> list[ClipSpec]:
     """Clip specs from a JSON or CSV manifest (see the module docstring); names must be unique."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest not found: {path}")
-    text = path.read_text(encoding="utf-8-sig")
-    if path.suffix.lower() == ".csv":
-        entries: list = list(csv.DictReader(text.splitlines()))
-    else:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InputError(f"manifest {path} is not valid JSON ({err}); use .csv for CSV manifests") from None
-        entries = data.get("clips") if isinstance(data, dict) else data
-        if not isinstance(entries, list):
-            raise InputError(f"manifest {path} must be a list of clips or an object with a 'clips' list")
-    specs = [_entry_to_spec(entry, path.parent, i) for i, entry in enumerate(entries)]
+    entries = read_entries(path, "clips")
+    base = path.resolve().parent
+    specs = [_entry_to_spec(entry, base, entry_location(path, index)) for index, entry in enumerate(entries)]
     if not specs:
         raise InputError(f"manifest {path} lists no clips")
     names = [spec.name for spec in specs]
