@@ -8,11 +8,9 @@ Formats are recognised by their first bytes (a misnamed file still reads):
 - legacy (pre-1.6) torch pickles (protocol byte ``0x80``): ``torch.load(weights_only=True)``.
 
 When the weights-only unpickler refuses a pickle because it holds objects beyond tensors (Lightning
-hyper-parameters, callbacks), :class:`RestrictedUnpickler` reads it again: it resolves only an explicit list of
-exact (module, name) pairs (tensor rebuilders, plain containers, torch constants) and turns every other object into
-an inert stub that is never imported. A pickle that would *call* anything else (``__reduce__`` of ``os.system``,
-``builtins.eval``, ...) or walk attributes through a dotted name is refused with "not a plain checkpoint" before
-any of it runs: weights never execute code. A checkpoint that wraps its weights
+hyper-parameters, callbacks), :mod:`lvcd.safe_pickle` reads it again, tensors only: a pickle that would *call*
+anything (``__reduce__`` of ``os.system``, ``builtins.eval``, ...) or walk attributes through a dotted name is
+refused with "not a plain checkpoint" before any of it runs: weights never execute code. A checkpoint that wraps its weights
 (``{'state_dict': ...}``, ``{'model': ...}``, ...) is unwrapped, a DataParallel ``module.`` prefix carried by every
 key is dropped, and entries that are not tensors are left out.
 
@@ -26,10 +24,7 @@ get a good copy) is appended.
 
 from __future__ import annotations
 
-import codecs
-import collections
 import os
-import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,166 +33,11 @@ import torch
 from torch import nn
 
 from lvcd.errors import WeightsError
+from lvcd.safe_pickle import torch_load, unsafe_pickle_error
 
 # Keys under which checkpoints of the networks lvcd reads keep their weights (Lightning, pytorch-fid, annotators).
 WRAPPER_KEYS = ("state_dict", "model", "net", "netG", "generator")
 _HEAD_BYTES = 64
-
-
-# ------------------------------------------------------------------------------------------------
-# Restricted unpickling
-# ------------------------------------------------------------------------------------------------
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A checkpoint's pickle asks for something beyond tensors and plain data: a call of ``global_name``, or a dotted
-    (attribute-walking) global. Raised before anything of it runs."""
-
-    def __init__(self, global_name: str, why: str):
-        super().__init__(f"{global_name}: {why}")
-        self.global_name, self.why = global_name, why
-
-
-# The only globals a checkpoint's pickle may resolve: exact (module, name) pairs, each a tensor rebuilder, a plain
-# container or a torch constant. Nothing is looked up by attribute walking, so a dotted name never reaches an object.
-_TENSOR_REBUILDERS = (
-    "_rebuild_tensor",
-    "_rebuild_tensor_v2",
-    "_rebuild_tensor_v3",
-    "_rebuild_parameter",
-    "_rebuild_parameter_with_state",
-    "_rebuild_qtensor",
-    "_rebuild_sparse_tensor",
-    "_rebuild_meta_tensor_no_storage",
-    "_rebuild_nested_tensor",
-)
-_PLAIN_BUILTINS = (dict, list, tuple, set, frozenset, int, float, complex, str, bytes, bytearray, bool, slice)
-_TORCH_CONSTANTS = (
-    # dtypes (a pickled dtype is the global torch.<name>)
-    "float32", "float64", "float16", "bfloat16", "complex32", "complex64", "complex128", "uint8", "uint16", "uint32",
-    "uint64", "int8", "int16", "int32", "int64", "bool", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
-    "float8_e5m2fnuz", "float8_e8m0fnu", "qint8", "quint8", "qint32", "quint4x2", "quint2x4", "half", "float",
-    "double", "cfloat", "cdouble", "short", "int", "long",
-    # layouts, memory formats and quantization schemes
-    "strided", "sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc", "contiguous_format",
-    "channels_last", "preserve_format", "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
-    "per_channel_symmetric", "per_channel_affine_float_qparams",
-)  # fmt: skip
-
-
-def _allowed_globals() -> dict[tuple[str, str], object]:
-    allowed: dict[tuple[str, str], object] = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("_codecs", "encode"): codecs.encode,  # how protocol 2 pickles bytes
-        ("torch", "Size"): torch.Size,
-        ("torch", "device"): torch.device,
-        ("torch", "Tensor"): torch.Tensor,
-        ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-        ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
-    }
-    allowed.update({("builtins", kind.__name__): kind for kind in _PLAIN_BUILTINS})
-    allowed.update({("torch._utils", name): getattr(torch._utils, name) for name in _TENSOR_REBUILDERS
-                    if hasattr(torch._utils, name)})  # fmt: skip
-    allowed.update({("torch", name): getattr(torch, name) for name in _TORCH_CONSTANTS if hasattr(torch, name)})
-    return allowed
-
-
-_ALLOWED_GLOBALS = _allowed_globals()
-
-# Value types that Lightning checkpoints carry beside the weights (paths, numpy scalars, dates in hyper-parameters
-# and callback states) and that pickle rebuilds by a call: they become inert stand-ins, never the real type.
-_INERT_VALUES = frozenset(
-    [("pathlib", name) for name in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")]
-    + [(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("scalar", "_reconstruct")]
-    + [("numpy", "dtype"), ("numpy", "ndarray")]
-    + [("datetime", name) for name in ("datetime", "date", "time", "timedelta", "timezone")]
-    + [("collections", "defaultdict"), ("collections", "Counter")]
-)  # fmt: skip
-
-
-class _InertObject:
-    """Stands in for an object of a checkpoint's pickle that is neither a tensor nor a plain container (Lightning
-    hyper-parameters, callback states): it takes its state and items and ignores them. Unpickling makes such objects
-    without calling anything (``cls.__new__`` then ``__setstate__``); a pickle that *calls* one (``__reduce__``, the
-    way a pickle runs code) is refused."""
-
-    _global = "?"
-    _inert_call = False
-
-    def __new__(cls, *args, **kwargs):
-        return object.__new__(cls)
-
-    def __init__(self, *args, **kwargs):
-        if not self._inert_call:
-            raise UnsafePickleError(self._global, "the pickle calls it")
-
-    def __call__(self, *args, **kwargs):
-        raise UnsafePickleError(self._global, "the pickle calls an object it made")
-
-    def __setstate__(self, state):
-        pass
-
-    def __setitem__(self, key, value):
-        pass
-
-    def append(self, value):
-        pass
-
-    def extend(self, values):
-        pass
-
-
-def _inert_class(module: str, name: str) -> type:
-    attributes = {"__module__": "lvcd.state_dict.inert", "_global": f"{module}.{name}",
-                  "_inert_call": (module, name) in _INERT_VALUES}  # fmt: skip
-    return type(name, (_InertObject,), attributes)
-
-
-def _is_dotted_name(text: str) -> bool:
-    return all(part.isidentifier() for part in text.split("."))
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the exact (module, name) pairs of ``_ALLOWED_GLOBALS``; any other global becomes an inert stub
-    class (never imported). A dotted name (``_rebuild_tensor.__builtins__.get``: attribute walking, the way a pickle
-    reaches ``eval``) or a call of a stub raises :class:`UnsafePickleError` before anything runs."""
-
-    def find_class(self, module: str, name: str):
-        if not (isinstance(module, str) and isinstance(name, str)) or not _is_dotted_name(module):
-            raise UnsafePickleError(f"{module!r}.{name!r}", "not a module and name")
-        if not name.isidentifier():
-            raise UnsafePickleError(f"{module}.{name}", "a dotted name walks attributes")
-        found = _ALLOWED_GLOBALS.get((module, name))
-        return found if found is not None else _inert_class(module, name)
-
-
-class _RestrictedPickleModule:
-    """A ``pickle_module`` for torch.load that uses the restricted unpickler."""
-
-    Unpickler = RestrictedUnpickler
-    load = staticmethod(lambda f, **kw: RestrictedUnpickler(f, **kw).load())
-    __name__ = "lvcd_restricted_pickle"
-
-
-def _torch_load(path: Path, mmap: bool) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as err:
-        if "weights only" not in str(err).lower():
-            raise
-    # The pickle holds objects beyond tensors (e.g. Lightning hyper-parameters): rebuild tensors only.
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
-
-
-def _unsafe_pickle_error(err: BaseException) -> UnsafePickleError | None:
-    """The UnsafePickleError behind ``err`` (torch may re-raise it wrapped), or None."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, UnsafePickleError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -284,10 +124,10 @@ class WeightsFile:
                 self._keys = list(self._safe.keys())
             else:
                 # Memory-map the zip format (no copy of the weights in RAM); legacy pickles cannot be mapped.
-                self._tensors = unwrap_state_dict(_torch_load(self.path, mmap=self.format == "zip"))
+                self._tensors = unwrap_state_dict(torch_load(self.path, mmap=self.format == "zip"))
                 self._keys = list(self._tensors)
         except Exception as err:  # noqa: BLE001 - any reader failure means an unusable file
-            unsafe = _unsafe_pickle_error(err)
+            unsafe = unsafe_pickle_error(err)
             if unsafe is not None:
                 raise WeightsError(
                     _with_hint(
