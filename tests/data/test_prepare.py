@@ -13,16 +13,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from lvcd.data import LVCDClipDataset
+from lvcd.data.latents import VAELatentEncoder, frame_noise
 from lvcd.data.layout import read_meta
-from lvcd.data.prepare import (
-    Lazy,
-    PrepareOptions,
-    VAELatentEncoder,
-    _open_frames,
-    frame_noise,
-    prepare_dataset,
-    write_index,
-)
+from lvcd.data.prepare import Lazy, PrepareOptions, _open_frames, prepare_dataset
+from lvcd.data.root import write_index
 from lvcd.errors import InputError
 from lvcd.io import FrameSource
 

@@ -113,7 +113,8 @@ def prepare(
 ) -> None:
     """Scene-split INPUTs into clips and write frames, line art and latents to OUTPUT (resumable, shardable)."""
     from lvcd.cli.checks import check_device
-    from lvcd.data.prepare import Lazy, PrepareOptions, collect_inputs, prepare_dataset
+    from lvcd.data.inputs import collect_inputs
+    from lvcd.data.prepare import Lazy, PrepareOptions, prepare_dataset
     from lvcd.data.scenes import SceneSplitConfig
     from lvcd.io.paths import check_not_input, check_output_location
 
@@ -253,7 +254,7 @@ def index(
     ),
 ) -> None:
     """Merge the shard indexes of ROOT into train_clips_hist.json."""
-    from lvcd.data.prepare import write_index
+    from lvcd.data.root import write_index
 
     try:
         path, written, missing = write_index(root, allow_partial=allow_partial)

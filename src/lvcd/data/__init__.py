@@ -4,8 +4,10 @@
 """
 
 from lvcd.data.dataset import LVCDClipDataset, Sample, build_samples
+from lvcd.data.latents import VAELatentEncoder
 from lvcd.data.layout import DatasetLayout, merge_shard_indexes
-from lvcd.data.prepare import Lazy, PrepareOptions, PrepareReport, VAELatentEncoder, prepare_dataset, write_index
+from lvcd.data.prepare import Lazy, PrepareOptions, PrepareReport, prepare_dataset
+from lvcd.data.root import write_index
 from lvcd.data.scenes import SceneSplit, SceneSplitConfig, color_histogram, histogram_rmse, split_scenes
 
 __all__ = [

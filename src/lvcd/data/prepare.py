@@ -25,19 +25,18 @@ left to do (it can depend, at the float-rounding level, on ``batch_size`` and th
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lvcd.data.inputs import VideoInput, collect_inputs
+from lvcd.data.latents import as_latent_encoder, frame_noise, frame_seed, to_model_input
 from lvcd.data.layout import (
     META_FORMAT,
     DatasetLayout,
@@ -45,61 +44,15 @@ from lvcd.data.layout import (
     clip_key,
     frame_name,
     merge_shard_indexes,
-    sanitize_video_name,
     write_json,
     write_latent,
     write_png,
 )
+from lvcd.data.root import FreshRoot, write_json_if_changed
 from lvcd.data.scenes import SceneDetector, SceneSplitConfig, clip_ranges, resize_rgb, scene_ranges
 from lvcd.errors import InputError
-from lvcd.io.atomic import write_bytes_atomic
 
 # ---------------------------------------------------------------------------------------- components
-
-
-class LatentEncoder(Protocol):
-    """Encodes frames to SCALED latents with explicit posterior noise."""
-
-    latent_channels: int
-    downsample: int
-
-    def __call__(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """images (N, 3, H, W) in [-1, 1], noise (N, C, H/d, W/d) ~ N(0, 1) -> scaled latents (N, C, H/d, W/d)."""
-        ...
-
-
-class VAELatentEncoder:
-    """Adapter of ``lvcd.models.vae.AutoencoderKL`` to ``LatentEncoder`` (no grad, moved to its device/dtype)."""
-
-    def __init__(self, vae: Any, device: str | torch.device | None = None) -> None:
-        config = getattr(vae, "cfg", None) or getattr(vae, "config", None)
-        if config is None:
-            raise InputError("The VAE has no `cfg` (VAEConfig); build it with lvcd.models.vae.AutoencoderKL(config).")
-        self.vae = vae
-        self.latent_channels = int(config.z_channels)
-        self.downsample = int(config.downsample_factor)
-        parameter = next(vae.parameters(), None)
-        self.device = (
-            torch.device(device)
-            if device is not None
-            else (parameter.device if parameter is not None else torch.device("cpu"))
-        )
-        self.dtype = parameter.dtype if parameter is not None else torch.float32
-
-    @torch.no_grad()
-    def __call__(self, images: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, self.dtype)
-        noise = noise.to(self.device, self.dtype)
-        return self.vae.encode(images, noise=noise).float().cpu()
-
-
-def as_latent_encoder(encoder: Any, device: str | torch.device | None = None) -> LatentEncoder:
-    """Accept a ``LatentEncoder`` or an ``AutoencoderKL``."""
-    if hasattr(encoder, "latent_channels") and callable(encoder):
-        return encoder
-    if hasattr(encoder, "encode"):
-        return VAELatentEncoder(encoder, device)
-    raise InputError(f"Cannot encode latents with {type(encoder).__name__}: pass an AutoencoderKL or a LatentEncoder.")
 
 
 class Lazy:
@@ -124,60 +77,6 @@ def _resolve(component: Any) -> Any:
 # -------------------------------------------------------------------------------------------- inputs
 
 
-@dataclass(frozen=True)
-class VideoInput:
-    """One source of frames (video file, GIF or folder of frames) and the name it gets in the root."""
-
-    name: str
-    path: Path
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Cheap identity of the source, to refuse a different video under a name already in the root."""
-        if self.path.is_dir():
-            from lvcd.io.images import IMAGE_SUFFIXES
-
-            return {
-                "kind": "folder",
-                "files": sum(1 for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES),
-            }
-        return {"kind": "file", "bytes": self.path.stat().st_size}
-
-
-def collect_inputs(inputs: Iterable[str | Path]) -> list[VideoInput]:
-    """Expand the command-line inputs: video files, frame folders, and folders of video files.
-
-    A folder holding image files is one frame folder; a folder holding none is a folder of videos (and GIFs).
-    """
-    from lvcd.io.images import IMAGE_SUFFIXES, VIDEO_SUFFIXES
-
-    videos: list[VideoInput] = []
-    for raw in inputs:
-        path = Path(raw)
-        if not path.exists():
-            raise InputError(f"Input {path} does not exist: pass video files or folders of frames.")
-        if path.is_file():
-            videos.append(VideoInput(sanitize_video_name(path.stem), path))
-            continue
-        entries = sorted(p for p in path.iterdir() if p.is_file())
-        if any(p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
-            videos.append(VideoInput(sanitize_video_name(path.name), path))
-            continue
-        inner = [p for p in entries if p.suffix.lower() in VIDEO_SUFFIXES | {".gif"}]
-        if not inner:
-            raise InputError(f"Folder {path} holds neither frames ({', '.join(sorted(IMAGE_SUFFIXES))}) nor videos.")
-        videos.extend(VideoInput(sanitize_video_name(p.stem), p) for p in inner)
-    if not videos:
-        raise InputError("No inputs: pass at least one video file or folder of frames.")
-    seen: dict[str, Path] = {}
-    for video in videos:
-        if video.name in seen:
-            raise InputError(
-                f"Inputs {seen[video.name]} and {video.path} would both be named {video.name!r} in the root; rename one."
-            )
-        seen[video.name] = video.path
-    return sorted(videos, key=lambda v: v.name)
-
-
 def _open_frames(path: Path):
     from lvcd.io.frames import FrameSource
 
@@ -185,23 +84,6 @@ def _open_frames(path: Path):
 
 
 # ----------------------------------------------------------------------------------------- utilities
-
-
-def frame_seed(seed: int, name: str) -> int:
-    """Seed of one frame's posterior noise: a hash of the global seed and the frame name (63 bits)."""
-    digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def frame_noise(seed: int, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(frame_seed(seed, name))
-    return torch.randn(shape, generator=generator)
-
-
-def to_model_input(frames: Sequence[np.ndarray]) -> torch.Tensor:
-    """HxWx3 uint8 frames -> (N, 3, H, W) float32 in [-1, 1]."""
-    batch = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float()
-    return batch / 127.5 - 1.0
 
 
 def _close(*objects: Any) -> None:
@@ -473,7 +355,7 @@ def prepare_dataset(
     if root.exists() and not root.is_dir():
         raise InputError(f"Output {root} exists and is not a folder.")
     layout = DatasetLayout(root, options.size_hw[0])
-    fresh = _FreshRoot(root, layout)  # a root this run starts: undone if the inputs turn out unusable
+    fresh = FreshRoot(root, layout)  # a root this run starts: undone if the inputs turn out unusable
     fresh.wrote_meta = not layout.meta_path.exists()
     check_or_write_meta(root, options.meta())
     report = PrepareReport(videos=len(videos))
@@ -510,12 +392,12 @@ def prepare_dataset(
 
     # Index: this shard's finished clips, then the root's index once every clip of the root is done.
     done = {c.key: c.frame_names for c in owned if all(layout.frame_complete(n) for n in c.frame_names)}
-    _write_json_if_changed(layout.shard_index_path(options.shard, options.num_shards), done)
+    write_json_if_changed(layout.shard_index_path(options.shard, options.num_shards), done)
     merged, missing = merge_shard_indexes(root)
     report.clips_missing = len(missing)
     if not missing:
         report.index_path = layout.index_path()
-        _write_json_if_changed(report.index_path, merged)
+        write_json_if_changed(report.index_path, merged)
     return report
 
 
@@ -533,68 +415,3 @@ def _no_clips_message(videos: list[VideoInput], scans: dict[str, dict], options:
         f"({'; '.join(parts)}). Give longer shots, lower --min-frames, or raise --threshold "
         f"({scene.threshold:g}) if continuous shots are cut."
     )
-
-
-class _FreshRoot:
-    """What a run wrote into a root that held nothing of lvcd's before it, so a failure can take it back. Shards of
-    one root may run side by side: only this run's own files go, and the root's record only when no other shard has
-    written to the root."""
-
-    def __init__(self, root: Path, layout: DatasetLayout):
-        self.root, self.layout = root, layout
-        self.root_created = not root.exists()
-        self.fresh = self.root_created or not layout.meta_path.exists()
-        self.folders = [p for p in (layout.scenes_dir,) if not p.exists()]
-        self.written: list[Path] = []  # the scene caches this run wrote
-        self.wrote_meta = False
-        root.mkdir(parents=True, exist_ok=True)
-
-    @contextmanager
-    def undone_on_error(self):
-        try:
-            yield
-        except BaseException:
-            if self.fresh:
-                self.undo()
-            raise
-
-    def undo(self) -> None:
-        """Delete the files this run wrote (its scene caches; the root's record when nothing else is in the root) and
-        the folders it made, when empty."""
-        for path in self.written:
-            path.unlink(missing_ok=True)
-        for folder in self.folders:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # another shard's caches in it: keep it
-        layout = self.layout
-        written_by_others = (layout.shard_index_dir, layout.image_dir, layout.sketch_dir, layout.latent_dir)
-        others = any(layout.scenes_dir.glob("*.json")) or any(folder.exists() for folder in written_by_others)
-        if self.wrote_meta and not others:  # else another shard of this root is at work and relies on it
-            self.layout.meta_path.unlink(missing_ok=True)
-        if self.root_created:
-            with contextlib.suppress(OSError):
-                self.root.rmdir()  # something else is in it: keep it
-
-
-def _write_json_if_changed(path: Path, document: Any) -> None:
-    data = (json.dumps(document, indent=1) + "\n").encode()
-    if path.is_file() and path.read_bytes() == data:
-        return
-    write_bytes_atomic(path, data)
-
-
-def write_index(root: str | Path, allow_partial: bool = False) -> tuple[Path, int, int]:
-    """Merge the shard indexes of a root into ``train_clips_hist.json``: (path, clips written, clips missing)."""
-    root = Path(root)
-    if not (root / "index").is_dir():
-        raise InputError(f"{root} has no shard indexes (index/): run `lvcd data prepare` into it first.")
-    merged, missing = merge_shard_indexes(root, allow_partial=allow_partial)
-    if missing and not allow_partial:
-        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
-        raise InputError(
-            f"{len(missing)} clip(s) of {root} are not prepared yet ({shown}): run the remaining shards of "
-            "`lvcd data prepare`, or pass --allow-partial to index what is there."
-        )
-    path = DatasetLayout(root).index_path()
-    _write_json_if_changed(path, merged)
-    return path, len(merged), len(missing)

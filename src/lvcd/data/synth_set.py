@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from lvcd.data.latents import as_latent_encoder, frame_noise, frame_seed, to_model_input
 from lvcd.data.layout import (
     INDEX_NAME,
     META_FORMAT,
@@ -40,7 +41,6 @@ from lvcd.data.layout import (
     write_latent,
     write_png,
 )
-from lvcd.data.prepare import as_latent_encoder, frame_noise, frame_seed, to_model_input
 from lvcd.data.synthetic import SPLIT_CAPACITY, default_line_width, split_seed, synth_shot
 from lvcd.errors import InputError
 
