@@ -26,3 +26,13 @@ def test_evaluate_help_shows_every_option_whole():
     for option in ("--inception-weights", "--i3d-weights", "--root-inputs / --no-root-inputs", "--weights-dir"):
         assert option in result.output
     assert "pt_inception-2015-12-05-6726825d.pth" in result.output
+
+
+def test_batch_and_evaluate_score_the_same_metrics_by_default():
+    import typer
+
+    commands = typer.main.get_command(app).commands
+    defaults = {
+        name: next(p.default for p in commands[name].params if "--metrics" in p.opts) for name in ("batch", "evaluate")
+    }
+    assert defaults == {"batch": "default", "evaluate": "default"}

@@ -68,7 +68,10 @@ def batch(
         None, "--evaluate", help="Ground-truth manifest (name, gt[, lineart]): score the batch with lvcd evaluate."
     ),
     metrics: str = typer.Option(
-        "all", "--metrics", help="With --evaluate: psnr,ssim,lpips,fid,fvd,edmd,tc,tc_mse; all: every metric."
+        "default",
+        "--metrics",
+        help="With --evaluate: comma-separated from psnr,ssim,lpips,fid,fvd,edmd,tc,tc_mse; or default (all but "
+        "tc_mse, as lvcd evaluate), all, paper (the paper's seven).",
     ),
     eval_size: str = typer.Option("256", "--eval-size", help="With --evaluate: evaluation size N or HxW."),
     weights_dir: Path | None = typer.Option(None, "--weights-dir", help="With --evaluate: metric weights folder."),
