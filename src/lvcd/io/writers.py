@@ -101,8 +101,8 @@ def check_replaceable(target: Path) -> None:
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise InputError(
-            f"{target}: holds more than PNG frames ({shown}); --overwrite replaces only a folder of frames. Move "
-            "those away, or choose another output."
+            f"{target}: holds more than PNG frames ({shown}); --overwrite (overwrite=True) replaces only a folder of "
+            "frames. Move those away, or choose another output."
         )
 
 
@@ -210,7 +210,7 @@ class FrameWriter:
             why = (
                 str(err)
                 if isinstance(err, InputError)
-                else f"{self.path}: appeared while writing and --overwrite was not given"
+                else f"{self.path}: appeared while writing and --overwrite (overwrite=True) was not given"
             )
             raise InputError(f"{why.rstrip('.')}; the result is kept at {kept}.") from None
 

@@ -103,7 +103,7 @@ def _check_device(device: str | torch.device) -> torch.device:
     except (RuntimeError, TypeError) as err:
         raise InputError(f"Unknown device {device!r}: use 'cpu' or 'cuda' (or 'cuda:N').") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("Device 'cuda' was requested but CUDA is not available here; use --device cpu.")
+        raise InputError("Device 'cuda' was requested but CUDA is not available here; use --device cpu (device='cpu').")
     return device
 
 
