@@ -330,3 +330,28 @@ class HintStore:
                     )
                 left -= len(chunk)
                 yield chunk
+
+
+class HintView:
+    """The hints of one pass of a shot coloured from a reference inside it (``LVCDPipeline.__call__(reference_frame=)``):
+    pass frame ``i`` is shot frame ``origin + direction * i`` (direction 1: toward the end, -1: toward frame 0).
+    ``byte_chunks`` are the whole shot's (the pass's fingerprint covers the shot's line art; its settings name the
+    pass)."""
+
+    def __init__(self, store: HintStore, origin: int, direction: int, count: int):
+        last = origin + direction * (count - 1)
+        if direction not in (1, -1) or not (0 <= origin < len(store) and 0 <= last < len(store)):
+            raise ValueError(f"a pass of {count} frames from {origin} by {direction} is outside {len(store)} hints")
+        self.store, self.origin, self.direction, self.count = store, origin, direction, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def get(self, indices: Iterable[int]) -> torch.Tensor:
+        indices = list(indices)
+        if any(not 0 <= index < self.count for index in indices):
+            raise IndexError(f"hints {indices} of a pass of {self.count}")
+        return self.store.get(self.origin + self.direction * index for index in indices)
+
+    def byte_chunks(self) -> Iterator[bytes]:
+        return self.store.byte_chunks()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -220,8 +220,9 @@ class LVCDPipeline:
         blending: bool = True,
         reference_mode: str = "first",
         sampler: str = "euler",
+        reference_frame: int = 0,
     ) -> ColorizeResult:
-        """Colorize ``lineart`` (N frames; frame 0 is the frame ``reference`` colours).
+        """Colorize ``lineart`` (N frames; frame ``reference_frame``, 0 by default, is the frame ``reference`` colours).
 
         reference / keyframe images: path, PIL image, HxWx3 array or (3, H, W) tensor in [0, 1].
         lineart: folder, video or GIF path, list of images (file paths, PIL images, HxW / HxWxC / CxHxW arrays or
@@ -249,6 +250,10 @@ class LVCDPipeline:
         generated frame). ``overlap=0`` is allowed too (windows that share no frame).
         sampler: "euler" (the official sampler, the default), "heun" or "dpmpp_2m" (second order, for fewer
         ``num_steps``; :data:`lvcd.diffusion.SAMPLERS`). Heun calls the network twice a step.
+        reference_frame: the index of the frame ``reference`` colours (a colour key in the middle of the shot). The
+        shot is then coloured in two passes that start at that frame, each as LVCD colours a shot from its first frame:
+        frames ``reference_frame`` back to 0, then ``reference_frame`` to the end (same seed; keyframes, given by shot
+        frame index, guide the pass they lie in). 0, the default, is the official single pass.
         """
         with torch.no_grad():  # not a decorator: its wrapper's frame would take the place of the caller's in warnings
             shot = prepare_shot(
@@ -258,6 +263,7 @@ class LVCDPipeline:
                 initial_noise=initial_noise, reference_noise=reference_noise, keyframes=keyframes, output=output,
                 fps=fps, overwrite=overwrite, work_dir=work_dir, resume=resume, progress=progress, callback=callback,
                 prev_reference=prev_reference, blending=blending, reference_mode=reference_mode, sampler=sampler,
+                reference_frame=reference_frame,
             )  # fmt: skip
             temporary = None
             if work_dir is None:
@@ -272,10 +278,9 @@ class LVCDPipeline:
                         work_dir, resume=resume and temporary is None, scratch=temporary is not None, option="work_dir"
                     )
                 )
-                job = shot.job(work)
-                latents, seed = self._sample(job)
+                latents, seed = self._sample_passes(shot.jobs(work), callback)
                 decoded = None
-                windows_total, steps = len(shot.windows.windows), shot.num_steps
+                windows_total, steps = sum(len(w.windows) for w in shot.passes.values()), shot.num_steps
                 if callback is not None and windows_total > 0:  # a 1-frame shot samples nothing: no call, as before
 
                     def decoded(frame: int, frames: int) -> None:
@@ -299,6 +304,25 @@ class LVCDPipeline:
             return ColorizeResult(
                 result_frames, latents.cpu(), shot.plan, seed, shot.polarity, output_path, shot.levels
             )
+
+    def _sample_passes(self, jobs: list[ShotJob], callback: Callable | None) -> tuple[torch.Tensor, int | None]:
+        """The shot's latents in frame order from its jobs: one, or the passes toward frame 0 and toward the end of a
+        shot coloured from a frame inside it (the later pass takes the seed the first one used, drawn or recorded); a
+        callback sees the windows of all passes as one count."""
+        if len(jobs) == 1:
+            return self._sample(jobs[0])
+        total, done, seed, parts = sum(len(job.windows.windows) for job in jobs), 0, jobs[0].seed, {}
+        for job in jobs:
+            if callback is not None:
+
+                def shifted(progress: SamplingProgress, offset: int = done) -> None:
+                    callback(replace(progress, window=progress.window + offset, windows=total))
+
+                job = replace(job, callback=shifted)
+            parts[job.direction], seed = self._sample(replace(job, seed=seed))
+            done += len(job.windows.windows)
+        # toward frame 0: pass frame i is shot frame reference - i; its frame 0 (the reference) is the other pass's too
+        return torch.cat([parts[-1][1:].flip(0), parts[1]]), seed
 
     def _start_state(self, job: ShotJob) -> tuple[dict[str, torch.Tensor], int | None]:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and

@@ -18,7 +18,7 @@ from PIL import Image
 
 from lvcd.config import LVCDConfig
 from lvcd.errors import InputError
-from lvcd.hints import HintStore
+from lvcd.hints import HintStore, HintView
 from lvcd.io import SizePlan, fit_image, load_image, to_rgb_uint8
 from lvcd.longvideo import WindowPlan
 from lvcd.model import LVCDModel
@@ -33,7 +33,7 @@ class ShotJob:
 
     windows: WindowPlan
     plan: SizePlan
-    hints: HintStore
+    hints: HintStore | HintView  # a view for one pass of a shot coloured from a frame inside it
     images: dict[int, torch.Tensor]  # frame index -> (1, 3, H, W) in [-1, 1]: the reference (0) and keyframes
     polarity: str
     num_steps: int
@@ -47,6 +47,10 @@ class ShotJob:
     schemes: SamplingSchemes = SamplingSchemes()  # prev-reference attention, blending, reference mode
     sampler: str = "euler"  # a name in lvcd.diffusion.SAMPLERS
     levelled: bool = False  # the hints were levelled (lvcd.io.paper): recorded so a refused resume can say so
+    # a shot coloured from a reference inside it runs in two passes from that frame: 1 toward the end, -1 toward frame
+    # 0 (pass frame i is shot frame reference_frame + direction * i; hints and images are the pass's)
+    reference_frame: int = 0
+    direction: int = 1
 
 
 def whole_number(value, what: str, low: int, high: int | None = None, hint: str = "") -> int:
@@ -135,16 +139,23 @@ def keyframe_indices(keyframes) -> dict[int, object]:
     return dict(sorted(resolved.items()))
 
 
-def warn_unused_keyframes(keyframes: dict[int, object], windows: WindowPlan, *, stacklevel: int = 2) -> None:
+def warn_unused_keyframes(
+    keyframes: dict[int, object], windows: WindowPlan, *, stacklevel: int = 2, origin: int = 0, direction: int = 1
+) -> None:
     """A keyframe takes over from the first window that starts at or after it: one after the last window's start
-    changes nothing, which is said rather than silently ignored (``stacklevel`` as ``warnings.warn`` counts it)."""
+    changes nothing, which is said rather than silently ignored (``stacklevel`` as ``warnings.warn`` counts it).
+    ``keyframes`` are indexed in a pass that runs from shot frame ``origin`` by ``direction`` (1: toward the end, -1:
+    toward frame 0); the warning names shot frames."""
     last_start = max((window.first_new_frame for window in windows.windows), default=0)
-    late = [index for index in keyframes if index > last_start]
+    late = [origin + direction * index for index in keyframes if index > last_start]
     if late:
+        last = origin + direction * last_start
+        toward = "frame 0" if direction < 0 else "the end"
+        windows_text = "windows that start at or after it" if origin == 0 else f"windows toward {toward} from it on"
         warnings.warn(
             f"keyframe{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} change nothing: a keyframe guides the "
-            f"windows that start at or after it, and the last one starts at frame {last_start}; give keyframes at or "
-            f"before frame {last_start}.",
+            f"{windows_text}, and the last one starts at frame {last}; give keyframes at or "
+            f"{'after' if direction < 0 else 'before'} frame {last}.",
             stacklevel=stacklevel,
         )
 
@@ -195,6 +206,9 @@ def _job_settings(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: tor
     }  # fmt: skip
     if job.sampler != "euler":  # absent for Euler: work directories of earlier versions stay resumable
         settings["sampler"] = job.sampler
+    if job.reference_frame:  # absent for a shot coloured from its frame 0, as before
+        settings["reference frame"] = job.reference_frame
+        settings["pass"] = "toward the end" if job.direction == 1 else "toward frame 0"
     return settings
 
 

@@ -17,7 +17,7 @@ import torch
 from lvcd.config import LVCDConfig
 from lvcd.diffusion import SAMPLERS
 from lvcd.errors import InputError
-from lvcd.hints import HintStore, LineartFrames, resolve_levels, resolve_polarity
+from lvcd.hints import HintStore, HintView, LineartFrames, resolve_levels, resolve_polarity
 from lvcd.io import FrameWriter, SizePlan, open_writer, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import PaperLevels, check_levels
@@ -51,8 +51,9 @@ class PreparedShot:
 
     frames: LineartFrames  # the line art (extracted from the colour frames given when extract_lineart was)
     plan: SizePlan
-    windows: WindowPlan
-    images: dict[int, torch.Tensor]  # frame index -> (1, 3, H, W) in [-1, 1]: the reference (0) and keyframes
+    passes: dict[int, WindowPlan]  # direction -> its windows: {1: the shot} from frame 0, else {-1: ..., 1: ...}
+    images: dict[int, torch.Tensor]  # shot frame index -> (1, 3, H, W) in [-1, 1]: the reference and keyframes
+    reference_frame: int  # the frame the reference colours
     polarity: str
     levels: PaperLevels | None  # the scanned-paper levels applied to the line art, None when none were
     writer: FrameWriter | None  # open on `output`; None when the frames come back as a tensor
@@ -66,27 +67,43 @@ class PreparedShot:
     schemes: SamplingSchemes
     sampler: str
 
-    def job(self, work: WorkDir) -> ShotJob:
-        """The shot's ``ShotJob``, its line art's hints stored in ``work`` (every frame is read here)."""
+    def jobs(self, work: WorkDir) -> list[ShotJob]:
+        """The shot's ``ShotJob``: one, or for a reference inside the shot two, the pass toward frame 0 first (its state
+        under ``work.part("backward")``). The line art's hints are stored once in ``work`` (every frame is read
+        here)."""
         levelled = self.levels is not None
-        return ShotJob(
-            windows=self.windows,
-            plan=self.plan,
-            hints=HintStore.build(self.frames, self.plan, self.polarity, work.hints_path, self.progress, levelled),
-            images=self.images,
-            polarity=self.polarity,
-            num_steps=self.num_steps,
-            seed=self.seed,
-            initial_noise=self.initial_noise,
-            reference_noise=self.reference_noise,
-            prev_attn_steps=self.prev_attn_steps,
-            work=work,
-            progress=self.progress,
-            callback=self.callback,
-            schemes=self.schemes,
-            sampler=self.sampler,
-            levelled=levelled,
-        )
+        store = HintStore.build(self.frames, self.plan, self.polarity, work.hints_path, self.progress, levelled)
+        jobs = []
+        for direction, windows in sorted(self.passes.items()):
+            origin, count = self.reference_frame, windows.num_frames
+            single = origin == 0 and direction == 1  # as a shot coloured from frame 0 always was
+            jobs.append(
+                ShotJob(
+                    windows=windows,
+                    plan=self.plan,
+                    hints=store if single else HintView(store, origin, direction, count),
+                    images={
+                        direction * (index - origin): image
+                        for index, image in self.images.items()
+                        if 0 <= direction * (index - origin) < count
+                    },
+                    polarity=self.polarity,
+                    num_steps=self.num_steps,
+                    seed=self.seed,
+                    initial_noise=self.initial_noise,
+                    reference_noise=self.reference_noise,
+                    prev_attn_steps=self.prev_attn_steps,
+                    work=work if direction == 1 else work.part("backward"),
+                    progress=self.progress,
+                    callback=self.callback,
+                    schemes=self.schemes,
+                    sampler=self.sampler,
+                    levelled=levelled,
+                    reference_frame=origin,
+                    direction=direction,
+                )
+            )
+        return jobs
 
 
 def check_frames_fit(count: int, size_hw: tuple[int, int]) -> None:
@@ -131,6 +148,7 @@ def prepare_shot(
     initial_noise: torch.Tensor | None,
     reference_noise: torch.Tensor | None,
     keyframes,
+    reference_frame: int = 0,
     output: str | os.PathLike | None,
     fps: float,
     overwrite: bool,
@@ -156,6 +174,12 @@ def prepare_shot(
     check_noise(initial_noise, "initial_noise")
     check_noise(reference_noise, "reference_noise")
     keyframes = keyframe_indices(keyframes)
+    reference_frame = whole_number(reference_frame, "reference_frame", 0, hint=" (the frame the reference colours)")
+    if reference_frame and initial_noise is not None:
+        raise InputError(
+            "initial_noise is the first window's noise of a shot coloured from frame 0; with reference_frame the two "
+            "passes draw theirs from the seed: leave initial_noise out."
+        )
     check_callback(callback)
     check_levels(lineart_levels)
     if polarity not in POLARITIES:
@@ -185,20 +209,34 @@ def prepare_shot(
     plan = plan_size(
         frames.size_hw, target_hw=config.train_size_hw, multiple=config.size_multiple, forced_hw=size, option="size"
     )
-    windows = plan_windows(count, overlap=overlap, video_frames=config.video_frames)
-    check_noise_shape(initial_noise, "initial_noise", start_noise_shape(windows, plan, config))
+    if reference_frame >= count:
+        raise InputError(
+            f"reference_frame {reference_frame} is outside the shot of {count} frames (0..{count - 1}): give the index "
+            "of the frame the reference colours."
+        )
+    if reference_frame == 0:
+        passes = {1: plan_windows(count, overlap=overlap, video_frames=config.video_frames)}
+    else:  # toward frame 0 and toward the end, each a shot that starts at the reference
+        passes = {
+            -1: plan_windows(reference_frame + 1, overlap=overlap, video_frames=config.video_frames),
+            1: plan_windows(count - reference_frame, overlap=overlap, video_frames=config.video_frames),
+        }
+    check_noise_shape(initial_noise, "initial_noise", start_noise_shape(passes[1], plan, config))
     check_noise_shape(reference_noise, "reference_noise", reference_noise_shape(plan, config))
     for index in keyframes:
-        if not 0 < index < count:
+        if not 0 <= index < count or index == reference_frame:
             raise InputError(
-                f"Keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference itself."
+                f"Keyframe index {index} is outside the shot (0..{count - 1}) or is the reference's frame "
+                f"({reference_frame}): give the other coloured frames."
             )
-    warn_unused_keyframes(keyframes, windows, stacklevel=CALLERS_LINE)
+    for direction, windows in passes.items():
+        in_pass = {direction * (i - reference_frame): None for i in keyframes if direction * (i - reference_frame) > 0}
+        warn_unused_keyframes(in_pass, windows, stacklevel=CALLERS_LINE, origin=reference_frame, direction=direction)
     check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
     if output is None:
         check_frames_fit(count, plan.input_hw)
     # the images before the line art's pixels are read: a reference that is no image is refused first
-    images = {0: reference_tensor(reference, plan, "reference", stacklevel=CALLERS_LINE)}
+    images = {reference_frame: reference_tensor(reference, plan, "reference", stacklevel=CALLERS_LINE)}
     images.update(
         {
             i: reference_tensor(img, plan, f"keyframe {i}", stacklevel=CALLERS_LINE)
@@ -214,8 +252,9 @@ def prepare_shot(
     return PreparedShot(
         frames=frames,
         plan=plan,
-        windows=windows,
+        passes=passes,
         images=images,
+        reference_frame=reference_frame,
         polarity=polarity,
         levels=levels,
         writer=writer,

@@ -12,6 +12,7 @@ with the first one's pid, and the kernel drops the lock of a killed job, so ``--
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -30,7 +31,13 @@ from lvcd.weights import save_safetensors
 
 SETTINGS = "settings.json"
 MARKER = ".lvcd-work"
-_OWN_NAMES = re.compile(r"settings\.json|hints\.npy|start\.safetensors|(?:window|carry)_\d{6}\.safetensors")
+# A shot coloured from a reference inside it keeps its pass toward frame 0 under the prefix "backward-" (WorkDir.part).
+PARTS = ("backward",)
+_OWN_NAMES = re.compile(
+    r"hints\.npy|(?:(?:"
+    + "|".join(PARTS)
+    + r")-)?(?:settings\.json|start\.safetensors|(?:window|carry)_\d{6}\.safetensors)"
+)
 _OWN_TEMPORARIES = re.compile(r"\.(?P<name>[^/]+?)\.(?:partial|replaced|creating)-[0-9a-f]{8}(?:\.[^/]*)?")
 
 
@@ -113,6 +120,7 @@ class WorkDir:
         self.path = Path(path)
         self.resume = resume
         self.scratch = scratch  # a temporary folder of a job that cannot be resumed: windows are not saved
+        self.prefix = ""  # of the state files of one pass of a job (see part)
         self._lock: int | None = None
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"{option} {self.path} is a file, not a folder; give a new or empty folder.")
@@ -139,6 +147,19 @@ class WorkDir:
         self._write_marker({**mark, "pid": os.getpid()})
         if not resume:
             self.clear()  # a previous job's leftovers: start afresh
+
+    def part(self, name: str) -> WorkDir:
+        """The same folder (and lock) for one pass of a job in two passes: its settings, start state, windows and carries
+        under ``name-`` (one of ``PARTS``); the hints file is the whole shot's, shared. The part does not release the
+        lock."""
+        if name not in PARTS:
+            raise ValueError(f"work directory part {name!r} is not one of {PARTS}")
+        part = copy.copy(self)
+        part.prefix, part._lock = f"{name}-", None
+        return part
+
+    def _file(self, name: str) -> Path:
+        return self.path / f"{self.prefix}{name}"
 
     def _read_marker(self) -> dict:
         try:
@@ -169,7 +190,7 @@ class WorkDir:
     def recorded_seed(self) -> int | None:
         """The seed the job recorded in its settings (a drawn seed is recorded too, so --resume continues it)."""
         try:
-            seed = json.loads((self.path / SETTINGS).read_text()).get("seed")
+            seed = json.loads(self._file(SETTINGS).read_text()).get("seed")
         except (OSError, ValueError, AttributeError):
             return None
         return seed if isinstance(seed, int) else None
@@ -190,7 +211,7 @@ class WorkDir:
     def bind(self, job_fingerprint: str, seed: int | None = None, parts: dict[str, str] | None = None) -> None:
         """Record this job (its seed, and ``parts``: what the fingerprint covers, for messages); when resuming, refuse
         the work directory of another job with :class:`WorkDirMismatch`, saying what differs."""
-        settings = self.path / SETTINGS
+        settings = self._file(SETTINGS)
         if settings.exists():
             try:
                 recorded = json.loads(settings.read_text())
@@ -204,13 +225,13 @@ class WorkDir:
             if recorded.get("fingerprint") != job_fingerprint:
                 raise WorkDirMismatch(self.path, differences(recorded.get("parts"), parts or {}))
             return
-        for stale in [*self.path.glob("window_*.safetensors"), *self.path.glob("carry_*.safetensors")]:
+        for stale in [*self.path.glob(f"{self.prefix}window_*"), *self.path.glob(f"{self.prefix}carry_*")]:
             stale.unlink()
         record = {"fingerprint": job_fingerprint, "seed": seed}
         write_json_atomic(settings, {**record, "parts": parts} if parts else record)
 
     def save_start(self, tensors: dict[str, torch.Tensor]) -> None:
-        save_safetensors(tensors, self.path / "start.safetensors")
+        save_safetensors(tensors, self._file("start.safetensors"))
 
     def _read(self, path: Path, device="cpu") -> dict[str, torch.Tensor]:
         """A state file of this job; a damaged one (a disk error, an edit) is a one-line InputError."""
@@ -224,14 +245,14 @@ class WorkDir:
             ) from None
 
     def load_start(self) -> dict[str, torch.Tensor] | None:
-        path = self.path / "start.safetensors"
+        path = self._file("start.safetensors")
         return self._read(path) if path.exists() else None
 
     def _window_path(self, index: int) -> Path:
-        return self.path / f"window_{index:06d}.safetensors"
+        return self._file(f"window_{index:06d}.safetensors")
 
     def _carry_path(self, index: int) -> Path:
-        return self.path / f"carry_{index:06d}.safetensors"
+        return self._file(f"carry_{index:06d}.safetensors")
 
     def save_window(self, index: int, new_latents: torch.Tensor, state: CarryState) -> None:
         """A finished window: its new latents (``window_N``, whose existence marks it finished) and what the next

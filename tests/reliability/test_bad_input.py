@@ -60,7 +60,7 @@ CASES = [
     Case("lineart-huge-frames", lambda w: ["lineart", str(w.huge), "-o", str(w.out / "l"), "--method", "xdog"], ("huge", "40 megapixels")),
     Case("colorize-truncated-video", lambda w: colorize(w, lineart=w.truncated), ("cut.mp4", "declares 40 frames")),
     Case("colorize-keyframe-syntax", lambda w: colorize(w, "--keyframe", "two=key.png"), ("--keyframe", "two=key.png")),
-    Case("colorize-keyframe-range", lambda w: colorize(w, "--keyframe", f"9={w.keyframe}"), ("--keyframe 9=", "1..3")),
+    Case("colorize-keyframe-range", lambda w: colorize(w, "--keyframe", f"9={w.keyframe}"), ("--keyframe 9=", "0..3", "reference's frame")),
     Case("colorize-keyframe-zero", lambda w: colorize(w, "--keyframe", f"0={w.keyframe}"), ("--keyframe 0=", "reference")),
     Case("colorize-keyframe-missing", lambda w: colorize(w, "--keyframe", "2=nokey.png"), ("--keyframe 2=nokey.png",)),
     Case("colorize-keyframe-not-image", lambda w: colorize(w, "--keyframe", f"2={w.not_image}"), ("--keyframe 2=", "notes.png")),

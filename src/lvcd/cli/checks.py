@@ -130,13 +130,18 @@ def check_apart(work_dir: Path, output: Path) -> None:
         )
 
 
-def check_keyframes(keyframes: dict[int, Path], count: int) -> None:
-    """Keyframe indices inside the shot (1..count-1) and readable images."""
+def check_keyframes(keyframes: dict[int, Path], count: int, reference_frame: int = 0) -> None:
+    """--reference-frame inside the shot, keyframe indices inside it but for the reference's frame, readable images."""
+    if reference_frame >= count:
+        raise InputError(
+            f"--reference-frame {reference_frame} is outside the shot's frames 0..{count - 1}: give the index of the "
+            "frame --reference colours."
+        )
     for index, path in sorted(keyframes.items()):
-        if not 0 < index < count:
+        if not 0 <= index < count or index == reference_frame:
             raise InputError(
-                f"--keyframe {index}={path}: index {index} is outside the shot's frames 1..{count - 1} "
-                "(frame 0 is the reference itself)."
+                f"--keyframe {index}={path}: index {index} is outside the shot's frames 0..{count - 1} or is the "
+                f"reference's frame ({reference_frame}, see --reference-frame)."
             )
         check_image(path, f"--keyframe {index}=")
 
@@ -241,7 +246,7 @@ def preflight_colorize(opts: dict):
     source = FrameSource.open(opts["lineart"])
     check_frame_size(source.size_hw, f"--lineart {opts['lineart']}")
     source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
-    check_keyframes(keyframes, len(source))
+    check_keyframes(keyframes, len(source), opts["reference_frame"])
     cfg = expected_config(opts)
     if cfg is not None:
         plan = plan_size(source.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)

@@ -111,6 +111,13 @@ def colorize(
         help="With --from-color: informative (sk_model.pth, as trained) or xdog (no weights).",
     ),
     lineart_weights: Path | None = typer.Option(None, "--lineart-weights", help="With --from-color: sk_model.pth."),
+    reference_frame: int = typer.Option(
+        0,
+        "--reference-frame",
+        min=0,
+        help="Index of the frame --reference colours (a colour key inside the shot): the shot is coloured from it "
+        "toward frame 0 and toward the end. Default 0, the official single pass.",
+    ),
     keyframe: list[str] = typer.Option(
         [],
         "--keyframe",
@@ -192,6 +199,7 @@ def _run(**opts) -> None:
             blending=opts["blending"],
             reference_mode=opts["reference_mode"],
             sampler=opts["sampler"],
+            reference_frame=opts["reference_frame"],
             output=output,
             fps=opts["fps"] or source.fps or 20.0,
             overwrite=opts["overwrite"],
