@@ -106,8 +106,11 @@ def _stat(path: Path):
 
 def shot_fingerprint(shot: ShotSpec, model_identity: dict, output_format: str) -> str:
     """A digest of everything that decides a shot's output: inputs (paths, sizes, times), settings, model, format."""
+    described = asdict(shot)
+    if not described["settings"]["reference_frame"]:  # absent at 0, so the fingerprints of earlier runs still match
+        del described["settings"]["reference_frame"]
     payload = {
-        "shot": asdict(shot),
+        "shot": described,
         "inputs": [_stat(path) for path in shot.inputs],
         "model": model_identity,
         "format": output_format,

@@ -9,7 +9,8 @@ reference  the coloured frame 0 of the shot (required)
 lineart    line art of every frame: a folder of images, a video or a GIF (required)
 keyframes  further coloured frames, ``INDEX=IMAGE``: ``"40=k40.png;80=k80.png"`` in CSV, ``{"40": "k40.png"}``
            (or a list of ``"40=k40.png"``) in JSON
-steps, seed, size (``HxW``), overlap, polarity (auto / dark-lines / bright-lines), fps: per-shot settings
+steps, seed, size (``HxW``), overlap, polarity (auto / dark-lines / bright-lines), fps, reference_frame (the frame
+           the reference colours, 0 by default): per-shot settings
 =========  ========================================================================================
 
 JSON: a list of entries, or ``{"shots": [...]}``. CSV: a header row naming the columns, ``#`` lines are comments
@@ -34,7 +35,7 @@ from lvcd.io.paper import LEVELS
 from lvcd.io.sizing import parse_size
 from lvcd.seeds import MAX_SEED
 
-SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "lineart_levels", "fps")
+SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "lineart_levels", "fps", "reference_frame")
 FIELDS = ("name", "reference", "lineart", "keyframes", *SETTING_FIELDS)
 MAX_OVERLAP = 13  # windows of 14 new-or-shared frames (the official model's): at least one new frame per window
 
@@ -50,6 +51,7 @@ class ShotSettings:
     polarity: str = "auto"
     lineart_levels: str = "auto"  # scanned paper to white (lvcd.io.paper): auto, on or off
     fps: float | None = None  # None: the line-art video's rate, else 20
+    reference_frame: int = 0  # the frame the reference colours (0: the official single pass)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ def _setting(name: str, value, what: str):
         return _integer(value, what, 0, MAX_SEED)
     if name == "overlap":
         return _integer(value, what, 0, MAX_OVERLAP)
+    if name == "reference_frame":
+        return _integer(value, what, 0)
     if name == "size":
         return parse_size(value, what)
     if name in ("polarity", "lineart_levels"):

@@ -90,9 +90,13 @@ class ShotResult:
     traceback: str | None = None
 
 
+WINDOW_PATTERNS = ("window_*.safetensors", "backward-window_*.safetensors")
+
+
 def _window_files(work_dir: Path, count: int) -> dict[str, tuple[int, int]]:
     """(inode, mtime) of the first ``count`` window files: a window recomputed and saved again gets new ones."""
-    names = sorted(p.name for p in work_dir.glob("window_*.safetensors"))[:count]
+    # a shot coloured from a frame inside it finishes its windows toward frame 0 (backward-window_*) first
+    names = sorted(p.name for pattern in WINDOW_PATTERNS for p in work_dir.glob(pattern))[:count]
     stamps = {}
     for name in names:
         info = (work_dir / name).stat()
@@ -106,14 +110,26 @@ def finished_windows(work_dir: Path) -> int:
     Read-only, so the progress thread may call it while the shot runs: the same count as
     ``lvcd.workdir.WorkDir.finished_windows``, without the WorkDir constructor (which creates or clears the folder).
     """
-    from lvcd.workdir import SETTINGS
+    from lvcd.workdir import PARTS, SETTINGS
 
-    if not (work_dir / SETTINGS).is_file():
-        return 0
     count = 0
-    while (work_dir / f"window_{count:06d}.safetensors").exists():
-        count += 1
+    for prefix in ("", *(f"{part}-" for part in PARTS)):  # each pass of a shot coloured from a frame inside it
+        if (work_dir / f"{prefix}{SETTINGS}").is_file():
+            index = 0
+            while (work_dir / f"{prefix}window_{index:06d}.safetensors").exists():
+                index += 1
+            count += index
     return count
+
+
+def _window_count(frames: int, settings, video_frames: int) -> int:
+    """The windows of a shot of ``frames`` frames: those of its one pass, or of both passes from its reference frame
+    (a reference frame outside the shot counts as 0: the pipeline refuses it)."""
+    from lvcd.longvideo import plan_windows
+
+    reference = settings.reference_frame if settings.reference_frame < frames else 0
+    lengths = [frames] if reference == 0 else [reference + 1, frames - reference]
+    return sum(len(plan_windows(length, settings.overlap, video_frames).windows) for length in lengths)
 
 
 class ShotRunner:
@@ -141,7 +157,6 @@ class ShotRunner:
     def run(self, job: ShotJob) -> ShotResult:
         """Colorize one shot; every failure is caught and reported in the result."""
         from lvcd.io import FrameSource
-        from lvcd.longvideo import plan_windows
         from lvcd.workdir import WorkDirMismatch
 
         started = time.perf_counter()
@@ -156,8 +171,7 @@ class ShotRunner:
                 if missing:
                     raise InputError(f"not found: {', '.join(missing)}; fix the manifest entry")
                 source = FrameSource.open(job.shot.lineart)
-                windows = plan_windows(len(source), settings.overlap, self.pipe.config.video_frames)
-                result.windows = len(windows.windows)
+                result.windows = _window_count(len(source), settings, self.pipe.config.video_frames)
                 write_record(job.record, {**record, "status": "running", "frames": len(source),
                                           "windows": result.windows, "windows_on_disk": resumable})  # fmt: skip
                 before = _window_files(job.work_dir, resumable)
@@ -168,6 +182,7 @@ class ShotRunner:
                     polarity=settings.polarity,
                     lineart_levels=settings.lineart_levels,
                     keyframes=dict(job.shot.keyframes),
+                    reference_frame=settings.reference_frame,
                     overlap=settings.overlap,
                     output=job.output,
                     fps=settings.fps or source.fps or 20.0,
