@@ -133,7 +133,7 @@ def _size(width: int, height: int, multiple: int, node: str) -> tuple[int, int] 
     return height, width
 
 
-def _keyframes(images, indices: str, count: int, node: str) -> dict:
+def _keyframes(images, indices: str, count: int, node: str, reference_frame: int = 0) -> dict:
     """Keyframe images (a batch) and their frame indices ("12, 40") -> {index: (3, H, W) tensor}."""
     text = (indices or "").strip()
     if images is None:
@@ -151,9 +151,10 @@ def _keyframes(images, indices: str, count: int, node: str) -> dict:
     if len(keys) != len(parts):
         raise ValueError(f"{node}: keyframe_indices {text!r} repeats an index.")
     for index in keys:
-        if not 0 < index < count:
+        if not 0 <= index < count or index == reference_frame:
             raise ValueError(
-                f"{node}: keyframe index {index} is outside the shot (1..{count - 1}); frame 0 is the reference."
+                f"{node}: keyframe index {index} is outside the shot (0..{count - 1}) or is the reference's frame "
+                f"({reference_frame})."
             )
     return keys
 
@@ -242,7 +243,8 @@ def _weights_bytes(config, device, dtype, vae_dtype) -> int:
 
 
 class LVCDColorize:
-    """Colorizes a batch of line art (frame 0 = the frame the reference colours) in the reference's colours."""
+    """Colorizes a batch of line art (frame ``reference_frame``, 0 by default, is the one the reference colours) in
+    the reference's colours."""
 
     CATEGORY = CATEGORY
     FUNCTION = "colorize"
@@ -255,7 +257,7 @@ class LVCDColorize:
         return {
             "required": {
                 "pipeline": ("LVCD_PIPELINE",),
-                "reference": ("IMAGE", {"tooltip": "One image: frame 0 of the shot, coloured."}),
+                "reference": ("IMAGE", {"tooltip": "One image: frame 0 of the shot (or reference_frame), coloured."}),
                 "lineart": ("IMAGE", {"tooltip": "The line art of every frame, frame 0 first."}),
                 "steps": ("INT", {"default": 25, "min": 1, "max": 200, "tooltip": "Sampler steps per window."}),
                 "seed": ("INT", {"default": 0, "min": 0, "max": MAX_SEED, "control_after_generate": True}),
@@ -279,11 +281,22 @@ class LVCDColorize:
                         "only when the paper is not clean; off: as drawn).",
                     },
                 ),
+                "reference_frame": (
+                    "INT",
+                    {
+                        "default": 0,
+                        "min": 0,
+                        "max": 100000,
+                        "tooltip": "The frame the reference colours; inside the shot, it is coloured from there both "
+                        "ways. 0: the official single pass.",
+                    },
+                ),
             },
         }
 
     def colorize(self, pipeline, reference, lineart, steps, seed, overlap, polarity, width=0, height=0,
-                 keyframes=None, keyframe_indices="", sampler="euler", lineart_levels="auto"):  # fmt: skip
+                 keyframes=None, keyframe_indices="", sampler="euler", lineart_levels="auto",
+                 reference_frame=0):  # fmt: skip
         node = "LVCD Colorize"
         _require_library(node)
         import comfy.model_management as model_management
@@ -304,7 +317,7 @@ class LVCDColorize:
         if lineart_levels not in LINEART_LEVELS:
             raise ValueError(f"{node}: lineart_levels {lineart_levels!r} is not one of {', '.join(LINEART_LEVELS)}.")
         size = _size(width, height, pipeline.config.size_multiple, node)
-        keys = _keyframes(keyframes, keyframe_indices, frames.shape[0], node)
+        keys = _keyframes(keyframes, keyframe_indices, frames.shape[0], node, int(reference_frame))
         model_management.throw_exception_if_processing_interrupted()
         bar = None
 
@@ -326,7 +339,7 @@ class LVCDColorize:
             result = pipeline(
                 references[0], frames, size=size, num_steps=int(steps), seed=int(seed), polarity=polarity,
                 keyframes=keys, overlap=int(overlap), progress=False, callback=after_step, sampler=sampler,
-                lineart_levels=lineart_levels,
+                lineart_levels=lineart_levels, reference_frame=int(reference_frame),
             )  # fmt: skip
         except (LVCDError, ValueError) as err:
             raise ValueError(f"{node}: {_clean(err)}") from None

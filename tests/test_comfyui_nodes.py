@@ -408,7 +408,7 @@ def test_keyframes_size_and_rgba_inputs(comfy, pipe):
         ({"lineart": torch.ones(64, 128, 3)}, r"LVCD Colorize: line art: expected an IMAGE batch"),
         ({"width": 100, "height": 64}, "LVCD Colorize: width 100 and height 64 must both be multiples of 64"),
         ({"keyframes": _image(1), "keyframe_indices": "3, 7"}, "one frame index per keyframe image"),
-        ({"keyframes": _image(1), "keyframe_indices": "40"}, r"keyframe index 40 is outside the shot \(1..15\)"),
+        ({"keyframes": _image(1), "keyframe_indices": "40"}, r"keyframe index 40 is outside the shot \(0..15\)"),
         ({"keyframe_indices": "3"}, "no keyframes image batch is connected"),
     ],
 )
@@ -615,3 +615,14 @@ def test_the_huggingface_cache_choice_takes_cached_files_with_no_request(comfy, 
     (pipeline,) = run(node, svd="huggingface-cache", lvcd="huggingface-cache", dtype="fp32", offload=False,
                       config=str(TINY_CONFIG))  # fmt: skip
     assert pipeline.config.unet.model_channels == 32
+
+
+def test_colorize_node_colours_from_a_reference_frame_inside_the_shot(comfy, pipe):
+    inputs = {"pipeline": pipe, "reference": _image(1), "lineart": _lineart(12), "steps": 1, "seed": 3, "overlap": 4,
+              "polarity": "auto"}  # fmt: skip
+    (frames,) = run(comfy.nodes["LVCDColorize"], **inputs, reference_frame=5)
+    expected = pipe(_image(1)[0].permute(2, 0, 1), _lineart(12).permute(0, 3, 1, 2), num_steps=1, seed=3,
+                    progress=False, reference_frame=5).frames  # fmt: skip
+    torch.testing.assert_close(frames, expected.permute(0, 2, 3, 1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"Colorize: reference_frame 12 is outside the shot of 12 frames \(0..11\)"):
+        run(comfy.nodes["LVCDColorize"], **inputs, reference_frame=12)
