@@ -500,7 +500,7 @@ def test_a_job_out_of_gpu_memory_says_what_needs_less_not_report_a_bug(pipe, tmp
     monkeypatch.setattr(type(pipe), "__call__", out_of_memory)
     files = _uploads(tmp_path / "up", ["a1.png", "a2.png"])
     video, side, status = run(str(_reference(tmp_path / "ref.png")), files, 1, None, "auto", 64, 128, 20, "euler", "auto",
-                              SimpleNamespace(session_hash="page-oom"), lambda *args, **kwargs: None)  # fmt: skip
+                              0, SimpleNamespace(session_hash="page-oom"), lambda *args, **kwargs: None)  # fmt: skip
     assert video is None and side is None
     assert "Could not colorize:" in status and "Please report it" not in status
     assert "the GPU ran out of memory (3.10 GiB more were needed, 900.00 MiB free)" in status

@@ -58,6 +58,7 @@ class JobSettings:
     fps: float | None = None  # None: the line-art video's own rate, else 20
     sampler: str = "euler"  # a name in lvcd.diffusion.SAMPLERS
     lineart_levels: str = "auto"  # scanned paper to white: auto, on or off (lvcd.io.paper)
+    reference_frame: int = 0  # the frame the reference colours (inside the shot: coloured from there both ways)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def _whole_number(value, field: str, low: int, high: int, hint: str) -> int:
 
 def check_settings(
     steps=25, seed=None, polarity="auto", height=0, width=0, fps=0, limits: PageLimits = PageLimits(), multiple=64,
-    sampler="euler", lineart_levels="auto",
+    sampler="euler", lineart_levels="auto", reference_frame=0,
 ) -> JobSettings:  # fmt: skip
     """The page's field values -> JobSettings, or InputError naming the field. Seed -1 or empty: random; height and
     width 0: automatic size; fps 0 or empty: the line-art video's rate (20 for images)."""
@@ -126,8 +127,11 @@ def check_settings(
         raise InputError(f"Sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}.")
     if lineart_levels not in LEVELS:
         raise InputError(f"Scanned paper: {lineart_levels!r} is not one of {', '.join(LEVELS)}.")
+    reference_frame = _whole_number(
+        reference_frame or 0, "Reference frame", 0, 10**9, "use the number of the frame the reference colours, 0 first"
+    )
     seed = None if seed in (None, -1) else seed
-    return JobSettings(steps, seed, polarity, size_hw, rate or None, sampler, lineart_levels)
+    return JobSettings(steps, seed, polarity, size_hw, rate or None, sampler, lineart_levels, reference_frame)
 
 
 def levels_note(lineart: LineartUpload) -> str:
@@ -170,6 +174,12 @@ def colorize_upload(
     reference_upload = check_reference(reference, limits.max_input_side)
     lineart = read_lineart(lineart_files, limits.max_input_side)
     fps = settings.fps or lineart.fps or DEFAULT_FPS
+    count, reference_frame = len(lineart.frames), settings.reference_frame
+    if reference_frame >= count:
+        raise InputError(
+            f"Reference frame: {reference_frame} is past the last frame of this line art ({count - 1}, the first "
+            "being 0); give the number of the frame the reference colours."
+        )
     created = output_dir is None or not Path(output_dir).exists()  # a folder made here may go again, a given one not
     output_dir = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="lvcd-ui-result-"))
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +188,8 @@ def colorize_upload(
     tracker = tracker or JobProgress()
     cfg = pipe.config
     model_hw = plan_size(lineart.size_hw, cfg.train_size_hw, cfg.size_multiple, settings.size_hw).model_hw
-    windows = len(plan_windows(len(lineart.frames), cfg.sampling.overlap, cfg.video_frames).windows)
+    lengths = [count] if reference_frame == 0 else [reference_frame + 1, count - reference_frame]  # both ways
+    windows = sum(len(plan_windows(length, cfg.sampling.overlap, cfg.video_frames).windows) for length in lengths)
     tracker.plan(windows, settings.steps, len(lineart.frames), (model_hw, settings.sampler))
 
     def on_step(progress) -> None:
@@ -195,7 +206,7 @@ def colorize_upload(
             reference_upload.path, lineart.frames, size=settings.size_hw, num_steps=settings.steps,
             seed=settings.seed, polarity=settings.polarity, output=output_dir / f"{lineart.shot_name}_colorized.mp4",
             fps=fps, overwrite=False, progress=False, callback=on_step, sampler=settings.sampler,
-            lineart_levels=settings.lineart_levels,
+            lineart_levels=settings.lineart_levels, reference_frame=reference_frame,
         )  # fmt: skip
         made.append(result.output_path)
         side_by_side = write_side_by_side(

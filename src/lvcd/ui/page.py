@@ -193,7 +193,7 @@ def build_app(
             return gr.skip(), gr.skip()
         return preview_lineart(files)
 
-    def run(reference, lineart_files, steps, seed, polarity, height, width, fps, sampler, levels,
+    def run(reference, lineart_files, steps, seed, polarity, height, width, fps, sampler, levels, reference_frame,
             request: gr.Request, progress=gr.Progress()):  # fmt: skip
         session = request.session_hash or "local"
         uploads = [Upload.of(f) for f in ([reference] if reference else []) + list(lineart_files or [])]
@@ -201,7 +201,9 @@ def build_app(
         folder = jobs_folder / uuid.uuid4().hex
         tracker = JobProgress(line.speeds)
         try:
-            settings = check_settings(steps, seed, polarity, height, width, fps, limits, multiple, sampler, levels)
+            settings = check_settings(
+                steps, seed, polarity, height, width, fps, limits, multiple, sampler, levels, reference_frame
+            )
             with line.turn(flag, tracker, lambda text: progress(0, desc=text)):
                 log.info("job %s started (page %s)", folder.name, session)
                 result = colorize_upload(
@@ -253,7 +255,7 @@ def build_app(
             with gr.Column():
                 with gr.Row():
                     reference = keeping_user_names(
-                        gr.File(label=f"{REFERENCE_FIELD} (frame 0)", elem_id="lvcd-reference")
+                        gr.File(label=f"{REFERENCE_FIELD} (frame 0, or the frame set below)", elem_id="lvcd-reference")
                     )
                     reference_preview = gr.Image(
                         label="Reference as the model sees it", interactive=False, elem_id="lvcd-reference-preview"
@@ -271,6 +273,10 @@ def build_app(
                     with gr.Row():
                         steps = gr.Slider(1, limits.max_steps, value=25, step=1, label="Steps", elem_id="lvcd-steps")
                         seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)", elem_id="lvcd-seed")
+                        reference_frame = gr.Number(
+                            value=0, precision=0, minimum=0, elem_id="lvcd-reference-frame",
+                            label="Frame the reference colours (0: the first; later: coloured from it both ways)",
+                        )  # fmt: skip
                     polarity = gr.Radio(list(POLARITIES), value="auto", label="Line polarity")
                     levels = gr.Radio(
                         list(LEVELS), value="auto", elem_id="lvcd-levels",
@@ -303,7 +309,7 @@ def build_app(
         lineart.upload(lineart_chosen, [lineart], [lineart], queue=False)  # a new choice replaces the files held
         lineart.change(lineart_changed, [lineart], [thumbnails, lineart_note], concurrency_limit=4)
         job = start.click(
-            run, [reference, lineart, steps, seed, polarity, height, width, fps, sampler, levels],
+            run, [reference, lineart, steps, seed, polarity, height, width, fps, sampler, levels, reference_frame],
             [result, side_by_side, status],
             concurrency_limit=JOBS_ADMITTED, concurrency_id="colorize", trigger_mode="once",
         )  # fmt: skip
