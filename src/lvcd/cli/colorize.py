@@ -18,13 +18,15 @@ Examples:
 
   lvcd colorize --reference ref.png --lineart shot.mp4 -o shot_color.webm --keyframe 40=key40.png --seed 7
 
+  lvcd colorize --reference key48.png --lineart lineart/ -o shot.mp4 --reference-frame 48
+
   lvcd colorize ... --resume        # continue an interrupted job from its last finished window
 """
 
 
 def colorize(
     reference: Path = typer.Option(
-        ..., "--reference", "-r", help="The coloured reference: frame 0 of the shot, coloured."
+        ..., "--reference", "-r", help="The coloured reference: frame 0 of the shot (or --reference-frame), coloured."
     ),
     lineart: Path = typer.Option(
         ..., "--lineart", "-l", help="Line art of every frame: a folder of images (natural sort), a video or a GIF."
