@@ -185,3 +185,15 @@ def test_gpu_suite_starts_a_compile_only_with_its_larger_reserve(monkeypatch):
     entries = suite.denoiser_section(args, None, torch.device("cpu"), budget, plan, {(64, 64): 1e9}, lambda e: None)
     assert entries[0]["median_s"] == 1.0 and "skipped" not in entries[0]
     assert entries[1]["skipped"] == "time budget" and "median_s" not in entries[1]
+
+
+def test_reference_frame_smoke_run(tmp_path):
+    """Both ways of colouring a shot are scored without their given frame, by distance from it."""
+    result = _script("reference_frame").main(
+        ["--shots", "1", "--frames", "5", "--steps", "1", "--markdown", str(tmp_path / "r.md")]
+    )
+    assert [run["reference_frame"] for run in result["runs"].values()] == [0, 2]
+    for run in result["runs"].values():
+        scores = run["scores"]
+        assert 0 <= scores["region"] <= 1 and scores["region 1-11"] == scores["region"] and "psnr" in scores
+    assert "| frame 2 (middle) |" in (tmp_path / "r.md").read_text()
