@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -180,8 +181,8 @@ def test_seed_reproduces_and_differs(pipe, tmp_path):
 
 
 def test_keyframe_changes_only_windows_after_it(pipe, tmp_path):
-    frames, reference = _shot(tmp_path / "l", 30)
-    key = np.full((64, 128, 3), 200, np.uint8)
+    frames, reference = _shot(tmp_path / "l", 30, size_hw=(64, 64))  # the smallest size: windows are what matters
+    key = np.full((64, 64, 3), 200, np.uint8)
     plain = pipe(reference, frames, num_steps=1, seed=2, progress=False).latents
     keyed = pipe(reference, frames, num_steps=1, seed=2, keyframes={20: key}, progress=False).latents
     assert torch.equal(plain[:25], keyed[:25])  # windows 0-1 start before frame 20 (window 2 adds frames 25..)
@@ -218,8 +219,7 @@ def test_polarity_detected_on_real_line_art(pipe, tmp_path):
 def test_killed_run_resumes_bit_identically(pipe, tmp_path, tiny_weights):
     """SIGKILL a `lvcd colorize` process after its second window; resuming in another process gives the bytes of an
     uninterrupted run."""
-    frames, reference = _shot(tmp_path / "lineart", 35)
-    pipe(reference, frames, num_steps=3, seed=11, output=tmp_path / "full", progress=False)
+    frames, reference = _shot(tmp_path / "lineart", 35, size_hw=(64, 64))  # 3 windows at the smallest size
 
     work = tmp_path / "work"
     cmd = [
@@ -229,11 +229,17 @@ def test_killed_run_resumes_bit_identically(pipe, tmp_path, tiny_weights):
         "--work-dir", str(work),
     ]  # fmt: skip
     killed = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (work / "window_000001.safetensors").exists() and killed.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
+    # the uninterrupted run goes on in a thread (one CPU thread, as the process's) while this one watches the process
+    with ThreadPoolExecutor(1) as executor:
+        uninterrupted = executor.submit(
+            pipe, reference, frames, num_steps=3, seed=11, output=tmp_path / "full", progress=False
+        )
+        deadline = time.time() + 300
+        while not (work / "window_000001.safetensors").exists() and killed.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        uninterrupted.result()
     assert (work / "window_000000.safetensors").exists() and not (work / "window_000002.safetensors").exists()
     assert not (tmp_path / "resumed").exists()  # nothing partial at the target
 
@@ -244,17 +250,17 @@ def test_killed_run_resumes_bit_identically(pipe, tmp_path, tiny_weights):
 
 
 def test_resume_refuses_a_work_dir_of_another_job_saying_what_differs(pipe, tmp_path):
-    frames, reference = _shot(tmp_path / "l", 16)
+    frames, reference = _shot(tmp_path / "l", 16, size_hw=(64, 64))  # the smallest size: the job's identity counts
     pipe(reference, frames, num_steps=1, seed=1, work_dir=tmp_path / "w", progress=False)
     with pytest.raises(WorkDirMismatch, match=r"belongs to a job .*\(seed 1 then, 2 now; steps 1 then, 2 now\)"):
         pipe(reference, frames, num_steps=2, seed=2, work_dir=tmp_path / "w", resume=True, progress=False)
-    Image.fromarray(np.full((64, 128), 255, np.uint8)).save(frames / "f3.png")  # a drawing redone
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(frames / "f3.png")  # a drawing redone
     with pytest.raises(WorkDirMismatch, match=r"\(the line art differs\); give the same inputs"):
         pipe(reference, frames, num_steps=1, seed=1, work_dir=tmp_path / "w", resume=True, progress=False)
 
 
 def _scan(tmp_path: Path) -> tuple[Path, Path]:
-    frames, reference = _shot(tmp_path / "scan", 16)
+    frames, reference = _shot(tmp_path / "scan", 16, size_hw=(64, 64))  # the smallest size
     for path in frames.iterdir():
         Image.fromarray(scanned(np.asarray(Image.open(path)), paper=200, ink=40, grain=4)).save(path)
     return frames, reference
@@ -353,7 +359,8 @@ def test_bad_inputs_give_clear_errors_and_no_output(tmp_path, tiny_weights):
 
 @pytest.mark.parametrize("overlap", [2, 6])
 def test_other_overlaps_keep_every_frame(pipe, tmp_path, overlap):
-    frames, reference = _shot(tmp_path / "l", 20)  # two windows, prev-reference attention with this overlap
+    # two windows, prev-reference attention with this overlap; 64x64, the smallest size: frames are counted
+    frames, reference = _shot(tmp_path / "l", 20, size_hw=(64, 64))
     result = pipe(reference, frames, num_steps=1, seed=0, overlap=overlap, progress=False)
     assert result.latents.shape[0] == 20 and result.frames.shape[0] == 20
 
@@ -399,7 +406,7 @@ def test_an_output_never_replaces_the_folder_of_a_reference_or_keyframe(pipe, tm
 def test_keyframes_by_json_keys_twice_or_too_late_and_seeds_out_of_range(pipe, tmp_path):
     """Keyframe keys may be digit strings (as JSON gives them); one given twice is refused; one after the last
     window's start changes nothing and says so; a seed no generator takes is one line, not an overflow traceback."""
-    frames, reference = _shot(tmp_path / "l", 20)  # windows start at frames 1 and 15
+    frames, reference = _shot(tmp_path / "l", 20, size_hw=(64, 64))  # windows start at frames 1 and 15
     by_int = pipe(reference, frames, num_steps=1, seed=3, keyframes={5: reference}, progress=False)
     by_str = pipe(reference, frames, num_steps=1, seed=3, keyframes={"5": reference}, progress=False)
     assert torch.equal(by_int.frames, by_str.frames)

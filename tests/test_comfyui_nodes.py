@@ -271,8 +271,8 @@ def _image(batch: int, seed: int = 0, height: int = 64, width: int = 128) -> tor
     return torch.from_numpy(np.random.default_rng(seed).random((batch, height, width, 3), dtype=np.float32))
 
 
-def _lineart(count: int) -> torch.Tensor:
-    frames = torch.ones(count, 64, 128, 3)
+def _lineart(count: int, width: int = 128) -> torch.Tensor:
+    frames = torch.ones(count, 64, width, 3)
     for index in range(count):
         frames[index, :, 10 + 3 * index, :] = 0  # a dark line that moves
     return frames
@@ -395,9 +395,9 @@ def test_keyframes_size_and_rgba_inputs(comfy, pipe):
     assert from_half.dtype == torch.float32 and torch.equal(from_half, expected)
     (sized,) = run(node, reference=_image(1), lineart=_lineart(3), width=128, height=128, **common)
     assert sized.shape == plain.shape and not torch.equal(sized, plain)  # processed at 128x128, back at 128x64
-    (unkeyed,) = run(node, reference=_image(1), lineart=_lineart(16), **common)
-    (keyed,) = run(node, reference=_image(1), lineart=_lineart(16), keyframes=_image(1, seed=9),
-                   keyframe_indices="15", **common)  # fmt: skip
+    small = {"reference": _image(1, width=64), "lineart": _lineart(16, width=64)}  # 64x64: the smallest size
+    (unkeyed,) = run(node, **small, **common)
+    (keyed,) = run(node, **small, keyframes=_image(1, seed=9, width=64), keyframe_indices="15", **common)
     assert keyed.shape == unkeyed.shape and not torch.equal(keyed, unkeyed)  # the keyframe is used
 
 

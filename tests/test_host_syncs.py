@@ -52,10 +52,10 @@ def test_the_counter_sees_host_reads():
 
 def test_a_shot_reads_no_tensor_value_on_the_host(tiny_weights):
     pipe = LVCDPipeline.from_single_file(tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG, device="cpu")
-    lineart = torch.ones(16, 1, 64, 128)
+    lineart = torch.ones(16, 1, 64, 64)  # 64x64, the smallest size: two windows, every phase of a shot
     for index in range(16):
         lineart[index, :, :, 10 + 3 * index] = 0
-    reference = torch.rand(3, 64, 128, generator=torch.Generator().manual_seed(0))
+    reference = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0))
     counter = HostSyncs()
     with counter:
         result = pipe(reference, lineart, num_steps=2, seed=1, progress=False)

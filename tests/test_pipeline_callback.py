@@ -20,20 +20,23 @@ def pipe(tiny_weights) -> LVCDPipeline:
     return LVCDPipeline.from_single_file(tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG, device="cpu")
 
 
-def _lineart(count: int) -> torch.Tensor:
-    frames = torch.ones(count, 1, 64, 128)
+def _lineart(count: int, width: int = 128) -> torch.Tensor:
+    frames = torch.ones(count, 1, 64, width)
     for index in range(count):
         frames[index, :, :, 10 + 3 * index] = 0  # a dark vertical line that moves
     return frames
 
 
-def _reference() -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 255, (64, 128, 3), dtype=np.uint8)
+def _reference(width: int = 128) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (64, width, 3), dtype=np.uint8)
+
+
+SMALL = 64  # the width of the 16-frame shots: 64x64, the smallest size (what they check is per step and per frame)
 
 
 def test_callback_sees_every_step_of_every_window_in_order(pipe):
     seen: list[SamplingProgress] = []
-    pipe(_reference(), _lineart(16), num_steps=2, seed=1, progress=False, callback=seen.append)
+    pipe(_reference(SMALL), _lineart(16, SMALL), num_steps=2, seed=1, progress=False, callback=seen.append)
     windows = seen[0].windows
     assert windows == 2  # 16 frames: frame 0 + 14, then the last frame in a held window
     sampling = [p for p in seen if p.phase == "sampling"]
@@ -54,13 +57,13 @@ def test_an_exception_from_the_callback_cancels_before_the_output_is_written(pip
 
     output = tmp_path / "shot.mp4"
     with pytest.raises(Stop):
-        pipe(_reference(), _lineart(16), num_steps=2, seed=1, output=output, progress=False,
+        pipe(_reference(SMALL), _lineart(16, SMALL), num_steps=2, seed=1, output=output, progress=False,
              work_dir=tmp_path / "work", callback=cancel_in_second_window)  # fmt: skip
     assert len(calls) == 3 and not output.exists() and list(tmp_path.glob("*.mp4*")) == []
     # the finished first window is kept: resuming gives the uninterrupted result
-    resumed = pipe(_reference(), _lineart(16), num_steps=2, seed=1, progress=False, work_dir=tmp_path / "work",
-                   resume=True)  # fmt: skip
-    straight = pipe(_reference(), _lineart(16), num_steps=2, seed=1, progress=False)
+    resumed = pipe(_reference(SMALL), _lineart(16, SMALL), num_steps=2, seed=1, progress=False,
+                   work_dir=tmp_path / "work", resume=True)  # fmt: skip
+    straight = pipe(_reference(SMALL), _lineart(16, SMALL), num_steps=2, seed=1, progress=False)
     assert torch.equal(resumed.latents, straight.latents)
 
 
@@ -73,7 +76,7 @@ def test_a_cancel_during_decoding_writes_nothing(pipe, tmp_path):
 
     output = tmp_path / "shot.mp4"
     with pytest.raises(Stop):
-        pipe(_reference(), _lineart(16), num_steps=1, seed=1, output=output, progress=False,
+        pipe(_reference(SMALL), _lineart(16, SMALL), num_steps=1, seed=1, output=output, progress=False,
              work_dir=tmp_path / "work", callback=cancel_while_decoding)  # fmt: skip
     assert not output.exists() and list(tmp_path.glob("*.mp4*")) == []
     assert any((tmp_path / "work").iterdir())

@@ -24,21 +24,39 @@ def pipe(tiny_model) -> LVCDPipeline:
 @pytest.fixture(scope="module")
 def shot() -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(3)
-    lineart = (torch.rand(30, 1, 64, 128, generator=generator) > 0.9).float()
-    return torch.rand(3, 64, 128, generator=generator), 1 - lineart
+    # 64x64: the tiny model's smallest processing size (half the cost of 64x128); what is compared is which
+    # windows change, not the image size
+    lineart = (torch.rand(30, 1, 64, 64, generator=generator) > 0.9).float()
+    return torch.rand(3, 64, 64, generator=generator), 1 - lineart
 
 
 def _latents(pipe, shot, **options) -> torch.Tensor:
     return pipe(shot[0], shot[1], num_steps=2, seed=5, progress=False, **options).latents
 
 
-def test_schemes_change_only_the_windows_they_act_on(pipe, shot):
-    full = _latents(pipe, shot)
+@pytest.fixture(scope="module")
+def sampled(pipe, shot):
+    """``_latents`` with the same options computed once per module (a fresh copy each call): several tests compare
+    with the same runs (the default schemes, overlap 4, previous-sample), and a run is deterministic for its seed.
+    No overlap given is the config's (4): the same job as overlap=4."""
+    runs: dict[tuple, torch.Tensor] = {}
+
+    def latents(**options) -> torch.Tensor:
+        key = tuple(sorted({"overlap": pipe.config.sampling.overlap, **options}.items()))
+        if key not in runs:
+            runs[key] = _latents(pipe, shot, **options)
+        return runs[key].clone()
+
+    return latents
+
+
+def test_schemes_change_only_the_windows_they_act_on(sampled):
+    full = sampled()
     variants = {
-        "no schemes": _latents(pipe, shot, prev_reference=False, blending=False),
-        "no blending": _latents(pipe, shot, blending=False),
-        "no prev-reference": _latents(pipe, shot, prev_reference=False),
-        "previous sample": _latents(pipe, shot, reference_mode="previous-sample"),
+        "no schemes": sampled(prev_reference=False, blending=False),
+        "no blending": sampled(blending=False),
+        "no prev-reference": sampled(prev_reference=False),
+        "previous sample": sampled(reference_mode="previous-sample"),
     }
     for name, latents in variants.items():
         assert latents.shape == full.shape, name
@@ -48,24 +66,24 @@ def test_schemes_change_only_the_windows_they_act_on(pipe, shot):
     assert not torch.equal(variants["no blending"], variants["no prev-reference"])
 
 
-def test_overlap_zero_shares_no_frame_between_windows(pipe, shot):
-    latents = _latents(pipe, shot, overlap=0)
+def test_overlap_zero_shares_no_frame_between_windows(sampled):
+    latents = sampled(overlap=0)
     assert latents.shape[0] == 30
     # window 0 of overlap 0 is 15 frames (reference + 14): its latents differ from overlap 4's 19-frame window
-    assert not torch.equal(latents[:FIRST_WINDOW], _latents(pipe, shot)[:FIRST_WINDOW])
+    assert not torch.equal(latents[:FIRST_WINDOW], sampled()[:FIRST_WINDOW])
 
 
 @pytest.mark.parametrize("overlap", [8, 13])
-def test_overlaps_beyond_half_a_window_produce_every_frame(pipe, shot, overlap):
+def test_overlaps_beyond_half_a_window_produce_every_frame(sampled, overlap):
     """The paper's Table 3 goes up to overlap 8 (6 new frames per window); 13 leaves one. Frames shared by three
     windows are generated once, by the first window that has them as new frames."""
-    latents = _latents(pipe, shot, overlap=overlap)
+    latents = sampled(overlap=overlap)
     assert latents.shape[0] == 30 and torch.isfinite(latents).all()
-    assert not torch.equal(latents, _latents(pipe, shot, overlap=4))
+    assert not torch.equal(latents, sampled(overlap=4))
 
 
-def test_previous_sample_mode_resumes_bit_identically(pipe, shot, tmp_path):
-    full = _latents(pipe, shot, reference_mode="previous-sample")
+def test_previous_sample_mode_resumes_bit_identically(pipe, shot, sampled, tmp_path):
+    full = sampled(reference_mode="previous-sample")
 
     class Stop(Exception):
         pass
@@ -90,7 +108,7 @@ def test_bad_scheme_settings_are_user_errors(pipe, shot):
     with pytest.raises(InputError, match="reference_mode"):
         _latents(pipe, shot, reference_mode="last")
     with pytest.raises(InputError, match="keyframes"):
-        _latents(pipe, shot, reference_mode="previous-sample", keyframes={10: np.zeros((64, 128, 3), np.uint8)})
+        _latents(pipe, shot, reference_mode="previous-sample", keyframes={10: np.zeros((64, 64, 3), np.uint8)})
     with pytest.raises(ValueError, match="reference_mode"):
         SamplingSchemes(reference_mode="x")
 

@@ -106,13 +106,18 @@ def in_thread(function, *args):
     return thread, box
 
 
-def kill_worker_mid_shot(outdir: Path, name: str, windows: int = 2, timeout: float = 180) -> int:
+def kill_worker_mid_shot(
+    outdir: Path, name: str, windows: int = 2, timeout: float = 180, batch: tuple | None = None
+) -> int:
     """SIGKILL the worker process running shot ``name`` once it has finished ``windows`` windows (its pid comes from
-    the shot's record); returns how many window files were on disk just before the kill."""
+    the shot's record); returns how many window files were on disk just before the kill. ``batch``: the (thread, box)
+    of ``in_thread`` running the batch; once that thread has ended nothing more can happen, so the wait fails then
+    (with the batch's error) rather than at the timeout."""
     record_path = outdir / ".lvcd-batch" / "shots" / f"{name}.json"
     work = outdir / ".lvcd-batch" / "work" / name
     deadline = time.time() + timeout
     while time.time() < deadline:
+        ended = batch is not None and not batch[0].is_alive()  # before the record is read: no progress after it
         try:
             record = json.loads(record_path.read_text())
         except (OSError, ValueError):
@@ -124,5 +129,7 @@ def kill_worker_mid_shot(outdir: Path, name: str, windows: int = 2, timeout: flo
             os.kill(pid, signal.SIGKILL)
             return seen
         assert record.get("status") != "done", f"{name} finished before it could be interrupted"
+        if ended:
+            raise AssertionError(f"the batch ended before {name} reached window {windows}: {batch[1]}")
         time.sleep(0.02)
     raise AssertionError(f"{name} did not reach window {windows} within {timeout} s")

@@ -152,7 +152,7 @@ def test_dead_worker_process_has_its_shot_resumed_by_another(local_run, film, ti
     outdir = tmp_path / "out"
     identity = model_identity(svd, lvcd, str(TINY_CONFIG), None)
     thread, box = in_thread(run_batch, shots, outdir, pool, identity, BatchOptions(output_format="png", progress=False))
-    seen = kill_worker_mid_shot(outdir, "shot33", windows=2)
+    seen = kill_worker_mid_shot(outdir, "shot33", windows=2, batch=(thread, box))
     thread.join(timeout=300)
     assert "error" not in box, box
     entries = shot_entries(read_report(outdir))

@@ -71,7 +71,7 @@ def test_killed_ray_worker_has_its_shot_resumed_on_another(ray_cluster, local_ru
     options = BatchOptions(output_format="png", progress=False, scheduler="ray")
     identity = model_identity(svd, lvcd, str(TINY_CONFIG), None)
     thread, box = in_thread(run_batch, shots, outdir, pool, identity, options)
-    seen = kill_worker_mid_shot(outdir, "shot33", windows=2)
+    seen = kill_worker_mid_shot(outdir, "shot33", windows=2, batch=(thread, box))
     thread.join(timeout=300)
     assert "error" not in box, box
     entries = shot_entries(read_report(outdir))
