@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -626,3 +627,81 @@ def test_colorize_node_colours_from_a_reference_frame_inside_the_shot(comfy, pip
     torch.testing.assert_close(frames, expected.permute(0, 2, 3, 1), rtol=0, atol=0)
     with pytest.raises(ValueError, match=r"Colorize: reference_frame 12 is outside the shot of 12 frames \(0..11\)"):
         run(comfy.nodes["LVCDColorize"], **inputs, reference_frame=12)
+
+
+# --- the example workflow (comfyui/example_workflows, ComfyUI's template browser) -----------------------------------
+
+# The ComfyUI nodes the example uses, as their sources define them (nodes.py LoadImage; comfy_extras/nodes_video.py
+# LoadVideo, GetVideoComponents, CreateVideo, SaveVideo; MarkdownNote is the frontend's): socket inputs in order,
+# widget inputs in order, output types.
+CORE_NODES = {
+    "LoadImage": ([], [("image", "COMBO")], ["IMAGE", "MASK"]),
+    "LoadVideo": ([], [("file", "COMBO")], ["VIDEO"]),
+    "GetVideoComponents": ([("video", "VIDEO")], [], ["IMAGE", "AUDIO", "FLOAT"]),
+    "CreateVideo": ([("images", "IMAGE"), ("audio", "AUDIO")], [("fps", "FLOAT")], ["VIDEO"]),
+    "SaveVideo": ([("video", "VIDEO")], [("filename_prefix", "STRING"), ("format", "COMBO"), ("codec", "COMBO")], []),
+    "MarkdownNote": ([], [], []),
+}
+
+
+def _slots(node_class) -> tuple[list, list, list]:
+    """A pack node as a saved workflow lists it: sockets (link-only inputs) then widgets, each in INPUT_TYPES order
+    (required, then optional), and its output types."""
+    spec = node_class.INPUT_TYPES()
+    entries = [*spec["required"].items(), *spec.get("optional", {}).items()]
+    sockets = [(name, kind) for name, (kind, *_) in entries if isinstance(kind, str) and kind not in CONVERT]
+    widgets = [(name, "COMBO" if isinstance(kind, list) else kind) for name, (kind, *_) in entries
+               if not isinstance(kind, str) or kind in CONVERT]  # fmt: skip
+    return sockets, widgets, list(node_class.RETURN_TYPES)
+
+
+def _widget_inputs(node_class, values: list) -> dict:
+    """A saved node's widgets_values as named inputs (the frontend stores a seed's 'control after generate' choice
+    right after the seed)."""
+    spec = node_class.INPUT_TYPES()
+    options = {**spec["required"], **spec.get("optional", {})}
+    named, values = {}, list(values)
+    for name, _ in _slots(node_class)[1]:
+        named[name] = values.pop(0)
+        if (options[name][1:] or [{}])[0].get("control_after_generate"):
+            assert values.pop(0) in ("fixed", "increment", "decrement", "randomize")
+    assert not values, f"widgets_values has {len(values)} more values than {node_class.__name__} has widgets"
+    return named
+
+
+def test_the_example_workflow_is_wired_as_comfyui_saves_it(comfy, pipe):
+    (path,) = sorted((PACK / "example_workflows").glob("*.json"))
+    workflow = json.loads(path.read_text())
+    assert workflow["version"] == 0.4
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    assert workflow["last_node_id"] >= max(nodes) and workflow["last_link_id"] >= max(
+        link[0] for link in workflow["links"]
+    )
+    for node in nodes.values():
+        if node["type"] in comfy.nodes:
+            sockets, widgets, outputs = _slots(comfy.nodes[node["type"]])
+        else:
+            sockets, widgets, outputs = CORE_NODES[node["type"]]
+        assert [(i["name"], i["type"]) for i in node["inputs"]] == sockets + widgets, node["type"]
+        assert all(("widget" in i) == (index >= len(sockets)) for index, i in enumerate(node["inputs"])), node["type"]
+        assert [o["type"] for o in node["outputs"]] == outputs, node["type"]
+    for link_id, source, source_slot, target, target_slot, kind in workflow["links"]:
+        output, entry = nodes[source]["outputs"][source_slot], nodes[target]["inputs"][target_slot]
+        assert output["type"] == entry["type"] == kind and link_id in output["links"] and entry["link"] == link_id
+    linked = {(n, i["name"]) for n, node in nodes.items() for i in node["inputs"] if i["link"] is not None}
+    assert {(5, "pipeline"), (5, "reference"), (5, "lineart"), (6, "images"), (6, "fps"), (7, "video")} <= linked
+    # the pack's widget values are valid inputs: the loader's against its widgets, Colorize's by running it
+    loader = _widget_inputs(comfy.nodes["LVCDLoader"], nodes[3]["widgets_values"])
+    assert loader["svd"] == loader["lvcd"] == "huggingface-cache" and loader["dtype"] == "auto"
+    spec = comfy.nodes["LVCDLoader"].INPUT_TYPES()
+    assert all(loader[name] in spec["required"][name][0] for name in ("svd", "lvcd", "dtype"))
+    settings = _widget_inputs(comfy.nodes["LVCDColorize"], nodes[5]["widgets_values"])
+    assert (settings["steps"], settings["overlap"], settings["sampler"], settings["reference_frame"]) == (
+        25,
+        4,
+        "euler",
+        0,
+    )  # the official settings
+    settings["steps"] = 1  # what the example runs, in one step here
+    (frames,) = run(comfy.nodes["LVCDColorize"], pipeline=pipe, reference=_image(1), lineart=_lineart(3), **settings)
+    assert frames.shape == (3, 64, 128, 3)
