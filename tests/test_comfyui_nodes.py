@@ -669,33 +669,44 @@ def _widget_inputs(node_class, values: list) -> dict:
     return named
 
 
-def test_the_example_workflow_is_wired_as_comfyui_saves_it(comfy, pipe):
-    (path,) = sorted((PACK / "example_workflows").glob("*.json"))
+WORKFLOWS = sorted((PACK / "example_workflows").glob("*.json"))
+
+
+def test_the_example_workflows_are_there():
+    assert [path.name for path in WORKFLOWS] == ["lvcd_colorize_lineart_video.json", "lvcd_recolour_colour_video.json"]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[path.stem for path in WORKFLOWS])
+def test_an_example_workflow_is_wired_as_comfyui_saves_it(comfy, pipe, path):
     workflow = json.loads(path.read_text())
     assert workflow["version"] == 0.4
     nodes = {node["id"]: node for node in workflow["nodes"]}
-    assert workflow["last_node_id"] >= max(nodes) and workflow["last_link_id"] >= max(
-        link[0] for link in workflow["links"]
-    )
+    links = workflow["links"]
+    assert workflow["last_node_id"] >= max(nodes) and workflow["last_link_id"] >= max(link[0] for link in links)
     for node in nodes.values():
-        if node["type"] in comfy.nodes:
-            sockets, widgets, outputs = _slots(comfy.nodes[node["type"]])
-        else:
-            sockets, widgets, outputs = CORE_NODES[node["type"]]
+        ours = node["type"] in comfy.nodes
+        sockets, widgets, outputs = _slots(comfy.nodes[node["type"]]) if ours else CORE_NODES[node["type"]]
         assert [(i["name"], i["type"]) for i in node["inputs"]] == sockets + widgets, node["type"]
         assert all(("widget" in i) == (index >= len(sockets)) for index, i in enumerate(node["inputs"])), node["type"]
         assert [o["type"] for o in node["outputs"]] == outputs, node["type"]
-    for link_id, source, source_slot, target, target_slot, kind in workflow["links"]:
+        if ours:  # every required socket of a pack node is connected
+            required = comfy.nodes[node["type"]].INPUT_TYPES()["required"]
+            assert all(i["link"] is not None for i in node["inputs"] if i["name"] in required and "widget" not in i)
+    for link_id, source, source_slot, target, target_slot, kind in links:
         output, entry = nodes[source]["outputs"][source_slot], nodes[target]["inputs"][target_slot]
         assert output["type"] == entry["type"] == kind and link_id in output["links"] and entry["link"] == link_id
-    linked = {(n, i["name"]) for n, node in nodes.items() for i in node["inputs"] if i["link"] is not None}
-    assert {(5, "pipeline"), (5, "reference"), (5, "lineart"), (6, "images"), (6, "fps"), (7, "video")} <= linked
-    # the pack's widget values are valid inputs: the loader's against its widgets, Colorize's by running it
-    loader = _widget_inputs(comfy.nodes["LVCDLoader"], nodes[3]["widgets_values"])
-    assert loader["svd"] == loader["lvcd"] == "huggingface-cache" and loader["dtype"] == "auto"
-    spec = comfy.nodes["LVCDLoader"].INPUT_TYPES()
-    assert all(loader[name] in spec["required"][name][0] for name in ("svd", "lvcd", "dtype"))
-    settings = _widget_inputs(comfy.nodes["LVCDColorize"], nodes[5]["widgets_values"])
+    linked = [(i["link"], n) for n, node in nodes.items() for i in node["inputs"] if i["link"] is not None]
+    assert sorted(link for link, _ in linked) == sorted(link[0] for link in links)  # no dangling link either way
+    by_type = {node["type"]: node for node in nodes.values()}
+    assert {"LoadImage", "LoadVideo", "LVCDLoader", "LVCDColorize", "CreateVideo", "SaveVideo"} <= set(by_type)
+    # the pack's widget values are valid inputs: the loader's and line art's against their widgets, Colorize's by
+    # running it
+    for name in ("LVCDLoader", "LVCDLineart"):
+        if name in by_type:
+            values = _widget_inputs(comfy.nodes[name], by_type[name]["widgets_values"])
+            spec = comfy.nodes[name].INPUT_TYPES()["required"]
+            assert all(values[key] in spec[key][0] for key in values if isinstance(spec.get(key, (None,))[0], list))
+    settings = _widget_inputs(comfy.nodes["LVCDColorize"], by_type["LVCDColorize"]["widgets_values"])
     assert (settings["steps"], settings["overlap"], settings["sampler"], settings["reference_frame"]) == (
         25,
         4,
