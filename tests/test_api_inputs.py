@@ -83,7 +83,7 @@ def test_channel_first_arrays_are_read_as_tensors_are():
 
 
 def test_a_whole_shot_as_one_array_reads_as_its_list_of_frames(pipe):
-    lineart = _lineart()
+    lineart = _lineart(5)  # 5 frames: (5, H, W) can only be gray frames
     expected = _hints(lineart)
     stack = np.stack(lineart)
     _same_hints(stack, expected)  # (N, H, W) gray
@@ -96,9 +96,12 @@ def test_a_whole_shot_as_one_array_reads_as_its_list_of_frames(pipe):
 
 
 def test_a_shot_array_that_is_not_one_is_refused():
-    with pytest.raises(InputError) as err:
-        LineartFrames(np.zeros((64, 128, 3), np.uint8))  # one image, not a shot
-    _one_line_error(err, "(64, 128, 3)", "(N, H, W, C)", "[image]")
+    for one_image in ((64, 128, 3), (3, 64, 128), (4, 64, 128)):  # HxWxC or CxHxW: one image, not a shot
+        with pytest.raises(InputError) as err:
+            LineartFrames(np.zeros(one_image, np.uint8))
+        _one_line_error(err, str(one_image), "(N, H, W, C)", "[image]")
+    assert LineartFrames(np.zeros((5, 64, 128), np.uint8)).count == 5  # 5 gray frames
+    assert LineartFrames(np.zeros((1, 64, 128), np.uint8)).count == 1  # one gray frame, either way
     with pytest.raises(InputError) as err:
         LineartFrames(np.zeros((2, 2, 64, 128, 3), np.uint8))
     _one_line_error(err, "(2, 2, 64, 128, 3)", "(N, H, W, C)")

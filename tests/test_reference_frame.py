@@ -146,3 +146,67 @@ def test_the_cli_takes_reference_frame(tiny_weights, tmp_path):
     assert done.exit_code == 0, done.output
     assert len(list((tmp_path / "out").glob("*.png"))) == COUNT
     assert not list(tmp_path.glob(".out.lvcd-work*"))  # both passes' state removed after success
+
+
+def _stop_at(window: int, error=KeyboardInterrupt):
+    def stop(progress):
+        if progress.window == window:
+            raise error
+
+    return stop
+
+
+def test_a_job_stopped_in_its_first_pass_resumes_with_its_recorded_seed(pipe, tmp_path):
+    """The CLI takes a resumed job's seed from its work directory before the pipeline runs: a job stopped in the pass
+    toward frame 0 (the first) has it there too."""
+    from lvcd.cli.jobs import open_job
+
+    lineart, work = _lineart(40), tmp_path / "work"  # 21 frames toward frame 0: two windows
+    with pytest.raises(KeyboardInterrupt):
+        pipe(REFERENCE, lineart, **{**KW, "seed": None}, reference_frame=20, work_dir=work, callback=_stop_at(1))
+    assert (work / "backward-window_000000.safetensors").exists()
+    opened, seed = open_job(work, resume=True, seed=None)
+    resumed = pipe(REFERENCE, lineart, **{**KW, "seed": seed}, reference_frame=20, work_dir=opened, resume=True)
+    opened.release()
+    expected = pipe(REFERENCE, lineart, **{**KW, "seed": seed}, reference_frame=20)
+    torch.testing.assert_close(resumed.latents, expected.latents, rtol=0, atol=0)
+
+
+def test_an_error_in_the_second_pass_keeps_the_first_pass_windows(pipe, tmp_path):
+    from lvcd.cli.jobs import open_job, run_job
+
+    work, seed = open_job(tmp_path / "work", resume=False, seed=3)
+    job = lambda: pipe(REFERENCE, _lineart(), **KW, reference_frame=K, work_dir=work,  # noqa: E731
+                       callback=_stop_at(1, RuntimeError("out of memory")))  # fmt: skip
+    with pytest.raises(RuntimeError):
+        run_job(work, seed, job)
+    assert (tmp_path / "work" / "backward-window_000000.safetensors").is_file()  # kept for --resume
+
+
+def test_a_work_directory_of_the_other_kind_of_job_is_refused_before_any_sampling(pipe, tmp_path):
+    lineart, work = _lineart(), tmp_path / "work"
+    with pytest.raises(KeyboardInterrupt):  # a single pass stopped after its first window
+        pipe(REFERENCE, lineart, **KW, work_dir=work, callback=_stop_at(1))
+    before = sorted(p.name for p in work.iterdir())
+    seen = []
+    with pytest.raises(WorkDirMismatch) as err:
+        pipe(REFERENCE, lineart, **KW, reference_frame=K, work_dir=work, resume=True, callback=seen.append)
+    assert not seen and sorted(p.name for p in work.iterdir()) == before  # nothing sampled, nothing written
+    assert "reference frame none then, 7 now" in str(err.value) and "line art" not in str(err.value)
+    other = tmp_path / "other"
+    with pytest.raises(KeyboardInterrupt):  # two passes stopped in the first
+        pipe(REFERENCE, lineart, **KW, reference_frame=K, work_dir=other, callback=_stop_at(0))
+    with pytest.raises(WorkDirMismatch, match="reference frame 7 then, none now"):
+        pipe(REFERENCE, lineart, **KW, work_dir=other, resume=True)
+
+
+def test_sizes_as_whole_numbers_of_any_kind_and_as_text(pipe):
+    expected = pipe.memory_beyond_weights((64, 128), (64, 128))
+    for size in ((64.0, 128.0), np.array([64, 128]), "64x128"):
+        assert pipe.memory_beyond_weights((64, 128), size) == expected
+    with pytest.raises(InputError):
+        pipe.memory_beyond_weights((64, 128), (64.5, 128))
+    torch.testing.assert_close(
+        pipe(REFERENCE, _lineart(2), **KW, size=np.array([64, 128])).latents,
+        pipe(REFERENCE, _lineart(2), **KW, size=(64, 128)).latents,
+    )

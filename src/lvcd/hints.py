@@ -66,15 +66,16 @@ def _frame_array(frame, index: int, name: str) -> np.ndarray:
 
 def _shot_array_frames(array: np.ndarray, name: str) -> list[np.ndarray]:
     """A whole shot as one numpy array -> its frames: (N, H, W, C) or (N, C, H, W) (C 1, 3 or 4; each frame read as
-    a list's array is), or (N, H, W) gray. A 3-D array that may be one HxWxC image is refused: it is not a shot."""
+    a list's array is), or (N, H, W) gray. A 3-D array that may be one image, HxWxC or CxHxW with C 3 or 4, is refused:
+    it may not be a shot."""
     if array.ndim == 4:
         return list(array)
-    if array.ndim == 3 and array.shape[-1] not in IMAGE_CHANNELS:
+    if array.ndim == 3 and array.shape[-1] not in IMAGE_CHANNELS and array.shape[0] not in IMAGE_CHANNELS[1:]:
         return list(array[..., None])
     if array.ndim == 3:
         raise InputError(
-            f"The {name} array has shape {array.shape}: one {array.shape[1]}x{array.shape[0]} image or "
-            f"{array.shape[0]} gray frames? Give a shot as (N, H, W, C), or one image as a list [image]."
+            f"The {name} array has shape {array.shape}: one image or {array.shape[0]} gray frames? Give a shot as "
+            "(N, H, W, C) (C 1 for gray), or one image as a list [image]."
         )
     raise InputError(
         f"The {name} array has shape {array.shape}; give a shot as (N, H, W, C), (N, C, H, W) or (N, H, W) gray."
@@ -317,11 +318,13 @@ class HintStore:
                     )
         return torch.from_numpy(hints)[:, None]
 
-    def byte_chunks(self) -> Iterator[bytes]:
-        """The hints' bytes in order, a piece at a time (what the job fingerprint hashes)."""
+    def byte_chunks(self, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        """The bytes of hints ``start`` to ``stop`` (default: all) in order, a piece at a time (what the job
+        fingerprint hashes)."""
+        stop = self.shape[0] if stop is None else stop
         with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            left = self.shape[0] * self.frame_bytes
+            handle.seek(self.offset + start * self.frame_bytes)
+            left = (stop - start) * self.frame_bytes
             while left:
                 chunk = handle.read(min(left, self.CHUNK_BYTES))
                 if not chunk:
@@ -335,8 +338,8 @@ class HintStore:
 class HintView:
     """The hints of one pass of a shot coloured from a reference inside it (``LVCDPipeline.__call__(reference_frame=)``):
     pass frame ``i`` is shot frame ``origin + direction * i`` (direction 1: toward the end, -1: toward frame 0).
-    ``byte_chunks`` are the whole shot's (the pass's fingerprint covers the shot's line art; its settings name the
-    pass)."""
+    ``byte_chunks`` are those of the pass's frames, in the shot's order (what the pass's fingerprint covers; its
+    settings name the pass and its direction)."""
 
     def __init__(self, store: HintStore, origin: int, direction: int, count: int):
         last = origin + direction * (count - 1)
@@ -354,4 +357,5 @@ class HintView:
         return self.store.get(self.origin + self.direction * index for index in indices)
 
     def byte_chunks(self) -> Iterator[bytes]:
-        return self.store.byte_chunks()
+        last = self.origin + self.direction * (self.count - 1)
+        return self.store.byte_chunks(min(self.origin, last), max(self.origin, last) + 1)

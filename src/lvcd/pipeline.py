@@ -24,6 +24,7 @@ from lvcd.diffusion import SAMPLERS, edm_sigmas
 from lvcd.errors import InputError
 from lvcd.hub import LVCD_REPO, SVD_REPO, hub_file
 from lvcd.io import SizePlan, plan_size, restore
+from lvcd.io.sizing import parse_size
 from lvcd.lineart import LineartExtractor
 from lvcd.model import LVCDModel
 from lvcd.placement import PHASE_PARTS, Placement
@@ -40,7 +41,7 @@ from lvcd.shot import (
 )
 from lvcd.shot_setup import prepare_shot
 from lvcd.weights import load_model
-from lvcd.workdir import WorkDir
+from lvcd.workdir import WorkDir, WorkDirMismatch, differences
 
 if TYPE_CHECKING:
     from lvcd.memory_estimate import ShotMemoryEstimate  # imports this module's neighbours: only for annotations
@@ -90,11 +91,14 @@ class LVCDPipeline:
         """``lvcd.memory_estimate``'s estimate of the accelerator memory a shot of ``input_hw`` frames needs with this
         pipeline (its dtypes and placement), at the processing size ``__call__`` would use (``size`` as given to it).
         A lower bound of the peak (no kernel workspaces); about a second on a CPU, then cached."""
-        cfg = self.config
-        plan = plan_size(
+        return self._estimate(self._model_hw(input_hw, size), previous_sample)
+
+    def _model_hw(self, input_hw: tuple[int, int], size) -> tuple[int, int]:
+        """The processing size ``__call__`` would use for frames of ``input_hw`` and its ``size`` (a pair or "HxW")."""
+        cfg, size = self.config, parse_size(size, "size")
+        return plan_size(
             input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size, option="size"
-        )
-        return self._estimate(plan.model_hw, previous_sample)
+        ).model_hw
 
     def _estimate(self, model_hw: tuple[int, int], previous_sample: bool) -> ShotMemoryEstimate:
         from lvcd.memory_estimate import estimate_shot_memory
@@ -110,11 +114,7 @@ class LVCDPipeline:
     ) -> int:
         """Bytes of accelerator memory a shot of ``input_hw`` frames needs besides this pipeline's weights already
         there (``memory_needed``'s peak less them): what must be free before it runs."""
-        cfg = self.config
-        plan = plan_size(
-            input_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size, option="size"
-        )
-        return self._beyond_weights(plan.model_hw, previous_sample)
+        return self._beyond_weights(self._model_hw(input_hw, size), previous_sample)
 
     def _beyond_weights(self, model_hw: tuple[int, int], previous_sample: bool) -> int:
         from lvcd.memory import weight_bytes
@@ -309,9 +309,20 @@ class LVCDPipeline:
         """The shot's latents in frame order from its jobs: one, or the passes toward frame 0 and toward the end of a
         shot coloured from a frame inside it (the later pass takes the seed the first one used, drawn or recorded); a
         callback sees the windows of all passes as one count."""
+        seed = resolve_seed(jobs[0])  # a drawn or recorded seed, then the same for every pass
+        jobs = [replace(job, seed=seed) for job in jobs]
+        identities = [self._identity(job, seed) for job in jobs]
+        for job, (_, parts) in zip(jobs, identities, strict=True):  # another job's directory: refused, nothing written
+            if job.work.resume and len(jobs) == 1:  # a single pass where a job in two passes was
+                for recorded in job.work.recorded_parts().values():
+                    raise WorkDirMismatch(job.work.path, differences(recorded, parts))
+        for job, (fingerprint, parts) in zip(jobs, identities, strict=True):
+            job.work.check(fingerprint, parts)
+        for job, (fingerprint, parts) in zip(jobs, identities, strict=True):
+            job.work.bind(fingerprint, seed, parts)
         if len(jobs) == 1:
             return self._sample(jobs[0])
-        total, done, seed, parts = sum(len(job.windows.windows) for job in jobs), 0, jobs[0].seed, {}
+        total, done, parts = sum(len(job.windows.windows) for job in jobs), 0, {}
         for job in jobs:
             if callback is not None:
 
@@ -319,18 +330,20 @@ class LVCDPipeline:
                     callback(replace(progress, window=progress.window + offset, windows=total))
 
                 job = replace(job, callback=shifted)
-            parts[job.direction], seed = self._sample(replace(job, seed=seed))
+            parts[job.direction], seed = self._sample(job)
             done += len(job.windows.windows)
         # toward frame 0: pass frame i is shot frame reference - i; its frame 0 (the reference) is the other pass's too
         return torch.cat([parts[-1][1:].flip(0), parts[1]]), seed
 
+    def _identity(self, job: ShotJob, seed: int | None) -> tuple[str, dict[str, str]]:
+        """The job's fingerprint and what it covers (``lvcd.shot.job_identity``) with this pipeline's dtype."""
+        return job_identity(job, seed, self.config, next(self.model.unet.parameters()).dtype)
+
     def _start_state(self, job: ShotJob) -> tuple[dict[str, torch.Tensor], int | None]:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and
-        kept in the work directory, so a resumed run restores them exactly."""
-        seed = resolve_seed(job)
-        dtype = next(self.model.unet.parameters()).dtype
-        job_fingerprint, parts = job_identity(job, seed, self.config, dtype)
-        job.work.bind(job_fingerprint, seed, parts)
+        kept in the work directory, so a resumed run restores them exactly. The job comes bound to its work directory,
+        its seed resolved (:meth:`_sample_passes`)."""
+        seed = job.seed
         start = job.work.load_start()
         if start is None:
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
@@ -362,7 +375,8 @@ class LVCDPipeline:
         sampling = cfg.sampling
         sigmas = edm_sigmas(job.num_steps, sampling.sigma_min, sampling.sigma_max, sampling.rho).to(device)
         total = len(job.windows.windows)
-        window_bar = tqdm(total=total, initial=done, desc="windows", unit="window", disable=not job.progress)
+        desc = "windows" if not job.reference_frame else f"windows to {'the end' if job.direction == 1 else 'frame 0'}"
+        window_bar = tqdm(total=total, initial=done, desc=desc, unit="window", disable=not job.progress)
         step_bar = tqdm(total=job.num_steps, desc="steps", unit="step", leave=False, disable=not job.progress)
 
         current_window = done

@@ -97,10 +97,12 @@ def differences(recorded: dict | None, current: dict[str, str]) -> str:
             text += "; if its line art is a scan that lvcd now levels, --lineart-levels off reads it as that job did"
         return text
     changed = []
+    # a pass from another reference frame covers other line-art frames: its line art differs by that alone
+    other_pass = any(recorded.get(name) != current.get(name) for name in ("reference frame", "pass"))
     for name in sorted(set(recorded) | set(current), key=lambda n: (n != "line art", n)):
         absent = _ABSENT.get(name, "none")  # a setting left out of the record when it has its default value
         then, now = recorded.get(name, absent), current.get(name, absent)
-        if then == now or name == "line-art levels":
+        if then == now or name == "line-art levels" or (name == "line art" and other_pass):
             continue
         if name in ("line art", "reference", "keyframe images", "given noise"):
             text = f"the {name} differs"
@@ -187,13 +189,45 @@ class WorkDir:
         for path in self.own_files():
             remove(path)
 
+    def _prefixes(self) -> list[str]:
+        """This part's file prefix first, then the others': every pass of a job in two passes records its settings."""
+        return [self.prefix, *(p for p in ("", *(f"{part}-" for part in PARTS)) if p != self.prefix)]
+
     def recorded_seed(self) -> int | None:
-        """The seed the job recorded in its settings (a drawn seed is recorded too, so --resume continues it)."""
-        try:
-            seed = json.loads(self._file(SETTINGS).read_text()).get("seed")
-        except (OSError, ValueError, AttributeError):
-            return None
-        return seed if isinstance(seed, int) else None
+        """The seed the job recorded in its settings (a drawn seed is recorded too, so --resume continues it); for a
+        job in two passes stopped in its first pass, that pass's."""
+        for prefix in self._prefixes():
+            try:
+                seed = json.loads((self.path / f"{prefix}{SETTINGS}").read_text()).get("seed")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(seed, int):
+                return seed
+        return None
+
+    def recorded_parts(self) -> dict[str, dict | None]:
+        """The other passes' recorded settings parts (file prefix -> parts, None when unreadable) that this work
+        directory holds beside this part's: a job resumed as another kind of job is refused with them."""
+        found = {}
+        for prefix in self._prefixes()[1:]:
+            path = self.path / f"{prefix}{SETTINGS}"
+            if path.exists():
+                try:
+                    recorded = json.loads(path.read_text())
+                except (OSError, UnicodeDecodeError, ValueError):
+                    recorded = None
+                found[prefix] = recorded.get("parts") if isinstance(recorded, dict) else None
+        return found
+
+    def windows_on_disk(self) -> int:
+        """Finished windows of every pass of the job kept here (``finished_windows`` counts this part's)."""
+        total = 0
+        for prefix in self._prefixes():
+            index = 0
+            while (self.path / f"{prefix}window_{index:06d}.safetensors").exists():
+                index += 1
+            total += index
+        return total
 
     def release(self) -> None:
         """Unlock the folder (the job is over); its files stay."""
@@ -208,22 +242,30 @@ class WorkDir:
     def hints_path(self) -> Path:
         return self.path / "hints.npy"
 
+    def check(self, job_fingerprint: str, parts: dict[str, str] | None = None) -> bool:
+        """Whether this job is recorded here (True), or nothing is (False); a record of another job is refused with
+        :class:`WorkDirMismatch`, saying what differs. Writes nothing."""
+        settings = self._file(SETTINGS)
+        if not settings.exists():
+            return False
+        try:
+            recorded = json.loads(settings.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            raise InputError(
+                f"{settings}: this job's settings cannot be read; the work directory is damaged. Run without "
+                "--resume (resume=False in Python) to start afresh."
+            )
+        if recorded.get("fingerprint") != job_fingerprint:
+            raise WorkDirMismatch(self.path, differences(recorded.get("parts"), parts or {}))
+        return True
+
     def bind(self, job_fingerprint: str, seed: int | None = None, parts: dict[str, str] | None = None) -> None:
         """Record this job (its seed, and ``parts``: what the fingerprint covers, for messages); when resuming, refuse
         the work directory of another job with :class:`WorkDirMismatch`, saying what differs."""
         settings = self._file(SETTINGS)
-        if settings.exists():
-            try:
-                recorded = json.loads(settings.read_text())
-            except (OSError, UnicodeDecodeError, ValueError):
-                recorded = None
-            if not isinstance(recorded, dict):
-                raise InputError(
-                    f"{settings}: this job's settings cannot be read; the work directory is damaged. Run without "
-                    "--resume (resume=False in Python) to start afresh."
-                )
-            if recorded.get("fingerprint") != job_fingerprint:
-                raise WorkDirMismatch(self.path, differences(recorded.get("parts"), parts or {}))
+        if self.check(job_fingerprint, parts):
             return
         for stale in [*self.path.glob(f"{self.prefix}window_*"), *self.path.glob(f"{self.prefix}carry_*")]:
             stale.unlink()

@@ -123,7 +123,8 @@ def colorize(
     keyframe: list[str] = typer.Option(
         [],
         "--keyframe",
-        help="INDEX=IMAGE: a further coloured frame; windows after it use it as reference. Repeatable.",
+        help="INDEX=IMAGE: a further coloured frame; the windows beyond it (away from the reference) use it as "
+        "reference. Repeatable.",
     ),
     fps: float | None = typer.Option(
         None, "--fps", help="Frame rate of a video output (default: the input video's, else 20)."

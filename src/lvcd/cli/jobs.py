@@ -34,7 +34,7 @@ def run_job(work: WorkDir, seed: int, job: Callable, keep_work: bool = False):
         result = job()
     except BaseException as err:
         stopped = interruption(err)
-        if stopped is None and work.finished_windows() == 0:
+        if stopped is None and work.windows_on_disk() == 0:  # every pass's windows count
             work.remove()  # nothing worth resuming
         work.release()
         if stopped is not None:

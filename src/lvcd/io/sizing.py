@@ -222,9 +222,15 @@ def restore(frame, plan: SizePlan):
 _SIZE_SEPARATORS = ("x", "*", "×")
 
 
+def _whole(number):
+    """A side given as a number: a whole float (64.0) as its int; anything else as it is (refused later)."""
+    return int(number) if isinstance(number, float) and number.is_integer() else number
+
+
 def parse_size(value, option: str = "--size", minimum: int = 1) -> tuple[int, int] | None:
     """A size as the user writes it -> (height, width): ``"320x576"`` (also ``320*576``, ``320×576``) -> (320, 576);
-    ``"256"`` or ``256`` -> (256, 256); an (h, w) pair passes through; None, ``""`` or ``"auto"`` -> None.
+    ``"256"`` or ``256`` -> (256, 256); an (h, w) pair (also of whole floats, or a numpy array) passes through; None,
+    ``""`` or ``"auto"`` -> None.
 
     ``option`` names the setting in errors; sides under ``minimum`` are refused.
 
@@ -233,8 +239,8 @@ def parse_size(value, option: str = "--size", minimum: int = 1) -> tuple[int, in
     """
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
         return None
-    if isinstance(value, (tuple, list)):
-        parts = list(value)
+    if isinstance(value, (tuple, list)) or (hasattr(value, "tolist") and getattr(value, "ndim", 0) == 1):
+        parts = [_whole(part) for part in (value.tolist() if hasattr(value, "tolist") else value)]  # numpy, tensors
     else:
         text = str(value).strip().lower()
         for separator in _SIZE_SEPARATORS[1:]:
