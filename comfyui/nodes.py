@@ -151,11 +151,10 @@ def _keyframes(images, indices: str, count: int, node: str, reference_frame: int
     if len(keys) != len(parts):
         raise ValueError(f"{node}: keyframe_indices {text!r} repeats an index.")
     for index in keys:
-        if not 0 <= index < count or index == reference_frame:
-            raise ValueError(
-                f"{node}: keyframe index {index} is outside the shot (0..{count - 1}) or is the reference's frame "
-                f"({reference_frame})."
-            )
+        if not 0 <= index < count:
+            raise ValueError(f"{node}: keyframe index {index} is outside the shot (0..{count - 1}).")
+        if index == reference_frame:
+            raise ValueError(f"{node}: keyframe index {index} is the reference's frame (reference_frame).")
     return keys
 
 

@@ -59,11 +59,11 @@ def test_the_shot_is_the_two_single_passes_from_the_reference(pipe):
     assert whole.seed == 5
 
 
-@pytest.mark.parametrize("reference_frame", [0, COUNT - 1])
+@pytest.mark.parametrize("reference_frame", [0, 11])
 def test_the_first_and_last_frames_are_single_passes(pipe, reference_frame):
     lineart = _lineart(12)
     ordered = lineart if reference_frame == 0 else lineart[::-1]
-    shot = pipe(REFERENCE, lineart, **KW, reference_frame=min(reference_frame, 11))
+    shot = pipe(REFERENCE, lineart, **KW, reference_frame=reference_frame)
     single = pipe(REFERENCE, ordered, **KW)
     expected = single.latents if reference_frame == 0 else single.latents.flip(0)
     torch.testing.assert_close(shot.latents, expected, rtol=0, atol=0)
@@ -108,7 +108,10 @@ def test_a_callback_counts_the_windows_of_both_passes_as_one(pipe):
         (dict(reference_frame=True), ("reference_frame",)),
         (dict(reference_frame=COUNT), ("reference_frame 20", "0..19")),
         (dict(reference_frame=K, initial_noise=torch.zeros(19, 4, 8, 16)), ("initial_noise", "reference_frame")),
-        (dict(reference_frame=K, keyframes={K: REFERENCE}), ("Keyframe index 7", "reference's frame (7)")),
+        (
+            dict(reference_frame=K, keyframes={K: REFERENCE}),
+            ("Keyframe index 7", "reference's frame (reference_frame=7)"),
+        ),
         (dict(keyframes={0: REFERENCE}), ("Keyframe index 0",)),
     ],
     ids=["negative", "float", "bool", "past-the-end", "with-initial-noise", "keyframe-on-it", "keyframe-0"],

@@ -224,10 +224,12 @@ def prepare_shot(
     check_noise_shape(initial_noise, "initial_noise", start_noise_shape(passes[1], plan, config))
     check_noise_shape(reference_noise, "reference_noise", reference_noise_shape(plan, config))
     for index in keyframes:
-        if not 0 <= index < count or index == reference_frame:
+        if not 0 <= index < count:
+            raise InputError(f"Keyframe index {index} is outside the shot (0..{count - 1}).")
+        if index == reference_frame:
             raise InputError(
-                f"Keyframe index {index} is outside the shot (0..{count - 1}) or is the reference's frame "
-                f"({reference_frame}): give the other coloured frames."
+                f"Keyframe index {index} is the reference's frame (reference_frame={reference_frame}): the reference "
+                "colours it already; give the other coloured frames."
             )
     for direction, windows in passes.items():
         in_pass = {direction * (i - reference_frame): None for i in keyframes if direction * (i - reference_frame) > 0}

@@ -138,10 +138,12 @@ def check_keyframes(keyframes: dict[int, Path], count: int, reference_frame: int
             "frame --reference colours."
         )
     for index, path in sorted(keyframes.items()):
-        if not 0 <= index < count or index == reference_frame:
+        if not 0 <= index < count:
+            raise InputError(f"--keyframe {index}={path}: index {index} is outside the shot's frames 0..{count - 1}.")
+        if index == reference_frame:
             raise InputError(
-                f"--keyframe {index}={path}: index {index} is outside the shot's frames 0..{count - 1} or is the "
-                f"reference's frame ({reference_frame}, see --reference-frame)."
+                f"--keyframe {index}={path}: frame {index} is the one --reference colours (--reference-frame "
+                f"{reference_frame}); give the other coloured frames."
             )
         check_image(path, f"--keyframe {index}=")
 
