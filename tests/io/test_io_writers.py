@@ -267,7 +267,8 @@ def test_overwrite_replaces_a_folder_of_frames_never_a_folder_of_other_work(tmp_
     (renders / "notes.txt").write_text("mine")
     (renders / "a.png").write_bytes(b"x")
     with pytest.raises(
-        InputError, match=r"renders: holds more than PNG frames \(notes.txt, subproject/\); --overwrite"
+        InputError,
+        match=r"renders: holds more than PNG frames \(notes.txt, subproject/\); --overwrite \(overwrite=True\)",
     ):
         open_writer(renders, overwrite=True)
     assert sorted(p.name for p in renders.iterdir()) == ["a.png", "notes.txt", "subproject"]
