@@ -45,3 +45,24 @@ def test_a_reference_frame_past_the_shot_is_said_before_any_work(pipe, tmp_path,
     with pytest.raises(InputError, match="Reference frame"):
         check_settings(reference_frame=-1)
     assert check_settings(reference_frame=3).reference_frame == 3 and check_settings().reference_frame == 0
+
+
+def test_the_page_passes_its_field_to_the_job(pipe, tmp_path, monkeypatch):
+    """The field is wired to the job's reference_frame: the Colorize button's inputs, in the order gradio hands them
+    to the job function, end with it, and a job run with its value passes it to the pipeline."""
+    import inspect
+    from types import SimpleNamespace
+
+    from lvcd.ui import build_app
+
+    app = build_app(pipe, examples=False)
+    (job,) = [f for f in app.fns.values() if f.name == "run"]
+    names = list(inspect.signature(job.fn).parameters)[: len(job.inputs)]
+    ids = [getattr(component, "elem_id", None) for component in job.inputs]
+    assert (names[-1], ids[-1]) == ("reference_frame", "lvcd-reference-frame") and len(names) == len(ids) == 11
+    seen = {}
+    monkeypatch.setattr(type(pipe), "__call__", lambda self, *a, **k: seen.update(k) or 1 / 0)
+    files = _uploads(tmp_path / "up", ["a.png", "b.png", "c.png"])
+    values = [str(_reference(tmp_path / "ref.png")), files, 1, 5, "auto", 0, 0, 0, "euler", "auto", 2]
+    job.fn(*values, SimpleNamespace(session_hash="page-k"), lambda *args, **kwargs: None)
+    assert seen["reference_frame"] == 2 and seen["seed"] == 5
