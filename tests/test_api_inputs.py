@@ -363,3 +363,19 @@ def test_warnings_point_at_the_callers_line(pipe):
         caught = _caller_warnings(run)
         assert caught, what
         assert all(w.filename == __file__ for w in caught), (what, [(w.filename, str(w.message)) for w in caught])
+
+
+def test_decode_false_returns_the_latents_alone(pipe, monkeypatch):
+    seen = []
+    plain = pipe(REFERENCE, _lineart(), **KW)
+    latents_only = pipe(REFERENCE, _lineart(), **KW, decode=False, callback=seen.append)
+    torch.testing.assert_close(latents_only.latents, plain.latents, rtol=0, atol=0)
+    assert latents_only.frames is None and {p.phase for p in seen} == {"sampling"}
+    with pytest.raises(InputError, match=r"not decoded \(decode=False\)"):
+        latents_only.images()
+    with pytest.raises(InputError) as err:
+        pipe(REFERENCE, _lineart(), **KW, decode=False, output="shot.mp4")
+    _one_line_error(err, "decode=False", "output")
+    with pytest.raises(InputError) as err:
+        pipe(REFERENCE, _lineart(), **KW, decode="no")
+    _one_line_error(err, "decode")

@@ -17,7 +17,7 @@ from lvcd.errors import InputError
 from lvcd.pipeline import LVCDPipeline
 from lvcd.workdir import WorkDirMismatch
 
-KW = dict(num_steps=1, seed=5, progress=False)
+KW = dict(num_steps=1, seed=5, progress=False, decode=False)  # the latents are what is compared
 COUNT, K = 20, 7  # 8 frames toward frame 0 (one window), 13 toward the end (one window)
 
 
@@ -50,7 +50,9 @@ def _quiet(run):
 
 def test_the_shot_is_the_two_single_passes_from_the_reference(pipe):
     lineart, early, late = _lineart(), _image(1), _image(2)
-    whole = _quiet(lambda: pipe(REFERENCE, lineart, **KW, reference_frame=K, keyframes={2: early, 15: late}))
+    whole = _quiet(
+        lambda: pipe(REFERENCE, lineart, **{**KW, "decode": True}, reference_frame=K, keyframes={2: early, 15: late})
+    )
     forward = _quiet(lambda: pipe(REFERENCE, lineart[K:], **KW, keyframes={15 - K: late}))
     backward = _quiet(lambda: pipe(REFERENCE, lineart[K::-1], **KW, keyframes={K - 2: early}))
     assert whole.latents.shape[0] == whole.frames.shape[0] == COUNT

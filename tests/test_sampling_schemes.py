@@ -31,7 +31,7 @@ def shot() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _latents(pipe, shot, **options) -> torch.Tensor:
-    return pipe(shot[0], shot[1], num_steps=2, seed=5, progress=False, **options).latents
+    return pipe(shot[0], shot[1], num_steps=2, seed=5, progress=False, decode=False, **options).latents
 
 
 @pytest.fixture(scope="module")

@@ -221,6 +221,7 @@ class LVCDPipeline:
         reference_mode: str = "first",
         sampler: str = "euler",
         reference_frame: int = 0,
+        decode: bool = True,
     ) -> ColorizeResult:
         """Colorize ``lineart`` (N frames; frame ``reference_frame``, 0 by default, is the frame ``reference`` colours).
 
@@ -254,6 +255,8 @@ class LVCDPipeline:
         shot is then coloured in two passes that start at that frame, each as LVCD colours a shot from its first frame:
         frames ``reference_frame`` back to 0, then ``reference_frame`` to the end (same seed; keyframes, given by shot
         frame index, guide the pass they lie in). 0, the default, is the official single pass.
+        decode: False returns the latents alone (``result.frames`` None; no ``output``): for analysis, or a decoder of
+        your own (``pipe.model.first_stage_model.decode``).
         """
         with torch.no_grad():  # not a decorator: its wrapper's frame would take the place of the caller's in warnings
             shot = prepare_shot(
@@ -263,7 +266,7 @@ class LVCDPipeline:
                 initial_noise=initial_noise, reference_noise=reference_noise, keyframes=keyframes, output=output,
                 fps=fps, overwrite=overwrite, work_dir=work_dir, resume=resume, progress=progress, callback=callback,
                 prev_reference=prev_reference, blending=blending, reference_mode=reference_mode, sampler=sampler,
-                reference_frame=reference_frame,
+                reference_frame=reference_frame, decode=decode,
             )  # fmt: skip
             temporary = None
             if work_dir is None:
@@ -290,7 +293,11 @@ class LVCDPipeline:
                             )
                         )
 
-                result_frames = self._decode(latents, shot.plan, shot.writer, progress, decoded, shot.frames.names)
+                result_frames = (
+                    self._decode(latents, shot.plan, shot.writer, progress, decoded, shot.frames.names)
+                    if decode
+                    else None
+                )
             except BaseException:
                 if shot.writer is not None:
                     shot.writer.abort()

@@ -23,7 +23,7 @@ class ColorizeResult:
     """
 
     # (N, 3, H_in, W_in) float32 in [0, 1], stored channels-last (so .permute(0, 2, 3, 1) gives images without a
-    # copy); None when streamed to `output`
+    # copy); None when streamed to `output`, or not decoded (decode=False)
     frames: torch.Tensor | None
     latents: torch.Tensor  # (N, 4, H/8, W/8) scaled latents at the processing size
     size_plan: SizePlan
@@ -34,6 +34,8 @@ class ColorizeResult:
 
     def _rgb_frames(self):
         """Each frame as HxWx3 uint8, rounded as the writers of ``output=`` round them."""
+        if self.frames is None and self.output_path is None:
+            raise InputError("The frames were not decoded (decode=False): only result.latents were kept.")
         if self.frames is None:
             raise InputError(
                 f"The frames were written to {self.output_path} as they were decoded, not kept; read them from there."

@@ -149,6 +149,7 @@ def prepare_shot(
     reference_noise: torch.Tensor | None,
     keyframes,
     reference_frame: int = 0,
+    decode: bool = True,
     output: str | os.PathLike | None,
     fps: float,
     overwrite: bool,
@@ -181,6 +182,10 @@ def prepare_shot(
             "passes draw theirs from the seed: leave initial_noise out."
         )
     check_callback(callback)
+    if not isinstance(decode, bool):
+        raise InputError(f"decode must be True or False, got {decode!r}.")
+    if not decode and output is not None:
+        raise InputError("decode=False returns the latents alone and writes no frames: leave output out.")
     check_levels(lineart_levels)
     if polarity not in POLARITIES:
         raise InputError(f"polarity {polarity!r} is not one of {', '.join(POLARITIES)}.")
@@ -235,7 +240,7 @@ def prepare_shot(
         in_pass = {direction * (i - reference_frame): None for i in keyframes if direction * (i - reference_frame) > 0}
         warn_unused_keyframes(in_pass, windows, stacklevel=CALLERS_LINE, origin=reference_frame, direction=direction)
     check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
-    if output is None:
+    if output is None and decode:
         check_frames_fit(count, plan.input_hw)
     # the images before the line art's pixels are read: a reference that is no image is refused first
     images = {reference_frame: reference_tensor(reference, plan, "reference", stacklevel=CALLERS_LINE)}
