@@ -134,3 +134,16 @@ def test_prev_reference_plans_point_inside_the_window(overlap):
     if overlap == 0:
         assert plan.log_weights.abs().sum() == 0
         assert plan.key_frames[1:4, 0].tolist() == [1, 2, 0]  # t - 3 where it exists (0 = the reference)
+
+
+@pytest.mark.parametrize(("count", "reference"), [(1, 0), (30, 0), (30, 1), (30, 15), (30, 29), (100, 40)])
+def test_passes_from_a_reference_frame_produce_every_other_frame_once(count, reference):
+    from lvcd.longvideo import plan_passes
+
+    passes = plan_passes(count, reference)
+    assert sorted(passes) == ([1] if reference == 0 else [-1, 1])
+    produced = [reference + direction * f for direction, plan in passes.items() for w in plan.windows
+                for f in w.new_frames]  # fmt: skip
+    assert sorted(produced) == [f for f in range(count) if f != reference]
+    with pytest.raises(ValueError):
+        plan_passes(count, count)

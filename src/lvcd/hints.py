@@ -1,8 +1,9 @@
 """Line art of a whole shot as model hints (lines ~1 on 0, at the processing size), kept on disk, not in RAM.
 
 Accepts a folder / video / GIF path, a ``FrameSource``, a list of images (file paths, PIL images, arrays HxWxC or
-CxHxW, tensors), one array (N, H, W, C) / (N, C, H, W) / (N, H, W) or one tensor (N, C, H, W) / (N, H, W). Integer images go through polarity detection (dark lines on
-white is usual); float inputs in [0, 1] are used at full precision.
+CxHxW, tensors), one array (N, H, W, C) / (N, C, H, W) / (N, H, W) or one tensor (N, C, H, W) / (N, H, W). Integer
+images go through polarity detection (dark lines on white is usual); float inputs in [0, 1] are used at full
+precision.
 """
 
 from __future__ import annotations

@@ -80,6 +80,22 @@ def plan_windows(num_frames: int, overlap: int = OVERLAP, video_frames: int = VI
     return WindowPlan(num_frames, overlap, video_frames, tuple(windows))
 
 
+def plan_passes(
+    num_frames: int, reference_frame: int = 0, overlap: int = OVERLAP, video_frames: int = VIDEO_FRAMES
+) -> dict[int, WindowPlan]:
+    """The windows of each pass of a shot whose reference colours frame ``reference_frame``: ``{1: the shot}`` from
+    frame 0 (the official single pass), else ``{-1: frames reference_frame..0, 1: reference_frame..end}``, each laid
+    out as a shot that starts at its reference."""
+    if not 0 <= reference_frame < num_frames:
+        raise ValueError(f"reference frame {reference_frame} is outside a shot of {num_frames} frames")
+    if reference_frame == 0:
+        return {1: plan_windows(num_frames, overlap, video_frames)}
+    return {
+        -1: plan_windows(reference_frame + 1, overlap, video_frames),
+        1: plan_windows(num_frames - reference_frame, overlap, video_frames),
+    }
+
+
 def recycle_noise(noise: torch.Tensor, overlap: int) -> torch.Tensor:
     """Initial noise of the next window (official ``cat([x[0], x[15:19], x[15:19], x[5:15]])``): position 0 keeps
     its noise, the prev-reference and overlap positions take the noise of the previous window's last ``overlap``

@@ -319,10 +319,11 @@ class LVCDPipeline:
         seed = resolve_seed(jobs[0])  # a drawn or recorded seed, then the same for every pass
         jobs = [replace(job, seed=seed) for job in jobs]
         identities = [self._identity(job, seed) for job in jobs]
-        for job, (_, parts) in zip(jobs, identities, strict=True):  # another job's directory: refused, nothing written
-            if job.work.resume and len(jobs) == 1:  # a single pass where a job in two passes was
-                for recorded in job.work.recorded_parts().values():
-                    raise WorkDirMismatch(job.work.path, differences(recorded, parts))
+        # another job's directory is refused before anything is sampled or written: a single pass resumed where a
+        # job in two passes was, or any pass whose record is another job's
+        if len(jobs) == 1 and jobs[0].work.resume:
+            for recorded in jobs[0].work.recorded_parts().values():
+                raise WorkDirMismatch(jobs[0].work.path, differences(recorded, identities[0][1]))
         for job, (fingerprint, parts) in zip(jobs, identities, strict=True):
             job.work.check(fingerprint, parts)
         for job, (fingerprint, parts) in zip(jobs, identities, strict=True):

@@ -23,7 +23,7 @@ from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import PaperLevels, check_levels
 from lvcd.io.sizing import parse_size
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
-from lvcd.longvideo import WindowPlan, plan_windows
+from lvcd.longvideo import WindowPlan, plan_passes
 from lvcd.sampling import SamplingSchemes
 from lvcd.seeds import check_seed
 from lvcd.shot import (
@@ -219,13 +219,7 @@ def prepare_shot(
             f"reference_frame {reference_frame} is outside the shot of {count} frames (0..{count - 1}): give the index "
             "of the frame the reference colours."
         )
-    if reference_frame == 0:
-        passes = {1: plan_windows(count, overlap=overlap, video_frames=config.video_frames)}
-    else:  # toward frame 0 and toward the end, each a shot that starts at the reference
-        passes = {
-            -1: plan_windows(reference_frame + 1, overlap=overlap, video_frames=config.video_frames),
-            1: plan_windows(count - reference_frame, overlap=overlap, video_frames=config.video_frames),
-        }
+    passes = plan_passes(count, reference_frame, overlap, config.video_frames)
     check_noise_shape(initial_noise, "initial_noise", start_noise_shape(passes[1], plan, config))
     check_noise_shape(reference_noise, "reference_noise", reference_noise_shape(plan, config))
     for index in keyframes:

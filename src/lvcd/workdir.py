@@ -33,6 +33,7 @@ SETTINGS = "settings.json"
 MARKER = ".lvcd-work"
 # A shot coloured from a reference inside it keeps its pass toward frame 0 under the prefix "backward-" (WorkDir.part).
 PARTS = ("backward",)
+PREFIXES = ("", *(f"{part}-" for part in PARTS))  # of the state files of every pass a work directory may hold
 _OWN_NAMES = re.compile(
     r"hints\.npy|(?:(?:"
     + "|".join(PARTS)
@@ -48,6 +49,15 @@ def _byte_chunks(array):
         return
     data = array.numpy() if isinstance(array, torch.Tensor) else array
     yield memoryview(data.reshape(-1).view("uint8")) if data.flags.c_contiguous else data.tobytes()
+
+
+def finished_windows_in(folder: Path, prefix: str = "") -> int:
+    """How many windows of the pass under ``prefix`` are finished in ``folder`` (window files 0, 1, ... present).
+    Reads nothing but file names: safe beside a running job."""
+    count = 0
+    while (folder / f"{prefix}window_{count:06d}.safetensors").exists():
+        count += 1
+    return count
 
 
 def fingerprint_with_parts(settings: dict, arrays: dict[str, list]) -> tuple[str, dict[str, str]]:
@@ -191,7 +201,7 @@ class WorkDir:
 
     def _prefixes(self) -> list[str]:
         """This part's file prefix first, then the others': every pass of a job in two passes records its settings."""
-        return [self.prefix, *(p for p in ("", *(f"{part}-" for part in PARTS)) if p != self.prefix)]
+        return [self.prefix, *(p for p in PREFIXES if p != self.prefix)]
 
     def recorded_seed(self) -> int | None:
         """The seed the job recorded in its settings (a drawn seed is recorded too, so --resume continues it); for a
@@ -221,13 +231,7 @@ class WorkDir:
 
     def windows_on_disk(self) -> int:
         """Finished windows of every pass of the job kept here (``finished_windows`` counts this part's)."""
-        total = 0
-        for prefix in self._prefixes():
-            index = 0
-            while (self.path / f"{prefix}window_{index:06d}.safetensors").exists():
-                index += 1
-            total += index
-        return total
+        return sum(finished_windows_in(self.path, prefix) for prefix in PREFIXES)
 
     def release(self) -> None:
         """Unlock the folder (the job is over); its files stay."""
@@ -309,10 +313,7 @@ class WorkDir:
             self._carry_path(index - 1).unlink(missing_ok=True)
 
     def finished_windows(self) -> int:
-        count = 0
-        while self._window_path(count).exists():
-            count += 1
-        return count
+        return finished_windows_in(self.path, self.prefix)
 
     def load_window(self, index: int, device) -> torch.Tensor:
         """A finished window's new latents."""

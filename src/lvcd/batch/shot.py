@@ -90,13 +90,12 @@ class ShotResult:
     traceback: str | None = None
 
 
-WINDOW_PATTERNS = ("window_*.safetensors", "backward-window_*.safetensors")
-
-
 def _window_files(work_dir: Path, count: int) -> dict[str, tuple[int, int]]:
     """(inode, mtime) of the first ``count`` window files: a window recomputed and saved again gets new ones."""
+    from lvcd.workdir import PREFIXES
+
     # a shot coloured from a frame inside it finishes its windows toward frame 0 (backward-window_*) first
-    names = sorted(p.name for pattern in WINDOW_PATTERNS for p in work_dir.glob(pattern))[:count]
+    names = sorted(p.name for prefix in PREFIXES for p in work_dir.glob(f"{prefix}window_*.safetensors"))[:count]
     stamps = {}
     for name in names:
         info = (work_dir / name).stat()
@@ -110,26 +109,20 @@ def finished_windows(work_dir: Path) -> int:
     Read-only, so the progress thread may call it while the shot runs: the same count as
     ``lvcd.workdir.WorkDir.finished_windows``, without the WorkDir constructor (which creates or clears the folder).
     """
-    from lvcd.workdir import PARTS, SETTINGS
+    from lvcd.workdir import PREFIXES, SETTINGS, finished_windows_in
 
-    count = 0
-    for prefix in ("", *(f"{part}-" for part in PARTS)):  # each pass of a shot coloured from a frame inside it
-        if (work_dir / f"{prefix}{SETTINGS}").is_file():
-            index = 0
-            while (work_dir / f"{prefix}window_{index:06d}.safetensors").exists():
-                index += 1
-            count += index
-    return count
+    # each pass of a shot coloured from a frame inside it, when it has recorded its job
+    return sum(finished_windows_in(work_dir, p) for p in PREFIXES if (work_dir / f"{p}{SETTINGS}").is_file())
 
 
 def _window_count(frames: int, settings, video_frames: int) -> int:
-    """The windows of a shot of ``frames`` frames: those of its one pass, or of both passes from its reference frame
-    (a reference frame outside the shot counts as 0: the pipeline refuses it)."""
-    from lvcd.longvideo import plan_windows
+    """The windows of a shot of ``frames`` frames, of every pass (a reference frame outside the shot counts as 0: the
+    pipeline refuses it)."""
+    from lvcd.longvideo import plan_passes
 
     reference = settings.reference_frame if settings.reference_frame < frames else 0
-    lengths = [frames] if reference == 0 else [reference + 1, frames - reference]
-    return sum(len(plan_windows(length, settings.overlap, video_frames).windows) for length in lengths)
+    passes = plan_passes(frames, reference, settings.overlap, video_frames)
+    return sum(len(plan.windows) for plan in passes.values())
 
 
 class ShotRunner:

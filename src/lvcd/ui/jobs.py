@@ -28,7 +28,7 @@ from lvcd.errors import InputError
 from lvcd.io import FrameSource, open_writer, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS, UNEVEN_LIGHT
-from lvcd.longvideo import plan_windows
+from lvcd.longvideo import plan_passes
 from lvcd.ui.progress import JobProgress
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
 
@@ -188,8 +188,8 @@ def colorize_upload(
     tracker = tracker or JobProgress()
     cfg = pipe.config
     model_hw = plan_size(lineart.size_hw, cfg.train_size_hw, cfg.size_multiple, settings.size_hw).model_hw
-    lengths = [count] if reference_frame == 0 else [reference_frame + 1, count - reference_frame]  # both ways
-    windows = sum(len(plan_windows(length, cfg.sampling.overlap, cfg.video_frames).windows) for length in lengths)
+    passes = plan_passes(count, reference_frame, cfg.sampling.overlap, cfg.video_frames)
+    windows = sum(len(plan.windows) for plan in passes.values())
     tracker.plan(windows, settings.steps, len(lineart.frames), (model_hw, settings.sampler))
 
     def on_step(progress) -> None:
