@@ -13,18 +13,21 @@ from __future__ import annotations
 import codecs
 import collections
 import pickle
+import pickletools
+import zipfile
 from pathlib import Path
 
 import torch
 
 
 class UnsafePickleError(pickle.UnpicklingError):
-    """A checkpoint's pickle asks for something beyond tensors and plain data: a call of ``global_name``, or a dotted
-    (attribute-walking) global. Raised before anything of it runs."""
+    """A checkpoint's pickle asks for something beyond tensors and plain data: a call of ``global_name``, a dotted
+    (attribute-walking) global, or a blank buffer of a size it names (``risk`` "fill the memory"). Raised before
+    anything of it runs."""
 
-    def __init__(self, global_name: str, why: str):
+    def __init__(self, global_name: str, why: str, risk: str = "run code"):
         super().__init__(f"{global_name}: {why}")
-        self.global_name, self.why = global_name, why
+        self.global_name, self.why, self.risk = global_name, why, risk
 
 
 # The only globals a checkpoint's pickle may resolve: exact (module, name) pairs, each a tensor rebuilder, a plain
@@ -40,7 +43,10 @@ _TENSOR_REBUILDERS = (
     "_rebuild_meta_tensor_no_storage",
     "_rebuild_nested_tensor",
 )
-_PLAIN_BUILTINS = (dict, list, tuple, set, frozenset, int, float, complex, str, bytes, bytearray, bool, slice)
+_PLAIN_BUILTINS = (dict, list, tuple, set, frozenset, int, float, complex, str, bool, slice)
+# Pickles build bytes and bytearrays from data they hold; called with a number, these make a blank buffer of that
+# size: a file of a few KB could ask for all the memory. Only the data form is allowed.
+_BUFFER_BUILTINS = (bytes, bytearray)
 _TORCH_CONSTANTS = (
     # dtypes (a pickled dtype is the global torch.<name>)
     "float32", "float64", "float16", "bfloat16", "complex32", "complex64", "complex128", "uint8", "uint16", "uint32",
@@ -54,6 +60,19 @@ _TORCH_CONSTANTS = (
 )  # fmt: skip
 
 
+def _from_data_only(kind: type):
+    def build(*args):
+        if args and isinstance(args[0], int):
+            raise UnsafePickleError(
+                f"builtins.{kind.__name__}",
+                f"a blank buffer of {args[0]:,} bytes, not data of the file",
+                "fill the memory",
+            )
+        return kind(*args)
+
+    return build
+
+
 def _allowed_globals() -> dict[tuple[str, str], object]:
     allowed: dict[tuple[str, str], object] = {
         ("collections", "OrderedDict"): collections.OrderedDict,
@@ -65,6 +84,7 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
         ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
     }
     allowed.update({("builtins", kind.__name__): kind for kind in _PLAIN_BUILTINS})
+    allowed.update({("builtins", kind.__name__): _from_data_only(kind) for kind in _BUFFER_BUILTINS})
     allowed.update({("torch._utils", name): getattr(torch._utils, name) for name in _TENSOR_REBUILDERS
                     if hasattr(torch._utils, name)})  # fmt: skip
     allowed.update({("torch", name): getattr(torch, name) for name in _TORCH_CONSTANTS if hasattr(torch, name)})
@@ -136,6 +156,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise UnsafePickleError(f"{module!r}.{name!r}", "not a module and name")
         if not name.isidentifier():
             raise UnsafePickleError(f"{module}.{name}", "a dotted name walks attributes")
+        if module == "__builtin__":  # Python 2's name, which pickles of protocol 2 (torch.save's) carry
+            module = "builtins"
         found = _ALLOWED_GLOBALS.get((module, name))
         return found if found is not None else _inert_class(module, name)
 
@@ -148,15 +170,59 @@ class _RestrictedPickleModule:
     __name__ = "lvcd_restricted_pickle"
 
 
+# The globals torch's weights-only unpickler calls with whatever arguments the pickle gives, and which then allocate
+# what they are asked for: a pickle naming one is read by the restricted unpickler, which checks those arguments.
+_SIZED_BY_ARGUMENT = frozenset({"builtins bytearray", "__builtin__ bytearray"})
+_LEGACY_PICKLES = 4  # a legacy file: magic number, protocol, system info, then the object (then storage keys, data)
+
+
+def _names_sized_global(path: Path) -> bool:
+    """Whether a pickle of the file names a global of ``_SIZED_BY_ARGUMENT`` (torch's weights-only reader knows only
+    the GLOBAL opcode); False for a file these scans cannot read (the loaders then report it)."""
+
+    def names_one(stream) -> bool:
+        return any(op.name == "GLOBAL" and arg in _SIZED_BY_ARGUMENT for op, arg, _ in pickletools.genops(stream))
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                for name in archive.namelist():
+                    if name.endswith(".pkl"):
+                        with archive.open(name) as stream:
+                            if names_one(stream):
+                                return True
+            return False
+        with path.open("rb") as stream:
+            return any(names_one(stream) for _ in range(_LEGACY_PICKLES))
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the loaders below, in their words
+        return False
+
+
+def weights_only_load(path: Path, loader=None) -> object:
+    """``torch.load(weights_only=True)`` (or ``loader(path)``, another weights-only reader) of a file that holds
+    tensors and plain data only, refusing first (:class:`UnsafePickleError`) a pickle that names a global of
+    ``_SIZED_BY_ARGUMENT``: the weights-only reader would allocate whatever size it is given."""
+    if _names_sized_global(Path(path)):
+        raise UnsafePickleError(
+            "builtins.bytearray",
+            "a blank buffer of a size the pickle names, which could fill the memory",
+            "fill the memory",
+        )
+    return torch.load(path, map_location="cpu", weights_only=True) if loader is None else loader(path)
+
+
 def torch_load(path: Path, mmap: bool) -> object:
     """``torch.load`` of a zip or legacy pickle on the CPU: weights-only, else tensors only through the restricted
-    unpickler (raises :class:`UnsafePickleError`, possibly wrapped, for a pickle that would run anything)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as err:
-        if "weights only" not in str(err).lower():
-            raise
-    # The pickle holds objects beyond tensors (e.g. Lightning hyper-parameters): rebuild tensors only.
+    unpickler (raises :class:`UnsafePickleError`, possibly wrapped, for a pickle that would run anything or ask for
+    a blank buffer of a size it names)."""
+    if not _names_sized_global(Path(path)):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except pickle.UnpicklingError as err:
+            if "weights only" not in str(err).lower():
+                raise
+    # The pickle holds objects beyond tensors (e.g. Lightning hyper-parameters) or names a sized global: rebuild
+    # tensors only.
     return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
 
 

@@ -132,7 +132,7 @@ class WeightsFile:
                 raise WeightsError(
                     _with_hint(
                         f"{self.path} is not a plain checkpoint: its pickle asks for {unsafe.global_name} "
-                        f"({unsafe.why}), which could run code; lvcd reads only tensors and plain data and ran none "
+                        f"({unsafe.why}), which could {unsafe.risk}; lvcd reads only tensors and plain data and ran none "
                         "of it. Use the official file, or one whose origin you trust re-saved as safetensors.",
                         hint,
                     )

@@ -109,3 +109,19 @@ def test_an_empty_root_or_one_without_latents_is_refused_when_the_dataset_is_bui
     with pytest.raises(InputError, match=r"has no latents \(lat_16/\).*--vae"):
         dataset(tmp_path / "frames_only")
     assert json.loads((tmp_path / "frames_only" / META_NAME).read_text())["lineart"] == "synthetic"
+
+
+class _BlankBuffer:
+    def __reduce__(self):
+        return (bytearray, (200_000_000,))  # a blank 200 MB buffer asked for by a file of a few hundred bytes
+
+
+def test_an_official_latent_asking_for_a_blank_buffer_is_refused_unread(tmp_path):
+    names = make_root(tmp_path, None, official=True)
+    hostile = DatasetLayout(tmp_path, SIZE[0]).official_latent_path(names[0])
+    torch.save({"latent": torch.zeros(1), "blob": _BlankBuffer()}, hostile)
+    with pytest.raises(InputError) as refused:
+        dataset(tmp_path)[0]
+    message = str(refused.value)
+    assert message.startswith(f"Latent file {hostile} is unreadable (builtins.bytearray")
+    assert "fill the memory" in message and "\n" not in message

@@ -103,3 +103,55 @@ def test_lightning_checkpoints_with_objects_still_load(tmp_path, legacy):
     assert sorted(loaded) == sorted([*STATE, "model.p"])
     for key, tensor in STATE.items():
         assert torch.equal(loaded[key], tensor) and loaded[key].dtype == tensor.dtype
+
+
+class _BlankBuffer:
+    """Pickles as ``kind(size)``: a blank buffer of a size the pickle names (a file of a few KB asking for GBs)."""
+
+    def __init__(self, kind: type, size: int):
+        self.kind, self.size = kind, size
+
+    def __reduce__(self):
+        return (self.kind, (self.size,))
+
+
+BOMB_BYTES = 200_000_000  # small enough to survive on the old code, large beside the file
+
+
+@pytest.mark.parametrize("kind", [bytearray, bytes])
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_a_pickle_asking_for_a_blank_buffer_is_refused_before_allocating(tmp_path, legacy, kind):
+    path = tmp_path / "bomb.ckpt"
+    torch.save({"state_dict": STATE, "hyper_parameters": {"blob": _BlankBuffer(kind, BOMB_BYTES)}}, path,
+               _use_new_zipfile_serialization=not legacy)  # fmt: skip
+    assert path.stat().st_size < 10_000
+    with pytest.raises(WeightsError, match="is not a plain checkpoint") as caught:
+        WeightsFile(path, "lvcd")
+    message = str(caught.value)
+    assert f"builtins.{kind.__name__}" in message and "fill the memory" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_buffers_a_checkpoint_holds_as_data_still_load(tmp_path, legacy):
+    path = tmp_path / "data.ckpt"
+    hyper = {"raw": bytearray(b"\x00\x01lvcd"), "tag": b"bytes", "params": HyperParameters()}
+    torch.save({"state_dict": STATE, "hyper_parameters": hyper}, path, _use_new_zipfile_serialization=not legacy)
+    loaded = WeightsFile(path, "lvcd").read()
+    assert sorted(loaded) == sorted(STATE) and all(torch.equal(loaded[k], STATE[k]) for k in STATE)
+
+
+def test_plain_torch_files_lvcd_reads_refuse_a_blank_buffer_too(tmp_path):
+    from lvcd.safe_pickle import UnsafePickleError, weights_only_load
+    from lvcd.train.resume import CheckpointError, read_plain_torch_file
+
+    path = tmp_path / "state.pt"
+    torch.save({"step": 3, "blob": _BlankBuffer(bytearray, BOMB_BYTES)}, path)
+    with pytest.raises(
+        UnsafePickleError, match="builtins.bytearray: a blank buffer of a size the pickle names"
+    ) as caught:
+        weights_only_load(path)
+    assert caught.value.risk == "fill the memory"
+    with pytest.raises(CheckpointError, match="is not a plain checkpoint: .* could fill the memory"):
+        read_plain_torch_file(path)
+    torch.save(torch.zeros(4, 8, 8), tmp_path / "plain.pt")
+    assert torch.equal(weights_only_load(tmp_path / "plain.pt"), torch.zeros(4, 8, 8))

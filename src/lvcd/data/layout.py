@@ -32,6 +32,7 @@ from PIL import Image
 
 from lvcd.errors import InputError, first_line
 from lvcd.io.atomic import atomic_output, write_bytes_atomic, write_json_atomic
+from lvcd.safe_pickle import weights_only_load
 
 INDEX_NAME = "train_clips_hist"
 META_NAME = "lvcd_data.json"
@@ -159,7 +160,7 @@ class DatasetLayout:
                     f"{self.remake_hint(name, missing=True)}."
                 )
             try:
-                latent = torch.load(str(path), map_location="cpu", weights_only=True)
+                latent = weights_only_load(path)
             except Exception as err:  # noqa: BLE001 - a refused pickle, a damaged archive: the file is unusable
                 raise InputError(
                     f"Latent file {path} is unreadable ({first_line(err)}); {self.remake_hint(name)}."

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from lvcd.errors import first_line, out_of_memory
+from lvcd.safe_pickle import unsafe_pickle_error, weights_only_load
 from lvcd.train.checkpoint import (
     ANOTHER,
     LEGACY_SCHEDULER_NAME,
@@ -78,16 +79,15 @@ def read_plain_torch_file(path: Path, loader: Callable[[Path], Any] | None = Non
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: the checkpoint is incomplete; {ANOTHER}.")
     try:
-        if loader is not None:
-            return loader(path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+        return weights_only_load(path, loader)
+    except pickle.UnpicklingError as err:
         if not zipfile.is_zipfile(path):  # not torch.save's archive: damaged bytes, not a refused pickle
             raise CheckpointError(
                 f"{path} is damaged (not a torch.save archive, {path.stat().st_size:,} bytes); {ANOTHER}."
             ) from None
+        risk = getattr(unsafe_pickle_error(err), "risk", "run code")
         raise CheckpointError(
-            f"{path} is not a plain checkpoint: its pickle asks for more than plain data and could run code, so lvcd "
+            f"{path} is not a plain checkpoint: its pickle asks for more than plain data and could {risk}, so lvcd "
             f"does not load it (the ones lvcd wrote hold plain data only); {ANOTHER}."
         ) from None
     except Exception as err:  # noqa: BLE001 - torch.load of damaged bytes raises anything (struct.error, ...)
