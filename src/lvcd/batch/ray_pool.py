@@ -10,15 +10,40 @@ the shot's work directory (OUTDIR must be storage every machine sees) while a ne
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+
 from lvcd.batch.dispatch import WorkerLost, WorkerPool
 from lvcd.batch.shot import ModelSpec, ShotJob, ShotResult, ShotRunner
 from lvcd.errors import InputError, LVCDError
 
+ORPHAN_POLL_S = 0.2
+
+
+def exit_when_orphaned(poll_s: float = ORPHAN_POLL_S) -> threading.Thread:
+    """End this process when its parent (a Ray worker's: the raylet of its machine) is gone.
+
+    A private ``--ray-address local`` instance dies with its batch command, even a killed one, but its actors went on
+    running their shots, wrote outputs and records while no batch held OUTDIR's lock, and raced the next run's
+    workers. Nothing in an actor is lost by ending it: its shot resumes from the window files, as after any kill."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    watcher = threading.Thread(target=watch, name="lvcd-exit-when-orphaned", daemon=True)
+    watcher.start()
+    return watcher
+
 
 class RayShotWorker:
-    """The actor: one ShotRunner (one loaded model) for its whole life."""
+    """The actor: one ShotRunner (one loaded model) for its whole life, which ends with its machine's raylet."""
 
     def __init__(self, model: ModelSpec, label: str):
+        exit_when_orphaned()
         self.runner = ShotRunner(model, label)
 
     def ready(self) -> str:
