@@ -131,6 +131,20 @@ def test_tc_of_a_static_original_is_undefined_unless_identical():
     assert math.isnan(temporal_consistency(_still([0.5, 0.6, 0.5]), still, _zero_flow).tc)
 
 
+def test_tc_of_a_still_textured_original_is_undefined_not_the_warps_rounding():
+    """A held drawing with detail: the bilinear warp of zero flow rounds in float32 (about 1e-7 of relative error),
+    which made TC about 10^6 instead of undefined."""
+    frame = torch.rand(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    still = frame.expand(5, -1, -1, -1).clone()
+    assert float(relative_warping_errors(still, estimate_motion(still, _zero_flow)).max()) > 0  # the rounding
+    for measure in (temporal_consistency, temporal_consistency_mse):
+        assert measure(still.clone(), still, _zero_flow).tc == 1.0
+        moving = still.clone()
+        moving[3] = frame[0].flip(-1)
+        result = measure(moving, still, _zero_flow)
+        assert math.isnan(result.tc) and result.gt_error == 0.0 and result.pred_error > 0
+
+
 def test_tc_input_errors():
     with pytest.raises(InputError, match="at least 2 frames"):
         temporal_consistency(_still([0.5]), _still([0.5]), _zero_flow)

@@ -128,9 +128,17 @@ def masked_mse_warping_error(frames: torch.Tensor, motion: GroundTruthMotion, ba
     return float(errors[usable].double().mean()) if usable.any() else float("nan")
 
 
-def _ratio(pred_error: float, gt_error: float) -> TemporalConsistency:
+def _holds_one_image(frames: torch.Tensor) -> bool:
+    """Whether no frame differs from the one before it (a held drawing, a still)."""
+    return bool((frames[1:] == frames[:-1]).all())
+
+
+def _ratio(pred_error: float, gt_error: float, gt_still: bool) -> TemporalConsistency:
+    identical = pred_error == gt_error  # identical videos, including still ones
+    if gt_still:  # its warping error is 0 by definition; the bilinear warp's float rounding leaves ~1e-7
+        gt_error = 0.0
     tc = pred_error / gt_error if gt_error > 1e-12 else float("nan")
-    if pred_error == gt_error:  # identical videos, including static ones
+    if identical:
         tc = 1.0
     return TemporalConsistency(tc=tc, pred_error=pred_error, gt_error=gt_error)
 
@@ -149,7 +157,7 @@ def temporal_consistency(
     motion = motion if motion is not None else estimate_motion(gt, flow)
     pred_error = float(relative_warping_errors(pred, motion).mean())
     gt_error = float(relative_warping_errors(gt, motion).mean())
-    return _ratio(pred_error, gt_error)
+    return _ratio(pred_error, gt_error, _holds_one_image(gt))
 
 
 def temporal_consistency_mse(
@@ -159,4 +167,4 @@ def temporal_consistency_mse(
     _check_pair(pred, gt)
     if motion is None or motion.forward is None:
         motion = estimate_motion(gt, flow, with_forward=True)
-    return _ratio(masked_mse_warping_error(pred, motion), masked_mse_warping_error(gt, motion))
+    return _ratio(masked_mse_warping_error(pred, motion), masked_mse_warping_error(gt, motion), _holds_one_image(gt))
