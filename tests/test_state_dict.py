@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -50,6 +52,10 @@ def test_errors_name_the_file_the_role_and_the_hint(tmp_path):
         read_state_dict(tmp_path / "absent.pth", "demo", hint)
     with pytest.raises(WeightsError, match="is a folder; pass the file itself"):
         read_state_dict(tmp_path, "demo", hint)
+    fifo = tmp_path / "fifo.pth"
+    os.mkfifo(fifo)
+    with pytest.raises(WeightsError, match=r"The demo weights path .*fifo\.pth is not a regular file"):
+        read_state_dict(fifo, "demo", hint)
     empty = tmp_path / "empty.pth"
     torch.save({"epoch": 3}, empty)
     with pytest.raises(WeightsError, match=r"holds no tensors; it is not a demo weights file\. Get it from"):

@@ -54,6 +54,8 @@ def require_weights_file(path: str | os.PathLike, role: str, hint: str = "") -> 
     path = Path(path).expanduser()
     if path.is_dir():
         raise WeightsError(f"The {role} weights path {path} is a folder; pass the file itself.")
+    if path.exists() and not path.is_file():
+        raise WeightsError(f"The {role} weights path {path} is not a regular file (a pipe or device?); pass the file.")
     if not path.is_file():
         raise WeightsError(_with_hint(f"The {role} weights file {path} does not exist.", hint))
     return path
