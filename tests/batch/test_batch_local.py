@@ -398,3 +398,67 @@ def test_without_svd_a_batch_takes_cached_weights_with_no_request_and_missing_on
     done = CliRunner().invoke(app, [*command, "-o", str(tmp_path / "out"), "--threads", "1"])
     assert done.exit_code == 0, done.output
     assert shot_entries(read_report(tmp_path / "out"))["shot2"]["status"] == "done"
+
+
+def test_evaluate_checks_every_ground_truth_entry_before_any_shot_runs(film, tiny_weights, tmp_path):
+    """A missing ground truth, one of the wrong length (knowable from a folder listing) or missing line art for EDMD
+    was found only after the whole batch had run: now one line, exit 2, before OUTDIR is even made."""
+    manifest = write_manifest(tmp_path / "film.json", [film["shot2"], film["shot15"]])
+    short = tmp_path / "short"
+    short.mkdir()
+    for frame in sorted(Path(film["shot15"]["lineart"]).iterdir())[:14]:
+        shutil.copy(frame, short / frame.name)
+    good = {"name": "shot2", "gt": film["shot2"]["lineart"]}
+    cases = [
+        (
+            {"name": "shot15", "gt": str(tmp_path / "nope")},
+            "the ground truth " + str(tmp_path / "nope") + " is not there",
+        ),
+        ({"name": "shot15", "gt": str(short)}, "the ground truth has 14 frames but the shot's line art has 15"),
+        (
+            {"name": "shot15", "gt": film["shot15"]["lineart"], "lineart": str(short)},
+            "the line art for EDMD has 14 frames",
+        ),
+        ({"name": "shot15", "gt": film["shot15"]["lineart"], "lineart": str(tmp_path / "no")}, "EDMD " + str(tmp_path)),
+    ]
+    for entry, phrase in cases:
+        truth = tmp_path / "gt.json"
+        truth.write_text(json.dumps([good, entry]))
+        started = time.perf_counter()
+        result = batch_cli(tiny_weights, manifest, tmp_path / "out", "--evaluate", str(truth), "--metrics", "psnr")
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: gt.json, shot 'shot15': ") and phrase in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert not (tmp_path / "out").exists() and time.perf_counter() - started < 20  # no shot ran
+
+
+def test_evaluate_leaves_out_a_clip_found_unusable_only_when_scored_and_scores_the_others(
+    local_run, film, tiny_weights, tmp_path
+):
+    """A video's frame count is known only by decoding it, so a wrong-length ground-truth video passes the early
+    check; after the batch it costs only its own clip (a note), not the scores of every other shot (exit 2)."""
+    import numpy as np
+
+    from lvcd.io import open_writer
+
+    outdir = tmp_path / "out"
+    shutil.copytree(local_run, outdir)  # a finished batch: re-running it only evaluates
+    video = tmp_path / "gt15.mp4"
+    with open_writer(video, fps=10) as writer:
+        for _ in range(3):
+            writer.write(np.zeros((64, 64, 3), np.uint8))
+    truth = tmp_path / "gt.json"
+    truth.write_text(
+        json.dumps([{"name": "shot15", "gt": str(video)}, {"name": "shot2", "gt": film["shot2"]["lineart"]}])
+    )
+    manifest = write_manifest(tmp_path / "film.json", [film["shot2"], film["shot15"]])
+    result = batch_cli(
+        tiny_weights, manifest, outdir, "--evaluate", str(truth), "--metrics", "psnr", "--eval-size", "64"
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "note: not evaluated: clip 'shot15': the prediction has 15 frames but the ground truth has 3" in result.output
+    )
+    evaluation = json.loads((outdir / "evaluation.json").read_text())
+    assert [clip["name"] for clip in evaluation["clips"]] == ["shot2"]
+    assert any("shot15" in note for note in read_report(outdir)["evaluation"]["notes"])

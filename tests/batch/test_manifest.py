@@ -132,3 +132,33 @@ def test_cli_checks_every_shots_size_and_overlap_against_the_model_before_starti
         assert result.exit_code == 2, result.output
         assert "shot 'odd': --size 100x100: height and width must be multiples of" in result.output
         assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "phrase"),
+    [
+        ("seed", "²", "seed '²' is not a whole number >= 0"),
+        ("steps", "١٢", "steps '١٢' is not a whole number >= 1"),  # Arabic-Indic digits: int() takes them; not we
+        ("reference_frame", "-²", "reference_frame '-²' is not a whole number >= 0"),
+        ("keyframes", "²=k.png", "is not INDEX=IMAGE pairs"),
+    ],
+)
+def test_non_ascii_digits_in_whole_number_fields_are_one_line(tmp_path, field, value, phrase):
+    """str.isdigit() took '²' and int() then raised a ValueError traceback."""
+    path = tmp_path / "film.csv"
+    path.write_text(f"name,reference,lineart,{field}\na,r.png,a/,{value}\n", encoding="utf-8")
+    with pytest.raises(InputError) as raised:
+        read_shots(path)
+    assert phrase in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_the_default_name_is_a_folders_whole_name_and_a_files_name_without_extension(tmp_path):
+    """`sh.010/` and `sh.020/` were both named 'sh' (the stem), and then refused as two shots of one name."""
+    for folder in ("sh.010", "sh.020", "plain"):
+        (tmp_path / folder).mkdir()
+    path = tmp_path / "film.csv"
+    path.write_text(
+        "reference,lineart\nr.png,sh.010\nr.png,sh.020/\nr.png,plain\nr.png,cut.030.mp4\nr.png,anim.gif\n"
+        "r.png,not_yet.040\n"
+    )
+    assert [shot.name for shot in read_shots(path)] == ["sh.010", "sh.020", "plain", "cut.030", "anim", "not_yet.040"]

@@ -2,8 +2,13 @@
 
 The ground-truth manifest (CSV or JSON, read as the shot manifest is: :mod:`lvcd.io.manifests`) has one entry per
 shot: ``name`` (a shot of the batch) and ``gt`` (its ground-truth colour frames: folder, video or GIF), optionally
-``lineart`` (adds EDMD against the line art). Relative paths are relative to that manifest. Every finished shot with ground truth is
-scored; FID and FVD pool the features of all of them, as the paper's tables do.
+``lineart`` (adds EDMD against the line art). Relative paths are relative to that manifest.
+
+Before any shot runs, :func:`check_ground_truth` checks every entry (its files exist and open, and where a count is
+cheap to know, folders of images and GIFs, as many frames as the shot's line art): a bad entry stops the command
+before hours of colorizing. After the batch, every finished shot with ground truth is scored; a clip that only then
+turns out unusable (a video's decoded frame count, a damaged frame file) is left out with a note and the others are
+scored. FID and FVD pool the features of all of them, as the paper's tables do.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 from pathlib import Path
 
 from lvcd.batch.layout import BatchLayout
+from lvcd.batch.manifest import ShotSpec
 from lvcd.batch.report import BatchReport
 from lvcd.errors import InputError
 from lvcd.io.manifests import entry_fields, entry_location, entry_path, read_entries
@@ -41,13 +47,64 @@ def read_ground_truth(path: str | os.PathLike, shot_names: list[str]) -> dict[st
     return truth
 
 
+def _exact_frames(path: Path) -> int | None:
+    """The frame count of a folder of images, a GIF or an image (a listing, a header); None for a video, whose exact
+    count takes decoding the whole stream (it is checked when the clip is scored). Raises InputError when the path
+    does not open as frames (a video's first frame is decoded)."""
+    from lvcd.io import VIDEO_SUFFIXES, FrameSource
+
+    source = FrameSource.open(path)
+    return None if not path.is_dir() and path.suffix.lower() in VIDEO_SUFFIXES else len(source)
+
+
+def check_ground_truth(
+    truth: dict[str, tuple[Path, Path | None]], shots: list[ShotSpec], manifest: str | os.PathLike = "ground truth"
+) -> None:
+    """Every ground-truth entry usable, before the batch runs: ``gt`` (and ``lineart``) exist and open as frames, with
+    as many frames as the shot's line art where both counts are cheap to know. Raises InputError (one line) naming the
+    manifest and the shot. A shot whose own line art is missing or unreadable is left to the batch, which reports it
+    as failed."""
+    where = Path(manifest).name
+    lineart_of = {shot.name: shot.lineart for shot in shots}
+    for name, (gt, lineart) in truth.items():
+        counts = {}
+        for what, path in (("ground truth", gt), ("line art for EDMD", lineart)):
+            if path is None:
+                continue
+            if not path.exists():
+                raise InputError(f"{where}, shot {name!r}: the {what} {path} is not there; fix the entry")
+            try:
+                counts[what] = _exact_frames(path)
+            except InputError as err:
+                raise InputError(f"{where}, shot {name!r}: the {what} does not open: {err}") from None
+        try:
+            expected = _exact_frames(lineart_of[name])
+        except InputError:
+            continue  # the shot itself fails, and is reported so; it will have no output to score
+        for what, count in counts.items():
+            if expected is not None and count is not None and count != expected:
+                raise InputError(
+                    f"{where}, shot {name!r}: the {what} has {count} frames but the shot's line art has {expected}; "
+                    "metrics compare frame t with frame t, so give frame-aligned sequences of equal length"
+                )
+
+
 def evaluate_batch(report: BatchReport, layout: BatchLayout, truth: dict, tools, settings, progress: bool = True):
     """Score the finished shots that have ground truth; write OUTDIR/evaluation.json; return (report, notes)."""
     from lvcd.metrics import ClipSpec, evaluate_clips, report_to_dict, write_json_atomic
+    from lvcd.metrics.clips import check_clip_inputs
 
     finished = [name for name, entry in report.shots.items() if entry["status"] in ("done", "skipped")]
-    specs = [ClipSpec(name, layout.output(name), *truth[name]) for name in finished if name in truth]
     notes = [f"not evaluated (no output): {name}" for name in truth if name not in finished]
+    specs = []
+    for name in (name for name in finished if name in truth):
+        spec = ClipSpec(name, layout.output(name), *truth[name])
+        try:  # what only scoring finds (a video's decoded count, a damaged frame) leaves this clip out, not all
+            check_clip_inputs(spec)
+        except InputError as err:
+            notes.append(f"not evaluated: {err}")
+            continue
+        specs.append(spec)
     if not specs:
         return None, notes + ["nothing to evaluate: no shot with ground truth finished"]
     evaluation = evaluate_clips(specs, tools, settings, progress=progress)

@@ -8,10 +8,14 @@
       evaluation.json                 with --evaluate: lvcd evaluate's report over all shots
       .lvcd-batch/shots/<name>.json   the shot's record: running (worker, pid) / done / failed, its fingerprint
       .lvcd-batch/work/<name>/        the shot's work directory while it runs: a killed shot resumes from it
+      .lvcd-batch/staged/<output>     the shot's finished output, for the instant before it is moved onto its name
       .lvcd-batch/batch.lock          locked by the batch command while it runs: a second batch on OUTDIR is refused
 
 A shot counts as complete when its output exists and its record says ``done`` with the same fingerprint
-(inputs, settings and model), so a re-run skips it. Records are written atomically by the worker that runs the
+(inputs, settings and model), so a re-run skips it. Just before a worker moves a finished output onto its name, the
+record (still ``running``) says which output it is (:func:`output_identity`): a worker killed between that move and
+its ``done`` record leaves an output that the next attempt recognises as this job's own (:func:`committed_output`)
+rather than a file it must not replace. Records are written atomically by the worker that runs the
 shot; the output folder must be shared storage when workers run on several machines.
 """
 
@@ -90,6 +94,28 @@ def is_complete(layout: BatchLayout, name: str, fingerprint: str) -> bool:
         and record.get("status") == "done"
         and record.get("fingerprint") == fingerprint
         and layout.output(name).exists()
+    )
+
+
+def output_identity(path: Path) -> str | None:
+    """What tells this very output from any other file at its path (None when absent): its inode (a rename keeps it)
+    and the sizes and modification times of its file, or of every frame of a folder (a rename changes none)."""
+    try:
+        inode = path.stat().st_ino
+    except OSError:
+        return None
+    return hashlib.sha256(json.dumps([inode, _stat(path)]).encode()).hexdigest()[:32]
+
+
+def committed_output(record: dict | None, fingerprint: str, output: Path) -> bool:
+    """The output at ``output`` is the one a worker of this very job (same fingerprint) moved there and was killed
+    before recording the shot done: its ``running`` record names that output (:func:`output_identity`)."""
+    return (
+        record is not None
+        and record.get("status") == "running"
+        and record.get("fingerprint") == fingerprint
+        and record.get("committing") is not None
+        and record.get("committing") == output_identity(output)
     )
 
 

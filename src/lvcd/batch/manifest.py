@@ -4,7 +4,8 @@ Each entry names a shot's inputs and, optionally, its own settings; an absent or
 given on the command line. Relative paths are relative to the manifest's folder.
 
 =========  ========================================================================================
-name       output name: ``OUTDIR/<name>.mp4`` (default: the line art's file or folder name)
+name       output name: ``OUTDIR/<name>.mp4`` (default: the line art's folder name, or its file name without the
+           extension: ``sh.010/`` -> ``sh.010``, ``sh.010.mp4`` -> ``sh.010``)
 reference  the coloured frame 0 of the shot (required)
 lineart    line art of every frame: a folder of images, a video or a GIF (required)
 keyframes  further coloured frames, ``INDEX=IMAGE``: ``"40=k40.png;80=k80.png"`` in CSV, ``{"40": "k40.png"}``
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from lvcd.seeds import MAX_SEED
 SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "lineart_levels", "fps", "reference_frame")
 FIELDS = ("name", "reference", "lineart", "keyframes", *SETTING_FIELDS)
 MAX_OVERLAP = 13  # windows of 14 new-or-shared frames (the official model's): at least one new frame per window
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def _integer(value, what: str, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     text = str(value).strip()
-    if isinstance(value, bool) or not text.lstrip("-").isdigit() or int(text) < minimum:
+    if isinstance(value, bool) or not _WHOLE_NUMBER.fullmatch(text) or int(text) < minimum:
         raise InputError(f"{what} {given!r} is not a whole number >= {minimum}")
     if maximum is not None and int(text) > maximum:
         raise InputError(f"{what} {given!r} is over the largest allowed, {maximum}")
@@ -114,7 +117,7 @@ def _keyframes(value, resolve, what: str) -> tuple[tuple[int, Path], ...]:
         items = [str(piece).partition("=")[::2] for piece in pieces if str(piece).strip()]
     keyframes = {}
     for index, path in items:
-        if not index.strip().isdigit() or not str(path).strip():
+        if not _WHOLE_NUMBER.fullmatch(index.strip()) or int(index) < 0 or not str(path).strip():
             raise InputError(f"{what} {value!r} is not INDEX=IMAGE pairs, e.g. 40=key40.png;80=key80.png")
         if int(index) in keyframes:
             raise InputError(f"{what}: frame {int(index)} is given twice; give one image per frame")
@@ -135,6 +138,18 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+def default_name(lineart: Path) -> str:
+    """A shot's name when its entry gives none: the line art's folder name whole (``sh.010/`` -> ``sh.010``: its
+    dots are no extension), a file's name without its extension (``sh.010.mp4`` -> ``sh.010``). A path not there
+    (yet) is taken for a file only when its extension is one of a video, an animation or an image."""
+    from lvcd.io import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+
+    if lineart.is_dir():
+        return lineart.name
+    known = lineart.suffix.lower() in (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES, ".gif")
+    return lineart.stem if known else lineart.name
+
+
 def _entry_to_shot(entry, base: Path, defaults: ShotSettings, where: str) -> ShotSpec:
     given = entry_fields(entry, FIELDS, ("reference", "lineart"), where)
 
@@ -142,7 +157,7 @@ def _entry_to_shot(entry, base: Path, defaults: ShotSettings, where: str) -> Sho
         return entry_path(value, base)
 
     lineart = resolve(given["lineart"])
-    name = check_name(str(given.get("name", lineart.stem)).strip(), f"{where}, name")
+    name = check_name(str(given.get("name", default_name(lineart))).strip(), f"{where}, name")
     where = f"{where} (shot {name!r})"
     settings = {key: _setting(key, given[key], f"{where}: {key}") for key in SETTING_FIELDS if key in given}
     keyframes = _keyframes(given["keyframes"], resolve, f"{where}: keyframes") if "keyframes" in given else ()

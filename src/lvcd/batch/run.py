@@ -41,7 +41,7 @@ from lvcd.batch.layout import (
 from lvcd.batch.manifest import ShotSpec
 from lvcd.batch.progress import BatchProgress, is_terminal
 from lvcd.batch.report import BatchReport, ReportWriter, new_entry
-from lvcd.batch.shot import ShotJob, ShotResult
+from lvcd.batch.shot import ShotJob, ShotResult, adopt_committed_output
 from lvcd.errors import LVCDError
 from lvcd.io.paths import check_not_input
 from lvcd.io.writers import check_replaceable
@@ -100,6 +100,19 @@ def plan_batch(
             entry.update(status="skipped", frames=record.get("frames"), worker=record.get("worker"))
             continue
         output = layout.output(shot.name)
+        job = ShotJob(
+            shot,
+            output,
+            layout.work_dir(shot.name),
+            layout.record_path(shot.name),
+            fingerprint,
+            options.overwrite,
+            options.keep_work,
+        )
+        adopted = adopt_committed_output(job, "an earlier run")  # output in place, the batch killed before "done"
+        if adopted is not None:
+            entry.update(status="skipped", frames=adopted.frames, worker=adopted.worker, warnings=adopted.warnings)
+            continue
         try:
             if output.name.casefold() in (REPORT_NAME.casefold(), EVALUATION_NAME.casefold()):
                 raise LVCDError(f"the name {shot.name!r} is the batch's own {output.name}; rename the shot")
@@ -115,15 +128,6 @@ def plan_batch(
         except LVCDError as err:
             entry.update(status="failed", error=str(err))
             continue
-        job = ShotJob(
-            shot,
-            output,
-            layout.work_dir(shot.name),
-            layout.record_path(shot.name),
-            fingerprint,
-            options.overwrite,
-            options.keep_work,
-        )
         jobs.append(job)
     jobs.sort(key=lambda job: -frames[job.name])  # stable: equal lengths keep the manifest's order
     return jobs, frames

@@ -5,6 +5,12 @@ through the public pipeline call with the shot's own work directory, resuming it
 worker, an interrupted batch) left finished windows behind, and writes the shot's record. It never raises for a
 bad shot: the error comes back in the :class:`ShotResult` so the other shots go on.
 
+A shot ends in this order, each step safe to be killed after: the pipeline writes the output (atomically) to
+``.lvcd-batch/staged/``; the record, still ``running``, names that output (``committing``); the output is moved onto
+its name; the work directory is removed; the record says ``done``. Killed before the move, the next attempt resumes
+from the finished windows (decoding again); killed after it, the next attempt (a retried job, a re-run of the
+batch: :func:`adopt_committed_output`) recognises the output as its own and only finishes the bookkeeping.
+
     >>> runner = ShotRunner(ModelSpec("svd.safetensors", "lvcd.ckpt"), worker="local")   # doctest: +SKIP
     >>> runner.run(job).status                                                            # doctest: +SKIP
     'done'
@@ -17,11 +23,12 @@ import shutil
 import socket
 import time
 import traceback
+import uuid
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lvcd.batch.layout import read_record, write_record
+from lvcd.batch.layout import committed_output, output_identity, read_record, write_record
 from lvcd.batch.manifest import ShotSpec
 from lvcd.errors import LESS_MEMORY, InputError, LVCDError, out_of_memory, out_of_memory_text
 
@@ -72,6 +79,12 @@ class ShotJob:
     def name(self) -> str:
         return self.shot.name
 
+    @property
+    def staged(self) -> Path:
+        """Where the pipeline writes the finished output before it is moved onto ``output``: OUTDIR/.lvcd-batch/staged
+        (``work_dir`` is OUTDIR/.lvcd-batch/work/<name>), on OUTDIR's file system so that the move is a rename."""
+        return self.work_dir.parent.parent / "staged" / self.output.name
+
 
 @dataclass
 class ShotResult:
@@ -115,6 +128,60 @@ def finished_windows(work_dir: Path) -> int:
     return sum(finished_windows_in(work_dir, p) for p in PREFIXES if (work_dir / f"{p}{SETTINGS}").is_file())
 
 
+ADOPTED = (
+    "an earlier attempt at this very shot committed its output and was killed before recording it done: "
+    "that output was kept, not made again"
+)
+
+
+def _remove_work_dir(job: ShotJob) -> None:
+    shutil.rmtree(job.work_dir, ignore_errors=True)
+
+
+def adopt_committed_output(job: ShotJob, worker: str) -> ShotResult | None:
+    """Finish the bookkeeping of a shot whose output an earlier attempt at this very job moved into place before it
+    was killed (its record still ``running``, naming that output): work directory removed (unless kept), record
+    ``done``. None when the record names no output, or another one (a file put there since is not this job's)."""
+    record = read_record(job.record)
+    if not committed_output(record, job.fingerprint, job.output):
+        return None
+    if not job.keep_work:
+        _remove_work_dir(job)
+    windows = record.get("windows")
+    result = ShotResult(
+        job.name,
+        "done",
+        str(record.get("worker") or worker),
+        frames=record.get("frames"),
+        windows=windows,
+        windows_resumed=windows or 0,
+        lineart_levels=record.get("lineart_levels"),
+        warnings=[ADOPTED],
+    )
+    kept = {key: value for key, value in record.items() if key not in ("committing", "windows_on_disk")}
+    write_record(job.record, {**kept, **_record_fields(result)})
+    return result
+
+
+def _commit_output(job: ShotJob, running: dict) -> None:
+    """Move the staged output onto its name, the record naming it first (see the module docstring). An output that
+    appeared meanwhile (without --overwrite), or a folder that filled with more than frames (with it), is left alone
+    and the result kept beside it under a visible name, as the pipeline's own writer does."""
+    from lvcd.io.atomic import commit_path
+    from lvcd.io.writers import check_replaceable
+
+    write_record(job.record, {**running, "committing": output_identity(job.staged)})
+    try:
+        if job.overwrite:
+            check_replaceable(job.output)  # again: the folder may have been filled while the shot ran
+        commit_path(job.staged, job.output, overwrite=job.overwrite)
+    except (FileExistsError, InputError) as err:
+        kept = job.output.with_name(f"{job.output.stem}.lvcd-{uuid.uuid4().hex[:8]}{job.output.suffix}")
+        os.replace(job.staged, kept)  # a visible name: no clean-up of temporaries ever takes it
+        why = str(err) if isinstance(err, InputError) else f"{job.output}: appeared while the shot ran (no --overwrite)"
+        raise InputError(f"{why.rstrip('.')}; the result is kept at {kept}.") from None
+
+
 def _window_count(frames: int, settings, video_frames: int) -> int:
     """The windows of a shot of ``frames`` frames, of every pass (a reference frame outside the shot counts as 0: the
     pipeline refuses it)."""
@@ -135,7 +202,7 @@ class ShotRunner:
     def _prepare_work_dir(self, job: ShotJob) -> int:
         """Keep the work directory of an earlier attempt at this very job (same fingerprint) and return how many
         windows it finished; otherwise start afresh. Only lvcd ever writes under OUTDIR/.lvcd-batch/work."""
-        from lvcd.io.atomic import remove_abandoned_temporaries
+        from lvcd.io.atomic import remove, remove_abandoned_temporaries
         from lvcd.io.locks import is_abandoned
         from lvcd.workdir import MARKER
 
@@ -145,6 +212,9 @@ class ShotRunner:
         if done == 0 and job.work_dir.exists() and (not marker.exists() or is_abandoned(marker)):
             shutil.rmtree(job.work_dir)  # (a work directory in use is left to the pipeline, which refuses it)
         remove_abandoned_temporaries(job.output)  # what a killed attempt's writer left behind (not a live writer's)
+        remove_abandoned_temporaries(job.staged)
+        if job.staged.exists():  # finished by an attempt killed before moving it: decoded again from the windows
+            remove(job.staged)
         return done
 
     def run(self, job: ShotJob) -> ShotResult:
@@ -158,6 +228,9 @@ class ShotRunner:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
+                adopted = adopt_committed_output(job, self.worker)  # a retry after a worker died at the very end
+                if adopted is not None:
+                    return adopted
                 resumable = self._prepare_work_dir(job)
                 settings = job.shot.settings
                 missing = [str(p) for p in job.shot.inputs if not p.exists()]
@@ -165,8 +238,9 @@ class ShotRunner:
                     raise InputError(f"not found: {', '.join(missing)}; fix the manifest entry")
                 source = FrameSource.open(job.shot.lineart)
                 result.windows = _window_count(len(source), settings, self.pipe.config.video_frames)
-                write_record(job.record, {**record, "status": "running", "frames": len(source),
-                                          "windows": result.windows, "windows_on_disk": resumable})  # fmt: skip
+                running = {**record, "status": "running", "frames": len(source), "windows": result.windows,
+                           "windows_on_disk": resumable}  # fmt: skip
+                write_record(job.record, running)
                 before = _window_files(job.work_dir, resumable)
                 settings_args = dict(
                     size=settings.size,
@@ -177,9 +251,9 @@ class ShotRunner:
                     keyframes=dict(job.shot.keyframes),
                     reference_frame=settings.reference_frame,
                     overlap=settings.overlap,
-                    output=job.output,
+                    output=job.staged,  # moved onto job.output by _commit_output
                     fps=settings.fps or source.fps or 20.0,
-                    overwrite=job.overwrite,
+                    overwrite=True,  # a staged output of a killed attempt (only lvcd writes there)
                     work_dir=job.work_dir,
                     progress=False,
                 )
@@ -199,9 +273,11 @@ class ShotRunner:
                 result.frames = int(colorized.latents.shape[0])
                 if colorized.lineart_levels is not None:
                     result.lineart_levels = colorized.lineart_levels.describe()
+                running.update(frames=result.frames, lineart_levels=result.lineart_levels)
+                _commit_output(job, running)
                 result.status = "done"
                 if not job.keep_work:
-                    shutil.rmtree(job.work_dir, ignore_errors=True)
+                    _remove_work_dir(job)
             except LVCDError as err:
                 result.error = str(err)
             except Exception as err:  # noqa: BLE001 - one broken shot must not stop the batch

@@ -93,11 +93,13 @@ def batch(
         raise typer.Exit(1)
 
 
-def _evaluation_setup(opts: dict, shot_names: list[str]):
-    from lvcd.batch.evaluate import read_ground_truth
+def _evaluation_setup(opts: dict, shots: list):
+    from lvcd.batch.evaluate import check_ground_truth, read_ground_truth
     from lvcd.metrics import EvalSettings, build_tools, parse_metrics, parse_size
 
-    truth = read_ground_truth(opts["evaluate"], shot_names)
+    truth = read_ground_truth(opts["evaluate"], [shot.name for shot in shots])
+    # before any shot runs: a bad entry would otherwise show only after the batch
+    check_ground_truth(truth, shots, opts["evaluate"])
     settings = EvalSettings(size=parse_size(opts["eval_size"]), metrics=parse_metrics(opts["metrics"]))
     tools = build_tools(
         settings.metrics,
@@ -171,7 +173,7 @@ def _run(**opts) -> bool:
     cfg = expected_config({"config": opts["config"], "svd": opts["svd"]})
     if cfg is not None:
         check_shot_sizes(shots, cfg.size_multiple, cfg.video_frames)
-    evaluation = _evaluation_setup(opts, [s.name for s in shots]) if opts["evaluate"] is not None else None
+    evaluation = _evaluation_setup(opts, shots) if opts["evaluate"] is not None else None
     dtype, vae_dtype = parse_dtype(opts["dtype"]), parse_dtype(opts["vae_dtype"], "--vae-dtype")
     svd, lvcd = (str(p) if p is not None else None for p in (opts["svd"], opts["lvcd_ckpt"]))
     model = ModelSpec(svd, lvcd, opts["config"], opts["device"], dtype, opts["offload"], opts["threads"], vae_dtype)
