@@ -379,3 +379,26 @@ def test_decode_false_returns_the_latents_alone(pipe, monkeypatch):
     with pytest.raises(InputError) as err:
         pipe(REFERENCE, _lineart(), **KW, decode="no")
     _one_line_error(err, "decode")
+
+
+def test_a_coloured_frame_among_the_line_art_files_is_announced(pipe, tmp_path):
+    """The reference (or a keyframe) given as one of the line-art files is read as that frame's line art: said, not
+    silent; from colour frames (extract_lineart) it is the frame it colours, and only another index is said."""
+    folder = tmp_path / "shot"
+    folder.mkdir()
+    for index, frame in enumerate(_lineart(3)):
+        Image.fromarray(np.stack([frame] * 3, -1)).save(folder / f"{index}.png")
+    Image.fromarray(REFERENCE).save(folder / "ref.png")
+    with pytest.warns(UserWarning, match=r"The reference .*ref\.png is one of the line-art frames: it is also read as "
+                      r"the line art of frame 3; move it out") as caught:  # fmt: skip
+        pipe(folder / "ref.png", folder, decode=False, **KW)
+    assert caught[0].filename == __file__  # points at the caller's line
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # colour frame 0 colours frame 0: nothing to say
+        pipe(folder / "0.png", folder, extract_lineart="xdog", decode=False, **KW)
+    assert not [w for w in seen if "line-art frames" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"The reference .*0\.png is one of the line-art frames: it is colour frame 0 "
+                      r"but colours frame 2; check the frame index"):  # fmt: skip
+        pipe(folder / "0.png", folder, extract_lineart="xdog", reference_frame=2, decode=False, **KW)
+    with pytest.warns(UserWarning, match=r"The keyframe 1 .*2\.png is one of the line-art frames"):
+        pipe(REFERENCE, folder, keyframes={1: folder / "2.png"}, decode=False, **KW)

@@ -125,3 +125,40 @@ def test_a_result_saves_what_output_would_have_written_and_gives_images(pipe, tm
         kept.save(tmp_path / "saved")
     with pytest.raises(InputError, match=r"were written to .*direct as they were decoded"):
         streamed.save(tmp_path / "other")
+
+
+def test_a_saved_result_names_frames_as_output_would_and_never_replaces_an_input(pipe, tmp_path):
+    """``save`` of a shot read from files: PNG frames named as the line-art files (as ``output=`` names them), and the
+    shot's inputs (the line-art folder, the reference's folder) refused even with overwrite=True."""
+    from PIL import Image
+
+    lineart = tmp_path / "lineart"
+    lineart.mkdir()
+    for index, frame in enumerate(_lineart(3, SMALL)):
+        Image.fromarray((frame[0].numpy() * 255).astype(np.uint8)).save(lineart / f"take_{index + 1}.png")
+    Image.fromarray(_reference(SMALL)).save(tmp_path / "ref.png")
+    before = {p.name: p.read_bytes() for p in lineart.iterdir()}
+    kept = pipe(tmp_path / "ref.png", lineart, num_steps=1, seed=4, progress=False)
+    pipe(tmp_path / "ref.png", lineart, num_steps=1, seed=4, progress=False, output=tmp_path / "direct")
+    saved = kept.save(tmp_path / "saved")
+    assert sorted(p.name for p in saved.iterdir()) == ["take_1.png", "take_2.png", "take_3.png"]
+    assert all((saved / name).read_bytes() == (tmp_path / "direct" / name).read_bytes() for name in before)
+    for target in (lineart, tmp_path):
+        with pytest.raises(InputError, match="input"):
+            kept.save(target, overwrite=True)
+    assert {p.name: p.read_bytes() for p in lineart.iterdir()} == before
+
+
+def test_numbered_output_frames_are_announced_when_the_line_art_names_cannot_be_used(pipe, tmp_path):
+    from PIL import Image
+
+    lineart = tmp_path / "lineart"
+    lineart.mkdir()
+    for index, name in enumerate(["f1", "F1", "f2"]):
+        Image.fromarray((_lineart(3, SMALL)[index, 0].numpy() * 255).astype(np.uint8)).save(lineart / f"{name}.png")
+    with pytest.warns(
+        UserWarning, match=r"cannot name the output frames \('(f1|F1)' and '(f1|F1)' differ only in case\)"
+    ) as caught:
+        pipe(_reference(SMALL), lineart, num_steps=1, seed=4, progress=False, output=tmp_path / "out")
+    assert caught[0].filename == __file__  # points at the caller's line
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["00000.png", "00001.png", "00002.png"]

@@ -161,11 +161,21 @@ class LineartFrames:
         """The frames' names (a folder's file stems, a video's zero-padded indices), when the source has them, every
         one can name an output frame, and no two differ only in case (they could not be one folder's file names on
         macOS or Windows)."""
+        return None if self.unnamed_because() is not None else [str(n) for n in self.source.names]
+
+    def unnamed_because(self) -> str | None:
+        """Why the frames' names cannot name output frames ("" when the source has none), or None when they can."""
         names = getattr(self.source, "names", None)
-        if names is None or len(names) != self.count or len({str(n).casefold() for n in names}) != self.count:
-            return None
+        if names is None or len(names) != self.count:
+            return ""
         names = [str(n) for n in names]
-        return names if all(usable_frame_name(n) for n in names) else None  # else numbered: none can fail late
+        folded: dict[str, str] = {}
+        for name in names:
+            if name.casefold() in folded:
+                return f"{folded[name.casefold()]!r} and {name!r} differ only in case"
+            folded[name.casefold()] = name
+        unusable = next((n for n in names if not usable_frame_name(n)), None)  # numbered instead: none can fail late
+        return f"{unusable!r} cannot name a file" if unusable is not None else None
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.source) if self.source is not None else iter(self._frames)

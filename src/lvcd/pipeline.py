@@ -309,7 +309,15 @@ class LVCDPipeline:
                     temporary.cleanup()
             output_path = shot.writer.close() if shot.writer is not None else None
             return ColorizeResult(
-                result_frames, latents.cpu(), shot.plan, seed, shot.polarity, output_path, shot.levels
+                result_frames,
+                latents.cpu(),
+                shot.plan,
+                seed,
+                shot.polarity,
+                output_path,
+                shot.levels,
+                inputs=shot.inputs,
+                frame_names=shot.frames.names,
             )
 
     def _sample_passes(self, jobs: list[ShotJob], callback: Callable | None) -> tuple[torch.Tensor, int | None]:

@@ -31,16 +31,21 @@ class ColorizeResult:
     polarity: str
     output_path: Path | None = None
     lineart_levels: PaperLevels | None = None  # the shot's scanned-paper levels when its line art was levelled
+    inputs: tuple = ()  # the shot's input paths (reference, keyframes, line-art files): save() never replaces them
+    frame_names: list[str] | None = None  # the line-art files' names: save() names PNG frames as output= does
 
-    def _rgb_frames(self):
-        """Each frame as HxWx3 uint8, rounded as the writers of ``output=`` round them."""
+    def _kept_frames(self) -> torch.Tensor:
         if self.frames is None and self.output_path is None:
             raise InputError("The frames were not decoded (decode=False): only result.latents were kept.")
         if self.frames is None:
             raise InputError(
                 f"The frames were written to {self.output_path} as they were decoded, not kept; read them from there."
             )
-        for frame in self.frames:
+        return self.frames
+
+    def _rgb_frames(self):
+        """Each frame as HxWx3 uint8, rounded as the writers of ``output=`` round them."""
+        for frame in self._kept_frames():
             yield (frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
     def images(self) -> list:
@@ -50,12 +55,15 @@ class ColorizeResult:
         return [Image.fromarray(frame) for frame in self._rgb_frames()]
 
     def save(self, path: str | os.PathLike, fps: float = 20.0, overwrite: bool = False) -> Path:
-        """Write the frames as ``output=`` would have: a video (.mp4, .webm, .gif) or a folder of PNG frames, written
-        atomically; an existing path is replaced only with ``overwrite``. Returns the path written."""
-        writer = open_writer(path, fps=fps, overwrite=overwrite)
+        """Write the frames as ``output=`` would have: a video (.mp4, .webm, .gif) or a folder of PNG frames named as
+        the line-art files were, written atomically; an existing path is replaced only with ``overwrite``, and never
+        one of the shot's inputs (nor a folder holding one). Returns the path written."""
+        self._kept_frames()  # refused when there are none, before anything is opened
+        writer = open_writer(path, fps=fps, overwrite=overwrite, inputs=self.inputs)
+        names = self.frame_names
         try:
-            for frame in self._rgb_frames():
-                writer.write(frame, None)
+            for index, frame in enumerate(self._rgb_frames()):
+                writer.write(frame, names[index] if names is not None else None)
         except BaseException:
             writer.abort()
             raise

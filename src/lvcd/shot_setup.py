@@ -18,7 +18,7 @@ from lvcd.config import LVCDConfig
 from lvcd.diffusion import SAMPLERS
 from lvcd.errors import InputError
 from lvcd.hints import HintStore, HintView, LineartFrames, resolve_levels, resolve_polarity
-from lvcd.io import FrameWriter, SizePlan, open_writer, plan_size
+from lvcd.io import FrameWriter, SizePlan, open_writer, output_kind, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import PaperLevels, check_levels
 from lvcd.io.sizing import parse_size
@@ -57,6 +57,7 @@ class PreparedShot:
     polarity: str
     levels: PaperLevels | None  # the scanned-paper levels applied to the line art, None when none were
     writer: FrameWriter | None  # open on `output`; None when the frames come back as a tensor
+    inputs: tuple  # the reference, keyframes and line-art files given as paths: never written or replaced
     num_steps: int
     seed: int | None
     initial_noise: torch.Tensor | None
@@ -128,6 +129,26 @@ def _extractor(method: str | LineartExtractor, device: torch.device) -> LineartE
     if extractor.warning:
         warnings.warn(extractor.warning, stacklevel=CALLERS_LINE)
     return extractor
+
+
+def _warn_coloured_frames_among_lineart(paths, reference, keyframes: dict, reference_frame: int, from_colour: bool):
+    """A coloured frame given as one of the line-art files: read as that frame's line art (when the line art is given),
+    or colouring another frame than the colour frame it is (when the line art is extracted from colour frames)."""
+    index_of = {}
+    for index, path in enumerate(paths or ()):
+        index_of.setdefault(os.path.realpath(path), index)
+    given = [("reference", reference_frame, reference)] + [(f"keyframe {i}", i, img) for i, img in keyframes.items()]
+    for what, colours, image in given:
+        if not isinstance(image, (str, os.PathLike)):
+            continue
+        found = index_of.get(os.path.realpath(os.fspath(image)))
+        if found is None or (from_colour and found == colours):
+            continue
+        if from_colour:
+            why = f"it is colour frame {found} but colours frame {colours}; check the frame index"
+        else:
+            why = f"it is also read as the line art of frame {found}; move it out of the line-art folder"
+        warnings.warn(f"The {what} {image} is one of the line-art frames: {why}.", stacklevel=CALLERS_LINE)
 
 
 def prepare_shot(
@@ -205,6 +226,8 @@ def prepare_shot(
             "keyframes need reference_mode='first': with 'previous-sample' each window's reference is generated."
         )
     frames = LineartFrames(lineart)
+    files = getattr(frames.source, "files", None) or frames.paths  # a folder's image files, or the files given
+    _warn_coloured_frames_among_lineart(files, reference, keyframes, reference_frame, extract_lineart is not None)
     if extract_lineart is not None:
         if polarity not in ("auto", "dark-lines"):
             raise InputError(f"Extracted line art is dark lines on white; polarity {polarity!r} contradicts it.")
@@ -248,8 +271,15 @@ def prepare_shot(
     if extract_lineart is not None and lineart_levels == "auto":
         lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
     levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
-    inputs = [*frames.paths, reference, *keyframes.values()]  # paths among them are never written or replaced
+    inputs = (*frames.paths, reference, *keyframes.values())  # paths among them are never written or replaced
     writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs) if output is not None else None
+    unnamed = frames.unnamed_because()
+    if output is not None and output_kind(output) == "png" and unnamed:
+        warnings.warn(
+            f"The line-art frames' names cannot name the output frames ({unnamed}): the PNG frames are numbered "
+            "00000.png, 00001.png, ... in the line art's order.",
+            stacklevel=CALLERS_LINE - 1,  # from here, not from a helper
+        )
     return PreparedShot(
         frames=frames,
         plan=plan,
@@ -259,6 +289,7 @@ def prepare_shot(
         polarity=polarity,
         levels=levels,
         writer=writer,
+        inputs=inputs,
         num_steps=num_steps,
         seed=seed,
         initial_noise=initial_noise,
