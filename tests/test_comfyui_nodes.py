@@ -453,6 +453,40 @@ def test_loader_problems_are_clear(comfy):
         link.symlink_to(target)  # the models folder is shared by the module's tests
 
 
+@pytest.mark.parametrize("carried", ["[1]", '"x"', "negative"])
+def test_a_whole_model_file_with_a_malformed_config_is_a_clear_loader_error(comfy, carried):
+    """A model config in the file's metadata that is not an object, or has a negative size, is the loader's one-line
+    error naming the file and the config input, as other LVCD problems are (was a raw AttributeError or
+    RuntimeError)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from lvcd.demo import demo_weights_path
+    from lvcd.weights import MODEL_CONFIG_KEY
+
+    with safe_open(str(demo_weights_path()), "pt") as source:
+        tensors = {key: source.get_tensor(key) for key in source.keys()}
+        metadata = dict(source.metadata())
+    if carried == "negative":
+        doc = json.loads(metadata[MODEL_CONFIG_KEY])
+        doc["unet"]["model_channels"] = -8
+        carried = json.dumps(doc)
+    path = comfy.models / "checkpoints" / "bad_config.safetensors"
+    save_file(tensors, str(path), metadata={**metadata, MODEL_CONFIG_KEY: carried})
+    node = comfy.nodes["LVCDLoader"]
+    try:
+        with pytest.raises(ValueError) as info:
+            run(node, svd="bad_config.safetensors", lvcd="none (svd is a whole-model file)", dtype="auto",
+                offload=False)  # fmt: skip
+    finally:
+        path.unlink()  # the models folder is shared by the module's tests
+    message = str(info.value)
+    assert (
+        message.startswith("LVCD Loader: ") and "bad_config.safetensors carries an unreadable model config" in message
+    )
+    assert "pass the config input" in message and "--" not in message and "\n" not in message
+
+
 def test_lineart_node_matches_the_library_extractor(comfy, tmp_path):
     from lvcd.lineart import InformativeDrawingsGenerator, get_extractor
 

@@ -506,3 +506,77 @@ def test_peak_memory_is_about_one_copy(tiny_weights):
     assert ratio < 1.6, (
         f"peak extra RSS {measured['peak_extra']:,} B = {ratio:.2f}x the weights ({measured['weights']:,} B)"
     )
+
+
+def _with_model_config(tmp_path, name: str, config_text: str) -> pathlib.Path:
+    """The demo's whole-model file with its ``lvcd_model_config`` metadata replaced."""
+    from safetensors import safe_open
+
+    from lvcd.demo import demo_weights_path
+    from lvcd.weights import MODEL_CONFIG_KEY
+
+    with safe_open(str(demo_weights_path()), "pt") as source:
+        tensors = {key: source.get_tensor(key) for key in source.keys()}
+        metadata = dict(source.metadata())
+    path = tmp_path / name
+    save_file(tensors, str(path), metadata={**metadata, MODEL_CONFIG_KEY: config_text})
+    return path
+
+
+def _demo_config_with(**unet) -> str:
+    from lvcd.demo import demo_weights_path
+    from lvcd.weights import MODEL_CONFIG_KEY
+
+    doc = json.loads(WeightsFile(demo_weights_path(), "demo").metadata()[MODEL_CONFIG_KEY])
+    doc["unet"].update(unet)
+    return json.dumps(doc)
+
+
+BAD_MODEL_CONFIGS = {
+    "a JSON array": ("[1]", "a JSON array, expected an object"),
+    "a JSON string": ('"x"', "a JSON string, expected an object"),
+    "a negative channel count": (None, "unet.model_channels is -8, expected a positive whole number"),
+    "a list of sizes with a string": (None, "unet.channel_mult is [1, 'x'], expected a list of one or more positive"),
+    "JSON nested too deep": ("[" * 100_000 + "]" * 100_000, "pass --config"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_MODEL_CONFIGS))
+def test_a_malformed_carried_model_config_is_one_line_naming_the_file_and_config(tmp_path, case):
+    """A file whose metadata carries a model config that is not an object, or has impossible sizes, is refused with
+    one WeightsError naming it, by the loader, ``LVCDPipeline.from_single_file`` and ``lvcd convert`` (was an
+    AttributeError or a RuntimeError from building a tensor of negative size)."""
+    from typer.testing import CliRunner
+
+    from lvcd.cli import app
+    from lvcd.demo import demo_weights_path
+    from lvcd.pipeline import LVCDPipeline
+
+    text, expected = BAD_MODEL_CONFIGS[case]
+    if text is None:
+        text = _demo_config_with(model_channels=-8) if "negative" in case else _demo_config_with(channel_mult=[1, "x"])
+    path = _with_model_config(tmp_path, "bad.safetensors", text)
+    for attempt in (lambda: load_model(path, device="meta"), lambda: LVCDPipeline.from_single_file(path)):
+        with pytest.raises(WeightsError) as info:
+            attempt()
+        message = str(info.value)
+        assert message.startswith(f"{path} carries an unreadable model config") and expected in message
+        assert "pass --config" in message and "\n" not in message and len(message) < 400
+    result = CliRunner().invoke(
+        app,
+        ["convert", "--svd", str(path), "--lvcd", str(demo_weights_path()), "-o", str(tmp_path / "out.safetensors")],
+    )
+    assert result.exit_code == 2 and not isinstance(result.exception, (AttributeError, RuntimeError))
+    assert f"error: {path} carries an unreadable model config" in result.output and "pass --config" in result.output
+    # --config bypasses the carried config: the file loads
+    model, report = load_model(path, config=_config_file(tmp_path), device="meta")
+    assert report.ok
+
+
+def _config_file(tmp_path) -> pathlib.Path:
+    from lvcd.demo import demo_weights_path
+    from lvcd.weights import MODEL_CONFIG_KEY
+
+    path = tmp_path / "demo_config.json"
+    path.write_text(WeightsFile(demo_weights_path(), "demo").metadata()[MODEL_CONFIG_KEY])
+    return path

@@ -12,6 +12,7 @@ builds the full model and the tiny test model.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,10 @@ def config_to_dict(config: LVCDConfig) -> dict[str, Any]:
 
 
 def config_from_dict(doc: dict[str, Any]) -> LVCDConfig:
-    """Inverse of ``config_to_dict``; unknown keys are errors, absent keys take the defaults."""
+    """Inverse of ``config_to_dict``; unknown keys are errors, absent keys take the defaults. Every value given is
+    checked (ValueError): sizes and counts are positive whole numbers, other numbers finite."""
+    if not isinstance(doc, dict):
+        raise ValueError(f"Not an lvcd config document (a JSON {_json_type(doc)}, expected an object).")
     if doc.get("format") != CONFIG_FORMAT:
         raise ValueError(f"Not an lvcd config document (format {doc.get('format')!r}, expected {CONFIG_FORMAT!r}).")
     sections = {
@@ -154,15 +158,64 @@ def config_from_dict(doc: dict[str, Any]) -> LVCDConfig:
             raise ValueError(f"Unknown config key {key!r}; valid: {', '.join(known)}.")
         if key in sections:
             cls = sections[key]
-            names = {f.name for f in fields(cls)}
-            unknown = set(value) - names
+            if not isinstance(value, dict):
+                raise ValueError(f"Config section {key!r} is a JSON {_json_type(value)}, expected an object.")
+            section_fields = {f.name: f for f in fields(cls)}
+            unknown = set(value) - set(section_fields)
             if unknown:
                 raise ValueError(f"Unknown keys in config section {key!r}: {sorted(unknown)}.")
-            value = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-        elif isinstance(value, list):
-            value = tuple(value)
+            value = cls(**{k: _checked(f"{key}.{k}", section_fields[k].type, v) for k, v in value.items()})
+        else:
+            value = _checked(key, known[key].type, value)
         values[key] = value
     return LVCDConfig(**values)
+
+
+# Whole-number settings that may be 0 (the others are sizes and counts: at least 1), and lists that may be empty.
+_MAY_BE_ZERO = {"sampling.overlap", "sampling.fps_id", "sampling.motion_bucket_id"}
+_MAY_BE_EMPTY = {"unet.attention_resolutions"}
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _json_type(value: Any) -> str:
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return next((name for kind, name in kinds.items() if isinstance(value, kind)), "number")
+
+
+def _checked(name: str, annotation: str, value: Any) -> Any:
+    """``value`` of the config field ``name`` (its type annotation as text), checked; lists become tuples."""
+    if annotation == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"Config value {name} is a JSON {_json_type(value)}, expected a string.")
+        return value
+    if annotation == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"Config value {name} is {_shown(value)}, expected a finite number.")
+        return float(value)
+    if annotation == "int":
+        low = 0 if name in _MAY_BE_ZERO else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            expected = "a whole number, 0 or more" if low == 0 else "a positive whole number"
+            raise ValueError(f"Config value {name} is {_shown(value)}, expected {expected}.")
+        return value
+    if annotation.startswith("tuple[int"):  # tuple[int, ...] (at least one) or tuple[int, int(, int)]
+        length = None if annotation.endswith("...]") else annotation.count("int")
+        if (
+            not isinstance(value, list)
+            or (not value and name not in _MAY_BE_EMPTY)
+            or (length is not None and len(value) != length)
+            or any(isinstance(item, bool) or not isinstance(item, int) or item < 1 for item in value)
+        ):
+            count = "one or more" if length is None else str(length)
+            raise ValueError(
+                f"Config value {name} is {_shown(value)}, expected a list of {count} positive whole numbers."
+            )
+        return tuple(value)
+    return value
 
 
 def get_config(config: str | Path | LVCDConfig | None = None) -> LVCDConfig:

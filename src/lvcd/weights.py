@@ -67,8 +67,12 @@ class WeightsFile(_WeightsFile):
             return None
         try:
             return config_from_dict(json.loads(text))
-        except (ValueError, TypeError) as err:
-            raise WeightsError(f"{self.path} carries an unreadable model config ({err}); pass --config.") from err
+        except (ValueError, TypeError, RecursionError) as err:  # RecursionError: JSON nested too deep to read
+            detail = " ".join(str(err).split()).rstrip(".")[:200] or type(err).__name__
+            raise WeightsError(
+                f"{self.path} carries an unreadable model config ({detail}); pass --config (a preset name or a JSON "
+                "config) for the model this file holds."
+            ) from None
 
 
 def _where_to_get(role: str) -> str:
@@ -261,7 +265,10 @@ def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDCon
         "They are of another model or another config: pass the official svd.safetensors + lvcd.ckpt, or give --config "
         "for a model of another size."
     )
-    carried = config_of_files(files)
+    try:
+        carried = config_of_files(files)
+    except WeightsError:  # an unreadable carried config, bypassed by --config: it explains no mismatch
+        carried = None
     roles = {f.role for f in files}
     if report.missing and "lvcd" not in roles and all(_is_lvcd_trained_key(k) for k in report.missing):
         hint = f"The ControlNet weights are missing: pass lvcd.ckpt as well. {_where_to_get('lvcd')}"

@@ -10,7 +10,8 @@ Codec choices:
   tagged so players decode the colours as written. ``yuv420p`` (plays everywhere) when width and height
   are even. libx264 refuses 4:2:0 at odd sizes, so odd sizes use ``yuv444p`` (High 4:4:4): the exact
   frame size is kept, but some browsers and QuickTime cannot play it; VLC, mpv, FFmpeg and Chrome on
-  most platforms can. Use ``.webm`` or a PNG folder for odd sizes where that matters.
+  most platforms can. Use ``.webm`` or a PNG folder for odd sizes where that matters. Frames above 4K UHD
+  are encoded without B-frames and with one reference frame, which halves what the encoder holds in memory.
 - ``.webm``: VP9 (libvpx-vp9), constant quality (CRF 30), ``yuv420p``; VP9 handles odd sizes itself.
 - ``.gif``: FFmpeg's GIF encoder with one palette per frame: a frame of at most 256 colours gets exactly its own
   colours; others Pillow's median cut, no dithering, so flat colours do not flicker between frames. Palettes and
@@ -55,6 +56,12 @@ _H264_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matros
 # cel animation has): the same frames encoded twice in one process or in two gave different files. Without it the
 # encoding is a function of the frames alone (tests/io/test_io_writers.py encodes under different heap contents).
 _H264_OPTIONS = {"crf": "18", "preset": "medium", "threads": "1", "x264-params": "mbtree=0"}
+# x264 holds about ten frames of its own (B-frames, 3 references, look-ahead), some 50 bytes per pixel of a frame:
+# 1.7 GB at 8192x4096. Frames above 4K UHD are encoded without B-frames and with one reference (about 26 bytes per
+# pixel, 0.9 GB at 8192x4096; files somewhat larger). Measured: rc-lookahead=0 saved nothing with these options.
+# Smaller frames keep the options above (and their files, byte for byte).
+LARGE_FRAME_PIXELS = 3840 * 2160
+_H264_LARGE_FRAME_PARAMS = "bframes=0:ref=1"
 _VP9_OPTIONS = {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "4", "threads": "1"}
 _BITEXACT = {"fflags": "+bitexact"}
 _BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709
@@ -77,6 +84,15 @@ def output_kind(path: str | Path) -> OutputKind:
             f"(e.g. {Path(path).with_suffix('')}), or a .mp4, .webm or .gif file."
         )
     return "png"
+
+
+def h264_options(height: int, width: int) -> dict[str, str]:
+    """libx264 options for frames of ``height`` x ``width``: frames above 4K UHD (:data:`LARGE_FRAME_PIXELS`) get
+    settings that keep fewer frames in the encoder's memory."""
+    options = dict(_H264_OPTIONS)
+    if height * width > LARGE_FRAME_PIXELS:
+        options["x264-params"] += ":" + _H264_LARGE_FRAME_PARAMS
+    return options
 
 
 def usable_frame_name(name: str) -> bool:
@@ -271,7 +287,7 @@ class _VideoWriter(FrameWriter):
             fmt = _H264_CONTAINERS[self.path.suffix.lower()]
             options = {**_BITEXACT, **({"movflags": "faststart"} if fmt in ("mp4", "mov") else {})}
             container = self._av.open(str(self.temp_path), mode="w", format=fmt, options=options)
-            stream = container.add_stream("libx264", rate=self.rate, options=dict(_H264_OPTIONS))
+            stream = container.add_stream("libx264", rate=self.rate, options=h264_options(height, width))
             stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         elif self.kind == "webm":
             container = self._av.open(str(self.temp_path), mode="w", format="webm", options=dict(_BITEXACT))

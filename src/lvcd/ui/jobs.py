@@ -3,7 +3,15 @@ cancellation, cleanup.
 
 Plain Python (no gradio): ``colorize_upload`` takes the uploaded files and the page's field values, checks them
 all, then runs ``LVCDPipeline`` and writes the result video (named after the shot) and a side-by-side video
-(line art | result) into a fresh folder that it removes again if the job fails or is cancelled.
+(line art | result, scaled to fit :data:`SIDE_BY_SIDE_MAX_HW`) into a fresh folder that it removes again if the job
+fails or is cancelled.
+
+Memory: the inputs are read one frame at a time, the result video is written at the line art's size (the encoder
+keeps a few frames of it) and the side-by-side video at most at full HD, so a job's memory grows with the pixels of a
+frame, not with the number of frames (measured with the demo model, peak RSS of the whole process: 1.4 GB for 8 or 16
+frames of 4096x4096, 2.3 GB for 8 or 16 frames of 7680x4320). :class:`PageLimits` bounds both: ``max_frame_pixels``
+(8K UHD by default) and ``max_frames`` (time and disk); a larger shot is refused in one line before any work, and the
+command line (``lvcd colorize``), which has neither limit, can take it.
 
 >>> result = colorize_upload(pipe, "ref.png", ["f1.png", "f2.png"], JobSettings(steps=25, seed=7))  # doctest: +SKIP
 >>> result.video.name, result.seed                                                                  # doctest: +SKIP
@@ -17,23 +25,27 @@ import math
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from lvcd.diffusion import SAMPLERS
 from lvcd.errors import InputError
-from lvcd.io import FrameSource, open_writer, plan_size
+from lvcd.io import open_writer, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS, UNEVEN_LIGHT
+from lvcd.io.pyav import pyav
 from lvcd.longvideo import plan_passes
 from lvcd.ui.progress import JobProgress
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
 
 MAX_SEED = 2**53 - 1  # the largest whole number a browser's number field holds exactly
 DEFAULT_FPS = 20.0
+# The side-by-side video is a preview: at most full HD (each half at most 960 wide), whatever the line art's size.
+SIDE_BY_SIDE_MAX_HW = (1080, 1920)
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,10 @@ class PageLimits:
     max_upload_mb: float = 100.0  # per uploaded file, enforced by the server before a file is stored
     max_side: int = 1024  # processing size, pixels a side
     max_input_side: int = 8192  # uploaded images and videos, pixels a side
+    max_frame_pixels: int = 7680 * 4320  # pixels of an uploaded picture or video frame (8K UHD): bounds a job's RAM
+    max_frames: int = 1000  # line-art frames of one shot: bounds a job's time and disk
+    max_kept_results: int = 32  # result folders kept, all pages and API calls together (the oldest goes first)
+    max_result_age_s: float = 3600.0  # a result folder is deleted after this long (as gradio deletes uploads)
     max_steps: int = 50
     max_fps: float = 240.0
 
@@ -121,7 +137,7 @@ def check_settings(
         rate = float(fps or 0)
     except (TypeError, ValueError):
         rate = math.nan
-    if not (math.isfinite(rate) and 0 <= rate <= limits.max_fps):
+    if not (math.isfinite(rate) and (rate == 0 or 1 <= rate <= limits.max_fps)):
         raise InputError(f"Frames per second: {fps!r} is not valid; use 1 to {limits.max_fps:g}, or 0 for automatic.")
     if sampler not in SAMPLERS:
         raise InputError(f"Sampler: {sampler!r} is not one of {', '.join(SAMPLERS)}.")
@@ -171,8 +187,8 @@ def colorize_upload(
     ``tracker``: the job's :class:`lvcd.ui.progress.JobProgress` (one that knows this server's speeds), else a new one.
     """
     started = time.monotonic()
-    reference_upload = check_reference(reference, limits.max_input_side)
-    lineart = read_lineart(lineart_files, limits.max_input_side)
+    reference_upload = check_reference(reference, limits.max_input_side, limits.max_frame_pixels)
+    lineart = read_lineart(lineart_files, limits.max_input_side, limits.max_frame_pixels, limits.max_frames)
     fps = settings.fps or lineart.fps or DEFAULT_FPS
     count, reference_frame = len(lineart.frames), settings.reference_frame
     if reference_frame >= count:
@@ -227,6 +243,40 @@ def colorize_upload(
     )  # fmt: skip
 
 
+def side_by_side_hw(size_hw: tuple[int, int], max_hw: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The size of each half of the side-by-side video for line art of ``size_hw``: the line art's own size when two
+    of them fit in ``max_hw`` (default :data:`SIDE_BY_SIDE_MAX_HW`), else scaled down to fit (aspect kept, even
+    sides)."""
+    height, width = size_hw
+    max_hw = max_hw or SIDE_BY_SIDE_MAX_HW
+    scale = min(1.0, max_hw[0] / height, max_hw[1] / (2 * width))
+    if scale == 1.0:
+        return height, width
+    return max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2))
+
+
+def _result_frames(video: Path, size_hw: tuple[int, int]) -> Iterator[np.ndarray]:
+    """The frames of a result video this job wrote (H.264, BT.709 limited range), scaled to ``size_hw`` as they are
+    decoded. Slice threads only: frame threads would each hold a full-size frame."""
+    av = pyav()
+    height, width = size_hw
+    with av.open(str(video), mode="r") as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"
+        for frame in container.decode(stream):
+            yield frame.to_ndarray(
+                format="rgb24", width=width, height=height, interpolation="AREA",
+                src_colorspace=av.video.reformatter.Colorspace.ITU709,
+                src_color_range=av.video.reformatter.ColorRange.MPEG,
+            )  # fmt: skip
+
+
+def _scaled(frame: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    if frame.shape[:2] == size_hw:
+        return frame
+    return np.asarray(Image.fromarray(frame).resize(size_hw[::-1], Image.Resampling.BOX))
+
+
 def write_side_by_side(
     lineart: LineartUpload,
     video: Path,
@@ -235,15 +285,17 @@ def write_side_by_side(
     cancel: threading.Event | None = None,
     written: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """``<shot>_side_by_side.mp4``: each line-art frame beside its colorized frame (``written(frame, frames)`` after
-    each, 1-based)."""
+    """``<shot>_side_by_side.mp4``: each line-art frame beside its colorized frame, scaled to fit
+    :data:`SIDE_BY_SIDE_MAX_HW` (``written(frame, frames)`` after each, 1-based)."""
     target = output_dir / f"{lineart.shot_name}_side_by_side.mp4"
     count = len(lineart.frames)
+    half_hw = side_by_side_hw(lineart.size_hw)
     with open_writer(target, fps=fps) as writer:
-        for index, (drawing, colour) in enumerate(zip(lineart.frames, FrameSource.open(video), strict=True)):
+        frames = zip(lineart.frames, _result_frames(video, half_hw), strict=True)
+        for index, (drawing, colour) in enumerate(frames):
             if cancel is not None and cancel.is_set():
                 raise JobCancelled
-            writer.write(np.concatenate([drawing, colour], axis=1))
+            writer.write(np.concatenate([_scaled(drawing, half_hw), colour], axis=1))
             if written is not None:
                 written(index + 1, count)
     return target

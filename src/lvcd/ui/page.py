@@ -6,8 +6,11 @@ Choosing line art again replaces the files chosen before (gradio's multi-file fi
 
 Per browser session (a page) the page keeps the running job's cancel flag and the folder of its last result: the
 Stop button and closing the page set the flag (the job stops before its next denoising step); a new result or a
-closed page deletes the previous result folder. Results are written straight into gradio's cache (so they are not
-copied a second time); :func:`launch_page` gives the server a private cache folder and deletes it on exit.
+closed page deletes the previous result folder. Kept results are bounded (:class:`lvcd.ui.jobs.PageLimits`): one
+older than ``max_result_age_s`` (an hour) is deleted, and beyond ``max_kept_results`` (32, all pages together) the
+oldest goes first. That is what deletes the results of jobs run through the API (``/call/run``): each call is a
+session of its own that never closes. Results are written straight into gradio's cache (so they are not copied a
+second time); :func:`launch_page` gives the server a private cache folder and deletes it on exit.
 """
 
 from __future__ import annotations
@@ -129,11 +132,11 @@ def build_app(
 ) -> gr.Blocks:
     """The page for ``pipe`` (an LVCDPipeline). Launch it with :func:`launch_page` (limits, cleanup, no web fonts).
     ``max_queue``: the most jobs waiting their turn (None: no limit); one more is refused."""
-    sessions = Sessions()
     cache = Path(_cache_dir())
     # This server's own folders: a cache shared with another server (GRADIO_TEMP_DIR) must not mix their files.
     server = uuid.uuid4().hex[:12]
     jobs_folder, examples_folder = cache / "lvcd-jobs" / server, cache / "lvcd-examples" / server
+    sessions = Sessions(limits.max_kept_results, limits.max_result_age_s, root=jobs_folder)
     line = Line(max_waiting=max_queue)  # one job on the model at a time, also while a stopped job winds down
     multiple = pipe.config.size_multiple
 
@@ -158,14 +161,14 @@ def build_app(
     def preview_reference(file):
         if not file:
             return None, ""
-        upload = check_reference(file, limits.max_input_side)
+        upload = check_reference(file, limits.max_input_side, limits.max_frame_pixels)
         return _thumbnail(load_image(upload.path)), ""
 
     @guarded
     def preview_lineart(files):
         if not files:
             return None, ""
-        lineart = read_lineart(files, limits.max_input_side)
+        lineart = read_lineart(files, limits.max_input_side, limits.max_frame_pixels, limits.max_frames)
         (height, width), count = lineart.size_hw, len(lineart.frames)
         if lineart.is_video:
             every = max(1, count // VIDEO_THUMBNAILS)
@@ -248,7 +251,8 @@ def build_app(
         gr.Markdown(
             f"# {title}\nUpload the **coloured reference** (frame 0 of the shot, coloured) and the **line art** of "
             "every frame (images, taken in natural order of their names, or one video/GIF), then **Colorize**. "
-            f"Uploads up to {limits.max_upload_mb:g} MB a file and {limits.max_input_side} pixels a side; "
+            f"Uploads up to {limits.max_upload_mb:g} MB a file, {limits.max_input_side} pixels a side and "
+            f"{limits.max_frame_pixels / 1e6:.1f} megapixels a frame; up to {limits.max_frames} frames a shot; "
             f"processing size up to {limits.max_side} pixels a side."
         )
         with gr.Row():

@@ -1,10 +1,19 @@
 """Per browser session (a page): the cancel flag of its running job, the folder of its last result, and the line-art
-files its field holds (so that choosing line art again replaces the files chosen before)."""
+files its field holds (so that choosing line art again replaces the files chosen before).
+
+Kept results are bounded: a session's result folder goes when the session keeps a new one or closes, when it is older
+than ``max_age_s``, or when more than ``max_kept`` are kept (the oldest first). A job run through the page's API
+(``/call/run``) is a session of its own that never closes: the age and count bounds are what delete its result.
+Only folders handed to :meth:`Sessions.keep_result` (and, with ``root``, inside it) are ever deleted.
+"""
 
 from __future__ import annotations
 
 import shutil
 import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,19 +32,33 @@ class LineartField:
 
 
 class Sessions:
-    """Per page: the cancel flag of its running job, the folder of its last result, its line-art field."""
+    """Per page: the cancel flag of its running job, the folder of its last result, its line-art field.
 
-    def __init__(self) -> None:
+    ``max_kept``: the most result folders kept, all sessions together; ``max_age_s``: seconds a result is kept at
+    most (checked whenever a job starts or a result is kept); ``root``: the folder results are made in (a folder
+    outside it is never deleted); ``clock``: seconds, for tests.
+    """
+
+    def __init__(
+        self,
+        max_kept: int = 32,
+        max_age_s: float = 3600.0,
+        root: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lock = threading.Lock()
         self._running: dict[str, threading.Event] = {}
-        self._results: dict[str, Path] = {}
+        self._results: OrderedDict[str, tuple[Path, float]] = OrderedDict()  # oldest first: (folder, kept at)
+        self.max_kept, self.max_age_s, self.root, self._clock = max(1, max_kept), max_age_s, root, clock
         self._closed: set[str] = set()  # pages gone while their job ran: a late result is deleted at once
         self._lineart: dict[str, LineartField] = {}
 
     def begin(self, session: str) -> threading.Event:
         with self._lock:
             flag = self._running[session] = threading.Event()
-            return flag
+            stale = self._expired()
+        self._delete(stale)
+        return flag
 
     def end(self, session: str, flag: threading.Event) -> None:
         with self._lock:
@@ -53,11 +76,33 @@ class Sessions:
         with self._lock:
             if session in self._closed:
                 self._closed.discard(session)
-                previous = folder
+                stale = [folder]
             else:
-                previous, self._results[session] = self._results.get(session), folder
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
+                previous = self._results.pop(session, None)
+                self._results[session] = (folder, self._clock())  # the newest: last
+                stale = ([previous[0]] if previous is not None else []) + self._expired()
+        self._delete(stale)
+
+    def kept(self) -> list[Path]:
+        """The result folders kept, oldest first."""
+        with self._lock:
+            return [folder for folder, _ in self._results.values()]
+
+    def _expired(self) -> list[Path]:
+        """Drop (under the lock) the results past the age or count bound; returns their folders, to delete."""
+        now, gone = self._clock(), []
+        while self._results:
+            session, (folder, kept_at) = next(iter(self._results.items()))
+            if len(self._results) <= self.max_kept and now - kept_at <= self.max_age_s:
+                break
+            del self._results[session]
+            gone.append(folder)
+        return gone
+
+    def _delete(self, folders: list[Path]) -> None:
+        for folder in folders:
+            if self.root is None or Path(self.root) in Path(folder).parents:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def lineart_chosen(self, session: str, files: list[str]) -> list[str]:
         """The user chose line art (the field's ``upload`` event): the files the field is to hold. gradio's
@@ -88,11 +133,10 @@ class Sessions:
         self.cancel(session)
         with self._lock:
             self._lineart.pop(session, None)
-            folder = self._results.pop(session, None)
+            kept = self._results.pop(session, None)
             if session in self._running:
                 self._closed.add(session)
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+        self._delete([kept[0]] if kept is not None else [])
 
     def close_all(self) -> None:
         with self._lock:

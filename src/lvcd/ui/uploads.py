@@ -82,8 +82,9 @@ class LineartUpload:
         return isinstance(self.frames, FrameSource)
 
 
-def image_size_hw(upload: Upload, field: str, max_side: int) -> tuple[int, int]:
-    """Height and width of an uploaded image from its header (EXIF orientation applied), checked against limits."""
+def image_size_hw(upload: Upload, field: str, max_side: int, max_pixels: int | None = None) -> tuple[int, int]:
+    """Height and width of an uploaded image from its header (EXIF orientation applied), checked against limits
+    (``max_pixels``: a frame's pixels, None for no limit)."""
     try:
         with Image.open(upload.path) as image:
             width, height = image.size
@@ -107,6 +108,7 @@ def image_size_hw(upload: Upload, field: str, max_side: int) -> tuple[int, int]:
             f"{field}: {upload.name} is {width}x{height} pixels; this page accepts at most {max_side} pixels a side. "
             "Downscale it and upload it again."
         )
+    check_pixels(upload, field, (height, width), max_pixels)
     try:  # read through (a PNG's chunks and their checksums) without decoding: a truncated file is found now
         with Image.open(upload.path) as image:
             image.verify()
@@ -117,19 +119,45 @@ def image_size_hw(upload: Upload, field: str, max_side: int) -> tuple[int, int]:
     return height, width
 
 
-def check_reference(file: str | os.PathLike | None, max_side: int) -> Upload:
+def check_pixels(upload: Upload, field: str, size_hw: tuple[int, int], max_pixels: int | None) -> None:
+    """Refuse a picture or video frame above ``max_pixels`` pixels (None: no limit): its memory grows with them."""
+    height, width = size_hw
+    if max_pixels is not None and height * width > max_pixels:
+        raise InputError(
+            f"{field}: {upload.name} is {width}x{height} pixels ({height * width / 1e6:.1f} megapixels); this page "
+            f"accepts at most {max_pixels / 1e6:.1f} megapixels a picture. Downscale it and upload it again, or "
+            "colorize it with the command line (lvcd colorize)."
+        )
+
+
+def check_frame_count(count: int, max_frames: int | None) -> None:
+    """Refuse more line-art frames than ``max_frames`` (None: no limit)."""
+    if max_frames is not None and count > max_frames:
+        raise InputError(
+            f"{LINEART_FIELD}: {count} frames are more than this page takes in one shot ({max_frames}); colorize the "
+            f"shot in parts of at most {max_frames} frames, or with the command line (lvcd colorize)."
+        )
+
+
+def check_reference(file: str | os.PathLike | None, max_side: int, max_pixels: int | None = None) -> Upload:
     """The coloured reference upload, checked (a readable image within the size limit)."""
     if not file:
         raise InputError(f"{REFERENCE_FIELD}: upload the coloured version of frame 0 of the shot.")
     upload = Upload.of(file)
     if upload.path.suffix.lower() in MOVING_SUFFIXES:
         raise InputError(f"{REFERENCE_FIELD}: {upload.name} is a video; upload one coloured picture ({_READABLE}).")
-    image_size_hw(upload, REFERENCE_FIELD, max_side)
+    image_size_hw(upload, REFERENCE_FIELD, max_side, max_pixels)
     return upload
 
 
-def read_lineart(files: Sequence[str | os.PathLike] | None, max_side: int) -> LineartUpload:
-    """Uploaded line art -> frames in natural order of the file names (a video or GIF: its frames), all checked.
+def read_lineart(
+    files: Sequence[str | os.PathLike] | None,
+    max_side: int,
+    max_pixels: int | None = None,
+    max_frames: int | None = None,
+) -> LineartUpload:
+    """Uploaded line art -> frames in natural order of the file names (a video or GIF: its frames), all checked
+    (``max_pixels`` a frame and ``max_frames`` frames: None for no limit).
 
     Every uploaded image is a frame, hidden names (``.f3.png``) included; two files of the same name are an error,
     since their order would be a guess.
@@ -144,13 +172,14 @@ def read_lineart(files: Sequence[str | os.PathLike] | None, max_side: int) -> Li
                 f"{LINEART_FIELD}: upload either one video/GIF or a set of images, not both "
                 f"({moving[0].name} came with {len(uploads) - 1} other file(s))."
             )
-        return _read_moving(moving[0], max_side)
+        return _read_moving(moving[0], max_side, max_pixels, max_frames)
     unknown = [upload.name for upload in uploads if upload.path.suffix.lower() not in IMAGE_SUFFIXES]
     if unknown:
         raise InputError(
             f"{LINEART_FIELD}: {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} is not an image or a video "
             f"(images: {', '.join(sorted(IMAGE_SUFFIXES))}; videos: {', '.join(sorted(MOVING_SUFFIXES))})."
         )
+    check_frame_count(len(uploads), max_frames)  # before reading each file's header
     seen: dict[str, Upload] = {}
     for upload in uploads:
         if upload.name in seen:
@@ -160,15 +189,15 @@ def read_lineart(files: Sequence[str | os.PathLike] | None, max_side: int) -> Li
             )
         seen[upload.name] = upload
     ordered = sorted(uploads, key=lambda upload: natural_key(upload.name))
-    size_hw = image_size_hw(ordered[0], LINEART_FIELD, max_side)
+    size_hw = image_size_hw(ordered[0], LINEART_FIELD, max_side, max_pixels)
     for upload in ordered[1:]:
-        other_hw = image_size_hw(upload, LINEART_FIELD, max_side)
+        other_hw = image_size_hw(upload, LINEART_FIELD, max_side, max_pixels)
         if other_hw != size_hw:
             raise _size_mismatch(upload, other_hw, ordered[0], size_hw)
     return LineartUpload(UploadedImages(ordered, size_hw), ordered, size_hw, None, shot_name(ordered))
 
 
-def _read_moving(upload: Upload, max_side: int) -> LineartUpload:
+def _read_moving(upload: Upload, max_side: int, max_pixels: int | None, max_frames: int | None) -> LineartUpload:
     try:
         source = FrameSource.open(upload.path)
         height, width = source.size_hw
@@ -177,10 +206,15 @@ def _read_moving(upload: Upload, max_side: int) -> LineartUpload:
                 f"{upload.name} is {width}x{height} pixels; this page accepts at most {max_side} pixels a side. "
                 "Downscale it and upload it again."
             )
+    except InputError as err:
+        raise InputError(f"{LINEART_FIELD}: {user_message(err, [upload])}") from None
+    check_pixels(upload, LINEART_FIELD, (height, width), max_pixels)  # before decoding the whole stream
+    try:
         source.check_uniform_size()  # decodes the stream once (counts the frames, finds a resolution change)
         len(source)
     except InputError as err:
         raise InputError(f"{LINEART_FIELD}: {user_message(err, [upload])}") from None
+    check_frame_count(len(source), max_frames)
     return LineartUpload(source, [upload], (height, width), source.fps, shot_name([upload]))
 
 
