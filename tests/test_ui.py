@@ -544,3 +544,20 @@ def test_lvcd_ui_takes_the_demo_model(monkeypatch):
     assert served["pipe"].config.name == "lvcd-demo"
     refused = CliRunner().invoke(cli, ["ui", "--model", "big"])
     assert refused.exit_code == 2 and "only packaged model is 'demo'" in refused.output
+
+
+def test_lvcd_ui_passes_its_limits_to_the_page(monkeypatch):
+    from typer.testing import CliRunner
+
+    import lvcd.ui
+    from lvcd.cli import app as cli
+
+    served = {}
+    monkeypatch.setattr(lvcd.ui, "launch_page", lambda pipe, **kwargs: served.update(kwargs))
+    command = ["ui", "--model", "demo", "--device", "cpu", "--max-frames", "12", "--max-megapixels", "2.1"]
+    assert CliRunner().invoke(cli, command).exit_code == 0
+    limits = served["limits"]
+    assert limits.max_frames == 12 and limits.max_frame_pixels == 2_100_000
+    assert CliRunner().invoke(cli, ["ui", "--model", "demo", "--device", "cpu"]).exit_code == 0
+    assert served["limits"].max_frames == lvcd.ui.PageLimits().max_frames
+    assert served["limits"].max_frame_pixels >= lvcd.ui.PageLimits().max_frame_pixels  # 33.2 MP: 8K UHD fits

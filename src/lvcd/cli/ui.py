@@ -29,6 +29,10 @@ def ui(
     max_side: int = typer.Option(1024, "--max-side", min=64, help="Largest processing size, pixels a side."),
     max_steps: int = typer.Option(50, "--max-steps", min=1, help="Most denoising steps a page may ask for."),
     max_queue: int = typer.Option(16, "--max-queue", min=1, help="Most jobs waiting; further requests are refused."),
+    max_frames: int = typer.Option(1000, "--max-frames", min=1, help="Most line-art frames of one shot."),
+    max_megapixels: float = typer.Option(
+        33.2, "--max-megapixels", min=0.001, help="Largest uploaded frame, megapixels (a job's memory grows with it)."
+    ),
     examples: bool = typer.Option(True, "--examples/--no-examples", help="Offer a procedural example shot."),
 ) -> None:
     """Serve a web page to colorize shots: upload the coloured reference and the line art, get a video back."""
@@ -39,7 +43,13 @@ def ui(
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    limits = PageLimits(max_upload_mb=max_upload_mb, max_side=max_side, max_steps=max_steps)
+    limits = PageLimits(
+        max_upload_mb=max_upload_mb,
+        max_side=max_side,
+        max_steps=max_steps,
+        max_frames=max_frames,
+        max_frame_pixels=round(max_megapixels * 1e6),
+    )
     launch_page(pipe, host=host, port=port, limits=limits, examples=examples, max_queue=max_queue)
 
 
