@@ -47,6 +47,7 @@ def test_a_written_config_reads_back_exactly(config):
         (_doc(sampling__overlap=-1), "sampling.overlap is -1, expected a whole number, 0 or more"),
         (_doc(sampling__rho="x"), "sampling.rho is 'x', expected a finite number"),
         (_doc(clip__mlp_ratio=None), "clip.mlp_ratio is None, expected a finite number"),
+        (_doc(sampling__sigma_max=10**400), "sampling.sigma_max is 1000000000000"),  # past float's range: no overflow
         (_doc(name=["a"]), "name is a JSON array, expected a string"),
         (_doc(unet__channel_mult=[1] * 999 + [-1]), "unet.channel_mult is [1, 1, 1, 1, 1, 1"),  # shown cut short
     ],

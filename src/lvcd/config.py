@@ -193,9 +193,13 @@ def _checked(name: str, annotation: str, value: Any) -> Any:
             raise ValueError(f"Config value {name} is a JSON {_json_type(value)}, expected a string.")
         return value
     if annotation == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        try:  # a whole number past float's range (10**400) overflows here
+            number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
             raise ValueError(f"Config value {name} is {_shown(value)}, expected a finite number.")
-        return float(value)
+        return number
     if annotation == "int":
         low = 0 if name in _MAY_BE_ZERO else 1
         if isinstance(value, bool) or not isinstance(value, int) or value < low:

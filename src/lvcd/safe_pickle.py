@@ -1,11 +1,16 @@
-"""Reading a checkpoint's pickle without ever running its code.
+"""Reading a checkpoint's pickle without ever running its code, or making more than the file holds.
 
-``torch.load(weights_only=True)`` refuses a pickle that holds objects beyond tensors (Lightning hyper-parameters,
-callbacks). :class:`RestrictedUnpickler` reads it instead: it resolves only an explicit list of exact (module, name)
-pairs (tensor rebuilders, plain containers, torch constants) and turns every other object into an inert stub that is
-never imported. A pickle that would *call* anything else (``__reduce__`` of ``os.system``, ``builtins.eval``, ...) or
-walk attributes through a dotted name raises :class:`UnsafePickleError` before any of it runs. Files are read through
-:mod:`lvcd.state_dict`, the one reader of weights files, which turns that into a one-line WeightsError.
+Every torch file lvcd reads (``torch.save`` zips and legacy pickles: checkpoints, official latents, training states)
+is unpickled by :class:`RestrictedUnpickler`: it resolves only an explicit list of exact (module, name) pairs (tensor
+rebuilders, plain containers, torch constants) and turns every other object (Lightning hyper-parameters, callbacks)
+into an inert stub that is never imported. A pickle that would *call* anything else (``__reduce__`` of ``os.system``,
+``builtins.eval``, ...) or walk attributes through a dotted name raises :class:`UnsafePickleError` before any of it
+runs. The calls it allows are checked too, so that what a pickle builds stays in proportion to the file: containers
+and buffers only from the file's own data (not ``bytearray(10**9)``, not one object per element of a tensor view),
+``_codecs.encode`` only as protocol 2 uses it (latin-1), tensors no larger than their stored bytes beyond
+``MAX_VIEW_ELEMENTS``. torch's own weights-only reader runs no code either, but calls what it allows with any
+arguments, so it is not used. Files are read through :mod:`lvcd.state_dict`, the one reader of weights files, which
+turns a refusal into a one-line WeightsError.
 """
 
 from __future__ import annotations
@@ -13,8 +18,6 @@ from __future__ import annotations
 import codecs
 import collections
 import pickle
-import pickletools
-import zipfile
 from pathlib import Path
 
 import torch
@@ -32,21 +35,23 @@ class UnsafePickleError(pickle.UnpicklingError):
 
 # The only globals a checkpoint's pickle may resolve: exact (module, name) pairs, each a tensor rebuilder, a plain
 # container or a torch constant. Nothing is looked up by attribute walking, so a dotted name never reaches an object.
+# Sparse, nested and quantized tensors are left out: no weights file holds them, and their rebuilders allocate what
+# sizes the pickle states.
 _TENSOR_REBUILDERS = (
     "_rebuild_tensor",
     "_rebuild_tensor_v2",
     "_rebuild_tensor_v3",
     "_rebuild_parameter",
     "_rebuild_parameter_with_state",
-    "_rebuild_qtensor",
-    "_rebuild_sparse_tensor",
     "_rebuild_meta_tensor_no_storage",
-    "_rebuild_nested_tensor",
 )
-_PLAIN_BUILTINS = (dict, list, tuple, set, frozenset, int, float, complex, str, bool, slice)
-# Pickles build bytes and bytearrays from data they hold; called with a number, these make a blank buffer of that
-# size: a file of a few KB could ask for all the memory. Only the data form is allowed.
-_BUFFER_BUILTINS = (bytes, bytearray)
+_SCALAR_BUILTINS = (int, float, complex, str, bool, slice)
+# Containers and buffers: pickles call them on data the file holds (protocol 2's bytes and sets). Called on anything
+# else they could make what the file does not hold: bytearray(10**9), or one object per element of a tensor that
+# repeats one stored byte N times (stride 0). So their arguments must be the file's own plain data.
+_CONTAINER_BUILTINS = (dict, list, tuple, set, frozenset, bytes, bytearray)
+_PLAIN_DATA = (str, bytes, bytearray, list, tuple, dict, set, frozenset)
+_LATIN1 = ("latin1", "latin-1")  # protocol 2 pickles bytes as _codecs.encode(text, "latin1")
 _TORCH_CONSTANTS = (
     # dtypes (a pickled dtype is the global torch.<name>)
     "float32", "float64", "float16", "bfloat16", "complex32", "complex64", "complex128", "uint8", "uint16", "uint32",
@@ -58,35 +63,71 @@ _TORCH_CONSTANTS = (
     "channels_last", "preserve_format", "per_tensor_affine", "per_tensor_symmetric", "per_channel_affine",
     "per_channel_symmetric", "per_channel_affine_float_qparams",
 )  # fmt: skip
+# A tensor may show more elements than its storage holds (an expanded view, stride 0) only up to this many: a few bytes
+# of a file could otherwise stand for any number of elements, which a later copy or cast would make real.
+MAX_VIEW_ELEMENTS = 1 << 16
 
 
-def _from_data_only(kind: type):
-    def build(*args):
-        if args and isinstance(args[0], int):
-            raise UnsafePickleError(
-                f"builtins.{kind.__name__}",
-                f"a blank buffer of {args[0]:,} bytes, not data of the file",
-                "fill the memory",
-            )
-        return kind(*args)
+def _too_big(name: str, why: str) -> UnsafePickleError:
+    return UnsafePickleError(name, why, "fill the memory")
+
+
+def _of_plain_data(kind: type, name: str):
+    """``kind`` called only on the file's own plain data (never on a number for a buffer, nor on a tensor)."""
+
+    def build(*args, **kwargs):
+        for arg in (*args, *kwargs.values()):
+            if kind in (bytes, bytearray) and isinstance(arg, int):
+                raise _too_big(name, f"a blank buffer of {arg:,} bytes, not data of the file")
+            if not isinstance(arg, _PLAIN_DATA):
+                raise _too_big(name, f"made from a {type(arg).__name__}, not from data of the file")
+        return kind(*args, **kwargs)
+
+    return build
+
+
+def _encode(text, encoding="utf-8", *rest):
+    """``_codecs.encode`` as protocol 2 uses it (text to latin-1 bytes); other codecs ("hex" doubles its input) are
+    refused."""
+    if not (isinstance(text, str) and encoding in _LATIN1 and not rest):
+        raise _too_big("_codecs.encode", f"asked for the {encoding!r} codec, not for bytes of the file")
+    return codecs.encode(text, encoding)
+
+
+def _size(*args):
+    if not all(isinstance(arg, (list, tuple)) for arg in args):
+        raise _too_big("torch.Size", "made from something other than a list of sizes")
+    return torch.Size(*args)
+
+
+def _stored(rebuild, name: str):
+    """A tensor rebuilder whose tensor shows no more elements than its storage holds (beyond MAX_VIEW_ELEMENTS)."""
+
+    def build(*args, **kwargs):
+        tensor = rebuild(*args, **kwargs)
+        if isinstance(tensor, torch.Tensor) and not tensor.is_meta and tensor.numel() > MAX_VIEW_ELEMENTS:
+            stored = tensor.untyped_storage().nbytes()
+            if tensor.numel() * tensor.element_size() > stored:
+                raise _too_big(name, f"a view of {tensor.numel():,} elements over {stored:,} stored bytes")
+        return tensor
 
     return build
 
 
 def _allowed_globals() -> dict[tuple[str, str], object]:
     allowed: dict[tuple[str, str], object] = {
-        ("collections", "OrderedDict"): collections.OrderedDict,
-        ("_codecs", "encode"): codecs.encode,  # how protocol 2 pickles bytes
-        ("torch", "Size"): torch.Size,
+        ("collections", "OrderedDict"): _of_plain_data(collections.OrderedDict, "collections.OrderedDict"),
+        ("_codecs", "encode"): _encode,
+        ("torch", "Size"): _size,
         ("torch", "device"): torch.device,
         ("torch", "Tensor"): torch.Tensor,
         ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
         ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
     }
-    allowed.update({("builtins", kind.__name__): kind for kind in _PLAIN_BUILTINS})
-    allowed.update({("builtins", kind.__name__): _from_data_only(kind) for kind in _BUFFER_BUILTINS})
-    allowed.update({("torch._utils", name): getattr(torch._utils, name) for name in _TENSOR_REBUILDERS
-                    if hasattr(torch._utils, name)})  # fmt: skip
+    allowed.update({("builtins", kind.__name__): kind for kind in _SCALAR_BUILTINS})
+    allowed.update({("builtins", k.__name__): _of_plain_data(k, f"builtins.{k.__name__}") for k in _CONTAINER_BUILTINS})
+    allowed.update({("torch._utils", name): _stored(getattr(torch._utils, name), f"torch._utils.{name}")
+                    for name in _TENSOR_REBUILDERS if hasattr(torch._utils, name)})  # fmt: skip
     allowed.update({("torch", name): getattr(torch, name) for name in _TORCH_CONSTANTS if hasattr(torch, name)})
     return allowed
 
@@ -170,60 +211,20 @@ class _RestrictedPickleModule:
     __name__ = "lvcd_restricted_pickle"
 
 
-# The globals torch's weights-only unpickler calls with whatever arguments the pickle gives, and which then allocate
-# what they are asked for: a pickle naming one is read by the restricted unpickler, which checks those arguments.
-_SIZED_BY_ARGUMENT = frozenset({"builtins bytearray", "__builtin__ bytearray"})
-_LEGACY_PICKLES = 4  # a legacy file: magic number, protocol, system info, then the object (then storage keys, data)
-
-
-def _names_sized_global(path: Path) -> bool:
-    """Whether a pickle of the file names a global of ``_SIZED_BY_ARGUMENT`` (torch's weights-only reader knows only
-    the GLOBAL opcode); False for a file these scans cannot read (the loaders then report it)."""
-
-    def names_one(stream) -> bool:
-        return any(op.name == "GLOBAL" and arg in _SIZED_BY_ARGUMENT for op, arg, _ in pickletools.genops(stream))
-
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                for name in archive.namelist():
-                    if name.endswith(".pkl"):
-                        with archive.open(name) as stream:
-                            if names_one(stream):
-                                return True
-            return False
-        with path.open("rb") as stream:
-            return any(names_one(stream) for _ in range(_LEGACY_PICKLES))
-    except Exception:  # noqa: BLE001 - an unreadable file is reported by the loaders below, in their words
-        return False
+def torch_load(path: Path, mmap: bool) -> object:
+    """``torch.load`` of a zip or legacy pickle on the CPU, through the restricted unpickler: tensors and plain data
+    only (raises :class:`UnsafePickleError`, possibly wrapped, for a pickle that would run anything, or make more than
+    the file holds). torch's own weights-only reader is not used: it runs no code either, but it calls what it allows
+    with whatever arguments the pickle gives (``bytearray(10**9)``, ``_codecs.encode(..., "hex")`` chains that double
+    a buffer every 9 bytes of pickle)."""
+    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
 
 
 def weights_only_load(path: Path, loader=None) -> object:
-    """``torch.load(weights_only=True)`` (or ``loader(path)``, another weights-only reader) of a file that holds
-    tensors and plain data only, refusing first (:class:`UnsafePickleError`) a pickle that names a global of
-    ``_SIZED_BY_ARGUMENT``: the weights-only reader would allocate whatever size it is given."""
-    if _names_sized_global(Path(path)):
-        raise UnsafePickleError(
-            "builtins.bytearray",
-            "a blank buffer of a size the pickle names, which could fill the memory",
-            "fill the memory",
-        )
-    return torch.load(path, map_location="cpu", weights_only=True) if loader is None else loader(path)
-
-
-def torch_load(path: Path, mmap: bool) -> object:
-    """``torch.load`` of a zip or legacy pickle on the CPU: weights-only, else tensors only through the restricted
-    unpickler (raises :class:`UnsafePickleError`, possibly wrapped, for a pickle that would run anything or ask for
-    a blank buffer of a size it names)."""
-    if not _names_sized_global(Path(path)):
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-        except pickle.UnpicklingError as err:
-            if "weights only" not in str(err).lower():
-                raise
-    # The pickle holds objects beyond tensors (e.g. Lightning hyper-parameters) or names a sized global: rebuild
-    # tensors only.
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
+    """A ``torch.save`` file of tensors and plain data (official latents, the states of earlier training checkpoints)
+    through :func:`torch_load`; ``loader(path)`` instead when given (another weights-only reader, e.g. accelerate's,
+    for files of the user's own runs)."""
+    return torch_load(Path(path), mmap=False) if loader is None else loader(path)
 
 
 def unsafe_pickle_error(err: BaseException) -> UnsafePickleError | None:

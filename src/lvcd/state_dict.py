@@ -3,14 +3,14 @@
 Formats are recognised by their first bytes (a misnamed file still reads):
 
 - safetensors (an 8-byte header length, then a JSON header): a lazy, memory-mapped view (``safe_open``);
-- ``torch.save`` zip archives (``PK``): ``torch.load(weights_only=True, mmap=True)``, so tensors stay in the file's
-  pages instead of being copied;
-- legacy (pre-1.6) torch pickles (protocol byte ``0x80``): ``torch.load(weights_only=True)``.
+- ``torch.save`` zip archives (``PK``): ``torch.load(mmap=True)``, so tensors stay in the file's pages instead of
+  being copied;
+- legacy (pre-1.6) torch pickles (protocol byte ``0x80``).
 
-When the weights-only unpickler refuses a pickle because it holds objects beyond tensors (Lightning
-hyper-parameters, callbacks), :mod:`lvcd.safe_pickle` reads it again, tensors only: a pickle that would *call*
-anything (``__reduce__`` of ``os.system``, ``builtins.eval``, ...) or walk attributes through a dotted name is
-refused with "not a plain checkpoint" before any of it runs: weights never execute code. A checkpoint that wraps its weights
+Both are unpickled by :mod:`lvcd.safe_pickle`'s restricted unpickler, tensors and plain data only: a pickle that
+would *call* anything (``__reduce__`` of ``os.system``, ``builtins.eval``, ...), walk attributes through a dotted
+name, or build more than the file holds (``bytearray(10**9)``) is refused with "not a plain checkpoint" before any
+of it runs: weights never execute code. A checkpoint that wraps its weights
 (``{'state_dict': ...}``, ``{'model': ...}``, ...) is unwrapped, a DataParallel ``module.`` prefix carried by every
 key is dropped, and entries that are not tensors are left out.
 

@@ -124,4 +124,4 @@ def test_an_official_latent_asking_for_a_blank_buffer_is_refused_unread(tmp_path
         dataset(tmp_path)[0]
     message = str(refused.value)
     assert message.startswith(f"Latent file {hostile} is unreadable (builtins.bytearray")
-    assert "fill the memory" in message and "\n" not in message
+    assert "a blank buffer of 200,000,000 bytes" in message and "\n" not in message

@@ -115,7 +115,49 @@ class _BlankBuffer:
         return (self.kind, (self.size,))
 
 
+class _RepeatedByte:
+    """Pickles as ``kind(view)``: a tensor repeating one stored byte ``size`` times (stride 0), iterated into one
+    Python object per element; with ``kind`` None, the view itself (a later copy or cast would make it real)."""
+
+    def __init__(self, kind, size: int):
+        self.kind, self.size = kind, size
+
+    def __reduce__(self):
+        view = torch.zeros(1, dtype=torch.uint8).expand(self.size)
+        return (self.kind, (view,)) if self.kind is not None else view.__reduce_ex__(2)
+
+
 BOMB_BYTES = 200_000_000  # small enough to survive on the old code, large beside the file
+
+
+def _hex_chain(doublings: int) -> bytes:
+    """A pickle (protocol 2) of {'w': bytes}: _codecs.encode(prev, 'hex') ``doublings`` times, 9 bytes each."""
+    encode, text = b"c_codecs\nencode\nq\x00", b"X\x01\x00\x00\x00Aq\x01X\x06\x00\x00\x00latin1q\x02"
+    body = b"\x80\x02" + encode + text + b"X\x03\x00\x00\x00hexq\x03" + b"h\x00h\x01h\x02\x86Rq\x04"
+    body += b"h\x00h\x04h\x03\x86Rq\x04" * doublings
+    return body + b"}X\x01\x00\x00\x00wh\x04s."
+
+
+def _zip_with_pickle(path: pathlib.Path, pickled: bytes) -> pathlib.Path:
+    """A torch.save archive of STATE whose data.pkl is replaced by ``pickled``."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": STATE}, buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    with zipfile.ZipFile(path, "w") as archive:
+        for info in source.infolist():
+            data = pickled if info.filename.endswith("data.pkl") else source.read(info)
+            archive.writestr(info.filename, data)
+    return path
+
+
+def _refused_for_memory(path: pathlib.Path, names: str) -> None:
+    with pytest.raises(WeightsError, match="is not a plain checkpoint") as caught:
+        WeightsFile(path, "lvcd")
+    message = str(caught.value)
+    assert names in message and "which could fill the memory" in message and "\n" not in message
 
 
 @pytest.mark.parametrize("kind", [bytearray, bytes])
@@ -125,19 +167,53 @@ def test_a_pickle_asking_for_a_blank_buffer_is_refused_before_allocating(tmp_pat
     torch.save({"state_dict": STATE, "hyper_parameters": {"blob": _BlankBuffer(kind, BOMB_BYTES)}}, path,
                _use_new_zipfile_serialization=not legacy)  # fmt: skip
     assert path.stat().st_size < 10_000
-    with pytest.raises(WeightsError, match="is not a plain checkpoint") as caught:
-        WeightsFile(path, "lvcd")
-    message = str(caught.value)
-    assert f"builtins.{kind.__name__}" in message and "fill the memory" in message and "\n" not in message
+    _refused_for_memory(path, f"builtins.{kind.__name__}")
+
+
+def test_a_codec_chain_that_doubles_a_buffer_is_refused(tmp_path):
+    """_codecs.encode(x, 'hex') doubles x in 9 bytes of pickle: 1.3 KB would ask for 16 GB (torch's weights-only
+    reader allows it); protocol 2's own use, encode(text, 'latin1'), still reads (the test below)."""
+    path = _zip_with_pickle(tmp_path / "hex.ckpt", _hex_chain(24))
+    assert path.stat().st_size < 2_000
+    _refused_for_memory(path, "_codecs.encode")
+
+
+@pytest.mark.parametrize(
+    "kind", [set, list, tuple, frozenset, bytearray, None], ids=lambda k: getattr(k, "__name__", "view")
+)
+def test_a_tensor_repeating_one_stored_byte_is_refused(tmp_path, kind):
+    path = tmp_path / "stride0.ckpt"
+    # 300,000 elements: one Python object each is ~200 MB on code without the check (survivable), any N would do
+    torch.save({"state_dict": {**STATE, "big": _RepeatedByte(kind, 300_000)}}, path)
+    assert path.stat().st_size < 10_000
+    _refused_for_memory(path, "torch._utils._rebuild_tensor_v2 (a view of 300,000 elements over 1 stored bytes)")
+
+
+def test_a_legacy_pickle_with_a_zip_appended_is_read_as_torch_reads_it(tmp_path):
+    """A legacy file whose tail is a zip (zipfile says zip, torch reads the head): its blank buffer is refused."""
+    import io
+    import zipfile
+
+    path = tmp_path / "polyglot.ckpt"
+    torch.save({"blob": _BlankBuffer(bytearray, BOMB_BYTES)}, path, _use_new_zipfile_serialization=False)
+    tail = io.BytesIO()
+    with zipfile.ZipFile(tail, "w") as archive:
+        archive.writestr("x/readme.txt", "hi")
+    path.write_bytes(path.read_bytes() + tail.getvalue())
+    assert zipfile.is_zipfile(path)
+    _refused_for_memory(path, "builtins.bytearray")
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
-def test_buffers_a_checkpoint_holds_as_data_still_load(tmp_path, legacy):
+def test_buffers_and_small_views_a_checkpoint_holds_as_data_still_load(tmp_path, legacy):
     path = tmp_path / "data.ckpt"
-    hyper = {"raw": bytearray(b"\x00\x01lvcd"), "tag": b"bytes", "params": HyperParameters()}
-    torch.save({"state_dict": STATE, "hyper_parameters": hyper}, path, _use_new_zipfile_serialization=not legacy)
+    hyper = {"raw": bytearray(b"\x00\x01lvcd"), "tag": b"bytes", "ids": {1, 2}, "params": HyperParameters()}
+    position_ids = torch.arange(77).expand(1, -1)  # as CLIP's buffer: a view, no larger than its storage
+    repeated = torch.ones(1).expand(64)  # a small expanded view
+    state = {**STATE, "position_ids": position_ids, "repeated": repeated}
+    torch.save({"state_dict": state, "hyper_parameters": hyper}, path, _use_new_zipfile_serialization=not legacy)
     loaded = WeightsFile(path, "lvcd").read()
-    assert sorted(loaded) == sorted(STATE) and all(torch.equal(loaded[k], STATE[k]) for k in STATE)
+    assert sorted(loaded) == sorted(state) and all(torch.equal(loaded[k], state[k]) for k in state)
 
 
 def test_plain_torch_files_lvcd_reads_refuse_a_blank_buffer_too(tmp_path):
@@ -146,12 +222,11 @@ def test_plain_torch_files_lvcd_reads_refuse_a_blank_buffer_too(tmp_path):
 
     path = tmp_path / "state.pt"
     torch.save({"step": 3, "blob": _BlankBuffer(bytearray, BOMB_BYTES)}, path)
-    with pytest.raises(
-        UnsafePickleError, match="builtins.bytearray: a blank buffer of a size the pickle names"
-    ) as caught:
+    with pytest.raises(UnsafePickleError, match="builtins.bytearray: a blank buffer of 200,000,000 bytes") as caught:
         weights_only_load(path)
     assert caught.value.risk == "fill the memory"
     with pytest.raises(CheckpointError, match="is not a plain checkpoint: .* could fill the memory"):
         read_plain_torch_file(path)
-    torch.save(torch.zeros(4, 8, 8), tmp_path / "plain.pt")
-    assert torch.equal(weights_only_load(tmp_path / "plain.pt"), torch.zeros(4, 8, 8))
+    torch.save({"latent": torch.zeros(4, 8, 8), "raw": bytearray(b"abc")}, tmp_path / "plain.pt")
+    loaded = weights_only_load(tmp_path / "plain.pt")  # a bytearray of data is data (it was refused by name)
+    assert torch.equal(loaded["latent"], torch.zeros(4, 8, 8)) and loaded["raw"] == bytearray(b"abc")
