@@ -161,3 +161,107 @@ def test_an_interrupted_batch_or_data_run_says_that_running_it_again_continues()
     result = CliRunner().invoke(app, ["prepare"])
     assert result.exit_code == 130
     assert result.output == "error: interrupted (Ctrl-C); run the same command again to continue where it stopped.\n"
+
+
+_STOPPED_TWICE = """
+import sys, time, weakref
+import typer
+from lvcd.cli.guard import guard_app
+
+def say(word):
+    print(word, flush=True)
+
+class Held:
+    pass
+
+held = Held()
+weakref.finalize(held, lambda: (say("finalizing"), time.sleep(0.6), say("finalized")))  # runs at interpreter exit
+
+app = typer.Typer()
+
+@app.command()
+def colorize():
+    try:
+        say("working")
+        time.sleep(60)
+    finally:
+        say("cleaning")
+        time.sleep(0.6)
+        say("cleaned")
+
+guard_app(app)
+app()
+"""
+
+
+def test_a_second_ctrl_c_during_the_clean_up_or_the_exit_prints_no_traceback(tmp_path):
+    """Ctrl-C, then Ctrl-C again while the command cleans up, and again while the interpreter runs its exit finalizers
+    (where the auditor's tracebacks came from): the clean-up runs to its end, one line, exit 130."""
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "stopped_twice.py"
+    script.write_text(_STOPPED_TWICE)
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, not a background job
+    )
+    seen = []
+    try:
+        for word in ("working", "cleaning", "finalizing"):
+            while word not in seen:
+                line = process.stdout.readline()
+                assert line, f"the command ended before {word!r}: {seen}, {process.stderr.read()}"
+                seen.append(line.strip())
+            process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    seen += out.split()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "Exception ignored" not in err, err
+    assert [line for line in err.splitlines() if line.strip()] == [
+        "error: interrupted (Ctrl-C); run the same command with --resume to continue."
+    ]
+    assert seen == ["working", "cleaning", "cleaned", "finalizing", "finalized"]
+
+
+_STOPPED_BY_TWO_AT_ONCE = """
+import os, signal, time
+import typer
+from lvcd.cli.guard import guard_app
+
+app = typer.Typer()
+
+@app.command()
+def colorize():
+    both = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, both)
+    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGINT)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, both)  # both arrive at once: handled one after the other
+    time.sleep(60)
+
+guard_app(app)
+app()
+"""
+
+
+def test_two_signals_arriving_together_stop_the_command_once(tmp_path):
+    """SIGTERM and Ctrl-C pending together: the first stops the command, the second is ignored without CPython's
+    "Signal 15 ignored due to race condition" traceback (what ignoring it by SIG_IGN gives)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_at_once.py"
+    script.write_text(_STOPPED_BY_TWO_AT_ONCE)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert done.returncode in (130, 143), done.stderr
+    assert [line for line in done.stderr.splitlines() if line.strip()] == [
+        f"error: interrupted ({'Ctrl-C' if done.returncode == 130 else 'SIGTERM'}); run the same command with "
+        "--resume to continue."
+    ]

@@ -22,7 +22,7 @@ from lvcd.io.atomic import atomic_output
 from lvcd.io.images import IMAGE_CHANNELS, channels_last, image_size_hw
 from lvcd.io.lineart_input import dark_lines_gray
 from lvcd.io.paper import PaperLevels, check_levels, levelled_hint, shot_levels
-from lvcd.io.writers import usable_frame_name
+from lvcd.io.writers import frame_names_problem
 
 
 def _frame_array(frame, index: int, name: str) -> np.ndarray:
@@ -168,14 +168,7 @@ class LineartFrames:
         names = getattr(self.source, "names", None)
         if names is None or len(names) != self.count:
             return ""
-        names = [str(n) for n in names]
-        folded: dict[str, str] = {}
-        for name in names:
-            if name.casefold() in folded:
-                return f"{folded[name.casefold()]!r} and {name!r} differ only in case"
-            folded[name.casefold()] = name
-        unusable = next((n for n in names if not usable_frame_name(n)), None)  # numbered instead: none can fail late
-        return f"{unusable!r} cannot name a file" if unusable is not None else None
+        return frame_names_problem([str(n) for n in names])  # numbered instead: none can fail late
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter(self.source) if self.source is not None else iter(self._frames)

@@ -186,3 +186,62 @@ def test_a_truncated_video_is_refused_not_read_short(tmp_path):
         list(FrameSource.open(path))
     whole = truncated_mp4(tmp_path / "whole.mp4", frames=12, keep=1.0)
     assert len(FrameSource.open(whole)) == 12 and len(list(FrameSource.open(whole))) == 12
+
+
+def _cut(path, keep: float):
+    data = path.read_bytes()
+    cut = path.with_name(f"cut_{path.name}")
+    cut.write_bytes(data[: int(len(data) * keep)])
+    return cut
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".webm"])
+def test_a_truncated_matroska_video_is_refused_by_its_duration(tmp_path, suffix):
+    """Matroska / WebM state no frame count, only a duration (2 s here): cut in half, the frames decoded span about
+    1 s of it, which is refused rather than read as a shorter shot."""
+    whole = tmp_path / f"shot{suffix}"
+    with open_writer(whole, fps=12) as writer:
+        for index in range(24):
+            writer.write(_frame(index))
+    assert len(FrameSource.open(whole)) == 24 and len(list(FrameSource.open(whole))) == 24
+    FrameSource.open(whole).check_uniform_size()
+    cut = _cut(whole, keep=0.5)
+    expected = rf"cut_shot{suffix}: the file states a duration of 2 s \(24 frames expected at 12 fps\) but only \d+ "
+    with pytest.raises(InputError, match=expected + r"frames \([\d.]+ s\) decode; the file is truncated or damaged"):
+        len(FrameSource.open(cut))
+    with pytest.raises(InputError, match="export it again"):
+        list(FrameSource.open(cut))
+    with pytest.raises(InputError, match="truncated or damaged"):
+        FrameSource.open(cut).check_uniform_size()
+
+
+def _variable_rate_video(path, times_ms: list[int], codec: str) -> None:
+    """A video whose frames come at the given times (milliseconds): a variable frame rate."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        for index, time_ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(_frame(index), format="rgb24")
+            frame.pts, frame.time_base = time_ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".mkv", "libx264"), (".webm", "libvpx-vp9")])
+def test_a_variable_frame_rate_matroska_video_is_read_whole(tmp_path, suffix, codec):
+    """10 frames 33 ms apart, then 10 frames 500 ms apart: FFmpeg's average rate (30 fps, from the first frames) times
+    the 4.9 s duration would expect some 146 frames; the 20 frames' timestamps span the whole duration, so it passes."""
+    path = tmp_path / f"vfr{suffix}"
+    _variable_rate_video(path, [33 * index for index in range(10)] + [330 + 500 * index for index in range(10)], codec)
+    source = FrameSource.open(path)
+    assert len(source) == 20 and source.fps == pytest.approx(30.0)
+    assert len(list(FrameSource.open(path))) == 20
+    FrameSource.open(path).check_uniform_size()
+    slow_first = tmp_path / f"slow_first{suffix}"
+    _variable_rate_video(slow_first, [500 * index for index in range(10)] + [5000 + 33 * i for i in range(10)], codec)
+    assert len(FrameSource.open(slow_first)) == 20

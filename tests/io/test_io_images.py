@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from lvcd.errors import InputError
-from lvcd.io.frames import list_image_files, load_image, natural_key, to_rgb_uint8
+from lvcd.io.frames import FrameSource, list_image_files, load_image, natural_key, to_rgb_uint8
 
 
 def test_natural_key_orders_numbers_by_value():
@@ -163,3 +165,30 @@ def test_to_rgb_uint8_torch_tensors():
     assert to_rgb_uint8(torch.zeros(3, 2, 2, requires_grad=True)).sum() == 0
     with pytest.raises(ValueError):
         to_rgb_uint8(torch.zeros(2, 3, 4, 5))
+
+
+def test_a_broken_link_among_the_frames_is_refused_not_dropped(tmp_path):
+    """A frame whose link points nowhere is a missing frame: without it the shot would be one frame shorter and every
+    later frame one slot early. Sub-folders (also linked ones) are still skipped; a working link is a frame."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ["0.png", "1.png", "3.png"]:
+        Image.new("L", (8, 6), 255).save(frames / name)
+    (tmp_path / "elsewhere.png").mkdir()
+    (frames / "sub.png").mkdir()
+    (frames / "linked_folder.png").symlink_to(tmp_path / "elsewhere.png")
+    (frames / "4.png").symlink_to(frames / "3.png")
+    assert [path.name for path in list_image_files(frames)] == ["0.png", "1.png", "3.png", "4.png"]
+    (frames / "2.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(InputError, match=r"frames/2\.png: a frame that is a broken link \(its target .*gone\.png"):
+        list_image_files(frames)
+    with pytest.raises(InputError, match=r"2\.png: a frame that is a broken link"):
+        FrameSource.open(frames)
+
+
+def test_a_pipe_named_as_a_frame_is_refused_not_read(tmp_path):
+    """Opening a FIFO would block for ever: it is named, not skipped and not read."""
+    Image.new("L", (8, 6), 255).save(tmp_path / "0.png")
+    os.mkfifo(tmp_path / "1.png")
+    with pytest.raises(InputError, match=r"1\.png: a frame that is not a regular file"):
+        list_image_files(tmp_path)

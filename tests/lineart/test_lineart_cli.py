@@ -139,3 +139,105 @@ def test_levels_cleans_up_scans_as_colorize_reads_them(tmp_path):
         ["lineart", str(folder), "-o", str(tmp_path / "x"), "--method", "levels", "--weights", str(folder)]
     )
     assert refused.exit_code == 2 and "takes no --weights" in refused.output and not (tmp_path / "x").exists()
+
+
+@pytest.fixture()
+def extractions(monkeypatch):
+    """Counts the frames the extractor is given: a bad input must be refused before the first one."""
+    from lvcd import lineart as lineart_package
+
+    real, calls = lineart_package.get_extractor, []
+
+    def counting(*args, **kwargs):
+        extractor = real(*args, **kwargs)
+
+        class Counting:
+            warning = extractor.warning
+
+            def __call__(self, frame):
+                calls.append(frame.shape)
+                return extractor(frame)
+
+        return Counting()
+
+    monkeypatch.setattr(lineart_package, "get_extractor", counting)
+    return calls
+
+
+def _one_error_line(result) -> str:
+    assert "Traceback" not in result.output and isinstance(result.exception, (SystemExit, type(None))), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    return errors[0]
+
+
+@pytest.mark.parametrize("fault", ["wrong-size", "truncated"])
+def test_a_bad_frame_late_in_the_shot_is_refused_before_any_extraction(tmp_path, extractions, fault):
+    """As lvcd colorize does, every frame's size and data are checked first: a bad last frame costs no work."""
+    _write_frames(tmp_path / "frames", count=4)
+    last = tmp_path / "frames" / "frame3.png"
+    if fault == "wrong-size":
+        Image.new("RGB", (20, 10), "white").save(last)
+    else:
+        last.write_bytes(last.read_bytes()[:-40])  # the end of the image data and the IEND chunk are cut
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path / "lines"), "--method", "xdog"])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result)
+    assert "frame3.png" in line and ("20x10" in line if fault == "wrong-size" else "damaged" in line)
+    assert extractions == []
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["frames"]  # nothing written, no hidden partial
+
+
+def test_a_broken_link_among_the_frames_is_one_line_not_a_shorter_shot(tmp_path, extractions):
+    _write_frames(tmp_path / "frames", count=3)
+    (tmp_path / "frames" / "frame5.png").symlink_to(tmp_path / "gone.png")
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path / "lines"), "--method", "xdog"])
+    assert result.exit_code == 2, result.output
+    assert "frame5.png: a frame that is a broken link" in _one_error_line(result)
+    assert extractions == [] and not (tmp_path / "lines").exists()
+
+
+def test_names_differing_only_in_case_are_numbered_with_a_warning_before_extraction(tmp_path, extractions):
+    """f1.png and F1.png would be one file on macOS and Windows: as lvcd colorize does, the frames are numbered, and
+    the warning says so before the work."""
+    _write_frames(tmp_path / "frames", count=3)
+    for old, new in [("frame0.png", "f1.png"), ("frame1.png", "F1.png"), ("frame2.png", "f2.png")]:
+        (tmp_path / "frames" / old).rename(tmp_path / "frames" / new)
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path / "lines"), "--method", "xdog"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    warnings = [line for line in result.output.splitlines() if "differ only in case" in line]
+    assert warnings == [
+        "warning: the frame names 'F1' and 'f1' differ only in case (one file on macOS and Windows); the output "
+        "frames are numbered 00000.png, 00001.png, ... instead."
+    ]
+    assert sorted(path.name for path in (tmp_path / "lines").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+    assert len(extractions) == 3
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path / "lines.mp4"), "--method", "levels"])
+    assert result.exit_code == 0 and "differ only in case" not in result.output  # a video has no frame names
+
+
+def test_a_writer_fault_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """Whatever a writer raises that is not a user error (a ValueError, a RuntimeError) ends as one error line."""
+    from lvcd.io import writers
+
+    _write_frames(tmp_path / "frames", count=2)
+
+    def failing(self, frame, name):
+        raise ValueError("the encoder said no")
+
+    monkeypatch.setattr(writers._PngFolderWriter, "_write", failing)
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path / "lines"), "--method", "xdog"])
+    assert result.exit_code == 2, result.output
+    line = _one_error_line(result)
+    assert "lines: writing the output failed (ValueError: the encoder said no)" in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["frames"]
+    monkeypatch.undo()
+    monkeypatch.setattr(writers._PngFolderWriter, "_finish", _raise_runtime_error)
+    result = _invoke(["lineart", str(tmp_path / "frames"), "-o", str(tmp_path / "lines"), "--method", "levels"])
+    assert result.exit_code == 2 and "writing the output failed (RuntimeError: flush failed)" in _one_error_line(result)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["frames"]
+
+
+def _raise_runtime_error(self) -> None:
+    raise RuntimeError("flush failed")

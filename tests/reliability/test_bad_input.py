@@ -58,6 +58,7 @@ CASES = [
     Case("colorize-mixed-sizes", lambda w: colorize(w, lineart=w.mixed), ("f999.png",)),
     Case("colorize-huge-frames", lambda w: colorize(w, lineart=w.huge), ("--lineart", "huge", "7000x6000", "40 megapixels")),
     Case("lineart-huge-frames", lambda w: ["lineart", str(w.huge), "-o", str(w.out / "l"), "--method", "xdog"], ("huge", "40 megapixels")),
+    Case("colorize-dangling-frame-link", lambda w: colorize(w, lineart=w.dangling), ("dangling", "2b.png", "broken link")),
     Case("colorize-truncated-video", lambda w: colorize(w, lineart=w.truncated), ("cut.mp4", "declares 40 frames")),
     Case("colorize-keyframe-syntax", lambda w: colorize(w, "--keyframe", "two=key.png"), ("--keyframe", "two=key.png")),
     Case("colorize-keyframe-range", lambda w: colorize(w, "--keyframe", f"9={w.keyframe}"), ("--keyframe 9=", "outside the shot's frames 0..3")),
@@ -119,6 +120,9 @@ CASES = [
     Case("lineart-weights-missing", lambda w: ["lineart", str(w.lineart), "-o", str(w.out / "l"), "--weights", str(w.inputs / "sk.pth")], ("--weights", "sk.pth")),
     Case("lineart-device-cuda", lambda w: ["lineart", str(w.lineart), "-o", str(w.out / "l"), "--device", "cuda", "--method", "xdog"], ("--device cuda",), needs=_no_cuda),
     Case("lineart-output-parent-is-file", lambda w: ["lineart", str(w.lineart), "-o", str(w.a_file / "l"), "--method", "xdog"], ("a_file", "is a file")),
+    Case("lineart-dangling-frame-link", lambda w: ["lineart", str(w.dangling), "-o", str(w.out / "l"), "--method", "xdog"], ("dangling", "2b.png", "broken link")),
+    Case("lineart-mixed-sizes", lambda w: ["lineart", str(w.mixed), "-o", str(w.out / "l"), "--method", "xdog"], ("f999.png", "differs from the first frame's")),
+    Case("lineart-damaged-frame", lambda w: ["lineart", str(w.damaged), "-o", str(w.out / "l"), "--method", "xdog"], ("damaged", "damaged")),
     Case("lineart-truncated-video", lambda w: ["lineart", str(w.truncated), "-o", str(w.out / "l"), "--method", "xdog"], ("cut.mp4", "declares 40")),
     # ---------------------------------------------------------------- convert
     Case("convert-both-missing", lambda w: ["convert", "--svd", "s.safetensors", "--lvcd", "l.ckpt", "-o", str(w.out / "c.safetensors")], ("s.safetensors", "l.ckpt")),
@@ -164,6 +168,15 @@ CASES = [
 @pytest.fixture(scope="module")
 def prepared(world):
     (world.out / "existing.mp4").write_bytes(b"an earlier result")
+    import shutil
+
+    # a frame linked to nothing (its target moved away): a missing frame, not a shorter shot
+    world.paths["dangling"] = shutil.copytree(world.lineart, world.inputs / "dangling")
+    (world.dangling / "2b.png").symlink_to(world.inputs / "moved_away.png")
+    # a shot whose last frame is cut short: found before any frame is worked on
+    world.paths["damaged"] = shutil.copytree(world.lineart, world.inputs / "damaged")
+    last = sorted(world.damaged.iterdir())[-1]
+    last.write_bytes(last.read_bytes()[:-40])
     whole = checksums(world.inputs, whole_below=0)
     yield world
     assert checksums(world.inputs, whole_below=0) == whole  # the weights too, hashed whole after all cases

@@ -83,8 +83,19 @@ class _Terminated(BaseException):
     """SIGTERM, turned into an exception so that every clean-up on the way out runs."""
 
 
-def _raise_terminated(signum, frame) -> None:
-    raise _Terminated()
+def _ignore_signal(signum, frame) -> None:
+    """Does nothing. A Python handler rather than SIG_IGN: a signal that arrived together with the first one is still
+    pending when this is installed, and CPython reports a pending signal whose handler became SIG_IGN with a traceback
+    ("Signal 15 ignored due to race condition")."""
+
+
+def _ignore_further_stops() -> None:
+    """Ignore Ctrl-C and SIGTERM from now on (main thread only). Once a command is stopping, a second Ctrl-C would land
+    in its clean-up or in the interpreter's exit finalizers (weakref / atexit) and print a traceback there; the clean-up
+    must run to its end so the work directory stays resumable. SIGKILL still stops a hung exit."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _ignore_signal)
+        signal.signal(signal.SIGTERM, _ignore_signal)
 
 
 def interruption(err: BaseException) -> tuple[str, int] | None:
@@ -102,14 +113,25 @@ def guarded(command: Callable, name: str) -> Callable:
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        previous = None
+        signalled = []  # the signal that stopped the command, if one did
+
+        def stop(signum, frame) -> None:
+            signalled.append(signum)
+            _ignore_further_stops()  # before raising: a second signal must not interrupt the way out
+            raise KeyboardInterrupt() if signum == signal.SIGINT else _Terminated()
+
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, _raise_terminated)
+            previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, stop)
+            previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
+            if previous[signal.SIGINT] is signal.default_int_handler:  # not when ignored (a background job) or custom
+                signal.signal(signal.SIGINT, stop)
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _one_line_warning
                 return command(*args, **kwargs)
         except Interrupted as err:
+            _ignore_further_stops()
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
         except LVCDError as err:
@@ -124,6 +146,7 @@ def guarded(command: Callable, name: str) -> Callable:
             typer.echo(f"error: {out_of_memory_message(err, name, resumable)}", err=True)
             raise typer.Exit(1) from None
         except (KeyboardInterrupt, _Terminated) as err:
+            _ignore_further_stops()
             what, code = interruption(err)
             hint = "; run the same command with --resume to continue" if resumable else "; nothing was written"
             if name in RERUNNABLE:
@@ -131,8 +154,17 @@ def guarded(command: Callable, name: str) -> Callable:
             typer.echo(f"error: interrupted ({what}){hint}.", err=True)
             raise typer.Exit(code) from None
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            # A signal stops the process: Ctrl-C and SIGTERM stay ignored through its exit, by the system now (SIG_IGN
+            # survives the interpreter's shutdown, where Python's own handlers give way to the default: killed), any
+            # signal pending till here delivered to the no-op first. Otherwise (the command finished, or an
+            # in-process caller raised KeyboardInterrupt itself) the caller's handlers come back.
+            if signalled:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            else:
+                for signum, handler in previous.items():
+                    if handler is not None:  # None: a handler installed from outside Python, not restorable
+                        signal.signal(signum, handler)
 
     return wrapper
 

@@ -245,6 +245,8 @@ class _VideoSource(FrameSource):
         self.path = path
         self._count: int | None = None
         self._declared = 0  # the frame count the container's header states (0: none stated)
+        self._declared_seconds: float | None = None  # the video stream's duration as the file states it, if it does
+        self._decoded_seconds: float | None = None  # the time the frames of the last full decoding pass span
         frames = self._decode(convert=True)
         try:
             first = next(frames, None)
@@ -267,6 +269,7 @@ class _VideoSource(FrameSource):
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         self._declared = int(stream.frames or 0)
+        self._declared_seconds = _declared_seconds(container, stream)
         if self.fps is None:
             rate = stream.average_rate or stream.guessed_rate
             self.fps = float(rate) if rate else None
@@ -277,8 +280,12 @@ class _VideoSource(FrameSource):
         carrying only the displayed size."""
         container, stream = self._open_container()
         index = -1
+        first_time = end_time = None  # seconds: the first frame's start, the latest frame's end
         try:
             for index, frame in enumerate(container.decode(stream)):  # noqa: B007
+                if frame.time is not None:
+                    first_time = frame.time if first_time is None else min(first_time, frame.time)
+                    end_time = max(end_time or 0.0, frame.time + self._frame_seconds(frame))
                 if convert:
                     yield _video_frame_to_rgb(frame)
                 else:
@@ -292,6 +299,14 @@ class _VideoSource(FrameSource):
             ) from err
         finally:
             container.close()
+        self._decoded_seconds = None if first_time is None else end_time - first_time  # set once the pass is whole
+
+    def _frame_seconds(self, frame: av.VideoFrame) -> float:
+        """How long a decoded frame is shown: its own duration where the stream has one, else one frame at fps."""
+        duration, time_base = getattr(frame, "duration", None), frame.time_base
+        if duration and time_base:
+            return float(duration * time_base)
+        return 1.0 / self.fps if self.fps else 0.0
 
     @property
     def names(self) -> list[str]:
@@ -307,11 +322,25 @@ class _VideoSource(FrameSource):
         return self._count
 
     def _checked_count(self, decoded: int) -> int:
-        """Threaded FFmpeg decoding ends a truncated file quietly: fewer frames than the header states is an error."""
+        """Threaded FFmpeg decoding ends a truncated file quietly: fewer frames than the header states is an error.
+
+        Matroska / WebM state no frame count, only a duration: there the frames must span it, roughly. Refused only
+        when clearly short both in frames (expected at the stream's frame rate) and in the time the decoded frames
+        span (their timestamps), so a variable frame rate, whose average rate may be far off, still passes."""
         if decoded < self._declared:
             raise InputError(
                 f"{self.path}: the container declares {self._declared} frames but only {decoded} decode; the file is "
                 "truncated or damaged. Copy or export it again (or re-encode it, e.g. to H.264 MP4)."
+            )
+        seconds, spanned, rate = self._declared_seconds, self._decoded_seconds, self.fps
+        if self._declared or not seconds or spanned is None or not rate:
+            return decoded
+        expected = round(seconds * rate)
+        if decoded < 0.9 * expected and seconds - spanned > max(0.1 * seconds, 2.0 / rate):
+            raise InputError(
+                f"{self.path}: the file states a duration of {seconds:.3g} s ({expected} frames expected at "
+                f"{rate:.4g} fps) but only {decoded} frames ({spanned:.3g} s) decode; the file is truncated or "
+                "damaged; export it again (or re-encode it, e.g. to H.264 MP4)."
             )
         return decoded
 
@@ -327,6 +356,24 @@ class _VideoSource(FrameSource):
         for count, frame in enumerate(self._decode(convert=True), start=1):
             yield self._check_frame_size(frame, f"{self.path} frame {count - 1}")
         self._checked_count(count)
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """The video stream's duration as the file states it: the stream's own; Matroska's per-track ``DURATION`` tag
+    (FFmpeg and mkvmerge write it); the whole file's only where the video is its one stream (an audio track may run
+    longer). None when the file states none."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tags = {str(key).upper(): value for key, value in (stream.metadata or {}).items()}
+    hours, _, rest = str(tags.get("DURATION", "")).partition(":")
+    minutes, _, secs = rest.partition(":")
+    try:
+        return int(hours) * 3600 + int(minutes) * 60 + float(secs)
+    except ValueError:
+        pass
+    if container.duration and len(container.streams) == 1:
+        return container.duration / 1_000_000  # in AV_TIME_BASE units
+    return None
 
 
 def _video_frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:

@@ -39,8 +39,9 @@ def natural_key(name: str) -> tuple:
 def list_image_files(folder: str | Path) -> list[Path]:
     """The image files directly inside ``folder``, in natural order.
 
-    Hidden files (``.DS_Store``, macOS ``._frame.png`` resource forks) and sub-folders are skipped.
-    Raises InputError if the folder is missing, is not a folder, or holds no image.
+    Hidden files (``.DS_Store``, macOS ``._frame.png`` resource forks) and sub-folders are skipped. Every other
+    image-named entry is a frame: a broken link or a pipe among them raises InputError naming it, rather than the
+    shot silently losing that frame. Raises InputError if the folder is missing, is not a folder, or holds no image.
     """
     folder = Path(folder)
     if not folder.exists():
@@ -50,14 +51,35 @@ def list_image_files(folder: str | Path) -> list[Path]:
     files = [
         path
         for path in folder.iterdir()
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and not path.is_dir()
     ]
+    for path in files:
+        _check_frame_entry(path)
     if not files:
         raise InputError(
             f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
             "Put the frames directly in this folder."
         )
     return sorted(files, key=lambda path: natural_key(path.name))
+
+
+def _check_frame_entry(path: Path) -> None:
+    """Refuse (InputError) a frame entry that is not a readable file: a link to nothing, or a pipe, socket or
+    device (reading one could block)."""
+    if path.is_file():
+        return
+    if not path.is_symlink() and not path.exists():
+        raise InputError(f"{path}: the frame was removed while its folder was read; check the folder and run again.")
+    if path.is_symlink():
+        try:
+            target = str(path.readlink())
+        except OSError:
+            target = "?"
+        raise InputError(
+            f"{path}: a frame that is a broken link (its target {target} does not exist); "
+            "restore the target or remove the link."
+        )
+    raise InputError(f"{path}: a frame that is not a regular file (a pipe, socket or device); remove it or replace it.")
 
 
 # --------------------------------------------------------------------------------------------------

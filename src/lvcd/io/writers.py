@@ -100,6 +100,19 @@ def usable_frame_name(name: str) -> bool:
     return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name
 
 
+def frame_names_problem(names: list[str]) -> str | None:
+    """Why ``names`` cannot name the PNG frames of one output folder (one cannot name a file, or two differ only in
+    case: one file on macOS and Windows), or None when they can."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if not usable_frame_name(name):
+            return f"the frame name {name!r} cannot name a PNG file"
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            return f"the frame names {other!r} and {name!r} differ only in case (one file on macOS and Windows)"
+    return None
+
+
 _OS_LITTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # what file browsers drop into any folder
 
 
