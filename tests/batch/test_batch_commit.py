@@ -9,6 +9,7 @@ it, as nothing runs after a SIGKILL); one test kills a real `lvcd batch` process
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,26 @@ def _stamps(folder: Path) -> dict:
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
 
 
+def test_an_output_is_known_by_its_frames_not_by_an_inode(tmp_path):
+    """Shared file systems that number files per machine or mount (sshfs, s3fs, gcsfuse, CIFS) show another worker
+    other inodes for the same output: the identity is the frames' names, sizes and times (a rename keeps them), here
+    seen through a copy that keeps them but not the inodes; a frame written again is another output."""
+    from lvcd.batch.layout import output_identity
+
+    output = tmp_path / "shot"
+    output.mkdir()
+    for index in range(3):
+        (output / f"{index}.png").write_bytes(bytes([index]) * (10 + index))
+    (tmp_path / "shot.mp4").write_bytes(b"video")
+    for path in (output, tmp_path / "shot.mp4"):
+        copy = tmp_path / f"other mount of {path.name}"
+        (shutil.copytree if path.is_dir() else shutil.copy2)(path, copy)
+        assert output_identity(copy) == output_identity(path) is not None
+    (output / "1.png").write_bytes((output / "1.png").read_bytes())
+    assert output_identity(output) != output_identity(tmp_path / "other mount of shot")
+    assert output_identity(tmp_path / "absent") is None
+
+
 @pytest.mark.parametrize("point", ["staged", "named", "moved", "cleaning", "cleaned"])
 def test_a_batch_killed_anywhere_in_a_shots_end_sequence_finishes_it_on_the_rerun(
     point, local_run, film, tiny_weights, tmp_path, monkeypatch
@@ -104,8 +125,9 @@ def test_a_batch_killed_anywhere_in_a_shots_end_sequence_finishes_it_on_the_reru
 
 @pytest.mark.parametrize("point", ["named", "moved"])
 def test_a_foreign_output_is_still_refused_after_a_kill(point, film, tiny_weights, tmp_path, monkeypatch):
-    """The record names the very output moved into place: a file put at the output's path after the kill (here a
-    copy of the frames, so only its identity differs) is not this batch's and is not replaced without --overwrite."""
+    """The record names the very output moved into place: a file put at the output's path after the kill (here the
+    frames with one of them drawn again: the user's own edit) is not this batch's and is not replaced without
+    --overwrite."""
     outdir = tmp_path / "out"
     with monkeypatch.context() as patch:
         _kill_at(point, patch)
@@ -115,6 +137,8 @@ def test_a_foreign_output_is_still_refused_after_a_kill(point, film, tiny_weight
     if point == "moved":
         shutil.copytree(outdir / SHOT, foreign)
         shutil.rmtree(outdir / SHOT)
+        first = sorted(foreign.iterdir())[0]
+        first.write_bytes(first.read_bytes())  # the same bytes written again: a new modification time
     else:
         shutil.copytree(film[SHOT]["lineart"], foreign)
     shutil.move(foreign, outdir / SHOT)
@@ -192,3 +216,32 @@ def test_lvcd_batch_sigkilled_right_after_moving_the_output_reruns_without_overw
     assert entry["status"] == "skipped" and entry["warnings"] == [shot_module.ADOPTED]
     assert not (outdir / ".lvcd-batch" / "work" / SHOT).exists()
     assert_same_frames(outdir / SHOT, local_run / SHOT, 2)
+
+
+@pytest.mark.parametrize("name", ["sh.010", "sh.010.mp4"])
+def test_an_output_that_appeared_while_the_shot_ran_is_kept_and_the_result_beside_it(tmp_path, name):
+    """Without --overwrite a file or folder put at the output's path while the shot ran stays; the result is moved
+    beside it under a visible name that keeps a folder's whole name (sh.010.lvcd-XXXX) or a video's extension."""
+    from lvcd.batch.shot import ShotJob, _commit_output
+    from lvcd.errors import InputError
+
+    state = tmp_path / ".lvcd-batch"
+    job = ShotJob(None, tmp_path / name, state / "work" / "s", state / "shots" / "s.json", "f", False, False)
+    job.staged.parent.mkdir(parents=True)
+    (job.record.parent).mkdir(parents=True)
+    if name.endswith(".mp4"):
+        job.staged.write_bytes(b"result")
+        job.output.write_bytes(b"theirs")
+    else:
+        job.staged.mkdir()
+        (job.staged / "0.png").write_bytes(b"result")
+        job.output.mkdir()
+        (job.output / "0.png").write_bytes(b"theirs")
+    with pytest.raises(InputError, match="appeared while the shot ran .*; the result is kept at ") as caught:
+        _commit_output(job, {"status": "running"})
+    kept = Path(str(caught.value).rsplit("kept at ", 1)[1].rstrip("."))
+    expected = r"sh\.010\.lvcd-[0-9a-f]{8}" + (r"\.mp4" if name.endswith(".mp4") else "")
+    assert kept.parent == tmp_path and re.fullmatch(expected, kept.name), kept.name
+    theirs = job.output.read_bytes() if job.output.is_file() else (job.output / "0.png").read_bytes()
+    ours = kept.read_bytes() if kept.is_file() else (kept / "0.png").read_bytes()
+    assert theirs == b"theirs" and ours == b"result" and not job.staged.exists()

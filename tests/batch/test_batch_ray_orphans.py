@@ -87,6 +87,45 @@ def test_a_process_whose_parent_dies_ends_itself(tmp_path):
         _kill(pid)
 
 
+def test_a_worker_watches_the_raylet_ray_names_not_a_wrapper_between_them(tmp_path):
+    """With RAY_RAYLET_PID (set by Ray in every worker): the end of an intermediate parent (a `uv run` or conda
+    wrapper) leaves the worker running; the raylet's end, even as an unreaped zombie, ends it."""
+    raylet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    child = textwrap.dedent(
+        """
+        import time
+        from lvcd.batch.ray_pool import exit_when_orphaned
+        exit_when_orphaned(0.05)
+        print("watching", flush=True)
+        time.sleep(120)
+        """
+    )
+    wrapper = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        child = subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "watching"
+        print(child.pid, flush=True)
+        time.sleep(120)
+        """
+    )
+    env = {**os.environ, "RAY_RAYLET_PID": str(raylet.pid)}
+    middle = subprocess.Popen([sys.executable, "-c", wrapper], stdout=subprocess.PIPE, text=True, env=env)
+    pid = int(middle.stdout.readline())
+    try:
+        middle.kill()
+        middle.wait()
+        time.sleep(0.5)
+        assert _running(pid)  # its wrapper is gone, its raylet is not
+        raylet.kill()  # not reaped yet: a zombie, as under an init that never reaps
+        assert _wait_for(lambda: not _running(pid), 10)
+    finally:
+        for process in (middle, raylet):
+            process.kill()
+        raylet.wait()
+        _kill(pid)
+
+
 def test_killed_batch_on_a_private_ray_instance_leaves_no_actor_running(tmp_path):
     pytest.importorskip("ray", reason="the Ray path needs `pip install 'lvcd[ray]'`")
     reference = write_shot(tmp_path / "lineart", 33, seed=0)

@@ -98,13 +98,13 @@ def is_complete(layout: BatchLayout, name: str, fingerprint: str) -> bool:
 
 
 def output_identity(path: Path) -> str | None:
-    """What tells this very output from any other file at its path (None when absent): its inode (a rename keeps it)
-    and the sizes and modification times of its file, or of every frame of a folder (a rename changes none)."""
-    try:
-        inode = path.stat().st_ino
-    except OSError:
+    """What tells this very output from any other file at its path (None when absent): the names, sizes and
+    modification times of its file, or of every frame of a folder, which a rename changes none of. Not its inode:
+    shared file systems that number files per machine or per mount (sshfs, s3fs, gcsfuse, CIFS) would show another
+    machine's worker a different one."""
+    if not path.exists():
         return None
-    return hashlib.sha256(json.dumps([inode, _stat(path)]).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps(_stat(path)).encode()).hexdigest()[:32]
 
 
 def committed_output(record: dict | None, fingerprint: str, output: Path) -> bool:

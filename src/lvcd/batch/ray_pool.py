@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 from lvcd.batch.dispatch import WorkerLost, WorkerPool
 from lvcd.batch.shot import ModelSpec, ShotJob, ShotResult, ShotRunner
@@ -22,21 +23,49 @@ ORPHAN_POLL_S = 0.2
 
 
 def exit_when_orphaned(poll_s: float = ORPHAN_POLL_S) -> threading.Thread:
-    """End this process when its parent (a Ray worker's: the raylet of its machine) is gone.
+    """End this process when its machine's raylet is gone (the pid Ray gives its workers in ``RAY_RAYLET_PID``; without
+    it, this process's parent).
 
     A private ``--ray-address local`` instance dies with its batch command, even a killed one, but its actors went on
     running their shots, wrote outputs and records while no batch held OUTDIR's lock, and raced the next run's
-    workers. Nothing in an actor is lost by ending it: its shot resumes from the window files, as after any kill."""
-    parent = os.getppid()
+    workers. Nothing in an actor is lost by ending it: its shot resumes from the window files, as after any kill.
+    Watching the raylet itself (not the parent) keeps a worker started through a wrapper process (``uv run``, conda,
+    a profiler) from outliving it, and from ending when such a wrapper ends first."""
+    raylet = os.environ.get("RAY_RAYLET_PID", "")
+    if raylet.isdecimal():
+        pid = int(raylet)
+
+        def alive() -> bool:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:  # alive, owned by another user
+                return True
+            return not _is_zombie(pid)
+    else:
+        parent = os.getppid()
+
+        def alive() -> bool:
+            return os.getppid() == parent
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while alive():
             time.sleep(poll_s)
         os._exit(1)
 
     watcher = threading.Thread(target=watch, name="lvcd-exit-when-orphaned", daemon=True)
     watcher.start()
     return watcher
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that has ended but is not reaped yet (a container's init may never reap a dead raylet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux): signal 0 said it exists
+    return stat[stat.rindex(")") + 2] == "Z"
 
 
 class RayShotWorker:

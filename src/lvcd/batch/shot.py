@@ -176,7 +176,9 @@ def _commit_output(job: ShotJob, running: dict) -> None:
             check_replaceable(job.output)  # again: the folder may have been filled while the shot ran
         commit_path(job.staged, job.output, overwrite=job.overwrite)
     except (FileExistsError, InputError) as err:
-        kept = job.output.with_name(f"{job.output.stem}.lvcd-{uuid.uuid4().hex[:8]}{job.output.suffix}")
+        tag = f".lvcd-{uuid.uuid4().hex[:8]}"  # before a video's extension; after a folder's whole name (sh.010)
+        name = job.output.name + tag if job.staged.is_dir() else f"{job.output.stem}{tag}{job.output.suffix}"
+        kept = job.output.with_name(name)
         os.replace(job.staged, kept)  # a visible name: no clean-up of temporaries ever takes it
         why = str(err) if isinstance(err, InputError) else f"{job.output}: appeared while the shot ran (no --overwrite)"
         raise InputError(f"{why.rstrip('.')}; the result is kept at {kept}.") from None
