@@ -232,6 +232,44 @@ def test_at_most_max_kept_results_the_oldest_deleted_first(tmp_path):
     assert not any(folder.exists() for folder in [*folders, again])
 
 
+def test_an_open_pages_result_outlives_any_number_of_api_results(tmp_path):
+    """The count bound is for sessions that never close (API calls): 32 quick API jobs must not delete the result a
+    page's user is looking at; the page's own result goes when the page closes (or ages out)."""
+    now = [0.0]
+    sessions = Sessions(max_kept=2, max_age_s=3600, root=tmp_path, clock=lambda: now[0])
+    page, *api = _folders(tmp_path, 6)
+    sessions.opened("page")
+    sessions.keep_result("page", page)
+    for index, folder in enumerate(api):
+        sessions.keep_result(f"api-call-{index}", folder)
+    assert page.exists() and [folder.exists() for folder in api] == [False, False, False, True, True]
+    sessions.close("page")
+    assert not page.exists()
+    sessions.opened("another page")
+    (aged,) = _folders(tmp_path / "later", 1)
+    sessions.keep_result("another page", aged)
+    now[0] = 3601
+    sessions.begin("api-call-9")
+    assert not aged.exists()  # an open page's result still ages out, as gradio's cache does
+
+
+def test_the_page_tells_its_sessions_when_a_page_opens(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+
+    class Config:
+        size_multiple = 64
+
+    class Pipe:
+        config = Config()
+
+    from types import SimpleNamespace
+
+    app = build_app(Pipe(), PageLimits(), examples=False)
+    (opened,) = [block.fn for block in app.fns.values() if getattr(block.fn, "__name__", "") == "page_opened"]
+    opened(SimpleNamespace(session_hash="browser-1"))
+    assert "browser-1" in app.lvcd_sessions._pages
+
+
 def test_only_folders_inside_the_jobs_folder_are_deleted(tmp_path):
     jobs_folder, elsewhere = tmp_path / "jobs", tmp_path / "elsewhere"
     jobs_folder.mkdir(), elsewhere.mkdir()

@@ -7,9 +7,9 @@ Choosing line art again replaces the files chosen before (gradio's multi-file fi
 Per browser session (a page) the page keeps the running job's cancel flag and the folder of its last result: the
 Stop button and closing the page set the flag (the job stops before its next denoising step); a new result or a
 closed page deletes the previous result folder. Kept results are bounded (:class:`lvcd.ui.jobs.PageLimits`): one
-older than ``max_result_age_s`` (an hour) is deleted, and beyond ``max_kept_results`` (32, all pages together) the
-oldest goes first. That is what deletes the results of jobs run through the API (``/call/run``): each call is a
-session of its own that never closes. Results are written straight into gradio's cache (so they are not copied a
+older than ``max_result_age_s`` (an hour) is deleted, and beyond ``max_kept_results`` (32) results of jobs run
+through the API (``/call/run``: each call is a session of its own that never closes) the oldest goes first; an open
+page keeps its latest result whatever the API calls do. Results are written straight into gradio's cache (so they are not copied a
 second time); :func:`launch_page` gives the server a private cache folder and deletes it on exit.
 """
 
@@ -243,6 +243,9 @@ def build_app(
         stopped = sessions.cancel(request.session_hash or "local")
         return _status("Stopped.", "Nothing was written.") if stopped else gr.update()  # else keep what it says
 
+    def page_opened(request: gr.Request):
+        sessions.opened(request.session_hash)
+
     def page_closed(request: gr.Request):
         log.info("page %s closed", request.session_hash)
         sessions.close(request.session_hash)
@@ -319,6 +322,7 @@ def build_app(
         )  # fmt: skip
         job.then(None, js=SCROLL_TO_RESULT)  # in the browser, once the outcome is on the page
         halt.click(stop, None, [status], cancels=[job], queue=False)
+        app.load(page_opened, None, None, queue=False)
         app.unload(page_closed)
     app.lvcd_sessions = sessions  # for launch_page's cleanup on exit
     app.lvcd_folders = (jobs_folder, examples_folder)

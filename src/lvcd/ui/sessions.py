@@ -34,9 +34,11 @@ class LineartField:
 class Sessions:
     """Per page: the cancel flag of its running job, the folder of its last result, its line-art field.
 
-    ``max_kept``: the most result folders kept, all sessions together; ``max_age_s``: seconds a result is kept at
-    most (checked whenever a job starts or a result is kept); ``root``: the folder results are made in (a folder
-    outside it is never deleted); ``clock``: seconds, for tests.
+    ``max_kept``: the most result folders kept of sessions that are no open page (API calls: each is a session that
+    never closes), oldest first; an open page keeps its one latest result until it closes or it ages out, whatever
+    the API calls do; ``max_age_s``: seconds a result is kept at most (checked whenever a job starts or a result is
+    kept); ``root``: the folder results are made in (a folder outside it is never deleted); ``clock``: seconds, for
+    tests.
     """
 
     def __init__(
@@ -51,7 +53,13 @@ class Sessions:
         self._results: OrderedDict[str, tuple[Path, float]] = OrderedDict()  # oldest first: (folder, kept at)
         self.max_kept, self.max_age_s, self.root, self._clock = max(1, max_kept), max_age_s, root, clock
         self._closed: set[str] = set()  # pages gone while their job ran: a late result is deleted at once
+        self._pages: set[str] = set()  # sessions of open browser pages (told by the page's load event)
         self._lineart: dict[str, LineartField] = {}
+
+    def opened(self, session: str) -> None:
+        """A browser page opened (its load event): its result is bounded by its life and by age, not by the count."""
+        with self._lock:
+            self._pages.add(session)
 
     def begin(self, session: str) -> threading.Event:
         with self._lock:
@@ -89,15 +97,13 @@ class Sessions:
             return [folder for folder, _ in self._results.values()]
 
     def _expired(self) -> list[Path]:
-        """Drop (under the lock) the results past the age or count bound; returns their folders, to delete."""
-        now, gone = self._clock(), []
-        while self._results:
-            session, (folder, kept_at) = next(iter(self._results.items()))
-            if len(self._results) <= self.max_kept and now - kept_at <= self.max_age_s:
-                break
-            del self._results[session]
-            gone.append(folder)
-        return gone
+        """Drop (under the lock) the results past the age bound, and the oldest of those of no open page beyond the
+        count bound; returns their folders, to delete."""
+        now = self._clock()
+        aged = [s for s, (_, kept_at) in self._results.items() if now - kept_at > self.max_age_s]
+        unopened = [s for s in self._results if s not in self._pages and s not in aged]
+        gone = aged + unopened[: max(0, len(unopened) - self.max_kept)]
+        return [self._results.pop(session)[0] for session in gone]
 
     def _delete(self, folders: list[Path]) -> None:
         for folder in folders:
@@ -133,6 +139,7 @@ class Sessions:
         self.cancel(session)
         with self._lock:
             self._lineart.pop(session, None)
+            self._pages.discard(session)
             kept = self._results.pop(session, None)
             if session in self._running:
                 self._closed.add(session)
