@@ -243,3 +243,19 @@ def test_only_an_output_made_meanwhile_is_reported_as_another_process(tmp_path):
     with pytest.raises(OSError) as raised:  # a parent that is a file: the system's own error, not "another process"
         save_safetensors({"w": torch.zeros(1)}, tmp_path / "afile" / "out.safetensors", overwrite=False)
     assert not isinstance(raised.value, WeightsError)
+
+
+def test_subset_lvcd_refuses_to_drop_the_trained_unet_of_a_from_scratch_checkpoint(tiny_weights, tmp_path):
+    """A checkpoint of train.trainable = "all" holds the whole UNet: --subset lvcd would silently drop most of it."""
+    from safetensors.torch import save_file
+
+    from lvcd.weights import convert
+
+    svd = load_file(str(tiny_weights["svd"]))
+    unet = {key: value for key, value in svd.items() if key.startswith("model.diffusion_model.")}
+    scratch = tmp_path / "ema.safetensors"
+    save_file(unet, str(scratch), metadata={"lvcd_subset": "all"})
+    output = tmp_path / "sub.safetensors"
+    with pytest.raises(WeightsError, match=r"UNet tensors outside the lvcd subset .*'all'.*use --subset full") as err:
+        convert(tiny_weights["svd"], scratch, output, config=str(TINY_CONFIG))
+    assert "\n" not in str(err.value) and not output.exists()

@@ -157,7 +157,8 @@ def test_numbered_output_frames_are_announced_when_the_line_art_names_cannot_be_
     for index, name in enumerate(["f1", "F1", "f2"]):
         Image.fromarray((_lineart(3, SMALL)[index, 0].numpy() * 255).astype(np.uint8)).save(lineart / f"{name}.png")
     with pytest.warns(
-        UserWarning, match=r"cannot name the output frames \(the frame names '(f1|F1)' and '(f1|F1)' differ only in case"
+        UserWarning,
+        match=r"cannot name the output frames \(the frame names '(f1|F1)' and '(f1|F1)' differ only in case",
     ) as caught:
         pipe(_reference(SMALL), lineart, num_steps=1, seed=4, progress=False, output=tmp_path / "out")
     assert caught[0].filename == __file__  # points at the caller's line

@@ -341,6 +341,26 @@ def save_safetensors(
     return Path(path)
 
 
+def _refuse_dropping_trained_tensors(lvcd_path) -> None:
+    """``--subset lvcd`` keeps only the lvcd.ckpt key set: refuse (one line, from the file's header, before anything
+    loads) an lvcd file holding UNet tensors outside it, e.g. a checkpoint of ``train.trainable = "all"``, whose
+    trained UNet the subset would drop."""
+    weights = WeightsFile(lvcd_path, "lvcd")
+    if weights.format != "safetensors":  # the official lvcd.ckpt holds the lvcd set; a pickle is read only to load it
+        return
+    if any(key.startswith((PART_PREFIXES["first_stage"], PART_PREFIXES["clip"])) for key in weights.keys()):
+        return  # an svd or full file given as --lvcd: the loader says what is wrong with it
+    unet = PART_PREFIXES["unet"]
+    dropped = [key for key in weights.keys() if key.startswith(unet) and not _is_lvcd_trained_key(key)]
+    if dropped:
+        made = (weights.metadata() or {}).get("lvcd_subset")
+        made = f" (its lvcd_subset is {made!r})" if made else ""
+        raise WeightsError(
+            f"{lvcd_path} holds {len(dropped)} UNet tensors outside the lvcd subset{made}, e.g. {dropped[0]}, which "
+            "--subset lvcd would drop; use --subset full to keep them."
+        )
+
+
 def convert(
     svd_path,
     lvcd_path,
@@ -360,6 +380,8 @@ def convert(
         raise WeightsError(f"{output} exists; pass --overwrite or choose another output name.")
     if subset not in ("lvcd", "full"):
         raise ValueError("subset must be 'lvcd' or 'full'")
+    if subset == "lvcd" and lvcd_path:
+        _refuse_dropping_trained_tensors(lvcd_path)
     parts = ("unet", "controlnet") if subset == "lvcd" else PARTS
     model, _ = load_model(svd_path, lvcd_path, config=config, dtype=dtype, vae_dtype=dtype, parts=parts)
     keys = lvcd_trained_keys(model) if subset == "lvcd" else list(model.state_dict())

@@ -124,7 +124,7 @@ def test_cli_user_errors_are_one_line_and_exit_2(tmp_path, tiny_weights, cli_run
     for args, message in (
         (["--set", f'model.svd="{tmp_path / "nope.safetensors"}"'], "does not exist"),
         (["--set", "train.batch_sizes=1"], "Unknown setting train.batch_sizes"),
-        (["--resume", "latest"], "no checkpoint"),
+        (["--resume", str(tmp_path / "nowhere")], "not a training checkpoint"),  # latest with none starts afresh
         (["--set", "data.size=[72, 72]"], "multiples of 64"),
         (["--set", f'data.root="{tmp_path / "missing"}"'], "not a folder"),
         (["--output-dir", str(tmp_path / "root")], "would write onto or into data.root"),  # the data root itself

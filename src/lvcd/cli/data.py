@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 
@@ -161,6 +162,10 @@ def prepare(
             raise
         except (FileNotFoundError, ValueError) as err:  # a config that does not exist or does not parse
             raise InputError(f"--config {config}: {err}") from err
+        from lvcd.data.prepare import vae_record
+
+        # what identifies the VAE goes into the root's record: another one in a shard or resume is refused
+        options = dataclasses.replace(options, vae=vae_record(svd, model_config.vae.scale_factor))
 
         def load_vae():
             from lvcd.weights import load_first_stage

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lvcd.errors import LVCDError
+from lvcd.errors import Interrupted, LVCDError
 
 
 def train_command(
@@ -41,8 +41,14 @@ def train_command(
         train_config = load_train_config(config, items)
         from lvcd.train.loop import train
 
-        result = train(train_config, resume=resume, progress=progress)
+        try:
+            result = train(train_config, resume=resume, progress=progress)
+        except BaseException as err:
+            _say_how_to_continue(err, Path(train_config.output_dir), resume, "lvcd.safetensors")
+            raise
     except LVCDError as err:
+        if isinstance(err, Interrupted):  # the guard says it (exit code 130 or 143) and ignores further stops
+            raise
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     if not result.is_main_process:
@@ -68,11 +74,43 @@ def train_vae_command(
 
     try:
         vae_config = load_train_config(config, list(overrides), root_cls=VAETrainConfig)
-        result = train_vae(vae_config, resume=resume, progress=progress)
+        try:
+            result = train_vae(vae_config, resume=resume, progress=progress)
+        except BaseException as err:
+            _say_how_to_continue(err, Path(vae_config.output_dir), resume, "vae.safetensors")
+            raise
     except LVCDError as err:
+        if isinstance(err, Interrupted):  # the guard says it (exit code 130 or 143) and ignores further stops
+            raise
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"Trained steps {result.start_step}..{result.step}; base weights {result.base_path}")
+
+
+def _say_how_to_continue(err: BaseException, output_dir: Path, resume: str | None, weights_name: str) -> None:
+    """A Ctrl-C or SIGTERM (``err``) as one Interrupted line that says how to go on: resume the newest checkpoint of
+    output_dir, or, before the first one, start over (``--resume latest`` then starts afresh, saying so)."""
+    from lvcd.cli.guard import interruption
+    from lvcd.train.checkpoint import list_checkpoints
+
+    stopped = interruption(err)
+    if stopped is None:
+        return
+    what, code = stopped
+    found = list_checkpoints(output_dir, weights_name)
+    if found:
+        message = (
+            f"interrupted ({what}); run the same command with --resume latest to continue from its checkpoint of "
+            f"step {found[-1][0]}."
+        )
+    elif resume is not None and resume != "latest":
+        message = f"interrupted ({what}) before this run's first checkpoint; run the same command to resume {resume}."
+    else:
+        message = (
+            f"interrupted ({what}) before the first checkpoint, so there is nothing to continue; run the same command "
+            "with --resume latest to start the run over from step 0."
+        )
+    raise Interrupted(message, code) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -20,12 +20,20 @@ generator, seeded from (``seed``, frame name), and frames are encoded in fixed g
 counted from each clip's first frame, so a frame's latent does not depend on which other frames a run had
 left to do (it can depend, at the float-rounding level, on ``batch_size`` and the device).
 
+One VAE per root: ``lvcd_data.json`` records the VAE that encodes the latents (``vae``: a hash of its encoder
+tensors and its scale factor, :func:`vae_record`); a shard or resume with another VAE is refused before any work. A
+root of an earlier version (no VAE recorded) is taken to be of the VAE of the first run that records one.
+
     >>> report = prepare_dataset(["movie.mp4"], "train_root", encoder=vae, lineart=get_extractor("xdog"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import struct
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +52,7 @@ from lvcd.data.layout import (
     clip_key,
     frame_name,
     merge_shard_indexes,
+    read_meta,
     write_json,
     write_latent,
     write_png,
@@ -110,6 +119,7 @@ class PrepareOptions:
     num_shards: int = 1
     lineart_method: str = "unspecified"
     progress: bool = True
+    vae: dict[str, Any] | None = None  # what identifies the VAE encoding the latents (vae_record); None: unchecked
 
     def __post_init__(self) -> None:
         height, width = self.size_hw
@@ -130,6 +140,79 @@ class PrepareOptions:
             "lineart": self.lineart_method,
             "scene": self.scene.to_dict(),
         }
+
+
+# ------------------------------------------------------------------------------------------- the VAE
+
+VAE_TENSOR_PREFIXES = ("first_stage_model.encoder.", "first_stage_model.quant_conv.")  # what makes a latent
+
+
+def vae_record(weights: str | os.PathLike, scale_factor: float) -> dict[str, Any]:
+    """What identifies the VAE of a weights file for a root's latents: a sha256 over the name, dtype, shape and bytes
+    of its encoder tensors (``first_stage_model.encoder.*`` and ``quant_conv``; only those are read: cheap even for
+    svd.safetensors) and the scale factor. A file that is not safetensors is hashed whole."""
+    digest = hashlib.sha256()
+    path = Path(weights)
+    with path.open("rb") as file:
+        header = _safetensors_header(file)
+        if header is None:
+            file.seek(0)
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            start = 8 + header.pop("__length__")
+            for key in sorted(k for k in header if k.startswith(VAE_TENSOR_PREFIXES)):
+                entry = header[key]
+                begin, end = entry["data_offsets"]
+                digest.update(json.dumps([key, entry["dtype"], entry["shape"]]).encode())
+                file.seek(start + begin)
+                digest.update(file.read(end - begin))
+    return {"encoder_sha256": digest.hexdigest(), "scale_factor": float(scale_factor)}
+
+
+def _safetensors_header(file) -> dict[str, Any] | None:
+    """The JSON header of a safetensors file (with ``__length__``: its byte count), or None for another format."""
+    head = file.read(8)
+    if len(head) < 8:
+        return None
+    (length,) = struct.unpack("<Q", head)
+    if not 2 <= length <= 100_000_000:
+        return None
+    try:
+        header = json.loads(file.read(length))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(header, dict):
+        return None
+    header.pop("__metadata__", None)
+    header["__length__"] = length
+    return header
+
+
+def check_or_record_vae(root: Path, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Before any work: refuse a VAE other than the one ``root`` records (one line). Returns the record to write into
+    the root's metadata (None: keep it as it is). A root of an earlier version records no VAE: its latents are
+    taken to be of this one, which is recorded from now on (said as a warning)."""
+    existing = read_meta(root)
+    if record is None or existing is None:
+        return record
+    recorded = existing.get("vae")
+    if recorded is None:
+        print(
+            f"warning: {root} records no VAE (prepared by an earlier lvcd): its latents are taken to be of this "
+            "--svd, which is recorded now; later runs with another VAE are refused.",
+            file=sys.stderr,
+        )
+        return record
+    if recorded != record:
+        which = [
+            f"{key} {recorded.get(key)!r} -> {record.get(key)!r}" for key in record if recorded.get(key) != record[key]
+        ]
+        raise InputError(
+            f"Root {root} holds latents of another VAE ({'; '.join(which)}): give the --svd it was prepared with, or "
+            "a new output folder."
+        )
+    return None
 
 
 @dataclass
@@ -357,7 +440,10 @@ def prepare_dataset(
     layout = DatasetLayout(root, options.size_hw[0])
     fresh = FreshRoot(root, layout)  # a root this run starts: undone if the inputs turn out unusable
     fresh.wrote_meta = not layout.meta_path.exists()
-    check_or_write_meta(root, options.meta())
+    vae_to_record = check_or_record_vae(root, options.vae)
+    check_or_write_meta(root, options.meta())  # the settings, compared (the VAE just was)
+    if vae_to_record is not None:
+        write_json(layout.meta_path, {**read_meta(root), "vae": vae_to_record})
     report = PrepareReport(videos=len(videos))
 
     # Pass 1: scene split of every input (each shard needs all clips to know its share). Shards start at

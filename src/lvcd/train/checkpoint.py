@@ -43,6 +43,8 @@ SCHEDULER_NAME = "scheduler.json"
 # Earlier versions: the scheduler and the train state as accelerate custom objects, in registration order.
 LEGACY_SCHEDULER_NAME = "custom_checkpoint_0.pkl"
 LEGACY_TRAIN_STATE_NAME = "custom_checkpoint_1.pkl"
+# What the loop writes into a checkpoint's staging folder (checkpoints/.step_N.tmp) before renaming it into place.
+STAGED_NAMES = (WEIGHTS_NAME, EMA_NAME, TRAIN_STATE_NAME, SCHEDULER_NAME, "config.json", STATE_DIR)
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 ANOTHER = "resume from another (earlier) checkpoint"  # the remedy for a damaged checkpoint
 
@@ -174,6 +176,23 @@ def load_trained_weights(model: LVCDModel, path: str | Path, which: str = "lvcd"
     for key, value in read_checkpoint_tensors(weights, expected).items():
         expected[key].copy_(value)
     return len(expected)
+
+
+def check_trained_key_set(weights: WeightsFile, config: LVCDConfig, which: str) -> None:
+    """Before any model loads: a checkpoint's weights file (header read) holds exactly the tensors, with their shapes,
+    that trainable set ``which`` of a ``config`` model trains (the model is built on the meta device: no memory)."""
+    with torch.device("meta"):
+        model = LVCDModel(config, parts=("unet", "controlnet"))
+    state = model.state_dict()
+    expected = {key: state[key] for key in trainable_keys(model, which)}
+    report = check_keys(weights.shapes(), expected)
+    if not report.ok:
+        made = (weights.metadata() or {}).get("lvcd_subset")
+        hint = f" (it was made with train.trainable = {made!r})" if made in ("lvcd", "all") and made != which else ""
+        raise WeightsError(
+            f"{weights.path} does not hold the trained key set '{which}' of the '{config.name}' model{hint}: "
+            f"{report.describe()}; resume with the train.trainable and the model it was made with (its config.json)."
+        )
 
 
 def open_checkpoint_weights(path: Path) -> WeightsFile:

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from lvcd.config import LVCDConfig
 from lvcd.model import LVCDModel
 from lvcd.train import checkpoint as ckpt
 from lvcd.train.batches import build_dataset, check_batch, make_loader, micro_batches, noise_generator, to_device
@@ -42,7 +43,7 @@ from lvcd.train.resume import (
     read_resume_state,
     restore_scheduler,
 )
-from lvcd.train.run_dir import check_run_output_dir
+from lvcd.train.run_dir import check_run_output_dir, remove_abandoned_staging
 from lvcd.train.sample_eval import make_evaluator
 from lvcd.train.trainable import enable_gradient_checkpointing
 
@@ -88,12 +89,30 @@ def _make_accelerator(config: TrainConfig, output_dir: Path):
     )
 
 
-def _check_checkpoint_files(accelerator, config: TrainConfig, checkpoint: Path, saved_state: dict) -> None:
-    """Before any model loads: the headers of the checkpoint's weights, accelerate's optimizer and scaler archives
-    and this process's random states (see :mod:`lvcd.train.resume`)."""
+def _check_svd_file(config: TrainConfig) -> None:
+    """model.svd is given and is a file: checked first (the model config and data.size checks read it)."""
+    svd = config.model.svd
+    if not svd:
+        raise TrainConfigError(
+            "model.svd is required: the path of svd.safetensors (or of a base file of `lvcd train-vae`)."
+        )
+    if not Path(svd).is_file():
+        what = "is a folder" if Path(svd).is_dir() else "does not exist"
+        raise TrainConfigError(
+            f"model.svd {svd} {what}: give the path of svd.safetensors (or of a base file of `lvcd train-vae`)."
+        )
+
+
+def _check_checkpoint_files(
+    accelerator, config: TrainConfig, checkpoint: Path, saved_state: dict, model_config: LVCDConfig
+) -> None:
+    """Before any model loads: the headers of the checkpoint's weights (their key set against the one this config
+    trains), accelerate's optimizer and scaler archives and this process's random states (see
+    :mod:`lvcd.train.resume`)."""
     from accelerate.utils import OPTIMIZER_NAME, SCALER_NAME, DistributedType
 
-    ckpt.open_checkpoint_weights(checkpoint / ckpt.WEIGHTS_NAME)
+    weights = ckpt.open_checkpoint_weights(checkpoint / ckpt.WEIGHTS_NAME)
+    ckpt.check_trained_key_set(weights, model_config, config.train.trainable)
     if config.train.ema_decay and (checkpoint / ckpt.EMA_NAME).is_file():
         ckpt.open_checkpoint_weights(checkpoint / ckpt.EMA_NAME)
     archives = () if accelerator.distributed_type == DistributedType.FSDP else (f"{OPTIMIZER_NAME}.bin",)
@@ -201,17 +220,27 @@ def train(
     checkpoint. ``dataset`` replaces the config's data root (any map-style dataset with LVCDClipDataset's items)."""
     config = config.validate()
     output_dir = Path(config.output_dir)
-    resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None else None
+    _check_svd_file(config)
+    # --resume latest where no checkpoint was written yet (a run stopped before its first one): start afresh
+    restart = resume is not None and str(resume) == "latest" and not ckpt.list_checkpoints(output_dir, None)
+    resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None and not restart else None
     saved_state, saved_scheduler = read_resume_state(resume_from) if resume_from is not None else ({}, {})
-    check_run_output_dir(output_dir, _run_inputs(config), resume_from, saved_state.get("step", 0))
+    restart_note = check_run_output_dir(
+        output_dir, _run_inputs(config), resume_from, saved_state.get("step", 0), restart=restart
+    )
     accelerator = _make_accelerator(config, output_dir)
     from accelerate.utils import DistributedType, set_seed
 
+    if restart_note is not None:
+        accelerator.print(restart_note)
+    model_config = resolve_model_config(config.model)
     if resume_from is not None:  # every file of the checkpoint, before the slow work
         check_weights_only_loading(accelerator)
-        _check_checkpoint_files(accelerator, config, resume_from, saved_state)
+        _check_checkpoint_files(accelerator, config, resume_from, saved_state, model_config)
+    # a checkpoint folder a killed run was writing: removed (only when it holds lvcd's files alone)
+    remove_abandoned_staging(output_dir, ckpt.STAGED_NAMES, remove=accelerator.is_main_process)
     set_seed(config.seed)
-    multiple = resolve_model_config(config.model).size_multiple
+    multiple = model_config.size_multiple
     if dataset is None and any(side % multiple for side in config.data.size):
         raise TrainConfigError(f"data.size {list(config.data.size)}: both sides must be multiples of {multiple}.")
     dataset = dataset if dataset is not None else build_dataset(config)  # reads the root's index: before the models
@@ -276,6 +305,14 @@ def train(
 
     start_step = state.step
     evaluator = make_evaluator(config, output_dir, start_step) if accelerator.is_main_process else None
+    if evaluator is not None and _eval_missing(evaluator, config, start_step):
+        # the run that wrote this checkpoint stopped during the step's eval: it runs now, where it would have run
+        # (after the checkpoint, before the next step), so the logs equal the uninterrupted run's
+        scores = evaluator.run(ema.model if ema is not None else net, accelerator.device, start_step)
+        accelerator.print(
+            f"eval step {start_step} (missing from the log: the run stopped during it): psnr {scores['psnr']:.2f} dB, "
+            f"region {scores['region']:.3f}" + (" (weight average)" if ema is not None else "")
+        )
     loggers = RunLoggers(config, output_dir, start_step, enabled=accelerator.is_main_process)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -372,6 +409,13 @@ def train(
         loggers.close()
     accelerator.end_training()
     return result
+
+
+def _eval_missing(evaluator, config: TrainConfig, step: int) -> bool:
+    """Whether the eval of the resumed checkpoint's ``step`` was due (every eval.every steps, and at the last step)
+    but has no row in the eval log."""
+    due = step % config.eval.every == 0 or step == config.train.max_steps
+    return step > 0 and due and not evaluator.has_row(step)
 
 
 def _read_losses(accelerator, pending: list[torch.Tensor], step: int, losses: list[float]) -> float:

@@ -7,7 +7,13 @@
 - a fresh run (no ``--resume``) must not go where a run already is: its checkpoints would be replaced or pruned
   among the old run's, and its logs would overwrite the old ones;
 - a resumed run must not go where its checkpoints would mix with another run's: a checkpoint of another folder
-  resumes into a folder without a run, a checkpoint of output_dir is its newest (``--resume latest``).
+  resumes into a folder without a run, a checkpoint of output_dir is its newest (``--resume latest``);
+- ``--resume latest`` where output_dir holds no checkpoint (a run stopped before its first one, or no run yet) starts
+  afresh from step 0, saying so, and ``--resume`` of another folder's checkpoint goes there too: each replaces only
+  the logs this command writes (never another command's, nor a result file); a fresh run refuses them and says so.
+
+A checkpoint is written to a hidden ``checkpoints/.step_N.tmp`` folder first; one left by a killed run is removed at
+the next start when it holds only the names lvcd writes there (:func:`remove_abandoned_staging`), else refused.
 
 The CSV logs of a resumed run keep their rows up to the resumed step (later rows were written after the last
 checkpoint and are about to be written again) and grow by appending (:func:`continue_csv_log`).
@@ -19,11 +25,13 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lvcd.errors import InputError
-from lvcd.io.atomic import atomic_output
+from lvcd.io.atomic import atomic_output, temporary_target
 from lvcd.io.paths import check_not_input, is_within
 from lvcd.train.checkpoint import CHECKPOINTS_DIR, WEIGHTS_NAME, list_checkpoints
 from lvcd.train.config import TrainConfigError
@@ -31,6 +39,9 @@ from lvcd.train.config import TrainConfigError
 # What a run of either command leaves in its output_dir (besides config.json, which every start rewrites).
 LOG_FILES = ("train_log.csv", "eval_log.csv", "vae_log.csv")
 RESULT_FILES = ("base.safetensors",)  # train-vae's result
+TRAIN_LOGS = ("logs/train_log.csv", "logs/eval_log.csv", "logs/tensorboard")  # what run_outputs names, per command
+VAE_LOGS = ("logs/vae_log.csv",)
+_STAGING = re.compile(r"^\.step_\d+\.tmp$")
 
 
 def check_run_output_dir(
@@ -39,10 +50,14 @@ def check_run_output_dir(
     resume_from: Path | None,
     resumed_step: int = 0,
     weights_name: str = WEIGHTS_NAME,
-) -> None:
+    restart: bool = False,
+    own_logs: Sequence[str] = TRAIN_LOGS,
+) -> str | None:
     """Refuse (one line, before any slow work) an output_dir that would damage an input or another run; see the
     module docstring. ``inputs``: {setting name: path or None}; ``resume_from`` and ``resumed_step``: the checkpoint
-    resumed (None for a fresh run) and its step; ``weights_name``: the weights file of this command's checkpoints."""
+    resumed (None for a fresh run) and its step; ``weights_name``: the weights file of this command's checkpoints;
+    ``restart``: ``--resume latest`` found no checkpoint (the run starts afresh); ``own_logs``: the logs this command
+    writes (as :func:`run_outputs` names them). Returns what to tell the user about a restart, else None."""
     output_dir = Path(output_dir)
     given = {name: path for name, path in inputs.items() if path not in (None, "")}
     check_not_input(output_dir, given, option="output_dir", contains_ok=True)  # a run adds to its folder ...
@@ -62,10 +77,20 @@ def check_run_output_dir(
                 f"{later[-1]}), which this run would replace or prune; use --resume latest, or continue into another "
                 "output_dir."
             )
-        return
+        return None
     found = run_outputs(output_dir)
+    replaced = f"the logs of a run that wrote no checkpoint ({', '.join(found)}) are replaced"
+    if restart and all(item in own_logs for item in found):
+        what = f"; {replaced}" if found else ""
+        return (
+            f"--resume latest: no checkpoint under {output_dir / CHECKPOINTS_DIR}: starting afresh from step 0{what}."
+        )
+    if resume_from is not None and found and all(item in own_logs for item in found):
+        return (
+            f"output_dir {output_dir}: {replaced}."  # a resume of another folder's checkpoint, stopped before its first
+        )
     if not found:
-        return
+        return None
     own = list_checkpoints(output_dir, weights_name)
     if own:
         raise TrainConfigError(
@@ -73,10 +98,45 @@ def check_run_output_dir(
             "--resume latest to continue it, or choose another output_dir."
         )
     doing = "a fresh run" if resume_from is None else f"resuming {resume_from} there"
+    if resume_from is None and not restart and all(item in own_logs for item in found):
+        raise TrainConfigError(
+            f"output_dir {output_dir} already holds another run ({', '.join(found)}) that wrote no checkpoint, which "
+            "a fresh run would overwrite; to start that run over run the same command with --resume latest, or "
+            "choose another output_dir."
+        )
     raise TrainConfigError(
         f"output_dir {output_dir} already holds another run ({found[0]}), which {doing} would overwrite; choose "
         "another output_dir."
     )
+
+
+def remove_abandoned_staging(
+    output_dir: str | os.PathLike, own_names: Sequence[str], remove: bool = True
+) -> list[Path]:
+    """Remove the hidden staging folders (``checkpoints/.step_N.tmp``) a killed run left, each only when it holds
+    nothing but ``own_names`` (what lvcd writes into one) and lvcd's hidden temporaries of them; refuse one holding
+    anything else (one line). Returns the removed folders (``remove`` False: only checks; the other processes of a
+    data-parallel run). Call it before any slow work."""
+    root = Path(output_dir) / CHECKPOINTS_DIR
+    if not root.is_dir():
+        return []
+    staging = sorted(entry for entry in root.iterdir() if _STAGING.match(entry.name) and entry.is_dir())
+    for folder in staging:
+        foreign = [
+            entry.name
+            for entry in folder.iterdir()
+            if entry.name not in own_names and temporary_target(entry.name) not in own_names
+        ]
+        if foreign:
+            raise TrainConfigError(
+                f"{folder} (where lvcd stages a checkpoint) holds {foreign[0]}, which lvcd did not write there; move "
+                "it out and run the command again."
+            )
+    if not remove:
+        return []
+    for folder in staging:
+        shutil.rmtree(folder)
+    return staging
 
 
 def run_outputs(output_dir: Path) -> list[str]:

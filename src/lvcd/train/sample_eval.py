@@ -36,6 +36,11 @@ class SampleEvaluator:
         }
         continue_csv_log(self.path, self.columns, start_step)  # rows up to the resumed step; later ones are appended
 
+    def has_row(self, step: int) -> bool:
+        """Whether the log holds the row of ``step``."""
+        with self.path.open(newline="") as f:
+            return any(int(row["step"]) == step for row in csv.DictReader(f))
+
     @torch.no_grad()
     def __call__(self, model: LVCDModel, device: torch.device, step: int) -> dict[str, float]:
         from lvcd.pipeline import LVCDPipeline
@@ -66,6 +71,9 @@ class TrainingEvaluation:
             config.model.svd, None, config=model_config, parts=("clip", "cond_encoder", "first_stage"), strict=True
         )
         self.evaluator = SampleEvaluator(config.eval, tuple(config.data.size), output_dir, start_step)
+
+    def has_row(self, step: int) -> bool:
+        return self.evaluator.has_row(step)
 
     def run(self, net: LVCDModel, device: torch.device, step: int) -> dict[str, float]:
         self.parts.to(device)

@@ -45,6 +45,7 @@ from lvcd.train.checkpoint import (
     CheckpointError,
     checkpoints_root,
     latest_checkpoint,
+    list_checkpoints,
     open_checkpoint_weights,
     prune_checkpoints,
     publish,
@@ -63,7 +64,7 @@ from lvcd.train.config import (
 )
 from lvcd.train.networks import model_config_setting
 from lvcd.train.resume import check_torch_archive, check_train_state, read_checkpoint_json, read_plain_torch_file
-from lvcd.train.run_dir import check_run_output_dir, continue_csv_log
+from lvcd.train.run_dir import VAE_LOGS, check_run_output_dir, continue_csv_log, remove_abandoned_staging
 from lvcd.weights import model_metadata, save_safetensors
 
 BASE_NAME = "base.safetensors"
@@ -126,6 +127,7 @@ class VAETrainConfig:
             (min(d.size) > 0, "data.size must be positive"),
             (d.clip_frames >= 1, "data.clip_frames must be >= 1"),
             (d.crop >= 0 and d.crop % 8 == 0, "data.crop must be 0 or a multiple of 8"),
+            (d.num_workers >= 0, "data.num_workers must be >= 0"),
             (t.batch_size >= 1 and t.max_steps >= 1, "train.batch_size and train.max_steps must be >= 1"),
             (t.kl_weight >= 0, "train.kl_weight must be >= 0"),
             (t.scale_frames >= 1, "train.scale_frames must be >= 1"),
@@ -209,7 +211,7 @@ def _device(name: str) -> torch.device:
 
 
 def _resume_point(output_dir: Path, resume: str | None) -> Path | None:
-    if resume is None:
+    if resume is None or _restart(output_dir, resume):
         return None
     needed = (VAE_WEIGHTS_NAME, STATE_NAME, OPTIMIZER_NAME)
     if resume == "latest":
@@ -221,6 +223,23 @@ def _resume_point(output_dir: Path, resume: str | None) -> Path | None:
     if lacking:
         raise CheckpointError(f"{path} is incomplete (no {lacking[0]}); {ANOTHER}.")
     return path
+
+
+def _restart(output_dir: Path, resume: str | None) -> bool:
+    """``--resume latest`` where no checkpoint was written yet (a run stopped before its first one): start afresh."""
+    return resume == "latest" and not list_checkpoints(output_dir, None)
+
+
+def _check_device(name: str) -> None:
+    """train.device names a device this machine has (one line, before any data is read)."""
+    if name == "auto":
+        return
+    from lvcd.cli.checks import check_device
+
+    try:
+        check_device(name)
+    except InputError as err:
+        raise TrainConfigError(str(err).replace("--device", "train.device")) from None
 
 
 def _epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
@@ -308,12 +327,19 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
     inputs = {"--config": config_source(config), "data.root": config.data.root}
     if Path(config.model.config).exists():  # else a preset name
         inputs["model.config"] = config.model.config
-    check_run_output_dir(output_dir, inputs, resume_from, start, weights_name=VAE_WEIGHTS_NAME)
+    restart_note = check_run_output_dir(
+        output_dir, inputs, resume_from, start, weights_name=VAE_WEIGHTS_NAME, restart=_restart(output_dir, resume),
+        own_logs=VAE_LOGS,
+    )  # fmt: skip
+    _check_device(config.train.device)
     model_config = model_config_setting(config.model.config)
     t, o = config.train, config.optim
     size = tuple(config.data.size)
     if size[0] % model_config.vae.downsample_factor or size[1] % model_config.vae.downsample_factor:
         raise TrainConfigError(f"data.size {list(size)} must be multiples of {model_config.vae.downsample_factor}.")
+    remove_abandoned_staging(output_dir, (VAE_WEIGHTS_NAME, OPTIMIZER_NAME, STATE_NAME))
+    if restart_note is not None:
+        print(restart_note)
     dataset = FrameClips(config.data.root, size, config.data.clip_frames)
     device = _device(t.device)
     vae = build_vae(model_config, config.seed).to(device).train()

@@ -1,0 +1,159 @@
+"""A run stopped before its first checkpoint, or during the eval of a checkpoint step, goes on correctly; a resume
+with another train.trainable, a missing model.svd and bad train-vae settings are refused before any slow work."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from lvcd.errors import WeightsError
+from lvcd.train import checkpoint as ckpt
+from lvcd.train import loop
+from lvcd.train.config import EvalSection, TrainConfigError
+from lvcd.train.loop import train
+from lvcd.train.vae import VAETrainConfig, train_vae
+
+from .conftest import TINY_CONFIG, SyntheticClips, tiny_train_config
+
+FRAMES = 4
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def eval_run(tiny_weights, tmp_path_factory):
+    """4 steps, a checkpoint and an eval every 2."""
+    dataset = SyntheticClips(num_clips=3, num_frames=FRAMES, seed=1)
+    config = tiny_train_config(tiny_weights, tmp_path_factory.mktemp("interrupted") / "ref", max_steps=4)
+    config = config.replace(
+        checkpoint=dataclasses.replace(config.checkpoint, every=2),
+        eval=EvalSection(every=2, shots=1, frames=15, steps=1),
+    )
+    return config, dataset, train(config, dataset=dataset, progress=False)
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("models were loaded before the refusal")
+
+    monkeypatch.setattr(loop, "load_training_models", refuse)
+
+
+def test_a_run_stopped_during_a_checkpoint_steps_eval_evaluates_it_on_resume(eval_run, tmp_path):
+    config, dataset, _ = eval_run
+    reference = Path(config.output_dir)
+    assert [row["step"] for row in rows(reference / "logs" / "eval_log.csv")] == ["2", "4"]
+    # what a run killed during the eval of step 2 leaves: checkpoint 2, train rows to 2, no eval row for 2
+    stopped = tmp_path / "stopped"
+    shutil.copytree(reference / "checkpoints" / "step_000002", stopped / "checkpoints" / "step_000002")
+    shutil.copytree(reference / "logs", stopped / "logs")
+    (stopped / "logs" / "eval_log.csv").write_text((reference / "logs" / "eval_log.csv").read_text().splitlines()[0])
+    train(config.replace(output_dir=str(stopped)), resume="latest", dataset=dataset, progress=False)
+    for name in ("eval_log.csv",):
+        assert rows(stopped / "logs" / name) == rows(reference / "logs" / name)
+    assert [row["loss"] for row in rows(stopped / "logs" / "train_log.csv")] == [
+        row["loss"] for row in rows(reference / "logs" / "train_log.csv")
+    ]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_over_with_resume_latest(eval_run, tmp_path, capsys):
+    config, dataset, _ = eval_run
+    reference = Path(config.output_dir)
+    # what a run killed while writing its first checkpoint leaves: logs and the hidden staging folder
+    stopped = tmp_path / "stopped"
+    shutil.copytree(reference / "logs", stopped / "logs")
+    (stopped / "config.json").write_text("{}")
+    staging = ckpt.staging_dir(stopped, 2)
+    shutil.copytree(reference / "checkpoints" / "step_000002", staging)
+    run = config.replace(output_dir=str(stopped))
+    with pytest.raises(TrainConfigError, match=r"wrote no checkpoint.*--resume latest") as refused:
+        train(run, dataset=dataset, progress=False)  # a fresh run would overwrite its logs
+    assert "\n" not in str(refused.value) and staging.is_dir()
+
+    (staging / "notes.txt").write_text("mine")  # a staging folder holding a file lvcd did not write: refused
+    with pytest.raises(TrainConfigError, match="notes.txt, which lvcd did not write"):
+        train(run, resume="latest", dataset=dataset, progress=False)
+    (staging / "notes.txt").unlink()
+
+    capsys.readouterr()
+    train(run, resume="latest", dataset=dataset, progress=False)
+    said = capsys.readouterr().out
+    assert "--resume latest: no checkpoint under" in said and "starting afresh from step 0" in said
+    assert not staging.exists()
+    assert rows(stopped / "logs" / "eval_log.csv") == rows(reference / "logs" / "eval_log.csv")
+    assert [row["loss"] for row in rows(stopped / "logs" / "train_log.csv")] == [
+        row["loss"] for row in rows(reference / "logs" / "train_log.csv")
+    ]
+
+
+def test_resume_with_another_trainable_set_is_refused_before_models_load(eval_run, tmp_path, no_model_loading):
+    config, dataset, _ = eval_run
+    checkpoint = ckpt.checkpoints_root(config.output_dir) / ckpt.step_dir_name(2)
+    other = config.replace(output_dir=str(tmp_path / "all"), train=dataclasses.replace(config.train, trainable="all"))
+    with pytest.raises(WeightsError, match="does not hold the trained key set 'all'") as refused:
+        train(other, resume=checkpoint, dataset=dataset, progress=False)
+    assert "\n" not in str(refused.value) and "train.trainable = 'lvcd'" in str(refused.value)
+
+
+def test_a_missing_svd_file_is_said_first(tiny_weights, tmp_path):
+    config = tiny_train_config(tiny_weights, tmp_path / "run")
+    config = config.replace(
+        model=dataclasses.replace(config.model, svd=str(tmp_path / "nope.safetensors"), config=None),
+        data=dataclasses.replace(config.data, size=(32, 32)),
+    )
+    with pytest.raises(TrainConfigError, match=r"model\.svd .*nope\.safetensors does not exist"):
+        train(config, progress=False)
+
+
+def test_the_interruption_message_says_how_to_go_on(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lvcd.cli import app
+
+    def interrupted(config, resume=None, progress=True):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "train", interrupted)
+    config_file = tmp_path / "train.toml"
+    config_file.write_text(f'output_dir = "{tmp_path / "run"}"\n[model]\nsvd = "x"\n[data]\nroot = "{tmp_path}"\n')
+    before = CliRunner().invoke(app, ["train", "--config", str(config_file)])
+    assert before.exit_code == 130, before.output
+    assert "before the first checkpoint" in before.output and "--resume latest to start the run over" in before.output
+    (tmp_path / "run" / "checkpoints" / "step_000006").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "step_000006" / ckpt.WEIGHTS_NAME).write_bytes(b"")
+    after = CliRunner().invoke(app, ["train", "--config", str(config_file)])
+    assert after.exit_code == 130 and "--resume latest to continue from its checkpoint of step 6" in after.output
+
+
+def vae_config(tmp_path, **train) -> VAETrainConfig:
+    config = VAETrainConfig(output_dir=str(tmp_path / "vae"))
+    return dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, config=str(TINY_CONFIG)),
+        data=dataclasses.replace(config.data, root=str(tmp_path / "no-root")),
+        train=dataclasses.replace(config.train, **train),
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_vae_refuses_an_absent_cuda_device_before_reading_data(tmp_path):
+    with pytest.raises(TrainConfigError, match="train.device cuda: .*no CUDA device") as refused:
+        train_vae(vae_config(tmp_path, device="cuda"), progress=False)
+    assert "\n" not in str(refused.value) and not (tmp_path / "vae").exists()
+
+
+def test_train_vae_refuses_negative_workers_before_writing(tmp_path):
+    config = vae_config(tmp_path)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, num_workers=-1))
+    with pytest.raises(TrainConfigError, match="data.num_workers must be >= 0"):
+        train_vae(config, progress=False)
+    assert not (tmp_path / "vae").exists()
