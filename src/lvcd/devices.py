@@ -15,6 +15,19 @@ def parse_device(device: str | torch.device, what: str = "device") -> torch.devi
         raise InputError(f"{what} {device!r} is not a device; give cpu, cuda or cuda:N.") from None
 
 
+def require_device(device: str | torch.device, what: str = "--device") -> torch.device:
+    """``device`` as a torch.device that this machine has: a name torch does not know, or a CUDA device that this
+    machine or this torch build does not have, is a one-line InputError (``what`` names the setting)."""
+    parsed = parse_device(device, what)
+    if parsed.type != "cuda":
+        return parsed
+    if not torch.cuda.is_available():
+        raise InputError(f"{what} {device}: this machine (or this torch build) has no CUDA device; use {what} cpu.")
+    if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise InputError(f"{what} {device}: there are {torch.cuda.device_count()} CUDA devices (cuda:0..).")
+    return parsed
+
+
 def default_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else the first CUDA GPU when there is one, else the CPU."""
     if device is not None:

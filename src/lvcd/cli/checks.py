@@ -57,20 +57,10 @@ def check_image(path: Path, option: str) -> None:
 def check_device(device: str | None) -> None:
     """A device torch does not know, or a CUDA device that this machine or this torch build does not have, is refused
     up front."""
-    if device is None:
-        return
-    from lvcd.devices import parse_device
+    if device is not None:
+        from lvcd.devices import require_device
 
-    parse_device(device, "--device")
-    if not device.startswith("cuda"):
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise InputError(f"--device {device}: this machine (or this torch build) has no CUDA device; use --device cpu.")
-    _, _, index = device.partition(":")
-    if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-        raise InputError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (cuda:0..).")
+        require_device(device, "--device")
 
 
 def check_config(config: str | None) -> None:

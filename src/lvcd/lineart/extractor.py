@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lvcd.devices import require_device
 from lvcd.errors import InputError, WeightsError
 from lvcd.lineart.informative import DOWNLOAD_HINT, InformativeDrawingsGenerator, load_informative_drawings
 from lvcd.lineart.xdog import xdog_tensor
@@ -97,16 +98,6 @@ def resolve_weights(method: str, weights: str | os.PathLike | None = None, optio
     )
 
 
-def _check_device(device: str | torch.device) -> torch.device:
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise InputError(f"Unknown device {device!r}: use 'cpu' or 'cuda' (or 'cuda:N').") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("Device 'cuda' was requested but CUDA is not available here; use --device cpu (device='cpu').")
-    return device
-
-
 def _pad_for_network(images: torch.Tensor) -> torch.Tensor:
     """Pad (N, C, H, W) at the bottom/right to multiples of 4 (at least 8): reflect, or replicate if too small."""
     height, width = images.shape[-2:]
@@ -140,7 +131,7 @@ class LineartExtractor:
         if (model is None) != (method == "xdog"):
             raise ValueError(f"method {method!r} {'takes no' if method == 'xdog' else 'needs a'} generator model")
         self.method = method
-        self.device = _check_device(device)
+        self.device = require_device(device, "device")
         self.model = model.to(self.device).eval() if model is not None else None
         self.in_distribution = method == "informative"
         self.warning = _DISTRIBUTION_WARNINGS.get(method)
@@ -211,7 +202,7 @@ def get_extractor(
     """
     if method not in METHODS:
         raise InputError(f"Unknown line-art method {method!r}; choose one of {', '.join(METHODS)}.")
-    device = _check_device(device)
+    device = require_device(device, "device")
     if method == "xdog":
         extractor = LineartExtractor("xdog", device=device)
     else:

@@ -234,12 +234,12 @@ def _check_device(name: str) -> None:
     """train.device names a device this machine has (one line, before any data is read)."""
     if name == "auto":
         return
-    from lvcd.cli.checks import check_device
+    from lvcd.devices import require_device
 
     try:
-        check_device(name)
+        require_device(name, "train.device")
     except InputError as err:
-        raise TrainConfigError(str(err).replace("--device", "train.device")) from None
+        raise TrainConfigError(str(err)) from None
 
 
 def _epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
