@@ -166,7 +166,7 @@ def test_an_interrupted_batch_or_data_run_says_that_running_it_again_continues()
 _STOPPED_TWICE = """
 import sys, time, weakref
 import typer
-from lvcd.cli.guard import guard_app
+from lvcd.cli.guard import guard_app, run_app
 
 def say(word):
     print(word, flush=True)
@@ -190,7 +190,7 @@ def colorize():
         say("cleaned")
 
 guard_app(app)
-app()
+run_app(app)
 """
 
 
@@ -233,7 +233,7 @@ def test_a_second_ctrl_c_during_the_clean_up_or_the_exit_prints_no_traceback(tmp
 _STOPPED_BY_TWO_AT_ONCE = """
 import os, signal, time
 import typer
-from lvcd.cli.guard import guard_app
+from lvcd.cli.guard import guard_app, run_app
 
 app = typer.Typer()
 
@@ -247,7 +247,7 @@ def colorize():
     time.sleep(60)
 
 guard_app(app)
-app()
+run_app(app)
 """
 
 
@@ -265,3 +265,37 @@ def test_two_signals_arriving_together_stop_the_command_once(tmp_path):
         f"error: interrupted ({'Ctrl-C' if done.returncode == 130 else 'SIGTERM'}); run the same command with "
         "--resume to continue."
     ]
+
+
+_STOPPED_IN_PROCESS = """
+import os, signal, sys, threading
+import typer
+from lvcd.cli.guard import guard_app
+
+app = typer.Typer()
+
+@app.command()
+def colorize():
+    os.kill(os.getpid(), signal.SIGINT)
+    threading.Event().wait(5)
+
+guard_app(app)
+try:
+    app()
+except SystemExit as done:
+    print("exit", done.code, flush=True)
+print("sigint", "default" if signal.getsignal(signal.SIGINT) is signal.default_int_handler else "not restored")
+print("sigterm", "default" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else "not restored", flush=True)
+"""
+
+
+def test_an_in_process_caller_stopped_by_ctrl_c_gets_its_handlers_back(tmp_path):
+    """A notebook or a script calling the app (not the `lvcd` program): after a Ctrl-C stopped the command, Ctrl-C
+    must still stop its next cell (it was left ignored for good, and so in every child process started later)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "in_process.py"
+    script.write_text(_STOPPED_IN_PROCESS)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert done.stdout.split("\n")[:3] == ["exit 130", "sigint default", "sigterm default"], done.stdout + done.stderr

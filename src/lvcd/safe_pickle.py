@@ -73,7 +73,8 @@ def _too_big(name: str, why: str) -> UnsafePickleError:
 
 
 def _of_plain_data(kind: type, name: str):
-    """``kind`` called only on the file's own plain data (never on a number for a buffer, nor on a tensor)."""
+    """``kind`` called only on the file's own plain data (never on a number for a buffer, nor on a tensor; a buffer
+    from text only as protocol 2 makes one, in latin-1: "utf-32" would make four bytes of each character)."""
 
     def build(*args, **kwargs):
         for arg in (*args, *kwargs.values()):
@@ -81,7 +82,24 @@ def _of_plain_data(kind: type, name: str):
                 raise _too_big(name, f"a blank buffer of {arg:,} bytes, not data of the file")
             if not isinstance(arg, _PLAIN_DATA):
                 raise _too_big(name, f"made from a {type(arg).__name__}, not from data of the file")
+        if kind in (bytes, bytearray) and (kwargs or len(args) > 2 or (len(args) == 2 and args[1] not in _LATIN1)):
+            raise _too_big(name, "asked for another encoding than latin-1, not for bytes of the file")
         return kind(*args, **kwargs)
+
+    return build
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _of_scalars(kind: type, name: str):
+    """``kind`` (str, int, float, ...) called on one or two scalars at most: ``str(data, "utf-32")`` or ``str`` of a
+    list nested through shared references would make text many times the file's size."""
+
+    def build(*args):
+        if len(args) > 2 or not all(isinstance(arg, _SCALARS) for arg in args) or (kind is str and len(args) > 1):
+            raise _too_big(name, "called on more than a number or a short text")
+        return kind(*args)
 
     return build
 
@@ -114,17 +132,36 @@ def _stored(rebuild, name: str):
     return build
 
 
+class _TensorType:
+    """Stands for ``torch.Tensor`` in a pickle, where it is only ever the type a tensor is rebuilt as: a call
+    (``torch.Tensor(10**9)``, a blank tensor of any size) is refused."""
+
+    def __call__(self, *args, **kwargs):
+        raise _too_big("torch.Tensor", "a blank tensor of a size the pickle names, not data of the file")
+
+
+_TENSOR_TYPE = _TensorType()
+
+
+def _rebuild_from_type(func, new_type, args, state):
+    """``torch._tensor._rebuild_from_type_v2`` with no state: a tensor's state sets its attributes, and ``real``,
+    ``imag`` or ``data`` rewrite its elements (``{"real": 1.0}`` fills every one of them)."""
+    if state:
+        raise _too_big("torch._tensor._rebuild_from_type_v2", "sets a tensor's attributes, which no weights file needs")
+    return torch._tensor._rebuild_from_type_v2(func, torch.Tensor if new_type is _TENSOR_TYPE else new_type, args, {})
+
+
 def _allowed_globals() -> dict[tuple[str, str], object]:
     allowed: dict[tuple[str, str], object] = {
         ("collections", "OrderedDict"): _of_plain_data(collections.OrderedDict, "collections.OrderedDict"),
         ("_codecs", "encode"): _encode,
         ("torch", "Size"): _size,
         ("torch", "device"): torch.device,
-        ("torch", "Tensor"): torch.Tensor,
+        ("torch", "Tensor"): _TENSOR_TYPE,
         ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-        ("torch._tensor", "_rebuild_from_type_v2"): torch._tensor._rebuild_from_type_v2,
+        ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
     }
-    allowed.update({("builtins", kind.__name__): kind for kind in _SCALAR_BUILTINS})
+    allowed.update({("builtins", k.__name__): _of_scalars(k, f"builtins.{k.__name__}") for k in _SCALAR_BUILTINS})
     allowed.update({("builtins", k.__name__): _of_plain_data(k, f"builtins.{k.__name__}") for k in _CONTAINER_BUILTINS})
     allowed.update({("torch._utils", name): _stored(getattr(torch._utils, name), f"torch._utils.{name}")
                     for name in _TENSOR_REBUILDERS if hasattr(torch._utils, name)})  # fmt: skip
@@ -140,6 +177,7 @@ _INERT_VALUES = frozenset(
     [("pathlib", name) for name in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")]
     + [(module, name) for module in ("numpy.core.multiarray", "numpy._core.multiarray") for name in ("scalar", "_reconstruct")]
     + [("numpy", "dtype"), ("numpy", "ndarray")]
+    + [(module, "_frombuffer") for module in ("numpy.core.numeric", "numpy._core.numeric")]  # arrays, protocol 5
     + [("datetime", name) for name in ("datetime", "date", "time", "timedelta", "timezone")]
     + [("collections", "defaultdict"), ("collections", "Counter")]
 )  # fmt: skip
@@ -211,13 +249,47 @@ class _RestrictedPickleModule:
     __name__ = "lvcd_restricted_pickle"
 
 
+def _tensors_in(obj, seen: set[int]):
+    """The tensors of a loaded object: through dicts, lists, tuples and sets (inert stand-ins hold none)."""
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors_in(value, seen)
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for value in obj:
+            yield from _tensors_in(value, seen)
+
+
+def check_loaded(obj, file_bytes: int) -> None:
+    """What was loaded holds no more than the file: no tensor shows more elements than its storage beyond
+    MAX_VIEW_ELEMENTS (a state set after rebuilding could make one), and the storages together hold no more bytes
+    than the file (a legacy file states its storages' sizes, which are allocated before their data is read)."""
+    storages: dict[int, int] = {}
+    for tensor in _tensors_in(obj, set()):
+        if tensor.is_meta:
+            continue
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = max(storages.get(storage.data_ptr(), 0), storage.nbytes())
+        if tensor.numel() > MAX_VIEW_ELEMENTS and tensor.numel() * tensor.element_size() > storage.nbytes():
+            raise _too_big("a tensor", f"a view of {tensor.numel():,} elements over {storage.nbytes():,} stored bytes")
+    stored = sum(storages.values())
+    if stored > file_bytes:
+        raise _too_big("its storages", f"{stored:,} bytes of tensors from a file of {file_bytes:,} bytes")
+
+
 def torch_load(path: Path, mmap: bool) -> object:
     """``torch.load`` of a zip or legacy pickle on the CPU, through the restricted unpickler: tensors and plain data
     only (raises :class:`UnsafePickleError`, possibly wrapped, for a pickle that would run anything, or make more than
     the file holds). torch's own weights-only reader is not used: it runs no code either, but it calls what it allows
     with whatever arguments the pickle gives (``bytearray(10**9)``, ``_codecs.encode(..., "hex")`` chains that double
     a buffer every 9 bytes of pickle)."""
-    return torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
+    loaded = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
+    check_loaded(loaded, Path(path).stat().st_size)
+    return loaded
 
 
 def weights_only_load(path: Path, loader=None) -> object:

@@ -245,3 +245,12 @@ def test_a_variable_frame_rate_matroska_video_is_read_whole(tmp_path, suffix, co
     slow_first = tmp_path / f"slow_first{suffix}"
     _variable_rate_video(slow_first, [500 * index for index in range(10)] + [5000 + 33 * i for i in range(10)], codec)
     assert len(FrameSource.open(slow_first)) == 20
+
+
+@pytest.mark.parametrize(("suffix", "codec"), [(".mkv", "libx264"), (".webm", "libvpx-vp9")])
+def test_a_matroska_video_whose_frames_start_late_is_read_whole(tmp_path, suffix, codec):
+    """A cut that kept its timestamps (frames from 5 s to 7 s): the stated duration counts from 0, so the frames reach
+    it though they span only 2 s of it (found by review: refused as truncated)."""
+    path = tmp_path / f"late{suffix}"
+    _variable_rate_video(path, [5000 + 100 * index for index in range(20)], codec)
+    assert len(FrameSource.open(path)) == 20 and len(list(FrameSource.open(path))) == 20

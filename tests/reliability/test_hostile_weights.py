@@ -230,3 +230,76 @@ def test_plain_torch_files_lvcd_reads_refuse_a_blank_buffer_too(tmp_path):
     torch.save({"latent": torch.zeros(4, 8, 8), "raw": bytearray(b"abc")}, tmp_path / "plain.pt")
     loaded = weights_only_load(tmp_path / "plain.pt")  # a bytearray of data is data (it was refused by name)
     assert torch.equal(loaded["latent"], torch.zeros(4, 8, 8)) and loaded["raw"] == bytearray(b"abc")
+
+
+class _Reduced:
+    """Pickles as ``function(*args)`` (with ``state``: then BUILD, the way a pickle sets an object's state)."""
+
+    def __init__(self, function, args, state=None):
+        self.function, self.args, self.state = function, args, state
+
+    def __reduce__(self):
+        return (self.function, self.args) if self.state is None else (self.function, self.args, self.state)
+
+
+def _nested_text(depth: int) -> list:
+    """A list of 10 references to a list of 10 references ... to one text: str() of it is 10**depth texts long."""
+    value: object = "A" * 100
+    for _ in range(depth):
+        value = [value] * 10
+    return value
+
+
+def _stride0_by_state(size: int) -> _Reduced:
+    """A small real tensor whose pickled state (BUILD -> Tensor.__setstate__ -> set_) makes it a view of ``size``
+    elements over its 4 stored bytes."""
+    function, args = torch.ones(1).__reduce_ex__(2)
+    return _Reduced(function, args, (torch.ones(1)._typed_storage(), 0, (size,), (0,)))
+
+
+ROUND_TWO = {  # what a second review built in under 1 KB: each would hold hundreds of MB to GBs at full size
+    "bytes-utf32": (lambda: _Reduced(bytes, ("A" * 64, "utf-32")), "builtins.bytes"),
+    "str-nested": (lambda: _Reduced(str, (_nested_text(4),)), "builtins.str"),
+    "str-decoding": (lambda: _Reduced(str, (b"AAAA", "utf-32")), "builtins.str"),
+    "tensor-call": (lambda: _Reduced(torch.Tensor, (10_000_000,)), "torch.Tensor"),
+    "tensor-state": (
+        lambda: _Reduced(torch._tensor._rebuild_from_type_v2, (torch.Tensor, torch.Tensor, (10,), {"real": 1.0})),
+        "torch._tensor._rebuild_from_type_v2",
+    ),
+    "stride0-by-state": (lambda: _stride0_by_state(100_000_000), "a tensor (a view of 100,000,000 elements"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TWO))
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_what_a_second_review_built_from_a_small_file_is_refused(tmp_path, name, legacy):
+    make, names = ROUND_TWO[name]
+    path = tmp_path / f"{name}.ckpt"
+    torch.save(
+        {"state_dict": STATE, "hyper_parameters": {"x": make()}},
+        path,
+        pickle_protocol=4,
+        _use_new_zipfile_serialization=not legacy,
+    )  # fmt: skip (protocol 4: builtins.str, not unicode)
+    assert path.stat().st_size < 10_000
+    _refused_for_memory(path, names)
+
+
+def test_tensors_may_hold_no_more_bytes_than_their_file():
+    """A legacy file states its storages' sizes, allocated before their data is read: a few hundred bytes stated a
+    storage of 1 GB (found by review). Storages shared by several tensors count once."""
+    from lvcd.safe_pickle import UnsafePickleError, check_loaded
+
+    shared = torch.zeros(1000)
+    check_loaded({"a": shared, "b": shared[10:20], "c": [shared.view(10, 100)]}, file_bytes=4000)
+    with pytest.raises(UnsafePickleError, match="4,000 bytes of tensors from a file of 3,999 bytes"):
+        check_loaded({"a": shared}, file_bytes=3999)
+    with pytest.raises(UnsafePickleError, match="a view of 100,000 elements over 4 stored bytes"):
+        check_loaded({"deep": [[{"x": torch.ones(1).expand(100_000)}]]}, file_bytes=10**9)
+
+
+def test_a_protocol_5_checkpoint_with_a_numpy_array_in_its_hyper_parameters_loads(tmp_path):
+    path = tmp_path / "p5.ckpt"
+    torch.save({"state_dict": STATE, "hyper_parameters": {"mean": np.arange(4.0)}}, path, pickle_protocol=5)
+    loaded = WeightsFile(path, "lvcd").read()
+    assert sorted(loaded) == sorted(STATE)

@@ -9,7 +9,7 @@ import importlib
 
 import typer
 
-from lvcd.cli.guard import OneLineUsageErrors, guard_app
+from lvcd.cli.guard import OneLineUsageErrors, guard_app, run_app
 
 app = typer.Typer(
     name="lvcd",
@@ -37,4 +37,4 @@ guard_app(app)  # one-line errors, no traceback, clean interruption, for every c
 
 
 def main() -> None:
-    app()
+    run_app(app)

@@ -154,11 +154,12 @@ def guarded(command: Callable, name: str) -> Callable:
             typer.echo(f"error: interrupted ({what}){hint}.", err=True)
             raise typer.Exit(code) from None
         finally:
-            # A signal stops the process: Ctrl-C and SIGTERM stay ignored through its exit, by the system now (SIG_IGN
-            # survives the interpreter's shutdown, where Python's own handlers give way to the default: killed), any
-            # signal pending till here delivered to the no-op first. Otherwise (the command finished, or an
-            # in-process caller raised KeyboardInterrupt itself) the caller's handlers come back.
-            if signalled:
+            # A signal stops the `lvcd` program: Ctrl-C and SIGTERM stay ignored through its exit, by the system now
+            # (SIG_IGN survives the interpreter's shutdown, where Python's own handlers give way to the default:
+            # killed), any signal pending till here delivered to the no-op first. Otherwise (the command finished, an
+            # in-process caller such as a notebook, or one that raised KeyboardInterrupt itself) the caller's handlers
+            # come back.
+            if signalled and _PROCESS_ENDS_AFTER:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
             else:
@@ -167,6 +168,19 @@ def guarded(command: Callable, name: str) -> Callable:
                         signal.signal(signum, handler)
 
     return wrapper
+
+
+# Set by :func:`run_app` (the `lvcd` program): the process ends when the command does, so a command stopped by a signal
+# leaves Ctrl-C and SIGTERM ignored through the interpreter's exit. In-process callers (a notebook, a test invoking
+# the app) get their own handlers back instead: Ctrl-C must still stop their next cell.
+_PROCESS_ENDS_AFTER = False
+
+
+def run_app(app: typer.Typer) -> None:
+    """Run ``app`` as the whole program (the `lvcd` entry point): see ``_PROCESS_ENDS_AFTER``."""
+    global _PROCESS_ENDS_AFTER
+    _PROCESS_ENDS_AFTER = True
+    app()
 
 
 def guard_app(app: typer.Typer) -> None:

@@ -167,14 +167,13 @@ class DatasetLayout:
                 ) from None
         if not isinstance(latent, torch.Tensor) or not latent.is_floating_point():
             raise InputError(f"Latent file {path} holds no float tensor; {self.remake_hint(name)}.")
-        latent = latent.float()
         if latent.ndim == 4 and latent.shape[0] == 1:
             latent = latent[0]
         if latent.ndim != 3:
             raise InputError(
                 f"Latent of frame {name!r} has shape {tuple(latent.shape)}; expected (4, h, w) or (1, 4, h, w)."
             )
-        return latent
+        return latent.float()  # after the shape check: a copy of what the file holds
 
     def read_rgb(self, path: Path, size_wh: tuple[int, int]) -> np.ndarray:
         """A frame or line-art PNG of the root as an (H, W, 3) uint8 array at ``size_wh`` (bilinear when stored at

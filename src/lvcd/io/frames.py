@@ -246,7 +246,7 @@ class _VideoSource(FrameSource):
         self._count: int | None = None
         self._declared = 0  # the frame count the container's header states (0: none stated)
         self._declared_seconds: float | None = None  # the video stream's duration as the file states it, if it does
-        self._decoded_seconds: float | None = None  # the time the frames of the last full decoding pass span
+        self._decoded_seconds: float | None = None  # the time the frames of the last full decoding pass reach
         frames = self._decode(convert=True)
         try:
             first = next(frames, None)
@@ -299,7 +299,9 @@ class _VideoSource(FrameSource):
             ) from err
         finally:
             container.close()
-        self._decoded_seconds = None if first_time is None else end_time - first_time  # set once the pass is whole
+        # set once the pass is whole: the time the frames span, or the last one's end where the stated duration
+        # counts from 0 while the frames start later (a cut that kept its timestamps; video after audio)
+        self._decoded_seconds = None if first_time is None else max(end_time - first_time, end_time)
 
     def _frame_seconds(self, frame: av.VideoFrame) -> float:
         """How long a decoded frame is shown: its own duration where the stream has one, else one frame at fps."""
