@@ -265,8 +265,9 @@ def test_the_page_tells_its_sessions_when_a_page_opens(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     app = build_app(Pipe(), PageLimits(), examples=False)
-    (opened,) = [block.fn for block in app.fns.values() if getattr(block.fn, "__name__", "") == "page_opened"]
-    opened(SimpleNamespace(session_hash="browser-1"))
+    (block,) = [block for block in app.fns.values() if getattr(block.fn, "__name__", "") == "page_opened"]
+    assert block.api_name is False or getattr(block, "api_visibility", "private") == "private"  # not an API endpoint
+    block.fn(SimpleNamespace(session_hash="browser-1"))
     assert "browser-1" in app.lvcd_sessions._pages
 
 

@@ -157,3 +157,67 @@ def test_train_vae_refuses_negative_workers_before_writing(tmp_path):
     with pytest.raises(TrainConfigError, match="data.num_workers must be >= 0"):
         train_vae(config, progress=False)
     assert not (tmp_path / "vae").exists()
+
+
+_HOLD_RUN_LOCK = """
+import sys, time
+from lvcd.train.run_dir import RunLock
+with RunLock() as lock:
+    lock.take(sys.argv[1])
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_run_on_a_live_runs_output_dir_is_refused_and_touches_nothing(eval_run, tmp_path):
+    """A requeue or a second terminal while a run writes its checkpoint: the second start deleted the staging folder
+    the live run was writing (it then died with a FileNotFoundError). The live run's lock refuses it in one line."""
+    import subprocess
+    import sys
+
+    config, dataset, _ = eval_run
+    live = tmp_path / "live"
+    shutil.copytree(Path(config.output_dir) / "logs", live / "logs")
+    staging = ckpt.staging_dir(live, 2)
+    shutil.copytree(Path(config.output_dir) / "checkpoints" / "step_000002", staging)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_RUN_LOCK, str(live)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(
+            TrainConfigError, match=rf"output_dir {live} is in use by a running run \(pid {holder.pid}\)"
+        ):
+            train(config.replace(output_dir=str(live)), resume="latest", dataset=dataset, progress=False)
+        assert staging.is_dir() and sorted(p.name for p in staging.iterdir())  # the live run's checkpoint, untouched
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_run_refused_after_locking_a_folder_it_made_leaves_no_folder(eval_run, tmp_path, monkeypatch):
+    config, dataset, _ = eval_run
+
+    def refuse(*args, **kwargs):
+        raise TrainConfigError("refused once the lock is held")
+
+    monkeypatch.setattr(loop, "load_training_models", refuse)  # the first step after the lock
+    fresh = tmp_path / "fresh"
+    with pytest.raises(TrainConfigError, match="refused once the lock is held"):
+        train(config.replace(output_dir=str(fresh)), dataset=dataset, progress=False)
+    assert not fresh.exists()
+
+
+def test_resuming_another_folders_checkpoint_over_a_run_without_one_replaces_its_logs(eval_run, tmp_path):
+    """The message said the logs "are replaced", but their rows up to the resumed step stayed, mixed with the resumed
+    run's (found by review: the old rows of loss 999 stayed before rows 3 and 4)."""
+    config, dataset, _ = eval_run
+    reference = Path(config.output_dir)
+    target = tmp_path / "target"
+    (target / "logs").mkdir(parents=True)
+    log = (reference / "logs" / "train_log.csv").read_text().splitlines()
+    header, columns = log[0], log[0].split(",")
+    stale = [",".join("999" if c == "loss" else ("1" if c == "step" else "0") for c in columns)]
+    (target / "logs" / "train_log.csv").write_text("\n".join([header, *stale]) + "\n")
+    checkpoint = ckpt.checkpoints_root(reference) / ckpt.step_dir_name(2)
+    train(config.replace(output_dir=str(target)), resume=checkpoint, dataset=dataset, progress=False)
+    resumed = rows(target / "logs" / "train_log.csv")
+    assert [row["step"] for row in resumed] == ["3", "4"] and "999" not in {row["loss"] for row in resumed}

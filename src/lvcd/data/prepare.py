@@ -32,9 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import struct
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,44 +149,18 @@ VAE_TENSOR_PREFIXES = ("first_stage_model.encoder.", "first_stage_model.quant_co
 
 def vae_record(weights: str | os.PathLike, scale_factor: float) -> dict[str, Any]:
     """What identifies the VAE of a weights file for a root's latents: a sha256 over the name, dtype, shape and bytes
-    of its encoder tensors (``first_stage_model.encoder.*`` and ``quant_conv``; only those are read: cheap even for
-    svd.safetensors) and the scale factor. A file that is not safetensors is hashed whole."""
+    of its encoder tensors (``first_stage_model.encoder.*`` and ``quant_conv``, read through the one weights reader:
+    only those are read from a safetensors file, so the same weights in another file or format are the same VAE) and
+    the scale factor."""
+    from lvcd.state_dict import WeightsFile
+
     digest = hashlib.sha256()
-    path = Path(weights)
-    with path.open("rb") as file:
-        header = _safetensors_header(file)
-        if header is None:
-            file.seek(0)
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
-        else:
-            start = 8 + header.pop("__length__")
-            for key in sorted(k for k in header if k.startswith(VAE_TENSOR_PREFIXES)):
-                entry = header[key]
-                begin, end = entry["data_offsets"]
-                digest.update(json.dumps([key, entry["dtype"], entry["shape"]]).encode())
-                file.seek(start + begin)
-                digest.update(file.read(end - begin))
+    file = WeightsFile(weights, "svd")
+    for key in sorted(k for k in file.keys() if k.startswith(VAE_TENSOR_PREFIXES)):
+        tensor = file.get(key).contiguous()
+        digest.update(json.dumps([key, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
     return {"encoder_sha256": digest.hexdigest(), "scale_factor": float(scale_factor)}
-
-
-def _safetensors_header(file) -> dict[str, Any] | None:
-    """The JSON header of a safetensors file (with ``__length__``: its byte count), or None for another format."""
-    head = file.read(8)
-    if len(head) < 8:
-        return None
-    (length,) = struct.unpack("<Q", head)
-    if not 2 <= length <= 100_000_000:
-        return None
-    try:
-        header = json.loads(file.read(length))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(header, dict):
-        return None
-    header.pop("__metadata__", None)
-    header["__length__"] = length
-    return header
 
 
 def check_or_record_vae(root: Path, record: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -213,6 +187,33 @@ def check_or_record_vae(root: Path, record: dict[str, Any] | None) -> dict[str, 
             "a new output folder."
         )
     return None
+
+
+def claim_root(root: Path, options: PrepareOptions) -> None:
+    """Check the root's recorded settings and VAE against this run's, or record them, one shard at a time: shards
+    started together with different VAEs both found no record and both ran (the last one's record won)."""
+    with _one_at_a_time(root):
+        vae_to_record = check_or_record_vae(root, options.vae)
+        check_or_write_meta(root, options.meta())  # the settings, compared (the VAE just was)
+        if vae_to_record is not None:
+            write_json(DatasetLayout(root, options.size_hw[0]).meta_path, {**read_meta(root), "vae": vae_to_record})
+
+
+@contextmanager
+def _one_at_a_time(root: Path):
+    """A lock on the folder holding ``root`` (which may not exist yet), held while its records are read and written;
+    the kernel drops it when the process dies."""
+    from lvcd.io.locks import lock_waiting
+
+    holder = Path(os.path.abspath(root)).parent
+    while not holder.is_dir():
+        holder = holder.parent
+    fd = os.open(holder, os.O_RDONLY)
+    try:
+        lock_waiting(fd)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -440,10 +441,7 @@ def prepare_dataset(
     layout = DatasetLayout(root, options.size_hw[0])
     fresh = FreshRoot(root, layout)  # a root this run starts: undone if the inputs turn out unusable
     fresh.wrote_meta = not layout.meta_path.exists()
-    vae_to_record = check_or_record_vae(root, options.vae)
-    check_or_write_meta(root, options.meta())  # the settings, compared (the VAE just was)
-    if vae_to_record is not None:
-        write_json(layout.meta_path, {**read_meta(root), "vae": vae_to_record})
+    claim_root(root, options)
     report = PrepareReport(videos=len(videos))
 
     # Pass 1: scene split of every input (each shard needs all clips to know its share). Shards start at

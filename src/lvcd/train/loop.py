@@ -43,7 +43,7 @@ from lvcd.train.resume import (
     read_resume_state,
     restore_scheduler,
 )
-from lvcd.train.run_dir import check_run_output_dir, remove_abandoned_staging
+from lvcd.train.run_dir import TRAIN_LOGS, RunLock, check_run_output_dir, clear_own_logs, remove_abandoned_staging
 from lvcd.train.sample_eval import make_evaluator
 from lvcd.train.trainable import enable_gradient_checkpointing
 
@@ -217,7 +217,15 @@ def train(
     progress: bool = True,
 ) -> TrainResult:
     """Fine-tune LVCD as configured; ``resume`` = a checkpoint folder or 'latest'. Returns the losses and the last
-    checkpoint. ``dataset`` replaces the config's data root (any map-style dataset with LVCDClipDataset's items)."""
+    checkpoint. ``dataset`` replaces the config's data root (any map-style dataset with LVCDClipDataset's items).
+    output_dir is locked for the run (a second run there is refused)."""
+    with RunLock() as lock:
+        return _train(config, resume, dataset, progress, lock)
+
+
+def _train(
+    config: TrainConfig, resume: str | Path | None, dataset: Dataset | None, progress: bool, lock: RunLock
+) -> TrainResult:
     config = config.validate()
     output_dir = Path(config.output_dir)
     _check_svd_file(config)
@@ -238,7 +246,10 @@ def train(
         check_weights_only_loading(accelerator)
         _check_checkpoint_files(accelerator, config, resume_from, saved_state, model_config)
     # a checkpoint folder a killed run was writing: removed (only when it holds lvcd's files alone)
+    lock.take(output_dir)  # after the checks, before anything is written or removed there
     remove_abandoned_staging(output_dir, ckpt.STAGED_NAMES, remove=accelerator.is_main_process)
+    if resume_from is not None and restart_note is not None and accelerator.is_main_process:
+        clear_own_logs(output_dir, TRAIN_LOGS)  # another folder's checkpoint resumed over a run that never saved one
     set_seed(config.seed)
     multiple = model_config.size_multiple
     if dataset is None and any(side % multiple for side in config.data.size):

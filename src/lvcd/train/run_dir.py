@@ -23,6 +23,7 @@ checkpoint and are about to be written again) and grow by appending (:func:`cont
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -31,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lvcd.errors import InputError
-from lvcd.io.atomic import atomic_output, temporary_target
+from lvcd.io.atomic import CREATING, atomic_output, temporary_target
 from lvcd.io.paths import check_not_input, is_within
 from lvcd.train.checkpoint import CHECKPOINTS_DIR, WEIGHTS_NAME, list_checkpoints
 from lvcd.train.config import TrainConfigError
@@ -110,6 +111,69 @@ def check_run_output_dir(
     )
 
 
+def clear_own_logs(output_dir: str | os.PathLike, own_logs: Sequence[str]) -> None:
+    """Delete this command's logs in output_dir (the names ``own_logs``: lvcd's own files): those of a run that wrote
+    no checkpoint, before another folder's checkpoint is resumed there (kept, their rows up to the resumed step would
+    mix with the resumed run's)."""
+    for name in own_logs:
+        path = Path(output_dir) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.is_file():
+            path.unlink()
+
+
+RUN_LOCK = ".lvcd-run.lock"
+
+
+class RunLock:
+    """Held by a run's main process for the run's life (``with RunLock() as lock: ... lock.take(output_dir)``): a
+    second run on the same output_dir (a scheduler's requeue, another terminal) is refused in one line instead of
+    deleting the checkpoint the first is writing or training into its folder. The kernel drops the lock when the
+    process dies, so a killed run never leaves it held."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+        self._made: Path | None = None  # output_dir, when taking the lock created it
+
+    def take(self, output_dir: str | os.PathLike) -> None:
+        from lvcd.io.locks import lock_path
+
+        if int(os.environ.get("RANK", "0") or 0) != 0:  # one lock per run: its main process (torchrun/accelerate)
+            return
+        output_dir = Path(output_dir)
+        if not output_dir.exists():
+            output_dir.mkdir(parents=True)
+            self._made = output_dir
+        path = output_dir / RUN_LOCK
+        fd = lock_path(path)
+        if fd is None:
+            try:
+                holder = path.read_text().strip() or "unknown"
+            except OSError:
+                holder = "unknown"
+            raise TrainConfigError(
+                f"output_dir {output_dir} is in use by a running run (pid {holder}); wait for it to end, or choose "
+                "another output_dir."
+            )
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        made, self._made = self._made, None
+        with contextlib.suppress(OSError):  # a run refused before writing leaves no folder it made for its lock
+            if made is not None and [entry.name for entry in made.iterdir()] == [RUN_LOCK]:
+                (made / RUN_LOCK).unlink()
+                made.rmdir()
+
+
 def remove_abandoned_staging(
     output_dir: str | os.PathLike, own_names: Sequence[str], remove: bool = True
 ) -> list[Path]:
@@ -122,11 +186,11 @@ def remove_abandoned_staging(
         return []
     staging = sorted(entry for entry in root.iterdir() if _STAGING.match(entry.name) and entry.is_dir())
     for folder in staging:
-        foreign = [
-            entry.name
-            for entry in folder.iterdir()
-            if entry.name not in own_names and temporary_target(entry.name) not in own_names
-        ]
+        try:
+            entries = [entry.name for entry in folder.iterdir()]
+        except FileNotFoundError:  # removed meanwhile (by the main process of a data-parallel run)
+            continue
+        foreign = [name for name in entries if name not in own_names and _lvcd_temporary_of(name) not in own_names]
         if foreign:
             raise TrainConfigError(
                 f"{folder} (where lvcd stages a checkpoint) holds {foreign[0]}, which lvcd did not write there; move "
@@ -135,8 +199,13 @@ def remove_abandoned_staging(
     if not remove:
         return []
     for folder in staging:
-        shutil.rmtree(folder)
+        shutil.rmtree(folder, ignore_errors=True)
     return staging
+
+
+def _lvcd_temporary_of(name: str) -> str | None:
+    """The name an lvcd temporary (a ``partial`` or ``creating`` one of :mod:`lvcd.io.atomic`) stands for, or None."""
+    return temporary_target(name, "partial") or temporary_target(name, CREATING)
 
 
 def run_outputs(output_dir: Path) -> list[str]:

@@ -64,7 +64,14 @@ from lvcd.train.config import (
 )
 from lvcd.train.networks import model_config_setting
 from lvcd.train.resume import check_torch_archive, check_train_state, read_checkpoint_json, read_plain_torch_file
-from lvcd.train.run_dir import VAE_LOGS, check_run_output_dir, continue_csv_log, remove_abandoned_staging
+from lvcd.train.run_dir import (
+    VAE_LOGS,
+    RunLock,
+    check_run_output_dir,
+    clear_own_logs,
+    continue_csv_log,
+    remove_abandoned_staging,
+)
 from lvcd.weights import model_metadata, save_safetensors
 
 BASE_NAME = "base.safetensors"
@@ -319,7 +326,13 @@ def _scale_frames(dataset: FrameClips, count: int) -> torch.Tensor:
 
 
 def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool = True) -> VAETrainResult:
-    """Train the VAE as configured, then measure its scale factor and write ``output_dir/base.safetensors``."""
+    """Train the VAE as configured, then measure its scale factor and write ``output_dir/base.safetensors``.
+    output_dir is locked for the run (a second run there is refused)."""
+    with RunLock() as lock:
+        return _train_vae(config, resume, progress, lock)
+
+
+def _train_vae(config: VAETrainConfig, resume: str | None, progress: bool, lock: RunLock) -> VAETrainResult:
     config = config.validate()
     output_dir = Path(config.output_dir)
     resume_from = _resume_point(output_dir, resume)
@@ -337,7 +350,10 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
     size = tuple(config.data.size)
     if size[0] % model_config.vae.downsample_factor or size[1] % model_config.vae.downsample_factor:
         raise TrainConfigError(f"data.size {list(size)} must be multiples of {model_config.vae.downsample_factor}.")
+    lock.take(output_dir)  # after the cheap checks, before anything is written or removed there
     remove_abandoned_staging(output_dir, (VAE_WEIGHTS_NAME, OPTIMIZER_NAME, STATE_NAME))
+    if resume_from is not None and restart_note is not None:
+        clear_own_logs(output_dir, VAE_LOGS)  # another folder's checkpoint resumed over a run that never saved one
     if restart_note is not None:
         print(restart_note)
     dataset = FrameClips(config.data.root, size, config.data.clip_frames)

@@ -322,7 +322,8 @@ def build_app(
         )  # fmt: skip
         job.then(None, js=SCROLL_TO_RESULT)  # in the browser, once the outcome is on the page
         halt.click(stop, None, [status], cancels=[job], queue=False)
-        app.load(page_opened, None, None, queue=False)
+        # no API endpoint: an API client could mark its sessions as open pages and escape the count bound
+        app.load(page_opened, None, None, queue=False, api_name=False)
         app.unload(page_closed)
     app.lvcd_sessions = sessions  # for launch_page's cleanup on exit
     app.lvcd_folders = (jobs_folder, examples_folder)
