@@ -113,16 +113,18 @@ def test_a_job_beyond_the_limits_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_the_page_states_its_frame_and_pixel_limits(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+class _StubPipe:
+    """What build_app reads of a pipeline: its config's size multiple (no model is loaded)."""
 
-    class Config:
+    class config:  # noqa: N801 - an attribute, as LVCDPipeline.config
         size_multiple = 64
 
-    class Pipe:
-        config = Config()
 
-    app = build_app(Pipe(), PageLimits(max_frames=12, max_frame_pixels=2_000_000, max_kept_results=5), examples=False)
+def test_the_page_states_its_frame_and_pixel_limits(tmp_path, monkeypatch):
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    app = build_app(
+        _StubPipe(), PageLimits(max_frames=12, max_frame_pixels=2_000_000, max_kept_results=5), examples=False
+    )
     text = " ".join(str(getattr(block, "value", "")) for block in app.blocks.values())
     assert "2.0 megapixels a frame; up to 12 frames a shot" in text
     assert app.lvcd_sessions.max_kept == 5 and app.lvcd_sessions.max_age_s == 3600
@@ -254,17 +256,10 @@ def test_an_open_pages_result_outlives_any_number_of_api_results(tmp_path):
 
 
 def test_the_page_tells_its_sessions_when_a_page_opens(tmp_path, monkeypatch):
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-
-    class Config:
-        size_multiple = 64
-
-    class Pipe:
-        config = Config()
-
     from types import SimpleNamespace
 
-    app = build_app(Pipe(), PageLimits(), examples=False)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    app = build_app(_StubPipe(), PageLimits(), examples=False)
     (block,) = [block for block in app.fns.values() if getattr(block.fn, "__name__", "") == "page_opened"]
     assert block.api_name is False or getattr(block, "api_visibility", "private") == "private"  # not an API endpoint
     block.fn(SimpleNamespace(session_hash="browser-1"))

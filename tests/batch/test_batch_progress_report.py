@@ -4,6 +4,7 @@ SIGKILL, video frame counts from the container."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import signal
@@ -111,8 +112,7 @@ def _start_killable_batch(tmp_path: Path, shots: int) -> tuple[subprocess.Popen,
     process = subprocess.Popen([sys.executable, str(script), str(outdir), str(shots), "0.1"])
     deadline = time.time() + 60
     while time.time() < deadline and process.poll() is None:
-        records = [json.loads(p.read_text() or "{}") for p in (outdir / ".lvcd-batch" / "shots").glob("*.json")]
-        if sum(record.get("status") == "done" for record in records) >= 3:
+        if sum(status == "done" for status in _records(outdir).values()) >= 3:
             return process, outdir
         time.sleep(0.02)
     process.kill()
@@ -120,7 +120,13 @@ def _start_killable_batch(tmp_path: Path, shots: int) -> tuple[subprocess.Popen,
 
 
 def _records(outdir: Path) -> dict[str, str]:
-    return {p.stem: json.loads(p.read_text())["status"] for p in (outdir / ".lvcd-batch" / "shots").glob("*.json")}
+    """The shots' record statuses (not the hidden temporaries a record is written through, which come and go)."""
+    records = {}
+    for path in (outdir / ".lvcd-batch" / "shots").glob("*.json"):
+        if not path.name.startswith("."):
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):  # replaced meanwhile
+                records[path.stem] = json.loads(path.read_text()).get("status")
+    return records
 
 
 def test_a_batch_stopped_by_sigterm_writes_its_final_report(tmp_path):

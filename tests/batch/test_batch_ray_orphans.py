@@ -54,28 +54,35 @@ def _wait_for(predicate, seconds: float, poll_s: float = 0.05) -> bool:
     return predicate()
 
 
+_WATCHED = textwrap.dedent(
+    """
+    import time
+    from lvcd.batch.ray_pool import exit_when_orphaned
+    exit_when_orphaned(0.05)
+    print("watching", flush=True)
+    time.sleep(120)
+    """
+)
+_PARENT = textwrap.dedent(
+    f"""
+    import subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", {_WATCHED!r}], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "watching"
+    print(child.pid, flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def _watched_child(env: dict | None = None) -> tuple[subprocess.Popen, int]:
+    """A parent process and the pid of its child, which watches with exit_when_orphaned."""
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True, env=env)
+    return parent, int(parent.stdout.readline())
+
+
 def test_a_process_whose_parent_dies_ends_itself(tmp_path):
     """exit_when_orphaned, without Ray: a child of a SIGKILLed parent ends within a few polls."""
-    child = textwrap.dedent(
-        """
-        import time
-        from lvcd.batch.ray_pool import exit_when_orphaned
-        exit_when_orphaned(0.05)
-        print("watching", flush=True)
-        time.sleep(120)
-        """
-    )
-    parent = textwrap.dedent(
-        f"""
-        import subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "watching"
-        print(child.pid, flush=True)
-        time.sleep(120)
-        """
-    )
-    middle = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
-    pid = int(middle.stdout.readline())
+    middle, pid = _watched_child()
     try:
         time.sleep(0.3)
         assert _running(pid)  # alive while its parent is
@@ -91,27 +98,7 @@ def test_a_worker_watches_the_raylet_ray_names_not_a_wrapper_between_them(tmp_pa
     """With RAY_RAYLET_PID (set by Ray in every worker): the end of an intermediate parent (a `uv run` or conda
     wrapper) leaves the worker running; the raylet's end, even as an unreaped zombie, ends it."""
     raylet = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    child = textwrap.dedent(
-        """
-        import time
-        from lvcd.batch.ray_pool import exit_when_orphaned
-        exit_when_orphaned(0.05)
-        print("watching", flush=True)
-        time.sleep(120)
-        """
-    )
-    wrapper = textwrap.dedent(
-        f"""
-        import subprocess, sys, time
-        child = subprocess.Popen([sys.executable, "-c", {child!r}], stdout=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "watching"
-        print(child.pid, flush=True)
-        time.sleep(120)
-        """
-    )
-    env = {**os.environ, "RAY_RAYLET_PID": str(raylet.pid)}
-    middle = subprocess.Popen([sys.executable, "-c", wrapper], stdout=subprocess.PIPE, text=True, env=env)
-    pid = int(middle.stdout.readline())
+    middle, pid = _watched_child({**os.environ, "RAY_RAYLET_PID": str(raylet.pid)})
     try:
         middle.kill()
         middle.wait()
