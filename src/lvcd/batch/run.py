@@ -228,6 +228,19 @@ def _run_locked(
     finally:
         pool.close()
         progress.close()
+        _settle_running(report, jobs)
         report.finished = time.time()
         saver.write()
     return report
+
+
+def _settle_running(report: BatchReport, jobs: list[ShotJob]) -> None:
+    """A stopped batch's final report: a shot still "running" in it whose worker finished and recorded it done before
+    the workers stopped (its result not yet dispatched) is reported done, as its record (and a re-run) has it."""
+    for job in jobs:
+        entry = report.shots[job.name]
+        if entry["status"] != "running":
+            continue
+        record = read_record(job.record)
+        if record and record.get("status") == "done" and record.get("fingerprint") == job.fingerprint:
+            entry.update(status="done", frames=record.get("frames"), worker=record.get("worker"))
