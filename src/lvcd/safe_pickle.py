@@ -7,8 +7,8 @@ into an inert stub that is never imported. A pickle that would *call* anything e
 ``builtins.eval``, ...) or walk attributes through a dotted name raises :class:`UnsafePickleError` before any of it
 runs. The calls it allows are checked too, so that what a pickle builds stays in proportion to the file: containers
 and buffers only from the file's own data (not ``bytearray(10**9)``, not one object per element of a tensor view),
-``_codecs.encode`` only as protocol 2 uses it (latin-1), tensors no larger than their stored bytes beyond
-``MAX_VIEW_ELEMENTS``. torch's own weights-only reader runs no code either, but calls what it allows with any
+``_codecs.encode`` only as protocol 2 uses it (latin-1); once loaded (:func:`check_loaded`), no tensor larger than
+its stored bytes beyond ``MAX_VIEW_ELEMENTS`` and no more stored bytes than the file. torch's own weights-only reader runs no code either, but calls what it allows with any
 arguments, so it is not used. Files are read through :mod:`lvcd.state_dict`, the one reader of weights files, which
 turns a refusal into a one-line WeightsError.
 """
@@ -118,20 +118,6 @@ def _size(*args):
     return torch.Size(*args)
 
 
-def _stored(rebuild, name: str):
-    """A tensor rebuilder whose tensor shows no more elements than its storage holds (beyond MAX_VIEW_ELEMENTS)."""
-
-    def build(*args, **kwargs):
-        tensor = rebuild(*args, **kwargs)
-        if isinstance(tensor, torch.Tensor) and not tensor.is_meta and tensor.numel() > MAX_VIEW_ELEMENTS:
-            stored = tensor.untyped_storage().nbytes()
-            if tensor.numel() * tensor.element_size() > stored:
-                raise _too_big(name, f"a view of {tensor.numel():,} elements over {stored:,} stored bytes")
-        return tensor
-
-    return build
-
-
 class _TensorType:
     """Stands for ``torch.Tensor`` in a pickle, where it is only ever the type a tensor is rebuilt as: a call
     (``torch.Tensor(10**9)``, a blank tensor of any size) is refused."""
@@ -163,8 +149,13 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     }
     allowed.update({("builtins", k.__name__): _of_scalars(k, f"builtins.{k.__name__}") for k in _SCALAR_BUILTINS})
     allowed.update({("builtins", k.__name__): _of_plain_data(k, f"builtins.{k.__name__}") for k in _CONTAINER_BUILTINS})
-    allowed.update({("torch._utils", name): _stored(getattr(torch._utils, name), f"torch._utils.{name}")
-                    for name in _TENSOR_REBUILDERS if hasattr(torch._utils, name)})  # fmt: skip
+    allowed.update(
+        {
+            ("torch._utils", name): getattr(torch._utils, name)
+            for name in _TENSOR_REBUILDERS
+            if hasattr(torch._utils, name)
+        }
+    )  # fmt: skip (views are checked once loaded: check_loaded)
     allowed.update({("torch", name): getattr(torch, name) for name in _TORCH_CONSTANTS if hasattr(torch, name)})
     return allowed
 
