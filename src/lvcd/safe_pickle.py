@@ -8,25 +8,31 @@ into an inert stub that is never imported. A pickle that would *call* anything e
 runs. The calls it allows are checked too, so that what a pickle builds stays in proportion to the file: containers
 and buffers only from the file's own data (not ``bytearray(10**9)``, not one object per element of a tensor view),
 ``_codecs.encode`` only as protocol 2 uses it (latin-1); once loaded (:func:`check_loaded`), no tensor larger than
-its stored bytes beyond ``MAX_VIEW_ELEMENTS`` and no more stored bytes than the file. torch's own weights-only reader runs no code either, but calls what it allows with any
-arguments, so it is not used. Files are read through :mod:`lvcd.state_dict`, the one reader of weights files, which
-turns a refusal into a one-line WeightsError.
+its stored bytes beyond ``MAX_VIEW_ELEMENTS`` and no more stored bytes than the file. Shared references count as
+what they expand to (:mod:`lvcd.pickle_budget`): hashing keys, copying arguments and the loaded data stay in
+proportion to the pickle, nested at most 100 deep. torch's own weights-only reader runs no code either, but calls
+what it allows with any arguments, so it is not used, nor is ``torch.load`` (:func:`torch_load`). Files are read
+through :mod:`lvcd.state_dict`, the one reader of weights files, which turns a refusal into a one-line
+WeightsError.
 """
 
 from __future__ import annotations
 
 import codecs
 import collections
+import functools
 import pickle
 from pathlib import Path
 
 import torch
 
+from lvcd.pickle_budget import BudgetedUnpickler
+
 
 class UnsafePickleError(pickle.UnpicklingError):
     """A checkpoint's pickle asks for something beyond tensors and plain data: a call of ``global_name``, a dotted
-    (attribute-walking) global, or a blank buffer of a size it names (``risk`` "fill the memory"). Raised before
-    anything of it runs."""
+    (attribute-walking) global, a blank buffer of a size it names (``risk`` "fill the memory"), keys that take long to
+    hash ("take hours of CPU"), data nested too deep ("overflow the stack"). Raised before anything of it runs."""
 
     def __init__(self, global_name: str, why: str, risk: str = "run code"):
         super().__init__(f"{global_name}: {why}")
@@ -108,7 +114,8 @@ def _encode(text, encoding="utf-8", *rest):
     """``_codecs.encode`` as protocol 2 uses it (text to latin-1 bytes); other codecs ("hex" doubles its input) are
     refused."""
     if not (isinstance(text, str) and encoding in _LATIN1 and not rest):
-        raise _too_big("_codecs.encode", f"asked for the {encoding!r} codec, not for bytes of the file")
+        codec = f"the {encoding[:40]!r} codec" if isinstance(encoding, str) else f"a {type(encoding).__name__} as codec"
+        raise _too_big("_codecs.encode", f"asked for {codec}, not for bytes of the file")  # no repr of a whole list
     return codecs.encode(text, encoding)
 
 
@@ -137,6 +144,35 @@ def _rebuild_from_type(func, new_type, args, state):
     return torch._tensor._rebuild_from_type_v2(func, torch.Tensor if new_type is _TENSOR_TYPE else new_type, args, {})
 
 
+def _rebuild_parameter(data, requires_grad, backward_hooks, state):
+    """``torch._utils._rebuild_parameter_with_state`` with no state: a state sets any attribute of the parameter (a
+    tensor stashed there escapes :func:`check_loaded`), which no weights file needs."""
+    if state:
+        raise _too_big("torch._utils._rebuild_parameter_with_state", "sets a parameter's attributes")
+    return torch._utils._rebuild_parameter(data, requires_grad, backward_hooks)
+
+
+def _check_stored(handle, path: Path) -> None:
+    """Refuse a zip archive with a compressed entry before torch inflates it: ``torch.save`` stores every entry as it
+    is, and a deflated one may hold a thousand times its size (a zip bomb) before anything of it is checked."""
+    import zipfile
+
+    handle.seek(0)
+    try:
+        with zipfile.ZipFile(handle) as archive:
+            infos = archive.infolist()
+            packed = [info.filename for info in infos if info.compress_type != zipfile.ZIP_STORED]
+            if any(info.filename.rsplit("/", 1)[-1] == "constants.pkl" for info in infos):
+                packed = []  # a TorchScript archive (torch.jit.save compresses its code): refused as such next
+    except (zipfile.BadZipFile, ValueError, OSError):
+        packed = []  # torch's own reader then says what is wrong with the archive
+    handle.seek(0)
+    if packed:
+        raise _too_big(
+            "a compressed entry", f"{packed[0]} in {path.name} is compressed, which torch.save never does (re-save it)"
+        )
+
+
 def _allowed_globals() -> dict[tuple[str, str], object]:
     allowed: dict[tuple[str, str], object] = {
         ("collections", "OrderedDict"): _of_plain_data(collections.OrderedDict, "collections.OrderedDict"),
@@ -156,6 +192,7 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
             if hasattr(torch._utils, name)
         }
     )  # fmt: skip (views are checked once loaded: check_loaded)
+    allowed[("torch._utils", "_rebuild_parameter_with_state")] = _rebuild_parameter
     allowed.update({("torch", name): getattr(torch, name) for name in _TORCH_CONSTANTS if hasattr(torch, name)})
     return allowed
 
@@ -216,10 +253,20 @@ def _is_dotted_name(text: str) -> bool:
     return all(part.isidentifier() for part in text.split("."))
 
 
-class RestrictedUnpickler(pickle.Unpickler):
+# Allowed calls that copy their arguments -> whether they hash them, counted (BudgetedUnpickler.copying): a list a
+# pickle refers to again in 2 bytes must not be copied once per 6 bytes.
+_COPYING = {("builtins", k.__name__): k in (dict, set, frozenset) for k in _CONTAINER_BUILTINS} | {
+    ("collections", "OrderedDict"): True, ("_codecs", "encode"): False, ("torch", "Size"): False}  # fmt: skip
+
+
+class RestrictedUnpickler(BudgetedUnpickler):
     """Resolves only the exact (module, name) pairs of ``_ALLOWED_GLOBALS``; any other global becomes an inert stub
     class (never imported). A dotted name (``_rebuild_tensor.__builtins__.get``: attribute walking, the way a pickle
-    reaches ``eval``) or a call of a stub raises :class:`UnsafePickleError` before anything runs."""
+    reaches ``eval``) or a call of a stub raises :class:`UnsafePickleError` before anything runs. What hashing keys,
+    copying arguments and the loaded data walk through shared references is bounded (:mod:`lvcd.pickle_budget`)."""
+
+    def refuse(self, name: str, why: str, risk: str):
+        raise UnsafePickleError(name, why, risk)
 
     def find_class(self, module: str, name: str):
         if not (isinstance(module, str) and isinstance(name, str)) or not _is_dotted_name(module):
@@ -229,11 +276,14 @@ class RestrictedUnpickler(pickle.Unpickler):
         if module == "__builtin__":  # Python 2's name, which pickles of protocol 2 (torch.save's) carry
             module = "builtins"
         found = _ALLOWED_GLOBALS.get((module, name))
-        return found if found is not None else _inert_class(module, name)
+        if found is None:
+            return _inert_class(module, name)
+        hashes = _COPYING.get((module, name))
+        return found if hashes is None else functools.partial(self.copying, f"{module}.{name}", hashes, found)
 
 
 class _RestrictedPickleModule:
-    """A ``pickle_module`` for torch.load that uses the restricted unpickler."""
+    """A ``pickle_module`` for torch's readers that uses the restricted unpickler."""
 
     Unpickler = RestrictedUnpickler
     load = staticmethod(lambda f, **kw: RestrictedUnpickler(f, **kw).load())
@@ -272,13 +322,33 @@ def check_loaded(obj, file_bytes: int) -> None:
         raise _too_big("its storages", f"{stored:,} bytes of tensors from a file of {file_bytes:,} bytes")
 
 
+def _read_torch_file(path: Path, mmap: bool) -> object:
+    """The object of a zip or legacy torch file, unpickled on the CPU by the restricted unpickler. Not through
+    ``torch.load``: it obeys TORCH_FORCE_WEIGHTS_ONLY_LOAD from the environment (then refuses any ``pickle_module``:
+    every checkpoint would read as corrupt), and it hands an archive holding ``constants.pkl`` to ``torch.jit.load``,
+    which runs the TorchScript in it. The two readers it calls take the unpickler as an argument and read no
+    environment (private, unchanged since torch 2.1)."""
+    serialization = torch.serialization
+    with open(path, "rb") as handle:
+        if not serialization._is_zipfile(handle):
+            return serialization._legacy_load(handle, "cpu", _RestrictedPickleModule, encoding="utf-8")
+        _check_stored(handle, path)
+        with serialization._open_zipfile_reader(handle) as archive:
+            if serialization._is_torchscript_zip(archive):
+                raise UnsafePickleError("torch.jit.load", "a TorchScript archive, a program that loading runs")
+            mapped = torch.UntypedStorage.from_file(str(path), False, path.stat().st_size) if mmap else None
+            return serialization._load(
+                archive, "cpu", _RestrictedPickleModule, overall_storage=mapped, encoding="utf-8"
+            )
+
+
 def torch_load(path: Path, mmap: bool) -> object:
-    """``torch.load`` of a zip or legacy pickle on the CPU, through the restricted unpickler: tensors and plain data
-    only (raises :class:`UnsafePickleError`, possibly wrapped, for a pickle that would run anything, or make more than
-    the file holds). torch's own weights-only reader is not used: it runs no code either, but it calls what it allows
-    with whatever arguments the pickle gives (``bytearray(10**9)``, ``_codecs.encode(..., "hex")`` chains that double
-    a buffer every 9 bytes of pickle)."""
-    loaded = torch.load(path, map_location="cpu", weights_only=False, mmap=mmap, pickle_module=_RestrictedPickleModule)
+    """A zip or legacy torch file on the CPU, through the restricted unpickler: tensors and plain data only (raises
+    :class:`UnsafePickleError`, possibly wrapped, for a pickle that would run anything, or make more than the file
+    holds). torch's own weights-only reader is not used: it runs no code either, but it calls what it allows with
+    whatever arguments the pickle gives (``bytearray(10**9)``, ``_codecs.encode(..., "hex")`` chains that double a
+    buffer every 9 bytes of pickle)."""
+    loaded = _read_torch_file(Path(path), mmap)
     check_loaded(loaded, Path(path).stat().st_size)
     return loaded
 

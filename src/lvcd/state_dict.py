@@ -3,8 +3,8 @@
 Formats are recognised by their first bytes (a misnamed file still reads):
 
 - safetensors (an 8-byte header length, then a JSON header): a lazy, memory-mapped view (``safe_open``);
-- ``torch.save`` zip archives (``PK``): ``torch.load(mmap=True)``, so tensors stay in the file's pages instead of
-  being copied;
+- ``torch.save`` zip archives (``PK``): memory-mapped (as ``torch.load(mmap=True)``), so tensors stay in the file's
+  pages instead of being copied; TorchScript archives and compressed entries are refused;
 - legacy (pre-1.6) torch pickles (protocol byte ``0x80``).
 
 Both are unpickled by :mod:`lvcd.safe_pickle`'s restricted unpickler, tensors and plain data only: a pickle that
@@ -87,7 +87,9 @@ def _sniff(path: Path, role: str, hint: str) -> str:
 
 def _first_line(err: BaseException, limit: int = 200) -> str:
     text = (str(err).strip().splitlines() or [""])[0]
-    return f"{type(err).__name__}: {text[:limit]}"
+    if len(text) > limit:  # cut at a word, and say so
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(err).__name__}: {text}"
 
 
 def unwrap_state_dict(obj: object) -> dict[str, torch.Tensor]:

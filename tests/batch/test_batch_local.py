@@ -56,7 +56,7 @@ def test_local_batch_equals_single_shot_colorize(local_run, film, tiny_weights, 
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, result.output
         assert_same_frames(local_run / name, single, count)
-    assert not list((local_run / ".lvcd-batch" / "work").iterdir())  # work directories removed after success
+    assert not (local_run / ".lvcd-batch" / "work").exists()  # work directories removed after success, and their folder
     assert not [p for p in local_run.iterdir() if ".partial-" in p.name]
 
 

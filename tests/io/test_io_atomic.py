@@ -153,3 +153,117 @@ def test_a_writer_waits_for_a_clean_up_that_tests_its_fresh_temporary(tmp_path, 
     time.sleep(0.5)  # the probe is over
     assert not is_abandoned(output.path) and atomic.remove_abandoned_temporaries(output.target) == []
     output.discard()
+
+
+def _killed_replacing(target: Path, new_frame: str, at: str) -> None:
+    """Replace the folder ``target`` by a new one holding ``new_frame`` in a child process SIGKILLed ``at``
+    ``"between"`` its two moves (the old folder moved aside, the new one not yet moved in) or ``"after"`` them (the
+    old one not yet deleted), as a killed ``--overwrite`` leaves it."""
+    import shutil
+    import signal
+
+    from lvcd.io import atomic
+
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            replace, rmtree = os.replace, shutil.rmtree
+
+            def dying_replace(source, destination):
+                if at == "between" and ".partial-" in Path(source).name:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return replace(source, destination)
+
+            def dying_rmtree(path, *args, **kwargs):
+                if at == "after" and ".replaced-" in Path(path).name:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return rmtree(path, *args, **kwargs)
+
+            atomic.os.replace, atomic.shutil.rmtree = dying_replace, dying_rmtree
+            with atomic_output(target, folder=True) as staging:
+                (staging / new_frame).write_text("new")
+        finally:
+            os._exit(1)  # not killed: the test fails on the exit status
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def test_an_overwrite_killed_between_its_two_moves_has_the_old_output_moved_back_by_the_next_write(tmp_path):
+    """The old folder was left hidden as .NAME.replaced-XXXX with NAME missing, and nothing ever put it back: the
+    next write of NAME now moves it back first (a warning says so), then proceeds as it would have."""
+    from lvcd.errors import InputError
+    from lvcd.io.writers import open_writer
+
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "00000.png").write_text("old")
+    _killed_replacing(target, "00001.png", at="between")
+    assert not target.exists()
+    with pytest.warns(UserWarning, match=r"frames: an earlier --overwrite of it was interrupted .*moved back"):
+        with pytest.raises(InputError, match="frames: already exists"):  # without --overwrite: the old one is kept
+            open_writer(target, overwrite=False)
+    assert sorted(p.name for p in target.iterdir()) == ["00000.png"] and (target / "00000.png").read_text() == "old"
+    assert _hidden(tmp_path) == [p for p in _hidden(tmp_path) if ".partial-" in p]  # nothing else of lvcd's left
+    _killed_replacing(target, "00001.png", at="between")
+    with pytest.warns(UserWarning, match="moved back"), atomic_output(target, folder=True) as staging:
+        (staging / "00002.png").write_text("newer")
+    assert sorted(p.name for p in target.iterdir()) == ["00002.png"] and _hidden(tmp_path) == []
+
+
+def test_an_overwrite_killed_after_its_two_moves_has_the_old_output_deleted_by_the_next_write(tmp_path):
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "00000.png").write_text("old")
+    _killed_replacing(target, "00001.png", at="after")
+    assert sorted(p.name for p in target.iterdir()) == ["00001.png"]
+    (old,) = [p for p in tmp_path.iterdir() if p.name.startswith(".frames.replaced-") and p.is_dir()]
+    write_json_atomic(tmp_path / "other.json", {})  # another output's write leaves it alone
+    assert (old / "00000.png").read_text() == "old"
+    with atomic_output(target, folder=True) as staging:
+        (staging / "00002.png").write_text("newer")
+    assert sorted(p.name for p in target.iterdir()) == ["00002.png"] and _hidden(tmp_path) == []
+
+
+def test_only_provably_lvcd_replaced_folders_are_moved_back_or_deleted(tmp_path):
+    """A .NAME.replaced-XXXX without lvcd's record (a user's, or one from before records), one whose record a live
+    replacement holds locked, and one whose NAME was made anew since the kill are never moved nor deleted; the last
+    is one line saying what to do."""
+    from lvcd.errors import InputError
+    from lvcd.io.atomic import recover_replaced
+    from lvcd.io.locks import lock_path
+
+    target = tmp_path / "frames"
+    unrecorded = tmp_path / ".frames.replaced-0123abcd"
+    unrecorded.mkdir()
+    assert recover_replaced(target) == [] and unrecorded.is_dir() and not target.exists()
+    target.mkdir()
+    (target / "00000.png").write_text("old")
+    _killed_replacing(target, "00001.png", at="between")
+    record = next(p for p in tmp_path.iterdir() if p.name.endswith(".lvcd"))
+    backup = record.with_name(record.name.removesuffix(".lvcd"))
+    live = lock_path(record)  # as the replacing process would, were it still running
+    try:
+        assert recover_replaced(target) == [] and backup.is_dir() and not target.exists()
+    finally:
+        os.close(live)
+    target.mkdir()
+    (target / "00000.png").write_text("made again by the user")
+    with pytest.raises(InputError, match=r"frames: an interrupted --overwrite left the previous frames at .*made anew"):
+        recover_replaced(target)
+    assert (backup / "00000.png").read_text() == "old" and record.exists() and unrecorded.is_dir()
+    assert (target / "00000.png").read_text() == "made again by the user"
+
+
+def test_the_cli_moves_an_interrupted_overwrites_old_output_back_before_any_work(tmp_path):
+    """``lvcd colorize`` checks its output before loading a model: there, not only when the writer opens (after the
+    model loaded), the old output comes back and a run without --overwrite is refused as for any existing output."""
+    from lvcd.cli.checks import check_output
+    from lvcd.errors import InputError
+
+    target = tmp_path / "frames"
+    target.mkdir()
+    (target / "00000.png").write_text("old")
+    _killed_replacing(target, "00001.png", at="between")
+    with pytest.warns(UserWarning, match="moved back"), pytest.raises(InputError, match="exists; pass --overwrite"):
+        check_output(target, {}, overwrite=False, resume=False)
+    assert (target / "00000.png").read_text() == "old"

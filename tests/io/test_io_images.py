@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +30,8 @@ def test_natural_key_never_compares_int_with_str():
 def test_list_image_files_sorts_naturally_and_skips_non_images(tmp_path):
     for name in ["f10.png", "f2.jpg", "f1.PNG", "notes.txt", ".hidden.png", "._f3.png"]:
         (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "sub.png").mkdir()
+    (tmp_path / "old").mkdir()
+    (tmp_path / ".ipynb_checkpoints").mkdir()
     assert [p.name for p in list_image_files(tmp_path)] == ["f1.PNG", "f2.jpg", "f10.png"]
 
 
@@ -169,14 +173,15 @@ def test_to_rgb_uint8_torch_tensors():
 
 def test_a_broken_link_among_the_frames_is_refused_not_dropped(tmp_path):
     """A frame whose link points nowhere is a missing frame: without it the shot would be one frame shorter and every
-    later frame one slot early. Sub-folders (also linked ones) are still skipped; a working link is a frame."""
+    later frame one slot early. Sub-folders (also linked ones) not named like frames are still skipped; a working
+    link is a frame."""
     frames = tmp_path / "frames"
     frames.mkdir()
     for name in ["0.png", "1.png", "3.png"]:
         Image.new("L", (8, 6), 255).save(frames / name)
-    (tmp_path / "elsewhere.png").mkdir()
-    (frames / "sub.png").mkdir()
-    (frames / "linked_folder.png").symlink_to(tmp_path / "elsewhere.png")
+    (tmp_path / "elsewhere").mkdir()
+    (frames / "sub").mkdir()
+    (frames / "linked_folder").symlink_to(tmp_path / "elsewhere")
     (frames / "4.png").symlink_to(frames / "3.png")
     assert [path.name for path in list_image_files(frames)] == ["0.png", "1.png", "3.png", "4.png"]
     (frames / "2.png").symlink_to(tmp_path / "gone.png")
@@ -192,3 +197,93 @@ def test_a_pipe_named_as_a_frame_is_refused_not_read(tmp_path):
     os.mkfifo(tmp_path / "1.png")
     with pytest.raises(InputError, match=r"1\.png: a frame that is not a regular file"):
         list_image_files(tmp_path)
+
+
+def test_a_folder_or_a_link_to_one_named_like_a_frame_is_refused_not_skipped(tmp_path):
+    """``0002.png/`` (a folder, or a link to one, among the frames) was skipped as a sub-folder: the shot lost that
+    frame and every later frame moved one slot early. It is named in one line; ordinary sub-folders stay skipped."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for name in ["0001.png", "0003.png"]:
+        Image.new("L", (8, 6), 255).save(frames / name)
+    (frames / "old").mkdir()
+    (frames / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "frame_two").mkdir()
+    (frames / "0002.png").symlink_to(tmp_path / "frame_two")
+    link = rf"frames/0002\.png \(a link to {tmp_path}/frame_two\): named like a frame but is a folder"
+    for open_frames in (list_image_files, FrameSource.open):
+        with pytest.raises(InputError, match=link) as caught:
+            open_frames(frames)
+        assert len(str(caught.value).splitlines()) == 1
+    (frames / "0002.png").unlink()
+    (frames / "0002.png").mkdir()
+    with pytest.raises(InputError, match=r"frames/0002\.png: named like a frame but is a folder, not an image file"):
+        list_image_files(frames)
+    (frames / "0002.png").rmdir()
+    assert [path.name for path in list_image_files(frames)] == ["0001.png", "0003.png"]
+
+
+def _error_without_root(action) -> str | None:
+    """The message of the InputError ``action()`` raises where permissions apply: in this process, or (as root, who
+    may read everything) in a child process running as the user nobody; None when it raised none."""
+    if os.geteuid() != 0:
+        try:
+            action()
+        except InputError as err:
+            return str(err)
+        return None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                action()
+                message = "no error"
+            except InputError as err:
+                message = f"InputError: {err}"
+            except BaseException as err:  # noqa: BLE001 - reported to the parent, which fails the test
+                message = f"{type(err).__name__}: {err}"
+            os.write(write, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert message.startswith("InputError: ") or message == "no error", message
+    return message.removeprefix("InputError: ") if message != "no error" else None
+
+
+def test_a_frame_lvcd_may_not_read_is_one_input_error_line(tmp_path):
+    """A frame linked into a folder lvcd may not enter (or a file it may not read) was a PermissionError from Python
+    and a bare 'Permission denied' line from the CLI: now lvcd's InputError, naming the frame, its link, what to do."""
+    root = Path(tempfile.mkdtemp(prefix="lvcd-permissions-")) if os.geteuid() == 0 else tmp_path
+    root.chmod(0o755)  # as root, the child running as nobody must reach the frames
+    frames, private = root / "frames", root / "private"
+    frames.mkdir(mode=0o755)
+    private.mkdir()
+    try:
+        Image.new("L", (8, 6), 255).save(frames / "0.png")
+        Image.new("L", (8, 6), 255).save(private / "1.png")
+        (frames / "1.png").symlink_to(private / "1.png")
+        private.chmod(0o000)  # its files cannot be reached
+        message = _error_without_root(lambda: list_image_files(frames))
+        assert message == (
+            f"{frames / '1.png'} (a link to {private / '1.png'}): lvcd may not read this frame (permission denied); "
+            "make it readable, or copy it to a folder you can read."
+        )
+        private.chmod(0o755)
+        (private / "1.png").chmod(0o000)  # reached, but not readable
+        message = _error_without_root(lambda: list_image_files(frames))
+        assert message is not None and "1.png" in message and "may not read this frame (permission denied)" in message
+        assert _error_without_root(lambda: load_image(private / "1.png")) == (
+            f"{private / '1.png'}: lvcd may not read this file (permission denied); make it readable, or copy it to "
+            "a folder you can read."
+        )
+    finally:
+        private.chmod(0o755)
+        if root != tmp_path:
+            shutil.rmtree(root)

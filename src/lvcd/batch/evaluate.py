@@ -6,9 +6,10 @@ shot: ``name`` (a shot of the batch) and ``gt`` (its ground-truth colour frames:
 
 Before any shot runs, :func:`check_ground_truth` checks every entry (its files exist and open, and where a count is
 cheap to know, folders of images and GIFs, as many frames as the shot's line art): a bad entry stops the command
-before hours of colorizing. After the batch, every finished shot with ground truth is scored; a clip that only then
-turns out unusable (a video's decoded frame count, a damaged frame file) is left out with a note and the others are
-scored. FID and FVD pool the features of all of them, as the paper's tables do.
+before hours of colorizing. After the batch, every finished shot with ground truth is scored, each clip read as
+``lvcd evaluate`` reads it (checked, then scored); a clip that only then turns out unusable (a video's decoded frame
+count, a damaged frame file) is left out with a note and the others are scored. FID and FVD pool the features of all
+of them, as the paper's tables do.
 """
 
 from __future__ import annotations
@@ -90,24 +91,28 @@ def check_ground_truth(
 
 
 def evaluate_batch(report: BatchReport, layout: BatchLayout, truth: dict, tools, settings, progress: bool = True):
-    """Score the finished shots that have ground truth; write OUTDIR/evaluation.json; return (report, notes)."""
+    """Score the finished shots that have ground truth; write OUTDIR/evaluation.json; return (report, notes).
+
+    Every clip is read as ``lvcd evaluate`` reads it, once through to check it (all before any is scored), then to
+    score it: by :func:`lvcd.metrics.evaluate_clips` alone. Only when that check finds a clip unusable are the clips
+    checked one by one, to leave out each such clip with a note and score the others."""
     from lvcd.metrics import ClipSpec, evaluate_clips, report_to_dict, write_json_atomic
-    from lvcd.metrics.clips import check_clip_inputs
 
     finished = [name for name, entry in report.shots.items() if entry["status"] in ("done", "skipped")]
     notes = [f"not evaluated (no output): {name}" for name in truth if name not in finished]
-    specs = []
-    for name in (name for name in finished if name in truth):
-        spec = ClipSpec(name, layout.output(name), *truth[name])
-        try:  # what only scoring finds (a video's decoded count, a damaged frame) leaves this clip out, not all
-            check_clip_inputs(spec)
-        except InputError as err:
-            notes.append(f"not evaluated: {err}")
-            continue
-        specs.append(spec)
-    if not specs:
+    specs = [ClipSpec(name, layout.output(name), *truth[name]) for name in finished if name in truth]
+    evaluation = None
+    if specs:
+        try:
+            evaluation = evaluate_clips(specs, tools, settings, progress=progress)
+        except InputError:
+            usable = _usable_clips(specs, notes)
+            if len(usable) == len(specs):
+                raise  # no clip's fault: as without the batch
+            specs = usable
+            evaluation = evaluate_clips(specs, tools, settings, progress=progress) if specs else None
+    if evaluation is None:
         return None, notes + ["nothing to evaluate: no shot with ground truth finished"]
-    evaluation = evaluate_clips(specs, tools, settings, progress=progress)
     data = report_to_dict(evaluation)
     write_json_atomic(layout.evaluation_path, data)
     report.evaluation = {
@@ -119,3 +124,19 @@ def evaluate_batch(report: BatchReport, layout: BatchLayout, truth: dict, tools,
     }
     report.write(layout.report_path)
     return evaluation, notes
+
+
+def _usable_clips(specs: list, notes: list[str]) -> list:
+    """The clips that pass lvcd evaluate's check of a clip; each other one is noted. What only scoring finds (a
+    video's decoded count, a damaged frame) leaves that clip out, not all."""
+    from lvcd.metrics.clips import check_clip_inputs
+
+    usable = []
+    for spec in specs:
+        try:
+            check_clip_inputs(spec)
+        except InputError as err:
+            notes.append(f"not evaluated: {err}")
+            continue
+        usable.append(spec)
+    return usable

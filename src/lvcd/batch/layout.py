@@ -193,6 +193,17 @@ def lock_outdir(layout: BatchLayout) -> int:
     return fd
 
 
+def remove_empty_state_folders(layout: BatchLayout) -> None:
+    """Remove OUTDIR/.lvcd-batch/work and staged when empty, as a batch leaves them once its shots are done; one that
+    holds anything (a stopped shot's work directory, kept for the re-run to resume; a kept one, --keep-work) stays.
+    Call it with OUTDIR locked and the workers stopped: none then makes anything there."""
+    import contextlib
+
+    for name in ("work", "staged"):
+        with contextlib.suppress(OSError):  # not empty, or not there
+            (layout.outdir / STATE_DIR / name).rmdir()
+
+
 def remove_unused_outdir(layout: BatchLayout) -> None:
     """Remove an OUTDIR this batch created and never ran a shot in: its report, its lock and state folders, then the
     folder itself when nothing else is in it."""

@@ -35,6 +35,7 @@ from lvcd.batch.layout import (
     lock_outdir,
     model_files,
     read_record,
+    remove_empty_state_folders,
     remove_unused_outdir,
     shot_fingerprint,
 )
@@ -43,6 +44,7 @@ from lvcd.batch.progress import BatchProgress, is_terminal
 from lvcd.batch.report import BatchReport, ReportWriter, new_entry
 from lvcd.batch.shot import ShotJob, ShotResult, adopt_committed_output
 from lvcd.errors import LVCDError
+from lvcd.io.atomic import recover_replaced_in
 from lvcd.io.paths import check_not_input
 from lvcd.io.writers import check_replaceable
 
@@ -89,7 +91,9 @@ def _planned_frames(shot: ShotSpec) -> int:
 def plan_batch(
     shots: list[ShotSpec], layout: BatchLayout, model_identity: dict, options: BatchOptions, report: BatchReport
 ) -> tuple[list[ShotJob], dict[str, int]]:
-    """The jobs left to run (longest first) and their frame counts; skipped and failed shots go to ``report``."""
+    """The jobs left to run (longest first) and their frame counts; skipped and failed shots go to ``report``.
+    Outputs an earlier ``--overwrite`` killed between its two moves left aside are moved back first (one listing)."""
+    recover_replaced_in(layout.outdir)
     jobs, frames = [], {}
     live = options.progress and is_terminal(sys.stderr)  # in a log, no bar redrawn with \r: one line at the end
     for shot in tqdm(shots, desc="checking shots", unit="shot", disable=not live, leave=False):
@@ -187,6 +191,7 @@ def _run_locked(
     saver = ReportWriter(report, layout.report_path)
     jobs, frames = plan_batch(shots, layout, model_identity, options, report)
     if not jobs:
+        remove_empty_state_folders(layout)  # what an earlier batch left
         report.finished = time.time()
         saver.write()
         return report
@@ -228,6 +233,7 @@ def _run_locked(
     finally:
         pool.close()
         progress.close()
+        remove_empty_state_folders(layout)
         _settle_running(report, jobs)
         report.finished = time.time()
         saver.write()

@@ -204,7 +204,7 @@ class ShotRunner:
     def _prepare_work_dir(self, job: ShotJob) -> int:
         """Keep the work directory of an earlier attempt at this very job (same fingerprint) and return how many
         windows it finished; otherwise start afresh. Only lvcd ever writes under OUTDIR/.lvcd-batch/work."""
-        from lvcd.io.atomic import remove, remove_abandoned_temporaries
+        from lvcd.io.atomic import recover_replaced, remove, remove_abandoned_temporaries
         from lvcd.io.locks import is_abandoned
         from lvcd.workdir import MARKER
 
@@ -213,6 +213,7 @@ class ShotRunner:
         marker = job.work_dir / MARKER
         if done == 0 and job.work_dir.exists() and (not marker.exists() or is_abandoned(marker)):
             shutil.rmtree(job.work_dir)  # (a work directory in use is left to the pipeline, which refuses it)
+        recover_replaced(job.output)  # an attempt killed between the two moves of an --overwrite: old output back
         remove_abandoned_temporaries(job.output)  # what a killed attempt's writer left behind (not a live writer's)
         remove_abandoned_temporaries(job.staged)
         if job.staged.exists():  # finished by an attempt killed before moving it: decoded again from the windows

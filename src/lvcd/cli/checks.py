@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lvcd.errors import InputError
 from lvcd.host import available_ram
+from lvcd.io.atomic import recover_replaced
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS
 from lvcd.io.paths import check_not_input, check_output_location
@@ -92,6 +93,7 @@ def check_output(output: Path, inputs: dict[str, object], overwrite: bool, resum
     """The output's format is known, it is none of the inputs (even with --overwrite), and its folder is writable."""
     check_not_input(output, inputs)
     output_kind(output)
+    recover_replaced(output)  # an earlier --overwrite killed between its two moves: the old output is moved back
     if output.exists() and not overwrite and not resume:
         raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
     if overwrite:

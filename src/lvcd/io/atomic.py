@@ -3,7 +3,10 @@
 The output is written under a hidden temporary name beside its target (``.NAME.partial-XXXXXXXX``) and renamed onto
 the target only when complete. A crash, a kill or an exception therefore never leaves a half-written target, and an
 existing target stays untouched until its replacement is complete (a file is replaced in one atomic rename; a folder
-is moved aside, the new one moved in, then the old one deleted, or put back if the move fails).
+is moved aside to ``.NAME.replaced-XXXXXXXX``, the new one moved in, then the old one deleted, or put back if the move
+fails). A locked record beside the moved-aside folder (``.NAME.replaced-XXXXXXXX.lvcd``: both names and inodes) says
+it is lvcd's: a kill between the two moves leaves the old output there and NAME missing, and the next write of NAME
+moves it back first (:func:`recover_replaced`); a kill after them leaves the old one, which that write deletes.
 
 The temporary is locked (:mod:`lvcd.io.locks`) while it is written. An exception deletes it; a kill (SIGKILL, a
 power cut) cannot, so the next write of the same target deletes the temporaries of that target whose lock is free:
@@ -28,19 +31,23 @@ import json
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from lvcd.errors import InputError
-from lvcd.io.locks import HAS_LOCKS, is_abandoned, lock_waiting
+from lvcd.io.locks import HAS_LOCKS, is_abandoned, lock_path, lock_waiting
 
 _TEMPORARY = re.compile(r"\.(?P<target>.+)\.(?P<tag>partial|replaced|creating)-[0-9a-f]{8}(?:\.[^/]*)?")
 CREATING = "creating"  # the tag of a temporary for the instant before it is locked and renamed to its ``partial`` name
 _CREATING_AGE = 60.0  # seconds: a ``creating`` temporary older than this was left by a writer killed in that instant
+_RECORD = ".lvcd"  # the suffix of the record of a folder replacement, beside the moved-aside target
+_REPLACEMENT_RECORD = re.compile(r"\.(?P<target>.+)\.replaced-[0-9a-f]{8}" + re.escape(_RECORD))
 
 
 def sibling(target: Path, tag: str, suffix: str = "") -> Path:
@@ -135,16 +142,128 @@ def commit_path(temporary: Path, target: Path, overwrite: bool = True) -> Path:
         os.replace(temporary, target)  # one atomic step
         return target
     # A folder (or a file/folder swap) cannot be replaced in one step: move the old target aside, move the new one
-    # in, then delete the old one; if moving in fails, put the old one back.
+    # in, then delete the old one; if moving in fails, put the old one back. The locked record says, while it lasts,
+    # that the folder aside is lvcd's: what a kill leaves is finished by the next write (recover_replaced).
     backup = sibling(target, "replaced")
-    os.replace(target, backup)
+    record, fd = _record_replacement(target, temporary, backup)
     try:
-        os.replace(temporary, target)
-    except BaseException:
-        os.replace(backup, target)
-        raise
-    remove(backup)
+        os.replace(target, backup)
+        try:
+            os.replace(temporary, target)
+        except BaseException:
+            os.replace(backup, target)
+            raise
+        remove(backup)
+    finally:
+        os.close(fd)
+        if not (backup.exists() or backup.is_symlink()):  # else left for recover_replaced (an interrupted clean-up)
+            record.unlink(missing_ok=True)
     return target
+
+
+def _identity(path: Path) -> list[int]:
+    """What a rename keeps and no other file or folder on this machine shares: device and inode."""
+    info = os.lstat(path)
+    return [info.st_dev, info.st_ino]
+
+
+def _record_replacement(target: Path, temporary: Path, backup: Path) -> tuple[Path, int]:
+    """The record of a folder replacement (``backup`` + ``.lvcd``: the names, and the identities of the old target
+    and of its replacement), and the descriptor that holds its lock; it appears under its name already locked (as a
+    temporary does, see :class:`AtomicOutput`)."""
+    record = backup.with_name(backup.name + _RECORD)
+    creating = sibling(target, CREATING) if HAS_LOCKS else record
+    fd = os.open(creating, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        lock_waiting(fd)
+        facts = {"target": target.name, "backup": backup.name, "old": _identity(target), "new": _identity(temporary)}
+        os.write(fd, json.dumps(facts).encode())
+        if creating != record:
+            os.rename(creating, record)
+    except BaseException:
+        os.close(fd)
+        creating.unlink(missing_ok=True)
+        raise
+    return record, fd
+
+
+def recover_replaced(target: str | os.PathLike) -> list[Path]:
+    """Finish what a kill left of lvcd's replacements of ``target`` (see the module docstring), before it is written
+    again: with ``target`` missing, its old version, moved aside, is moved back (with a warning); with ``target`` the
+    replacement lvcd moved in, the old version is deleted. Only a ``.NAME.replaced-XXXXXXXX`` that a record of a dead
+    writer names (a live replacement's record is locked) and whose inode it gives is touched. InputError when
+    ``target`` was made anew since: which one to keep is the user's call. Lists ``target``'s folder; returns the
+    folders moved back. Without locks (Windows) a dead writer cannot be told from a live one: nothing is touched."""
+    target = Path(target)
+    if not HAS_LOCKS:  # pragma: no cover - Windows
+        return []
+    pattern = f".{glob.escape(target.name)}.replaced-*{_RECORD}"
+    records = [p for p in target.parent.glob(pattern) if _record_target(p.name) == target.name]
+    return [target for record in sorted(records) if _finish_replacement(record, target)]
+
+
+def recover_replaced_in(folder: str | os.PathLike) -> list[Path]:
+    """:func:`recover_replaced` for every target in ``folder`` at once (one listing of it); returns the folders moved
+    back."""
+    folder = Path(folder)
+    names = sorted(entry.name for entry in os.scandir(folder)) if folder.is_dir() and HAS_LOCKS else []
+    targets = [(folder / name, folder / target) for name in names if (target := _record_target(name))]
+    return [target for record, target in targets if _finish_replacement(record, target)]
+
+
+def _record_target(name: str) -> str | None:
+    match = _REPLACEMENT_RECORD.fullmatch(name)
+    return match.group("target") if match else None
+
+
+def _finish_replacement(record: Path, target: Path) -> bool:
+    """Finish the replacement ``record`` describes when its writer is dead; True when the old target was moved back."""
+    try:
+        if not stat.S_ISREG(os.lstat(record).st_mode):
+            return False
+        fd = lock_path(record, create=False)
+    except OSError:  # gone meanwhile: finished by its writer or another clean-up
+        return False
+    if fd is None:  # a replacement in progress
+        return False
+    try:
+        try:
+            if os.fstat(fd).st_ino != os.lstat(record).st_ino:
+                return False  # finished meanwhile by another clean-up (that one's record is gone)
+            facts = json.loads(os.pread(fd, 1 << 16, 0) or b"null")
+        except (OSError, ValueError):
+            return False
+        backup = record.with_name(record.name[: -len(_RECORD)])
+        if not isinstance(facts, dict) or (facts.get("target"), facts.get("backup")) != (target.name, backup.name):
+            return False  # not a record lvcd wrote for this target: everything is left alone
+        return _settle(facts, backup, target, record)
+    finally:
+        os.close(fd)
+
+
+def _settle(facts: dict, backup: Path, target: Path, record: Path) -> bool:
+    if not (backup.exists() or backup.is_symlink()):  # killed before moving the target aside, or after deleting it
+        record.unlink()
+        return False
+    here = target.exists() or target.is_symlink()
+    if here and _identity(target) == facts.get("new"):  # killed after moving the new one in: the old one is litter
+        remove(backup)
+        record.unlink()
+        return False
+    if here or _identity(backup) != facts.get("old"):
+        what = f"{target} was made anew since" if here else f"{backup.name} is no longer the folder lvcd moved there"
+        raise InputError(
+            f"{target}: an interrupted --overwrite left the previous {target.name} at {backup}, and {what}; keep the "
+            f"one you want (move {backup.name} to its name, or delete it), then run again."
+        )
+    os.rename(backup, target)
+    record.unlink()
+    warnings.warn(
+        f"{target}: an earlier --overwrite of it was interrupted after moving it aside; it was moved back from "
+        f"{backup.name}.",
+        stacklevel=2,
+    )
+    return True
 
 
 class AtomicOutput:
@@ -165,6 +284,7 @@ class AtomicOutput:
         self.overwrite = overwrite
         self.target.parent.mkdir(parents=True, exist_ok=True)
         if tag == "partial" and sweep:  # listing the folder: a writer of many files there sweeps it once instead
+            recover_replaced(self.target)
             remove_abandoned_temporaries(self.target)
         if exclusive:  # refuse while another process writes the same target (check_no_other_writer)
             check_no_other_writer(self.target)

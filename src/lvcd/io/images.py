@@ -5,7 +5,9 @@ Public names are re-exported by :mod:`lvcd.io.frames`; import them from there.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,20 +41,28 @@ def natural_key(name: str) -> tuple:
 def list_image_files(folder: str | Path) -> list[Path]:
     """The image files directly inside ``folder``, in natural order.
 
-    Hidden files (``.DS_Store``, macOS ``._frame.png`` resource forks) and sub-folders are skipped. Every other
-    image-named entry is a frame: a broken link or a pipe among them raises InputError naming it, rather than the
-    shot silently losing that frame. Raises InputError if the folder is missing, is not a folder, or holds no image.
+    Hidden entries (``.DS_Store``, macOS ``._frame.png`` resource forks, ``.ipynb_checkpoints/``) and entries without
+    an image extension (``old/``, ``notes.txt``) are skipped. Every other entry is a frame: one that is no readable
+    image file (a folder or a link to one named like a frame, a broken link, a pipe, a file lvcd may not read) raises
+    InputError naming it, rather than the shot silently losing that frame. Raises InputError if the folder is
+    missing, is not a folder, cannot be read, or holds no image.
     """
     folder = Path(folder)
-    if not folder.exists():
+    if _status(folder, "folder") is None:
         raise InputError(f"{folder}: folder not found. Check the path.")
     if not folder.is_dir():
         raise InputError(f"{folder}: expected a folder of images, found a file.")
+    try:
+        names = os.listdir(folder)
+    except PermissionError:
+        raise InputError(
+            f"{folder}: lvcd may not list this folder (permission denied); make it readable, or copy the frames to a "
+            "folder you can read."
+        ) from None
     files = [
-        path
-        for path in folder.iterdir()
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and not path.is_dir()
+        folder / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
     ]
+    files.sort(key=lambda path: natural_key(path.name))
     for path in files:
         _check_frame_entry(path)
     if not files:
@@ -60,17 +70,47 @@ def list_image_files(folder: str | Path) -> list[Path]:
             f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
             "Put the frames directly in this folder."
         )
-    return sorted(files, key=lambda path: natural_key(path.name))
+    return files
+
+
+def _status(path: Path, what: str = "file") -> os.stat_result | None:
+    """``path``'s status, a link's target's (None when there is none: missing, a broken link or a link loop); a
+    status lvcd may not look at (permission denied on a folder on the way) is InputError naming the path."""
+    try:
+        return path.stat()
+    except PermissionError:
+        raise _unreadable(path, what) from None
+    except OSError:  # ENOENT, ENOTDIR, ELOOP
+        return None
+
+
+def _unreadable(path: Path, what: str) -> InputError:
+    return InputError(
+        f"{path}{_link_target(path)}: lvcd may not read this {what} (permission denied); make it readable, or copy it "
+        "to a folder you can read."
+    )
+
+
+def _link_target(path: Path) -> str:
+    """`` (a link to TARGET)`` for a link, else ''."""
+    if not path.is_symlink():
+        return ""
+    try:
+        return f" (a link to {path.readlink()})"
+    except OSError:
+        return " (a link)"
 
 
 def _check_frame_entry(path: Path) -> None:
-    """Refuse (InputError) a frame entry that is not a readable file: a link to nothing, or a pipe, socket or
-    device (reading one could block)."""
-    if path.is_file():
-        return
-    if not path.is_symlink() and not path.exists():
-        raise InputError(f"{path}: the frame was removed while its folder was read; check the folder and run again.")
-    if path.is_symlink():
+    """Refuse (InputError) a frame entry that is not a readable image file: a folder or a link to one (named like a
+    frame, it would otherwise be skipped and every later frame shift one slot early), a link to nothing, a pipe,
+    socket or device (reading one could block), or a file lvcd may not read."""
+    status = _status(path, "frame")
+    if status is None:
+        if not path.is_symlink():
+            raise InputError(
+                f"{path}: the frame was removed while its folder was read; check the folder and run again."
+            )
         try:
             target = str(path.readlink())
         except OSError:
@@ -79,7 +119,17 @@ def _check_frame_entry(path: Path) -> None:
             f"{path}: a frame that is a broken link (its target {target} does not exist); "
             "restore the target or remove the link."
         )
-    raise InputError(f"{path}: a frame that is not a regular file (a pipe, socket or device); remove it or replace it.")
+    if stat.S_ISDIR(status.st_mode):
+        raise InputError(
+            f"{path}{_link_target(path)}: named like a frame but is a folder, not an image file; replace it with "
+            "the frame's image file, or rename it without the image extension (sub-folders are skipped)."
+        )
+    if not stat.S_ISREG(status.st_mode):
+        raise InputError(
+            f"{path}: a frame that is not a regular file (a pipe, socket or device); remove it or replace it."
+        )
+    if not os.access(path, os.R_OK):
+        raise _unreadable(path, "frame")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -140,12 +190,15 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
 
 def _open_pil(path: Path) -> Image.Image:
     """Open (lazily, header only) with a user-facing error; the caller closes the image."""
-    if not path.exists():
+    status = _status(path)
+    if status is None:
         raise InputError(f"{path}: file not found. Check the path.")
-    if path.is_dir():
+    if stat.S_ISDIR(status.st_mode):
         raise InputError(f"{path}: expected an image file, found a folder.")
     try:
         return Image.open(path)
+    except PermissionError:
+        raise _unreadable(path, "file") from None
     except Image.DecompressionBombError as err:
         raise InputError(f"{path}: the image is too large to process ({err}). Downscale it first.") from err
     except _PIL_ERRORS as err:

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from lvcd.errors import InputError
-from lvcd.io.atomic import AtomicOutput
+from lvcd.io.atomic import AtomicOutput, recover_replaced
 from lvcd.io.images import IMAGE_SUFFIXES, to_rgb_uint8
 from lvcd.io.paths import check_not_input
 from lvcd.io.pyav import pyav
@@ -143,6 +143,7 @@ def open_writer(
 ) -> FrameWriter:
     """Open an atomic, streaming writer for ``path`` (format from :func:`output_kind`).
 
+    An earlier output that a killed ``--overwrite`` left moved aside is first moved back (:func:`recover_replaced`).
     Raises InputError if ``path`` exists and ``overwrite`` is false, if it is a folder holding more than PNG frames
     (:func:`check_replaceable`), if ``path`` is, is inside, or contains one of ``inputs``, or if ``fps`` is not a
     positive number. Missing parent folders are created.
@@ -150,6 +151,7 @@ def open_writer(
     target = Path(path).expanduser().resolve()
     check_not_input(target, tuple(inputs))
     kind = output_kind(target)
+    recover_replaced(target)  # an earlier --overwrite killed after moving the old output aside: it is moved back
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise InputError(
             f"{path}: already exists. Use --overwrite (overwrite=True in Python) to replace it, or choose another name."
