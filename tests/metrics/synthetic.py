@@ -92,3 +92,15 @@ class TinyVideoFeatures(nn.Module):
         self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
     ) -> torch.Tensor:
         return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3, 4)))
+
+
+class InputProbe(nn.Module):
+    """A stand-in for NVIDIA's inception-2015-12-05.pt that reports what it was called with: one row per image of
+    (height, width, 1 if uint8, 1 if return_features, min, max)."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        is_uint8 = 1.0 if x.dtype == torch.uint8 else 0.0
+        call = torch.tensor([float(x.shape[2]), float(x.shape[3]), is_uint8, 1.0 if return_features else 0.0])
+        values = x.reshape(x.shape[0], -1).float()
+        lowest, highest = values.min(1, keepdim=True).values, values.max(1, keepdim=True).values
+        return torch.cat([call.expand(x.shape[0], 4), lowest, highest], 1)

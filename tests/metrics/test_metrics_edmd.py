@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lvcd.errors import InputError
 from lvcd.metrics.edmd import distance_map, edmd_gt_per_frame, edmd_per_frame, lineart_to_sketch
 
-from .synthetic import dark_line_sketch, line_drawing, to_float
+from .synthetic import dark_line_sketch, line_drawing, to_float, write_pngs
 
 
 def _vertical_line(column: int, height: int = 6, width: int = 8) -> torch.Tensor:
@@ -102,3 +102,68 @@ def test_edmd_input_errors():
 def test_lineart_polarity_is_normalised():
     dark_on_white = to_float(line_drawing()[None])
     assert torch.equal(lineart_to_sketch(dark_on_white), lineart_to_sketch(1.0 - dark_on_white))
+
+
+# --- input line art at its own size ----------------------------------------------------------------------------------
+
+LINE_STEP = 40
+
+
+def _grid(line: int = 1, height: int = 320, width: int = 576) -> np.ndarray:
+    """(H, W, 3) uint8 line art at LVCD's 576x320: black lines ``line`` px wide every 40 px both ways, on white."""
+    image = np.full((height, width, 3), 255, np.uint8)
+    for x in range(20, width, LINE_STEP):
+        image[:, x : x + line] = 0
+    for y in range(20, height, LINE_STEP):
+        image[y : y + line] = 0
+    return image
+
+
+def _centre_lines(size: int = 256, height: int = 320, width: int = 576) -> tuple[list[int], list[int]]:
+    """Rows and columns at ``size``x``size`` whose footprints hold the centres of _grid's 1-px lines."""
+    rows = [int((y + 0.5) * size / height) for y in range(20, height, LINE_STEP)]
+    return rows, [int((x + 0.5) * size / width) for x in range(20, width, LINE_STEP)]
+
+
+def test_one_pixel_input_lines_all_survive_the_reduction_to_the_evaluation_size(tmp_path):
+    """Resized as colour frames are, then thresholded, every 1-px vertical line of 576x320 line art vanished at
+    256x256 (2.25x narrower): EDMD was measured against part of the sketch."""
+    from lvcd.metrics.clips import load_lineart
+
+    folder = write_pngs(tmp_path / "lineart", _grid()[None])
+    lines = load_lineart(folder, (256, 256))[0].numpy()  # (256, 256) bool
+    rows, columns = _centre_lines()
+    assert np.flatnonzero(lines.all(axis=0)).tolist() == columns  # 14 vertical lines, 1 px wide each
+    assert np.flatnonzero(lines.all(axis=1)).tolist() == rows  # 8 horizontal ones
+    inverted = load_lineart(write_pngs(tmp_path / "white_on_black", 255 - _grid()[None]), (256, 256))
+    assert torch.equal(inverted[0], torch.from_numpy(lines))
+
+
+def test_edmd_of_a_perfect_sketch_of_one_pixel_line_art_is_zero(tmp_path):
+    """The paper's EDMD of frames whose sketch is exactly the input line art at 256x256 is 0; it was about 6 px when
+    the input's vertical lines were lost."""
+    from lvcd.metrics import ClipSpec, EvalSettings, MetricTools, evaluate_clips
+
+    rows, columns = _centre_lines()
+    perfect = torch.ones(1, 1, 256, 256)
+    perfect[..., rows, :] = 0.0
+    perfect[..., columns] = 0.0
+    extractor = lambda frames: perfect.expand(frames.shape[0], -1, -1, -1)  # noqa: E731
+    grid = _grid()
+    folder = write_pngs(tmp_path / "lineart", np.stack([grid, grid]))
+    spec = ClipSpec("grid", pred=folder, gt=folder, lineart=folder)
+    report = evaluate_clips([spec], MetricTools(sketch=extractor), EvalSettings(metrics=("edmd",)), progress=False)
+    assert report.clips[0].metrics["edmd"] == 0.0
+    frames = torch.from_numpy(grid).permute(2, 0, 1)[None]  # the API takes line art at its own size too
+    assert edmd_per_frame(F.interpolate(frames.float(), size=(256, 256)), frames, extractor).tolist() == [0.0]
+
+
+@pytest.mark.parametrize("line", [3, 5])
+def test_thicker_input_lines_keep_the_width_they_had(line):
+    """Only lines that would vanish are restored: 3- and 5-px lines come out as resizing and thresholding made them."""
+    from lvcd.metrics.clips import resize_frames
+    from lvcd.metrics.linemask import line_pixels, resize_lines
+
+    frames = torch.from_numpy(_grid(line)).permute(2, 0, 1)[None]
+    before = lineart_to_sketch(resize_frames(frames, (256, 256)).float() / 255.0) < 0.5
+    assert torch.equal(resize_lines(line_pixels(frames), (256, 256)), before)

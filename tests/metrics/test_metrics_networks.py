@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -10,6 +12,8 @@ from lvcd.metrics.checkpoints import is_torchscript, load_strict
 from lvcd.metrics.i3d import I3D_SIZE, InceptionI3d, _same_padding, load_i3d, to_i3d_input
 from lvcd.metrics.inception import FIDInceptionV3, load_inception
 from lvcd.metrics.lpips import LPIPS, load_lpips
+
+from .synthetic import InputProbe
 
 # --- LPIPS ---------------------------------------------------------------------------------------------------------
 
@@ -35,6 +39,42 @@ def test_lpips_accepts_a_whole_lpips_state_dict(lpips_files, tmp_path):
     x, y = torch.rand(1, 3, 40, 40), torch.rand(1, 3, 40, 40)
     with torch.no_grad():
         assert torch.equal(model(x, y), reference(x, y))
+
+
+def _lpips_package_state_dict(model: LPIPS) -> dict[str, torch.Tensor]:
+    """The layout of ``lpips.LPIPS(net="alex").state_dict()`` (lpips 0.1.4): the scaling layer's constants, AlexNet in
+    five slices keeping torchvision's layer indices, and each linear layer twice, as ``lin{k}`` and in ``lins``."""
+    state = {
+        "scaling_layer.shift": torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1),
+        "scaling_layer.scale": torch.tensor([0.458, 0.448, 0.450]).view(1, 3, 1, 1),
+    }
+    for slice_number, index in enumerate((0, 3, 6, 8, 10), start=1):
+        conv = model.backbone.features[index]
+        state[f"net.slice{slice_number}.{index}.weight"] = conv.weight.detach().clone()
+        state[f"net.slice{slice_number}.{index}.bias"] = conv.bias.detach().clone()
+    for prefix in ("lin{}", "lins.{}"):
+        state.update(
+            {f"{prefix.format(k)}.model.1.weight": lin.weight.detach().clone() for k, lin in enumerate(model.lins)}
+        )
+    return state
+
+
+def test_lpips_loads_the_lpips_packages_own_state_dict(lpips_files, tmp_path):
+    """The docs promise a whole LPIPS state dict works as one file, but lpips.LPIPS().state_dict() also holds the
+    aliases lins.{k}.model.1.weight, which were refused as unexpected keys."""
+    reference = load_lpips(lpips_files)
+    state = _lpips_package_state_dict(reference)
+    assert state["lins.4.model.1.weight"].shape == (1, 256, 1, 1) and len(state) == 22  # as the package's
+    torch.save(state, tmp_path / "lpips_alex.pth")
+    model = load_lpips([tmp_path / "lpips_alex.pth"])
+    x, y = torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(model(x, y), reference(x, y))
+    state["lins.2.model.1.weight"] = state["lins.2.model.1.weight"] + 0.5  # an alias that does not repeat its layer
+    torch.save(state, tmp_path / "inconsistent.pth")
+    with pytest.raises(WeightsError, match=r"lins\.2\.model\.1\.weight differs from lin2") as refused:
+        load_lpips([tmp_path / "inconsistent.pth"])
+    assert "\n" not in str(refused.value)
 
 
 def test_lpips_reports_missing_backbone_and_foreign_keys(lpips_files, tmp_path):
@@ -103,6 +143,21 @@ def test_inception_torchscript_is_detected_and_runs_only_when_allowed(tiny_torch
     extractor = load_inception(tiny_torchscripts["inception"], allow_torchscript=True)
     assert extractor.source == "torchscript"
     assert extractor(torch.rand(2, 3, 20, 30)).shape == (2, 16)
+
+
+def test_torchscript_inception_is_fed_as_stylegan2_ada_feeds_it(tmp_path):
+    """StyleGAN2-ADA calls inception-2015-12-05.pt with uint8 images at their own size and return_features=True, and
+    the network resizes them to 299 itself; lvcd resized to 299 (bilinear, as floats) first, bypassing that resize."""
+    probe = tmp_path / "inception-2015-12-05.pt"
+    with warnings.catch_warnings():  # torch.jit is deprecated, but the public file is TorchScript
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(InputProbe()), str(probe))
+    extractor = load_inception(probe, allow_torchscript=True)
+    frames = torch.randint(0, 256, (2, 3, 256, 256), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    frames[:, :, 0, :2] = torch.tensor([0, 255], dtype=torch.uint8)
+    for given in (frames, frames.float() / 255.0):  # the evaluation passes [0, 1] floats: the same call
+        # per image: height, width, uint8, return_features, min, max
+        assert extractor(given).tolist() == [[256, 256, 1, 1, 0, 255]] * 2
 
 
 # --- I3D --------------------------------------------------------------------------------------------------------------

@@ -32,6 +32,13 @@ def evaluate(
         "and ROOT/label_H/<clip> as label maps unless given.",
     ),
     size: str = typer.Option("256", "--size", help="Evaluation size: N for NxN (the paper: 256) or HxW."),
+    skip_frames: int = typer.Option(
+        0,
+        "--skip-frames",
+        min=0,
+        help="Leave out the first N frames of every clip, e.g. 1 for lvcd output, whose frame 0 is the reference "
+        "itself (default 0: every frame is scored).",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write per-clip and aggregate results to this JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --json file."),
     metrics: str = typer.Option(
@@ -131,7 +138,9 @@ def evaluate(
             raise InputError(
                 f"--size {size_hw[0]}x{size_hw[1]}: at most {MAX_EVAL_SIDE} pixels a side (the paper evaluates at 256)."
             )
-        settings = EvalSettings(size=size_hw, metrics=parse_metrics(metrics), batch_size=batch_size)
+        settings = EvalSettings(
+            size=size_hw, metrics=parse_metrics(metrics), batch_size=batch_size, skip_frames=skip_frames
+        )
         tools = build_tools(
             settings.metrics,
             lpips_weights=lpips_weights,

@@ -5,7 +5,9 @@ generated-frame sketch and of the input sketch; RMSE of their difference". For e
 
 1. extract a sketch of the generated frame with ``extractor`` (dark lines on white, [0, 1]); the reference is the
    **input line art** the frame was drawn from (normalised to dark lines on white, see :func:`lineart_to_sketch`);
-2. binarise both: a pixel is a line pixel when its value is below ``threshold`` (default 0.5);
+2. binarise both: a pixel is a line pixel when its value is below ``threshold`` (default 0.5). The input line art
+   is binarised at its own size and then reduced to the frames' size keeping every line
+   (:mod:`lvcd.metrics.linemask`): resized like a colour frame first, its 1-px lines would fade above the threshold;
 3. Euclidean distance map: for every pixel, the distance in pixels (at the evaluation resolution, 256x256 by
    default) to the nearest line pixel; a sketch with no line pixel at all gets the image diagonal everywhere;
 4. EDMD = RMSE of the difference of the two maps, ``sqrt(mean((D_gen - D_input)^2))``, in pixels.
@@ -34,9 +36,8 @@ import torch
 
 from lvcd.errors import InputError
 from lvcd.metrics.clips import as_unit_float
+from lvcd.metrics.linemask import SKETCH_THRESHOLD, dark_on_white, line_pixels, resize_lines
 from lvcd.metrics.optional import import_distance_transform
-
-SKETCH_THRESHOLD = 0.5
 
 SketchExtractor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -74,16 +75,24 @@ def distance_map(lines: np.ndarray) -> np.ndarray:
     return distance_transform_edt(~lines)
 
 
-def edmd_from_sketches(pred_sketches, gt_sketches, threshold: float = SKETCH_THRESHOLD) -> np.ndarray:
-    """(N, H, W) sketches of generated and ground-truth frames -> (N,) EDMD in pixels."""
-    pred_lines, gt_lines = line_mask(pred_sketches, threshold), line_mask(gt_sketches, threshold)
-    if pred_lines.shape != gt_lines.shape:
-        raise InputError(f"sketch shapes differ: {pred_lines.shape} vs {gt_lines.shape}")
+def edmd_from_lines(pred_lines, reference_lines) -> np.ndarray:
+    """(N, H, W) bool line masks of generated frames and of their reference -> (N,) EDMD in pixels."""
+    pred_lines, reference_lines = (
+        lines.numpy() if isinstance(lines, torch.Tensor) else np.asarray(lines)
+        for lines in (pred_lines, reference_lines)
+    )
+    if pred_lines.shape != reference_lines.shape:
+        raise InputError(f"sketch shapes differ: {pred_lines.shape} vs {reference_lines.shape}")
     values = [
         math.sqrt(float(np.mean((distance_map(p) - distance_map(g)) ** 2)))
-        for p, g in zip(pred_lines, gt_lines, strict=True)
+        for p, g in zip(pred_lines, reference_lines, strict=True)
     ]
     return np.asarray(values, dtype=np.float64)
+
+
+def edmd_from_sketches(pred_sketches, gt_sketches, threshold: float = SKETCH_THRESHOLD) -> np.ndarray:
+    """(N, H, W) sketches of generated and ground-truth frames -> (N,) EDMD in pixels."""
+    return edmd_from_lines(line_mask(pred_sketches, threshold), line_mask(gt_sketches, threshold))
 
 
 def edmd_per_frame(
@@ -91,19 +100,19 @@ def edmd_per_frame(
 ) -> np.ndarray:
     """The paper's EDMD of each frame: the sketch of the generated frame (``extractor``) against the input line art.
 
-    ``pred``: (N, 3, H, W); ``lineart``: (N, 3, H, W), (N, 1, H, W) or (N, H, W), either polarity; uint8 or float
-    in [0, 1]. Returns (N,) pixels.
+    ``pred``: (N, 3, H, W); ``lineart``: (N, C, h, w) or (N, h, w), either polarity, uint8 or float in [0, 1], at
+    the frames' size or its own (binarised there, then reduced keeping every line: :mod:`lvcd.metrics.linemask`).
+    Returns (N,) pixels.
     """
     if lineart.ndim == 3:
         lineart = lineart[:, None]
-    if lineart.ndim != 4 or lineart.shape[0] != pred.shape[0] or lineart.shape[-2:] != pred.shape[-2:]:
+    if lineart.ndim != 4 or lineart.shape[0] != pred.shape[0]:
         raise InputError(
-            f"EDMD needs one line-art frame per generated frame of the same size, got {tuple(lineart.shape)} "
-            f"for frames {tuple(pred.shape)}"
+            f"EDMD needs one line-art frame per generated frame, got {tuple(lineart.shape)} for frames "
+            f"{tuple(pred.shape)}"
         )
-    return edmd_from_sketches(
-        extract_sketches(extractor, pred, batch_size), lineart_to_sketch(as_unit_float(lineart)), threshold
-    )
+    reference = resize_lines(line_pixels(lineart, threshold), tuple(pred.shape[-2:]))
+    return edmd_from_lines(line_mask(extract_sketches(extractor, pred, batch_size), threshold), reference)
 
 
 def edmd_gt_per_frame(
@@ -119,6 +128,4 @@ def edmd_gt_per_frame(
 
 def lineart_to_sketch(lineart: torch.Tensor) -> torch.Tensor:
     """Given line art (N, C, H, W) in [0, 1] -> (N, H, W) dark lines on white (inverted when mostly dark)."""
-    gray = lineart.float().mean(dim=1)
-    inverted = gray.flatten(1).mean(dim=1) < 0.5  # white lines on black: flip to dark on white
-    return torch.where(inverted.view(-1, 1, 1), 1.0 - gray, gray)
+    return dark_on_white(as_unit_float(lineart).mean(dim=1))

@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from lvcd.errors import InputError
 from lvcd.metrics.clips import DEFAULT_SIZE, ClipFrames, ClipSpec, as_unit_float, check_clip_inputs, load_clip
-from lvcd.metrics.edmd import SKETCH_THRESHOLD, edmd_from_sketches, extract_sketches, lineart_to_sketch
+from lvcd.metrics.edmd import SKETCH_THRESHOLD, edmd_from_lines, edmd_from_sketches, extract_sketches, line_mask
 from lvcd.metrics.frechet import feature_statistics, frechet_distance
 from lvcd.metrics.psnr_ssim import psnr, ssim
 from lvcd.metrics.raft import padded_side
@@ -72,6 +72,9 @@ class EvalSettings:
     sketch_threshold: float = SKETCH_THRESHOLD
     region_threshold: float = REGION_THRESHOLD
     region_margin: int = 1  # pixels of the label maps' own resolution left out around every line
+    # Frames left out at the start of every clip, e.g. 1 for output that begins with the reference frame itself
+    # (lvcd's does: the reference decoded back through the VAE, which flatters PSNR, SSIM and LPIPS).
+    skip_frames: int = 0
 
 
 @dataclass
@@ -142,6 +145,7 @@ def evaluate_clip(
     pred, gt = clip.pred, clip.gt  # (T, 3, H, W) uint8
     bs = settings.batch_size
     result = ClipResult(spec=clip.spec, frames=pred.shape[0])
+    _size_note(result, clip, settings)
     per_frame: dict[str, np.ndarray] = {}
     if "psnr" in metrics:
         per_frame["psnr"] = torch.cat(_batched(psnr, pred, gt, batch_size=bs)).numpy()
@@ -157,8 +161,8 @@ def evaluate_clip(
         pred_sketch = extract_sketches(tools.sketch, pred, bs)
         if "edmd" in metrics:
             if clip.lineart is not None:
-                given = torch.cat(_batched(lineart_to_sketch, clip.lineart, batch_size=bs))
-                per_frame["edmd"] = edmd_from_sketches(pred_sketch, given, settings.sketch_threshold)
+                pred_lines = line_mask(pred_sketch, settings.sketch_threshold)
+                per_frame["edmd"] = edmd_from_lines(pred_lines, clip.lineart)
             else:
                 result.metrics["edmd"] = None
                 result.notes.append("edmd: no input line art for this clip (edmd_gt compares with the ground truth)")
@@ -211,6 +215,18 @@ def evaluate_clip(
     return result
 
 
+def _size_note(result: ClipResult, clip: ClipFrames, settings: EvalSettings) -> None:
+    """Say when prediction and ground truth came at different sizes (one aspect ratio: others are refused): each is
+    resized to the evaluation size from its own, so even identical pictures score below a perfect match."""
+    pred_hw, gt_hw = clip.sizes.get("pred"), clip.sizes.get("gt")
+    if pred_hw is not None and gt_hw is not None and pred_hw != gt_hw:
+        result.notes.append(
+            f"the prediction is {pred_hw[1]}x{pred_hw[0]} but the ground truth {gt_hw[1]}x{gt_hw[0]}: each was "
+            f"resized to {settings.size[1]}x{settings.size[0]} from its own size, which lowers the scores; resize "
+            "one to the other's size for values comparable with clips of one size"
+        )
+
+
 def _temporal_consistency(result: ClipResult, pred, gt, tools: MetricTools, names: Sequence[str]) -> None:
     """``tc`` and/or ``tc_mse`` of one clip, from one estimate of the ground truth's motion."""
     if pred.shape[0] < 2:
@@ -249,7 +265,7 @@ def _region(result: ClipResult, clip: ClipFrames, settings: EvalSettings) -> Non
         labels = clip.labels[window]
         lines = label_boundaries(labels)
         if clip.lineart is not None:
-            lines |= lineart_to_sketch(as_unit_float(clip.lineart[window])) < settings.sketch_threshold
+            lines |= clip.lineart[window]
         parts.append(
             region_accuracy(clip.pred[window], clip.gt[window], labels, lines, settings.region_threshold, margin)
         )
@@ -304,6 +320,8 @@ def evaluate_clips(
     """Load and score every clip, then aggregate. Metrics in ``tools.skipped`` are left out (reported)."""
     if not specs:
         raise InputError("nothing to evaluate: give --pred and --gt, or --manifest")
+    if settings.skip_frames < 0:
+        raise InputError(f"skip_frames (--skip-frames) is {settings.skip_frames}; give 0 or more frames to leave out")
     skipped = dict(tools.skipped)
     needed = {
         "lpips": tools.lpips,
@@ -328,7 +346,7 @@ def evaluate_clips(
             f"{settings.size[0]}x{settings.size[1]}; evaluate at a larger --size (the paper's 256x256 is the default)"
         )
     for spec in tqdm(specs, desc="check inputs", unit="clip", disable=not progress or len(specs) < 2):
-        check_clip_inputs(spec)
+        check_clip_inputs(spec, settings.skip_frames)
     results = []
     with tqdm(total=len(specs) * (len(metrics) + 1), desc="evaluate", unit="step", disable=not progress) as bar:
 
@@ -338,7 +356,7 @@ def evaluate_clips(
 
         for spec in specs:
             bar.set_postfix_str(f"{spec.name}: loading")
-            clip = load_clip(spec, settings.size)
+            clip = load_clip(spec, settings.size, settings.skip_frames, settings.sketch_threshold)
             bar.update(1)
             with torch.inference_mode():
                 results.append(evaluate_clip(clip, tools, settings, metrics, step))

@@ -7,8 +7,11 @@ Two accepted weight files (see docs/metrics.md):
   ``fc.weight`` for 1008 classes, no aux head). Loaded into :class:`FIDInceptionV3` with a strict key check.
   The FID variant differs from torchvision's: average pools exclude padding, and ``Mixed_7c`` max-pools.
   Images are resized to 299x299 (bilinear) and mapped to [-1, 1].
-- ``inception-2015-12-05.pt`` (NVIDIA's TorchScript, used by StyleGAN2-ADA/3 and clean-fid): called as
-  ``model(images_0_255, return_features=True)`` on 299x299 images.
+- ``inception-2015-12-05.pt`` (NVIDIA's TorchScript of StyleGAN2-ADA/3): fed as StyleGAN2-ADA feeds it
+  (``metrics/metric_utils.py``, ``frechet_inception_distance.py``): ``model(images, return_features=True)`` with
+  ``images`` uint8 (N, 3, H, W) in 0..255 at their own size (the evaluation size); the network itself converts
+  them to float, resizes them to 299x299 (its TF-matching bilinear resampling) and maps them to [-1, 1]. This is
+  StyleGAN2-ADA's protocol, not clean-fid's default (clean-fid resizes to 299 with PIL bicubic first).
 
     >>> extractor = load_inception("pt_inception-2015-12-05-6726825d.pth")   # doctest: +SKIP
     >>> extractor(frames)   # (N, 3, H, W) float in [0, 1] -> (N, 2048) float64 numpy   # doctest: +SKIP
@@ -204,7 +207,8 @@ class FIDInceptionV3(nn.Module):
 
 
 class InceptionFeatures:
-    """Callable FID feature extractor: (N, 3, H, W) float in [0, 1] -> (N, 2048) float64 numpy."""
+    """Callable FID feature extractor: (N, 3, H, W) uint8 or float in [0, 1] -> (N, 2048) float64 numpy, each file
+    fed as the code it comes from feeds it (see the module docstring)."""
 
     def __init__(self, network: nn.Module, torchscript: bool, device: str | torch.device = "cpu") -> None:
         self.network = network
@@ -214,11 +218,16 @@ class InceptionFeatures:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        x = images.to(self.device, torch.float32)
-        x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+        """(N, 3, H, W) uint8, or float in [0, 1] -> (N, 2048) float64 numpy."""
         if self.torchscript:
-            features = self.network(x * 255.0, return_features=True)
-        else:
+            # Resizing here would bypass the network's own resize to 299, which StyleGAN2-ADA's values depend on.
+            pixels = images if images.dtype == torch.uint8 else (images.float() * 255.0).round().clamp(0, 255)
+            features = self.network(pixels.to(self.device, torch.uint8), return_features=True)
+        else:  # pytorch-fid's protocol: bilinear to 299, then [-1, 1]
+            x = images.to(self.device, torch.float32)
+            if images.dtype == torch.uint8:
+                x = x / 255.0
+            x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
             features = self.network(x * 2.0 - 1.0)
         return features.reshape(features.shape[0], -1).double().cpu().numpy()
 

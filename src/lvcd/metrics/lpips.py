@@ -13,8 +13,9 @@ Weights (never downloaded; see docs/metrics.md) come as one or two files, in any
 
 - ``alex.pth`` of the ``lpips`` package (``lpips/weights/v0.1/alex.pth``): keys ``lin{0..4}.model.1.weight``;
 - torchvision's ``alexnet-owt-7be5be79.pth``: keys ``features.{0,3,6,8,10}.{weight,bias}`` (+ classifier, unused);
-- a whole LPIPS module state dict: ``net.slice{1..5}.{i}.{weight,bias}`` + ``lin{k}.model.1.weight``
-  (+ ``scaling_layer.*``), with or without a prefix.
+- a whole LPIPS module state dict (``lpips.LPIPS().state_dict()``): ``net.slice{1..5}.{i}.{weight,bias}`` +
+  ``lin{k}.model.1.weight`` and their aliases ``lins.{k}.model.1.weight`` (the package registers each linear layer
+  twice; the two copies must be equal) (+ ``scaling_layer.*``), with or without a prefix.
 
     >>> model = load_lpips(["alex.pth", "alexnet-owt-7be5be79.pth"])   # doctest: +SKIP
     >>> model(pred, gt)   # (N, 3, H, W) in [0, 1] -> (N,)               # doctest: +SKIP
@@ -92,20 +93,34 @@ class LPIPS(nn.Module):
 
 _BACKBONE_KEY = re.compile(r"(?:^|\.)(?:features|slice\d)\.(\d+)\.(weight|bias)$")
 _LIN_KEY = re.compile(r"(?:^|\.)lin(\d)\.(?:model\.[01]\.)?weight$")
+# lpips.LPIPS keeps its linear layers both as attributes lin0..lin4 and in the ModuleList ``lins``, so its state
+# dict holds every weight twice.
+_LINS_ALIAS_KEY = re.compile(r"(?:^|\.)lins\.(\d)\.model\.1\.weight$")
 _IGNORED_KEY = re.compile(r"(?:^|\.)(?:classifier\.\d+\.(?:weight|bias)|scaling_layer\.(?:shift|scale))$")
 
 
 def lpips_state_dict(files: Sequence[str | os.PathLike]) -> dict[str, torch.Tensor]:
     """Merge the given files into our LPIPS key layout (``backbone.features.{i}.*``, ``lins.{k}.weight``)."""
     merged: dict[str, torch.Tensor] = {}
+    aliases: dict[str, tuple[torch.Tensor, str]] = {}
     for file in files:
         for key, value in load_state_dict_file(file, "LPIPS").items():
             if match := _BACKBONE_KEY.search(key):
                 merged[f"backbone.features.{match[1]}.{match[2]}"] = value
             elif match := _LIN_KEY.search(key):
                 merged[f"lins.{match[1]}.weight"] = value
+            elif match := _LINS_ALIAS_KEY.search(key):
+                aliases[f"lins.{match[1]}.weight"] = (value, f"{file}: {key}")
             elif not _IGNORED_KEY.search(key):
                 merged[key] = value  # reported as unexpected by the strict check
+    for target, (value, where) in aliases.items():
+        kept = merged.setdefault(target, value)
+        if kept is not value and (kept.shape != value.shape or not torch.equal(kept, value)):
+            layer = target.split(".")[1]
+            raise WeightsError(
+                f"LPIPS: {where} differs from lin{layer}, the layer it should repeat; the file is inconsistent: "
+                "save it again from lpips.LPIPS().state_dict(), or pass alex.pth and alexnet-owt-7be5be79.pth"
+            )
     return merged
 
 

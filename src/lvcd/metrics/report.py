@@ -6,12 +6,14 @@ paper's relative-L2 form (schema 1's ``tc`` is now ``tc_mse``), ``edmd`` compare
 1's ``edmd`` is now ``edmd_gt``, its ``edmd_lineart`` is now ``edmd``), and ``region`` and ``labels`` are new::
 
     {"schema": "lvcd.evaluate/2", "lvcd_version": "0.1.0",
-     "settings": {"size": [256, 256], "metrics": [...], "fvd_clip_length": 16, "fvd_stride": 16, ...},
+     "settings": {"size": [256, 256], "metrics": [...], "skip_frames": 0, "fvd_clip_length": 16, ...},
      "skipped": {"fvd": "no I3D weights: ..."},
      "clips": [{"name": ..., "pred": ..., "gt": ..., "lineart": null, "labels": null, "frames": 75,
                 "metrics": {"psnr": 24.1, ...}, "samples": {"fid": 75, "fvd": 4},
                 "per_frame": {"psnr": [...], ...}, "details": {...}, "notes": [...]}],
      "aggregate": {"clips": 1, "frames": 75, "metrics": {...}, "samples": {...}, "notes": [...]}}
+
+``frames`` counts the frames scored: a clip's own count less ``skip_frames``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from lvcd.io.atomic import write_json_atomic  # noqa: F401 - lvcd.metrics export
 from lvcd.metrics.evaluate import ClipResult, EvaluationReport
 
 SCHEMA = "lvcd.evaluate/2"
+PAPER_SKETCH_METHOD = "informative"  # the informative-drawings network with sk_model.pth, as the paper's line art
 # Which way is better, shown in the table header. TC: 1 = as steady as the ground truth, above = more flicker.
 DIRECTION = {
     "psnr": "↑",
@@ -73,6 +76,8 @@ def report_to_dict(report: EvaluationReport) -> dict[str, Any]:
             "size": list(settings.size),
             "metrics": list(settings.metrics),
             "resize": "bilinear with antialiasing, rounded to 8 bits",
+            "lineart_resize": "binarised at its own size, then reduced keeping every line pixel",
+            "skip_frames": settings.skip_frames,
             "batch_size": settings.batch_size,
             "fvd_clip_length": settings.fvd_clip_length,
             "fvd_stride": settings.fvd_stride or settings.fvd_clip_length,
@@ -124,6 +129,26 @@ def format_table(report: EvaluationReport) -> str:
     lines += [f"skipped {name}: {reason}" for name, reason in report.skipped.items()]
     lines += [f"note ({r.spec.name}): {note}" for r in report.clips for note in r.notes]
     lines += [f"note: {note}" for note in report.notes]
-    if "sketch_method" in report.info:
-        lines.append(f"edmd sketches: {report.info['sketch_method']}")
+    lines += _method_lines(report)
     return "\n".join(lines)
+
+
+def _scored(report: EvaluationReport, *names: str) -> bool:
+    return any(name in report.settings.metrics and name not in report.skipped for name in names)
+
+
+def _method_lines(report: EvaluationReport) -> list[str]:
+    """Frames left out, and the flow and sketch extractor used, said below the table where they are not the paper's:
+    those values cannot be set beside its tables, and the JSON, which records them, is not what a reader sees."""
+    lines = []
+    if report.settings.skip_frames:
+        lines.append(f"frames: the first {report.settings.skip_frames} of every clip left out (--skip-frames)")
+    flow = report.info.get("flow")
+    if flow is not None and _scored(report, "tc", "tc_mse"):
+        why = "" if flow == "raft" else " (the paper uses RAFT; values not comparable with its tables)"
+        lines.append(f"tc flow: {flow}{why}")
+    sketch = report.info.get("sketch_method")
+    if sketch is not None and _scored(report, "edmd", "edmd_gt"):
+        why = "" if sketch == PAPER_SKETCH_METHOD else " (the paper: informative-drawings; not comparable)"
+        lines.append(f"edmd sketches: {sketch}{why}")
+    return lines
