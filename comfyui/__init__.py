@@ -25,7 +25,8 @@ _source = _library_source(Path(__file__).parent)
 if _source is not None:
     sys.path.append(str(_source))
 
-from .nodes import LIBRARY_MISSING, NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
+from .helpers import LIBRARY_MISSING  # noqa: E402
+from .nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS  # noqa: E402
 
 if importlib.util.find_spec("lvcd") is None:  # said in ComfyUI's start-up log; each node says it again when run
     logging.getLogger(__name__).warning("LVCD nodes: %s.", LIBRARY_MISSING)

@@ -194,7 +194,9 @@ def comfy_modules(tmp_path_factory, tiny_weights):
                              "folder_paths": _folder_paths(models)}.items():  # fmt: skip
             patch.setitem(sys.modules, name, module)
         patch.setattr(ProgressBar, "global_hook", staticmethod(progress_hook))
-        yield types.SimpleNamespace(models=models, management=management, nodes=_load_pack(custom_nodes, patch))
+        pack = _load_pack(custom_nodes, patch)
+        yield types.SimpleNamespace(models=models, management=management, nodes=pack.NODE_CLASS_MAPPINGS,
+                                    display_names=pack.NODE_DISPLAY_NAME_MAPPINGS)  # fmt: skip
 
 
 @pytest.fixture
@@ -227,7 +229,7 @@ def _loader_code(module_path: str) -> str:
     )
 
 
-def _load_pack(custom_nodes: Path, monkeypatch) -> dict:
+def _load_pack(custom_nodes: Path, monkeypatch) -> types.ModuleType:
     """The pack linked into custom_nodes as the README says (``lvcd-nodes``) and loaded as ComfyUI's load_custom_node
     loads a folder: a module named after the folder's path as listed (dots made "_x_"), put in sys.modules before
     its __init__.py runs (the relative import of .nodes needs that)."""
@@ -240,7 +242,7 @@ def _load_pack(custom_nodes: Path, monkeypatch) -> dict:
     spec.loader.exec_module(module)
     assert set(module.NODE_DISPLAY_NAME_MAPPINGS) == set(module.NODE_CLASS_MAPPINGS)
     assert getattr(module, "WEB_DIRECTORY", None) is None  # no front-end files to serve
-    return module.NODE_CLASS_MAPPINGS
+    return module
 
 
 CONVERT = {"INT": int, "FLOAT": float, "STRING": str, "BOOLEAN": bool}
@@ -420,6 +422,71 @@ def test_colorize_problems_are_exceptions_with_a_clear_message(comfy, pipe, chan
         run(comfy.nodes["LVCDColorize"], **inputs)
     assert "--" not in str(caught.value)
     assert ProgressBar.made == []  # refused before any work
+
+
+def test_a_size_error_names_the_models_own_trained_size(comfy, pipe, monkeypatch):
+    """The automatic size is near the model's trained area: the demo model's (64x64) in ComfyUI, not always the
+    official 576x320 the message named."""
+    import dataclasses
+
+    monkeypatch.setattr(pipe.model, "config", dataclasses.replace(pipe.config, train_size_hw=(64, 96)))
+    with pytest.raises(ValueError, match=r"multiples of 64, or both 0 \(automatic: near the trained 96x64 area"):
+        run(comfy.nodes["LVCDColorize"], pipeline=pipe, reference=_image(1), lineart=_lineart(3), steps=1, seed=0,
+            overlap=4, polarity="auto", width=100, height=64)  # fmt: skip
+
+
+@pytest.mark.parametrize("config", ["whatever", "missing.json", "not_json.json", "a_folder"])
+def test_a_bad_config_input_is_the_loaders_one_line_error(comfy, tmp_path, config):
+    """The config input's problems (unknown name, missing or unreadable file) came out of ComfyUI bare, without the
+    node's name, as the library raised them (ValueError, FileNotFoundError, IsADirectoryError)."""
+    (tmp_path / "not_json.json").write_text("not json")
+    (tmp_path / "a_folder").mkdir()
+    value = config if config == "whatever" else str(tmp_path / config)
+    with pytest.raises(ValueError) as caught:
+        run(comfy.nodes["LVCDLoader"], svd="tiny_svd.safetensors", lvcd="tiny_lvcd.ckpt", dtype="auto", offload=False,
+            config=value)  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith("LVCD Loader: ") and value.rsplit("/", 1)[-1] in message and "\n" not in message
+
+
+@pytest.mark.parametrize("missing", ["svd", "lvcd"])
+def test_a_file_the_hub_cannot_give_says_what_to_do_for_that_file(comfy, monkeypatch, missing):
+    """huggingface-cache with a file neither cached nor downloadable: a login and SVD's licence are asked for when
+    svd.safetensors is missing, not when only lvcd.ckpt (a public file) is."""
+    from lvcd.errors import WeightsError
+    from lvcd.pipeline import LVCD_REPO, SVD_REPO
+
+    def hub_file(repo, cache_dir=None):
+        if repo == {"svd": SVD_REPO, "lvcd": LVCD_REPO}[missing]:
+            raise WeightsError("offline") from ConnectionError("no network")
+        return str(comfy.models / "checkpoints" / "tiny_svd.safetensors")
+
+    monkeypatch.setattr("lvcd.hub.hub_file", hub_file)
+    with pytest.raises(RuntimeError) as caught:
+        run(comfy.nodes["LVCDLoader"], svd="huggingface-cache", lvcd="huggingface-cache", dtype="auto", offload=False)
+    message = str(caught.value)
+    assert message.startswith(f"LVCD Loader: could not get {'svd.safetensors' if missing == 'svd' else 'lvcd.ckpt'}")
+    folder = "checkpoints" if missing == "svd" else "lvcd"
+    assert ("licence" in message) == (missing == "svd") and f"Put the file in ComfyUI/models/{folder}/" in message
+
+
+def test_on_a_gpu_a_whole_model_file_frees_the_room_of_its_own_model(comfy, monkeypatch):
+    """A whole-model file carries its model's config (the demo model's: 10 M parameters): the loader asked ComfyUI
+    to free the room of the official model (about 2 G parameters) instead (cpu:0 stands in for the GPU)."""
+    from lvcd.demo import demo_weights_path
+    from lvcd.memory import weight_bytes
+
+    gpu = torch.device("cpu", 0)
+    monkeypatch.setattr(comfy.management, "get_torch_device", lambda: gpu)
+    comfy.management.freed.clear()
+    link = comfy.models / "checkpoints" / "demo.safetensors"
+    link.symlink_to(demo_weights_path())
+    try:
+        (pipeline,) = run(comfy.nodes["LVCDLoader"], svd="demo.safetensors", lvcd="none (svd is a whole-model file)",
+                          dtype="fp32", offload=False)  # fmt: skip
+    finally:
+        link.unlink()  # the models folder is shared by the module's tests
+    assert comfy.management.freed == [(sum(weight_bytes(pipeline.model).values()), gpu)]
 
 
 def test_loader_takes_the_vae_dtype(comfy_modules):
@@ -676,6 +743,8 @@ CORE_NODES = {
     "SaveVideo": ([("video", "VIDEO")], [("filename_prefix", "STRING"), ("format", "COMBO"), ("codec", "COMBO")], []),
     "MarkdownNote": ([], [], []),
 }
+CORE_DISPLAY_NAMES = {"LoadImage": "Load Image", "LoadVideo": "Load Video", "GetVideoComponents": "Get Video Components",
+                      "CreateVideo": "Create Video", "SaveVideo": "Save Video"}  # fmt: skip
 
 
 def _slots(node_class) -> tuple[list, list, list]:
@@ -750,3 +819,38 @@ def test_an_example_workflow_is_wired_as_comfyui_saves_it(comfy, pipe, path):
     settings["steps"] = 1  # what the example runs, in one step here
     (frames,) = run(comfy.nodes["LVCDColorize"], pipeline=pipe, reference=_image(1), lineart=_lineart(3), **settings)
     assert frames.shape == (3, 64, 128, 3)
+
+
+def test_the_notes_and_the_readme_name_example_nodes_as_comfyui_shows_them(comfy):
+    """Each node a workflow's note names in bold, and each step of the README's example chain, is a node the workflow
+    shows under that name (its title, or its type's display name) or a node of the pack. Both said "Extract frames",
+    which no node was shown as: the frame extractor (Get Video Components) is now titled so."""
+    import re
+
+    def shown(nodes):
+        names = {node["title"] for node in nodes if "title" in node} | set(comfy.display_names.values())
+        return names | {CORE_DISPLAY_NAMES[node["type"]] for node in nodes if node["type"] in CORE_DISPLAY_NAMES}
+
+    for path in WORKFLOWS:
+        nodes = json.loads(path.read_text())["nodes"]
+        (note,) = [node["widgets_values"][0] for node in nodes if node["type"] == "MarkdownNote"]
+        named = set(re.findall(r"\*\*([^*]+)\*\*", note))
+        assert named and named <= shown(nodes), (path.name, named - shown(nodes))
+    readme = (PACK / "README.md").read_text()
+    chain = re.search(r"`lvcd_colorize_lineart_video.json`: (.*?), with a note", readme, re.S).group(1)
+    steps = {re.sub(r"\(.*?\)", "", part, flags=re.S).strip() for part in re.split(r"->|\+", chain)}
+    nodes = json.loads((PACK / "example_workflows" / "lvcd_colorize_lineart_video.json").read_text())["nodes"]
+    assert len(steps) == 7 and steps <= shown(nodes), steps - shown(nodes)
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=[path.stem for path in WORKFLOWS])
+def test_an_example_workflows_nodes_do_not_overlap(path):
+    """Opened in ComfyUI's frontend (1.27), the note covered the LVCD Loader's title and its svd and lvcd widgets, and
+    LVCD Colorize covered LVCD Line Art's method: the frontend draws each node at its saved position and size, with
+    its title bar (30 pixels) above the position."""
+    title = 30
+    boxes = [(node["type"], *node["pos"], *node["size"]) for node in json.loads(path.read_text())["nodes"]]
+    for index, (a, ax, ay, aw, ah) in enumerate(boxes):
+        for b, bx, by, bw, bh in boxes[index + 1 :]:
+            apart = ax + aw <= bx or bx + bw <= ax or ay + ah <= by - title or by + bh <= ay - title
+            assert apart, f"{a} and {b} overlap"
