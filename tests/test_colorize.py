@@ -414,7 +414,7 @@ def test_keyframes_by_json_keys_twice_or_too_late_and_seeds_out_of_range(pipe, t
         pipe(reference, frames, num_steps=1, keyframes={5: reference, "5": reference}, progress=False)
     with pytest.raises(InputError, match="Keyframe key 'five' is not a frame index"):
         pipe(reference, frames, num_steps=1, keyframes={"five": reference}, progress=False)
-    with pytest.warns(UserWarning, match=r"keyframe 17 change nothing: .* the last one starts at frame 15"):
+    with pytest.warns(UserWarning, match=r"keyframe 17 changes nothing: .* the last one starts at frame 15"):
         late = pipe(reference, frames, num_steps=1, seed=3, keyframes={17: reference}, progress=False)
     plain = pipe(reference, frames, num_steps=1, seed=3, progress=False)
     assert torch.equal(late.frames, plain.frames)  # indeed nothing changed

@@ -128,7 +128,7 @@ def test_a_wrong_reference_frame_is_one_line_before_sampling(pipe, monkeypatch, 
 def test_a_late_keyframe_of_either_pass_is_named_by_its_shot_frame(pipe):
     with pytest.warns(
         UserWarning,
-        match=r"keyframe 0 change nothing.*toward frame 0.*starts at frame 6; give keyframes at or after frame 6",
+        match=r"keyframe 0 changes nothing.*toward frame 0.*starts at frame 6; give keyframes at or after frame 6",
     ):
         pipe(REFERENCE, _lineart(), **KW, reference_frame=K, keyframes={0: _image(3)})
 

@@ -153,7 +153,7 @@ def warn_unused_keyframes(
         toward = "frame 0" if direction < 0 else "the end"
         windows_text = "windows that start at or after it" if origin == 0 else f"windows toward {toward} from it on"
         warnings.warn(
-            f"keyframe{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} change nothing: a keyframe guides the "
+            f"keyframe{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} change{'' if len(late) > 1 else 's'} nothing: a keyframe guides the "
             f"{windows_text}, and the last one starts at frame {last}; give keyframes at or "
             f"{'after' if direction < 0 else 'before'} frame {last}.",
             stacklevel=stacklevel,

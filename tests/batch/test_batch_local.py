@@ -462,3 +462,26 @@ def test_evaluate_leaves_out_a_clip_found_unusable_only_when_scored_and_scores_t
     evaluation = json.loads((outdir / "evaluation.json").read_text())
     assert [clip["name"] for clip in evaluation["clips"]] == ["shot2"]
     assert any("shot15" in note for note in read_report(outdir)["evaluation"]["notes"])
+
+
+def test_evaluate_asked_for_region_is_refused_and_a_metric_set_leaves_it_out(film, tiny_weights, tmp_path, monkeypatch):
+    """A batch has no region label maps: asked for by name, region is refused before any shot runs (its skip reason
+    said to give --labels, an option batch does not have); a metric set (default, all) leaves it out."""
+    from lvcd.errors import InputError
+
+    manifest = write_manifest(tmp_path / "film.json", [film["shot2"]])
+    truth = tmp_path / "gt.json"
+    truth.write_text(json.dumps([{"name": "shot2", "gt": film["shot2"]["lineart"]}]))
+    result = batch_cli(tiny_weights, manifest, tmp_path / "out", "--evaluate", str(truth), "--metrics", "psnr,region")
+    assert result.exit_code == 2 and "--metrics region needs region label maps" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+    seen = {}
+
+    def stop(metrics, **_):
+        seen["metrics"] = metrics
+        raise InputError("stopped here")
+
+    monkeypatch.setattr("lvcd.metrics.build_tools", stop)
+    for chosen in ("default", "all"):
+        batch_cli(tiny_weights, manifest, tmp_path / "out", "--evaluate", str(truth), "--metrics", chosen)
+        assert "psnr" in seen["metrics"] and "region" not in seen.pop("metrics")

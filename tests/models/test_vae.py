@@ -142,7 +142,8 @@ def graph_decodes() -> dict[torch.dtype, torch.Tensor]:
 def test_lean_decoding_equals_the_graph(piece_bytes, monkeypatch, graph_decodes):
     """Inference decodes frame by frame and in bands of rows (a third of the peak memory at 320x576): the same
     operations as the one-graph decoder, whose time_stack GroupNorm statistics it sums in another order. Two clips
-    of 5 frames, 96 rows, fp32 within 1e-6 of the output's scale; in bf16 no further from the fp32 result than the
+    of 5 frames, 96 rows, fp32 within 4e-6 of the output's scale (float32 rounding of a 30-level decoder in another
+    summation order: 1.1e-6 measured on one CPU, whose kernels sum differently; a real fault would be ~1e-2); in bf16 no further from the fp32 result than the
     graph's bf16 decode is. Small pieces (4 KB) cut every level into single frames and bands of a few rows."""
     import lvcd.models.vae as vae_module
 
@@ -153,7 +154,7 @@ def test_lean_decoding_equals_the_graph(piece_bytes, monkeypatch, graph_decodes)
     with torch.no_grad():
         graph, lean = graph_decodes[torch.float32], vae.decoder(z, 5)
     assert lean.shape == graph.shape == (10, 3, 96, 160)
-    assert (lean - graph).abs().max() <= 1e-6 * graph.abs().max()
+    assert (lean - graph).abs().max() <= 4e-6 * graph.abs().max()
     reference = graph
     vae = vae.to(torch.bfloat16)
     with torch.no_grad():

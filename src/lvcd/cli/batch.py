@@ -39,7 +39,9 @@ def batch(
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU (small GPUs)."),
     steps: int = typer.Option(25, "--steps", min=1, help="Euler steps per window (a shot's 'steps' overrides)."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**64 - 1, help="Seed of every shot without its own 'seed'."),
-    size: str | None = typer.Option(None, "--size", help="Processing size HxW (multiples of 64); default: auto."),
+    size: str | None = typer.Option(
+        None, "--size", help="Processing size HxW (multiples of the model's step: 64 official, 16 demo); default: auto."
+    ),
     overlap: int = typer.Option(4, "--overlap", min=0, max=13, help="Frames shared by consecutive windows."),
     polarity: str = typer.Option("auto", "--polarity", help="auto, dark-lines or bright-lines."),
     lineart_levels: str = typer.Option(
@@ -100,7 +102,15 @@ def _evaluation_setup(opts: dict, shots: list):
     truth = read_ground_truth(opts["evaluate"], [shot.name for shot in shots])
     # before any shot runs: a bad entry would otherwise show only after the batch
     check_ground_truth(truth, shots, opts["evaluate"])
-    settings = EvalSettings(size=parse_size(opts["eval_size"]), metrics=parse_metrics(opts["metrics"]))
+    metrics = parse_metrics(opts["metrics"])
+    if "region" in metrics and "region" in opts["metrics"].lower():
+        raise InputError(
+            "--metrics region needs region label maps, which a batch's ground-truth manifest does not give; score "
+            "region with `lvcd evaluate --labels` on the outputs"
+        )
+    # a metric set (default, all) holds region: left out here rather than listed as skipped for want of --labels
+    metrics = tuple(name for name in metrics if name != "region")
+    settings = EvalSettings(size=parse_size(opts["eval_size"]), metrics=metrics)
     tools = build_tools(
         settings.metrics,
         lpips_weights=opts["lpips_weights"],

@@ -32,7 +32,11 @@ def colorize(
         ..., "--lineart", "-l", help="Line art of every frame: a folder of images (natural sort), a video or a GIF."
     ),
     output: Path = typer.Option(
-        ..., "--output", "-o", help="shot.mp4 / .webm / .gif writes a video; any other name a folder of PNG frames."
+        ...,
+        "--output",
+        "-o",
+        help="shot.mp4 (.m4v/.mov/.mkv/.avi) / .webm / .gif writes a video; an image name is refused; any other "
+        "name a folder of PNG frames.",
     ),
     svd: Path | None = typer.Option(
         None,
@@ -47,7 +51,10 @@ def colorize(
         None, "--config", help="Model config: a preset name or a JSON config (default: the files' own, else svd-lvcd)."
     ),
     size: str | None = typer.Option(
-        None, "--size", help="Processing size HxW (multiples of 64). Default: near 320x576, aspect kept."
+        None,
+        "--size",
+        help="Processing size HxW (multiples of the model's step: 64 official, 16 demo). Default: near the "
+        "trained area (320x576 official), aspect kept.",
     ),
     steps: int | None = typer.Option(
         None, "--steps", min=1, help="Sampler steps per window (default: the model config's, 25 officially)."

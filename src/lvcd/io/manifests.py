@@ -113,7 +113,9 @@ def entry_fields(entry: Any, fields: Sequence[str], required: Sequence[str], whe
     entry = {str(name).strip().lower(): value for name, value in entry.items()}
     unknown = sorted(name for name in entry if name not in fields and name != COMMENT_FIELD)
     if unknown:
-        raise InputError(f"{where} has unknown field(s) {', '.join(unknown)}; the fields are {', '.join(fields)}")
+        raise InputError(
+            f"{where} has unknown field(s) {', '.join(unknown)}; the fields are {', '.join(fields)} (and {COMMENT_FIELD})"
+        )
     given = {
         name: value
         for name, value in entry.items()
