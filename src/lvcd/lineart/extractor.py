@@ -39,8 +39,8 @@ _DISTRIBUTION_WARNINGS = {
     ),
     "xdog": (
         "xdog line art is outside LVCD's training distribution (the model was trained on informative-drawings "
-        "line art, sk_model.pth); expect lower colorization quality. Use the informative method with sk_model.pth "
-        "for the best results (--method / --lineart-method informative; extract_lineart='informative' in Python)."
+        "line art, sk_model.pth); expect lower colorization quality. Use --method informative with sk_model.pth "
+        "for the best results."
     ),
 }
 
