@@ -41,6 +41,11 @@ from .helpers import (
 
 log = logging.getLogger(__name__)
 
+# Frame sizes are multiples of the model's step (64 for the official model, 16 for the demo model): the widgets step
+# by the smaller, and the node names the model's own step when a size is not a multiple of it.
+SIZE_STEP = 16
+SIZE_TIP = "0: automatic. Else a multiple of the model's step: 64 (official model), 16 (demo model)."
+
 
 class LVCDLoader:
     """Loads the official ``svd.safetensors`` + ``lvcd.ckpt`` (or one whole-model file from lvcd's convert)."""
@@ -142,8 +147,8 @@ class LVCDColorize:
                 "polarity": (list(POLARITIES), {"default": "auto", "tooltip": "dark-lines: dark lines on white."}),
             },
             "optional": {
-                "width": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 64, "tooltip": "0: automatic."}),
-                "height": ("INT", {"default": 0, "min": 0, "max": 4096, "step": 64, "tooltip": "0: automatic."}),
+                "width": ("INT", {"default": 0, "min": 0, "max": 4096, "step": SIZE_STEP, "tooltip": SIZE_TIP}),
+                "height": ("INT", {"default": 0, "min": 0, "max": 4096, "step": SIZE_STEP, "tooltip": SIZE_TIP}),
                 "keyframes": ("IMAGE", {"tooltip": "Further coloured frames; later windows follow them."}),
                 "keyframe_indices": ("STRING", {"default": "", "tooltip": "Their frame indices, e.g. '12, 40'."}),
                 "sampler": (

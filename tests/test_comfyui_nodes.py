@@ -308,9 +308,12 @@ def test_a_linked_pack_uses_the_library_of_its_clone(tmp_path):
 
 
 def test_widgets_follow_comfyui_conventions_and_list_the_model_folders(comfy):
+    from lvcd.config import LVCDConfig
+    from lvcd.demo import demo_weights_path
     from lvcd.io.lineart_input import POLARITIES
     from lvcd.io.paper import LEVELS
     from lvcd.lineart import METHODS
+    from lvcd.weights import WeightsFile
 
     for name, node in comfy.nodes.items():
         spec = node.INPUT_TYPES()
@@ -325,6 +328,11 @@ def test_widgets_follow_comfyui_conventions_and_list_the_model_folders(comfy):
     assert tuple(colorize["required"]["polarity"][0]) == POLARITIES
     assert tuple(colorize["optional"]["lineart_levels"][0]) == LEVELS
     assert colorize["required"]["seed"][1]["max"] == 2**64 - 1
+    demo_config = WeightsFile(demo_weights_path(), "demo").model_config()
+    # every size a model takes can be set: the widgets step by a divisor of each model's size multiple
+    for side in ("width", "height"):
+        step = colorize["optional"][side][1]["step"]
+        assert all(config.size_multiple % step == 0 for config in (LVCDConfig(), demo_config)), (side, step)
     assert tuple(comfy.nodes["LVCDLineart"].INPUT_TYPES()["required"]["method"][0]) == METHODS
 
 

@@ -423,8 +423,12 @@ def test_choosing_line_art_again_replaces_the_files_held_whatever_order_the_even
     assert sessions.lineart_to_show("p", ["/ex/e1.png", "/ex/e2.png"])  # an example: as it is
 
 
-def test_file_names_are_shown_as_the_user_named_them(tmp_path):
+def test_file_names_are_shown_as_the_user_named_them(tmp_path, monkeypatch):
     from gradio.data_classes import FileData, ListFiles
+
+    # a cache folder of the test's own: gradio's default (/tmp/gradio) may not exist, or be deleted by another server
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
 
     names = ["frame_[01]*bold*.png", "a_b_c.png", "<x>.png", "$$a$$.png"]
     message = _status(

@@ -156,36 +156,15 @@ def test_a_writer_waits_for_a_clean_up_that_tests_its_fresh_temporary(tmp_path, 
 
 
 def _killed_replacing(target: Path, new_frame: str, at: str) -> None:
-    """Replace the folder ``target`` by a new one holding ``new_frame`` in a child process SIGKILLed ``at``
-    ``"between"`` its two moves (the old folder moved aside, the new one not yet moved in) or ``"after"`` them (the
-    old one not yet deleted), as a killed ``--overwrite`` leaves it."""
-    import shutil
-    import signal
+    """Replace the folder ``target`` by a new one holding ``new_frame``, killed ``at`` ``"between"`` or ``"after"``
+    its two moves (:func:`lvcd.testing.faults.killed_replacing`), as a killed ``--overwrite`` leaves it."""
+    from lvcd.testing.faults import killed_replacing
 
-    from lvcd.io import atomic
+    def replace() -> None:
+        with atomic_output(target, folder=True) as staging:
+            (staging / new_frame).write_text("new")
 
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            replace, rmtree = os.replace, shutil.rmtree
-
-            def dying_replace(source, destination):
-                if at == "between" and ".partial-" in Path(source).name:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return replace(source, destination)
-
-            def dying_rmtree(path, *args, **kwargs):
-                if at == "after" and ".replaced-" in Path(path).name:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return rmtree(path, *args, **kwargs)
-
-            atomic.os.replace, atomic.shutil.rmtree = dying_replace, dying_rmtree
-            with atomic_output(target, folder=True) as staging:
-                (staging / new_frame).write_text("new")
-        finally:
-            os._exit(1)  # not killed: the test fails on the exit status
-    _, status = os.waitpid(pid, 0)
-    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    killed_replacing(replace, at)
 
 
 def test_an_overwrite_killed_between_its_two_moves_has_the_old_output_moved_back_by_the_next_write(tmp_path):
@@ -199,7 +178,7 @@ def test_an_overwrite_killed_between_its_two_moves_has_the_old_output_moved_back
     (target / "00000.png").write_text("old")
     _killed_replacing(target, "00001.png", at="between")
     assert not target.exists()
-    with pytest.warns(UserWarning, match=r"frames: an earlier --overwrite of it was interrupted .*moved back"):
+    with pytest.warns(UserWarning, match=r"frames: an earlier replacement of it .* was interrupted .*moved back"):
         with pytest.raises(InputError, match="frames: already exists"):  # without --overwrite: the old one is kept
             open_writer(target, overwrite=False)
     assert sorted(p.name for p in target.iterdir()) == ["00000.png"] and (target / "00000.png").read_text() == "old"
@@ -248,7 +227,9 @@ def test_only_provably_lvcd_replaced_folders_are_moved_back_or_deleted(tmp_path)
         os.close(live)
     target.mkdir()
     (target / "00000.png").write_text("made again by the user")
-    with pytest.raises(InputError, match=r"frames: an interrupted --overwrite left the previous frames at .*made anew"):
+    with pytest.raises(
+        InputError, match=r"frames: an interrupted replacement .* left the previous frames at .*made anew"
+    ):
         recover_replaced(target)
     assert (backup / "00000.png").read_text() == "old" and record.exists() and unrecorded.is_dir()
     assert (target / "00000.png").read_text() == "made again by the user"

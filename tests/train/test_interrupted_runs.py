@@ -221,3 +221,57 @@ def test_resuming_another_folders_checkpoint_over_a_run_without_one_replaces_its
     train(config.replace(output_dir=str(target)), resume=checkpoint, dataset=dataset, progress=False)
     resumed = rows(target / "logs" / "train_log.csv")
     assert [row["step"] for row in resumed] == ["3", "4"] and "999" not in {row["loss"] for row in resumed}
+
+
+@pytest.mark.parametrize("at", ["between", "after"])
+def test_a_checkpoint_save_killed_while_replacing_its_step_is_recovered_on_resume(tmp_path, at):
+    """A run saving a step folder that already exists, killed between the two moves, left the old folder hidden as
+    .step_N.replaced-XXXX and step_N missing: --resume latest went back to an older checkpoint and the hidden copy
+    stayed for good. The old folder is now moved back first (a warning says so); killed after the moves, the new one
+    is kept and the old one deleted."""
+    from lvcd.testing.faults import killed_replacing
+
+    needed = (ckpt.WEIGHTS_NAME, ckpt.TRAIN_STATE_NAME, ckpt.STATE_DIR)
+    root = ckpt.checkpoints_root(tmp_path)
+
+    def checkpoint(folder: Path, text: str) -> Path:
+        (folder / ckpt.STATE_DIR).mkdir(parents=True)
+        for name in needed[:2]:
+            (folder / name).write_text(text)
+        return folder
+
+    checkpoint(root / ckpt.step_dir_name(50), "older")
+    final = checkpoint(root / ckpt.step_dir_name(100), "old")
+    staging = checkpoint(ckpt.staging_dir(tmp_path, 100), "new")
+    killed_replacing(lambda: ckpt.publish(staging, final), at)
+    if at == "between":
+        assert not final.exists()
+        with pytest.warns(UserWarning, match=r"step_000100: an earlier replacement of it .* was interrupted"):
+            assert ckpt.find_checkpoint(tmp_path, "latest") == final
+        assert (final / ckpt.WEIGHTS_NAME).read_text() == "old"
+        assert [p.name for p in root.iterdir() if p.name.startswith(".")] == [staging.name]  # removed at the start
+    else:
+        assert ckpt.find_checkpoint(tmp_path, "latest") == final and (final / ckpt.WEIGHTS_NAME).read_text() == "new"
+        assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) == ["step_000050", "step_000100"]
+
+
+def test_a_save_over_a_step_a_killed_save_left_moved_aside_replaces_it_and_leaves_nothing_hidden(tmp_path):
+    from lvcd.testing.faults import killed_replacing
+
+    root = ckpt.checkpoints_root(tmp_path)
+    final = root / ckpt.step_dir_name(100)
+    final.mkdir(parents=True)
+    (final / ckpt.WEIGHTS_NAME).write_text("old")
+    staging = ckpt.staging_dir(tmp_path, 100)
+
+    def save(text: str) -> None:
+        staging.mkdir()
+        (staging / ckpt.WEIGHTS_NAME).write_text(text)
+        ckpt.publish(staging, final)
+
+    killed_replacing(lambda: save("killed"), "between")
+    shutil.rmtree(staging)  # as the next run's start does (remove_abandoned_staging)
+    with pytest.warns(UserWarning, match="moved back"):
+        save("new")
+    assert (final / ckpt.WEIGHTS_NAME).read_text() == "new" and [p.name for p in root.iterdir()] == [final.name]

@@ -253,14 +253,15 @@ def _settle(facts: dict, backup: Path, target: Path, record: Path) -> bool:
     if here or _identity(backup) != facts.get("old"):
         what = f"{target} was made anew since" if here else f"{backup.name} is no longer the folder lvcd moved there"
         raise InputError(
-            f"{target}: an interrupted --overwrite left the previous {target.name} at {backup}, and {what}; keep the "
+            f"{target}: an interrupted replacement (an --overwrite, a checkpoint saved again) left the previous "
+            f"{target.name} at {backup}, and {what}; keep the "
             f"one you want (move {backup.name} to its name, or delete it), then run again."
         )
     os.rename(backup, target)
     record.unlink()
     warnings.warn(
-        f"{target}: an earlier --overwrite of it was interrupted after moving it aside; it was moved back from "
-        f"{backup.name}.",
+        f"{target}: an earlier replacement of it (an --overwrite, a checkpoint saved again) was interrupted after "
+        f"moving it aside; it was moved back from {backup.name}.",
         stacklevel=2,
     )
     return True

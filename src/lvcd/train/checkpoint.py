@@ -28,7 +28,12 @@ import torch
 
 from lvcd.config import LVCDConfig
 from lvcd.errors import LVCDError, WeightsError, first_line
-from lvcd.io.atomic import commit_path, write_json_atomic  # noqa: F401 - the loop writes its JSON through this module
+from lvcd.io.atomic import (
+    commit_path,
+    recover_replaced,
+    recover_replaced_in,
+    write_json_atomic,  # noqa: F401 - the loop writes its JSON through this module
+)
 from lvcd.model import LVCDModel
 from lvcd.state_dict import check_keys
 from lvcd.train.trainable import trainable_keys
@@ -129,8 +134,11 @@ def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
 
 def latest_checkpoint(output_dir: str | Path, needed: tuple[str, ...]) -> Path:
     """The newest step folder of ``output_dir``, refused in one line when it lacks one of ``needed`` (resuming an
-    older one there would replace or prune the newer folder, and skipping it silently would lose its steps)."""
+    older one there would replace or prune the newer folder, and skipping it silently would lose its steps). A
+    checkpoint a run killed while saving the same step again left moved aside is moved back first."""
     root = checkpoints_root(output_dir)
+    if root.is_dir():
+        recover_replaced_in(root)
     found = list_checkpoints(output_dir, None)
     if not found:
         raise CheckpointError(f"--resume latest: no checkpoint under {root}.")
@@ -230,7 +238,9 @@ def staging_dir(output_dir: str | Path, step: int) -> Path:
 
 
 def publish(staging: Path, final: Path) -> Path:
-    """Rename a finished staging folder into place (replacing an older folder of the same step)."""
+    """Rename a finished staging folder into place (replacing an older folder of the same step; one a killed save
+    left moved aside is moved back, then replaced)."""
+    recover_replaced(final)
     return commit_path(staging, final, overwrite=True)
 
 
