@@ -783,8 +783,17 @@ def _widget_inputs(node_class, values: list) -> dict:
 WORKFLOWS = sorted((PACK / "example_workflows").glob("*.json"))
 
 
-def test_the_example_workflows_are_there():
+def test_the_example_workflows_are_there_with_their_template_thumbnails():
+    """ComfyUI's template browser shows <workflow>.jpg as the card's picture (tests/comfyui_live/thumbnails.py)."""
+    from PIL import Image
+
     assert [path.name for path in WORKFLOWS] == ["lvcd_colorize_lineart_video.json", "lvcd_recolour_colour_video.json"]
+    assert sorted(p.name for p in (PACK / "example_workflows").iterdir()) == sorted(
+        name for path in WORKFLOWS for name in (path.name, path.with_suffix(".jpg").name)
+    )
+    for path in WORKFLOWS:
+        with Image.open(path.with_suffix(".jpg")) as thumbnail:
+            assert thumbnail.format == "JPEG" and thumbnail.size == (516, 516), path.stem
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[path.stem for path in WORKFLOWS])
