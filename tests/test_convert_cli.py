@@ -259,3 +259,24 @@ def test_subset_lvcd_refuses_to_drop_the_trained_unet_of_a_from_scratch_checkpoi
     with pytest.raises(WeightsError, match=r"UNet tensors outside the lvcd subset .*'all'.*use --subset full") as err:
         convert(tiny_weights["svd"], scratch, output, config=str(TINY_CONFIG))
     assert "\n" not in str(err.value) and not output.exists()
+
+
+@pytest.mark.parametrize(("name", "suggested"), [("lvcd.ckpt", "lvcd.safetensors"), ("weights", "weights.safetensors")])
+def test_an_output_not_named_safetensors_is_refused_before_reading(
+    tmp_path, tiny_weights, monkeypatch, name, suggested
+):
+    """-o lvcd.ckpt wrote a safetensors file under a pickle's name (the official code's torch.load then fails on it);
+    now one line, before the weights are read, and in the library's convert too."""
+    import lvcd.weights
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the weights were read")
+
+    monkeypatch.setattr(lvcd.weights, "load_model", no_reading)
+    result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], tmp_path / name)
+    assert result.exit_code == 2 and "Reading" not in result.stderr, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path / name}: ") and f"must end in .safetensors (e.g. {suggested})" in line
+    with pytest.raises(WeightsError, match="must end in .safetensors"):
+        lvcd.weights.convert(tiny_weights["svd"], tiny_weights["lvcd"], tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

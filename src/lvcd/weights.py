@@ -361,6 +361,20 @@ def _refuse_dropping_trained_tensors(lvcd_path) -> None:
         )
 
 
+def check_converted_name(output) -> None:
+    """Refuse (WeightsError) an output name that does not end in ``.safetensors``: :func:`convert` writes safetensors,
+    and a ``.ckpt`` / ``.pt`` name would make other tools (the official code, ComfyUI) read it as a torch pickle."""
+    output = Path(output)
+    if output.suffix.lower() == ".safetensors":
+        return
+    torch_name = output.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin")
+    suggested = output.with_suffix(".safetensors").name if torch_name else output.name + ".safetensors"
+    raise WeightsError(
+        f"{output}: the converted weights are a safetensors file, so the name must end in .safetensors (e.g. "
+        f"{suggested}); other tools read a .ckpt or .pt name as a torch pickle and fail."
+    )
+
+
 def convert(
     svd_path,
     lvcd_path,
@@ -373,6 +387,7 @@ def convert(
     """Write one safetensors file with official key names: ``subset='lvcd'`` (the trained tensors, loadable like
     lvcd.ckpt) or ``'full'`` (the whole model: a single file replacing both)."""
     output = Path(output)
+    check_converted_name(output)
     for given in (svd_path, lvcd_path):
         if given and Path(given).resolve() == output.resolve():
             raise WeightsError("The output would overwrite an input file; choose another output name.")

@@ -74,6 +74,7 @@ def convert(
     from lvcd.config import get_config
     from lvcd.io.atomic import check_no_other_writer
     from lvcd.io.paths import check_not_input, check_output_location
+    from lvcd.weights import check_converted_name
     from lvcd.weights import convert as convert_weights
 
     try:
@@ -87,6 +88,7 @@ def convert(
         check_weights_files(svd, lvcd)
         config_file = Path(config) if config is not None and Path(config).is_file() else None
         check_not_input(output, {"--svd": svd, "--lvcd": lvcd, "--config": config_file})
+        check_converted_name(output)
         if output.exists() and not overwrite:
             raise LVCDError(f"{output} exists; pass --overwrite or choose another output name.")
         check_output_location(output)
