@@ -52,11 +52,31 @@ def _register_model_folder() -> None:
         getattr(folder_paths, "filename_list_cache", {}).pop(MODEL_FOLDER, None)
 
 
+# models/lvcd holds both kinds of file: each menu leaves out the files named as the other kind's (a renamed file is in
+# both). Line-art weights are sk_model.pth / sk_model2.pth (lvcd.lineart.WEIGHT_FILES) or a safetensors copy of them.
+LINEART_STEM = "sk_model"
+MODEL_STEMS = ("lvcd", "svd")
+
+
+def _stem(name: str) -> str:
+    return os.path.splitext(os.path.basename(name))[0].lower()
+
+
 def _files(folder: str) -> list[str]:
     import folder_paths
 
     _register_model_folder()
     return folder_paths.get_filename_list(folder)
+
+
+def _model_files() -> list[str]:
+    """The lvcd menu of the loader: models/lvcd without the line-art weights."""
+    return [name for name in _files(MODEL_FOLDER) if not _stem(name).startswith(LINEART_STEM)]
+
+
+def _lineart_files() -> list[str]:
+    """The weights menu of the line-art node: models/lvcd without the files named as LVCD or SVD models."""
+    return [name for name in _files(MODEL_FOLDER) if not _stem(name).startswith(MODEL_STEMS)]
 
 
 def _clean(err: BaseException) -> str:

@@ -30,7 +30,9 @@ from .helpers import (
     _config,
     _files,
     _keyframes,
+    _lineart_files,
     _low_vram,
+    _model_files,
     _register_model_folder,
     _require_library,
     _resolve,
@@ -61,7 +63,10 @@ class LVCDLoader:
         return {
             "required": {
                 "svd": ([HUB, *_files(SVD_FOLDER)], {"tooltip": "svd.safetensors from models/checkpoints."}),
-                "lvcd": ([HUB, WHOLE_MODEL, *_files(MODEL_FOLDER)], {"tooltip": "lvcd.ckpt from models/lvcd."}),
+                "lvcd": (
+                    [HUB, WHOLE_MODEL, *_model_files()],
+                    {"tooltip": "lvcd.ckpt from models/lvcd (files named sk_model* are line-art weights: not listed)."},
+                ),
                 "dtype": (
                     list(DTYPES),
                     {"default": "auto", "tooltip": "auto: bf16 on a GPU (fp16 before Ampere), fp32 on the CPU."},
@@ -243,7 +248,12 @@ class LVCDLineart:
             "required": {
                 "images": ("IMAGE",),
                 "method": (list(LINEART_METHODS), {"default": "informative"}),
-                "weights": ([AUTO, *_files(MODEL_FOLDER)], {"tooltip": "auto: sk_model.pth from models/lvcd."}),
+                "weights": (
+                    [AUTO, *_lineart_files()],
+                    {
+                        "tooltip": "auto: sk_model.pth from models/lvcd (files named lvcd* or svd* are models: not listed)."
+                    },
+                ),
             }
         }
 

@@ -682,8 +682,36 @@ def test_an_lvcd_folder_from_extra_model_paths_lists_model_files_only(comfy, tmp
     assert loader.INPUT_TYPES()["required"]["lvcd"][0] == ["huggingface-cache", "none (svd is a whole-model file)",
                                                            "lvcd.ckpt"]  # fmt: skip
     assert folder_paths.folder_names_and_paths["lvcd"][0] == [str(extra), str(models / "lvcd")]
-    assert comfy.nodes["LVCDLineart"].INPUT_TYPES()["required"]["weights"][0] == ["auto", "lvcd.ckpt"]
+    assert comfy.nodes["LVCDLineart"].INPUT_TYPES()["required"]["weights"][0] == ["auto"]  # lvcd.ckpt: a model
     assert folder_paths.get_full_path("lvcd", "lvcd.ckpt") == str(extra / "lvcd.ckpt")
+
+
+def test_each_menu_of_models_lvcd_leaves_out_the_other_kinds_files(comfy, tmp_path, monkeypatch):
+    """models/lvcd holds the LVCD model and the line-art weights: the loader's menu did list sk_model.pth and the
+    line-art node's menu lvcd.ckpt (choosing either failed only when run). Each leaves out the files named as the other
+    kind's; a file named otherwise is in both, and the names follow the library's."""
+    from lvcd.lineart import WEIGHT_FILES
+
+    helpers = sys.modules[comfy.nodes["LVCDLoader"].__module__.rsplit(".", 1)[0] + ".helpers"]
+    assert all(name.lower().startswith(helpers.LINEART_STEM) for name in WEIGHT_FILES.values())
+    models = tmp_path / "models"
+    (models / "checkpoints").mkdir(parents=True)
+    (models / "lvcd" / "sub").mkdir(parents=True)
+    names = ["lvcd.ckpt", "LVCD-converted.safetensors", "svd.safetensors", "sk_model.pth", "sk_model2.pth",
+             "sub/sk_model.safetensors", "mine.pt"]  # fmt: skip
+    for name in names:
+        (models / "lvcd" / name).write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "folder_paths", _folder_paths(models))
+    loader_menu = comfy.nodes["LVCDLoader"].INPUT_TYPES()["required"]["lvcd"][0]
+    assert loader_menu[2:] == ["LVCD-converted.safetensors", "lvcd.ckpt", "mine.pt", "svd.safetensors"]
+    lineart_menu = comfy.nodes["LVCDLineart"].INPUT_TYPES()["required"]["weights"][0]
+    assert lineart_menu == [
+        "auto",
+        "mine.pt",
+        "sk_model.pth",
+        "sk_model2.pth",
+        os.path.join("sub", "sk_model.safetensors"),
+    ]
 
 
 def test_a_pack_without_the_library_says_how_to_install_it(tmp_path):
