@@ -11,6 +11,7 @@ memory) are real, the colours are not.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import resource
 import subprocess
@@ -53,9 +54,9 @@ def run_one(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         pipe = LVCDPipeline.from_single_file(args.svd, args.lvcd, config=args.config, device=args.device)
         loaded = time.perf_counter()
-        pipe(
-            reference, Path(tmp) / "lineart", num_steps=args.steps, seed=0, output=Path(tmp) / "out.mp4", progress=False
-        )
+        # an H.264 file as users write; PNG frames where PyAV is missing (the GPU machine has none)
+        output = Path(tmp) / ("out.mp4" if importlib.util.find_spec("av") else "out")
+        pipe(reference, Path(tmp) / "lineart", num_steps=args.steps, seed=0, output=output, progress=False)
         done = time.perf_counter()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {
@@ -65,13 +66,14 @@ def run_one(args: argparse.Namespace) -> dict:
         "load_s": round(loaded - start, 2),
         "colorize_s": round(done - loaded, 2),
         "frames_per_s": round(args.count / (done - loaded), 3),
+        "output": output.name,
         "peak_rss_mb": round(peak_kib / 1024, 1),
         "device": args.device,
         "threads": args.threads,
         "torch": torch.__version__,
     }
     if args.device.startswith("cuda"):
-        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        result["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated(args.device) / 2**20, 1)
     return result
 
 

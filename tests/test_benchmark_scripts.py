@@ -187,6 +187,48 @@ def test_gpu_suite_starts_a_compile_only_with_its_larger_reserve(monkeypatch):
     assert entries[1]["skipped"] == "time budget" and "median_s" not in entries[1]
 
 
+def test_gpu_suite_records_a_model_that_fails_to_build_and_goes_on(monkeypatch):
+    """Building or compiling an entry's model can fail on a GPU (out of memory, a dynamo error): that entry records
+    the error and the next entries still run (the failure used to end the whole suite before its whole shots)."""
+    suite = _script("gpu_suite")
+
+    def build(config, parts, device, dtype):
+        if dtype == torch.float32:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return SimpleNamespace(compile_networks=lambda **_: 0)
+
+    monkeypatch.setattr(suite, "random_model", build)
+    monkeypatch.setattr(suite, "free_models", lambda models, device: models.clear())
+    monkeypatch.setattr(suite, "denoiser_call", lambda *args, **kwargs: {"median_s": 1.0})
+    args = SimpleNamespace(reserve_s=45.0, compile_reserve_s=240.0, warmup=1, repeats=1)
+    plan = [("eager", "fp32", (64, 64)), ("eager", "bf16", (64, 64))]
+    entries = suite.denoiser_section(args, None, torch.device("cpu"), suite.Budget(1e9), plan, {(64, 64): 1e9},
+                                     lambda e: None)  # fmt: skip
+    assert entries[0]["error"].startswith("OutOfMemoryError: CUDA out of memory") and "median_s" not in entries[0]
+    assert entries[1]["median_s"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("printed", "expected"),
+    [
+        ('{"median_s": 2.5}', {"median_s": 2.5}),
+        ("{'sizes': [320, 576]}", "unreadable output line"),  # a printed Python dict, not JSON
+        ("{}\n[1, 2]\n{1: 2}", "unreadable output line"),
+    ],
+)
+def test_gpu_suite_official_output_that_is_not_json_is_recorded_not_raised(tmp_path, printed, expected):
+    """The official script's last line starting with "{" is its JSON result; any other such line is recorded as the
+    section's error (it used to raise JSONDecodeError out of the suite, losing every later section)."""
+    suite = _script("gpu_suite")
+    (tmp_path / "official_denoiser_call.py").write_text(f"print({printed!r})\n")
+    args = SimpleNamespace(official=str(tmp_path), sizes=[(64, 64)], repeats=1)
+    section = suite.official_section(args, torch.device("cpu"), 60)
+    if isinstance(expected, dict):
+        assert {key: section[key] for key in expected} == expected
+    else:
+        assert section["error"].startswith(expected) and "command" in section
+
+
 def test_reference_frame_smoke_run(tmp_path):
     """Both ways of colouring a shot are scored without their given frame, by distance from it."""
     result = _script("reference_frame").main(

@@ -20,8 +20,9 @@
 # what the data step leaves, less LVCD_DEMO_RESERVE_S = 90 s for the two trainings' set-up, final checkpoint and
 # eval, and the export). On a machine without CUDA it refuses more than 64 shots (a CPU would not finish in time)
 # unless LVCD_DEMO_ALLOW_CPU=1. The same script runs on CPU at a toy scale (tests/train/test_demo_gpu_script.py).
-# If a step fails after a checkpoint exists, the newest checkpoint is still exported (an EXIT trap), so a device
-# call never comes back empty-handed.
+# The warm phase's checkpoint is exported as soon as it is written, and the cool-down's replaces it; if a step fails
+# after a checkpoint exists, the newest checkpoint is still exported (an EXIT trap), so a device call killed late
+# (even by SIGKILL, which runs no trap) still brings back the warm phase's weights. summary.json names the step.
 set -euo pipefail
 out="${1:?usage: gpu_continue.sh OUT [MINUTES]}"
 minutes="${2:-5}"
@@ -44,22 +45,27 @@ if [ "$device" = cpu ] && [ "$shots" -gt 64 ] && [ "${LVCD_DEMO_ALLOW_CPU:-0}" !
 fi
 run="$work/run-$started"  # a fresh run folder: a checkpoint of an earlier call on a warm machine is never resumed
 mkdir -p "$out" "$work"
-exported=0 data_s=0
+exported='' data_s=0
 
-finish() {  # export the newest checkpoint's EMA, the logs and a summary to OUT (once)
-  [ "$exported" = 1 ] && return 0
-  exported=1
+export_newest() {  # the newest checkpoint's EMA, the logs and a summary -> OUT (again when a newer one exists)
   local checkpoint
   checkpoint="$(ls -d "$run"/checkpoints/step_* 2>/dev/null | tail -n 1)"
   if [ -z "$checkpoint" ]; then
     echo "== export: no checkpoint was written, nothing to export" >&2
     return 0
   fi
+  [ "$checkpoint" = "$exported" ] && return 0
   echo "== export: $checkpoint"
+  rm -rf "$work/export" && mkdir -p "$work/export"
   lvcd convert --svd "$weights" --lvcd "$checkpoint/ema.safetensors" --subset full --dtype fp16 \
-    -o "$work/lvcd-demo.safetensors" --overwrite
-  (cd "$work" && sha256sum lvcd-demo.safetensors) > "$out/lvcd-demo.safetensors.sha256"
-  split -b 15M -d "$work/lvcd-demo.safetensors" "$out/lvcd-demo.safetensors.part"
+    -o "$work/export/lvcd-demo.safetensors"
+  (cd "$work/export" && sha256sum lvcd-demo.safetensors) > "$work/export/lvcd-demo.safetensors.sha256"
+  split -b 15M -d "$work/export/lvcd-demo.safetensors" "$work/export/lvcd-demo.safetensors.part"
+  # into OUT: the old parts out, the new ones and their checksum in (a call killed in between leaves parts that
+  # fail `sha256sum -c`, never a wrong file that passes it)
+  rm -f "$out"/lvcd-demo.safetensors.part* "$out/lvcd-demo.safetensors.sha256"
+  mv "$work"/export/lvcd-demo.safetensors.part* "$out/"
+  mv "$work/export/lvcd-demo.safetensors.sha256" "$out/"
   cp "$run/logs/eval_log.csv" "$out/eval_log.csv" 2>/dev/null || true
   for log in "$run"/logs/*train*.csv; do  # the header and the last 200 rows
     [ -f "$log" ] && { head -n 1 "$log"; tail -n +2 "$log" | tail -n 200; } > "$out/train_log_tail.csv"
@@ -75,8 +81,9 @@ summary = {
 open(path, "w").write(json.dumps(summary, indent=1) + "\n")
 print(json.dumps(summary))
 PY
+  exported="$checkpoint"
 }
-trap 'status=$?; finish || true; exit $status' EXIT
+trap 'status=$?; export_newest || true; exit $status' EXIT
 trap 'exit 143' TERM
 
 echo "== data: $shots shots, $workers processes, latents on $device; budget ${budget_s} s"
@@ -99,9 +106,10 @@ for item in ${LVCD_DEMO_SET:-}; do train_args+=(--set "$item"); done
 if python3 -c "import sys; sys.exit(0 if $warm_minutes > 0 else 1)"; then
   echo "== train: $warm_minutes min at lr $lr, then $cool_minutes min at $cool_lr; batch $batch, from $weights"
   lvcd train "${train_args[@]}" --set "train.max_minutes=$warm_minutes" --set "optim.learning_rate=$lr"
+  export_newest  # at once: a call killed during the cool-down (SIGKILL runs no trap) still brings this back
   lvcd train "${train_args[@]}" --set "train.max_minutes=$cool_minutes" --set "optim.learning_rate=$cool_lr" \
     --resume latest || echo "warning: the cool-down failed; the warm checkpoint is exported" >&2
 else
   echo "warning: the data step left no time of the ${budget_s} s budget for training" >&2
 fi
-finish
+export_newest

@@ -148,7 +148,8 @@ def test_a_bf16_layer_hands_the_merge_the_float32_log_weight(monkeypatch):
 
 
 def test_the_cuda_kernel_choice_follows_the_gpu_and_the_enabled_backends():
-    """Flash only where it exists (sm80+, fp16/bf16, heads up to 256 wide) and is enabled; else memory-efficient."""
+    """Flash only where it exists (sm80+, fp16/bf16, heads up to 256 wide) and is enabled; else memory-efficient (which
+    has bf16 on sm80+ only); else math."""
     from types import SimpleNamespace
 
     from lvcd.models.attention_kernels import cuda_lse_kernel
@@ -164,6 +165,10 @@ def test_the_cuda_kernel_choice_follows_the_gpu_and_the_enabled_backends():
     assert cuda_lse_kernel(torch.bfloat16, 512, (9, 0), both) == "efficient_attention"  # too wide for flash
     assert cuda_lse_kernel(torch.bfloat16, 64, (9, 0), no_flash) == "efficient_attention"
     assert cuda_lse_kernel(torch.bfloat16, 64, (9, 0), neither) == "math"
+    # bf16 forced on a T4 / V100 (--dtype bf16): the memory-efficient kernel has no bf16 form before sm80
+    assert cuda_lse_kernel(torch.bfloat16, 64, (7, 5), both) == "math"
+    assert cuda_lse_kernel(torch.bfloat16, 64, (7, 0), both) == "math"
+    assert cuda_lse_kernel(torch.float32, 64, (7, 5), both) == "efficient_attention"
 
 
 def test_the_cuda_kernel_choice_compiles_without_a_graph_break():
@@ -179,3 +184,22 @@ def test_the_cuda_kernel_choice_compiles_without_a_graph_break():
     # fullgraph: any graph break is an error (with torch.backends.cuda as the flags this raises "Unsupported")
     assert torch.compile(choose, fullgraph=True, backend="eager")(torch.zeros(1)).item() == 1
     torch._dynamo.reset()
+
+
+def test_batches_beyond_the_cuda_grid_limit_are_attended_in_pieces(monkeypatch):
+    """The fused CUDA kernels cannot launch more than 65,535 batch rows (temporal attention at 2048x2048 has 65,536):
+    such calls are split along the batch, exactly. Here the limit is lowered to 3 on the CPU."""
+    from lvcd.models import attention_kernels
+    from lvcd.models.attention_kernels import attention_with_lse, record_attention_backends, sdpa
+
+    assert attention_kernels._batch_limit(torch.zeros(1, device="meta")) is None  # CPU / meta: one launch
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(8, 2, 5, 16, generator=generator) for _ in range(3))
+    whole, (whole_out, whole_lse) = sdpa(q, k, v), attention_with_lse(q, k, v)
+    monkeypatch.setattr(attention_kernels, "_batch_limit", lambda q: 3)
+    with record_attention_backends() as kernels:
+        split = sdpa(q, k, v)
+        split_out, split_lse = attention_with_lse(q, k, v)
+    assert len(kernels) == 6  # 3 pieces (3 + 3 + 2 rows) each
+    assert split.shape == whole.shape and torch.equal(split, whole)
+    assert torch.equal(split_out, whole_out) and torch.equal(split_lse, whole_lse)

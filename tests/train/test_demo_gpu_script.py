@@ -40,6 +40,10 @@ def test_gpu_continue_script_end_to_end_at_toy_scale(tmp_path):
     assert "train.max_minutes (0.00075) reached at step 1" in done.stdout  # 3/4 of the time at the learning rate
     assert "optim.learning_rate: 0.0002 in the checkpoint, 4e-05 from now on." in done.stdout  # then the cool-down
     assert "train.max_minutes (0.00025) reached at step 2" in done.stdout
+    # the warm phase's checkpoint went to OUT as soon as it was written (a call killed later still has it), then the
+    # cool-down's replaced it
+    exports = [line.rsplit("_", 1)[1] for line in done.stdout.splitlines() if line.startswith("== export: ")]
+    assert [int(step) for step in exports] == [1, 2], done.stdout[-2000:]
 
     parts = sorted(out.glob("lvcd-demo.safetensors.part*"))
     assert parts and all(part.stat().st_size <= 15 * 2**20 for part in parts)

@@ -58,8 +58,29 @@ def _fused_on_meta(q: torch.Tensor) -> bool:
     return q.device.type == "meta"
 
 
+# The fused CUDA kernels launch a grid with the batch on an axis of at most 65,535 blocks ("invalid configuration
+# argument" beyond, pytorch/pytorch#146704). Temporal attention's batch is the latent's pixels (x frames' batch):
+# 65,536 at 2048x2048. Larger batches are attended in pieces (exact: each batch row is independent).
+CUDA_MAX_BATCH = 65_535
+
+
+def _batch_limit(q: torch.Tensor) -> int | None:
+    return CUDA_MAX_BATCH if q.device.type == "cuda" else None
+
+
+def _pieces(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[tuple[torch.Tensor, ...]] | None:
+    """(q, k, v) split along the batch into pieces the kernels can launch, or None when one launch does."""
+    limit = _batch_limit(q)
+    if limit is None or q.shape[0] <= limit:
+        return None
+    return list(zip(*(t.split(limit) for t in (q, k, v)), strict=True))
+
+
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Unmasked scaled dot-product attention; (B, H, N, D) x (B, H, M, D) -> (B, H, N, D)."""
+    pieces = _pieces(q, k, v)
+    if pieces is not None:
+        return torch.cat([sdpa(*piece) for piece in pieces])
     if _recorded is not None:
         _recorded.append(sdpa_backend(q, k, v))
     if _fused_on_meta(q):
@@ -87,11 +108,12 @@ SDP_FLAGS = types.SimpleNamespace(
 def cuda_lse_kernel(dtype: torch.dtype, head_dim: int, capability: tuple[int, int], backends) -> str:
     """The fused kernel for ``attention_with_lse`` on a CUDA GPU of compute ``capability``: flash for fp16/bf16
     heads up to 256 wide on Ampere or newer (sm80+: older GPUs have no flash kernel), the memory-efficient kernel
-    otherwise; math only when the caller disabled both (``torch.backends.cuda.enable_flash_sdp(False)`` ...)."""
+    otherwise; math when the caller disabled both (``torch.backends.cuda.enable_flash_sdp(False)`` ...) and for bf16
+    before Ampere (the memory-efficient kernel has no bf16 form there: "cutlassF: no kernel found to launch")."""
     flash = dtype in (torch.float16, torch.bfloat16) and head_dim % 8 == 0 and head_dim <= FLASH_MAX_HEAD_DIM
     if flash and capability >= (8, 0) and backends.flash_sdp_enabled():
         return "flash_attention"
-    if backends.mem_efficient_sdp_enabled():
+    if backends.mem_efficient_sdp_enabled() and (dtype != torch.bfloat16 or capability >= (8, 0)):
         return "efficient_attention"
     return "math"
 
@@ -101,6 +123,10 @@ def attention_with_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tup
 
     (B, H, N, D) x (B, H, M, D) -> (out (B, H, N, D) in q's dtype, lse (B, H, N) float32).
     """
+    pieces = _pieces(q, k, v)
+    if pieces is not None:
+        outs, lses = zip(*(attention_with_lse(*piece) for piece in pieces), strict=True)
+        return torch.cat(outs), torch.cat(lses)
     kernel = _lse_kernel(q, k, v)
     if _recorded is not None:
         _recorded.append(kernel)
