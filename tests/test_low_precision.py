@@ -122,3 +122,15 @@ def test_vae_dtype_reaches_the_model_from_the_cli_options(tiny_weights):
     assert dtypes(lean) == [torch.float32, torch.bfloat16, torch.bfloat16]
     plain = load_pipeline(str(tiny_weights["svd"]), str(tiny_weights["lvcd"]), str(TINY_CONFIG), "cpu", "bf16")
     assert dtypes(plain) == [torch.bfloat16, torch.float32, torch.float32]
+
+
+@torch.no_grad()
+def test_the_reference_reaches_a_low_precision_clip_unrounded(low_precision_model):
+    """CLIP resizes and normalises the reference in fp32 and casts at its first layer, as the official code does under
+    autocast; the reference used to be rounded to bf16/fp16 before that preprocessing."""
+    model, dtype = low_precision_model
+    _skip_slow_fp16(dtype)
+    reference = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    crossattn, _ = model.embed_reference(reference)
+    assert torch.equal(crossattn, model.clip(reference).float())
+    assert not torch.equal(crossattn, model.clip(reference.to(dtype).float()).float())  # rounding first differs

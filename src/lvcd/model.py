@@ -172,8 +172,9 @@ class LVCDModel(nn.Module):
     @torch.no_grad()
     def embed_reference(self, reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """reference (1, 3, H, W) in [-1, 1] -> (CLIP embedding (1, 1, Dctx), concat MODE latent (1, 4, h, w) unscaled)."""
-        clip_dtype = next(self.clip.parameters()).dtype
-        crossattn = self.clip(reference.to(clip_dtype)).float()
+        # the embedder preprocesses in fp32 and casts to its weights' dtype at its first layer (as the official kornia
+        # resize on fp32 frames under autocast): the pixels are not rounded to a low-precision dtype first
+        crossattn = self.clip(reference.float()).float()
         enc_dtype = next(self.cond_encoder.parameters()).dtype
         concat = self.cond_encoder(reference.to(enc_dtype)).float()
         return crossattn, concat
