@@ -36,6 +36,9 @@ weights="${LVCD_DEMO_WEIGHTS:-src/lvcd/demo/lvcd-demo.safetensors}"
 budget_s="${LVCD_DEMO_BUDGET_S:-$(python3 -c "print(int($minutes * 60 + 120))")}"
 reserve_s="${LVCD_DEMO_RESERVE_S:-90}"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# fp32 training (diffusion.toml: mixed_precision "no"): let cuBLAS use TF32 tensor cores for its matrix products, as
+# cuDNN already does for convolutions by default (PyTorch's own switch; no effect on a CPU)
+export TORCH_ALLOW_TF32_CUBLAS_OVERRIDE="${TORCH_ALLOW_TF32_CUBLAS_OVERRIDE:-1}"
 lvcd() { python3 -m lvcd.cli "$@"; }
 started=$(date +%s)
 device="$(python3 -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')"
