@@ -69,6 +69,50 @@ def test_folder_source_errors(tmp_path):
         FrameSource.open(duplicate)
 
 
+def test_folder_frames_in_any_format_lvcd_reads_keep_their_slots(tmp_path):
+    """GIF and TGA frames (studio exports) were skipped without a word: the shot lost them and every later frame moved
+    one slot early. Each is a frame now, in its place."""
+    folder = _write_folder(tmp_path / "shot", ["0.png", "1.gif", "2.tga", "3.jfif", "4.png"])
+    source = FrameSource.open(folder)
+    assert source.names == ["0", "1", "2", "3", "4"]
+    frames = list(source)
+    assert np.array_equal(frames[2], _frame(2))  # TGA: lossless, oriented as written
+    assert np.abs(frames[1].astype(int) - _frame(1)).max() < 48  # GIF: a 256-colour palette
+
+
+def test_a_picture_lvcd_cannot_read_named_like_the_frames_is_refused(tmp_path):
+    """An .exr or .psd named like the shot's frames is a frame the shot would silently lose: refused by name before
+    any work. Other files in the folder (notes, sidecars, a layout picture not named like a frame) stay ignored."""
+    folder = _write_folder(tmp_path / "shot", ["frame_0001.png", "frame_0003.png"])
+    for name in ("frame_0002.exr", "frame_0002.json", "layout.psd", "frame_0001.png.xmp", "notes.txt"):
+        (folder / name).write_bytes(b"")
+    with pytest.raises(InputError, match=r"frame_0002\.exr is named like this shot's frames.*convert it to PNG") as err:
+        FrameSource.open(folder)
+    assert "json" not in str(err.value) and "layout" not in str(err.value) and "xmp" not in str(err.value)
+    (folder / "frame_0002.exr").unlink()
+    assert FrameSource.open(folder).names == ["frame_0001", "frame_0003"]
+    (folder / "frame_0004.psd").write_bytes(b"")
+    (folder / "frame_0005.PSD").write_bytes(b"")
+    with pytest.raises(InputError, match=r"frame_0004\.psd, frame_0005\.PSD are named like.*convert them"):
+        FrameSource.open(folder)
+
+
+def test_two_names_of_one_frame_number_are_refused(tmp_path):
+    """frame_10 and frame_010 (a mix of padded and unpadded exports), or Frame_8 and frame_8, were both taken: the
+    shot got a frame twice. One file per frame number."""
+    folder = _write_folder(tmp_path / "padded", ["frame_9.png", "frame_10.png", "frame_010.png"])
+    with pytest.raises(InputError, match=r"frame_010\.png and frame_10\.png are the same frame number"):
+        FrameSource.open(folder)
+    folder = _write_folder(tmp_path / "case", ["Frame_8.PNG", "frame_8.png", "frame_9.png"])
+    with pytest.raises(InputError, match=r"same frame number.*differ only in case"):
+        FrameSource.open(folder)
+    assert FrameSource.open(_write_folder(tmp_path / "fine", ["a1.png", "a10.png", "b1.png"])).names == [
+        "a1",
+        "a10",
+        "b1",
+    ]
+
+
 def test_single_image_and_unknown_type(tmp_path):
     Image.fromarray(_frame(0)).save(tmp_path / "ref.png")
     source = FrameSource.open(tmp_path / "ref.png")

@@ -136,15 +136,18 @@ class _FolderSource(FrameSource):
     def __init__(self, folder: Path) -> None:
         self.path = folder
         self.files = list_image_files(folder)
-        stems: dict[str, Path] = {}
+        numbers: dict[tuple, Path] = {}  # a stem's text and numbers by value: frame_10 and Frame_010 are one frame
         for file in self.files:
-            if file.stem in stems:
-                raise InputError(
-                    f"{folder}: two frames share the name {file.stem!r} ({stems[file.stem].name} and {file.name}). "
-                    "Keep one file per frame."
-                )
-            stems[file.stem] = file
-        self._names = list(stems)
+            number = natural_key(file.stem)[0]
+            if number in numbers:
+                same = numbers[number]
+                if same.stem == file.stem:
+                    how = f"share the name {file.stem!r}"
+                else:
+                    how = "are the same frame number (the names differ only in case or in zeros before a number)"
+                raise InputError(f"{folder}: {same.name} and {file.name} {how}. Keep one file per frame.")
+            numbers[number] = file
+        self._names = [file.stem for file in self.files]
 
     @property
     def names(self) -> list[str]:

@@ -17,8 +17,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from lvcd.errors import InputError
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".webp", ".bmp", ".tif", ".tiff", ".tga"}
+)
 VIDEO_SUFFIXES: frozenset[str] = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"})
+# A frame in a folder may also be a GIF (its first frame); a GIF given as --lineart is a whole shot.
+FRAME_SUFFIXES: frozenset[str] = IMAGE_SUFFIXES | {".gif"}
+# Picture formats lvcd does not read as frames (beyond Pillow's other ones): a file of one of these named like the
+# shot's frames is a frame the shot would silently lose.
+_OTHER_PICTURE_SUFFIXES = frozenset(
+    {".exr", ".dpx", ".cin", ".hdr", ".psd", ".psb", ".kra", ".xcf", ".ora", ".clip", ".heic", ".heif", ".avif",
+     ".jp2", ".j2k", ".jxl", ".svg", ".ico", ".pcx", ".ppm", ".pgm", ".pbm", ".sgi", ".rgb", ".dds", ".qoi"}
+)  # fmt: skip
 
 _PIL_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 _DIGITS = re.compile(r"([0-9]+)")
@@ -59,18 +69,52 @@ def list_image_files(folder: str | Path) -> list[Path]:
             f"{folder}: lvcd may not list this folder (permission denied); make it readable, or copy the frames to a "
             "folder you can read."
         ) from None
-    files = [
-        folder / name for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
-    ]
+    visible = [name for name in names if not name.startswith(".")]
+    files = [folder / name for name in visible if Path(name).suffix.lower() in FRAME_SUFFIXES]
     files.sort(key=lambda path: natural_key(path.name))
     for path in files:
         _check_frame_entry(path)
     if not files:
         raise InputError(
-            f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). "
+            f"{folder}: no image files found (looked for {', '.join(sorted(FRAME_SUFFIXES))}). "
             "Put the frames directly in this folder."
         )
+    _refuse_unread_frames(folder, files, visible)
     return files
+
+
+def _numbered_pattern(name: str) -> tuple[str, ...] | None:
+    """The text around the numbers of a file's stem (``frame_0012.png`` -> ``("frame_", "")``), None without one."""
+    parts = _DIGITS.split(Path(name).stem.casefold())
+    return tuple(parts[0::2]) if len(parts) > 1 else None
+
+
+def _refuse_unread_frames(folder: Path, files: list[Path], names: list[str]) -> None:
+    """InputError naming a picture file lvcd does not read (``0012.exr``, ``0012.psd``) that is named like the frames
+    it reads (the same text around a number): the shot would lose that frame and every later one would shift one
+    slot early. Other files (``notes.txt``, ``frame_0012.json``, ``layout.psd``) stay ignored."""
+    patterns = {_numbered_pattern(path.name) for path in files} - {None}
+    picture_suffixes = _OTHER_PICTURE_SUFFIXES | _pillow_suffixes()
+    unread = sorted(
+        (
+            name
+            for name in names
+            if Path(name).suffix.lower() in picture_suffixes - FRAME_SUFFIXES and _numbered_pattern(name) in patterns
+        ),
+        key=natural_key,
+    )
+    if unread:
+        shown = ", ".join(unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
+        raise InputError(
+            f"{folder}: {shown} {'is' if len(unread) == 1 else 'are'} named like this shot's frames, but lvcd reads "
+            f"frames only as {', '.join(sorted(FRAME_SUFFIXES))}: convert {'it' if len(unread) == 1 else 'them'} to "
+            "PNG (or move them out of the folder if they are not frames)."
+        )
+
+
+def _pillow_suffixes() -> frozenset[str]:
+    Image.init()
+    return frozenset(Image.registered_extensions())
 
 
 def _status(path: Path, what: str = "file") -> os.stat_result | None:
