@@ -68,9 +68,18 @@ def test_formats_round_trip(tmp_path, name, size_hw, max_error):
 
 
 def test_mp4_pixel_format_depends_on_parity(tmp_path):
+    """Odd sizes are H.264 4:4:4, which QuickTime, Safari and many editors cannot play: said when it is written."""
+    import warnings
+
     for name, size_hw, pix_fmt in [("even.mp4", (48, 64), "yuv420p"), ("odd.mp4", (48, 63), "yuv444p")]:
-        with open_writer(tmp_path / name) as writer:
+        with warnings.catch_warnings(record=True) as caught, open_writer(tmp_path / name) as writer:
+            warnings.simplefilter("always")
             writer.write(_frame(0, *size_hw))
+        said = [str(warning.message) for warning in caught]
+        if pix_fmt == "yuv444p":
+            assert len(said) == 1 and "63x48 frames have an odd side" in said[0] and "write .webm" in said[0]
+        else:
+            assert said == []
         with av.open(str(tmp_path / name)) as container:
             stream = container.streams.video[0]
             assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == pix_fmt
@@ -285,3 +294,23 @@ def test_a_folder_filled_with_other_files_while_writing_is_kept_and_the_result_t
     assert [p.name for p in target.iterdir()] == ["notes.txt"]
     (kept,) = [p for p in tmp_path.iterdir() if p.name.startswith("out.lvcd-")]
     assert [p.name for p in kept.iterdir()] == ["00000.png"]
+
+
+@pytest.mark.parametrize("fps", [0.0001, 0.0, -24.0, 5000.0, float("nan"), float("inf")])
+def test_a_frame_rate_a_video_cannot_hold_is_refused_before_any_frame(tmp_path, fps):
+    """fps under 1/1000 became a time base of 1/0 and failed after the whole shot was computed (ZeroDivisionError)."""
+    with pytest.raises(InputError, match=r"from 0\.001 to 1000"):
+        open_writer(tmp_path / "shot.mp4", fps=fps)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_gif_faster_than_browsers_play_is_said_and_slow_ones_write(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught, open_writer(tmp_path / "fast.gif", fps=60) as writer:
+        warnings.simplefilter("always")
+        writer.write(_frame(0))
+    assert len(caught) == 1 and "browsers play frames shorter than 0.02 s" in str(caught[0].message)
+    with open_writer(tmp_path / "slow.gif", fps=0.001) as writer:  # 1000 s a frame: a time base of 1/1000 holds it
+        writer.write(_frame(0))
+    assert (tmp_path / "slow.gif").stat().st_size > 0

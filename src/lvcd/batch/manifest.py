@@ -35,6 +35,7 @@ from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.manifests import entry_fields, entry_location, entry_path, read_entries
 from lvcd.io.paper import LEVELS
 from lvcd.io.sizing import parse_size
+from lvcd.io.writers import frame_rate_problem
 from lvcd.seeds import MAX_SEED
 
 SETTING_FIELDS = ("steps", "seed", "size", "overlap", "polarity", "lineart_levels", "fps", "reference_frame")
@@ -104,8 +105,9 @@ def _setting(name: str, value, what: str):
         fps = float(value)
     except (TypeError, ValueError):
         fps = math.nan
-    if not (math.isfinite(fps) and fps > 0):
-        raise InputError(f"{what} {value!r} is not a positive number of frames per second")
+    problem = frame_rate_problem(fps)
+    if problem is not None:
+        raise InputError(f"{what} {value!r}: {problem}")
     return fps
 
 

@@ -6,7 +6,6 @@ and is none of the inputs. Each failure is one :class:`~lvcd.errors.InputError` 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from lvcd.errors import InputError
@@ -15,7 +14,7 @@ from lvcd.io.atomic import recover_replaced
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS
 from lvcd.io.paths import check_not_input, check_output_location
-from lvcd.io.writers import check_replaceable, output_kind
+from lvcd.io.writers import check_replaceable, frame_rate_problem, output_kind
 from lvcd.seeds import check_seed
 
 
@@ -85,8 +84,9 @@ def check_config(config: str | None) -> None:
 
 
 def check_fps(fps: float | None) -> None:
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise InputError(f"--fps {fps:g}: a frame rate must be a positive number, e.g. --fps 24.")
+    problem = None if fps is None else frame_rate_problem(fps)
+    if problem is not None:
+        raise InputError(f"--fps {fps:g}: {problem}.")
 
 
 def check_output(output: Path, inputs: dict[str, object], overwrite: bool, resume: bool) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import uuid
+import warnings
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
@@ -66,6 +67,35 @@ _VP9_OPTIONS = {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "4", "thr
 _BITEXACT = {"fflags": "+bitexact"}
 _BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709
 _GIF_AHEAD = 2  # GIF frames handed to the encoding thread and not yet encoded: memory stays bounded
+
+
+FPS_RANGE = (0.001, 1000.0)  # a video's time base is a fraction with a denominator of at most 1001
+GIF_MAX_FPS = 50  # GIF delays are whole 1/100 s; browsers play delays under 0.02 s as 0.1 s
+
+
+def frame_rate_problem(fps: float) -> str | None:
+    """Why ``fps`` cannot be a video's frame rate, or None when it can."""
+    low, high = FPS_RANGE
+    if not (math.isfinite(fps) and low <= fps <= high):
+        return f"a frame rate must be a number of frames per second from {low:g} to {high:g}, e.g. 24"
+    return None
+
+
+def video_format_notes(kind: OutputKind, fps: float, height: int, width: int) -> list[str]:
+    """What a viewer of this video may not get as meant: a GIF faster than browsers play, an odd-sized H.264 (4:4:4,
+    which QuickTime, Safari and many editors do not play)."""
+    notes = []
+    if kind == "gif" and fps > GIF_MAX_FPS:
+        notes.append(
+            f"a GIF at {fps:g} frames per second: browsers play frames shorter than 0.02 s at 0.1 s each (a slow "
+            f"shot); write .mp4 or .webm, or give --fps {GIF_MAX_FPS} or less"
+        )
+    if kind == "mp4" and (height % 2 or width % 2):
+        notes.append(
+            f"{width}x{height} frames have an odd side, so H.264 is written in 4:4:4 (High 4:4:4), which QuickTime, "
+            "Safari and many editors cannot play; write .webm or PNG frames, or give line art of even size"
+        )
+    return notes
 
 
 def output_kind(path: str | Path) -> OutputKind:
@@ -145,8 +175,8 @@ def open_writer(
 
     An earlier output that a killed ``--overwrite`` left moved aside is first moved back (:func:`recover_replaced`).
     Raises InputError if ``path`` exists and ``overwrite`` is false, if it is a folder holding more than PNG frames
-    (:func:`check_replaceable`), if ``path`` is, is inside, or contains one of ``inputs``, or if ``fps`` is not a
-    positive number. Missing parent folders are created.
+    (:func:`check_replaceable`), if ``path`` is, is inside, or contains one of ``inputs``, or if ``fps`` is no frame
+    rate a video holds (:func:`frame_rate_problem`). Missing parent folders are created.
     """
     target = Path(path).expanduser().resolve()
     check_not_input(target, tuple(inputs))
@@ -162,8 +192,9 @@ def open_writer(
         fps = float(fps)
     except (TypeError, ValueError):
         fps = math.nan
-    if not (math.isfinite(fps) and fps > 0):
-        raise InputError(f"fps {fps!r}: must be a positive number of frames per second.")
+    problem = frame_rate_problem(fps)
+    if problem is not None:
+        raise InputError(f"fps {fps!r}: {problem}.")
     if kind == "png":
         return _PngFolderWriter(target, overwrite)
     return _VideoWriter(target, overwrite, kind, fps)
@@ -290,6 +321,7 @@ class _VideoWriter(FrameWriter):
     def __init__(self, target: Path, overwrite: bool, kind: OutputKind, fps: float) -> None:
         super().__init__(target, overwrite, folder=False)
         self.kind = kind
+        self.fps = fps
         self.rate = Fraction(fps).limit_denominator(1001)
         self._av = pyav()  # here, before any frame is computed: a missing PyAV is said at once
         self._container: av.container.OutputContainer | None = None
@@ -298,6 +330,8 @@ class _VideoWriter(FrameWriter):
         self._ahead: deque[Future] = deque()
 
     def _open(self, height: int, width: int) -> None:
+        for note in video_format_notes(self.kind, self.fps, height, width):
+            warnings.warn(f"{self.path}: {note}.", stacklevel=2)
         if self.kind == "mp4":
             fmt = _H264_CONTAINERS[self.path.suffix.lower()]
             options = {**_BITEXACT, **({"movflags": "faststart"} if fmt in ("mp4", "mov") else {})}
