@@ -7,8 +7,10 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import uuid
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,17 @@ class World:
         return self.__dict__["paths"][name]
 
 
+def png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares ``width`` x ``height`` (no pixel data: Pillow refuses such sizes on opening)."""
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1-bit grey
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    return path
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory, tiny_weights) -> World:
     root = tmp_path_factory.mktemp("world")
@@ -107,6 +120,13 @@ def world(tmp_path_factory, tiny_weights) -> World:
     Image.new("L", (7000, 6000), 255).save(paths["huge"] / "f0.png")
     paths["hardlink"] = inputs / "hardlink_to_reference.png"
     os.link(paths["reference"], paths["hardlink"])
+    paths["bomb"] = png_header_only(inputs / "bomb.png", 20000, 10000)  # 200 megapixels: Pillow's bomb limit
+    paths["dangling_output"] = (
+        out / "dangling_output"
+    )  # a link to a folder that does not exist (writing would create it)
+    paths["dangling_output"].symlink_to(root / "elsewhere" / "dir")
+    paths["loop"] = out / "loop"  # a link to itself
+    paths["loop"].symlink_to("loop")
     world = World(inputs, out, {"svd": paths["svd"], "lvcd": paths["lvcd"]})
     world.__dict__["paths"] = paths
     return world

@@ -50,7 +50,9 @@ def check_image(path: Path, option: str) -> None:
     try:
         with Image.open(path) as image:
             image.size  # noqa: B018 - the header is parsed here
-    except (UnidentifiedImageError, OSError) as err:
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{named} is too large to read safely ({err}); give a smaller image.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise InputError(f"{named} is not a readable image ({type(err).__name__}); give a PNG or JPEG.") from None
 
 

@@ -29,9 +29,27 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def _resolved(path: Path, named: str) -> Path:
+    """``path.resolve()``; a link loop on the way (RuntimeError or ELOOP) is InputError naming ``named``."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        raise InputError(
+            f"{named}: a link on this path leads back to itself (a link loop); fix the link or choose another path."
+        ) from None
+
+
+def _dangling_link(target: Path) -> Path | None:
+    """The first of ``target`` and its folders that is a link to nothing (or a link loop), else None."""
+    for path in (target, *target.parents):
+        if path.is_symlink() and not path.exists():
+            return path
+    return None
+
+
 def is_within(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
     """Whether ``path`` is ``folder`` or lies inside it, links resolved."""
-    return _is_within(Path(path).expanduser().resolve(), Path(folder).expanduser().resolve())
+    return _is_within(_resolved(Path(path).expanduser(), str(path)), _resolved(Path(folder).expanduser(), str(folder)))
 
 
 def check_not_input(
@@ -45,13 +63,13 @@ def check_not_input(
     error names both and says what to do."""
     named = inputs.items() if isinstance(inputs, Mapping) else (("an input", given) for given in inputs)
     target = Path(target).expanduser()
-    resolved = target.resolve()
+    resolved = _resolved(target, f"{option} {target}")
     for name, given in named:
         if given is None or not isinstance(given, (str, os.PathLike)):
             continue
         source = Path(given).expanduser()
-        source_resolved = source.resolve()
         what = f"{name} {source}" if name != "an input" else f"the input {source}"
+        source_resolved = _resolved(source, what)
         if _is_within(resolved, source_resolved) or _same_file(target, source):
             raise InputError(
                 f"{option} {target} would write onto or into {what}; lvcd never writes its inputs. "
@@ -66,8 +84,16 @@ def check_not_input(
 
 def check_output_location(target: str | os.PathLike, option: str = "--output") -> None:
     """Refuse an output whose folder cannot be created or written (a file in the way, a read-only or immutable
-    folder, no permission), by creating and deleting one hidden probe file there."""
+    folder, no permission), by creating and deleting one hidden probe file there, and an output on a path through a
+    link to nothing (or a link loop)."""
     target = Path(target).expanduser()
+    dangling = _dangling_link(target)
+    if dangling is not None:  # writing through it would create folders wherever it points
+        _resolved(dangling, f"{option} {target}")  # a link loop is said as one
+        raise InputError(
+            f"{option} {target}: {dangling} is a link to {os.readlink(dangling)}, which does not exist; give the "
+            "path it should lead to, or remove the link."
+        )
     folder = target.parent
     missing = []
     while not folder.exists() and folder != folder.parent:
