@@ -120,6 +120,8 @@ def world(tmp_path_factory, tiny_weights) -> World:
     Image.new("L", (7000, 6000), 255).save(paths["huge"] / "f0.png")
     paths["hardlink"] = inputs / "hardlink_to_reference.png"
     os.link(paths["reference"], paths["hardlink"])
+    paths["cut_reference"] = inputs / "cut_reference.png"  # its second half lost: the header reads, the pixels do not
+    paths["cut_reference"].write_bytes(paths["reference"].read_bytes()[: paths["reference"].stat().st_size // 2])
     paths["bomb"] = png_header_only(inputs / "bomb.png", 20000, 10000)  # 200 megapixels: Pillow's bomb limit
     paths["dangling_output"] = (
         out / "dangling_output"

@@ -41,7 +41,8 @@ def check_weights_files(svd, lvcd) -> None:
 
 
 def check_image(path: Path, option: str) -> None:
-    """``path`` is an image file Pillow can read (only its header is read)."""
+    """``path`` is an image file Pillow can read, decoded through (one picture: milliseconds), so a damaged reference
+    or keyframe is said before the weights load."""
     from PIL import Image, UnidentifiedImageError
 
     named = f"{option}{'' if option.endswith('=') else ' '}{path}"
@@ -49,7 +50,7 @@ def check_image(path: Path, option: str) -> None:
         raise InputError(f"{named} is a folder; give one image file.")
     try:
         with Image.open(path) as image:
-            image.size  # noqa: B018 - the header is parsed here
+            image.load()
     except Image.DecompressionBombError as err:
         raise InputError(f"{named} is too large to read safely ({err}); give a smaller image.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
@@ -96,8 +97,9 @@ def check_output(output: Path, inputs: dict[str, object], overwrite: bool, resum
     check_not_input(output, inputs)
     output_kind(output)
     recover_replaced(output)  # an earlier --overwrite killed between its two moves: the old output is moved back
-    if output.exists() and not overwrite and not resume:
-        raise InputError(f"{output} exists; pass --overwrite or choose another output name.")
+    if output.exists() and not overwrite:  # with --resume too: the job's writer would refuse it at the very end
+        finished = " (--resume continues a job whose output was never written)" if resume else ""
+        raise InputError(f"{output} exists{finished}; pass --overwrite or choose another output name.")
     if overwrite:
         check_replaceable(output)
     check_output_location(output)
@@ -242,6 +244,8 @@ def preflight_colorize(opts: dict):
     source = FrameSource.open(opts["lineart"])
     check_frame_size(source.size_hw, f"--lineart {opts['lineart']}")
     source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
+    if opts["from_color"] or opts["lineart_levels"] == "off":  # else the levels pass reads every frame before loading
+        source.check_intact()
     check_keyframes(keyframes, len(source), opts["reference_frame"])
     cfg = expected_config(opts)
     if cfg is not None:
