@@ -242,7 +242,8 @@ class LVCDPipeline:
         initial_noise: (window, 4, H/8, W/8) noise of the first window; reference_noise: (1, 4, H/8, W/8) eps of the
         reference's VAE sample. Otherwise both come from ``seed``, in the official order.
         output: a .mp4/.webm/.gif file or a folder of PNGs; frames then stream to it and ``result.frames`` is None.
-        work_dir + resume: per-window state on disk; a killed run resumes bit-identically.
+        work_dir + resume: per-window state on disk; a killed run resumes bit-identically. The folder is kept after
+        a successful run (the command line removes it; delete it when done).
         callback: called with a ``SamplingProgress`` after every step (for progress displays); an exception it raises
         stops the job there (cancellation), the output is not written and the finished windows stay in ``work_dir``.
         prev_reference, blending, reference_mode: the long-video sampling schemes (``lvcd.sampling.SamplingSchemes``);

@@ -311,15 +311,17 @@ def save_safetensors(
     metadata: dict[str, str] | None = None,
     exclusive: bool = False,
     overwrite: bool = True,
+    sweep: bool = True,
 ) -> Path:
     """Write ``tensors`` (None values are left out) to a safetensors file, atomically (:func:`lvcd.io.atomic_output`;
     ``exclusive``: refused while another process writes the same file; ``overwrite=False``: a file that appeared at
-    ``path`` meanwhile is kept and a WeightsError raised)."""
+    ``path`` meanwhile is kept and a WeightsError raised; ``sweep=False``: the folder's leftovers are not looked for,
+    for a writer of many files there that sweeps it once)."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     try:
-        with atomic_output(path, overwrite=overwrite, exclusive=exclusive) as temporary:
+        with atomic_output(path, overwrite=overwrite, exclusive=exclusive, sweep=sweep) as temporary:
             try:
                 save_file(
                     {k: v.detach().contiguous().cpu() for k, v in tensors.items() if v is not None},

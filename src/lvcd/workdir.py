@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from lvcd.errors import InputError
-from lvcd.io.atomic import remove, write_json_atomic
+from lvcd.io.atomic import recover_replaced_in, remove, remove_abandoned_in, write_json_atomic
 from lvcd.io.locks import try_lock
 from lvcd.sampling import CarryState
 from lvcd.weights import save_safetensors
@@ -157,6 +157,10 @@ class WorkDir:
         mark = self._read_marker()
         mark = {"job": mark.get("job") or uuid.uuid4().hex, "created": bool(mark.get("created", created))}
         self._write_marker({**mark, "pid": os.getpid()})
+        # a killed job's temporaries, swept once here (locked: no other job writes in it), not at every window file
+        # saved (each sweep lists the folder: quadratic in a long shot's windows)
+        recover_replaced_in(self.path)
+        remove_abandoned_in(self.path)
         if not resume:
             self.clear()  # a previous job's leftovers: start afresh
 
@@ -307,8 +311,8 @@ class WorkDir:
         if self.scratch:
             return
         carry = {"noise": state.noise, "prev_latents": state.prev_latents, "blend_history": state.blend_history}
-        save_safetensors(carry, self._carry_path(index))  # first: a finished window always has its carry
-        save_safetensors({"new_latents": new_latents}, self._window_path(index))
+        save_safetensors(carry, self._carry_path(index), sweep=False)  # first: a finished window always has its carry
+        save_safetensors({"new_latents": new_latents}, self._window_path(index), sweep=False)
         if index > 0:
             self._carry_path(index - 1).unlink(missing_ok=True)
 
