@@ -56,8 +56,16 @@ def test_os_errors_name_the_path_and_the_remedy():
             "error: this machine ran out of memory (129.6 GB more were needed); try --offload, --vae-dtype bf16 or a "
             "smaller --size, then run the same command with --resume",
         ),
+        (
+            MemoryError(
+                "Unable to allocate 149. GiB for an array with shape (15, 100000, 100000, 3) and data type uint8"
+            ),
+            1,
+            "error: this machine ran out of memory (149 GiB more were needed); try --offload, --vae-dtype bf16 or a "
+            "smaller --size, then run the same command with --resume",
+        ),
     ],
-    ids=["user-error", "full-disk", "ctrl-c", "permission", "gpu-out-of-memory", "cpu-out-of-memory"],
+    ids=["user-error", "full-disk", "ctrl-c", "permission", "gpu-out-of-memory", "cpu-out-of-memory", "memory-error"],
 )
 def test_every_failure_is_one_line_with_its_exit_code(raised, code, line):
     app = typer.Typer()

@@ -51,6 +51,10 @@ def out_of_memory_text(err: BaseException, remedy: str) -> str:
     """One line for an accelerator out of memory: how much was asked for and was free (from torch's message), and
     ``remedy`` (the settings that need less)."""
     text = " ".join(str(err).split())
+    if isinstance(err, MemoryError):  # Python's or numpy's ("Unable to allocate 149. GiB for an array ...")
+        asked = re.search(r"Unable to allocate ([\d.]+ ?[KMGT]?i?B)", text)
+        needed = f" ({asked.group(1).replace('. ', ' ')} more were needed)" if asked else ""
+        return f"this machine ran out of memory{needed}; try {remedy}"
     if _CPU_OUT_OF_MEMORY in text:
         asked = re.search(r"you tried to allocate (\d+) bytes", text)
         needed = f" ({int(asked.group(1)) / 1e9:.1f} GB more were needed)" if asked else ""

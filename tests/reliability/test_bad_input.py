@@ -154,6 +154,7 @@ CASES = [
     Case("evaluate-raft-size", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--metrics", "tc", "--flow", "raft", "--raft-weights", str(w.lvcd), "--size", "64", "--no-progress"], ("at least 128x128", "--size")),
     Case("evaluate-flow", lambda w: ["evaluate", "--pred", str(w.lineart), "--gt", str(w.lineart), "--flow", "farneback", "--no-progress"], ("farneback",)),
     # ---------------------------------------------------------------- data
+    Case("data-synth-huge-size", lambda w: ["data", "synth", str(w.out / "synth"), "--shots", "1", "--frames", "15", "--size", "100000x100000"], ("--size 100000x100000", "at most 4096")),
     Case("data-missing-input", lambda w: ["data", "prepare", str(w.inputs / "no.mp4"), "-o", str(w.out / "root"), "--svd", str(w.svd)], ("no.mp4",)),
     Case("data-output-inside-input", lambda w: ["data", "prepare", str(w.lineart), "-o", str(w.lineart / "root"), "--svd", str(w.svd), "--lineart-method", "xdog"], ("INPUT", "lineart")),
     Case("data-svd-missing", lambda w: ["data", "prepare", str(w.lineart), "-o", str(w.out / "root"), "--svd", str(w.inputs / "s.safetensors")], ("--svd", "s.safetensors")),

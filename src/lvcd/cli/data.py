@@ -33,10 +33,18 @@ class LongScenes(str, Enum):
 LINEART_OPTIONS = ("--lineart-weights", "--lineart-method")  # as `lvcd colorize` names them
 
 
+MAX_DATA_SIDE = 4096  # training frames larger than this would not fit a batch on any GPU (the paper trains at 320x576)
+
+
 def _required_size(text: str) -> tuple[int, int]:
     size = parse_size(text)
     if size is None:
         raise InputError("--size must be HEIGHTxWIDTH, e.g. 320x576.")
+    if max(size) > MAX_DATA_SIDE:
+        raise InputError(
+            f"--size {size[0]}x{size[1]}: training frames have at most {MAX_DATA_SIDE} pixels a side (the paper trains "
+            "at 320x576); give a smaller size."
+        )
     return size
 
 

@@ -145,6 +145,9 @@ def guarded(command: Callable, name: str) -> Callable:
                 raise
             typer.echo(f"error: {out_of_memory_message(err, name, resumable)}", err=True)
             raise typer.Exit(1) from None
+        except MemoryError as err:  # Python's or numpy's allocator: a traceback before
+            typer.echo(f"error: {out_of_memory_message(err, name, resumable)}", err=True)
+            raise typer.Exit(1) from None
         except (KeyboardInterrupt, _Terminated) as err:
             _ignore_further_stops()
             what, code = interruption(err)
