@@ -68,6 +68,14 @@ def test_json_and_csv_give_the_same_shots(tmp_path):
         ('[{"reference": "r.png", "lineart": "a/", "keyframes": "x.png"}]', "INDEX=IMAGE"),
         ('[{"reference": "r.png", "lineart": "A/"}, {"reference": "r.png", "lineart": "x/a/"}]', "two shots named"),
         ('[{"name": "../up", "reference": "r.png", "lineart": "a/"}]', "not usable as a file name"),
+        ('[{"name": "Batch_Report.json", "reference": "r.png", "lineart": "a/"}]', "the batch's own batch_report.json"),
+        ('[{"name": "evaluation.json", "reference": "r.png", "lineart": "a/"}]', "the batch's own evaluation.json"),
+        # one name in two Unicode forms (composed e-acute, e + combining accent): one file on macOS
+        (
+            '[{"name": "caf\u00e9", "reference": "r.png", "lineart": "a/"}, '
+            '{"name": "cafe\u0301", "reference": "r.png", "lineart": "b/"}]',
+            "two shots named",
+        ),  # fmt: skip
         ("[]", "lists no shots"),
         ("{not json", "not valid JSON"),
         ('[{"reference": "r.png", "lineart": "a/", "seed": 1e30}]', "seed 1e+30 is over the largest allowed"),

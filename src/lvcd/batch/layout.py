@@ -27,12 +27,10 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
-from lvcd.batch.manifest import ShotSpec
+from lvcd.batch.manifest import EVALUATION_NAME, REPORT_NAME, ShotSpec
 from lvcd.io.atomic import remove_abandoned_in, write_json_atomic
 
 STATE_DIR = ".lvcd-batch"
-REPORT_NAME = "batch_report.json"
-EVALUATION_NAME = "evaluation.json"
 FORMATS = ("mp4", "webm", "gif", "png")
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -127,8 +128,15 @@ def _keyframes(value, resolve, what: str) -> tuple[tuple[int, Path], ...]:
     return tuple(sorted(keyframes.items()))
 
 
+REPORT_NAME = "batch_report.json"  # the batch's own files in OUTDIR (lvcd.batch.layout): no shot may take their names
+EVALUATION_NAME = "evaluation.json"
+
+
 def check_name(name: str, what: str) -> str:
-    """A shot name becomes a file name in OUTDIR: no folders, no hidden names, no control characters."""
+    """A shot name becomes a file name in OUTDIR: no folders, no hidden names, no control characters, not the name of
+    the batch's own report files."""
+    if name.casefold() in (REPORT_NAME, EVALUATION_NAME):
+        raise InputError(f"{what}: {name!r} is the name of the batch's own {name.lower()}; rename the shot")
     if (
         not name
         or name in (".", "..")
@@ -186,7 +194,8 @@ def check_shot_sizes(shots: list[ShotSpec], multiple: int, video_frames: int) ->
 
 
 def read_shots(path: str | os.PathLike, defaults: ShotSettings = ShotSettings()) -> list[ShotSpec]:
-    """The shots of a CSV or JSON manifest; names must be unique (also ignoring case: OUTDIR may not tell)."""
+    """The shots of a CSV or JSON manifest; names must be unique (also ignoring case and Unicode form: OUTDIR may not
+    tell)."""
     path = Path(path)
     base = path.resolve().parent
     shots = [
@@ -196,8 +205,8 @@ def read_shots(path: str | os.PathLike, defaults: ShotSettings = ShotSettings())
     if not shots:
         raise InputError(f"manifest {path} lists no shots")
     seen: dict[str, str] = {}
-    for shot in shots:
-        key = shot.name.casefold()
+    for shot in shots:  # one file on macOS/Windows (case) or macOS (Unicode forms: é composed or e + accent)
+        key = unicodedata.normalize("NFC", shot.name).casefold()
         if key in seen:
             raise InputError(
                 f"manifest {path} has two shots named {seen[key]!r} and {shot.name!r}; give each a unique 'name'"
