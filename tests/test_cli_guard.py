@@ -307,3 +307,20 @@ def test_an_in_process_caller_stopped_by_ctrl_c_gets_its_handlers_back(tmp_path)
     script.write_text(_STOPPED_IN_PROCESS)
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
     assert done.stdout.split("\n")[:3] == ["exit 130", "sigint default", "sigterm default"], done.stdout + done.stderr
+
+
+def test_weights_folders_from_the_environment_that_are_no_folders_say_which_variable(monkeypatch, tmp_path):
+    """$LVCD_METRIC_WEIGHTS=/dev/null said only "weights folder not found: /dev/null"; $LVCD_LINEART_WEIGHTS=/dev/null
+    said /dev/null "does not exist"."""
+    from lvcd.errors import WeightsError
+    from lvcd.lineart.extractor import resolve_weights
+    from lvcd.metrics.tools import find_weights
+
+    monkeypatch.setenv("LVCD_METRIC_WEIGHTS", "/dev/null")
+    with pytest.raises(InputError, match=r"\$LVCD_METRIC_WEIGHTS /dev/null is not a folder; .* or unset"):
+        find_weights(None)
+    with pytest.raises(InputError, match=r"--weights-dir .*nowhere does not exist; give the folder"):
+        find_weights(tmp_path / "nowhere")
+    monkeypatch.setenv("LVCD_LINEART_WEIGHTS", "/dev/null")
+    with pytest.raises(WeightsError, match=r"points to /dev/null, which is not a file"):
+        resolve_weights("informative")

@@ -164,3 +164,25 @@ def test_a_killed_jobs_temporaries_are_swept_once_when_the_folder_is_opened_not_
         work.save_window(index, torch.zeros(10, 4, 2, 2), carry)
     assert listings == [] and work.finished_windows() == 5
     work.release()
+
+
+def test_ctrl_c_before_the_first_window_does_not_speak_of_finished_windows(tmp_path):
+    """It said "the finished windows are kept in .out.mp4.lvcd-work" when none had finished."""
+    from lvcd.cli.jobs import run_job
+    from lvcd.errors import Interrupted
+    from lvcd.sampling import CarryState
+
+    def stopped():
+        raise KeyboardInterrupt
+
+    work = WorkDir(tmp_path / "early", resume=False)
+    with pytest.raises(Interrupted, match=r"no window had finished; the job's set-up is kept in .*early: run the same"):
+        run_job(work, 7, stopped)
+    work = WorkDir(tmp_path / "later", resume=False)
+    carry = CarryState(torch.zeros(19, 4, 2, 2), torch.zeros(4, 4, 2, 2), torch.zeros(10, 4, 2, 2))
+    work.save_window(0, torch.zeros(10, 4, 2, 2), carry)
+    with pytest.raises(
+        Interrupted, match=r"the finished windows are kept in .*later: run the same command with --resume"
+    ):
+        run_job(work, 7, stopped)
+    assert WorkDir(tmp_path / "later", resume=True).finished_windows() == 1

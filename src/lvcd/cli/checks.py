@@ -211,6 +211,8 @@ def preflight_colorize(opts: dict):
     keyframes = {}
     for item in opts["keyframe"]:
         index, sep, path = item.partition("=")
+        if sep and index.strip().startswith("-") and index.strip()[1:].isdigit():
+            raise InputError(f"--keyframe {item!r}: frame indices start at 0 (the shot's first frame).")
         if not sep or not index.strip().isdigit() or not path.strip():
             raise InputError(f"--keyframe {item!r} is not INDEX=IMAGE, e.g. --keyframe 40=key40.png.")
         if int(index) in keyframes:

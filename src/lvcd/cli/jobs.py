@@ -34,14 +34,16 @@ def run_job(work: WorkDir, seed: int, job: Callable, keep_work: bool = False):
         result = job()
     except BaseException as err:
         stopped = interruption(err)
-        if stopped is None and work.windows_on_disk() == 0:  # every pass's windows count
+        finished = work.windows_on_disk()  # every pass's windows count
+        if stopped is None and finished == 0:
             work.remove()  # nothing worth resuming
         work.release()
         if stopped is not None:
             what, code = stopped
+            kept = "the finished windows are" if finished else "no window had finished; the job's set-up is"
             raise Interrupted(
-                f"interrupted ({what}); the finished windows are kept in {work.path}: run the same command with "
-                f"--resume to continue (seed {seed}).",
+                f"interrupted ({what}); {kept} kept in {work.path}: run the same command with --resume to continue "
+                f"(seed {seed}).",
                 exit_code=code,
             ) from None
         raise

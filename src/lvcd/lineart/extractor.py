@@ -80,8 +80,9 @@ def resolve_weights(method: str, weights: str | os.PathLike | None = None, optio
         path = Path(from_env).expanduser()
         path = path / filename if path.is_dir() else path
         if not path.is_file():
+            state = "which is not a file" if path.exists() else "which does not exist"
             raise WeightsError(
-                f"${WEIGHTS_ENV_VAR} points to {path}, which does not exist. {DOWNLOAD_HINT}, or pass {options[0]} PATH."
+                f"${WEIGHTS_ENV_VAR} points to {path}, {state}. {DOWNLOAD_HINT}, or pass {options[0]} PATH."
             )
         return path
     searched = default_weights_dir() / filename

@@ -73,12 +73,18 @@ def parse_metrics(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def find_weights(directory: str | os.PathLike | None) -> dict[str, list[Path]]:
     """Known weight files present in ``directory`` (default: $LVCD_METRIC_WEIGHTS), by metric."""
+    given = directory
     directory = directory or os.environ.get(WEIGHTS_DIR_ENV)
     if not directory:
         return {}
     folder = Path(directory).expanduser()
     if not folder.is_dir():
-        raise InputError(f"weights folder not found: {folder}")
+        what = "--weights-dir" if given else f"${WEIGHTS_DIR_ENV}"
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise InputError(
+            f"weights folder not found: {what} {folder} {state}; give the folder that holds the metric weights"
+            + ("" if given else f", or unset {WEIGHTS_DIR_ENV}")
+        )
     found: dict[str, list[Path]] = {}
     for metric, patterns in KNOWN_FILES.items():
         matches = [match for pattern in patterns for match in sorted(folder.glob(pattern))]
