@@ -322,15 +322,15 @@ def test_a_second_batch_on_the_same_outdir_is_refused_while_the_first_runs(film,
     assert batch_cli(tiny_weights, manifest, outdir).exit_code == 0  # once the first one is gone
 
 
-def test_a_shot_named_like_the_batchs_own_files_fails_and_the_report_survives(film, tiny_weights, tmp_path):
+def test_a_shot_named_like_the_batchs_own_files_is_refused_before_any_work(film, tiny_weights, tmp_path):
+    """It failed at run time, after the other shots ran; the manifest is refused now, in one line."""
     entries = [{**film["shot1"], "name": "batch_report.json"}, {**film["shot1"], "name": "fine"}]
     outdir = tmp_path / "out"
     result = batch_cli(tiny_weights, write_manifest(tmp_path / "film.json", entries), outdir, "--overwrite")
-    assert result.exit_code == 1, result.output
-    report = shot_entries(read_report(outdir))  # the report is the report, not a shot's frames
-    assert report["batch_report.json"]["status"] == "failed"
-    assert "is the batch's own batch_report.json; rename the shot" in report["batch_report.json"]["error"]
-    assert report["fine"]["status"] == "done"
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "is the name of the batch's own batch_report.json; rename the shot" in errors[0]
+    assert not outdir.exists()
 
 
 def test_a_batch_that_cannot_start_leaves_no_outdir_behind(film, tiny_weights, tmp_path):
