@@ -186,3 +186,23 @@ def test_ctrl_c_before_the_first_window_does_not_speak_of_finished_windows(tmp_p
     ):
         run_job(work, 7, stopped)
     assert WorkDir(tmp_path / "later", resume=True).finished_windows() == 1
+
+
+def test_resume_with_another_seed_is_refused_before_the_weights_load(tmp_path):
+    """--resume with a --seed other than the interrupted job's was refused only after the weights had loaded (minutes
+    with the official files)."""
+    from lvcd.cli.jobs import open_job
+
+    work = WorkDir(tmp_path / "w", resume=False)
+    (work.path / "settings.json").write_text('{"seed": 5}')
+    work.release()
+    with pytest.raises(
+        InputError, match=r"--seed 6 differs from the seed of the interrupted job .* \(5\); give --seed 5"
+    ):
+        open_job(tmp_path / "w", True, 6)
+    work, seed = open_job(tmp_path / "w", True, 5)  # the same seed, or none, resumes (the lock was released)
+    assert seed == 5
+    work.release()
+    work, seed = open_job(tmp_path / "w", True, None)
+    assert seed == 5
+    work.release()

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from lvcd.cli.guard import interruption
-from lvcd.errors import Interrupted
+from lvcd.errors import InputError, Interrupted
 from lvcd.seeds import draw_seed
 from lvcd.workdir import WorkDir
 
@@ -19,8 +19,14 @@ def open_job(path: Path, resume: bool, seed: int | None) -> tuple[WorkDir, int]:
     """Lock the work directory and fix the seed: the given one, the one the interrupted run recorded (--resume), or
     a fresh one. A seed not given is printed now, so even a run killed at once can be reproduced."""
     work = WorkDir(path, resume=resume)
+    recorded = work.recorded_seed() if resume else None
+    if seed is not None and recorded is not None and seed != recorded:  # said now, not after the weights load
+        work.release()
+        raise InputError(
+            f"--seed {seed} differs from the seed of the interrupted job in {path} ({recorded}); give --seed "
+            f"{recorded} (or no --seed) to resume it, or run without --resume to start afresh."
+        )
     if seed is None:
-        recorded = work.recorded_seed() if resume else None
         seed = recorded if recorded is not None else draw_seed()
         origin = "recorded by the interrupted run" if recorded is not None else "drawn at random"
         typer.echo(f"seed {seed} ({origin}; --seed {seed} reproduces this run)", err=True)
