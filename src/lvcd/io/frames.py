@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 from lvcd.errors import InputError
 from lvcd.io.images import (
+    _DIGITS,
     _PIL_ERRORS,
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -136,15 +137,18 @@ class _FolderSource(FrameSource):
     def __init__(self, folder: Path) -> None:
         self.path = folder
         self.files = list_image_files(folder)
-        numbers: dict[tuple, Path] = {}  # a stem's text and numbers by value: frame_10 and Frame_010 are one frame
+        # a stem's text and its numbers by value: frame_10 and frame_010 are one frame (names differing in case stay
+        # two frames, as on a case-sensitive disk; their output frames are numbered, see LineartFrames.names)
+        numbers: dict[tuple, Path] = {}
         for file in self.files:
-            number = natural_key(file.stem)[0]
+            parts = _DIGITS.split(file.stem)
+            number = tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
             if number in numbers:
                 same = numbers[number]
                 if same.stem == file.stem:
                     how = f"share the name {file.stem!r}"
                 else:
-                    how = "are the same frame number (the names differ only in case or in zeros before a number)"
+                    how = "are the same frame number (the names differ only in zeros before a number)"
                 raise InputError(f"{folder}: {same.name} and {file.name} {how}. Keep one file per frame.")
             numbers[number] = file
         self._names = [file.stem for file in self.files]
