@@ -324,3 +324,22 @@ def test_weights_folders_from_the_environment_that_are_no_folders_say_which_vari
     monkeypatch.setenv("LVCD_LINEART_WEIGHTS", "/dev/null")
     with pytest.raises(WeightsError, match=r"points to /dev/null, which is not a file"):
         resolve_weights("informative")
+
+
+def test_an_animated_reference_is_said_to_give_its_first_frame(tmp_path):
+    """An animated PNG/GIF/WebP as --reference silently gave its first frame."""
+    from PIL import Image
+
+    from lvcd.cli.checks import check_image
+
+    path = tmp_path / "ref.png"
+    frames = [Image.new("RGB", (32, 32), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.warns(
+        UserWarning, match=r"--reference .*ref\.png is an animation of 3 frames; its first frame is used"
+    ):
+        check_image(path, "--reference")
+    frames[0].save(tmp_path / "still.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_image(tmp_path / "still.png", "--reference")

@@ -122,6 +122,7 @@ def world(tmp_path_factory, tiny_weights) -> World:
     os.link(paths["reference"], paths["hardlink"])
     paths["cut_reference"] = inputs / "cut_reference.png"  # its second half lost: the header reads, the pixels do not
     paths["cut_reference"].write_bytes(paths["reference"].read_bytes()[: paths["reference"].stat().st_size // 2])
+    paths["big_reference"] = png_header_only(inputs / "big_reference.png", 8000, 6000)  # 48 MP: under the bomb limit
     paths["bomb"] = png_header_only(inputs / "bomb.png", 20000, 10000)  # 200 megapixels: Pillow's bomb limit
     paths["dangling_output"] = (
         out / "dangling_output"

@@ -117,6 +117,7 @@ CASES = [
     Case("colorize-damaged-frame-read-as-drawn", lambda w: colorize(w, lineart=w.damaged, lineart_levels="off"), ("damaged", "export the frame again")),
     Case("colorize-resume-onto-a-finished-output", lambda w: colorize(w, "--resume", output=w.out / "existing.mp4"), ("existing.mp4", "--resume continues", "--overwrite")),
     Case("colorize-keyframe-negative", lambda w: colorize(w, f"--keyframe=-1={w.keyframe}"), ("--keyframe '-1=", "start at 0")),
+    Case("colorize-reference-too-large", lambda w: colorize(w, reference=w.big_reference), ("--reference", "8000x6000", "40 megapixels")),
     Case("colorize-reference-bomb", lambda w: colorize(w, reference=w.bomb), ("--reference", "bomb.png", "too large")),
     Case("colorize-keyframe-bomb", lambda w: colorize(w, "--keyframe", f"2={w.bomb}"), ("--keyframe 2=", "bomb.png", "too large")),
     Case("colorize-output-parent-is-file", lambda w: colorize(w, output=w.a_file / "result.mp4"), ("a_file", "is a file")),

@@ -6,6 +6,7 @@ and is none of the inputs. Each failure is one :class:`~lvcd.errors.InputError` 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 from lvcd.errors import InputError
@@ -50,7 +51,18 @@ def check_image(path: Path, option: str) -> None:
         raise InputError(f"{named} is a folder; give one image file.")
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_FRAME_PIXELS:  # the line art's limit: it is brought to the line art's size anyway
+                raise InputError(
+                    f"{named} is {width}x{height}, over the limit of {MAX_FRAME_PIXELS / 1e6:.0f} megapixels (8K UHD "
+                    "fits); downscale it first, e.g. to 3840 pixels wide."
+                )
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:
+                warnings.warn(f"{named} is an animation of {frames} frames; its first frame is used.", stacklevel=2)
             image.load()
+    except InputError:
+        raise
     except Image.DecompressionBombError as err:
         raise InputError(f"{named} is too large to read safely ({err}); give a smaller image.") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
