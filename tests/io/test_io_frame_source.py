@@ -297,3 +297,17 @@ def test_a_matroska_video_whose_frames_start_late_is_read_whole(tmp_path, suffix
     path = tmp_path / f"late{suffix}"
     _variable_rate_video(path, [5000 + 100 * index for index in range(20)], codec)
     assert len(FrameSource.open(path)) == 20 and len(list(FrameSource.open(path))) == 20
+
+
+def test_a_multi_page_tiff_with_a_page_of_another_size_is_found_by_the_size_check(tmp_path):
+    """A multi-page TIFF's pages each have their own size (an animation's frames share a canvas): found by the
+    header check before any work, not when that page's turn comes."""
+    pages = [Image.fromarray(_frame(0)), Image.fromarray(_frame(1)), Image.fromarray(_frame(2, 50, 64))]
+    pages[0].save(tmp_path / "shot.tif", save_all=True, append_images=pages[1:])
+    source = FrameSource.open(tmp_path / "shot.tif")
+    assert len(source) == 3 and source.size_hw == (48, 64)
+    with pytest.raises(InputError, match=r"shot\.tif page 2: size 64x50 differs from the first frame's 64x48"):
+        source.check_uniform_size()
+    pages[2] = Image.fromarray(_frame(2))
+    pages[0].save(tmp_path / "even.tif", save_all=True, append_images=pages[1:])
+    FrameSource.open(tmp_path / "even.tif").check_uniform_size()

@@ -241,7 +241,20 @@ class _PillowSequenceSource(FrameSource):
                 yield self._check_frame_size(frame, f"{self.path} frame {index}")
 
     def check_uniform_size(self) -> None:
-        """Nothing to check: Pillow renders every frame of an animation onto the same canvas."""
+        """Pillow renders every frame of an animation (GIF, WebP, APNG) onto one canvas; a multi-page TIFF's pages
+        each have their own size, read here from their headers (seeking decodes no pixels)."""
+        if self._count == 1:
+            return
+        image = _open_pil(self.path)
+        with image:
+            if image.format != "TIFF":
+                return
+            for index in range(1, self._count):
+                try:
+                    image.seek(index)
+                except _PIL_ERRORS as err:
+                    raise InputError(f"{self.path}: page {index} cannot be read ({err}). Re-export the file.") from err
+                self._check_size_hw((image.height, image.width), f"{self.path} page {index}")
 
 
 class _VideoSource(FrameSource):
