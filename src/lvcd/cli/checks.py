@@ -58,8 +58,8 @@ def check_image(path: Path, option: str) -> None:
                     "fits); downscale it first, e.g. to 3840 pixels wide."
                 )
             frames = getattr(image, "n_frames", 1)
-            if frames > 1:
-                warnings.warn(f"{named} is an animation of {frames} frames; its first frame is used.", stacklevel=2)
+            if frames > 1 and image.format in ("GIF", "PNG", "WEBP", "TIFF"):  # not a camera's MPO JPEG (2 pictures)
+                warnings.warn(f"{named} holds {frames} frames (or pages); its first one is used.", stacklevel=2)
             image.load()
     except InputError:
         raise
