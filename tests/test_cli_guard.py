@@ -335,9 +335,7 @@ def test_an_animated_reference_is_said_to_give_its_first_frame(tmp_path):
     path = tmp_path / "ref.png"
     frames = [Image.new("RGB", (32, 32), colour) for colour in ((255, 0, 0), (0, 0, 255), (0, 255, 0))]
     frames[0].save(path, save_all=True, append_images=frames[1:])
-    with pytest.warns(
-        UserWarning, match=r"--reference .*ref\.png holds 3 frames \(or pages\); its first one is used"
-    ):
+    with pytest.warns(UserWarning, match=r"--reference .*ref\.png holds 3 frames \(or pages\); its first one is used"):
         check_image(path, "--reference")
     frames[0].save(tmp_path / "still.png")
     with warnings.catch_warnings():
