@@ -311,6 +311,13 @@ def test_a_gif_faster_than_browsers_play_is_said_and_slow_ones_write(tmp_path):
         warnings.simplefilter("always")
         writer.write(_frame(0))
     assert len(caught) == 1 and "browsers play frames shorter than 0.02 s" in str(caught[0].message)
-    with open_writer(tmp_path / "slow.gif", fps=0.001) as writer:  # 1000 s a frame: a time base of 1/1000 holds it
+    with open_writer(tmp_path / "slow.gif", fps=0.002) as writer:  # 500 s a frame: a GIF delay holds it
         writer.write(_frame(0))
-    assert (tmp_path / "slow.gif").stat().st_size > 0
+        writer.write(_frame(1))
+    with Image.open(tmp_path / "slow.gif") as gif:
+        assert gif.info["duration"] == 500_000
+    # a GIF delay is 16 bits of 1/100 s: 1000 s a frame wrapped around (655.35 s, then 344.64 s); refused
+    with pytest.raises(InputError, match=r"a GIF frame lasts at most 655\.35 s"):
+        open_writer(tmp_path / "slower.gif", fps=0.001)
+    with open_writer(tmp_path / "slow.mp4", fps=0.001) as writer:  # a video's time base holds 1/1000
+        writer.write(_frame(0))

@@ -76,6 +76,7 @@ CASES = [
     Case("colorize-vae-dtype", lambda w: colorize(w, vae_dtype="int8"), ("--vae-dtype", "int8")),
     Case("colorize-fps-zero", lambda w: colorize(w, fps="0"), ("--fps 0", "from 0.001 to 1000")),
     Case("colorize-fps-negative", lambda w: colorize(w, fps="-5"), ("--fps -5",)),
+    Case("colorize-fps-too-slow-for-a-gif", lambda w: colorize(w, fps="0.001", output=w.out / "slow.gif"), ("--fps 0.001", "655.35 s")),
     Case("colorize-fps-tiny", lambda w: colorize(w, fps="0.0001"), ("--fps 0.0001", "from 0.001 to 1000")),
     Case("colorize-polarity", lambda w: colorize(w, polarity="sideways"), ("--polarity", "sideways")),
     Case("colorize-lineart-levels", lambda w: colorize(w, lineart_levels="always"), ("--lineart-levels", "always")),

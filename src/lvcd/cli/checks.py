@@ -98,8 +98,10 @@ def check_config(config: str | None) -> None:
         raise InputError(f"--config {config}: {err}") from None
 
 
-def check_fps(fps: float | None) -> None:
-    problem = None if fps is None else frame_rate_problem(fps)
+def check_fps(fps: float | None, output: Path | None = None) -> None:
+    """A frame rate the output can hold (``output``'s suffix: a GIF's frames last at most 655.35 s)."""
+    kind = "gif" if output is not None and Path(output).suffix.lower() == ".gif" else None
+    problem = None if fps is None else frame_rate_problem(fps, kind)
     if problem is not None:
         raise InputError(f"--fps {fps:g}: {problem}.")
 
@@ -247,7 +249,7 @@ def preflight_colorize(opts: dict):
     parse_dtype(opts.get("vae_dtype"), "--vae-dtype")
     check_device(opts["device"])
     check_config(opts["config"])
-    check_fps(opts["fps"])
+    check_fps(opts["fps"], opts["output"])
     check_schemes(opts, keyframes)
     config_path = Path(opts["config"]) if opts["config"] and Path(opts["config"]).is_file() else None
     inputs = {**files, "--config": config_path}

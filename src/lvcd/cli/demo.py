@@ -36,7 +36,7 @@ def demo_command(
             raise LVCDError("--frames must be at least 2 (the reference and one frame to colorize).")
         if steps < 1:
             raise LVCDError("--steps must be at least 1.")
-        check_fps(fps)
+        check_fps(fps, output)
         check_device(device)
         check_output(output, {}, overwrite, resume=False)
         if scores_json is not None:

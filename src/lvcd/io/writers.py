@@ -71,13 +71,16 @@ _GIF_AHEAD = 2  # GIF frames handed to the encoding thread and not yet encoded: 
 
 FPS_RANGE = (0.001, 1000.0)  # a video's time base is a fraction with a denominator of at most 1001
 GIF_MAX_FPS = 50  # GIF delays are whole 1/100 s; browsers play delays under 0.02 s as 0.1 s
+GIF_MIN_FPS = 0.002  # a GIF delay is 16 bits of 1/100 s: at most 655.35 s a frame (longer ones wrap around)
 
 
-def frame_rate_problem(fps: float) -> str | None:
-    """Why ``fps`` cannot be a video's frame rate, or None when it can."""
+def frame_rate_problem(fps: float, kind: OutputKind | None = None) -> str | None:
+    """Why ``fps`` cannot be the frame rate of a video (of ``kind``, when given), or None when it can."""
     low, high = FPS_RANGE
     if not (math.isfinite(fps) and low <= fps <= high):
         return f"a frame rate must be a number of frames per second from {low:g} to {high:g}, e.g. 24"
+    if kind == "gif" and fps < GIF_MIN_FPS:
+        return f"a GIF frame lasts at most 655.35 s: give {GIF_MIN_FPS:g} frames per second or more"
     return None
 
 
@@ -192,7 +195,7 @@ def open_writer(
         fps = float(fps)
     except (TypeError, ValueError):
         fps = math.nan
-    problem = frame_rate_problem(fps)
+    problem = frame_rate_problem(fps, kind)
     if problem is not None:
         raise InputError(f"fps {fps!r}: {problem}.")
     if kind == "png":
