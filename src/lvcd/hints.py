@@ -187,7 +187,7 @@ class LineartFrames:
 
 
 def _is_pil(frame) -> bool:
-    return hasattr(frame, "mode") and not isinstance(frame, (np.ndarray, torch.Tensor))
+    return hasattr(frame, "mode")  # a PIL image (arrays and tensors have no mode)
 
 
 def _is_float(frame: np.ndarray) -> bool:

@@ -99,8 +99,8 @@ def check_config(config: str | None) -> None:
 
 
 def check_fps(fps: float | None, output: Path | None = None) -> None:
-    """A frame rate the output can hold (``output``'s suffix: a GIF's frames last at most 655.35 s)."""
-    kind = "gif" if output is not None and Path(output).suffix.lower() == ".gif" else None
+    """A frame rate the output can hold (a GIF's frames last at most 655.35 s); ``output`` passed check_output."""
+    kind = None if output is None else output_kind(output)
     problem = None if fps is None else frame_rate_problem(fps, kind)
     if problem is not None:
         raise InputError(f"--fps {fps:g}: {problem}.")
@@ -249,11 +249,11 @@ def preflight_colorize(opts: dict):
     parse_dtype(opts.get("vae_dtype"), "--vae-dtype")
     check_device(opts["device"])
     check_config(opts["config"])
-    check_fps(opts["fps"], opts["output"])
     check_schemes(opts, keyframes)
     config_path = Path(opts["config"]) if opts["config"] and Path(opts["config"]).is_file() else None
     inputs = {**files, "--config": config_path}
     check_output(opts["output"], inputs, opts["overwrite"], opts["resume"])
+    check_fps(opts["fps"], opts["output"])  # after the output's checks: its kind is known to be one
     if opts["work_dir"] is not None:
         check_not_input(opts["work_dir"], inputs, option="--work-dir")
         check_apart(opts["work_dir"], opts["output"])

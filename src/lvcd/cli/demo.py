@@ -36,9 +36,9 @@ def demo_command(
             raise LVCDError("--frames must be at least 2 (the reference and one frame to colorize).")
         if steps < 1:
             raise LVCDError("--steps must be at least 1.")
-        check_fps(fps, output)
         check_device(device)
         check_output(output, {}, overwrite, resume=False)
+        check_fps(fps, output)
         if scores_json is not None:
             if Path(scores_json).expanduser().resolve() == Path(output).expanduser().resolve():
                 raise InputError(f"--json {scores_json} is the output video too; give the scores a file of their own.")

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 from lvcd.errors import InputError
 from lvcd.io.images import (
-    _DIGITS,
     _PIL_ERRORS,
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -35,6 +34,7 @@ from lvcd.io.images import (
     list_image_files,
     load_image,
     natural_key,
+    number_chunks,
     to_rgb_uint8,
 )
 from lvcd.io.pyav import av_errors, pyav
@@ -141,8 +141,7 @@ class _FolderSource(FrameSource):
         # two frames, as on a case-sensitive disk; their output frames are numbered, see LineartFrames.names)
         numbers: dict[tuple, Path] = {}
         for file in self.files:
-            parts = _DIGITS.split(file.stem)
-            number = tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
+            number = number_chunks(file.stem)
             if number in numbers:
                 same = numbers[number]
                 if same.stem == file.stem:

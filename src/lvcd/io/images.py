@@ -43,9 +43,12 @@ def natural_key(name: str) -> tuple:
     >>> sorted(["f10.png", "f2.png", "F1.png"], key=natural_key)
     ['F1.png', 'f2.png', 'f10.png']
     """
-    parts = _DIGITS.split(name.casefold())
-    chunks = tuple(int(part) if index % 2 else part for index, part in enumerate(parts))
-    return (chunks, name)
+    return (number_chunks(name.casefold()), name)
+
+
+def number_chunks(text: str) -> tuple:
+    """``text`` as alternating text and numbers by value: ``"f010a"`` -> ``("f", 10, "a")``."""
+    return tuple(int(part) if index % 2 else part for index, part in enumerate(_DIGITS.split(text)))
 
 
 def list_image_files(folder: str | Path) -> list[Path]:
