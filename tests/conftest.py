@@ -12,7 +12,8 @@ TINY = FIXTURES / "tiny"
 TINY_CONFIG = TINY / "tiny_config.json"
 FULL_MANIFEST = FIXTURES / "reference" / "lvcd_state_dict_manifest.json"
 
-# One thread: the tiny test model is too small to gain from more, and it keeps shared CI cores predictable.
+# One thread: the tiny test model is too small to gain from more, and the test files run in parallel processes
+# (pytest-xdist, pyproject's addopts), one per core.
 torch.set_num_threads(1)
 
 
