@@ -206,3 +206,68 @@ def test_resume_with_another_seed_is_refused_before_the_weights_load(tmp_path):
     work, seed = open_job(tmp_path / "w", True, None)
     assert seed == 5
     work.release()
+
+
+def test_decoded_frames_are_kept_only_for_the_same_decoding_and_the_same_job(tmp_path):
+    """A stopped job's decoded frames come back losslessly when resumed with the same decoding (frames, size, VAE
+    dtype); other decoding, another job or a fresh run deletes them; a scratch directory keeps none."""
+    import numpy as np
+
+    decoding = {"frames": 3, "size": [4, 6], "vae dtype": "torch.float32"}
+    frame = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    work = WorkDir(tmp_path / "w", resume=False)
+    assert work.decoded_frames(decoding) == set()
+    work.save_decoded(0, frame)
+    work.save_decoded(2, frame[::-1].copy())
+    work.release()
+    work = WorkDir(tmp_path / "w", resume=True)
+    assert work.decoded_frames(decoding) == {0, 2} and work.decoded_on_disk() == 2
+    assert np.array_equal(work.load_decoded(0, (4, 6)), frame)
+    assert np.array_equal(work.load_decoded(2, (4, 6)), frame[::-1])
+    assert work.decoded_frames({**decoding, "vae dtype": "torch.bfloat16"}) == set()  # decoded otherwise: gone
+    assert work.decoded_on_disk() == 0
+    work.save_decoded(1, frame)
+    work.bind("another job", seed=1)  # a new job's record deletes the frames of the one before
+    assert work.decoded_on_disk() == 0 and not (work.path / "decoding.json").exists()
+    work.save_decoded(1, frame)
+    work.release()
+    work = WorkDir(tmp_path / "w", resume=False)  # a fresh run
+    assert work.decoded_on_disk() == 0 and [p.name for p in work.path.iterdir()] == [MARKER]
+    work.release()
+    scratch = WorkDir(tmp_path / "s", resume=False, scratch=True)
+    assert scratch.decoded_frames(decoding) == set()
+    scratch.save_decoded(0, frame)
+    assert scratch.decoded_on_disk() == 0 and not (scratch.path / "decoding.json").exists()
+
+
+def test_a_damaged_decoded_frame_is_a_one_line_error_saying_what_to_do(tmp_path):
+    import numpy as np
+
+    work = WorkDir(tmp_path / "w", resume=False)
+    work.decoded_frames({"frames": 2, "size": [4, 6], "vae dtype": "torch.float32"})
+    (work.path / "decoded_000000.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(InputError, match=r"decoded_000000.png: this job's decoded frame cannot be read .*Delete that"):
+        work.load_decoded(0, (4, 6))
+    work.save_decoded(1, np.zeros((4, 7, 3), np.uint8))
+    with pytest.raises(InputError, match=r"\(a 4x7x3 uint8 image, not 6x4 RGB\)") as caught:
+        work.load_decoded(1, (4, 6))
+    assert "\n" not in str(caught.value)
+
+
+def test_ctrl_c_while_decoding_says_the_decoded_frames_are_kept(tmp_path):
+    import numpy as np
+
+    from lvcd.cli.jobs import run_job
+    from lvcd.errors import Interrupted
+    from lvcd.sampling import CarryState
+
+    def stopped():
+        raise KeyboardInterrupt
+
+    work = WorkDir(tmp_path / "w", resume=False)
+    work.save_window(0, torch.zeros(10, 4, 2, 2), CarryState(torch.zeros(19, 4, 2, 2), None, None))
+    work.decoded_frames({"frames": 9, "size": [4, 6], "vae dtype": "torch.float32"})
+    for index in range(7):
+        work.save_decoded(index, np.zeros((4, 6, 3), np.uint8))
+    with pytest.raises(Interrupted, match=r"the finished windows and 7 decoded frames are kept in .*w: run the same"):
+        run_job(work, 7, stopped)

@@ -242,7 +242,8 @@ class LVCDPipeline:
         initial_noise: (window, 4, H/8, W/8) noise of the first window; reference_noise: (1, 4, H/8, W/8) eps of the
         reference's VAE sample. Otherwise both come from ``seed``, in the official order.
         output: a .mp4/.webm/.gif file or a folder of PNGs; frames then stream to it and ``result.frames`` is None.
-        work_dir + resume: per-window state on disk; a killed run resumes bit-identically. The folder is kept after
+        work_dir + resume: per-window state on disk (and, with ``output``, the frames decoded so far); a killed run
+        resumes bit-identically. The folder is kept after
         a successful run (the command line removes it; delete it when done).
         callback: called with a ``SamplingProgress`` after every step (for progress displays); an exception it raises
         stops the job there (cancellation), the output is not written and the finished windows stay in ``work_dir``.
@@ -295,10 +296,13 @@ class LVCDPipeline:
                         )
 
                 result_frames = (
-                    self._decode(latents, shot.plan, shot.writer, progress, decoded, shot.frames.names)
+                    self._decode(latents, shot.plan, shot.writer, progress, decoded, shot.frames.names, work)
                     if decode
                     else None
                 )
+                output_path = shot.writer.close() if shot.writer is not None else None
+                if shot.writer is not None:
+                    work.clear_decoded()  # the output holds them now
             except BaseException:
                 if shot.writer is not None:
                     shot.writer.abort()
@@ -308,7 +312,6 @@ class LVCDPipeline:
                     work.release()
                 if temporary is not None:
                     temporary.cleanup()
-            output_path = shot.writer.close() if shot.writer is not None else None
             return ColorizeResult(
                 result_frames,
                 latents.cpu(),
@@ -429,24 +432,34 @@ class LVCDPipeline:
         progress: bool,
         decoded: Callable | None = None,
         names: list[str] | None = None,
+        work: WorkDir | None = None,
     ) -> torch.Tensor | None:
         """Decode the shot's latents; with a writer, stream the frames to it (a folder of PNGs names each frame as its
-        line-art file was named, when it had names)."""
+        line-art file was named, when it had names) and keep each in ``work`` until the output is written, so that a
+        job stopped while decoding decodes only the chunks it had not finished when resumed."""
         self.placement.place(*PHASE_PARTS["decoding"])
         count = latents.shape[0]
-        collected = None
+        collected, kept = None, set()
         if writer is None:  # one tensor filled in place (a list then stacked held every frame twice); channels-last,
             # so that (N, H, W, 3) views of it (ComfyUI's IMAGE, numpy images) need no copy
             collected = torch.empty((count, 3, *plan.input_hw), dtype=torch.float32, memory_format=torch.channels_last)
+        elif work is not None:
+            vae_dtype = next(self.model.vae.parameters()).dtype
+            kept = work.decoded_frames({"frames": count, "size": list(plan.input_hw), "vae dtype": str(vae_dtype)})
         bar = tqdm(total=count, desc="decoding", unit="frame", disable=not progress)
-        frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), count)
+        if kept:
+            bar.set_postfix_str(f"{len(kept)} decoded before the stop")
+        frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), count, have=kept.__contains__)
         for done, (index, pixels) in enumerate(frames, start=1):
-            frame = restore((pixels.cpu() + 1) / 2, plan)
-            if writer is not None:
-                name = names[index] if names is not None else None
-                writer.write((frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), name)
+            if pixels is None:  # kept from the stopped run: only when streaming to a writer
+                writer.write(work.load_decoded(index, plan.input_hw), names[index] if names is not None else None)
+            elif writer is not None:
+                image = (restore((pixels.cpu() + 1) / 2, plan) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                writer.write(image, names[index] if names is not None else None)
+                if work is not None and index not in kept:
+                    work.save_decoded(index, image)
             else:
-                collected[index] = frame
+                collected[index] = restore((pixels.cpu() + 1) / 2, plan)
             bar.update(1)
             if decoded is not None:
                 decoded(done, count)

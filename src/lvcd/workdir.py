@@ -1,4 +1,5 @@
-"""A job's work directory: settings fingerprint and seed, hints, start state and one file per finished window.
+"""A job's work directory: settings fingerprint and seed, hints, start state, one file per finished window and, while
+the shot is decoded to an output, one PNG per decoded frame (a job stopped while decoding decodes only what is left).
 
 Every file is written atomically, so a run killed at any point resumes from its last finished window and produces
 output bit-identical to an uninterrupted run (the carried state is stored exactly, in float32).
@@ -20,22 +21,26 @@ import re
 import uuid
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from lvcd.errors import InputError
-from lvcd.io.atomic import recover_replaced_in, remove, remove_abandoned_in, write_json_atomic
+from lvcd.io.atomic import atomic_output, recover_replaced_in, remove, remove_abandoned_in, write_json_atomic
 from lvcd.io.locks import try_lock
 from lvcd.sampling import CarryState
 from lvcd.weights import save_safetensors
 
 SETTINGS = "settings.json"
+DECODING = "decoding.json"  # how the decoded frames kept here were decoded (lvcd.pipeline: frames, size, VAE dtype)
+_DECODED = re.compile(r"decoded_(\d{6})\.png")
 MARKER = ".lvcd-work"
 # A shot coloured from a reference inside it keeps its pass toward frame 0 under the prefix "backward-" (WorkDir.part).
 PARTS = ("backward",)
 PREFIXES = ("", *(f"{part}-" for part in PARTS))  # of the state files of every pass a work directory may hold
 _OWN_NAMES = re.compile(
-    r"hints\.npy|(?:(?:"
+    r"hints\.npy|decoding\.json|decoded_\d{6}\.png|(?:(?:"
     + "|".join(PARTS)
     + r")-)?(?:settings\.json|start\.safetensors|(?:window|carry)_\d{6}\.safetensors)"
 )
@@ -277,6 +282,7 @@ class WorkDir:
             return
         for stale in [*self.path.glob(f"{self.prefix}window_*"), *self.path.glob(f"{self.prefix}carry_*")]:
             stale.unlink()
+        self.clear_decoded()  # another job's frames
         record = {"fingerprint": job_fingerprint, "seed": seed}
         write_json_atomic(settings, {**record, "parts": parts} if parts else record)
 
@@ -341,6 +347,59 @@ class WorkDir:
                 "(resume=False in Python) to start afresh."
             )
         return CarryState(data["noise"], data.get("prev_latents"), data.get("blend_history"))
+
+    def _decoded_files(self) -> dict[int, Path]:
+        return {int(m[1]): p for p in self.path.iterdir() if (m := _DECODED.fullmatch(p.name))}
+
+    def decoded_frames(self, decoding: dict) -> set[int]:
+        """The frames of this job decoded before it stopped, when they were decoded as ``decoding`` says (frame count,
+        size, VAE dtype); frames decoded otherwise are deleted and ``decoding`` recorded. Nothing is kept for a job
+        that cannot be resumed."""
+        if self.scratch:
+            return set()
+        try:
+            recorded = json.loads((self.path / DECODING).read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            recorded = None
+        if recorded != decoding:
+            self.clear_decoded()
+            write_json_atomic(self.path / DECODING, decoding)
+            return set()
+        return {index for index in self._decoded_files() if index < decoding["frames"]}
+
+    def save_decoded(self, index: int, frame: np.ndarray) -> None:
+        """Decoded frame ``index`` (HxWx3 uint8, as the output gets it), losslessly; not for a scratch directory."""
+        if self.scratch:
+            return
+        with atomic_output(self.path / f"decoded_{index:06d}.png", sweep=False) as temporary:
+            Image.fromarray(frame).save(temporary, format="PNG", compress_level=1)  # fast: kept only until the end
+
+    def load_decoded(self, index: int, size_hw: tuple[int, int]) -> np.ndarray:
+        """Decoded frame ``index`` as saved (HxWx3 uint8); a damaged one is a one-line InputError."""
+        path = self.path / f"decoded_{index:06d}.png"
+        try:
+            with Image.open(path) as image:
+                frame = np.asarray(image)
+        except Exception as err:  # noqa: BLE001 - any reader failure means an unusable file
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            frame = None
+        else:
+            reason = f"a {'x'.join(map(str, frame.shape))} {frame.dtype} image, not {size_hw[1]}x{size_hw[0]} RGB"
+        if frame is None or frame.shape != (*size_hw, 3) or frame.dtype != np.uint8:
+            raise InputError(
+                f"{path}: this job's decoded frame cannot be read ({reason}); the work directory is damaged. Delete "
+                "that file and resume again (it is decoded again), or run without --resume to start afresh."
+            )
+        return frame
+
+    def decoded_on_disk(self) -> int:
+        """Decoded frames kept here (reads nothing but file names)."""
+        return len(self._decoded_files()) if self.path.is_dir() else 0
+
+    def clear_decoded(self) -> None:
+        """Delete the decoded frames and their record (after the output is written, or for another job)."""
+        for path in [*self._decoded_files().values(), self.path / DECODING]:
+            remove(path)
 
     def remove(self) -> None:
         """After success: delete lvcd's files, then the folder if lvcd created it and nothing else is in it."""

@@ -46,7 +46,10 @@ def run_job(work: WorkDir, seed: int, job: Callable, keep_work: bool = False):
         work.release()
         if stopped is not None:
             what, code = stopped
+            frames = work.decoded_on_disk()
             kept = "the finished windows are" if finished else "no window had finished; the job's set-up is"
+            if frames:  # stopped while decoding: those frames are not decoded again
+                kept = f"the finished windows and {frames} decoded frame{'s' * (frames != 1)} are"
             raise Interrupted(
                 f"interrupted ({what}); {kept} kept in {work.path}: run the same command with --resume to continue "
                 f"(seed {seed}).",
