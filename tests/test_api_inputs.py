@@ -423,3 +423,38 @@ def test_a_list_of_pil_images_is_checked_now_and_not_held_as_copies():
     assert list(frames)[3].shape == (320, 576, 3)  # re-iterable
     with pytest.raises(InputError, match="line art frame 2 is 64x32, frame 0 is 576x320"):
         LineartFrames([*images[:2], Image.new("L", (64, 32))])
+
+
+def test_the_output_takes_the_line_arts_own_frame_rate_unless_fps_is_given(pipe, tmp_path):
+    """The API wrote every output at 20 fps, also for line art from a 12 fps video or a 10 fps GIF (the command
+    line took the line art's rate): the output played at another speed than its line art."""
+    import av
+    from PIL import Image
+
+    def rate(path) -> float:
+        with av.open(str(path)) as container:
+            return float(container.streams.video[0].average_rate)
+
+    frames = [Image.fromarray(frame).convert("RGB") for frame in _lineart(3)]
+    frames[0].save(tmp_path / "walk.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with av.open(str(tmp_path / "walk.mp4"), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 128, 64, "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_image(frame)))
+        container.mux(stream.encode())
+
+    result = pipe(REFERENCE, tmp_path / "walk.gif", output=tmp_path / "a.mp4", **KW)
+    assert result.fps == 10 and rate(tmp_path / "a.mp4") == 10
+    result = pipe(REFERENCE, tmp_path / "walk.mp4", output=tmp_path / "b.mp4", **KW)
+    assert result.fps == 12 and rate(tmp_path / "b.mp4") == 12
+    result = pipe(REFERENCE, tmp_path / "walk.mp4", output=tmp_path / "c.mp4", fps=24, **KW)  # given: taken
+    assert result.fps == 24 and rate(tmp_path / "c.mp4") == 24
+    result = pipe(REFERENCE, tmp_path / "walk.gif", extract_lineart="xdog", **KW)  # colour frames, lines extracted
+    assert result.fps == 10
+    result.save(tmp_path / "d.mp4")  # save() writes what output= would have: at the shot's rate
+    assert rate(tmp_path / "d.mp4") == 10
+    result = pipe(REFERENCE, _lineart(3), **KW)  # still frames: 20, as before
+    assert result.fps == 20
+    result.save(tmp_path / "e.mp4", fps=6)
+    assert rate(tmp_path / "e.mp4") == 6

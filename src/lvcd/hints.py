@@ -111,10 +111,12 @@ class ImageFiles:
 
 
 class LineartFrames:
-    """A sized, counted, re-iterable sequence of line-art frames (as arrays)."""
+    """A sized, counted, re-iterable sequence of line-art frames (as arrays); ``fps``: the rate of a video or an
+    animation (None for still frames)."""
 
     def __init__(self, lineart, name: str = "line art"):
         self.source: FrameSource | None = None
+        self.fps: float | None = None
         if isinstance(lineart, (str, os.PathLike)):
             self.source = FrameSource.open(lineart)
         elif isinstance(lineart, FrameSource) or (hasattr(lineart, "size_hw") and hasattr(lineart, "__len__")):
@@ -125,6 +127,7 @@ class LineartFrames:
             self._frames = None
             self.count = len(self.source)
             self.size_hw = tuple(self.source.size_hw)
+            self.fps = getattr(self.source, "fps", None)
             paths = getattr(self.source, "paths", None) or (
                 [self.source.path] if getattr(self.source, "path", None) else []
             )

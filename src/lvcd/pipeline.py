@@ -209,7 +209,7 @@ class LVCDPipeline:
         overlap: int | None = None,
         prev_attn_steps: int | None = None,
         output: str | os.PathLike | None = None,
-        fps: float = 20.0,
+        fps: float | None = None,
         overwrite: bool = False,
         work_dir: str | os.PathLike | None = None,
         resume: bool = False,
@@ -242,9 +242,11 @@ class LVCDPipeline:
         initial_noise: (window, 4, H/8, W/8) noise of the first window; reference_noise: (1, 4, H/8, W/8) eps of the
         reference's VAE sample. Otherwise both come from ``seed``, in the official order.
         output: a .mp4/.webm/.gif file or a folder of PNGs; frames then stream to it and ``result.frames`` is None.
+        fps: the output's frame rate; default: the line art's own when it is a video or an animation, else 20
+        (``result.fps``, what ``result.save`` uses).
         work_dir + resume: per-window state on disk (and, with ``output``, the frames decoded so far); a killed run
-        resumes bit-identically. The folder is kept after
-        a successful run (the command line removes it; delete it when done).
+        resumes bit-identically. The folder is kept after a successful run (the command line removes it; delete it
+        when done).
         callback: called with a ``SamplingProgress`` after every step (for progress displays); an exception it raises
         stops the job there (cancellation), the output is not written and the finished windows stay in ``work_dir``.
         prev_reference, blending, reference_mode: the long-video sampling schemes (``lvcd.sampling.SamplingSchemes``);
@@ -322,6 +324,7 @@ class LVCDPipeline:
                 shot.levels,
                 inputs=shot.inputs,
                 frame_names=shot.frames.names,
+                fps=shot.fps,
             )
 
     def _sample_passes(self, jobs: list[ShotJob], callback: Callable | None) -> tuple[torch.Tensor, int | None]:

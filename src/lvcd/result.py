@@ -11,6 +11,7 @@ import torch
 from lvcd.errors import InputError
 from lvcd.io import SizePlan, open_writer
 from lvcd.io.paper import PaperLevels
+from lvcd.io.writers import DEFAULT_FPS
 
 
 @dataclass
@@ -33,6 +34,7 @@ class ColorizeResult:
     lineart_levels: PaperLevels | None = None  # the shot's scanned-paper levels when its line art was levelled
     inputs: tuple = ()  # the shot's input paths (reference, keyframes, line-art files): save() never replaces them
     frame_names: list[str] | None = None  # the line-art files' names: save() names PNG frames as output= does
+    fps: float = DEFAULT_FPS  # the shot's frame rate (given, else its line art's own, else 20): save()'s default
 
     def _kept_frames(self) -> torch.Tensor:
         if self.frames is None and self.output_path is None:
@@ -54,12 +56,12 @@ class ColorizeResult:
 
         return [Image.fromarray(frame) for frame in self._rgb_frames()]
 
-    def save(self, path: str | os.PathLike, fps: float = 20.0, overwrite: bool = False) -> Path:
-        """Write the frames as ``output=`` would have: a video (.mp4, .webm, .gif) or a folder of PNG frames named as
-        the line-art files were, written atomically; an existing path is replaced only with ``overwrite``, and never
+    def save(self, path: str | os.PathLike, fps: float | None = None, overwrite: bool = False) -> Path:
+        """Write the frames as ``output=`` would have: a video (.mp4, .webm, .gif) at ``fps`` (default: the shot's,
+        ``self.fps``) or a folder of PNG frames named as the line-art files were, written atomically; an existing path is replaced only with ``overwrite``, and never
         one of the shot's inputs (nor a folder holding one). Returns the path written."""
         self._kept_frames()  # refused when there are none, before anything is opened
-        writer = open_writer(path, fps=fps, overwrite=overwrite, inputs=self.inputs)
+        writer = open_writer(path, fps=self.fps if fps is None else fps, overwrite=overwrite, inputs=self.inputs)
         names = self.frame_names
         try:
             for index, frame in enumerate(self._rgb_frames()):

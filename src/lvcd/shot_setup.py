@@ -22,6 +22,7 @@ from lvcd.io import FrameWriter, SizePlan, open_writer, output_kind, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import PaperLevels, check_levels
 from lvcd.io.sizing import parse_size
+from lvcd.io.writers import DEFAULT_FPS
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
 from lvcd.longvideo import WindowPlan, plan_passes
 from lvcd.sampling import SamplingSchemes
@@ -58,6 +59,7 @@ class PreparedShot:
     levels: PaperLevels | None  # the scanned-paper levels applied to the line art, None when none were
     writer: FrameWriter | None  # open on `output`; None when the frames come back as a tensor
     inputs: tuple  # the reference, keyframes and line-art files given as paths: never written or replaced
+    fps: float  # the output's frame rate: the one given, else the line art's own (a video, an animation), else 20
     num_steps: int
     seed: int | None
     initial_noise: torch.Tensor | None
@@ -172,7 +174,7 @@ def prepare_shot(
     reference_frame: int = 0,
     decode: bool = True,
     output: str | os.PathLike | None,
-    fps: float,
+    fps: float | None,
     overwrite: bool,
     work_dir: str | os.PathLike | WorkDir | None,
     resume: bool,
@@ -272,6 +274,7 @@ def prepare_shot(
         lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
     levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
     inputs = (*frames.paths, reference, *keyframes.values())  # paths among them are never written or replaced
+    fps = fps if fps is not None else frames.fps or DEFAULT_FPS  # the line art's own rate, when it has one
     writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs) if output is not None else None
     unnamed = frames.unnamed_because()
     if output is not None and output_kind(output) == "png" and unnamed:
@@ -290,6 +293,7 @@ def prepare_shot(
         levels=levels,
         writer=writer,
         inputs=inputs,
+        fps=fps,
         num_steps=num_steps,
         seed=seed,
         initial_noise=initial_noise,

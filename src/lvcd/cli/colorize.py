@@ -211,7 +211,7 @@ def _run(**opts) -> None:
             sampler=opts["sampler"],
             reference_frame=opts["reference_frame"],
             output=output,
-            fps=opts["fps"] or source.fps or 20.0,
+            fps=opts["fps"],  # None: the line art's own rate, else 20
             overwrite=opts["overwrite"],
             work_dir=work,
             resume=opts["resume"],

@@ -71,6 +71,7 @@ _GIF_AHEAD = 2  # GIF frames handed to the encoding thread and not yet encoded: 
 
 FPS_RANGE = (0.001, 1000.0)  # a video's time base is a fraction with a denominator of at most 1001
 GIF_MAX_FPS = 50  # GIF delays are whole 1/100 s; browsers play delays under 0.02 s as 0.1 s
+DEFAULT_FPS = 20.0  # a shot's frame rate when neither the caller nor its line art (a video, an animation) gives one
 GIF_MIN_FPS = 0.002  # a GIF delay is 16 bits of 1/100 s: at most 655.35 s a frame (longer ones wrap around)
 
 

@@ -38,12 +38,12 @@ from lvcd.io import open_writer, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS, UNEVEN_LIGHT
 from lvcd.io.pyav import pyav
+from lvcd.io.writers import DEFAULT_FPS
 from lvcd.longvideo import plan_passes
 from lvcd.ui.progress import JobProgress
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
 
 MAX_SEED = 2**53 - 1  # the largest whole number a browser's number field holds exactly
-DEFAULT_FPS = 20.0
 # The side-by-side video is a preview: at most full HD (each half at most 960 wide), whatever the line art's size.
 SIDE_BY_SIDE_MAX_HW = (1080, 1920)
 
