@@ -116,6 +116,35 @@ def test_a_job_stopped_while_decoding_decodes_only_what_is_left_and_writes_the_s
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(resumed, straight, strict=True))
 
 
+def test_a_full_disk_while_decoding_stops_keeping_frames_but_writes_the_output(pipe, tmp_path, monkeypatch):
+    """Keeping the decoded frames must never be what fails a job: when the disk fills up, the frames kept so far are
+    deleted (the output needs the room more), a warning says so, and the output is written as usual."""
+    import errno
+    import warnings
+
+    import lvcd.workdir
+
+    original = lvcd.workdir.atomic_output
+
+    def full_from_frame_12(path, **options):
+        if path.name >= "decoded_000012.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(path, **options)
+
+    monkeypatch.setattr(lvcd.workdir, "atomic_output", full_from_frame_12)
+    work, shot = tmp_path / "work", {"num_steps": 1, "seed": 1, "progress": False}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe(_reference(SMALL), _lineart(20, SMALL), output=tmp_path / "shot", work_dir=work, **shot)
+    said = [str(w.message) for w in caught if "disk is full" in str(w.message)]
+    assert len(said) == 1 and "decoded frames are no longer kept" in said[0], said
+    assert list(work.glob("decoded_*")) == [] and not (work / "decoding.json").exists()
+    monkeypatch.undo()
+    pipe(_reference(SMALL), _lineart(20, SMALL), output=tmp_path / "straight", **shot)
+    written, straight = sorted((tmp_path / "shot").iterdir()), sorted((tmp_path / "straight").iterdir())
+    assert len(written) == 20 and [a.read_bytes() for a in written] == [b.read_bytes() for b in straight]
+
+
 def test_a_one_frame_shot_makes_no_call(pipe):
     """Nothing is sampled (the reference alone): the callback is not called, during decoding either."""
     seen = []

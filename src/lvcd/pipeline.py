@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -453,14 +454,20 @@ class LVCDPipeline:
         if kept:
             bar.set_postfix_str(f"{len(kept)} decoded before the stop")
         frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), count, have=kept.__contains__)
+        keeping = work is not None and not work.scratch
         for done, (index, pixels) in enumerate(frames, start=1):
             if pixels is None:  # kept from the stopped run: only when streaming to a writer
                 writer.write(work.load_decoded(index, plan.input_hw), names[index] if names is not None else None)
             elif writer is not None:
                 image = (restore((pixels.cpu() + 1) / 2, plan) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
                 writer.write(image, names[index] if names is not None else None)
-                if work is not None and index not in kept:
-                    work.save_decoded(index, image)
+                if keeping and index not in kept and not work.save_decoded(index, image):
+                    keeping = False
+                    warnings.warn(
+                        f"The disk is full: the decoded frames are no longer kept in {work.path} (a stop from now on "
+                        "decodes them all again when resumed); the output is still written if it has room.",
+                        stacklevel=2,
+                    )
             else:
                 collected[index] = restore((pixels.cpu() + 1) / 2, plan)
             bar.update(1)

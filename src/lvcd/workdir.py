@@ -14,6 +14,7 @@ with the first one's pid, and the kernel drops the lock of a killed job, so ``--
 from __future__ import annotations
 
 import copy
+import errno
 import hashlib
 import json
 import os
@@ -139,6 +140,7 @@ class WorkDir:
         self.scratch = scratch  # a temporary folder of a job that cannot be resumed: windows are not saved
         self.prefix = ""  # of the state files of one pass of a job (see part)
         self._lock: int | None = None
+        self._no_room_for_frames = False  # the disk filled up while decoded frames were kept (save_decoded)
         if self.path.exists() and not self.path.is_dir():
             raise InputError(f"{option} {self.path} is a file, not a folder; give a new or empty folder.")
         marker = self.path / MARKER
@@ -367,12 +369,22 @@ class WorkDir:
             return set()
         return {index for index in self._decoded_files() if index < decoding["frames"]}
 
-    def save_decoded(self, index: int, frame: np.ndarray) -> None:
-        """Decoded frame ``index`` (HxWx3 uint8, as the output gets it), losslessly; not for a scratch directory."""
-        if self.scratch:
-            return
-        with atomic_output(self.path / f"decoded_{index:06d}.png", sweep=False) as temporary:
-            Image.fromarray(frame).save(temporary, format="PNG", compress_level=1)  # fast: kept only until the end
+    def save_decoded(self, index: int, frame: np.ndarray) -> bool:
+        """Keep decoded frame ``index`` (HxWx3 uint8, as the output gets it), losslessly (not for a scratch directory).
+        Only while the disk has room: a full disk deletes the frames kept so far (the output needs the room more)
+        and none are kept from then on; returns whether it was kept."""
+        if self.scratch or self._no_room_for_frames:
+            return False
+        try:
+            with atomic_output(self.path / f"decoded_{index:06d}.png", sweep=False) as temporary:
+                Image.fromarray(frame).save(temporary, format="PNG", compress_level=1)  # fast: kept only until the end
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._no_room_for_frames = True
+            self.clear_decoded()
+            return False
+        return True
 
     def load_decoded(self, index: int, size_hw: tuple[int, int]) -> np.ndarray:
         """Decoded frame ``index`` as saved (HxWx3 uint8); a damaged one is a one-line InputError."""
