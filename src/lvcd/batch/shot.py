@@ -255,7 +255,7 @@ class ShotRunner:
                     reference_frame=settings.reference_frame,
                     overlap=settings.overlap,
                     output=job.staged,  # moved onto job.output by _commit_output
-                    fps=settings.fps or source.fps or 20.0,
+                    fps=settings.fps,  # None: the line art's own rate, else 20
                     overwrite=True,  # a staged output of a killed attempt (only lvcd writes there)
                     work_dir=job.work_dir,
                     progress=False,
