@@ -116,3 +116,31 @@ def test_input_errors(official_root, tmp_path):
     (tmp_path / "train_clips_hist.json").write_text(json.dumps({"a": ["Movie/00000"] * 5}))
     with pytest.raises(InputError, match="nothing to train on"):
         LVCDClipDataset(tmp_path)
+
+
+def test_frames_without_their_files_are_found_before_training_not_when_a_batch_needs_them(official_root, tmp_path):
+    """A root whose index lists frames without latents (e.g. added by `lvcd data synth` without --vae) trained for
+    hours and failed when a batch first needed one; train-vae's frames took another size's folder only to fail
+    at a missing file. Both are said when the dataset is opened, in one line with the way to remake the files."""
+    import shutil
+
+    from lvcd.data.dataset import FrameClips
+
+    root = tmp_path / "root"
+    shutil.copytree(official_root, root)
+    index = json.loads((root / "train_clips_hist.json").read_text())
+    (root / "train_clips_hist.json").write_text(json.dumps({c: index[c] for c in ("Movie_0", "Movie_1")}))
+    (root / "lat_320" / "Movie" / "00039.pt").unlink()  # Movie_0's last frame
+    (root / "draw_320" / "Movie" / "00045.png").unlink()  # in Movie_1
+    (root / "img_320" / "Movie" / "00050.png").unlink()  # Movie_1 too
+    with pytest.raises(InputError) as caught:
+        LVCDClipDataset(root, seed=0)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert message.startswith("3 of the 56 frames train_clips_hist.json lists lack files on disk (")
+    assert f"{root / 'lat_320' / 'Movie' / '00039.safetensors'} is missing, the first)" in message
+    assert "restore it from the dataset's download" in message
+    with pytest.raises(InputError, match=r"^1 of the 56 frames .*img_320/Movie/00050.png is missing"):
+        FrameClips(root, (320, 576), 4)  # train-vae reads the frames alone
+    with pytest.raises(InputError, match=r"has no img_64/ for training height 64 \(present: img_320\)"):
+        FrameClips(root, (64, 64), 4)

@@ -47,6 +47,14 @@ def test_overrides_types_and_errors(tmp_path):
     config = load_train_config(as_json)
     assert config.model.svd == str(tmp_path / "svd.safetensors") and config.train.batch_size == 1
     assert load_train_config(EXAMPLE, ['model.lvcd=""']).model.lvcd is None
+    # an empty string unsets any optional setting, not only a path's: settings a config fixes can be switched off
+    unset = ["checkpoint.keep=", "optim.max_grad_norm=", "train.ema_decay=", "train.max_minutes=",
+             'model.controlnet_from_unet=""']  # fmt: skip
+    config = load_train_config(EXAMPLE, ["checkpoint.keep=2", "train.ema_decay=0.99", *unset])
+    assert (config.checkpoint.keep, config.optim.max_grad_norm, config.train.ema_decay) == (None, None, None)
+    assert config.train.max_minutes is None and config.model.controlnet_from_unet is None
+    with pytest.raises(TrainConfigError, match="train.batch_size: expected an integer"):  # not optional: refused
+        load_train_config(EXAMPLE, ["train.batch_size="])
     with pytest.raises(TrainConfigError, match="does not exist"):
         load_train_config(tmp_path / "missing.toml")
 

@@ -77,6 +77,46 @@ def _mix_seed(*values: int) -> int:
     return int(np.random.SeedSequence([int(v) % (1 << 64) for v in values]).generate_state(1, dtype=np.uint64)[0])
 
 
+def open_root(root: Path, size: tuple[int, int]) -> DatasetLayout:
+    """The layout of a training root for training size ``size`` (H, W), refused in one line when the root has no
+    frames, none at that height, or was prepared at another size."""
+    layout = DatasetLayout(root, size[0])
+    if not available_heights(root):
+        raise InputError(
+            f"Training root {root} holds no frames (no img_<H>/ folder): make one with `lvcd data prepare` "
+            "(videos) or `lvcd data synth` (synthetic shots), or point data.root at one."
+        )
+    if not layout.image_dir.is_dir():
+        present = ", ".join(f"img_{h}" for h in available_heights(root))
+        raise InputError(
+            f"{root} has no {layout.image_dir.name}/ for training height {size[0]} (present: {present}); pass the "
+            "size the root was prepared at."
+        )
+    meta = read_meta(root)
+    if meta is not None and tuple(meta.get("size_hw", size)) != tuple(size):
+        stored = meta["size_hw"]
+        raise InputError(
+            f"{root} was prepared at {stored[0]}x{stored[1]}, not {size[0]}x{size[1]}; pass size={tuple(stored)}."
+        )
+    return layout
+
+
+def check_files(layout: DatasetLayout, clips: dict[str, list[str]], kinds: tuple[str, ...], index: Path) -> None:
+    """Every frame of ``clips`` has its files of ``kinds`` on disk (see ``DatasetLayout.first_missing``): said before
+    training starts, not when a batch first needs the frame (hours in, on a large root)."""
+    names = sorted({name for frames in clips.values() for name in frames})
+    first, count = layout.first_missing(names, kinds)
+    if not count:
+        return
+    paths = {"image": [layout.image_path(first)], "sketch": [layout.sketch_path(first)]}
+    paths["latent"] = [layout.latent_path(first), layout.official_latent_path(first)]
+    missing = next(paths[kind][0] for kind in kinds if not any(path.is_file() for path in paths[kind]))
+    raise InputError(
+        f"{count} of the {len(names)} frames {index.name} lists lack files on disk ({missing} is missing, the "
+        f"first); {layout.remake_hint(first, missing=True)}."
+    )
+
+
 class LVCDClipDataset(Dataset):
     """Training samples of an LVCD root (ours from ``lvcd data prepare`` or the official ``Animation_video``).
 
@@ -110,25 +150,7 @@ class LVCDClipDataset(Dataset):
         self.motion_bucket_id = motion_bucket_id
         self.seed = _mix_seed(torch.initial_seed()) if seed is None else int(seed)
         self.epoch = 0
-        self.layout = DatasetLayout(self.root, self.size[0])
-        if not available_heights(self.root):
-            raise InputError(
-                f"Training root {self.root} holds no frames (no img_<H>/ folder): make one with `lvcd data prepare` "
-                "(videos) or `lvcd data synth` (synthetic shots), or point data.root at one."
-            )
-        if not self.layout.image_dir.is_dir():
-            present = ", ".join(f"img_{h}" for h in available_heights(self.root))
-            raise InputError(
-                f"{self.root} has no {self.layout.image_dir.name}/ for training height {self.size[0]} (present: "
-                f"{present}); pass the size the root was prepared at."
-            )
-        meta = read_meta(self.root)
-        if meta is not None and tuple(meta.get("size_hw", self.size)) != self.size:
-            stored = meta["size_hw"]
-            raise InputError(
-                f"{self.root} was prepared at {stored[0]}x{stored[1]}, not {self.size[0]}x{self.size[1]}; pass "
-                f"size={tuple(stored)}."
-            )
+        self.layout = open_root(self.root, self.size)
         self.clips = self.layout.read_index(index_name)
         self.samples = build_samples(self.clips, num_frames, nframe_range)
         if not self.samples:
@@ -141,6 +163,8 @@ class LVCDClipDataset(Dataset):
                 f"{self.root} has no latents ({self.layout.latent_dir.name}/): a root of `lvcd data synth` gets them "
                 "when the command runs again with --vae (the VAE's base file); `lvcd data prepare` writes them itself."
             )
+        used = {sample.clip: self.clips[sample.clip] for sample in self.samples}
+        check_files(self.layout, used, ("image", "sketch", "latent"), self.layout.index_path(index_name))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -210,13 +234,15 @@ class FrameClips(Dataset):
     """
 
     def __init__(self, root: str | Path, size: tuple[int, int], clip_frames: int):
-        self.layout = DatasetLayout(root, size[0])
+        self.layout = open_root(Path(root), (int(size[0]), int(size[1])))
         self.size = size
         self.clips = list(self.layout.read_index().values())
         self.items = [(c, s) for c, frames in enumerate(self.clips) for s in range(len(frames) - clip_frames + 1)]
         self.clip_frames = clip_frames
         if not self.items:
             raise InputError(f"{root} has no clip of {clip_frames} or more frames.")
+        used = {str(c): self.clips[c] for c in sorted({c for c, _ in self.items})}
+        check_files(self.layout, used, ("image",), self.layout.index_path())
 
     def __len__(self) -> int:
         return len(self.items)

@@ -21,6 +21,7 @@ official reader works on our roots and ours on the official one.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -130,6 +131,33 @@ class DatasetLayout:
     def frame_complete(self, name: str) -> bool:
         """All three outputs of a frame exist (they are written atomically, so existing means complete)."""
         return self.image_path(name).is_file() and self.sketch_path(name).is_file() and self.latent_path(name).is_file()
+
+    def first_missing(
+        self, names: list[str], kinds: tuple[str, ...] = ("image", "sketch", "latent")
+    ) -> tuple[str, int]:
+        """The first of ``names`` (frames) lacking a file of ``kinds`` ("image", "sketch", "latent": ours or the
+        official .pt), and how many do: ("", 0) when none does. Lists each video's folders once (no stat per file)."""
+        listed: dict[Path, set[str]] = {}
+
+        def present(path: Path) -> bool:
+            if path.parent not in listed:
+                try:
+                    listed[path.parent] = {entry.name for entry in os.scandir(path.parent)}
+                except OSError:
+                    listed[path.parent] = set()
+            return path.name in listed[path.parent]
+
+        first, count = "", 0
+        for name in names:
+            complete = all(
+                present(self.latent_path(name)) or present(self.official_latent_path(name))
+                if kind == "latent"
+                else present(self.image_path(name) if kind == "image" else self.sketch_path(name))
+                for kind in kinds
+            )
+            if not complete:
+                first, count = first or name, count + 1
+        return first, count
 
     # readers
     def read_index(self, index_name: str = INDEX_NAME) -> dict[str, list[str]]:

@@ -243,6 +243,14 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     raise TrainConfigError(f"{where}: unsupported type {hint}")
 
 
+def _setting(value: Any, hint: Any, where: str) -> Any:
+    """A setting's value of type ``hint``; TOML has no null: an empty string unsets an optional setting (of any type:
+    ``checkpoint.keep = ""`` keeps every checkpoint)."""
+    if value == "" and type(None) in typing.get_args(hint):
+        return None
+    return _coerce(value, hint, where)
+
+
 def _field_types(cls) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -276,15 +284,13 @@ def config_from_dict(doc: Mapping[str, Any], base_dir: str | Path | None = None,
             for name, item in value.items():
                 if name not in types_:
                     raise TrainConfigError(f"Unknown setting {key}.{name}; valid: {', '.join(types_)}")
-                item = _coerce(item, types_[name], f"{key}.{name}")
-                if item == "" and type(None) in typing.get_args(types_[name]):
-                    item = None  # TOML has no null: an empty string unsets an optional setting
+                item = _setting(item, types_[name], f"{key}.{name}")
                 if (key, name) in path_keys:
                     item = _resolve_path(item, base, (key, name))
                 values[name] = item
             top[key] = cls(**values)
         elif key in top_types and key not in sections:
-            item = _coerce(value, top_types[key], key)
+            item = _setting(value, top_types[key], key)
             if (None, key) in path_keys:
                 item = _resolve_path(item, base, (None, key))
             top[key] = item
