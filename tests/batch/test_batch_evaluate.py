@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from lvcd.batch.evaluate import evaluate_batch
@@ -79,3 +80,110 @@ def test_a_clip_found_unusable_when_scored_is_left_out_with_a_note_and_the_other
         "frame t with frame t, so give frame-aligned sequences of equal length",
     ]
     assert report.evaluation["clips"] == 1 and report.evaluation["notes"] == notes
+
+
+def _batch_cli_without_model(monkeypatch, tmp_path: Path, *args: str):
+    """``lvcd batch`` on a shots manifest (line art of three frames per shot) with ``--evaluate``, where the batch
+    itself only writes each shot's output (ground truth and line art fixed, frame 0 the reference's colour): no
+    model runs, the evaluation is the real one."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from lvcd.cli import app
+
+    shots = []
+    for name in ("a", "b"):
+        lineart = tmp_path / "lineart" / name
+        lineart.mkdir(parents=True)
+        for index in range(3):
+            frame = np.full((16, 16, 3), 255, np.uint8)
+            frame[:, 4 + 3 * index] = 0  # a vertical line that moves: line art of its own for every frame
+            Image.fromarray(frame).save(lineart / f"{index:03d}.png")
+        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / f"{name}_ref.png")
+        shots.append({"name": name, "reference": f"{name}_ref.png", "lineart": f"lineart/{name}"})
+        _frames(tmp_path / "gt" / name, 3, 90)
+    (tmp_path / "shots.json").write_text(json.dumps(shots))
+    (tmp_path / "gt.json").write_text(json.dumps([{"name": s["name"], "gt": f"gt/{s['name']}"} for s in shots]))
+
+    def finished_batch(shots, outdir, pool, identity, options):
+        layout = BatchLayout(outdir, options.output_format)
+        entries = {}
+        for shot in shots:
+            folder = layout.output(shot.name)
+            folder.mkdir(parents=True)
+            for index, value in enumerate((90, 200, 30)):  # frame 0 exact, the others far off
+                Image.fromarray(np.full((16, 16, 3), value, np.uint8)).save(folder / f"{index:03d}.png")
+            entries[shot.name] = {**new_entry(shot.name, folder.name), "status": "done", "frames": 3}
+        return BatchReport(options.manifest, layout.outdir, "local", entries)
+
+    monkeypatch.setattr("lvcd.batch.run_batch", finished_batch)
+    monkeypatch.setattr("lvcd.cli.batch._pool", lambda opts, model: None)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        app,
+        ["batch", "shots.json", "-o", "out", "--model", "demo", "--format", "png", "--evaluate", "gt.json", "-q"]
+        + ["--eval-size", "32", *args],
+    )
+    assert result.exit_code == 0, result.output
+    return result, json.loads((tmp_path / "out" / "evaluation.json").read_text())
+
+
+def test_batch_evaluate_skips_the_first_frames_as_lvcd_evaluate_does(monkeypatch, tmp_path):
+    """lvcd batch --evaluate had no --skip-frames: frame 0 (the reference itself) could not be left out. Now it
+    has lvcd evaluate's option, with lvcd evaluate's default (0: every frame scored)."""
+    import typer
+
+    from lvcd.cli import app
+
+    commands = typer.main.get_command(app).commands
+    defaults = {
+        name: next(p.default for p in commands[name].params if "--skip-frames" in p.opts)
+        for name in ("batch", "evaluate")
+    }
+    assert defaults == {"batch": 0, "evaluate": 0}
+
+    _, every = _batch_cli_without_model(monkeypatch, tmp_path / "every", "--metrics", "psnr")
+    _, skipped = _batch_cli_without_model(monkeypatch, tmp_path / "skipped", "--metrics", "psnr", "--skip-frames", "1")
+    assert every["settings"]["skip_frames"] == 0 and skipped["settings"]["skip_frames"] == 1
+    assert [clip["frames"] for clip in every["clips"]] == [3, 3]
+    assert [clip["frames"] for clip in skipped["clips"]] == [2, 2]
+    # the exact frame 0 (infinite PSNR, capped) no longer lifts the mean
+    assert skipped["aggregate"]["metrics"]["psnr"] < every["aggregate"]["metrics"]["psnr"]
+
+
+def test_batch_evaluate_takes_edmd_line_art_from_the_shots_manifest(monkeypatch, tmp_path):
+    """The ground-truth manifest names no line art, the shots manifest does: EDMD was skipped ("no input line art");
+    now each shot is scored against the line art it was coloured from."""
+    result, evaluation = _batch_cli_without_model(monkeypatch, tmp_path, "--metrics", "paper")
+    assert "edmd" not in evaluation["skipped"] and "no input line art" not in result.output, result.output
+    assert [clip["metrics"]["edmd"] >= 0 for clip in evaluation["clips"]] == [True, True]
+    assert evaluation["aggregate"]["metrics"]["edmd"] >= 0
+    assert [Path(clip["lineart"]) for clip in evaluation["clips"]] == [
+        (tmp_path / "lineart" / name).resolve() for name in ("a", "b")
+    ]
+
+
+def test_line_art_given_in_the_ground_truth_manifest_is_kept(tmp_path):
+    from lvcd.batch.evaluate import with_shot_lineart
+    from lvcd.batch.manifest import ShotSettings, ShotSpec
+
+    shots = [ShotSpec(name, tmp_path / "ref.png", tmp_path / f"{name}_lines", (), ShotSettings()) for name in "ab"]
+    truth = {"a": (tmp_path / "gt_a", tmp_path / "own_lines"), "b": (tmp_path / "gt_b", None)}
+    assert with_shot_lineart(truth, shots) == {
+        "a": (tmp_path / "gt_a", tmp_path / "own_lines"),
+        "b": (tmp_path / "gt_b", tmp_path / "b_lines"),
+    }
+
+
+def test_skip_frames_that_leave_a_shot_nothing_are_refused_before_the_batch(tmp_path):
+    from lvcd.batch.evaluate import check_ground_truth
+    from lvcd.batch.manifest import ShotSettings, ShotSpec
+    from lvcd.errors import InputError
+
+    lineart = _frames(tmp_path / "lines", 2, 0)
+    shots = [ShotSpec("a", tmp_path / "ref.png", lineart, (), ShotSettings())]
+    truth = {"a": (_frames(tmp_path / "gt", 2, 90), None)}
+    check_ground_truth(truth, shots, "gt.csv", skip_frames=1)
+    with pytest.raises(InputError, match=r"gt.csv, shot 'a' has 2 frames, and skipping the first 2 \(--skip-frames\)"):
+        check_ground_truth(truth, shots, "gt.csv", skip_frames=2)

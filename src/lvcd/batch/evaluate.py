@@ -2,7 +2,8 @@
 
 The ground-truth manifest (CSV or JSON, read as the shot manifest is: :mod:`lvcd.io.manifests`) has one entry per
 shot: ``name`` (a shot of the batch) and ``gt`` (its ground-truth colour frames: folder, video or GIF), optionally
-``lineart`` (adds EDMD against the line art). Relative paths are relative to that manifest.
+``lineart``, the input line art of EDMD; without it EDMD takes the line art the shot was coloured from (the shot
+manifest's ``lineart``, :func:`with_shot_lineart`). Relative paths are relative to that manifest.
 
 Before any shot runs, :func:`check_ground_truth` checks every entry (its files exist and open, and where a count is
 cheap to know, folders of images and GIFs, as many frames as the shot's line art): a bad entry stops the command
@@ -48,6 +49,16 @@ def read_ground_truth(path: str | os.PathLike, shot_names: list[str]) -> dict[st
     return truth
 
 
+def with_shot_lineart(
+    truth: dict[str, tuple[Path, Path | None]], shots: list[ShotSpec]
+) -> dict[str, tuple[Path, Path | None]]:
+    """``truth`` with each entry that names no line art given the shot's own: the line art the shot was coloured
+    from, EDMD's input line art (as ``lvcd evaluate`` takes ``draw_<H>/`` of a data root). A ``lineart`` given in the
+    ground-truth manifest is kept."""
+    lineart_of = {shot.name: shot.lineart for shot in shots}
+    return {name: (gt, lineart if lineart is not None else lineart_of[name]) for name, (gt, lineart) in truth.items()}
+
+
 def _exact_frames(path: Path) -> int | None:
     """The frame count of a folder of images, a GIF or an image (a listing, a header); None for a video, whose exact
     count takes decoding the whole stream (it is checked when the clip is scored). Raises InputError when the path
@@ -59,12 +70,15 @@ def _exact_frames(path: Path) -> int | None:
 
 
 def check_ground_truth(
-    truth: dict[str, tuple[Path, Path | None]], shots: list[ShotSpec], manifest: str | os.PathLike = "ground truth"
+    truth: dict[str, tuple[Path, Path | None]],
+    shots: list[ShotSpec],
+    manifest: str | os.PathLike = "ground truth",
+    skip_frames: int = 0,
 ) -> None:
     """Every ground-truth entry usable, before the batch runs: ``gt`` (and ``lineart``) exist and open as frames, with
-    as many frames as the shot's line art where both counts are cheap to know. Raises InputError (one line) naming the
-    manifest and the shot. A shot whose own line art is missing or unreadable is left to the batch, which reports it
-    as failed."""
+    as many frames as the shot's line art, and more than ``skip_frames``, where the counts are cheap to know. Raises
+    InputError (one line) naming the manifest and the shot. A shot whose own line art is missing or unreadable is
+    left to the batch, which reports it as failed."""
     where = Path(manifest).name
     lineart_of = {shot.name: shot.lineart for shot in shots}
     for name, (gt, lineart) in truth.items():
@@ -82,6 +96,11 @@ def check_ground_truth(
             expected = _exact_frames(lineart_of[name])
         except InputError:
             continue  # the shot itself fails, and is reported so; it will have no output to score
+        if expected is not None and expected <= skip_frames:
+            raise InputError(
+                f"{where}, shot {name!r} has {expected} frames, and skipping the first {skip_frames} (--skip-frames) "
+                "leaves none to score; skip fewer frames"
+            )
         for what, count in counts.items():
             if expected is not None and count is not None and count != expected:
                 raise InputError(
@@ -106,7 +125,7 @@ def evaluate_batch(report: BatchReport, layout: BatchLayout, truth: dict, tools,
         try:
             evaluation = evaluate_clips(specs, tools, settings, progress=progress)
         except InputError:
-            usable = _usable_clips(specs, notes)
+            usable = _usable_clips(specs, notes, settings.skip_frames)
             if len(usable) == len(specs):
                 raise  # no clip's fault: as without the batch
             specs = usable
@@ -126,7 +145,7 @@ def evaluate_batch(report: BatchReport, layout: BatchLayout, truth: dict, tools,
     return evaluation, notes
 
 
-def _usable_clips(specs: list, notes: list[str]) -> list:
+def _usable_clips(specs: list, notes: list[str], skip_frames: int = 0) -> list:
     """The clips that pass lvcd evaluate's check of a clip; each other one is noted. What only scoring finds (a
     video's decoded count, a damaged frame) leaves that clip out, not all."""
     from lvcd.metrics.clips import check_clip_inputs
@@ -134,7 +153,7 @@ def _usable_clips(specs: list, notes: list[str]) -> list:
     usable = []
     for spec in specs:
         try:
-            check_clip_inputs(spec)
+            check_clip_inputs(spec, skip_frames)
         except InputError as err:
             notes.append(f"not evaluated: {err}")
             continue

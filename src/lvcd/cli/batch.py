@@ -67,7 +67,10 @@ def batch(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs this batch did not make."),
     keep_work: bool = typer.Option(False, "--keep-work", help="Keep each shot's work directory after success."),
     evaluate: Path | None = typer.Option(
-        None, "--evaluate", help="Ground-truth manifest (name, gt[, lineart]): score the batch with lvcd evaluate."
+        None,
+        "--evaluate",
+        help="Ground-truth manifest (name, gt[, lineart]): score the batch with lvcd evaluate; EDMD's line art is "
+        "the shot's own unless the entry gives lineart.",
     ),
     metrics: str = typer.Option(
         "default",
@@ -76,6 +79,14 @@ def batch(
         "tc_mse, as lvcd evaluate), all, paper (the paper's seven).",
     ),
     eval_size: str = typer.Option("256", "--eval-size", help="With --evaluate: evaluation size N or HxW."),
+    skip_frames: int = typer.Option(
+        0,
+        "--skip-frames",
+        min=0,
+        help="With --evaluate: leave out the first N frames of every shot, as lvcd evaluate --skip-frames: 1 drops "
+        "frame 0, the reference itself in a shot coloured from frame 0 (a shot's reference_frame inside it is "
+        "still scored). Default 0: every frame, as lvcd evaluate.",
+    ),
     weights_dir: Path | None = typer.Option(None, "--weights-dir", help="With --evaluate: metric weights folder."),
     lpips_weights: list[Path] = typer.Option([], "--lpips-weights", help="With --evaluate: LPIPS files (twice)."),
     inception_weights: Path | None = typer.Option(None, "--inception-weights", help="With --evaluate: FID weights."),
@@ -96,12 +107,14 @@ def batch(
 
 
 def _evaluation_setup(opts: dict, shots: list):
-    from lvcd.batch.evaluate import check_ground_truth, read_ground_truth
+    from lvcd.batch.evaluate import check_ground_truth, read_ground_truth, with_shot_lineart
     from lvcd.metrics import EvalSettings, build_tools, parse_metrics, parse_size
 
     truth = read_ground_truth(opts["evaluate"], [shot.name for shot in shots])
     # before any shot runs: a bad entry would otherwise show only after the batch
-    check_ground_truth(truth, shots, opts["evaluate"])
+    check_ground_truth(truth, shots, opts["evaluate"], opts["skip_frames"])
+    # after the check: a shot's own line art that does not open fails the shot, not the command
+    truth = with_shot_lineart(truth, shots)
     metrics = parse_metrics(opts["metrics"])
     if "region" in metrics and "region" in opts["metrics"].lower():
         raise InputError(
@@ -110,7 +123,7 @@ def _evaluation_setup(opts: dict, shots: list):
         )
     # a metric set (default, all) holds region: left out here rather than listed as skipped for want of --labels
     metrics = tuple(name for name in metrics if name != "region")
-    settings = EvalSettings(size=parse_size(opts["eval_size"]), metrics=metrics)
+    settings = EvalSettings(size=parse_size(opts["eval_size"]), metrics=metrics, skip_frames=opts["skip_frames"])
     tools = build_tools(
         settings.metrics,
         lpips_weights=opts["lpips_weights"],
