@@ -93,9 +93,11 @@ def test_a_damaged_frame_or_line_art_png_names_the_file(tmp_path):
         assert message.startswith(f"Image {path} is unreadable (") and "lvcd data synth" in message
     with pytest.raises(InputError, match=re.escape(f"Image {path} is unreadable")):  # the train-vae frames too
         FrameClips(tmp_path, SIZE, FRAMES)[0]
-    path.unlink()
-    with pytest.raises(InputError, match="the index lists a frame that is not on disk; run `lvcd data synth"):
-        FrameClips(tmp_path, SIZE, FRAMES)[0]
+    path.unlink()  # a missing frame: said when the clips are opened, before any training
+    with pytest.raises(
+        InputError, match=rf"lack files on disk \({re.escape(str(path))} is missing, .*run `lvcd data synth"
+    ):
+        FrameClips(tmp_path, SIZE, FRAMES)
 
 
 def test_an_empty_root_or_one_without_latents_is_refused_when_the_dataset_is_built(tmp_path):

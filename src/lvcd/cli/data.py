@@ -76,6 +76,36 @@ def _check_root_folder(output: Path, inputs: list[Path] = ()) -> None:
         )
 
 
+def _vae_advice(vae: Path) -> str:
+    """Where the file --vae wants comes from: the base.safetensors of a `lvcd train-vae` run (its checkpoints hold
+    only the bare VAE being trained, without the first_stage_model names and the measured scale factor)."""
+    from lvcd.train.checkpoint import CHECKPOINTS_DIR
+    from lvcd.train.vae import BASE_NAME
+
+    run = vae.parent.parent.parent
+    if vae.parent.parent.name == CHECKPOINTS_DIR:  # RUN/checkpoints/step_N/vae.safetensors
+        base = run / BASE_NAME
+        if base.is_file():
+            return f"it looks like a checkpoint of the `lvcd train-vae` run {run}: give that run's {base}."
+        return (
+            f"it looks like a checkpoint of the `lvcd train-vae` run {run}, which has no {BASE_NAME} yet: train-vae "
+            "writes it when the run finishes (run it again with --resume latest to finish), then give that file."
+        )
+    return f"give the {BASE_NAME} that `lvcd train-vae` writes in its output_dir."
+
+
+def _check_vae_file(vae: Path) -> None:
+    """--vae holds a VAE under the model's names (first_stage_model.*), read from the file's header, before any
+    work; a file without one is refused with where `lvcd train-vae` writes the right file."""
+    from lvcd.model import PART_PREFIXES
+    from lvcd.weights import WeightsFile
+
+    advice = _vae_advice(vae)
+    weights = WeightsFile(vae, "VAE", advice[0].upper() + advice[1:])
+    if not any(key.startswith(PART_PREFIXES["first_stage"]) for key in weights.keys()):
+        raise InputError(f"--vae {vae} holds no VAE under the model's names (first_stage_model.*); {advice}")
+
+
 def _fail(err: Exception) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(2) from None
@@ -224,6 +254,7 @@ def synth(
     Example: `lvcd data synth synth-train --shots 800 --size 64x64`, then after training the VAE,
     `lvcd data synth synth-train --shots 800 --size 64x64 --vae runs/demo-vae/base.safetensors` adds the latents.
     """
+    from lvcd.cli.checks import check_device
     from lvcd.data.synth_set import write_synthetic_set
 
     try:
@@ -233,8 +264,10 @@ def synth(
             raise InputError(f"--vae {vae} is not a file: give the weights file written by `lvcd train-vae`.")
         if workers < 1:
             raise InputError(f"--workers {workers}: give at least 1 process.")
+        check_device(device)  # before any shot is drawn, as `prepare` does
         model = None
         if vae is not None:
+            _check_vae_file(vae)
             from lvcd.weights import load_first_stage
 
             model = load_first_stage(vae, device=device)

@@ -29,6 +29,13 @@ class VideoInput:
             }
         return {"kind": "file", "bytes": self.path.stat().st_size}
 
+    def check_opens(self) -> None:
+        """Open the source as its scan will (a video's container and first frame, a folder's file list, an image's
+        header): an InputError names an input that cannot be read, in milliseconds rather than after a long scan."""
+        from lvcd.io.frames import FrameSource
+
+        FrameSource.open(self.path)  # a video's container is closed again once its first frame is decoded
+
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[VideoInput]:
     """Expand the command-line inputs: video files, frame folders, and folders of video files.

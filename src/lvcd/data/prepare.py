@@ -231,6 +231,23 @@ class PrepareReport:
 # ---------------------------------------------------------------------------------------------- scan
 
 
+def cached_scan(video: VideoInput, layout: DatasetLayout, options: PrepareOptions) -> dict[str, Any] | None:
+    """The scene split of ``video`` cached in ``scenes/`` when it was made with these settings, else None; a cache of
+    another source under the same name is refused."""
+    path = layout.scenes_path(video.name)
+    if not path.is_file():
+        return None
+    cached = json.loads(path.read_text())
+    if cached.get("fingerprint") != video.fingerprint():
+        raise InputError(
+            f"Root {layout.root} already holds a video named {video.name!r} from another source "
+            f"({cached.get('source')}); rename {video.path} or use another output folder."
+        )
+    if cached.get("scene") == options.scene.to_dict() and cached.get("size_hw") == list(options.size_hw):
+        return cached
+    return None
+
+
 def scan_video(
     video: VideoInput,
     layout: DatasetLayout,
@@ -240,17 +257,11 @@ def scan_video(
 ) -> dict[str, Any]:
     """Scene split of one video, from the cache in ``scenes/`` when it was made with the same settings (``wrote``:
     the cache's path is appended when this call wrote it)."""
+    cached = cached_scan(video, layout, options)
+    if cached is not None:
+        return cached
     path = layout.scenes_path(video.name)
     fingerprint = video.fingerprint()
-    if path.is_file():
-        cached = json.loads(path.read_text())
-        if cached.get("fingerprint") != fingerprint:
-            raise InputError(
-                f"Root {layout.root} already holds a video named {video.name!r} from another source "
-                f"({cached.get('source')}); rename {video.path} or use another output folder."
-            )
-        if cached.get("scene") == options.scene.to_dict() and cached.get("size_hw") == list(options.size_hw):
-            return cached
     detector = SceneDetector(options.scene)
     source = open_frames(video.path)
     # No total: len() of a video source decodes the whole file once more just to count.
@@ -439,6 +450,12 @@ def prepare_dataset(
     if root.exists() and not root.is_dir():
         raise InputError(f"Output {root} exists and is not a folder.")
     layout = DatasetLayout(root, options.size_hw[0])
+    # Every input still to be scanned is opened now (a video's container and first frame: milliseconds), so a damaged
+    # one is refused before the others are scanned for minutes and before anything is written; a scanned one (its
+    # cache, of a file of the same size) is not decoded again unless it has clips left to write.
+    for video in videos:
+        if cached_scan(video, layout, options) is None:
+            video.check_opens()
     fresh = FreshRoot(root, layout)  # a root this run starts: undone if the inputs turn out unusable
     fresh.wrote_meta = not layout.meta_path.exists()
     claim_root(root, options)
