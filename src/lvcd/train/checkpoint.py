@@ -10,6 +10,8 @@ Layout of one checkpoint (written to a hidden temporary folder, then renamed, so
         config.json          the run's config
         state/               accelerate's save_state: optimizer.bin, random_states_<rank>.pkl, scaler.pt (fp16)
 
+Pruning (``checkpoint.keep``) deletes these names only: a user's files in an old checkpoint folder stay there.
+
 Writing, listing and finding checkpoints live here; reading one back, with every file checked, in
 :mod:`lvcd.train.resume`. Checkpoints of earlier versions kept the scheduler and the train state as accelerate custom
 objects (``state/custom_checkpoint_0.pkl`` and ``_1.pkl``); the resume reads those weights-only.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,9 +32,11 @@ import torch
 from lvcd.config import LVCDConfig
 from lvcd.errors import LVCDError, WeightsError, first_line
 from lvcd.io.atomic import (
+    CREATING,
     commit_path,
     recover_replaced,
     recover_replaced_in,
+    temporary_target,
     write_json_atomic,  # noqa: F401 - the loop writes its JSON through this module
 )
 from lvcd.model import LVCDModel
@@ -50,6 +55,12 @@ LEGACY_SCHEDULER_NAME = "custom_checkpoint_0.pkl"
 LEGACY_TRAIN_STATE_NAME = "custom_checkpoint_1.pkl"
 # What the loop writes into a checkpoint's staging folder (checkpoints/.step_N.tmp) before renaming it into place.
 STAGED_NAMES = (WEIGHTS_NAME, EMA_NAME, TRAIN_STATE_NAME, SCHEDULER_NAME, "config.json", STATE_DIR)
+# What accelerate's save_state writes into state/ (models, optimizers, schedulers, samplers, the grad scaler, RNG
+# states, custom objects; FSDP's sharded model and optimizer folders), as its constants name them.
+_ACCELERATE_STATE = re.compile(
+    r"^(?:model(?:_\d+)?\.safetensors|pytorch_model(?:_fsdp)?(?:_\d+)?(?:\.bin)?|optimizer(?:_\d+)?(?:\.bin)?"
+    r"|(?:scheduler|sampler|dl_state_dict)(?:_\d+)?\.bin|scaler\.pt|random_states_\d+\.pkl|custom_checkpoint_\d+\.pkl)$"
+)
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 ANOTHER = "resume from another (earlier) checkpoint"  # the remedy for a damaged checkpoint
 
@@ -244,13 +255,72 @@ def publish(staging: Path, final: Path) -> Path:
     return commit_path(staging, final, overwrite=True)
 
 
-def prune_checkpoints(output_dir: str | Path, keep: int | None, weights_name: str = WEIGHTS_NAME) -> list[Path]:
-    """Delete all but the newest ``keep`` checkpoints; returns the deleted folders."""
+def prune_checkpoints(
+    output_dir: str | Path, keep: int | None, weights_name: str = WEIGHTS_NAME, own_names: Iterable[str] = STAGED_NAMES
+) -> list[Path]:
+    """Delete all but the newest ``keep`` checkpoints; returns the deleted folders. Only what lvcd writes into a
+    checkpoint goes (``own_names``, accelerate's files in ``state/``, lvcd's temporaries of them): a folder that also
+    holds other files keeps them, and is said once on stderr (without its weights file it is no checkpoint any more,
+    so later prunes and ``--resume latest`` pass it by)."""
     if keep is None:
         return []
     found = list_checkpoints(output_dir, weights_name)
     removed = []
     for _, path in found[: max(0, len(found) - keep)]:
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(path)
+        try:
+            others = remove_checkpoint_files(path, weights_name, own_names)
+        except OSError as err:  # pruning is housekeeping: the checkpoint just saved stands, the run goes on
+            print(f"warning: could not prune checkpoint {path} ({first_line(err)}).", file=sys.stderr, flush=True)
+            continue
+        if others:
+            print(
+                f"note: pruned checkpoint {path} kept {others[0]}"
+                + (f" and {len(others) - 1} other entr{'y' if len(others) == 2 else 'ies'}" if len(others) > 1 else "")
+                + " that lvcd did not write there (lvcd's checkpoint files in it were deleted).",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            removed.append(path)
     return removed
+
+
+def remove_checkpoint_files(folder: Path, weights_name: str, own_names: Iterable[str]) -> list[str]:
+    """Delete the entries lvcd writes into checkpoint ``folder``, the weights file last (an interrupted prune leaves a
+    checkpoint the next one finds again), then the folder when empty. Returns the names of what else it holds."""
+    own_names = set(own_names) | {weights_name}
+    others = []
+    for entry in sorted(folder.iterdir(), key=lambda entry: (entry.name == weights_name, entry.name)):
+        name = entry.name
+        if name not in own_names and _lvcd_temporary_of(name) not in own_names:
+            others.append(name)
+        elif name == STATE_DIR and entry.is_dir() and not entry.is_symlink():
+            kept = [inner.name for inner in entry.iterdir() if not _remove_if(inner, _is_accelerate_state(inner.name))]
+            others += [f"{STATE_DIR}/{inner}" for inner in sorted(kept)]
+            if not kept:
+                entry.rmdir()
+        else:
+            _remove_if(entry, True)
+    if not others:
+        folder.rmdir()
+    return others
+
+
+def _is_accelerate_state(name: str) -> bool:
+    target = _lvcd_temporary_of(name)
+    return bool(_ACCELERATE_STATE.match(name) or (target is not None and _ACCELERATE_STATE.match(target)))
+
+
+def _lvcd_temporary_of(name: str) -> str | None:
+    """The name an lvcd temporary (``partial`` or ``creating``, see :mod:`lvcd.io.atomic`) stands for, or None."""
+    return temporary_target(name, "partial") or temporary_target(name, CREATING)
+
+
+def _remove_if(path: Path, remove: bool) -> bool:
+    """Delete ``path`` (a file, a link or a folder) when ``remove``; returns ``remove``."""
+    if remove:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return remove

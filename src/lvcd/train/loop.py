@@ -43,7 +43,14 @@ from lvcd.train.resume import (
     read_resume_state,
     restore_scheduler,
 )
-from lvcd.train.run_dir import TRAIN_LOGS, RunLock, check_run_output_dir, clear_own_logs, remove_abandoned_staging
+from lvcd.train.run_dir import (
+    TRAIN_LOGS,
+    RunLock,
+    check_run_output_dir,
+    clear_own_logs,
+    remove_abandoned_staging,
+    run_output_path,
+)
 from lvcd.train.sample_eval import make_evaluator
 from lvcd.train.trainable import enable_gradient_checkpointing
 
@@ -227,7 +234,7 @@ def _train(
     config: TrainConfig, resume: str | Path | None, dataset: Dataset | None, progress: bool, lock: RunLock
 ) -> TrainResult:
     config = config.validate()
-    output_dir = Path(config.output_dir)
+    output_dir = run_output_path(config.output_dir)  # an empty one refused: it would train into the working folder
     _check_svd_file(config)
     # --resume latest where no checkpoint was written yet (a run stopped before its first one): start afresh
     restart = resume is not None and str(resume) == "latest" and not ckpt.list_checkpoints(output_dir, None)

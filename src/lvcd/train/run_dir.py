@@ -2,6 +2,10 @@
 
 ``lvcd train`` and ``lvcd train-vae`` check their output_dir before any model loads (:func:`check_run_output_dir`):
 
+- it must be given (an empty one would train into the working folder), must not lie inside a checkpoint folder (nor
+  in a run's ``checkpoints/``), and, when it exists, must be empty, hold only the run's inputs, or be an lvcd run
+  directory (:func:`is_run_dir`: its lock, logs or checkpoints; a folder of other files would get lvcd's
+  ``config.json`` over its own, and its files mixed with a run's);
 - it must not be or lie inside one of the run's inputs (the config file, the data root, the weights), and may hold
   them only outside what the run writes (``config.json``, ``logs/``, ``checkpoints/``, train-vae's result);
 - a fresh run (no ``--resume``) must not go where a run already is: its checkpoints would be replaced or pruned
@@ -16,7 +20,9 @@ A checkpoint is written to a hidden ``checkpoints/.step_N.tmp`` folder first; on
 the next start when it holds only the names lvcd writes there (:func:`remove_abandoned_staging`), else refused.
 
 The CSV logs of a resumed run keep their rows up to the resumed step (later rows were written after the last
-checkpoint and are about to be written again) and grow by appending (:func:`continue_csv_log`).
+checkpoint and are about to be written again) and grow by appending (:func:`continue_csv_log`); a row whose step is
+not a whole number is refused in one line, naming the file and line, before any model loads
+(:func:`check_csv_logs`).
 
     >>> check_run_output_dir("runs/x", {"data.root": "data"}, resume_from=None)     # doctest: +SKIP
 """
@@ -28,13 +34,13 @@ import csv
 import os
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from lvcd.errors import InputError
 from lvcd.io.atomic import CREATING, atomic_output, temporary_target
 from lvcd.io.paths import check_not_input, is_within
-from lvcd.train.checkpoint import CHECKPOINTS_DIR, WEIGHTS_NAME, list_checkpoints
+from lvcd.train.checkpoint import CHECKPOINTS_DIR, WEIGHTS_NAME, folder_step, list_checkpoints
 from lvcd.train.config import TrainConfigError
 
 # What a run of either command leaves in its output_dir (besides config.json, which every start rewrites).
@@ -59,7 +65,7 @@ def check_run_output_dir(
     resumed (None for a fresh run) and its step; ``weights_name``: the weights file of this command's checkpoints;
     ``restart``: ``--resume latest`` found no checkpoint (the run starts afresh); ``own_logs``: the logs this command
     writes (as :func:`run_outputs` names them). Returns what to tell the user about a restart, else None."""
-    output_dir = Path(output_dir)
+    output_dir = run_output_path(output_dir)
     given = {name: path for name, path in inputs.items() if path not in (None, "")}
     check_not_input(output_dir, given, option="output_dir", contains_ok=True)  # a run adds to its folder ...
     written = [output_dir / name for name in ("config.json", "logs", CHECKPOINTS_DIR, *RESULT_FILES)]
@@ -70,7 +76,10 @@ def check_run_output_dir(
                 f"{name} {path} lies where this run writes ({hit}); move it out of output_dir {output_dir} or choose "
                 "another output_dir."
             )
+    _check_not_in_checkpoint(output_dir)
+    _check_not_foreign(output_dir, given.values())
     if resume_from is not None and is_within(resume_from, output_dir / CHECKPOINTS_DIR):
+        check_csv_logs(output_dir, own_logs)  # cut back to the resumed step after the models load
         later = [step for step, _ in list_checkpoints(output_dir, None) if step > resumed_step]
         if later:
             raise TrainConfigError(
@@ -108,6 +117,71 @@ def check_run_output_dir(
     raise TrainConfigError(
         f"output_dir {output_dir} already holds another run ({found[0]}), which {doing} would overwrite; choose "
         "another output_dir."
+    )
+
+
+def run_output_path(output_dir: str | os.PathLike) -> Path:
+    """``output_dir`` as a path; an empty one (``--set output_dir=``) is refused: it would train into the working
+    folder."""
+    if not str(output_dir).strip():
+        raise TrainConfigError(
+            "output_dir is empty; give the folder to write the run to (e.g. output_dir=runs/my-run)."
+        )
+    return Path(output_dir)
+
+
+def is_run_dir(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is an lvcd run directory: it holds a run's lock, a log of either command, TensorBoard files
+    or checkpoint folders (runs of versions without the lock hold the logs or checkpoints)."""
+    folder = Path(folder)
+    logs = folder / "logs"
+    checkpoints = folder / CHECKPOINTS_DIR
+    return (
+        (folder / RUN_LOCK).is_file()
+        or any((logs / name).is_file() for name in LOG_FILES)
+        or (logs / "tensorboard").is_dir()
+        or bool(list_checkpoints(folder, None))
+        or (checkpoints.is_dir() and any(_STAGING.match(entry.name) for entry in checkpoints.iterdir()))
+    )
+
+
+def _check_not_in_checkpoint(output_dir: Path) -> None:
+    """Refuse an output_dir that is or lies inside a checkpoint folder (``checkpoints/step_N`` or its staging folder),
+    or inside a run's ``checkpoints/``: pruning would delete the run, a resume would mix it with the checkpoint."""
+    resolved = output_dir.expanduser().resolve()
+    for folder in (resolved, *resolved.parents):
+        in_checkpoints = folder.parent.name == CHECKPOINTS_DIR
+        if in_checkpoints and (folder_step(folder) is not None or _STAGING.match(folder.name)):
+            raise TrainConfigError(
+                f"output_dir {output_dir} lies inside the checkpoint folder {folder}, which lvcd manages (pruning "
+                "deletes it); choose an output_dir outside it."
+            )
+        if folder.name == CHECKPOINTS_DIR and is_run_dir(folder.parent):
+            raise TrainConfigError(
+                f"output_dir {output_dir} lies inside {folder}, the checkpoints folder of the run in {folder.parent}; "
+                "choose an output_dir outside it."
+            )
+
+
+def _check_not_foreign(output_dir: Path, inputs: Iterable[object]) -> None:
+    """Refuse an existing output_dir that is not an lvcd run directory and holds anything besides the run's inputs
+    (its own config.json would be replaced, its files mixed with the run's)."""
+    if not output_dir.is_dir() or is_run_dir(output_dir):
+        return
+    inputs = list(inputs)
+    foreign = sorted(
+        entry.name
+        for entry in output_dir.iterdir()
+        if not any(is_within(path, entry) for path in inputs)  # an input, or a folder holding one
+    )
+    if not foreign:
+        return
+    first = "config.json" if "config.json" in foreign else foreign[0]
+    replaced = " (which the run would replace with its own)" if first == "config.json" else ""
+    more = f" and {len(foreign) - 1} other entr{'y' if len(foreign) == 2 else 'ies'}" if len(foreign) > 1 else ""
+    raise TrainConfigError(
+        f"output_dir {output_dir} is not an lvcd run directory and holds {first}{replaced}{more}; choose a new or "
+        "empty output_dir (or move those files out)."
     )
 
 
@@ -226,13 +300,45 @@ def run_outputs(output_dir: Path) -> list[str]:
     return found
 
 
+def check_csv_logs(output_dir: str | os.PathLike, own_logs: Sequence[str]) -> None:
+    """Every row of this command's CSV logs (``own_logs``) in output_dir has a whole-number step (one line naming the
+    file and line otherwise): a resume cuts them back to its step, after the models load."""
+    for name in own_logs:
+        path = Path(output_dir) / name
+        if name.endswith(".csv") and path.is_file():
+            _log_rows(path, None)
+
+
+def _log_rows(path: Path, upto_step: int | None) -> list[dict[str, str]]:
+    """The rows of CSV log ``path`` up to ``upto_step`` (None: all); a row without a whole-number step is one
+    TrainConfigError line."""
+    kept = []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is not None and "step" not in reader.fieldnames:
+            raise TrainConfigError(
+                f"{path} has no step column (line 1 is not lvcd's header); move the log out of the run's logs/ "
+                "folder (the resumed run starts a new one), then run the command again."
+            )
+        for row in reader:
+            value = row.get("step")
+            try:
+                step = int(value)
+            except (TypeError, ValueError):
+                raise TrainConfigError(
+                    f"{path} line {reader.line_num}: the step {value!r} is not a whole number (the log is damaged); "
+                    "fix or delete that line, then run the command again."
+                ) from None
+            if upto_step is None or step <= upto_step:
+                kept.append(row)
+    return kept
+
+
 def continue_csv_log(path: Path, columns: Sequence[str], upto_step: int) -> None:
-    """Make ``path`` a CSV log with ``columns`` holding its rows up to ``upto_step`` (none for a fresh run), in one
-    atomic rewrite (a crash leaves the old log or the new one); the run then appends to it."""
-    rows = []
-    if path.is_file():
-        with path.open(newline="") as f:
-            rows = [row for row in csv.DictReader(f) if int(row["step"]) <= upto_step]
+    """Make ``path`` a CSV log with ``columns`` holding its rows up to ``upto_step`` (none for a fresh run or a
+    restart from step 0), in one atomic rewrite (a crash leaves the old log or the new one); the run then appends to
+    it."""
+    rows = _log_rows(path, upto_step) if upto_step > 0 and path.is_file() else []
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as temporary:
         with temporary.open("w", newline="") as f:

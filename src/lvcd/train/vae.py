@@ -71,6 +71,7 @@ from lvcd.train.run_dir import (
     clear_own_logs,
     continue_csv_log,
     remove_abandoned_staging,
+    run_output_path,
 )
 from lvcd.weights import model_metadata, save_safetensors
 
@@ -79,6 +80,7 @@ VAE_WEIGHTS_NAME = "vae.safetensors"
 OPTIMIZER_NAME = "optimizer.pt"
 STATE_NAME = "train_state.json"
 LOG_COLUMNS = ("step", "loss", "l1", "mse", "kl", "lr", "seconds")
+_CHECKPOINT_NAMES = (VAE_WEIGHTS_NAME, OPTIMIZER_NAME, STATE_NAME)  # what _save_checkpoint writes into one
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,7 @@ def _save_checkpoint(output_dir: Path, step: int, vae: AutoencoderKL, optimizer,
     torch.save(optimizer.state_dict(), staging / OPTIMIZER_NAME)
     write_json_atomic(staging / STATE_NAME, {"step": step})
     final = publish(staging, checkpoints_root(output_dir) / step_dir_name(step))
-    prune_checkpoints(output_dir, keep, weights_name=VAE_WEIGHTS_NAME)
+    prune_checkpoints(output_dir, keep, weights_name=VAE_WEIGHTS_NAME, own_names=_CHECKPOINT_NAMES)
     return final
 
 
@@ -334,7 +336,7 @@ def train_vae(config: VAETrainConfig, resume: str | None = None, progress: bool 
 
 def _train_vae(config: VAETrainConfig, resume: str | None, progress: bool, lock: RunLock) -> VAETrainResult:
     config = config.validate()
-    output_dir = Path(config.output_dir)
+    output_dir = run_output_path(config.output_dir)  # an empty one refused: it would train into the working folder
     resume_from = _resume_point(output_dir, resume)
     start = _checkpoint_step(resume_from) if resume_from is not None else 0
     inputs = {"--config": config_source(config), "data.root": config.data.root}
@@ -351,7 +353,7 @@ def _train_vae(config: VAETrainConfig, resume: str | None, progress: bool, lock:
     if size[0] % model_config.vae.downsample_factor or size[1] % model_config.vae.downsample_factor:
         raise TrainConfigError(f"data.size {list(size)} must be multiples of {model_config.vae.downsample_factor}.")
     lock.take(output_dir)  # after the cheap checks, before anything is written or removed there
-    remove_abandoned_staging(output_dir, (VAE_WEIGHTS_NAME, OPTIMIZER_NAME, STATE_NAME))
+    remove_abandoned_staging(output_dir, _CHECKPOINT_NAMES)
     if resume_from is not None and restart_note is not None:
         clear_own_logs(output_dir, VAE_LOGS)  # another folder's checkpoint resumed over a run that never saved one
     if restart_note is not None:
