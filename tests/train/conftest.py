@@ -87,6 +87,16 @@ def tiny_train_config(weights: dict[str, Path], output_dir: Path, **train_overri
     )
 
 
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if the training loop gets as far as loading models (refusals must come first)."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("models were loaded before the refusal")
+
+    monkeypatch.setattr("lvcd.train.loop.load_training_models", refuse)
+
+
 @pytest.fixture(autouse=True, scope="package")
 def single_thread():
     """The tiny model's ops are far too small to share out: one thread is several times faster on a busy machine."""

@@ -34,14 +34,6 @@ def run(tiny_weights, tmp_path_factory):
     return config, dataset
 
 
-@pytest.fixture
-def no_model_loading(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("models were loaded before the refusal")
-
-    monkeypatch.setattr("lvcd.train.loop.load_training_models", refuse)
-
-
 def _copy(run, tmp_path: Path, step: int = 1) -> Path:
     config, _ = run
     target = tmp_path / "old" / "checkpoints" / ckpt.step_dir_name(step)

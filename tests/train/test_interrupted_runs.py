@@ -40,14 +40,6 @@ def eval_run(tiny_weights, tmp_path_factory):
     return config, dataset, train(config, dataset=dataset, progress=False)
 
 
-@pytest.fixture
-def no_model_loading(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("models were loaded before the refusal")
-
-    monkeypatch.setattr(loop, "load_training_models", refuse)
-
-
 def test_a_run_stopped_during_a_checkpoint_steps_eval_evaluates_it_on_resume(eval_run, tmp_path):
     config, dataset, _ = eval_run
     reference = Path(config.output_dir)

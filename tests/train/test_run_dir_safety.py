@@ -34,16 +34,6 @@ def short_run(tiny_weights, tmp_path_factory):
     return config, dataset
 
 
-@pytest.fixture
-def no_model_loading(monkeypatch):
-    """Fail the test if the loop gets as far as loading models (refusals must come first)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("models were loaded")
-
-    monkeypatch.setattr("lvcd.train.loop.load_training_models", refuse)
-
-
 def _copy_run(short_run, tmp_path: Path):
     config, dataset = short_run
     run = tmp_path / "run"

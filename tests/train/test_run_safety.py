@@ -51,16 +51,6 @@ def full_run(tiny_weights, tmp_path_factory):
     return config, dataset, train(config, dataset=dataset, progress=False)
 
 
-@pytest.fixture
-def no_model_loading(monkeypatch):
-    """Fail the test if the loop gets as far as loading models (refusals must come first)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("models were loaded before the refusal")
-
-    monkeypatch.setattr("lvcd.train.loop.load_training_models", refuse)
-
-
 def _copy_checkpoint(full_run, tmp_path: Path, step: int) -> Path:
     config, _, _ = full_run
     source = ckpt.checkpoints_root(config.output_dir) / ckpt.step_dir_name(step)
