@@ -300,12 +300,16 @@ print("sigterm", "default" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 def test_an_in_process_caller_stopped_by_ctrl_c_gets_its_handlers_back(tmp_path):
     """A notebook or a script calling the app (not the `lvcd` program): after a Ctrl-C stopped the command, Ctrl-C
     must still stop its next cell (it was left ignored for good, and so in every child process started later)."""
+    import signal
     import subprocess
     import sys
 
     script = tmp_path / "in_process.py"
     script.write_text(_STOPPED_IN_PROCESS)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=30,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as from a terminal, not a background job
+    )  # fmt: skip
     assert done.stdout.split("\n")[:3] == ["exit 130", "sigint default", "sigterm default"], done.stdout + done.stderr
 
 
