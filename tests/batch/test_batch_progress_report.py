@@ -140,9 +140,10 @@ def test_a_batch_stopped_by_sigterm_writes_its_final_report(tmp_path):
     assert {name for name, status in records.items() if status == "done"} == {
         name for name, status in statuses.items() if status == "done"
     }
-    # a record the stop cut while it was written is a hidden temporary on disk, its shot "running" in the report
-    cut = list((outdir / ".lvcd-batch" / "shots").glob(".*.partial-*"))
-    assert len(statuses) == 40 and 40 - len(records) - len(cut) <= report["totals"]["pending"] <= 40 - len(records)
+    # the one worker's shot may be "running" in the report without a record: the stop cut the record's write (its
+    # temporary deleted by the writer, or left hidden when the stop came between the two)
+    assert len(statuses) == 40 and 40 - len(records) - 1 <= report["totals"]["pending"] <= 40 - len(records)
+    assert sum(status == "running" for status in statuses.values()) <= 1
 
 
 def test_after_sigkill_the_report_is_valid_and_the_rerun_skips_what_finished(tmp_path):
