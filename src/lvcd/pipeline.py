@@ -456,11 +456,12 @@ class LVCDPipeline:
         frames = decode_frames(self.model, lambda idx: latents[idx].to(self.device), count, have=kept.__contains__)
         keeping = work is not None and not work.scratch
         for done, (index, pixels) in enumerate(frames, start=1):
+            name = names[index] if names is not None else None
             if pixels is None:  # kept from the stopped run: only when streaming to a writer
-                writer.write(work.load_decoded(index, plan.input_hw), names[index] if names is not None else None)
+                writer.write(work.load_decoded(index, plan.input_hw), name)
             elif writer is not None:
                 image = (restore((pixels.cpu() + 1) / 2, plan) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-                writer.write(image, names[index] if names is not None else None)
+                writer.write(image, name)
                 if keeping and index not in kept and not work.save_decoded(index, image):
                     keeping = False
                     warnings.warn(

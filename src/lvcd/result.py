@@ -58,8 +58,9 @@ class ColorizeResult:
 
     def save(self, path: str | os.PathLike, fps: float | None = None, overwrite: bool = False) -> Path:
         """Write the frames as ``output=`` would have: a video (.mp4, .webm, .gif) at ``fps`` (default: the shot's,
-        ``self.fps``) or a folder of PNG frames named as the line-art files were, written atomically; an existing path is replaced only with ``overwrite``, and never
-        one of the shot's inputs (nor a folder holding one). Returns the path written."""
+        ``self.fps``) or a folder of PNG frames named as the line-art files were, written atomically; an existing path
+        is replaced only with ``overwrite``, and never one of the shot's inputs (nor a folder holding one). Returns the
+        path written."""
         self._kept_frames()  # refused when there are none, before anything is opened
         writer = open_writer(path, fps=self.fps if fps is None else fps, overwrite=overwrite, inputs=self.inputs)
         names = self.frame_names

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from lvcd.errors import InputError
+from lvcd.errors import InputError, first_line
 from lvcd.io.atomic import atomic_output, recover_replaced_in, remove, remove_abandoned_in, write_json_atomic
 from lvcd.io.locks import try_lock
 from lvcd.sampling import CarryState
@@ -296,7 +296,7 @@ class WorkDir:
         try:
             return load_file(str(path), device=str(device))
         except Exception as err:  # noqa: BLE001 - any reader failure means an unusable file
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            reason = first_line(err)
             raise InputError(
                 f"{path}: this job's saved state cannot be read ({reason}); the work directory is damaged. Run without "
                 "--resume (resume=False in Python) to start afresh."
@@ -393,7 +393,7 @@ class WorkDir:
             with Image.open(path) as image:
                 frame = np.asarray(image)
         except Exception as err:  # noqa: BLE001 - any reader failure means an unusable file
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            reason = first_line(err)
             frame = None
         else:
             reason = f"a {'x'.join(map(str, frame.shape))} {frame.dtype} image, not {size_hw[1]}x{size_hw[0]} RGB"
