@@ -28,7 +28,7 @@ from lvcd.io import SizePlan, plan_size, restore
 from lvcd.io.sizing import parse_size
 from lvcd.lineart import LineartExtractor
 from lvcd.model import LVCDModel
-from lvcd.placement import PHASE_PARTS, Placement
+from lvcd.placement import PHASE_PARTS, Placement, offloads
 from lvcd.result import ColorizeResult
 from lvcd.sampling import CarryState, sample_shot
 from lvcd.shot import (
@@ -41,7 +41,7 @@ from lvcd.shot import (
     start_noise_shape,
 )
 from lvcd.shot_setup import prepare_shot
-from lvcd.weights import load_model
+from lvcd.weights import PendingModel, open_model
 from lvcd.workdir import WorkDir, WorkDirMismatch, differences
 
 if TYPE_CHECKING:
@@ -72,19 +72,47 @@ class LVCDPipeline:
     """Holds a loaded ``LVCDModel`` and colorizes shots with it."""
 
     def __init__(
-        self, model: LVCDModel, device: str | torch.device = "cpu", offload: bool = False, fixed_placement: bool = False
+        self,
+        model: LVCDModel | PendingModel,
+        device: str | torch.device = "cpu",
+        offload: bool = False,
+        fixed_placement: bool = False,
     ):
         """``device``: where the networks compute. On an accelerator the conditioner (CLIP and its VAE encoder) is
         there only while a shot's reference is embedded; ``offload``: every network is there only while in use
         (smallest memory, more copies); ``fixed_placement``: nothing moves, all on ``device`` (the caller places the
-        model, e.g. evaluation during training). See ``lvcd.placement``."""
-        self.model = model
+        model, e.g. evaluation during training). See ``lvcd.placement``.
+
+        ``model`` a ``lvcd.weights.PendingModel`` (``from_single_file(lazy=True)``): its weights are read when a shot
+        first needs them (``load_weights``), after the shot's inputs are read and checked and a resumed job is matched
+        to its work directory; until then ``model`` is on the meta device and ``placement`` is None."""
+        self._pending = model if isinstance(model, PendingModel) else None
+        self.model = model.model if self._pending is not None else model
         self.device = torch.device(device)
-        self.placement = Placement(model, self.device, offload, fixed=fixed_placement)
+        self._placement_options = (offload, fixed_placement)
+        self.placement: Placement | None = None
+        if self._pending is None:
+            self.placement = Placement(self.model, self.device, offload, fixed=fixed_placement)
 
     @property
     def offload(self) -> bool:
+        if self.placement is None:
+            return offloads(self.device, *self._placement_options)
         return self.placement.offload
+
+    @property
+    def weights_loaded(self) -> bool:
+        return self._pending is None
+
+    def load_weights(self) -> None:
+        """Read the weights of a pipeline made with ``lazy=True`` (nothing to do when they are loaded): onto the
+        device, or into host memory with ``offload``, then placed as the pipeline's placement says."""
+        if self._pending is None:
+            return
+        offload, fixed = self._placement_options
+        self._pending.load("cpu" if offload else self.device)
+        self._pending = None
+        self.placement = Placement(self.model, self.device, offload, fixed=fixed)
 
     def memory_needed(
         self, input_hw: tuple[int, int], size: tuple[int, int] | None = None, previous_sample: bool = False
@@ -160,18 +188,24 @@ class LVCDPipeline:
         dtype=None,
         offload: bool = False,
         vae_dtype: torch.dtype = torch.float32,
+        lazy: bool = False,
     ) -> LVCDPipeline:
         """Load the official ``svd.safetensors`` + ``lvcd.ckpt`` (or one converted whole-model file).
 
         ``dtype``: the diffusion networks and CLIP (``default_dtype``: bf16 on CUDA, fp16 on GPUs before Ampere,
         fp32 on CPU); ``vae_dtype``: the VAE and the conditioner's VAE encoder (fp32, as officially; bf16 lowers
-        the estimated GPU peak, see ``lvcd.memory_estimate``; not measured)."""
+        the estimated GPU peak, see ``lvcd.memory_estimate``; not measured). The files are checked now (headers);
+        ``lazy``: their tensors are read when the first shot needs them, after its inputs are checked, so that a
+        wrong input or another job's work directory is refused without loading gigabytes first (``lvcd colorize``
+        does this; see ``__init__``)."""
         device = default_device(device)
-        dtype = dtype or default_dtype(device)
-        model, _ = load_model(
-            svd_path, lvcd_path, config=config, device="cpu" if offload else device, dtype=dtype, vae_dtype=vae_dtype
+        pending = open_model(
+            svd_path, lvcd_path, config=config, dtype=dtype or default_dtype(device), vae_dtype=vae_dtype
         )
-        return cls(model, device=device, offload=offload)
+        pipe = cls(pending, device=device, offload=offload)
+        if not lazy:
+            pipe.load_weights()
+        return pipe
 
     @classmethod
     def from_pretrained(cls, svd_repo=SVD_REPO, lvcd_repo=LVCD_REPO, cache_dir=None, **kwargs) -> LVCDPipeline:
@@ -344,6 +378,7 @@ class LVCDPipeline:
             job.work.check(fingerprint, parts)
         for job, (fingerprint, parts) in zip(jobs, identities, strict=True):
             job.work.bind(fingerprint, seed, parts)
+        self.load_weights()  # a lazy pipeline's: now that the job is known to be the one to run
         if len(jobs) == 1:
             return self._sample(jobs[0])
         total, done, parts = sum(len(job.windows.windows) for job in jobs), 0, {}

@@ -117,6 +117,11 @@ def _power_of_two(nbytes: int) -> int:
     return 1 << max(nbytes - 1, 0).bit_length()
 
 
+def offloads(device: torch.device, offload: bool, fixed: bool = False, host=torch.device("cpu")) -> bool:
+    """Whether a ``Placement`` of these arguments offloads: parts move only to an accelerator, and not when fixed."""
+    return offload and device != host and not fixed
+
+
 class Placement:
     """Keeps the parts of ``model`` where the phases of a shot need them (see the module's docstring).
 
@@ -134,7 +139,7 @@ class Placement:
     ):
         self.device = device
         moves = device != host and not fixed
-        self.offload = offload and moves
+        self.offload = offloads(device, offload, fixed, host)
         attributes = {PART_ATTRIBUTES[part] for part in model.parts}
         resident = set() if self.offload else {PART_ATTRIBUTES[part] for part in RESIDENT_PARTS}
         self._homes: dict[str, HostCopy] = {}

@@ -217,18 +217,56 @@ def load_model(
     weights. With ``strict`` any missing, unexpected or mis-shaped tensor raises ``WeightsError`` with the report.
     ``config=None``: the config a file of ours carries (the last file that has one), else the official full size.
     """
-    model, cfg, source, report, expected = _check_fit(svd_path, lvcd_path, config, parts, strict)
+    pending = open_model(svd_path, lvcd_path, config, dtype, vae_dtype, parts, strict)
+    return pending.load(device), pending.report
 
-    device = torch.device(device)
-    tensors = {}
-    for key, f in source.items():
-        tensors[key] = f.get(key).to(device=device, dtype=_target_dtype(key, dtype, vae_dtype))
-        report.loaded[str(f.path)] = report.loaded.get(str(f.path), 0) + 1
-    for key in [*report.missing, *(k for k, _, _ in report.shape_mismatch)]:  # strict=False only: nothing on meta
-        tensors[key] = torch.zeros(expected[key], device=device, dtype=_target_dtype(key, dtype, vae_dtype))
-    model.load_state_dict(tensors, strict=True, assign=True)
-    model.eval().requires_grad_(False)
-    return model, report
+
+def open_model(
+    svd_path: str | os.PathLike | None,
+    lvcd_path: str | os.PathLike | None = None,
+    config: str | os.PathLike | LVCDConfig | None = None,
+    dtype: torch.dtype = torch.float32,
+    vae_dtype: torch.dtype = torch.float32,
+    parts: tuple[str, ...] = PARTS,
+    strict: bool = True,
+) -> PendingModel:
+    """``load_model``'s first half: the files checked from their headers (seconds; the same errors) and the model
+    built on the meta device in the dtypes the load gives it; ``PendingModel.load`` reads the tensors."""
+    model, _, source, report, expected = _check_fit(svd_path, lvcd_path, config, parts, strict)
+    meta = {
+        key: torch.empty(shape, dtype=_target_dtype(key, dtype, vae_dtype), device="meta")
+        for key, shape in expected.items()
+    }
+    model.load_state_dict(meta, strict=True, assign=True)
+    return PendingModel(model.eval().requires_grad_(False), report, source, expected, dtype, vae_dtype)
+
+
+@dataclass
+class PendingModel:
+    """A model whose files are checked and whose tensors are not read yet: ``model`` is on the meta device, in the
+    dtypes and sizes the load gives it (its config, dtypes and memory can be used; it cannot compute until
+    ``load``)."""
+
+    model: LVCDModel
+    report: LoadReport
+    source: dict[str, WeightsFile]  # key -> the file its tensor is read from
+    expected: dict[str, tuple[int, ...]]  # key -> shape
+    dtype: torch.dtype
+    vae_dtype: torch.dtype
+
+    def load(self, device: str | torch.device = "cpu") -> LVCDModel:
+        """Read every tensor once, cast it, move it to ``device`` and assign it to ``model``; returns ``model``."""
+        device = torch.device(device)
+        tensors = {}
+        for key, f in self.source.items():
+            tensors[key] = f.get(key).to(device=device, dtype=_target_dtype(key, self.dtype, self.vae_dtype))
+            self.report.loaded[str(f.path)] = self.report.loaded.get(str(f.path), 0) + 1
+        for key in [*self.report.missing, *(k for k, _, _ in self.report.shape_mismatch)]:  # strict=False only
+            tensors[key] = torch.zeros(
+                self.expected[key], device=device, dtype=_target_dtype(key, self.dtype, self.vae_dtype)
+            )
+        self.model.load_state_dict(tensors, strict=True, assign=True)
+        return self.model.eval().requires_grad_(False)
 
 
 def config_of_files(files: list[WeightsFile]) -> LVCDConfig | None:

@@ -206,7 +206,7 @@ def test_bad_input(case: Case, prepared: World, monkeypatch):
         def no_weights(*args, **kwargs):
             raise AssertionError("weights were loaded before the inputs were checked")
 
-        monkeypatch.setattr("lvcd.pipeline.load_model", no_weights)
+        monkeypatch.setattr("lvcd.weights.PendingModel.load", no_weights)  # the tensors read
     inputs_before, outputs_before = checksums(prepared.inputs), checksums(prepared.out)
     result = runner.invoke(app, case.args(prepared))
     text = result.output
@@ -239,7 +239,7 @@ def test_a_shot_too_big_for_the_gpu_is_refused_before_the_weights_load(prepared:
     def no_weights(*args, **kwargs):
         raise AssertionError("weights were loaded before the inputs were checked")
 
-    monkeypatch.setattr("lvcd.pipeline.load_model", no_weights)
+    monkeypatch.setattr("lvcd.weights.PendingModel.load", no_weights)  # the tensors read
     inputs_before = checksums(prepared.inputs)
     result = runner.invoke(app, colorize(prepared, device="cuda"))
     assert result.exit_code == 2 and not isinstance(result.exception, AssertionError), result.output

@@ -191,6 +191,7 @@ def _run(**opts) -> None:
             opts["offload"],
             opts["model"],
             opts["vae_dtype"],
+            lazy=True,  # the shot's inputs read and a --resume matched to its work directory before the weights load
         )
         if opts["compile_networks"]:
             pipe.compile()

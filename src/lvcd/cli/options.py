@@ -49,12 +49,14 @@ def load_pipeline(
     offload: bool = False,
     model: str | None = None,
     vae_dtype: str | None = None,
+    lazy: bool = False,
 ):
-    """The pipeline from local files, the packaged demo model (``model="demo"``), or (no --svd) the Hugging Face cache."""
+    """The pipeline from local files, the packaged demo model (``model="demo"``), or (no --svd) the Hugging Face cache.
+    ``lazy``: the files are checked now and their tensors read when the first shot needs them (``from_single_file``)."""
     from lvcd.hub import weights_files
     from lvcd.pipeline import LVCDPipeline
 
-    kwargs = {"config": config, "device": device, "dtype": parse_dtype(dtype), "offload": offload}
+    kwargs = {"config": config, "device": device, "dtype": parse_dtype(dtype), "offload": offload, "lazy": lazy}
     if vae_dtype is not None:
         kwargs["vae_dtype"] = parse_dtype(vae_dtype, "--vae-dtype")
     if packaged_model(model, svd, lvcd) is not None:
