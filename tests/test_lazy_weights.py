@@ -4,6 +4,8 @@ before gigabytes of weights load, and the shot is the one an eagerly loaded pipe
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import lvcd.pipeline
 import lvcd.weights
 from conftest import TINY_CONFIG
 from lvcd.cli import app
@@ -120,3 +123,84 @@ def test_cli_resume_of_another_job_is_refused_before_the_weights_load(tiny_weigh
     resumed = colorize("-o", str(again), "--steps", "1", "--resume")  # the same job: its windows are reused
     assert resumed.exit_code == 0, resumed.output
     assert again.read_bytes() == first.read_bytes() and not work.exists()
+
+
+def test_a_load_stopped_midway_is_finished_by_the_next_shot(tiny_weights, tmp_path, monkeypatch):
+    frames, reference = _shot(tmp_path / "lineart")
+    lazy = _pipe(tiny_weights, lazy=True)
+    real = lvcd.pipeline.Placement
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lvcd.pipeline, "Placement", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        lazy(reference, frames, num_steps=1, seed=3, decode=False, progress=False)
+    assert not lazy.weights_loaded  # the tensors are read, the placement is not made
+    monkeypatch.setattr(lvcd.pipeline, "Placement", real)
+    ours = lazy(reference, frames, num_steps=1, seed=3, decode=False, progress=False)
+    theirs = _pipe(tiny_weights)(reference, frames, num_steps=1, seed=3, decode=False, progress=False)
+    assert lazy.weights_loaded and torch.equal(ours.latents, theirs.latents)
+
+
+def test_frames_returned_as_a_tensor_must_fit_beside_the_weights_still_to_load(tiny_weights, tmp_path, monkeypatch):
+    frames, reference = _shot(tmp_path / "lineart")
+    lazy, eager = _pipe(tiny_weights, lazy=True), _pipe(tiny_weights)
+    weights = sum(t.numel() * t.element_size() for t in lazy.model.state_dict().values())
+    assert lazy._weights_to_load() == weights and eager._weights_to_load() == 0  # all of it in host memory on a CPU
+    frame_bytes = 6 * 3 * 64 * 64 * 4
+    assert weights > 2 * frame_bytes
+    room = 2 * frame_bytes + weights // 2  # the frames fit beside the job, not beside the weights too
+    monkeypatch.setattr("lvcd.host.available_ram", lambda: room)
+    with pytest.raises(InputError, match=r"GB available beside the model's weights; give output="):
+        lazy(reference, frames, num_steps=1, seed=3, progress=False)
+    assert not lazy.weights_loaded
+    assert eager(reference, frames, num_steps=1, seed=3, progress=False).frames.shape[0] == 6  # its weights are in
+
+
+def test_the_vae_dtype_is_part_of_a_previous_sample_job_only(tiny_weights, tmp_path):
+    """Chained references are decoded and encoded again by the VAE each window: its dtype shapes the result. With the
+    first frame as reference the VAE only encodes the start state, which the work directory keeps (no change there,
+    so work directories of earlier versions stay resumable)."""
+    frames, reference = _shot(tmp_path / "lineart")
+    arguments = {"num_steps": 1, "seed": 3, "decode": False, "progress": False}
+    for mode, work in (("first", tmp_path / "first"), ("previous-sample", tmp_path / "chained")):
+        _pipe(tiny_weights, vae_dtype=torch.bfloat16, lazy=True)(
+            reference, frames, reference_mode=mode, work_dir=work, **arguments
+        )
+        settings = json.loads((work / "settings.json").read_text())
+        assert ("vae dtype" in settings["parts"]) == (mode == "previous-sample"), settings["parts"]
+    fp32 = _pipe(tiny_weights, lazy=True)
+    fp32(reference, frames, reference_mode="first", work_dir=tmp_path / "first", resume=True, **arguments)
+    with pytest.raises(WorkDirMismatch, match=r"\(vae dtype torch.bfloat16 then, torch.float32 now\)"):
+        fp32(
+            reference, frames, reference_mode="previous-sample", work_dir=tmp_path / "chained", resume=True, **arguments
+        )
+
+
+def test_cli_a_refused_resume_keeps_a_job_stopped_while_its_weights_loaded(tiny_weights, tmp_path, monkeypatch):
+    """Stopped while the weights load (after the job is recorded), resumed with a mistyped option: refused, and the
+    job, its drawn seed included, is still there for the right command."""
+    frames, reference = _shot(tmp_path / "lineart")
+    output, work = tmp_path / "shot.mp4", tmp_path / ".shot.mp4.lvcd-work"
+
+    def colorize(*args: str):
+        base = ["colorize", "--svd", str(tiny_weights["svd"]), "--lvcd", str(tiny_weights["lvcd"])]
+        base += ["--config", str(TINY_CONFIG), "--reference", str(reference), "--lineart", str(frames), "--quiet"]
+        return CliRunner().invoke(app, [*base, "--steps", "1", *args])
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lvcd.weights.PendingModel, "load", stopped)
+        first = colorize("-o", str(output))
+    assert first.exit_code == 130 and "--resume" in first.output, first.output
+    seed = re.search(r"seed (\d+) \(drawn at random", first.output).group(1)
+    refused = colorize("-o", str(output), "--resume", "--overlap", "2")
+    assert refused.exit_code == 2 and "overlap 4 then, 2 now" in refused.output, refused.output
+    assert json.loads((work / "settings.json").read_text())["seed"] == int(seed)
+    resumed = colorize("-o", str(output), "--resume")
+    assert resumed.exit_code == 0 and f"seed {seed} (recorded by the interrupted run" in resumed.output, resumed.output
+    again = colorize("-o", str(tmp_path / "again.mp4"), "--seed", seed)
+    assert again.exit_code == 0 and output.read_bytes() == (tmp_path / "again.mp4").read_bytes()

@@ -28,7 +28,7 @@ from lvcd.io import SizePlan, plan_size, restore
 from lvcd.io.sizing import parse_size
 from lvcd.lineart import LineartExtractor
 from lvcd.model import LVCDModel
-from lvcd.placement import PHASE_PARTS, Placement, offloads
+from lvcd.placement import PHASE_PARTS, Placement, host_attributes, offloads
 from lvcd.result import ColorizeResult
 from lvcd.sampling import CarryState, sample_shot
 from lvcd.shot import (
@@ -102,17 +102,28 @@ class LVCDPipeline:
 
     @property
     def weights_loaded(self) -> bool:
-        return self._pending is None
+        return self._pending is None and self.placement is not None
 
     def load_weights(self) -> None:
         """Read the weights of a pipeline made with ``lazy=True`` (nothing to do when they are loaded): onto the
-        device, or into host memory with ``offload``, then placed as the pipeline's placement says."""
-        if self._pending is None:
-            return
+        device, or into host memory with ``offload``, then placed as the pipeline's placement says. Stopped midway
+        (Ctrl-C), the next call finishes it."""
         offload, fixed = self._placement_options
-        self._pending.load("cpu" if offload else self.device)
-        self._pending = None
-        self.placement = Placement(self.model, self.device, offload, fixed=fixed)
+        with torch.inference_mode(False):  # plain tensors, whatever mode the first shot is called in
+            if self._pending is not None:
+                self._pending.load("cpu" if offload else self.device)
+                self._pending = None
+            if self.placement is None:
+                self.placement = Placement(self.model, self.device, offload, fixed=fixed)
+
+    def _weights_to_load(self) -> int:
+        """Bytes of host memory this pipeline's weights will take when they load (0 once they are)."""
+        if self._pending is None:
+            return 0
+        from lvcd.memory import weight_bytes
+
+        sizes = weight_bytes(self.model)  # by attribute, from the meta model's dtypes and shapes
+        return sum(sizes[name] for name in host_attributes(self.model, self.device, *self._placement_options))
 
     def memory_needed(
         self, input_hw: tuple[int, int], size: tuple[int, int] | None = None, previous_sample: bool = False
@@ -305,7 +316,7 @@ class LVCDPipeline:
                 initial_noise=initial_noise, reference_noise=reference_noise, keyframes=keyframes, output=output,
                 fps=fps, overwrite=overwrite, work_dir=work_dir, resume=resume, progress=progress, callback=callback,
                 prev_reference=prev_reference, blending=blending, reference_mode=reference_mode, sampler=sampler,
-                reference_frame=reference_frame, decode=decode,
+                reference_frame=reference_frame, decode=decode, weights_to_load=self._weights_to_load(),
             )  # fmt: skip
             temporary = None
             if work_dir is None:
@@ -396,7 +407,8 @@ class LVCDPipeline:
 
     def _identity(self, job: ShotJob, seed: int | None) -> tuple[str, dict[str, str]]:
         """The job's fingerprint and what it covers (``lvcd.shot.job_identity``) with this pipeline's dtype."""
-        return job_identity(job, seed, self.config, next(self.model.unet.parameters()).dtype)
+        dtypes = (next(self.model.unet.parameters()).dtype, next(self.model.first_stage_model.parameters()).dtype)
+        return job_identity(job, seed, self.config, *dtypes)
 
     def _start_state(self, job: ShotJob) -> tuple[dict[str, torch.Tensor], int | None]:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and

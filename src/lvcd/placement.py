@@ -122,6 +122,20 @@ def offloads(device: torch.device, offload: bool, fixed: bool = False, host=torc
     return offload and device != host and not fixed
 
 
+def host_attributes(
+    model: LVCDModel, device: torch.device, offload: bool, fixed: bool = False, host=torch.device("cpu")
+) -> set[str]:
+    """The model's attributes whose weights a ``Placement`` of these arguments keeps in host memory: all of them when
+    the device is the host, those that move (kept there for the pipeline's life) otherwise, none when fixed."""
+    attributes = {PART_ATTRIBUTES[part] for part in model.parts}
+    if device == host:
+        return attributes
+    if fixed:
+        return set()
+    resident = set() if offloads(device, offload, fixed, host) else {PART_ATTRIBUTES[p] for p in RESIDENT_PARTS}
+    return attributes - resident
+
+
 class Placement:
     """Keeps the parts of ``model`` where the phases of a shot need them (see the module's docstring).
 
@@ -141,13 +155,13 @@ class Placement:
         moves = device != host and not fixed
         self.offload = offloads(device, offload, fixed, host)
         attributes = {PART_ATTRIBUTES[part] for part in model.parts}
-        resident = set() if self.offload else {PART_ATTRIBUTES[part] for part in RESIDENT_PARTS}
+        moving = host_attributes(model, device, offload, fixed, host) if moves else set()
         self._homes: dict[str, HostCopy] = {}
         # page-locking host memory creates a CUDA context on the current GPU if there is none: make it the one used
         with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
             for attribute in sorted(attributes):
                 module = getattr(model, attribute)
-                if moves and attribute not in resident:
+                if attribute in moving:
                     self._homes[attribute] = HostCopy(module, pin=device.type == "cuda")
                 else:
                     module.to(device)

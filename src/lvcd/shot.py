@@ -198,7 +198,9 @@ def resolve_seed(job: ShotJob) -> int | None:
     return job.seed
 
 
-def _job_settings(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> dict:
+def _job_settings(
+    job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype, vae_dtype: torch.dtype
+) -> dict:
     settings = {
         "steps": job.num_steps, "seed": seed, "overlap": job.windows.overlap, "prev_attn_steps": job.prev_attn_steps,
         "plan": [job.plan.input_hw, job.plan.model_hw], "polarity": job.polarity, "config": config.name,
@@ -206,6 +208,10 @@ def _job_settings(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: tor
     }  # fmt: skip
     if job.sampler != "euler":  # absent for Euler: work directories of earlier versions stay resumable
         settings["sampler"] = job.sampler
+    if job.schemes.reference_mode == "previous-sample" and vae_dtype != torch.float32:
+        # each window's reference is decoded and encoded again: the VAE's dtype shapes the windows (with the first
+        # frame as reference it encodes the start state alone, which the work directory keeps); absent for fp32
+        settings["vae dtype"] = str(vae_dtype)
     if job.reference_frame:  # absent for a shot coloured from its frame 0, as before
         settings["reference frame"] = job.reference_frame
         settings["pass"] = "toward the end" if job.direction == 1 else "toward frame 0"
@@ -220,11 +226,13 @@ def _job_arrays(job: ShotJob) -> dict[str, list]:
     return arrays
 
 
-def job_identity(job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype) -> tuple[str, dict[str, str]]:
+def job_identity(
+    job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype, vae_dtype: torch.dtype = torch.float32
+) -> tuple[str, dict[str, str]]:
     """Everything that determines the result, hashed (a resumed job must match it exactly), and what that hash
     covers part by part (settings as text, arrays as short digests, whether the line art was levelled), kept beside it
     so that a resume refused for another job can say what differs."""
-    settings = _job_settings(job, seed, config, dtype)
+    settings = _job_settings(job, seed, config, dtype, vae_dtype)
     whole, parts = fingerprint_with_parts(settings, _job_arrays(job))
     parts = {name: v if isinstance(v, str) else json.dumps(v, default=str) for name, v in settings.items()} | parts
     parts["line-art levels"] = "levelled" if job.levelled else "as drawn"

@@ -109,18 +109,23 @@ class PreparedShot:
         return jobs
 
 
-def check_frames_fit(count: int, size_hw: tuple[int, int]) -> None:
+def check_frames_fit(count: int, size_hw: tuple[int, int], weights_to_load: int = 0) -> None:
     """Without an output the frames come back as one float32 tensor: refuse before any work a shot whose frames
-    cannot fit in this machine's memory beside the job (they would fail after all the sampling)."""
+    cannot fit in this machine's memory beside the job (they would fail after all the sampling), and beside the
+    ``weights_to_load`` bytes of host memory a pipeline whose weights are not loaded yet will take."""
     from lvcd.host import available_ram
 
     needed = count * 3 * size_hw[0] * size_hw[1] * 4
     available = available_ram()
-    if available is not None and needed > available * 0.8:  # the rest: the job itself
+    if available is None:
+        return
+    available -= weights_to_load
+    if needed > available * 0.8:  # the rest: the job itself
+        beside = " beside the model's weights" if weights_to_load else ""
         raise InputError(
             f"The {count} colorized frames at {size_hw[1]}x{size_hw[0]} need {needed / 1e9:.1f} GB of memory as one "
-            f"tensor and this machine has {available / 1e9:.1f} GB available; give output= (a video file or a folder "
-            "for PNG frames) to write them to disk as they are decoded."
+            f"tensor and this machine has {max(available, 0) / 1e9:.1f} GB available{beside}; give output= (a video "
+            "file or a folder for PNG frames) to write them to disk as they are decoded."
         )
 
 
@@ -173,6 +178,7 @@ def prepare_shot(
     keyframes,
     reference_frame: int = 0,
     decode: bool = True,
+    weights_to_load: int = 0,
     output: str | os.PathLike | None,
     fps: float | None,
     overwrite: bool,
@@ -187,7 +193,7 @@ def prepare_shot(
 ) -> PreparedShot:
     """Check ``LVCDPipeline.__call__``'s arguments (see there) and open the shot's inputs and output for a pipeline of
     ``config`` computing on ``device``; ``check_memory(model_hw, previous_sample)`` refuses a shot the accelerator
-    cannot hold. Call it from ``__call__`` itself: its warnings point at the line that called the pipeline."""
+    cannot hold; ``weights_to_load``: host bytes the pipeline's weights will take when they load (a lazy pipeline). Call it from ``__call__`` itself: its warnings point at the line that called the pipeline."""
     # the arguments first: a wrong one is refused before any frame is read
     num_steps = whole_number(config.sampling.num_steps if num_steps is None else num_steps, "num_steps", 1)
     overlap = config.sampling.overlap if overlap is None else overlap
@@ -260,7 +266,7 @@ def prepare_shot(
         warn_unused_keyframes(in_pass, windows, stacklevel=CALLERS_LINE, origin=reference_frame, direction=direction)
     check_memory(plan.model_hw, schemes.reference_mode == "previous-sample")
     if output is None and decode:
-        check_frames_fit(count, plan.input_hw)
+        check_frames_fit(count, plan.input_hw, weights_to_load)
     # the images before the line art's pixels are read: a reference that is no image is refused first
     images = {reference_frame: reference_tensor(reference, plan, "reference", stacklevel=CALLERS_LINE)}
     images.update(

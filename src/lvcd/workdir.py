@@ -99,7 +99,7 @@ _LEVELS_REMEDY = {
     "levelled": ("levelled", "--lineart-levels on"),
     "as drawn": ("read as drawn", "--lineart-levels off"),
 }
-_ABSENT = {"sampler": "euler"}  # lvcd.shot records the sampler only when it is not Euler
+_ABSENT = {"sampler": "euler", "vae dtype": "torch.float32"}  # lvcd.shot records these only when not the default
 # Names of the settings in messages.
 _LABELS = {"plan": "size (input, processing)", "config": "model config", "prev_attn_steps": "prev-reference steps"}
 

@@ -35,13 +35,15 @@ def open_job(path: Path, resume: bool, seed: int | None) -> tuple[WorkDir, int]:
 
 def run_job(work: WorkDir, seed: int, job: Callable, keep_work: bool = False):
     """Run ``job``; on success remove the work directory (unless ``keep_work``), on an interruption keep it and say
-    how to resume, on an error keep it only when it holds finished work."""
+    how to resume, on an error keep it only when it holds finished work or a job that --resume was asked to continue
+    (a resume refused for a mistyped option leaves that job as it was, its drawn seed included)."""
     try:
         result = job()
     except BaseException as err:
         stopped = interruption(err)
         finished = work.windows_on_disk()  # every pass's windows count
-        if stopped is None and finished == 0:
+        resumable = work.resume and work.recorded_seed() is not None
+        if stopped is None and finished == 0 and not resumable:
             work.remove()  # nothing worth resuming
         work.release()
         if stopped is not None:
