@@ -16,11 +16,14 @@ def parse_device(device: str | torch.device, what: str = "device") -> torch.devi
 
 
 def require_device(device: str | torch.device, what: str = "--device") -> torch.device:
-    """``device`` as a torch.device that this machine has: a name torch does not know, or a CUDA device that this
-    machine or this torch build does not have, is a one-line InputError (``what`` names the setting)."""
+    """``device`` as a torch.device that this machine has: a name torch does not know, a kind lvcd does not run on
+    (mps, xpu, ...), or a CUDA device that this machine or this torch build does not have, is a one-line InputError
+    (``what`` names the setting)."""
     parsed = parse_device(device, what)
-    if parsed.type != "cuda":
+    if parsed.type == "cpu":
         return parsed
+    if parsed.type != "cuda":  # mps, xpu, ...: lvcd is built and tested for CUDA GPUs and the CPU only
+        raise InputError(f"{what} {device}: lvcd runs on cpu or cuda (cuda:N) devices; use {what} cpu or cuda.")
     if not torch.cuda.is_available():
         raise InputError(f"{what} {device}: this machine (or this torch build) has no CUDA device; use {what} cpu.")
     if parsed.index is not None and parsed.index >= torch.cuda.device_count():

@@ -186,6 +186,11 @@ def expected_config(opts: dict):
             return WeightsFile(demo_weights_path(), "demo").model_config()
         if opts.get("svd") is not None and Path(opts["svd"]).suffix == ".safetensors":
             return WeightsFile(opts["svd"], "svd").model_config() or get_config(None)
+        if opts.get("svd") is None and opts.get("model") is None:  # the official files, from the Hugging Face cache
+            lvcd = opts.get("lvcd_ckpt")  # a converted file of ours given with them may carry another config
+            if lvcd is not None and Path(lvcd).suffix == ".safetensors":
+                return WeightsFile(lvcd, "lvcd").model_config() or get_config(None)
+            return get_config(None)
     except Exception:  # noqa: BLE001 - the weights' loader reports unreadable files with its own message
         return None
     return None
@@ -219,7 +224,7 @@ def check_schemes(opts: dict, keyframes: dict) -> None:
 
 def preflight_colorize(opts: dict):
     """Everything ``lvcd colorize`` can check before loading weights; returns (source, size, keyframes)."""
-    from lvcd.cli.options import parse_dtype, parse_size
+    from lvcd.cli.options import packaged_model, parse_dtype, parse_size
     from lvcd.io import FrameSource, plan_size
 
     keyframes = {}
@@ -233,6 +238,8 @@ def preflight_colorize(opts: dict):
             raise InputError(f"--keyframe {int(index)} is given twice ({keyframes[int(index)]} and {path.strip()}).")
         keyframes[int(index)] = Path(path.strip())
     check_seed(opts["seed"], "--seed")
+    _check_sampler(opts.get("sampler", "euler"))
+    packaged_model(opts.get("model"), opts["svd"], opts["lvcd_ckpt"])
     weights = {"--svd": opts["svd"], "--lvcd": opts["lvcd_ckpt"]}
     files = {
         "--reference": opts["reference"],
@@ -257,6 +264,8 @@ def preflight_colorize(opts: dict):
     if opts["work_dir"] is not None:
         check_not_input(opts["work_dir"], inputs, option="--work-dir")
         check_apart(opts["work_dir"], opts["output"])
+    if opts["from_color"]:  # the extractor's weights found before every frame is read
+        check_lineart_method(opts["lineart_method"], opts["lineart_weights"], ("--lineart-weights", "--lineart-method"))
     source = FrameSource.open(opts["lineart"])
     check_frame_size(source.size_hw, f"--lineart {opts['lineart']}")
     source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
@@ -269,6 +278,56 @@ def preflight_colorize(opts: dict):
         check_gpu_memory(opts, cfg, plan.model_hw)
         check_cpu_memory(opts, cfg, plan.model_hw)
     return source, size, keyframes
+
+
+def check_serve_address(host: str, port: int) -> None:
+    """``--host``/``--port`` a page can be served on: the address is this machine's and the port is free (tried with
+    a socket, as the server will bind it), before any weights load."""
+    import errno
+    import socket
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise InputError(f"--host {host}: no such address; give 127.0.0.1 (this machine) or 0.0.0.0 (all).") from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server sets it
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise InputError(f"--port {port} is in use on {host}; give another --port.") from None
+            if err.errno == errno.EADDRNOTAVAIL:
+                raise InputError(
+                    f"--host {host} is not an address of this machine; give 127.0.0.1 (this machine) or 0.0.0.0 (all)."
+                ) from None
+            if err.errno == errno.EACCES:
+                raise InputError(
+                    f"--port {port}: this user may not serve on it (ports below 1024 need privileges); give a port "
+                    "from 1024 up, e.g. --port 7860."
+                ) from None
+            raise InputError(f"--host {host} --port {port}: cannot serve there ({err.strerror}).") from None
+
+
+def _check_sampler(sampler: str) -> None:
+    from lvcd.diffusion import SAMPLERS
+
+    if sampler not in SAMPLERS:
+        raise InputError(f"--sampler {sampler!r} is not one of {', '.join(SAMPLERS)}.")
+
+
+def check_lineart_method(method: str, weights, options: tuple[str, str]) -> None:
+    """A line-art extraction method that exists and, for a network, its weights file found (``options``: the
+    command's weights and method options), before any frame is read."""
+    from lvcd.lineart import METHODS
+    from lvcd.lineart.extractor import WEIGHT_FILES, resolve_weights
+
+    if method not in METHODS:
+        raise InputError(f"{options[1]} {method!r} is not one of {', '.join(METHODS)}.")
+    if method in WEIGHT_FILES:
+        found = resolve_weights(method, weights, options)
+        if not found.is_file():
+            raise InputError(f"{options[0]} {found}: file not found; give sk_model.pth or the folder holding it.")
 
 
 def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:

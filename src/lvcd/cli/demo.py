@@ -29,7 +29,9 @@ def demo_command(
     baselines (the reference copied to every frame; every region filled with the reference's mean colour).
     """
     from lvcd.cli.checks import check_device, check_fps, check_output, check_report_output
+    from lvcd.data.synthetic import split_seed
     from lvcd.demo.run import run_demo
+    from lvcd.seeds import check_seed
 
     try:
         if frames < 2:
@@ -37,6 +39,11 @@ def demo_command(
         if steps < 1:
             raise LVCDError("--steps must be at least 1.")
         check_device(device)
+        check_seed(seed, "--seed")
+        try:
+            split_seed("heldout", shot)  # a shot index out of range is said before the model loads
+        except ValueError as err:
+            raise InputError(f"--shot {shot}: {err}") from None
         check_output(output, {}, overwrite, resume=False)
         check_fps(fps, output)
         if scores_json is not None:

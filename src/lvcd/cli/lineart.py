@@ -89,7 +89,7 @@ def lineart(
     """
     from tqdm import tqdm
 
-    from lvcd.cli.checks import check_device, check_files, check_frame_size
+    from lvcd.cli.checks import check_device, check_files, check_frame_size, check_lineart_method
     from lvcd.io.frames import FrameSource
     from lvcd.io.paths import check_not_input, check_output_location
     from lvcd.io.writers import open_writer, output_kind
@@ -102,31 +102,35 @@ def lineart(
             raise InputError("--method levels takes no --weights: it cleans up line art, no network runs.")
         check_files({"--weights": weights})
         check_device(device)
+        if method is not Method.levels:  # its weights found now, not after every frame is read
+            check_lineart_method(method.value, weights, ("--weights", "--method"))
         check_not_input(output, {"INPUT": input_path, "--weights": weights})
         to_folder = output_kind(output) == "png"
         source = FrameSource.open(input_path)
         check_frame_size(source.size_hw, f"INPUT {input_path}")
         if not (output.exists() and not overwrite):
             check_output_location(output)
-        # Every frame's size and data before the first is extracted, as lvcd colorize checks them: a bad frame
-        # late in the shot would otherwise cost all the work before it.
-        source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
-        source.check_intact()
-        names = _frame_names(input_path, source, to_folder)
-        # Opened first so that an existing output is refused before any weights are loaded.
+        # Opened first so that an existing output is refused before the frames are read and any weights load.
         with open_writer(output, fps=source.fps or 20.0, overwrite=overwrite, inputs=(input_path,)) as writer:
+            extractor = None
+            if method is not Method.levels:  # a damaged weights file is said before the frames are read too
+                extractor = get_extractor(method.value, weights=weights, device=device)
+            # Every frame's size and data before the first is extracted, as lvcd colorize checks them: a bad frame
+            # late in the shot would otherwise cost all the work before it.
+            source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
+            source.check_intact()
+            names = _frame_names(input_path, source, to_folder)
 
             def write(frame, name: str | None) -> None:
                 with _writer_faults(output):
                     writer.write(frame, name=name)
 
-            if method is Method.levels:
+            if extractor is None:
                 _write_levelled(source, names, write)
                 with _writer_faults(output):
                     writer.close()
                 typer.echo(f"Wrote {writer.frames_written} levelled line-art frame(s) to {output}")
                 return
-            extractor = get_extractor(method.value, weights=weights, device=device)
             if extractor.warning:
                 typer.echo(f"warning: {extractor.warning}", err=True)
             frames = zip(names, source, strict=False)

@@ -24,7 +24,7 @@ def ui(
     vae_dtype: str | None = typer.Option(None, "--vae-dtype", help="fp32 (default, as officially), bf16 or fp16."),
     offload: bool = typer.Option(False, "--offload", help="Keep models not in use off the GPU."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to serve on (0.0.0.0 exposes it to your network)."),
-    port: int = typer.Option(7860, "--port", help="Port to serve on."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to serve on."),
     max_upload_mb: float = typer.Option(100.0, "--max-upload-mb", min=0.001, help="Largest accepted upload (MB)."),
     max_side: int = typer.Option(1024, "--max-side", min=64, help="Largest processing size, pixels a side."),
     max_steps: int = typer.Option(50, "--max-steps", min=1, help="Most denoising steps a page may ask for."),
@@ -37,8 +37,10 @@ def ui(
 ) -> None:
     """Serve a web page to colorize shots: upload the coloured reference and the line art, get a video back."""
     try:
+        from lvcd.cli.checks import check_serve_address
         from lvcd.ui import PageLimits, launch_page
 
+        check_serve_address(host, port)  # before the weights load
         pipe = load_pipeline(svd, lvcd_ckpt, config, device, dtype, offload, model=model, vae_dtype=vae_dtype)
     except LVCDError as err:
         typer.echo(f"error: {err}", err=True)

@@ -321,13 +321,22 @@ class _PngFolderWriter(FrameWriter):
         Image.fromarray(frame).save(self.temp_path / f"{name}.png", compress_level=4)
 
 
+_ENCODERS = {"mp4": "libx264", "webm": "libvpx-vp9", "gif": "gif"}  # the FFmpeg encoder each video kind uses
+
+
 class _VideoWriter(FrameWriter):
     def __init__(self, target: Path, overwrite: bool, kind: OutputKind, fps: float) -> None:
+        av = pyav()  # here, before any frame is computed: a missing PyAV or encoder is said at once
+        if _ENCODERS[kind] not in av.codecs_available:
+            raise InputError(
+                f"{target}: this PyAV's FFmpeg has no {_ENCODERS[kind]} encoder to write it (a build without it); "
+                "install PyAV's own wheels (pip install --force-reinstall av) or write PNG frames to a folder."
+            )
         super().__init__(target, overwrite, folder=False)
         self.kind = kind
         self.fps = fps
         self.rate = Fraction(fps).limit_denominator(1001)
-        self._av = pyav()  # here, before any frame is computed: a missing PyAV is said at once
+        self._av = av
         self._container: av.container.OutputContainer | None = None
         self._stream = None
         self._encoder: ThreadPoolExecutor | None = None  # GIF only: makes the palettes and encodes
