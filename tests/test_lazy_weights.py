@@ -204,3 +204,35 @@ def test_cli_a_refused_resume_keeps_a_job_stopped_while_its_weights_loaded(tiny_
     assert resumed.exit_code == 0 and f"seed {seed} (recorded by the interrupted run" in resumed.output, resumed.output
     again = colorize("-o", str(tmp_path / "again.mp4"), "--seed", seed)
     assert again.exit_code == 0 and output.read_bytes() == (tmp_path / "again.mp4").read_bytes()
+
+
+def test_a_resume_of_other_settings_is_refused_before_the_line_art_is_read(tiny_weights, tmp_path, monkeypatch):
+    """Settings, reference, keyframes and noise are matched before the hints are built (every line-art frame read:
+    minutes for a long shot); the line art itself after, as before."""
+    from lvcd.hints import HintStore
+
+    frames, reference = _shot(tmp_path / "lineart")
+    work = tmp_path / "w"
+    arguments = {"seed": 1, "decode": False, "progress": False, "work_dir": work}
+    pipe = _pipe(tiny_weights, lazy=True)
+    pipe(reference, frames, num_steps=1, **arguments)
+    other = tmp_path / "other.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(other)
+
+    def no_hints(*args, **kwargs):
+        raise AssertionError("every line-art frame was read before the work directory was matched")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(HintStore, "build", no_hints)
+        with pytest.raises(WorkDirMismatch, match=r"\(steps 1 then, 2 now\)"):
+            pipe(reference, frames, num_steps=2, resume=True, **arguments)
+        with pytest.raises(WorkDirMismatch, match=r"\(the reference differs\)"):
+            pipe(other, frames, num_steps=1, resume=True, **arguments)
+        with pytest.raises(
+            WorkDirMismatch, match=r"\(pass none then, toward the end now; reference frame none then, 2 now\)"
+        ):
+            pipe(reference, frames, num_steps=1, reference_frame=2, resume=True, **arguments)
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(frames / "f3.png")  # a drawing redone
+    with pytest.raises(WorkDirMismatch, match=r"\(the line art differs\)"):
+        pipe(reference, frames, num_steps=1, resume=True, **arguments)
+    assert (work / "settings.json").exists()

@@ -38,9 +38,10 @@ from lvcd.shot import (
     job_identity,
     references_of,
     resolve_seed,
+    settings_identity,
     start_noise_shape,
 )
-from lvcd.shot_setup import prepare_shot
+from lvcd.shot_setup import PreparedShot, prepare_shot
 from lvcd.weights import PendingModel, open_model
 from lvcd.workdir import WorkDir, WorkDirMismatch, differences
 
@@ -331,7 +332,7 @@ class LVCDPipeline:
                         work_dir, resume=resume and temporary is None, scratch=temporary is not None, option="work_dir"
                     )
                 )
-                latents, seed = self._sample_passes(shot.jobs(work), callback)
+                latents, seed = self._sample_passes(shot, work, callback)
                 decoded = None
                 windows_total, steps = sum(len(w.windows) for w in shot.passes.values()), shot.num_steps
                 if callback is not None and windows_total > 0:  # a 1-frame shot samples nothing: no call, as before
@@ -373,18 +374,25 @@ class LVCDPipeline:
                 fps=shot.fps,
             )
 
-    def _sample_passes(self, jobs: list[ShotJob], callback: Callable | None) -> tuple[torch.Tensor, int | None]:
+    def _sample_passes(
+        self, shot: PreparedShot, work: WorkDir, callback: Callable | None
+    ) -> tuple[torch.Tensor, int | None]:
         """The shot's latents in frame order from its jobs: one, or the passes toward frame 0 and toward the end of a
         shot coloured from a frame inside it (the later pass takes the seed the first one used, drawn or recorded); a
         callback sees the windows of all passes as one count."""
+        jobs = shot.jobs(work, None)
         seed = resolve_seed(jobs[0])  # a drawn or recorded seed, then the same for every pass
-        jobs = [replace(job, seed=seed) for job in jobs]
-        identities = [self._identity(job, seed) for job in jobs]
         # another job's directory is refused before anything is sampled or written: a single pass resumed where a
-        # job in two passes was, or any pass whose record is another job's
+        # job in two passes was, or any pass whose record is another job's (its settings before every line-art frame
+        # is read for the hints, its line art after)
         if len(jobs) == 1 and jobs[0].work.resume:
             for recorded in jobs[0].work.recorded_parts().values():
-                raise WorkDirMismatch(jobs[0].work.path, differences(recorded, identities[0][1]))
+                raise WorkDirMismatch(jobs[0].work.path, differences(recorded, self._settings(jobs[0], seed)))
+        if work.resume:
+            for job in jobs:
+                job.work.check_settings(self._settings(job, seed))
+        jobs = [replace(job, seed=seed) for job in shot.jobs(work, shot.build_hints(work))]
+        identities = [self._identity(job, seed) for job in jobs]
         for job, (fingerprint, parts) in zip(jobs, identities, strict=True):
             job.work.check(fingerprint, parts)
         for job, (fingerprint, parts) in zip(jobs, identities, strict=True):
@@ -405,10 +413,16 @@ class LVCDPipeline:
         # toward frame 0: pass frame i is shot frame reference - i; its frame 0 (the reference) is the other pass's too
         return torch.cat([parts[-1][1:].flip(0), parts[1]]), seed
 
+    def _dtypes(self) -> tuple[torch.dtype, torch.dtype]:
+        return next(self.model.unet.parameters()).dtype, next(self.model.first_stage_model.parameters()).dtype
+
     def _identity(self, job: ShotJob, seed: int | None) -> tuple[str, dict[str, str]]:
-        """The job's fingerprint and what it covers (``lvcd.shot.job_identity``) with this pipeline's dtype."""
-        dtypes = (next(self.model.unet.parameters()).dtype, next(self.model.first_stage_model.parameters()).dtype)
-        return job_identity(job, seed, self.config, *dtypes)
+        """The job's fingerprint and what it covers (``lvcd.shot.job_identity``) with this pipeline's dtypes."""
+        return job_identity(job, seed, self.config, *self._dtypes())
+
+    def _settings(self, job: ShotJob, seed: int | None) -> dict[str, str]:
+        """What the job's fingerprint covers but its line art (``lvcd.shot.settings_identity``)."""
+        return settings_identity(job, seed, self.config, *self._dtypes())
 
     def _start_state(self, job: ShotJob) -> tuple[dict[str, torch.Tensor], int | None]:
         """First-window noise and reference latents: computed once (from the seed, in the official draw order) and

@@ -239,6 +239,17 @@ def job_identity(
     return whole, parts
 
 
+def settings_identity(
+    job: ShotJob, seed: int | None, config: LVCDConfig, dtype: torch.dtype, vae_dtype: torch.dtype = torch.float32
+) -> dict[str, str]:
+    """``job_identity``'s parts but the line art's (which needs every frame read): what a resumed job can be matched
+    on before its hints are built. ``job.hints`` is not read."""
+    settings = _job_settings(job, seed, config, dtype, vae_dtype)
+    arrays = {name: group for name, group in _job_arrays(job).items() if name != "line art"}
+    _, parts = fingerprint_with_parts(settings, arrays)
+    return {name: v if isinstance(v, str) else json.dumps(v, default=str) for name, v in settings.items()} | parts
+
+
 def draw_start_noise(job: ShotJob, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
     """The first window's noise: the given one, else drawn first from the seeded generator (the official order)."""
     if job.initial_noise is not None:

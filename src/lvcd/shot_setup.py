@@ -70,12 +70,16 @@ class PreparedShot:
     schemes: SamplingSchemes
     sampler: str
 
-    def jobs(self, work: WorkDir) -> list[ShotJob]:
-        """The shot's ``ShotJob``: one, or for a reference inside the shot two, the pass toward frame 0 first (its state
-        under ``work.part("backward")``). The line art's hints are stored once in ``work`` (every frame is read
-        here)."""
+    def build_hints(self, work: WorkDir) -> HintStore:
+        """The line art's hints, stored once in ``work`` (every frame is read here)."""
         levelled = self.levels is not None
-        store = HintStore.build(self.frames, self.plan, self.polarity, work.hints_path, self.progress, levelled)
+        return HintStore.build(self.frames, self.plan, self.polarity, work.hints_path, self.progress, levelled)
+
+    def jobs(self, work: WorkDir, store: HintStore | None) -> list[ShotJob]:
+        """The shot's ``ShotJob``: one, or for a reference inside the shot two, the pass toward frame 0 first (its state
+        under ``work.part("backward")``), on the hints in ``store`` (None: jobs to match a work directory's settings
+        on, before the hints are built; they cannot be sampled)."""
+        levelled = self.levels is not None
         jobs = []
         for direction, windows in sorted(self.passes.items()):
             origin, count = self.reference_frame, windows.num_frames
@@ -84,7 +88,7 @@ class PreparedShot:
                 ShotJob(
                     windows=windows,
                     plan=self.plan,
-                    hints=store if single else HintView(store, origin, direction, count),
+                    hints=store if single or store is None else HintView(store, origin, direction, count),
                     images={
                         direction * (index - origin): image
                         for index, image in self.images.items()

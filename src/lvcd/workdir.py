@@ -276,6 +276,22 @@ class WorkDir:
             raise WorkDirMismatch(self.path, differences(recorded.get("parts"), parts or {}))
         return True
 
+    def check_settings(self, parts: dict[str, str]) -> None:
+        """Refuse with :class:`WorkDirMismatch` a record of another job whose settings, reference, keyframes or noise
+        (``parts``: ``lvcd.shot.settings_identity``) differ from this one's, before the line art is read; the line art
+        itself is matched by :meth:`check`. Nothing to compare (no record, or one without parts) passes."""
+        try:
+            recorded = json.loads(self._file(SETTINGS).read_text()).get("parts")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return  # none, or damaged: check says so once the fingerprint is known
+        if not isinstance(recorded, dict):
+            return
+        # parts are the fingerprint's settings and array groups by name: any difference, a name only one of them has
+        # included (a default left out, an empty group), is a different fingerprint too
+        recorded = {name: value for name, value in recorded.items() if name not in ("line art", "line-art levels")}
+        if recorded != parts:
+            raise WorkDirMismatch(self.path, differences(recorded, parts))
+
     def bind(self, job_fingerprint: str, seed: int | None = None, parts: dict[str, str] | None = None) -> None:
         """Record this job (its seed, and ``parts``: what the fingerprint covers, for messages); when resuming, refuse
         the work directory of another job with :class:`WorkDirMismatch`, saying what differs."""
