@@ -193,6 +193,16 @@ def check_shot_sizes(shots: list[ShotSpec], multiple: int, video_frames: int) ->
             )
 
 
+def check_shot_rates(shots: list[ShotSpec], output_format: str) -> None:
+    """Each shot's frame rate fits the output format (a GIF's frames last at most 655.35 s): checked for the whole
+    manifest before the batch starts, as the rates themselves are when it is read."""
+    for shot in shots:
+        fps = shot.settings.fps
+        problem = None if fps is None else frame_rate_problem(fps, output_format)
+        if problem is not None:
+            raise InputError(f"shot {shot.name!r}: fps {fps:g}: {problem}; give the shot another fps or --format")
+
+
 def read_shots(path: str | os.PathLike, defaults: ShotSettings = ShotSettings()) -> list[ShotSpec]:
     """The shots of a CSV or JSON manifest; names must be unique (also ignoring case and Unicode form: OUTDIR may not
     tell)."""

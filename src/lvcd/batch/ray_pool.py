@@ -166,8 +166,15 @@ class RayPool(WorkerPool):
         label = f"ray-{slot}" + (f".{self._generation[slot]}" if self._generation[slot] else "")
         return self._actor_class.remote(self.model.with_device(device, threads), label)
 
+    def connect(self) -> None:
+        """Reach the cluster now rather than in :meth:`start`: a cluster that is not there is said before slower work
+        (the metric networks of ``--evaluate``). :meth:`close` lets it go."""
+        if self._ray is None:
+            self._ray = self._connect()
+
     def start(self) -> None:
-        self._ray = ray = self._connect()
+        self.connect()
+        ray = self._ray
         self._plan(ray.cluster_resources())
         self._generation = [0] * self.size
         self._actors = [self._new_actor(slot) for slot in range(self.size)]
@@ -223,3 +230,4 @@ class RayPool(WorkerPool):
                 pass
         if self._own_ray:
             self._ray.shutdown()
+        self._ray, self._own_ray, self._actors = None, False, []  # closed once: a second close does nothing

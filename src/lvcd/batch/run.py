@@ -1,6 +1,7 @@
 """Running a batch: decide what is left to do, hand it to a worker pool, show progress, keep the report.
 
-Before any model loads, every shot is checked (inputs exist and open, frame count): complete shots are skipped,
+Before any model loads, every shot is checked (inputs exist and open, a folder's frames of one size, reference_frame
+and keyframes inside the shot, the reference and keyframes readable images, frame count): complete shots are skipped,
 bad ones are reported as failed, the rest become jobs, longest first so a 100x longer shot does not start last.
 A video's frame count for this is the one its container states: nothing is decoded but its first frame (the worker
 counts the frames it decodes, and that count is the shot's). Progress goes to stderr (:mod:`lvcd.batch.progress`);
@@ -19,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +45,7 @@ from lvcd.batch.manifest import ShotSpec
 from lvcd.batch.progress import BatchProgress, is_terminal
 from lvcd.batch.report import BatchReport, ReportWriter, new_entry
 from lvcd.batch.shot import ShotJob, ShotResult, adopt_committed_output
-from lvcd.errors import LVCDError
+from lvcd.errors import InputError, LVCDError
 from lvcd.io.atomic import recover_replaced_in
 from lvcd.io.paths import check_not_input
 from lvcd.io.writers import check_replaceable
@@ -76,7 +78,9 @@ def _stated_frames(path: Path) -> int:
 
 
 def _planned_frames(shot: ShotSpec) -> int:
-    """The shot's frame count for planning (order, progress); raises LVCDError for missing or unreadable inputs."""
+    """The shot's frame count for planning (order, progress), its inputs checked as far as is cheap; raises LVCDError
+    for the first problem: a missing file, line art that does not open (or a folder's frames of mixed sizes, read
+    from their headers), a reference_frame or keyframe outside the shot, a reference or keyframe that is no image."""
     from lvcd.io import VIDEO_SUFFIXES, FrameSource
 
     missing = [str(path) for path in shot.inputs if not path.exists()]
@@ -84,8 +88,65 @@ def _planned_frames(shot: ShotSpec) -> int:
         raise LVCDError(f"not found: {', '.join(missing)}; fix the manifest entry")
     source = FrameSource.open(shot.lineart)  # a video: opened and its first frame decoded, not the whole stream
     if shot.lineart.suffix.lower() in VIDEO_SUFFIXES and shot.lineart.is_file():
-        return _stated_frames(shot.lineart) or len(source)  # no count stated nor duration: decoded, once
-    return len(source)
+        count = _stated_frames(shot.lineart)
+        if count <= _last_index(shot):  # none stated, or a given frame past it (a stated count may be off): decoded
+            count = len(source)
+    else:
+        source.check_uniform_size()  # headers only (a video's would decode it whole: left to its worker)
+        count = len(source)
+    _check_indices(shot, count)
+    _check_images(shot)
+    return count
+
+
+def _last_index(shot: ShotSpec) -> int:
+    """The last frame the shot's entry names: its reference_frame or a keyframe."""
+    return max([shot.settings.reference_frame, *(index for index, _ in shot.keyframes)])
+
+
+def _check_indices(shot: ShotSpec, count: int) -> None:
+    """The reference_frame and the keyframes inside the shot's ``count`` frames, no keyframe on the reference's."""
+    reference = shot.settings.reference_frame
+    if reference >= count:
+        raise InputError(
+            f"reference_frame {reference} is outside the shot of {count} frames (0..{count - 1}); give the index of "
+            "the frame the reference colours"
+        )
+    for index, path in shot.keyframes:
+        if index >= count:
+            raise InputError(
+                f"Keyframe index {index} ({path.name}) is outside the shot (0..{count - 1}); fix the entry's keyframes"
+            )
+        if index == reference:
+            raise InputError(
+                f"Keyframe index {index} ({path.name}) is the reference's frame (reference_frame {reference}); give "
+                "the other coloured frames"
+            )
+
+
+def _check_images(shot: ShotSpec) -> None:
+    """The reference and every keyframe are images Pillow reads through (one picture each: milliseconds)."""
+    from lvcd.cli.checks import check_image
+
+    check_image(shot.reference, "reference")
+    for index, path in shot.keyframes:
+        check_image(path, f"keyframes {index}=")
+
+
+def _plan_shot(shot: ShotSpec, output: Path, model_identity: dict, options: BatchOptions) -> int:
+    """A shot to run: its output's name and place usable, its inputs checked (:func:`_planned_frames`); its frames."""
+    if output.name.casefold() in (REPORT_NAME.casefold(), EVALUATION_NAME.casefold()):
+        raise LVCDError(f"the name {shot.name!r} is the batch's own {output.name}; rename the shot")
+    check_not_input(output, [*shot.inputs, *model_files(model_identity)])
+    if options.overwrite:
+        check_replaceable(output)
+    frames = _planned_frames(shot)
+    if output.exists() and not options.overwrite:
+        raise LVCDError(
+            f"{output} exists but was not made by this batch from these inputs and settings; "
+            "pass --overwrite to replace it, or move it away"
+        )
+    return frames
 
 
 def plan_batch(
@@ -117,22 +178,15 @@ def plan_batch(
         if adopted is not None:
             entry.update(status="skipped", frames=adopted.frames, worker=adopted.worker, warnings=adopted.warnings)
             continue
-        try:
-            if output.name.casefold() in (REPORT_NAME.casefold(), EVALUATION_NAME.casefold()):
-                raise LVCDError(f"the name {shot.name!r} is the batch's own {output.name}; rename the shot")
-            check_not_input(output, [*shot.inputs, *model_files(model_identity)])
-            if options.overwrite:
-                check_replaceable(output)
-            frames[shot.name] = _planned_frames(shot)
-            if output.exists() and not options.overwrite:
-                raise LVCDError(
-                    f"{output} exists but was not made by this batch from these inputs and settings; "
-                    "pass --overwrite to replace it, or move it away"
-                )
-        except LVCDError as err:
-            entry.update(status="failed", error=str(err))
-            continue
-        jobs.append(job)
+        with warnings.catch_warnings(record=True) as caught:  # to its entry (a reference of many frames: the first)
+            warnings.simplefilter("always")
+            try:
+                frames[shot.name] = _plan_shot(shot, output, model_identity, options)
+            except LVCDError as err:
+                entry.update(status="failed", error=str(err))
+        entry["warnings"] = sorted({*entry["warnings"], *(str(warning.message) for warning in caught)})
+        if shot.name in frames:
+            jobs.append(job)
     jobs.sort(key=lambda job: -frames[job.name])  # stable: equal lengths keep the manifest's order
     return jobs, frames
 
@@ -220,7 +274,7 @@ def _run_locked(
             windows_resumed=result.windows_resumed,
             lineart_levels=result.lineart_levels,
             error=result.error,
-            warnings=result.warnings,
+            warnings=sorted({*report.shots[job.name]["warnings"], *result.warnings}),  # + the planning's
         )
         progress.finished(job, result)
         report.workers = list(pool.workers)

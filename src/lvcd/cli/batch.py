@@ -106,9 +106,11 @@ def batch(
         raise typer.Exit(1)
 
 
-def _evaluation_setup(opts: dict, shots: list):
+def _evaluation_plan(opts: dict, shots: list):
+    """The ground truth of ``--evaluate`` and the evaluation's settings, checked before any shot runs (the metric
+    networks are loaded later, by :func:`_evaluation_tools`, once the cheap checks have all passed)."""
     from lvcd.batch.evaluate import check_ground_truth, read_ground_truth, with_shot_lineart
-    from lvcd.metrics import EvalSettings, build_tools, parse_metrics, parse_size
+    from lvcd.metrics import EvalSettings, parse_metrics, parse_size
 
     truth = read_ground_truth(opts["evaluate"], [shot.name for shot in shots])
     # before any shot runs: a bad entry would otherwise show only after the batch
@@ -123,8 +125,14 @@ def _evaluation_setup(opts: dict, shots: list):
         )
     # a metric set (default, all) holds region: left out here rather than listed as skipped for want of --labels
     metrics = tuple(name for name in metrics if name != "region")
-    settings = EvalSettings(size=parse_size(opts["eval_size"]), metrics=metrics, skip_frames=opts["skip_frames"])
-    tools = build_tools(
+    return truth, EvalSettings(size=parse_size(opts["eval_size"]), metrics=metrics, skip_frames=opts["skip_frames"])
+
+
+def _evaluation_tools(opts: dict, settings):
+    """The metric networks of ``--evaluate`` (slow: after every check that can refuse the command)."""
+    from lvcd.metrics import build_tools
+
+    return build_tools(
         settings.metrics,
         lpips_weights=opts["lpips_weights"],
         inception_weights=opts["inception_weights"],
@@ -133,13 +141,16 @@ def _evaluation_setup(opts: dict, shots: list):
         allow_torchscript=opts["allow_torchscript"],
         size=settings.size,
     )
-    return truth, tools, settings
+
+
+def _uses_ray(opts: dict) -> bool:
+    return bool(opts["ray"] or opts["ray_address"])
 
 
 def _pool(opts: dict, model):
     from lvcd.batch import InProcessPool, ProcessPool, RayPool, local_devices
 
-    if opts["ray"] or opts["ray_address"]:
+    if _uses_ray(opts):
         return RayPool(
             model, opts["ray_address"] or "auto", opts["workers"], opts["gpus_per_worker"], opts["cpus_per_worker"]
         )
@@ -149,23 +160,14 @@ def _pool(opts: dict, model):
     return ProcessPool(model, devices, opts["threads"])
 
 
-def _run(**opts) -> bool:
-    from lvcd.batch import (
-        BatchLayout,
-        BatchOptions,
-        ModelSpec,
-        RayPool,
-        ShotSettings,
-        model_identity,
-        read_shots,
-        run_batch,
-    )
+def _check_options(opts: dict) -> None:
+    """The options that need neither the manifest nor the model, each refused in one line naming it."""
+    from lvcd.batch import BatchLayout
     from lvcd.batch.layout import FORMATS
-    from lvcd.batch.manifest import check_shot_sizes
-    from lvcd.cli.checks import check_config, check_device, expected_config
+    from lvcd.batch.ray_pool import import_ray
+    from lvcd.cli.checks import check_config, check_device, check_fps
     from lvcd.io.lineart_input import POLARITIES
     from lvcd.io.paper import LEVELS
-    from lvcd.io.sizing import parse_size
 
     if opts["output_format"] not in FORMATS:
         raise InputError(f"--format {opts['output_format']!r} is not one of {', '.join(FORMATS)}")
@@ -180,6 +182,73 @@ def _run(**opts) -> bool:
         raise InputError(f"-o {opts['outdir']}: is a file; give a folder for the batch's outputs")
     check_config(opts["config"])
     check_device(opts["device"])
+    parse_dtype(opts["dtype"])
+    parse_dtype(opts["vae_dtype"], "--vae-dtype")
+    # check_fps reads the output's kind off its path: a shot's output path in this format
+    check_fps(opts["fps"], BatchLayout(opts["outdir"], opts["output_format"]).output("shot"))
+    if _uses_ray(opts):
+        import_ray()  # the package there; the cluster is reached once the manifest has been checked
+
+
+def _shots_left(shots: list, layout, identity: dict) -> list:
+    """The shots not already complete in OUTDIR (read only: the batch plans them again once OUTDIR is locked)."""
+    from lvcd.batch.layout import is_complete, shot_fingerprint
+
+    return [
+        shot for shot in shots if not is_complete(layout, shot.name, shot_fingerprint(shot, identity, layout.format))
+    ]
+
+
+def _processing_size(shot, cfg) -> tuple[int, int] | None:
+    """The shot's planned processing size (H, W); None when its line art does not open (the planning reports it)."""
+    from lvcd.io import FrameSource, plan_size
+
+    if shot.settings.size is not None:
+        return shot.settings.size
+    try:
+        size_hw = FrameSource.open(shot.lineart).size_hw
+    except LVCDError:
+        return None
+    return plan_size(size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple).model_hw
+
+
+def _check_memory(opts: dict, cfg, shots: list) -> None:
+    """Workers on this machine: the shot of the largest processing size fits each worker's device (the GPU's free
+    memory, or the memory this machine has available for a CPU worker), before any worker loads the weights. Ray's
+    workers run on other machines: their own check runs there, per shot."""
+    from lvcd.batch import local_devices
+    from lvcd.cli.checks import check_cpu_memory, check_gpu_memory
+
+    sizes = {shot.name: _processing_size(shot, cfg) for shot in shots}
+    planned = [(hw[0] * hw[1], name, hw) for name, hw in sizes.items() if hw is not None]
+    if not planned:
+        return
+    _, name, model_hw = max(planned)
+    for device in dict.fromkeys(local_devices(opts["device"], opts["workers"])):
+        try:
+            check_gpu_memory({**opts, "device": device}, cfg, model_hw)
+            check_cpu_memory({**opts, "device": device}, cfg, model_hw)
+        except InputError as err:
+            raise InputError(f"shot {name!r}: {err}") from None
+
+
+def _run(**opts) -> bool:
+    from lvcd.batch import (
+        BatchLayout,
+        BatchOptions,
+        ModelSpec,
+        RayPool,
+        ShotSettings,
+        model_identity,
+        read_shots,
+        run_batch,
+    )
+    from lvcd.batch.layout import check_outdir
+    from lvcd.batch.manifest import check_shot_rates, check_shot_sizes
+    from lvcd.cli.checks import expected_config
+    from lvcd.io.sizing import parse_size
+
+    _check_options(opts)
     demo = packaged_model(opts["model"], opts["svd"], opts["lvcd_ckpt"])
     if demo is not None:  # one whole-model file, fp32 unless told otherwise (as lvcd colorize --model demo)
         opts["svd"], opts["dtype"] = demo, opts["dtype"] or "fp32"
@@ -193,13 +262,20 @@ def _run(**opts) -> bool:
         fps=opts["fps"],
     )
     shots = read_shots(opts["manifest"], defaults)
-    cfg = expected_config({"config": opts["config"], "svd": opts["svd"]})
+    cfg = expected_config({"config": opts["config"], "svd": opts["svd"], "lvcd_ckpt": opts["lvcd_ckpt"]})
     if cfg is not None:
         check_shot_sizes(shots, cfg.size_multiple, cfg.video_frames)
-    evaluation = _evaluation_setup(opts, shots) if opts["evaluate"] is not None else None
+    check_shot_rates(shots, opts["output_format"])
+    evaluation = _evaluation_plan(opts, shots) if opts["evaluate"] is not None else None
     dtype, vae_dtype = parse_dtype(opts["dtype"]), parse_dtype(opts["vae_dtype"], "--vae-dtype")
     svd, lvcd = (str(p) if p is not None else None for p in (opts["svd"], opts["lvcd_ckpt"]))
     model = ModelSpec(svd, lvcd, opts["config"], opts["device"], dtype, opts["offload"], opts["threads"], vae_dtype)
+    identity = model_identity(svd, lvcd, opts["config"], dtype, vae_dtype)
+    layout = BatchLayout(opts["outdir"], opts["output_format"])
+    check_outdir(layout, shots, identity)  # run_batch checks it again; here, before Ray and the metric networks
+    left = _shots_left(shots, layout, identity)
+    if cfg is not None and not _uses_ray(opts):
+        _check_memory(opts, cfg, left)
     pool = _pool(opts, model)
     options = BatchOptions(
         output_format=opts["output_format"],
@@ -210,9 +286,15 @@ def _run(**opts) -> bool:
         manifest=str(opts["manifest"]),
         scheduler="ray" if isinstance(pool, RayPool) else "local",
     )
-    identity = model_identity(svd, lvcd, opts["config"], dtype, vae_dtype)
-    report = run_batch(shots, opts["outdir"], pool, identity, options)
-    layout = BatchLayout(opts["outdir"], opts["output_format"])
+    try:
+        if isinstance(pool, RayPool) and left:
+            pool.connect()  # a cluster that is not there said before the metric networks load
+        tools = _evaluation_tools(opts, evaluation[1]) if evaluation is not None else None
+        report = run_batch(shots, opts["outdir"], pool, identity, options)
+    except BaseException:
+        if isinstance(pool, RayPool):
+            pool.close()  # connected above; run_batch closes it once it has started it (a second close does nothing)
+        raise
     typer.echo(f"{report.summary()}; report: {layout.report_path}")
     for name in report.failed:
         typer.echo(f"failed {name}: {report.shots[name]['error']}", err=True)
@@ -220,7 +302,8 @@ def _run(**opts) -> bool:
         from lvcd.batch.evaluate import evaluate_batch
         from lvcd.metrics import format_table
 
-        scores, notes = evaluate_batch(report, layout, *evaluation, progress=not opts["quiet"])
+        truth, settings = evaluation
+        scores, notes = evaluate_batch(report, layout, truth, tools, settings, progress=not opts["quiet"])
         for note in notes:
             typer.echo(f"note: {note}", err=True)
         if scores is not None:
