@@ -94,16 +94,40 @@ def _vae_advice(vae: Path) -> str:
     return f"give the {BASE_NAME} that `lvcd train-vae` writes in its output_dir."
 
 
-def _check_vae_file(vae: Path) -> None:
-    """--vae holds a VAE under the model's names (first_stage_model.*), read from the file's header, before any
-    work; a file without one is refused with where `lvcd train-vae` writes the right file."""
+def _open_vae_file(vae: Path):
+    """--vae holds a VAE under the model's names (first_stage_model.*) that fits the model config the file carries
+    (else the official one), read from the file's header before any work; a file without one is refused with where
+    `lvcd train-vae` writes the right file. Returns the pending model (``.load(device)`` reads its tensors)."""
+    from lvcd.errors import WeightsError
     from lvcd.model import PART_PREFIXES
-    from lvcd.weights import WeightsFile
+    from lvcd.weights import WeightsFile, open_model
 
     advice = _vae_advice(vae)
     weights = WeightsFile(vae, "VAE", advice[0].upper() + advice[1:])
     if not any(key.startswith(PART_PREFIXES["first_stage"]) for key in weights.keys()):
         raise InputError(f"--vae {vae} holds no VAE under the model's names (first_stage_model.*); {advice}")
+    try:
+        carried = weights.model_config()
+    except WeightsError:
+        raise InputError(f"--vae {vae} carries an unreadable model config; {advice}") from None
+    pending = open_model(vae, None, config=carried, parts=("first_stage",), strict=False)
+    if not pending.report.ok:
+        which = "the model config it carries" if carried is not None else "no model config, so the official one"
+        raise InputError(
+            f"--vae {vae}: its VAE does not fit '{pending.model.config.name}' (it names {which}; "
+            f"{'; '.join(pending.report.lines(limit=1))}); {advice}"
+        )
+    return pending
+
+
+def _check_lineart_file(weights: Path) -> None:
+    """The line-art weights open as a weights file (not an HTML page, a Git LFS pointer or a cut download), read by
+    the reader and in the words the network's loader uses: found before the inputs are scanned, not when the network
+    loads for the first frame."""
+    from lvcd.lineart.informative import DOWNLOAD_HINT
+    from lvcd.state_dict import WeightsFile
+
+    WeightsFile(weights, "line-art", DOWNLOAD_HINT + ".")
 
 
 def _fail(err: Exception) -> None:
@@ -190,6 +214,7 @@ def prepare(
                 raise InputError(
                     f"--lineart-weights {weights} is not a file: give sk_model.pth or the folder holding it."
                 )
+            _check_lineart_file(weights)
 
         from lvcd.weights import check_fit
 
@@ -255,22 +280,18 @@ def synth(
     `lvcd data synth synth-train --shots 800 --size 64x64 --vae runs/demo-vae/base.safetensors` adds the latents.
     """
     from lvcd.cli.checks import check_device
-    from lvcd.data.synth_set import write_synthetic_set
+    from lvcd.data.synth_set import check_synth_options, write_synthetic_set
 
     try:
         size_hw = _required_size(size)
+        check_synth_options(split, shots, frames, size_hw, first, workers)  # before the VAE loads
         _check_root_folder(output)
         if vae is not None and not vae.is_file():
             raise InputError(f"--vae {vae} is not a file: give the weights file written by `lvcd train-vae`.")
-        if workers < 1:
-            raise InputError(f"--workers {workers}: give at least 1 process.")
         check_device(device)  # before any shot is drawn, as `prepare` does
         model = None
         if vae is not None:
-            _check_vae_file(vae)
-            from lvcd.weights import load_first_stage
-
-            model = load_first_stage(vae, device=device)
+            model = _open_vae_file(vae).load(device).first_stage_model
         report = write_synthetic_set(
             output,
             split,

@@ -113,6 +113,7 @@ def evaluate(
         write_json_atomic,
     )
     from lvcd.metrics.clips import DEFAULT_SIZE
+    from lvcd.metrics.evaluate import check_inputs, check_weight_options
 
     try:
         if manifest is not None:
@@ -141,22 +142,24 @@ def evaluate(
         settings = EvalSettings(
             size=size_hw, metrics=parse_metrics(metrics), batch_size=batch_size, skip_frames=skip_frames
         )
+        # Before any network loads: the files given for the metrics, then every clip (frame counts, damaged frames)
+        networks = {
+            "lpips_weights": lpips_weights, "inception_weights": inception_weights, "i3d_weights": i3d_weights,
+            "sketch_method": sketch_method, "sketch_weights": sketch_weights, "flow": flow,
+            "raft_weights": raft_weights,
+        }  # fmt: skip
+        check_weight_options(settings.metrics, **networks)
+        check_inputs(specs, settings, progress)
         tools = build_tools(
             settings.metrics,
-            lpips_weights=lpips_weights,
-            inception_weights=inception_weights,
-            i3d_weights=i3d_weights,
+            **networks,
             weights_dir=weights_dir,
-            sketch_method=sketch_method,
-            sketch_weights=sketch_weights,
-            flow=flow,
-            raft_weights=raft_weights,
             raft_iters=raft_iters,
             device=device,
             allow_torchscript=allow_torchscript,
             size=size_hw,
         )
-        report = evaluate_clips(specs, tools, settings, progress=progress)
+        report = evaluate_clips(specs, tools, settings, progress=progress, inputs_checked=True)
         if json_out is not None:
             write_json_atomic(json_out, report_to_dict(report), allow_nan=False)
     except LVCDError as err:

@@ -41,10 +41,11 @@ from lvcd.data.layout import (
     write_latent,
     write_png,
 )
-from lvcd.data.synthetic import SPLIT_CAPACITY, default_line_width, split_seed, synth_shot
+from lvcd.data.synthetic import SPLIT_CAPACITY, SPLIT_SEEDS, default_line_width, split_seed, synth_shot
 from lvcd.errors import InputError
 
 ENCODER_RECORD = "encoder.json"
+MIN_FRAMES = 15  # a training sample: the reference and 14 frames (the official num_frames)
 
 
 @dataclass
@@ -84,6 +85,31 @@ def _check_encoder(layout: DatasetLayout, record: dict[str, Any]) -> None:
         write_json(path, record)
 
 
+def check_synth_options(
+    split: str, shots: int, num_frames: int, size_hw: tuple[int, int], first: int = 0, workers: int = 1
+) -> None:
+    """The settings of :func:`write_synthetic_set`, checked before any work (``lvcd data synth`` runs this before its
+    VAE loads); each error names the option of ``lvcd data synth``."""
+    height, width = size_hw
+    if split not in SPLIT_SEEDS:
+        raise InputError(f"--split {split!r} is not one of {', '.join(SPLIT_SEEDS)}.")
+    if shots < 1:
+        raise InputError(f"--shots {shots}: give at least 1 shot.")
+    if num_frames < MIN_FRAMES:
+        raise InputError(f"--frames {num_frames}: a shot needs at least {MIN_FRAMES} frames (a training sample).")
+    if first < 0:
+        raise InputError(f"--first {first}: shots are numbered from 0; give 0 or more.")
+    if first + shots > SPLIT_CAPACITY:
+        raise InputError(
+            f"--first {first} --shots {shots}: shots {first}..{first + shots - 1} are outside the split's range "
+            f"0..{SPLIT_CAPACITY - 1}; give fewer shots or a smaller --first."
+        )
+    if height % 8 or width % 8 or height < 16 or width < 16:
+        raise InputError(f"--size {height}x{width}: both sides must be multiples of 8 and at least 16.")
+    if workers < 1:
+        raise InputError(f"--workers {workers}: give at least 1 process.")
+
+
 def write_synthetic_set(
     root: str | Path,
     split: str = "train",
@@ -100,16 +126,8 @@ def write_synthetic_set(
     """Write shots ``first .. first+shots-1`` of ``split`` into ``root`` (resumable); ``vae`` (an AutoencoderKL or a
     ``LatentEncoder``) also writes their latents, with posterior noise seeded from (``seed``, frame name). ``workers``:
     processes generating shots (1: this one)."""
+    check_synth_options(split, shots, num_frames, size_hw, first, workers)
     height, width = size_hw
-    if height % 8 or width % 8 or height < 16 or width < 16:
-        raise InputError(f"--size {height}x{width}: both sides must be multiples of 8 and at least 16.")
-    if shots < 1 or num_frames < 15:
-        raise InputError(f"Need at least 1 shot of at least 15 frames (a training sample), got {shots} x {num_frames}.")
-    if not 0 <= first or first + shots > SPLIT_CAPACITY:
-        raise InputError(f"Shots {first}..{first + shots - 1} are outside the split's range 0..{SPLIT_CAPACITY - 1}.")
-    if workers < 1:
-        raise InputError(f"--workers {workers}: give at least 1 process.")
-    split_seed(split, first)  # validates the split name
     root = Path(root)
     layout = DatasetLayout(root, height)
     line_width = default_line_width(size_hw)

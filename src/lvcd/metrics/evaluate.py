@@ -22,8 +22,10 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,6 +59,14 @@ PER_FRAME_METRICS = ("psnr", "ssim", "lpips", "edmd", "edmd_gt")
 NEEDS_INPUT = {
     "edmd": ("lineart", "no input line art: give --lineart (or a manifest 'lineart' column); edmd_gt is the variant"),
     "region": ("labels", "no region label maps: give --labels (or a manifest 'labels' column)"),
+}
+SKETCH_OPTIONS = ("--sketch-weights", "--sketch-method")  # how `lvcd evaluate` names the EDMD extractor's options
+# What each weights option of `lvcd evaluate` takes: said when the file given is not there.
+WEIGHT_FILES_WANTED = {
+    "--lpips-weights": "lpips v0.1 alex.pth and torchvision's alexnet-owt-7be5be79.pth (--lpips-weights for each)",
+    "--inception-weights": "pt_inception-2015-12-05-6726825d.pth (or inception-2015-12-05.pt with --allow-torchscript)",
+    "--i3d-weights": "i3d_pretrained_400.pt (or i3d_torchscript.pt with --allow-torchscript)",
+    "--raft-weights": "raft-things.pth (the authors') or torchvision's raft_large_*.pth",
 }
 
 
@@ -314,14 +324,84 @@ def aggregate(results: Sequence[ClipResult], metrics: Sequence[str]) -> tuple[di
     return values, samples
 
 
-def evaluate_clips(
-    specs: Sequence[ClipSpec], tools: MetricTools, settings: EvalSettings = EvalSettings(), progress: bool = True
-) -> EvaluationReport:
-    """Load and score every clip, then aggregate. Metrics in ``tools.skipped`` are left out (reported)."""
+def check_inputs(specs: Sequence[ClipSpec], settings: EvalSettings, progress: bool = True) -> None:
+    """Everything ``evaluate_clips`` refuses about the clips themselves (none given, a negative ``skip_frames``, and
+    per clip :func:`check_clip_inputs`: frame counts, aspect ratios, label maps, damaged frames, all without decoding
+    pixels): call it before :func:`build_tools` loads any network, then pass ``inputs_checked=True``."""
     if not specs:
         raise InputError("nothing to evaluate: give --pred and --gt, or --manifest")
     if settings.skip_frames < 0:
         raise InputError(f"skip_frames (--skip-frames) is {settings.skip_frames}; give 0 or more frames to leave out")
+    for spec in tqdm(specs, desc="check inputs", unit="clip", disable=not progress or len(specs) < 2):
+        check_clip_inputs(spec, settings.skip_frames)
+
+
+def _require_file(option: str, path: str | os.PathLike, what: str) -> None:
+    """``path``, given as ``option``, is a file; else one line naming the option and ``what`` to give."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        state = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise InputError(f"{option} {path} {state}: give {what}")
+
+
+def check_weight_options(
+    metrics: Sequence[str],
+    *,
+    lpips_weights: Sequence[str | os.PathLike] = (),
+    inception_weights: str | os.PathLike | None = None,
+    i3d_weights: str | os.PathLike | None = None,
+    sketch_method: str | None = None,
+    sketch_weights: str | os.PathLike | None = None,
+    flow: str = "auto",
+    raft_weights: str | os.PathLike | None = None,
+) -> None:
+    """Before :func:`build_tools` loads any network: each weights file given for a selected metric exists, and the
+    EDMD sketch method is known and finds its weights; every error names its option (``build_tools`` would find
+    each of these only after loading the networks before it)."""
+    wanted = set(metrics)
+    given = {
+        "--lpips-weights": list(lpips_weights) if "lpips" in wanted else [],
+        "--inception-weights": [inception_weights] if inception_weights and "fid" in wanted else [],
+        "--i3d-weights": [i3d_weights] if i3d_weights and "fvd" in wanted else [],
+        "--raft-weights": [raft_weights] if raft_weights and {"tc", "tc_mse"} & wanted and flow != "dis" else [],
+    }
+    for option, paths in given.items():
+        for path in paths:
+            _require_file(option, path, WEIGHT_FILES_WANTED[option])
+    if {"edmd", "edmd_gt"} & wanted:
+        _check_sketch_options(sketch_method, sketch_weights)
+
+
+def _check_sketch_options(method: str | None, weights: str | os.PathLike | None) -> None:
+    """The EDMD sketch extractor ``build_tools`` will make: a known method and, for a network, its weights file
+    found (given, in $LVCD_LINEART_WEIGHTS or a cache). Unchecked when EDMD is skipped for a missing dependency."""
+    from lvcd.metrics.optional import MissingDependencyError, import_distance_transform
+
+    try:
+        import_distance_transform()
+        from lvcd.lineart import METHODS, WEIGHT_FILES, resolve_weights
+    except (MissingDependencyError, ImportError):
+        return  # build_tools skips EDMD, saying why
+    chosen = method or ("informative" if weights else "xdog")
+    if chosen not in METHODS:
+        raise InputError(f"--sketch-method {chosen!r} is not one of {', '.join(METHODS)}")
+    if chosen in WEIGHT_FILES:
+        found = resolve_weights(chosen, weights, SKETCH_OPTIONS)
+        _require_file(SKETCH_OPTIONS[0], found, f"{WEIGHT_FILES[chosen]} or the folder holding it")
+
+
+def evaluate_clips(
+    specs: Sequence[ClipSpec],
+    tools: MetricTools,
+    settings: EvalSettings = EvalSettings(),
+    progress: bool = True,
+    inputs_checked: bool = False,
+) -> EvaluationReport:
+    """Load and score every clip, then aggregate. Metrics in ``tools.skipped`` are left out (reported).
+    ``inputs_checked``: :func:`check_inputs` already ran on these ``specs`` and ``settings`` (before the tools were
+    built), so their frames are not checked again."""
+    if not inputs_checked:
+        check_inputs(specs, settings, progress)
     skipped = dict(tools.skipped)
     needed = {
         "lpips": tools.lpips,
@@ -345,8 +425,6 @@ def evaluate_clips(
             f"TC's {tools.flow.name} flow needs frames of at least {min_side}x{min_side}, but the evaluation size is "
             f"{settings.size[0]}x{settings.size[1]}; evaluate at a larger --size (the paper's 256x256 is the default)"
         )
-    for spec in tqdm(specs, desc="check inputs", unit="clip", disable=not progress or len(specs) < 2):
-        check_clip_inputs(spec, settings.skip_frames)
     results = []
     with tqdm(total=len(specs) * (len(metrics) + 1), desc="evaluate", unit="step", disable=not progress) as bar:
 

@@ -96,9 +96,10 @@ def _make_accelerator(config: TrainConfig, output_dir: Path):
     )
 
 
-def _check_svd_file(config: TrainConfig) -> None:
-    """model.svd is given and is a file: checked first (the model config and data.size checks read it)."""
-    svd = config.model.svd
+def _check_model_files(config: TrainConfig) -> None:
+    """model.svd is given and is a file, and so is model.lvcd when given: checked first (the model config and
+    data.size checks read model.svd; model.lvcd would be found missing only once the encoders were read)."""
+    svd, lvcd = config.model.svd, config.model.lvcd
     if not svd:
         raise TrainConfigError(
             "model.svd is required: the path of svd.safetensors (or of a base file of `lvcd train-vae`)."
@@ -107,6 +108,12 @@ def _check_svd_file(config: TrainConfig) -> None:
         what = "is a folder" if Path(svd).is_dir() else "does not exist"
         raise TrainConfigError(
             f"model.svd {svd} {what}: give the path of svd.safetensors (or of a base file of `lvcd train-vae`)."
+        )
+    if lvcd and not Path(lvcd).is_file():
+        what = "is a folder" if Path(lvcd).is_dir() else "does not exist"
+        raise TrainConfigError(
+            f"model.lvcd {lvcd} {what}: give the path of lvcd.ckpt (or a checkpoint's lvcd.safetensors), or leave "
+            "model.lvcd out to start the ControlNet from the UNet."
         )
 
 
@@ -235,7 +242,7 @@ def _train(
 ) -> TrainResult:
     config = config.validate()
     output_dir = run_output_path(config.output_dir)  # an empty one refused: it would train into the working folder
-    _check_svd_file(config)
+    _check_model_files(config)
     # --resume latest where no checkpoint was written yet (a run stopped before its first one): start afresh
     restart = resume is not None and str(resume) == "latest" and not ckpt.list_checkpoints(output_dir, None)
     resume_from = ckpt.find_checkpoint(output_dir, resume) if resume is not None and not restart else None
@@ -262,6 +269,8 @@ def _train(
     if dataset is None and any(side % multiple for side in config.data.size):
         raise TrainConfigError(f"data.size {list(config.data.size)}: both sides must be multiples of {multiple}.")
     dataset = dataset if dataset is not None else build_dataset(config)  # reads the root's index: before the models
+    # refuses a batch_size larger than this process's share of the data set: before the models load too
+    loader, sampler, batches_per_epoch = make_loader(config, dataset, accelerator)
 
     net, encoders, info = load_training_models(config)
     which = config.train.trainable
@@ -274,7 +283,6 @@ def _train(
     trainable = [p for p in net.parameters() if p.requires_grad]  # the LVCD set minus the zero-gradient tensors
 
     tcfg, o = config.train, config.optim
-    loader, sampler, batches_per_epoch = make_loader(config, dataset, accelerator)
     optimizer = torch.optim.AdamW(trainable, lr=o.learning_rate, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
     scheduler = _warmup_scheduler(optimizer, o.warmup_steps)
 

@@ -20,7 +20,7 @@ from lvcd.model import PART_PREFIXES, Conditioning, LVCDModel
 from lvcd.train.config import TrainConfig, TrainConfigError
 from lvcd.train.loss import diffusion_loss
 from lvcd.train.trainable import build_from_scratch, init_controlnet_from_unet, set_trainable
-from lvcd.weights import WeightsFile, load_model
+from lvcd.weights import LoadReport, WeightsFile, open_model
 
 
 def model_config_setting(value: str) -> LVCDConfig:
@@ -59,29 +59,36 @@ def load_training_models(config: TrainConfig) -> tuple[LVCDModel, LVCDModel, dic
             "model.svd is required: the path of svd.safetensors (or of a base file of `lvcd train-vae`)."
         )
     model_config = resolve_model_config(section)
-    encoders, _ = load_model(section.svd, None, config=model_config, parts=("clip", "cond_encoder"), strict=True)
+    # Every file checked from its headers before any tensor is read: the encoders, then the UNet + ControlNet.
+    pending_encoders = open_model(section.svd, None, config=model_config, parts=("clip", "cond_encoder"), strict=True)
     if section.from_scratch:
         net = build_from_scratch(model_config, seed=config.seed)
         info: dict[str, Any] = {"controlnet_init": "random (from scratch)"}
     else:
         from_unet = section.controlnet_from_unet if section.controlnet_from_unet is not None else section.lvcd is None
-        net, report = load_model(
-            section.svd, section.lvcd, config=model_config, parts=("unet", "controlnet"), strict=False
-        )
-        allowed = PART_PREFIXES["controlnet"] if section.lvcd is None else None
-        missing = [k for k in report.missing if allowed is None or not k.startswith(allowed)]
-        if missing or report.unexpected or report.shape_mismatch:
-            files = " + ".join(str(f) for f in (section.svd, section.lvcd) if f is not None)
-            report = dataclasses.replace(report, missing=missing)  # those no init provides
-            raise WeightsError(
-                f"The training weights ({files}) do not fit the '{model_config.name}' model: {report.describe()}. "
-                "Give model.config the config these files were made with, or the files of this model."
-            )
+        pending = open_model(section.svd, section.lvcd, config=model_config, parts=("unet", "controlnet"), strict=False)
+        _check_training_fit(pending.report, section, model_config)
+        net = pending.load()
         info = {"controlnet_init": "unet" if from_unet else "weights"}
         if from_unet:
             init_controlnet_from_unet(net, seed=config.seed)
+    encoders = pending_encoders.load()
     info["trainable"] = set_trainable(net, config.train.trainable)
     return net, encoders, info
+
+
+def _check_training_fit(report: LoadReport, section, model_config: LVCDConfig) -> None:
+    """The UNet + ControlNet key report (from the files' headers) fits ``model_config``; without ``model.lvcd`` the
+    ControlNet's keys may be missing (it starts from the UNet). A WeightsError naming the files otherwise."""
+    allowed = PART_PREFIXES["controlnet"] if section.lvcd is None else None
+    missing = [k for k in report.missing if allowed is None or not k.startswith(allowed)]
+    if missing or report.unexpected or report.shape_mismatch:
+        files = " + ".join(str(f) for f in (section.svd, section.lvcd) if f is not None)
+        report = dataclasses.replace(report, missing=missing)  # those no init provides
+        raise WeightsError(
+            f"The training weights ({files}) do not fit the '{model_config.name}' model: {report.describe()}. "
+            "Give model.config the config these files were made with, or the files of this model."
+        )
 
 
 class TrainingModule(nn.Module):
