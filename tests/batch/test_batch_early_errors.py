@@ -185,6 +185,17 @@ def test_a_bad_dtype_is_refused_before_the_metric_networks_load(
     assert not (tmp_path / "out").exists()
 
 
+def test_a_metric_weights_file_not_there_is_said_before_any_network_loads(
+    shots, tmp_path, no_workers, no_metric_networks
+):
+    manifest = write_manifest(tmp_path / "film.json", [good(shots)])
+    missing = tmp_path / "nothere.pth"
+    evaluate = ["--evaluate", str(_truth(shots, tmp_path)), "--metrics", "fid", "--inception-weights", str(missing)]
+    line = refused(batch(manifest, tmp_path / "out", *evaluate))
+    assert f"--inception-weights {missing} does not exist: give pt_inception-2015-12-05" in line, line
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_missing_ray_cluster_is_said_before_the_metric_networks_load(
     shots, tmp_path, monkeypatch, no_workers, no_metric_networks
 ):

@@ -111,6 +111,7 @@ def _evaluation_plan(opts: dict, shots: list):
     networks are loaded later, by :func:`_evaluation_tools`, once the cheap checks have all passed)."""
     from lvcd.batch.evaluate import check_ground_truth, read_ground_truth, with_shot_lineart
     from lvcd.metrics import EvalSettings, parse_metrics, parse_size
+    from lvcd.metrics.evaluate import check_weight_options
 
     truth = read_ground_truth(opts["evaluate"], [shot.name for shot in shots])
     # before any shot runs: a bad entry would otherwise show only after the batch
@@ -125,6 +126,7 @@ def _evaluation_plan(opts: dict, shots: list):
         )
     # a metric set (default, all) holds region: left out here rather than listed as skipped for want of --labels
     metrics = tuple(name for name in metrics if name != "region")
+    check_weight_options(metrics, **_metric_weights(opts))  # each file given is there, before any network loads
     return truth, EvalSettings(size=parse_size(opts["eval_size"]), metrics=metrics, skip_frames=opts["skip_frames"])
 
 
@@ -134,13 +136,16 @@ def _evaluation_tools(opts: dict, settings):
 
     return build_tools(
         settings.metrics,
-        lpips_weights=opts["lpips_weights"],
-        inception_weights=opts["inception_weights"],
-        i3d_weights=opts["i3d_weights"],
+        **_metric_weights(opts),
         weights_dir=opts["weights_dir"],
         allow_torchscript=opts["allow_torchscript"],
         size=settings.size,
     )
+
+
+def _metric_weights(opts: dict) -> dict:
+    """The weights files given for the metric networks, by ``build_tools``' argument names."""
+    return {name: opts[name] for name in ("lpips_weights", "inception_weights", "i3d_weights")}
 
 
 def _uses_ray(opts: dict) -> bool:
