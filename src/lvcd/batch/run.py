@@ -126,7 +126,7 @@ def _check_indices(shot: ShotSpec, count: int) -> None:
 
 def _check_images(shot: ShotSpec) -> None:
     """The reference and every keyframe are images Pillow reads through (one picture each: milliseconds)."""
-    from lvcd.cli.checks import check_image
+    from lvcd.io.images import check_image
 
     check_image(shot.reference, "reference")
     for index, path in shot.keyframes:

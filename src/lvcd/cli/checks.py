@@ -6,12 +6,12 @@ and is none of the inputs. Each failure is one :class:`~lvcd.errors.InputError` 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 from lvcd.errors import InputError
 from lvcd.host import available_ram
 from lvcd.io.atomic import recover_replaced
+from lvcd.io.images import MAX_FRAME_PIXELS, check_image
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS
 from lvcd.io.paths import check_not_input, check_output_location
@@ -39,34 +39,6 @@ def check_weights_files(svd, lvcd) -> None:
     for role, path in (("svd", svd), ("lvcd", lvcd)):
         if path is not None:
             require_weights_file(path, role, _where_to_get(role))
-
-
-def check_image(path: Path, option: str) -> None:
-    """``path`` is an image file Pillow can read, decoded through (one picture: milliseconds), so a damaged reference
-    or keyframe is said before the weights load."""
-    from PIL import Image, UnidentifiedImageError
-
-    named = f"{option}{'' if option.endswith('=') else ' '}{path}"
-    if Path(path).is_dir():
-        raise InputError(f"{named} is a folder; give one image file.")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height > MAX_FRAME_PIXELS:  # the line art's limit: it is brought to the line art's size anyway
-                raise InputError(
-                    f"{named} is {width}x{height}, over the limit of {MAX_FRAME_PIXELS / 1e6:.0f} megapixels (8K UHD "
-                    "fits); downscale it first, e.g. to 3840 pixels wide."
-                )
-            frames = getattr(image, "n_frames", 1)
-            if frames > 1 and image.format in ("GIF", "PNG", "WEBP", "TIFF"):  # not a camera's MPO JPEG (2 pictures)
-                warnings.warn(f"{named} holds {frames} frames (or pages); its first one is used.", stacklevel=2)
-            image.load()
-    except InputError:
-        raise
-    except Image.DecompressionBombError as err:
-        raise InputError(f"{named} is too large to read safely ({err}); give a smaller image.") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise InputError(f"{named} is not a readable image ({type(err).__name__}); give a PNG or JPEG.") from None
 
 
 def check_device(device: str | None) -> None:
@@ -156,11 +128,6 @@ def check_keyframes(keyframes: dict[int, Path], count: int, reference_frame: int
                 f"{reference_frame}); give the other coloured frames."
             )
         check_image(path, f"--keyframe {index}=")
-
-
-# Frames are read whole before they are brought to the processing size (about 320x576): refuse sizes whose few
-# float copies on the way would take gigabytes. 8K UHD (7680x4320) is inside the limit.
-MAX_FRAME_PIXELS = 40_000_000
 
 
 def check_frame_size(size_hw: tuple[int, int], what: str) -> None:

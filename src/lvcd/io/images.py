@@ -9,6 +9,7 @@ import os
 import re
 import stat
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -372,3 +373,34 @@ def _to_uint8_values(array: np.ndarray) -> np.ndarray:
             raise ValueError(f"float image values must be in [0, 1], got [{array.min():.3g}, {array.max():.3g}]")
         return np.round(array.clip(0.0, 1.0) * 255.0).astype(np.uint8)
     raise ValueError(f"unsupported image dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
+
+
+# Frames are read whole before they are brought to the processing size (about 320x576): refuse sizes whose few
+# float copies on the way would take gigabytes. 8K UHD (7680x4320) is inside the limit.
+MAX_FRAME_PIXELS = 40_000_000
+
+
+def check_image(path: Path, option: str) -> None:
+    """``path`` is an image file Pillow can read, decoded through (one picture: milliseconds), so a damaged reference
+    or keyframe is said before the weights load."""
+    named = f"{option}{'' if option.endswith('=') else ' '}{path}"
+    if Path(path).is_dir():
+        raise InputError(f"{named} is a folder; give one image file.")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > MAX_FRAME_PIXELS:  # the line art's limit: it is brought to the line art's size anyway
+                raise InputError(
+                    f"{named} is {width}x{height}, over the limit of {MAX_FRAME_PIXELS / 1e6:.0f} megapixels (8K UHD "
+                    "fits); downscale it first, e.g. to 3840 pixels wide."
+                )
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1 and image.format in ("GIF", "PNG", "WEBP", "TIFF"):  # not a camera's MPO JPEG (2 pictures)
+                warnings.warn(f"{named} holds {frames} frames (or pages); its first one is used.", stacklevel=2)
+            image.load()
+    except InputError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{named} is too large to read safely ({err}); give a smaller image.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise InputError(f"{named} is not a readable image ({type(err).__name__}); give a PNG or JPEG.") from None
