@@ -191,7 +191,10 @@ def test_train_refuses_model_lvcd_of_another_model_from_its_headers(
 
 def test_train_refuses_a_batch_larger_than_the_data_before_the_models_load(tmp_path, train_root, no_tensors_read):
     line = one_error(train(train_config(tmp_path, train_root, DEMO_WEIGHTS, batch_size=64)))
-    assert line == "The dataset has 2 samples: fewer than batch_size 64 x 1 process(es)."
+    assert line == (
+        "The dataset has 2 samples: fewer than train.batch_size 64 x 1 process(es); lower train.batch_size (or the "
+        "processes), or add data."
+    )
 
 
 # ------------------------------------------------------------------------------------------- C: lvcd data synth

@@ -120,8 +120,8 @@ def make_loader(config: TrainConfig, dataset: Dataset, accelerator) -> tuple[Dat
     batches_per_epoch = sampler.num_samples // batch_size
     if batches_per_epoch == 0:
         raise TrainConfigError(
-            f"The dataset has {len(dataset)} samples: fewer than batch_size {batch_size} x "
-            f"{accelerator.num_processes} process(es)."
+            f"The dataset has {len(dataset)} samples: fewer than train.batch_size {batch_size} x "
+            f"{accelerator.num_processes} process(es); lower train.batch_size (or the processes), or add data."
         )
     loader = DataLoader(
         dataset,
