@@ -230,6 +230,21 @@ def test_a_size_too_large_for_this_machines_memory_is_refused_before_any_worker(
     assert not (tmp_path / "out").exists()
 
 
+def test_cpu_workers_each_with_a_model_must_fit_together(shots, tmp_path, monkeypatch, no_workers):
+    """Each worker process loads its own model: two need twice one's memory (the estimate stood in for: 1 GB)."""
+    from lvcd.cli.checks import check_cpu_memory
+    from lvcd.config import get_config
+
+    monkeypatch.setattr("lvcd.cli.checks.available_ram", lambda: 1.5 * 10**9)
+    monkeypatch.setattr("lvcd.memory_estimate.estimate_peak_bytes", lambda *args, **kwargs: 10**9)
+    opts = {"device": "cpu", "dtype": None, "vae_dtype": None}
+    check_cpu_memory(opts, get_config(None), (320, 576), workers=1)  # one fits
+    entries = [good(shots, "large", size="128x128")]
+    line = refused(batch(write_manifest(tmp_path / "film.json", entries), tmp_path / "out", "--workers", "2"))
+    assert "shot 'large': 2 CPU workers need at least 2.0 GB of memory at 128x128" in line, line
+    assert "use fewer --workers or a smaller --size" in line, line
+
+
 def test_a_shot_too_large_for_the_gpu_is_refused_before_any_worker(shots, tmp_path, monkeypatch, no_workers):
     """No GPU here: CUDA's answers are stood in for (a GPU with 1 kB free), and the estimate (seconds) too."""
     import torch

@@ -218,9 +218,11 @@ def _processing_size(shot, cfg) -> tuple[int, int] | None:
 
 
 def _check_memory(opts: dict, cfg, shots: list) -> None:
-    """Workers on this machine: the shot of the largest processing size fits each worker's device (the GPU's free
-    memory, or the memory this machine has available for a CPU worker), before any worker loads the weights. Ray's
-    workers run on other machines: their own check runs there, per shot."""
+    """Workers on this machine: the shot of the largest processing size fits the workers of each device, each with
+    its own model (the GPU's free memory, or the memory this machine has available for the CPU workers), before any
+    worker loads the weights. Ray's workers run on other machines: their own check runs there, per shot."""
+    from collections import Counter
+
     from lvcd.batch import local_devices
     from lvcd.cli.checks import check_cpu_memory, check_gpu_memory
 
@@ -229,10 +231,10 @@ def _check_memory(opts: dict, cfg, shots: list) -> None:
     if not planned:
         return
     _, name, model_hw = max(planned)
-    for device in dict.fromkeys(local_devices(opts["device"], opts["workers"])):
+    for device, workers in Counter(local_devices(opts["device"], opts["workers"])).items():  # each loads the model
         try:
-            check_gpu_memory({**opts, "device": device}, cfg, model_hw)
-            check_cpu_memory({**opts, "device": device}, cfg, model_hw)
+            check_gpu_memory({**opts, "device": device}, cfg, model_hw, workers)
+            check_cpu_memory({**opts, "device": device}, cfg, model_hw, workers)
         except InputError as err:
             raise InputError(f"shot {name!r}: {err}") from None
 

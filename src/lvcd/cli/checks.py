@@ -297,9 +297,10 @@ def check_lineart_method(method: str, weights, options: tuple[str, str]) -> None
             raise InputError(f"{options[0]} {found}: file not found; give sk_model.pth or the folder holding it.")
 
 
-def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
+def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int], workers: int = 1) -> None:
     """On a CUDA device, a shot whose estimated peak (``lvcd.memory_estimate``: a lower bound, no workspace) is more
-    than the GPU's free memory is refused before the weights load, with the settings that would fit."""
+    than the GPU's free memory is refused before the weights load, with the settings that would fit; ``workers``:
+    that many processes share the GPU, each with its own copy of the model (a batch's workers)."""
     import torch
 
     from lvcd.devices import default_device, default_dtype
@@ -316,7 +317,7 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
     chained = opts.get("reference_mode") == "previous-sample"
 
     def need(offload: bool, vae) -> int:
-        return estimate_peak_bytes(config, model_hw, dtype, vae, offload, previous_sample=chained)
+        return workers * estimate_peak_bytes(config, model_hw, dtype, vae, offload, previous_sample=chained)
 
     needed = need(opts["offload"], vae_dtype)
     if needed <= free:
@@ -325,9 +326,11 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
     options = [("--offload", True, vae_dtype), ("--vae-dtype bf16", False, torch.bfloat16)]
     options.append(("--offload --vae-dtype bf16", True, torch.bfloat16))
     fits = [f"{label} (about {need(off, vae) / 1e9:.1f} GB)" for label, off, vae in options if need(off, vae) <= free]
-    advice = f"try {fits[0]}" if fits else "use a smaller --size or a GPU with more free memory"
+    smaller = "fewer --workers, a smaller --size" if workers > 1 else "a smaller --size"
+    advice = f"try {fits[0]}" if fits else f"use {smaller} or a GPU with more free memory"
+    what = f"{workers} workers on it need" if workers > 1 else "this shot needs"
     raise InputError(
-        f"--device {device}: this shot needs at least {needed / 1e9:.1f} GB of GPU memory at {height}x{width} "
+        f"--device {device}: {what} at least {needed / 1e9:.1f} GB of GPU memory at {height}x{width} "
         f"({str(dtype).removeprefix('torch.')}) and the GPU has {free / 1e9:.1f} GB free; {advice}."
     )
 
@@ -337,9 +340,10 @@ def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
 SMALL_RAM = 16 * 2**30
 
 
-def check_cpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
+def check_cpu_memory(opts: dict, config, model_hw: tuple[int, int], workers: int = 1) -> None:
     """On the CPU, a shot whose estimated peak (weights and activations, a lower bound) is more than the memory this
-    machine has available is refused before the weights load: the system would kill the process midway."""
+    machine has available is refused before the weights load: the system would kill the process midway.
+    ``workers``: that many processes run at once, each with its own copy of the model (a batch's workers)."""
     import torch
 
     from lvcd.devices import default_device
@@ -348,7 +352,7 @@ def check_cpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
         return
     available = available_ram()
     over_trained = model_hw[0] * model_hw[1] > config.train_size_hw[0] * config.train_size_hw[1]
-    if available is None or not (over_trained or available < SMALL_RAM):
+    if available is None or not (over_trained or available / workers < SMALL_RAM):
         return
     from lvcd.cli.options import parse_dtype
     from lvcd.memory_estimate import estimate_peak_bytes
@@ -356,10 +360,13 @@ def check_cpu_memory(opts: dict, config, model_hw: tuple[int, int]) -> None:
     dtype = parse_dtype(opts["dtype"]) or torch.float32
     vae_dtype = parse_dtype(opts.get("vae_dtype"), "--vae-dtype") or torch.float32
     chained = opts.get("reference_mode") == "previous-sample"
-    needed = estimate_peak_bytes(config, model_hw, dtype, vae_dtype, False, previous_sample=chained)
+    needed = workers * estimate_peak_bytes(config, model_hw, dtype, vae_dtype, False, previous_sample=chained)
     if needed > available:
         height, width = model_hw
+        what, smaller = (
+            (f"{workers} CPU workers need", "fewer --workers or ") if workers > 1 else ("this shot needs", "")
+        )
         raise InputError(
-            f"this shot needs at least {needed / 1e9:.1f} GB of memory at {height}x{width} on the CPU and this machine "
-            f"has {available / 1e9:.1f} GB available; use a smaller --size (or a GPU)."
+            f"{what} at least {needed / 1e9:.1f} GB of memory at {height}x{width} on the CPU and this machine "
+            f"has {available / 1e9:.1f} GB available; use {smaller}a smaller --size (or a GPU)."
         )
