@@ -155,3 +155,19 @@ def test_a_pyav_without_the_encoder_is_one_line_before_any_frame(tmp_path, monke
     with open_writer(tmp_path / "shot.webm", fps=12) as writer:  # the other kinds are untouched
         writer.write(np.zeros((16, 16, 3), np.uint8))
     assert (tmp_path / "shot.webm").stat().st_size > 0
+
+
+def test_colorize_checks_its_work_directory_before_reading_every_frame(tmp_path, frames_unread):
+    lineart = _frames(tmp_path / "lineart")
+    args = ["colorize", "--model", "demo", "-r", str(lineart / "f0.png"), "-l", str(lineart), "--seed", "1"]
+    (tmp_path / "a_file").write_text("not a folder")
+    line = _error_line(
+        runner.invoke(app, [*args, "-o", str(tmp_path / "a.mp4"), "--work-dir", str(tmp_path / "a_file")])
+    )
+    assert str(tmp_path / "a_file") in line, line
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "scene.blend").write_bytes(b"user data")
+    line = _error_line(runner.invoke(app, [*args, "-o", str(tmp_path / "b.mp4"), "--work-dir", str(foreign)]))
+    assert str(foreign) in line and (foreign / "scene.blend").read_bytes() == b"user data", line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "lineart", "project"]

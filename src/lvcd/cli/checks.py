@@ -190,7 +190,8 @@ def check_schemes(opts: dict, keyframes: dict) -> None:
 
 
 def preflight_colorize(opts: dict):
-    """Everything ``lvcd colorize`` can check before loading weights; returns (source, size, keyframes)."""
+    """Everything ``lvcd colorize`` can check before loading weights without reading every line-art frame (that
+    follows, in :func:`check_lineart_frames`); returns (source, size, keyframes)."""
     from lvcd.cli.options import packaged_model, parse_dtype, parse_size
     from lvcd.io import FrameSource, plan_size
 
@@ -235,16 +236,21 @@ def preflight_colorize(opts: dict):
         check_lineart_method(opts["lineart_method"], opts["lineart_weights"], ("--lineart-weights", "--lineart-method"))
     source = FrameSource.open(opts["lineart"])
     check_frame_size(source.size_hw, f"--lineart {opts['lineart']}")
-    source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
-    if opts["from_color"] or opts["lineart_levels"] == "off":  # else the levels pass reads every frame before loading
-        source.check_intact()
-    check_keyframes(keyframes, len(source), opts["reference_frame"])
     cfg = expected_config(opts)
     if cfg is not None:
         plan = plan_size(source.size_hw, target_hw=cfg.train_size_hw, multiple=cfg.size_multiple, forced_hw=size)
         check_gpu_memory(opts, cfg, plan.model_hw)
         check_cpu_memory(opts, cfg, plan.model_hw)
     return source, size, keyframes
+
+
+def check_lineart_frames(opts: dict, source, keyframes: dict) -> None:
+    """What ``lvcd colorize`` checks by reading every line-art frame (a pass over a long video takes seconds), after
+    the cheap checks and the work directory: one size, intact frames, the keyframes inside the shot."""
+    source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
+    if opts["from_color"] or opts["lineart_levels"] == "off":  # else the levels pass reads every frame before loading
+        source.check_intact()
+    check_keyframes(keyframes, len(source), opts["reference_frame"])
 
 
 def check_serve_address(host: str, port: int) -> None:

@@ -158,30 +158,12 @@ def _run(**opts) -> None:
 
     output: Path = opts["output"]
     source, size, keyframes = preflight_colorize(opts)  # every input and the output location, before any weights
-    if not opts["from_color"] and opts["lineart_levels"] != "off":  # say it before the long job, not after
-        from lvcd.hints import LineartFrames, resolve_levels, resolve_polarity
-
-        frames = LineartFrames(source)
-        levels = resolve_levels(frames, resolve_polarity(frames, opts["polarity"]), opts["lineart_levels"])
-        if levels is not None:
-            typer.echo(f"line art: {levels.describe()} (--lineart-levels off reads it as drawn)", err=True)
-    extractor = None
-    if opts["from_color"]:
-        from lvcd.devices import default_device
-        from lvcd.lineart import get_extractor
-
-        # on the device the pipeline will use (the GPU when there is one), not the CPU by default
-        extractor = get_extractor(
-            opts["lineart_method"],
-            weights=opts["lineart_weights"],
-            device=default_device(opts["device"]),
-            options=("--lineart-weights", "--lineart-method"),
-        )
-        if extractor.warning:
-            typer.echo(f"warning: {extractor.warning}", err=True)
+    # the work directory (a file, another's folder, another job running on it, a --seed another job's) before every
+    # line-art frame is read: that and the rest run in the job, which removes a work directory it made for nothing
     work, seed = open_job(opts["work_dir"] or output.parent / f".{output.name}.lvcd-work", opts["resume"], opts["seed"])
 
     def colorize_shot():
+        extractor = _read_lineart(opts, source, keyframes)
         pipe = load_pipeline(
             opts["svd"],
             opts["lvcd_ckpt"],
@@ -225,6 +207,36 @@ def _run(**opts) -> None:
         f"wrote {len(result.latents)} frame{'s' * (len(result.latents) != 1)} ({plan.input_hw[1]}x{plan.input_hw[0]}, processed at {plan.model_hw[1]}x{plan.model_hw[0]}, "
         f"line art {result.polarity}, seed {result.seed}) to {result.output_path}"
     )
+
+
+def _read_lineart(opts: dict, source, keyframes: dict):
+    """Every line-art frame checked (``check_lineart_frames``), scanned paper announced, the line-art extractor of
+    --from-color made; returns the extractor (None without --from-color)."""
+    from lvcd.cli.checks import check_lineart_frames
+
+    check_lineart_frames(opts, source, keyframes)
+    if not opts["from_color"] and opts["lineart_levels"] != "off":  # say it before the long job, not after
+        from lvcd.hints import LineartFrames, resolve_levels, resolve_polarity
+
+        frames = LineartFrames(source)
+        levels = resolve_levels(frames, resolve_polarity(frames, opts["polarity"]), opts["lineart_levels"])
+        if levels is not None:
+            typer.echo(f"line art: {levels.describe()} (--lineart-levels off reads it as drawn)", err=True)
+    if not opts["from_color"]:
+        return None
+    from lvcd.devices import default_device
+    from lvcd.lineart import get_extractor
+
+    # on the device the pipeline will use (the GPU when there is one), not the CPU by default
+    extractor = get_extractor(
+        opts["lineart_method"],
+        weights=opts["lineart_weights"],
+        device=default_device(opts["device"]),
+        options=("--lineart-weights", "--lineart-method"),
+    )
+    if extractor.warning:
+        typer.echo(f"warning: {extractor.warning}", err=True)
+    return extractor
 
 
 def register(app: typer.Typer) -> None:
