@@ -171,3 +171,12 @@ def test_colorize_checks_its_work_directory_before_reading_every_frame(tmp_path,
     line = _error_line(runner.invoke(app, [*args, "-o", str(tmp_path / "b.mp4"), "--work-dir", str(foreign)]))
     assert str(foreign) in line and (foreign / "scene.blend").read_bytes() == b"user data", line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "lineart", "project"]
+
+
+def test_colorize_reads_the_weights_headers_before_any_frame_or_work_directory(tmp_path, tiny_weights, frames_unread):
+    lineart = _frames(tmp_path / "lineart")
+    swapped = ["--svd", str(tiny_weights["lvcd"]), "--lvcd", str(tiny_weights["svd"])]
+    args = ["colorize", *swapped, "-r", str(lineart / "f0.png"), "-l", str(lineart), "-o", str(tmp_path / "a.mp4")]
+    line = _error_line(runner.invoke(app, args))
+    assert "the two files are swapped" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lineart"]  # no work directory made

@@ -158,25 +158,27 @@ def _run(**opts) -> None:
 
     output: Path = opts["output"]
     source, size, keyframes = preflight_colorize(opts)  # every input and the output location, before any weights
+    # the weights files from their headers (missing, swapped, another model's said now); their tensors are read once
+    # the shot's inputs are read and a --resume is matched to its work directory
+    pipe = load_pipeline(
+        opts["svd"],
+        opts["lvcd_ckpt"],
+        opts["config"],
+        opts["device"],
+        opts["dtype"],
+        opts["offload"],
+        opts["model"],
+        opts["vae_dtype"],
+        lazy=True,
+    )
+    if opts["compile_networks"]:
+        pipe.compile()
     # the work directory (a file, another's folder, another job running on it, a --seed another job's) before every
     # line-art frame is read: that and the rest run in the job, which removes a work directory it made for nothing
     work, seed = open_job(opts["work_dir"] or output.parent / f".{output.name}.lvcd-work", opts["resume"], opts["seed"])
 
     def colorize_shot():
         extractor = _read_lineart(opts, source, keyframes)
-        pipe = load_pipeline(
-            opts["svd"],
-            opts["lvcd_ckpt"],
-            opts["config"],
-            opts["device"],
-            opts["dtype"],
-            opts["offload"],
-            opts["model"],
-            opts["vae_dtype"],
-            lazy=True,  # the shot's inputs read and a --resume matched to its work directory before the weights load
-        )
-        if opts["compile_networks"]:
-            pipe.compile()
         return pipe(
             opts["reference"],
             source,
