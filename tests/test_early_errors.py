@@ -63,7 +63,8 @@ def test_missing_line_art_weights_are_said_before_any_frame_is_read(tmp_path, fr
     (tmp_path / "weights").mkdir()  # a folder without sk_model.pth
     given = ["--lineart-weights", str(tmp_path / "weights"), "-o", str(tmp_path / "s.mp4")]
     line = _error_line(runner.invoke(app, [*args, *given]))
-    assert f"--lineart-weights {tmp_path / 'weights' / 'sk_model.pth'}: file not found" in line
+    missing = tmp_path / "weights" / "sk_model.pth"
+    assert line == f"error: --lineart-weights {missing} does not exist: give sk_model.pth or the folder holding it."
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary output left
 
 

@@ -97,8 +97,8 @@ def test_evaluate_refuses_a_missing_pred_before_any_network_loads(eval_world, no
 @pytest.mark.parametrize(
     "option, expected",
     [
-        ("--sketch-method", "--sketch-method 'xdg' is not one of informative, informative-coarse, xdog"),
-        ("--sketch-weights", "--sketch-weights {missing} does not exist: give sk_model.pth or the folder holding it"),
+        ("--sketch-method", "--sketch-method 'xdg' is not one of informative, informative-coarse, xdog."),
+        ("--sketch-weights", "--sketch-weights {missing} does not exist: give sk_model.pth or the folder holding it."),
         (
             "--i3d-weights",
             "--i3d-weights {missing} does not exist: give i3d_pretrained_400.pt (or i3d_torchscript.pt with "

@@ -234,7 +234,7 @@ def job_identity(
     so that a resume refused for another job can say what differs."""
     settings = _job_settings(job, seed, config, dtype, vae_dtype)
     whole, parts = fingerprint_with_parts(settings, _job_arrays(job))
-    parts = {name: v if isinstance(v, str) else json.dumps(v, default=str) for name, v in settings.items()} | parts
+    parts = _as_text(settings) | parts
     parts["line-art levels"] = "levelled" if job.levelled else "as drawn"
     return whole, parts
 
@@ -247,7 +247,12 @@ def settings_identity(
     settings = _job_settings(job, seed, config, dtype, vae_dtype)
     arrays = {name: group for name, group in _job_arrays(job).items() if name != "line art"}
     _, parts = fingerprint_with_parts(settings, arrays)
-    return {name: v if isinstance(v, str) else json.dumps(v, default=str) for name, v in settings.items()} | parts
+    return _as_text(settings) | parts
+
+
+def _as_text(settings: dict) -> dict[str, str]:
+    """Settings as the parts of a job's identity hold them: text as it is, the rest as JSON."""
+    return {name: v if isinstance(v, str) else json.dumps(v, default=str) for name, v in settings.items()}
 
 
 def draw_start_noise(job: ShotJob, shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:

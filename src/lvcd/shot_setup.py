@@ -197,7 +197,8 @@ def prepare_shot(
 ) -> PreparedShot:
     """Check ``LVCDPipeline.__call__``'s arguments (see there) and open the shot's inputs and output for a pipeline of
     ``config`` computing on ``device``; ``check_memory(model_hw, previous_sample)`` refuses a shot the accelerator
-    cannot hold; ``weights_to_load``: host bytes the pipeline's weights will take when they load (a lazy pipeline). Call it from ``__call__`` itself: its warnings point at the line that called the pipeline."""
+    cannot hold; ``weights_to_load``: host bytes the pipeline's weights will take when they load (a lazy pipeline).
+    Call it from ``__call__`` itself: its warnings point at the line that called the pipeline."""
     # the arguments first: a wrong one is refused before any frame is read
     num_steps = whole_number(config.sampling.num_steps if num_steps is None else num_steps, "num_steps", 1)
     overlap = config.sampling.overlap if overlap is None else overlap

@@ -82,7 +82,10 @@ def test_synth_writes_only_into_a_new_folder_or_a_root(tmp_path):
         (("--size", "30x64"), "multiples of 8"),
         (("--shard", "2", "--num-shards", "2"), "Shard 2 of 2"),
         (("--config", "no-such-preset"), "--config no-such-preset"),
-        (("--lineart-method", "informative", "--lineart-weights", "missing.pth"), "not a file"),
+        (
+            ("--lineart-method", "informative", "--lineart-weights", "missing.pth"),
+            "missing.pth does not exist: give sk_model.pth",
+        ),
         (("--long-scenes", "drop", "--min-frames", "30", "--max-frames", "20"), "empty"),
     ],
 )

@@ -233,7 +233,9 @@ def preflight_colorize(opts: dict):
         check_not_input(opts["work_dir"], inputs, option="--work-dir")
         check_apart(opts["work_dir"], opts["output"])
     if opts["from_color"]:  # the extractor's weights found before every frame is read
-        check_lineart_method(opts["lineart_method"], opts["lineart_weights"], ("--lineart-weights", "--lineart-method"))
+        from lvcd.lineart.extractor import check_method
+
+        check_method(opts["lineart_method"], opts["lineart_weights"], ("--lineart-weights", "--lineart-method"))
     source = FrameSource.open(opts["lineart"])
     check_frame_size(source.size_hw, f"--lineart {opts['lineart']}")
     cfg = expected_config(opts)
@@ -287,20 +289,6 @@ def _check_sampler(sampler: str) -> None:
 
     if sampler not in SAMPLERS:
         raise InputError(f"--sampler {sampler!r} is not one of {', '.join(SAMPLERS)}.")
-
-
-def check_lineart_method(method: str, weights, options: tuple[str, str]) -> None:
-    """A line-art extraction method that exists and, for a network, its weights file found (``options``: the
-    command's weights and method options), before any frame is read."""
-    from lvcd.lineart import METHODS
-    from lvcd.lineart.extractor import WEIGHT_FILES, resolve_weights
-
-    if method not in METHODS:
-        raise InputError(f"{options[1]} {method!r} is not one of {', '.join(METHODS)}.")
-    if method in WEIGHT_FILES:
-        found = resolve_weights(method, weights, options)
-        if not found.is_file():
-            raise InputError(f"{options[0]} {found}: file not found; give sk_model.pth or the folder holding it.")
 
 
 def check_gpu_memory(opts: dict, config, model_hw: tuple[int, int], workers: int = 1) -> None:

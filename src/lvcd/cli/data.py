@@ -206,14 +206,11 @@ def prepare(
         check_not_input(output, {"--svd": svd, "--lineart-weights": lineart_weights}, contains_ok=True)
         check_output_location(output / "lvcd_data.json")
         _check_root_folder(output, inputs)
-        if method != "xdog":  # find the weights now rather than after a long scan
-            from lvcd.lineart import resolve_weights
+        from lvcd.lineart.extractor import check_method
 
-            weights = resolve_weights(method, weights, LINEART_OPTIONS)
-            if not weights.is_file():
-                raise InputError(
-                    f"--lineart-weights {weights} is not a file: give sk_model.pth or the folder holding it."
-                )
+        found = check_method(method, weights, LINEART_OPTIONS)  # found now rather than after a long scan
+        if found is not None:
+            weights = found
             _check_lineart_file(weights)
 
         from lvcd.weights import check_fit

@@ -89,11 +89,12 @@ def lineart(
     """
     from tqdm import tqdm
 
-    from lvcd.cli.checks import check_device, check_files, check_frame_size, check_lineart_method
+    from lvcd.cli.checks import check_device, check_files, check_frame_size
     from lvcd.io.frames import FrameSource
     from lvcd.io.paths import check_not_input, check_output_location
     from lvcd.io.writers import open_writer, output_kind
     from lvcd.lineart import get_extractor
+    from lvcd.lineart.extractor import check_method
 
     try:
         if not input_path.exists():
@@ -103,7 +104,7 @@ def lineart(
         check_files({"--weights": weights})
         check_device(device)
         if method is not Method.levels:  # its weights found now, not after every frame is read
-            check_lineart_method(method.value, weights, ("--weights", "--method"))
+            check_method(method.value, weights)
         check_not_input(output, {"INPUT": input_path, "--weights": weights})
         to_folder = output_kind(output) == "png"
         source = FrameSource.open(input_path)

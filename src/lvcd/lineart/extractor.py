@@ -185,6 +185,22 @@ class LineartExtractor:
         return torch.cat(chunks)
 
 
+def check_method(
+    method: str, weights: str | os.PathLike | None = None, options: tuple[str, str] = OPTIONS
+) -> Path | None:
+    """``method`` one of :data:`METHODS` and, for a network, its weights file found (``resolve_weights``): the file,
+    or None for a method without weights. Nothing is loaded; one-line errors name the command's ``options``."""
+    if method not in METHODS:
+        raise InputError(f"{options[1]} {method!r} is not one of {', '.join(METHODS)}.")
+    if method not in WEIGHT_FILES:
+        return None
+    path = resolve_weights(method, weights, options)
+    if not path.is_file():
+        state = "is a folder" if path.is_dir() else "does not exist"
+        raise WeightsError(f"{options[0]} {path} {state}: give {WEIGHT_FILES[method]} or the folder holding it.")
+    return path
+
+
 def get_extractor(
     method: str = "informative",
     weights: str | os.PathLike | None = None,
@@ -201,14 +217,12 @@ def get_extractor(
         >>> extractor.in_distribution
         False
     """
-    if method not in METHODS:
-        raise InputError(f"Unknown line-art method {method!r}; choose one of {', '.join(METHODS)}.")
+    path = check_method(method, weights, options)
     device = require_device(device, "device")
-    if method == "xdog":
-        extractor = LineartExtractor("xdog", device=device)
+    if path is None:
+        extractor = LineartExtractor(method, device=device)
     else:
-        model = load_informative_drawings(resolve_weights(method, weights, options), device=device)
-        extractor = LineartExtractor(method, model, device=device)
+        extractor = LineartExtractor(method, load_informative_drawings(path, device=device), device=device)
     if extractor.warning:  # in the command's own words
         extractor.warning = extractor.warning.replace("--method", options[1])
     return extractor

@@ -51,7 +51,7 @@ from lvcd.metrics.tc import (
     temporal_consistency,
     temporal_consistency_mse,
 )
-from lvcd.metrics.tools import DEFAULT_METRICS, MetricTools
+from lvcd.metrics.tools import DEFAULT_METRICS, SKETCH_OPTIONS, MetricTools, sketch_method
 
 FVD_CLIP_LENGTH = 16
 PER_FRAME_METRICS = ("psnr", "ssim", "lpips", "edmd", "edmd_gt")
@@ -60,7 +60,6 @@ NEEDS_INPUT = {
     "edmd": ("lineart", "no input line art: give --lineart (or a manifest 'lineart' column); edmd_gt is the variant"),
     "region": ("labels", "no region label maps: give --labels (or a manifest 'labels' column)"),
 }
-SKETCH_OPTIONS = ("--sketch-weights", "--sketch-method")  # how `lvcd evaluate` names the EDMD extractor's options
 # What each weights option of `lvcd evaluate` takes: said when the file given is not there.
 WEIGHT_FILES_WANTED = {
     "--lpips-weights": "lpips v0.1 alex.pth and torchvision's alexnet-owt-7be5be79.pth (--lpips-weights for each)",
@@ -379,15 +378,10 @@ def _check_sketch_options(method: str | None, weights: str | os.PathLike | None)
 
     try:
         import_distance_transform()
-        from lvcd.lineart import METHODS, WEIGHT_FILES, resolve_weights
+        from lvcd.lineart.extractor import check_method
     except (MissingDependencyError, ImportError):
         return  # build_tools skips EDMD, saying why
-    chosen = method or ("informative" if weights else "xdog")
-    if chosen not in METHODS:
-        raise InputError(f"--sketch-method {chosen!r} is not one of {', '.join(METHODS)}")
-    if chosen in WEIGHT_FILES:
-        found = resolve_weights(chosen, weights, SKETCH_OPTIONS)
-        _require_file(SKETCH_OPTIONS[0], found, f"{WEIGHT_FILES[chosen]} or the folder holding it")
+    check_method(sketch_method(method, weights), weights, SKETCH_OPTIONS)
 
 
 def evaluate_clips(

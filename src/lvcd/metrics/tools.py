@@ -113,13 +113,21 @@ def _torchscript_passed(file: Path, instead: str) -> str:
     )
 
 
+SKETCH_OPTIONS = ("--sketch-weights", "--sketch-method")  # how `lvcd evaluate` names the EDMD extractor's options
+
+
+def sketch_method(method: str | None, weights: str | os.PathLike | None) -> str:
+    """The EDMD sketch extractor's method: the one given, else the network when its weights are given, else XDoG."""
+    return method or ("informative" if weights else "xdog")
+
+
 def _sketch_extractor(method: str | None, weights: str | os.PathLike | None, device: str) -> tuple[Any, dict]:
     try:
         from lvcd.lineart import get_extractor
     except ImportError as err:
         raise MissingDependencyError(f"lvcd.lineart (the sketch extractor) is not available: {err}") from None
-    chosen = method or ("informative" if weights else "xdog")
-    extractor = get_extractor(chosen, weights=weights, device=device, options=("--sketch-weights", "--sketch-method"))
+    chosen = sketch_method(method, weights)
+    extractor = get_extractor(chosen, weights=weights, device=device, options=SKETCH_OPTIONS)
     info = {"sketch_method": chosen, "sketch_in_distribution": getattr(extractor, "in_distribution", None)}
     return extractor, info
 
