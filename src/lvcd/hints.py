@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lvcd.errors import InputError
+from lvcd.hint_source import forget, hint_record, recorded, remember
 from lvcd.io import FrameSource, SizePlan, detect_sequence_polarity, fit_hint, lineart_to_hint, load_image, to_rgb_uint8
 from lvcd.io.atomic import atomic_output
 from lvcd.io.images import IMAGE_CHANNELS, channels_last, image_size_hw
@@ -117,6 +118,7 @@ class LineartFrames:
     def __init__(self, lineart, name: str = "line art"):
         self.source: FrameSource | None = None
         self.fps: float | None = None
+        from_files = isinstance(lineart, (str, os.PathLike)) or _is_path_list(lineart)
         if isinstance(lineart, (str, os.PathLike)):
             self.source = FrameSource.open(lineart)
         elif isinstance(lineart, FrameSource) or (hasattr(lineart, "size_hw") and hasattr(lineart, "__len__")):
@@ -132,6 +134,9 @@ class LineartFrames:
                 [self.source.path] if getattr(self.source, "path", None) else []
             )
             self.paths = [Path(p) for p in paths]
+            # the files that wholly make the frames (lvcd reads them): their bytes identify the shot's hints
+            files = getattr(self.source, "files", None) or self.paths  # a folder's frames, else the paths
+            self.files: list[Path] | None = [Path(p) for p in files] if from_files and files else None
         else:
             if isinstance(lineart, torch.Tensor) and lineart.ndim in (3, 4):
                 frames = list(lineart if lineart.ndim == 4 else lineart[:, None])
@@ -162,6 +167,7 @@ class LineartFrames:
                     )
             self.count = len(self._frames)
             self.paths = []
+            self.files = None
 
     def __len__(self) -> int:
         return self.count
@@ -304,7 +310,16 @@ class HintStore:
         progress: bool = True,
         levels: bool = False,
     ) -> HintStore:
+        """The hints of ``frames`` in a new store at ``path``, or the store already there when it was made from the
+        same line-art files with the same settings (:mod:`lvcd.hint_source`: a resumed job does not read every frame
+        again)."""
         count, (height, width) = len(frames), plan.model_hw
+        record = hint_record(frames.files, count, plan, polarity, levels, progress)
+        if record is not None and recorded(path) == record:
+            store = cls._whole(path, (count, height, width))
+            if store is not None:
+                return store
+        forget(path)
         Path(path).unlink(missing_ok=True)  # a resume rebuilds it: no room needed for two copies of a long shot's
         with atomic_output(path) as temporary, open(temporary, "wb") as handle:
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False}
@@ -322,7 +337,19 @@ class HintStore:
                 raise InputError(
                     f"The line-art source yielded {produced} frames but announced {count}; it may be truncated."
                 )
+        remember(path, record)
         return cls(path)
+
+    @classmethod
+    def _whole(cls, path: Path, shape: tuple[int, int, int]) -> HintStore | None:
+        """The store at ``path`` when it holds all of ``shape``, else None."""
+        try:
+            store = cls(path)
+            size = Path(path).stat().st_size
+        except (OSError, ValueError, InputError):
+            return None
+        whole = tuple(store.shape) == shape and size == store.offset + shape[0] * store.frame_bytes
+        return store if whole else None
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -41,7 +41,7 @@ MARKER = ".lvcd-work"
 PARTS = ("backward",)
 PREFIXES = ("", *(f"{part}-" for part in PARTS))  # of the state files of every pass a work directory may hold
 _OWN_NAMES = re.compile(
-    r"hints\.npy|decoding\.json|decoded_\d{6}\.png|(?:(?:"
+    r"hints\.(?:npy|json)|decoding\.json|decoded_\d{6}\.png|(?:(?:"
     + "|".join(PARTS)
     + r")-)?(?:settings\.json|start\.safetensors|(?:window|carry)_\d{6}\.safetensors)"
 )
