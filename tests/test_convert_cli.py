@@ -223,14 +223,14 @@ def test_an_output_that_appears_while_converting_is_kept_without_overwrite(tmp_p
     import lvcd.weights
 
     target = tmp_path / "lvcd.safetensors"
-    real_load = lvcd.weights.load_model
+    real_read = lvcd.weights.PendingModel.read
 
-    def load_then_other_writer_finishes(*args, **kwargs):
-        loaded = real_load(*args, **kwargs)
+    def read_then_other_writer_finishes(*args, **kwargs):
+        tensors = real_read(*args, **kwargs)
         target.write_bytes(b"the other process's file")
-        return loaded
+        return tensors
 
-    monkeypatch.setattr(lvcd.weights, "load_model", load_then_other_writer_finishes)
+    monkeypatch.setattr(lvcd.weights.PendingModel, "read", read_then_other_writer_finishes)
     result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], target)
     assert result.exit_code == 2 and "was created by another process while this one was writing it" in result.stderr
     assert target.read_bytes() == b"the other process's file" and [p.name for p in tmp_path.iterdir()] == [target.name]
@@ -272,7 +272,7 @@ def test_an_output_not_named_safetensors_is_refused_before_reading(
     def no_reading(*args, **kwargs):
         raise AssertionError("the weights were read")
 
-    monkeypatch.setattr(lvcd.weights, "load_model", no_reading)
+    monkeypatch.setattr(lvcd.weights, "open_model", no_reading)
     result = _convert(tiny_weights["svd"], tiny_weights["lvcd"], tmp_path / name)
     assert result.exit_code == 2 and "Reading" not in result.stderr, result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -280,3 +280,22 @@ def test_an_output_not_named_safetensors_is_refused_before_reading(
     with pytest.raises(WeightsError, match="must end in .safetensors"):
         lvcd.weights.convert(tiny_weights["svd"], tiny_weights["lvcd"], tmp_path / name)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_subset_lvcd_reads_only_the_tensors_it_writes(tmp_path, tiny_weights, ckpt_state, monkeypatch):
+    """The lvcd subset's tensors all come from lvcd.ckpt: svd.safetensors (the UNet, ~6 GB of it in the official
+    file) is read for its header only, not loaded whole to be dropped."""
+    from lvcd.state_dict import WeightsFile as Reader
+
+    read_from: dict[str, int] = {}
+    real_get = Reader.get
+
+    def counting_get(self, key):
+        read_from[self.path.name] = read_from.get(self.path.name, 0) + 1
+        return real_get(self, key)
+
+    monkeypatch.setattr(Reader, "get", counting_get)
+    output = tmp_path / "lvcd.safetensors"
+    assert _convert(tiny_weights["svd"], tiny_weights["lvcd"], output).exit_code == 0
+    assert read_from == {tiny_weights["lvcd"].name: len(ckpt_state)}
+    assert load_file(str(output)).keys() == ckpt_state.keys()

@@ -11,8 +11,10 @@ Files (read by :mod:`lvcd.state_dict`, the one reader, which also handles the re
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import torch
 from lvcd.config import LVCDConfig, config_from_dict, config_to_dict, get_config
 from lvcd.errors import WeightsError
 from lvcd.io.atomic import atomic_output
+from lvcd.io.space import check_free_space
 from lvcd.model import PART_PREFIXES, PARTS, LVCDModel
 from lvcd.state_dict import KeyReport, check_keys
 from lvcd.state_dict import WeightsFile as _WeightsFile
@@ -254,18 +257,24 @@ class PendingModel:
     dtype: torch.dtype
     vae_dtype: torch.dtype
 
-    def load(self, device: str | torch.device = "cpu") -> LVCDModel:
-        """Read every tensor once, cast it, move it to ``device`` and assign it to ``model``; returns ``model``."""
+    def read(self, keys: Iterable[str] | None = None, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The tensors of ``keys`` (None: all the model's), each read once from its file, cast to the dtype the load
+        gives it and moved to ``device``; keys the files lack (``strict=False`` only) are zeros."""
         device = torch.device(device)
         tensors = {}
-        for key, f in self.source.items():
-            tensors[key] = f.get(key).to(device=device, dtype=_target_dtype(key, self.dtype, self.vae_dtype))
+        for key in self.expected if keys is None else keys:
+            dtype = _target_dtype(key, self.dtype, self.vae_dtype)
+            f = self.source.get(key)
+            if f is None:  # missing or mis-shaped in the files (strict=False only)
+                tensors[key] = torch.zeros(self.expected[key], device=device, dtype=dtype)
+                continue
+            tensors[key] = f.get(key).to(device=device, dtype=dtype)
             self.report.loaded[str(f.path)] = self.report.loaded.get(str(f.path), 0) + 1
-        for key in [*self.report.missing, *(k for k, _, _ in self.report.shape_mismatch)]:  # strict=False only
-            tensors[key] = torch.zeros(
-                self.expected[key], device=device, dtype=_target_dtype(key, self.dtype, self.vae_dtype)
-            )
-        self.model.load_state_dict(tensors, strict=True, assign=True)
+        return tensors
+
+    def load(self, device: str | torch.device = "cpu") -> LVCDModel:
+        """Read every tensor once, cast it, move it to ``device`` and assign it to ``model``; returns ``model``."""
+        self.model.load_state_dict(self.read(device=device), strict=True, assign=True)
         return self.model.eval().requires_grad_(False)
 
 
@@ -335,6 +344,27 @@ def load_first_stage(svd_path, config=None, device="cpu", dtype: torch.dtype = t
 # ------------------------------------------------------------------------------------------------
 # Writing
 # ------------------------------------------------------------------------------------------------
+
+
+def safetensors_size(shapes: dict[str, tuple[int, ...]], dtype: torch.dtype, metadata: dict[str, str]) -> int:
+    """Bytes of the safetensors file that :func:`save_safetensors` writes for tensors of these ``shapes``, all in
+    ``dtype``, with ``metadata``: the 8-byte header length, the JSON header (padded to 8 bytes) and the data."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    header: dict[str, object] = {"__metadata__": metadata} if metadata else {}
+    offset = 0
+    for key in sorted(shapes):  # all of one dtype: safetensors lays them out by name
+        size = math.prod(shapes[key]) * itemsize
+        header[key] = {
+            "dtype": _SAFETENSORS_DTYPE_NAMES.get(dtype, str(dtype)),  # other dtypes: a longer name, a bigger estimate
+            "shape": list(shapes[key]),
+            "data_offsets": [offset, offset + size],
+        }
+        offset += size
+    header_bytes = len(json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode())
+    return 8 + -(-header_bytes // 8) * 8 + offset
+
+
+_SAFETENSORS_DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
 
 
 def lvcd_trained_keys(model: LVCDModel) -> list[str]:
@@ -425,7 +455,9 @@ def convert(
     overwrite: bool = False,
 ) -> Path:
     """Write one safetensors file with official key names: ``subset='lvcd'`` (the trained tensors, loadable like
-    lvcd.ckpt) or ``'full'`` (the whole model: a single file replacing both)."""
+    lvcd.ckpt) or ``'full'`` (the whole model: a single file replacing both). The files are checked and the output's
+    size computed from their headers first: an output whose filesystem lacks the room is refused (InputError)
+    before any tensor is read, and only the tensors written are read."""
     output = Path(output)
     check_converted_name(output)
     for given in (svd_path, lvcd_path):
@@ -438,9 +470,13 @@ def convert(
     if subset == "lvcd" and lvcd_path:
         _refuse_dropping_trained_tensors(lvcd_path)
     parts = ("unet", "controlnet") if subset == "lvcd" else PARTS
-    model, _ = load_model(svd_path, lvcd_path, config=config, dtype=dtype, vae_dtype=dtype, parts=parts)
-    keys = lvcd_trained_keys(model) if subset == "lvcd" else list(model.state_dict())
-    meta = model_metadata(model.config, lvcd_subset=subset)
-    state = model.state_dict()
-    tensors = {key: state[key] for key in keys}
-    return save_safetensors(tensors, output, metadata=meta, exclusive=True, overwrite=overwrite)
+    # The files checked and the output's size known from their headers, before a tensor is read: a disk without room
+    # for it is said now, not after minutes of reading gigabytes. Only the tensors written are read.
+    pending = open_model(svd_path, lvcd_path, config=config, dtype=dtype, vae_dtype=dtype, parts=parts)
+    keys = lvcd_trained_keys(pending.model) if subset == "lvcd" else list(pending.expected)
+    meta = model_metadata(pending.model.config, lvcd_subset=subset)
+    needed = safetensors_size({key: pending.expected[key] for key in keys}, dtype, meta)
+    check_free_space(
+        output, needed, f"the converted weights ({len(keys)} tensors, {str(dtype).removeprefix('torch.')})"
+    )
+    return save_safetensors(pending.read(keys), output, metadata=meta, exclusive=True, overwrite=overwrite)

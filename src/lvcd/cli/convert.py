@@ -6,6 +6,8 @@
 ``--subset lvcd`` (default) keeps what LVCD trained (ControlNet + the UNet's self-attention projections, the
 831 tensors of lvcd.ckpt): a small file to use in place of lvcd.ckpt, next to svd.safetensors.
 ``--subset full`` writes the whole model: one file that replaces both.
+The files are checked and the output's size computed from their headers first: a disk without room for it is said
+(how much is needed and free) before any tensor is read, and only the tensors written are read.
 """
 
 from __future__ import annotations
@@ -34,14 +36,6 @@ _USE_HINT = {
     Subset.lvcd: "use it in place of lvcd.ckpt, together with svd.safetensors",
     Subset.full: "use it alone, in place of svd.safetensors + lvcd.ckpt",
 }
-
-
-def _human_size(num_bytes: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if num_bytes < 1000 or unit == "GB":
-            return f"{num_bytes:.0f} {unit}" if unit == "B" else f"{num_bytes:.2f} {unit}"
-        num_bytes /= 1000
-    raise AssertionError("unreachable")
 
 
 def _count_tensors(path: Path) -> int:
@@ -74,6 +68,7 @@ def convert(
     from lvcd.config import get_config
     from lvcd.io.atomic import check_no_other_writer
     from lvcd.io.paths import check_not_input, check_output_location
+    from lvcd.io.space import human_size
     from lvcd.weights import check_converted_name
     from lvcd.weights import convert as convert_weights
 
@@ -107,7 +102,7 @@ def convert(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     typer.echo(
-        f"Wrote {written}: {_count_tensors(written)} tensors, {_human_size(written.stat().st_size)}, {dtype.value} "
+        f"Wrote {written}: {_count_tensors(written)} tensors, {human_size(written.stat().st_size)}, {dtype.value} "
         f"(subset {subset.value}; {_USE_HINT[subset]})"
     )
 

@@ -120,16 +120,6 @@ def _open_vae_file(vae: Path):
     return pending
 
 
-def _check_lineart_file(weights: Path) -> None:
-    """The line-art weights open as a weights file (not an HTML page, a Git LFS pointer or a cut download), read by
-    the reader and in the words the network's loader uses: found before the inputs are scanned, not when the network
-    loads for the first frame."""
-    from lvcd.lineart.informative import DOWNLOAD_HINT
-    from lvcd.state_dict import WeightsFile
-
-    WeightsFile(weights, "line-art", DOWNLOAD_HINT + ".")
-
-
 def _fail(err: Exception) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(2) from None
@@ -208,10 +198,9 @@ def prepare(
         _check_root_folder(output, inputs)
         from lvcd.lineart.extractor import check_method
 
-        found = check_method(method, weights, LINEART_OPTIONS)  # found now rather than after a long scan
-        if found is not None:
-            weights = found
-            _check_lineart_file(weights)
+        # found, and checked from its header (readable; the generator's, not another network's), now rather than
+        # when the network loads for the first frame, after a long scan
+        weights = check_method(method, weights, LINEART_OPTIONS) or weights
 
         from lvcd.weights import check_fit
 

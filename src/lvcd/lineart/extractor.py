@@ -22,7 +22,12 @@ import torch.nn.functional as F
 
 from lvcd.devices import require_device
 from lvcd.errors import InputError, WeightsError
-from lvcd.lineart.informative import DOWNLOAD_HINT, InformativeDrawingsGenerator, load_informative_drawings
+from lvcd.lineart.informative import (
+    DOWNLOAD_HINT,
+    InformativeDrawingsGenerator,
+    check_informative_weights,
+    load_informative_drawings,
+)
 from lvcd.lineart.xdog import xdog_tensor
 
 METHODS = ("informative", "informative-coarse", "xdog")
@@ -188,8 +193,10 @@ class LineartExtractor:
 def check_method(
     method: str, weights: str | os.PathLike | None = None, options: tuple[str, str] = OPTIONS
 ) -> Path | None:
-    """``method`` one of :data:`METHODS` and, for a network, its weights file found (``resolve_weights``): the file,
-    or None for a method without weights. Nothing is loaded; one-line errors name the command's ``options``."""
+    """``method`` one of :data:`METHODS` and, for a network, its weights file found (``resolve_weights``) and checked
+    from its header (:func:`check_informative_weights`: readable, and the generator's, not another network's): the
+    file, or None for a method without weights. No network is built and no tensor read (seconds); one-line errors
+    name the command's ``options``."""
     if method not in METHODS:
         raise InputError(f"{options[1]} {method!r} is not one of {', '.join(METHODS)}.")
     if method not in WEIGHT_FILES:
@@ -198,6 +205,7 @@ def check_method(
     if not path.is_file():
         state = "is a folder" if path.is_dir() else "does not exist"
         raise WeightsError(f"{options[0]} {path} {state}: give {WEIGHT_FILES[method]} or the folder holding it.")
+    check_informative_weights(path)
     return path
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from lvcd.errors import WeightsError
-from lvcd.state_dict import check_keys, read_state_dict
+from lvcd.state_dict import WeightsFile, check_keys
 
 DOWNLOAD_HINT = (
     "Download sk_model.pth (fine, used by LVCD) or sk_model2.pth (coarse) from "
@@ -91,10 +91,35 @@ class InformativeDrawingsGenerator(nn.Module):
         return self.model4(self.model3(self.model2(self.model1(self.model0(rgb)))))
 
 
-def _what_it_holds(state: dict[str, torch.Tensor]) -> str:
-    if any(key.startswith(("model.diffusion_model.", "control_model.", "conditioner.")) for key in state):
-        return "the weights of a diffusion model (an LVCD/SVD checkpoint?)"
-    return "the weights of another model"
+def _what_it_holds(keys: list[str]) -> str:
+    """What a file of another network seems to be, from its tensor names."""
+    from lvcd.weights import classify_keys  # the diffusion model's key prefixes (a heavy import: only on this error)
+
+    kind = classify_keys(keys)
+    if kind == "svd":
+        return "the weights of a diffusion model (an SVD checkpoint, like svd.safetensors)"
+    if kind in ("lvcd", "full"):
+        return "the weights of a diffusion model (an LVCD checkpoint, like lvcd.ckpt)"
+    names = sorted({key.split(".")[0] for key in keys})
+    more = f" (+{len(names) - 4} more)" if len(names) > 4 else ""
+    return f"the weights of another model (top-level names {', '.join(names[:4])}{more})"
+
+
+def check_informative_weights(path: str | os.PathLike) -> WeightsFile:
+    """The line-art weights file opened and its tensor names and shapes checked against the generator, from the
+    safetensors header or the checkpoint's pickle (its tensors memory-mapped, not read; a legacy pre-1.6 pickle is
+    read whole): a file of another network (svd.safetensors, another model's .pth) raises one WeightsError naming
+    the file and what it seems to be, in seconds, before a command does any slow work."""
+    weights = WeightsFile(path, "line-art", hint=DOWNLOAD_HINT + ".")
+    with torch.device("meta"):  # shapes only
+        expected = InformativeDrawingsGenerator().state_dict()
+    report = check_keys(weights.shapes(), expected)
+    if not report.ok:
+        raise WeightsError(
+            f"{path} holds {_what_it_holds(weights.keys())}, not the informative-drawings line-art generator: "
+            f"{len(weights)} tensors, {report.describe()}. {DOWNLOAD_HINT}."
+        )
+    return weights
 
 
 def load_informative_drawings(
@@ -104,18 +129,12 @@ def load_informative_drawings(
 
     Raises :class:`lvcd.errors.WeightsError` for a missing, unreadable or foreign file, with what to do.
     """
-    state = read_state_dict(path, "line-art", hint=DOWNLOAD_HINT + ".")
-    with torch.device("meta"):  # shapes only: skip the random init that the weights replace anyway
-        model = InformativeDrawingsGenerator()
-    report = check_keys(state, model.state_dict())
-    if not report.ok:
-        raise WeightsError(
-            f"{path} holds {_what_it_holds(state)}, not the informative-drawings line-art generator: "
-            f"{len(state)} tensors, {report.describe()}. {DOWNLOAD_HINT}."
-        )
+    state = check_informative_weights(path).read()
     if not all(value.is_floating_point() for value in state.values()):
         raise WeightsError(f"{path} has non-float tensors where conv weights are expected. {DOWNLOAD_HINT}.")
     if not all(torch.isfinite(value).all() for value in state.values()):
         raise WeightsError(f"{path} contains NaN/Inf weights (corrupt download?). {DOWNLOAD_HINT}.")
+    with torch.device("meta"):  # shapes only: skip the random init that the weights replace anyway
+        model = InformativeDrawingsGenerator()
     model.load_state_dict({key: value.float().contiguous() for key, value in state.items()}, strict=True, assign=True)
     return model.eval().requires_grad_(False).to(device)
