@@ -106,7 +106,7 @@ def _batch_cli_without_model(monkeypatch, tmp_path: Path, *args: str):
     (tmp_path / "shots.json").write_text(json.dumps(shots))
     (tmp_path / "gt.json").write_text(json.dumps([{"name": s["name"], "gt": f"gt/{s['name']}"} for s in shots]))
 
-    def finished_batch(shots, outdir, pool, identity, options):
+    def finished_batch(shots, outdir, pool, identity, options, claim=None):
         layout = BatchLayout(outdir, options.output_format)
         entries = {}
         for shot in shots:

@@ -15,7 +15,7 @@
 """
 
 from lvcd.batch.dispatch import WorkerLost, WorkerPool, dispatch
-from lvcd.batch.layout import BatchLayout, model_identity
+from lvcd.batch.layout import BatchLayout, OutdirClaim, claim_outdir, model_identity
 from lvcd.batch.local import InProcessPool, ProcessPool, local_devices
 from lvcd.batch.manifest import ShotSettings, ShotSpec, read_shots
 from lvcd.batch.ray_pool import RayPool
@@ -29,6 +29,7 @@ __all__ = [
     "BatchReport",
     "InProcessPool",
     "ModelSpec",
+    "OutdirClaim",
     "ProcessPool",
     "RayPool",
     "ShotJob",
@@ -38,6 +39,7 @@ __all__ = [
     "ShotSpec",
     "WorkerLost",
     "WorkerPool",
+    "claim_outdir",
     "dispatch",
     "local_devices",
     "model_identity",

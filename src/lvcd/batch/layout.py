@@ -24,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -189,6 +191,54 @@ def lock_outdir(layout: BatchLayout) -> int:
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     remove_abandoned_in(layout.record_path("x").parent)  # records of writers killed mid-write
     return fd
+
+
+class OutdirClaim:
+    """OUTDIR held by one batch (:func:`claim_outdir`): pass it to :func:`lvcd.batch.run_batch` to run the batch under
+    the lock taken before the slow setup (Ray, the metric networks) rather than a second one."""
+
+    def __init__(self, layout: BatchLayout, fd: int):
+        self.layout = layout
+        self.finished = False  # the batch ran to its report: OUTDIR is kept whatever happens after
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def check_holds(self, layout: BatchLayout) -> None:
+        """This claim is held and is the claim of ``layout``'s OUTDIR (a programming error otherwise)."""
+        if not self.held or self.layout.outdir.resolve() != layout.outdir.resolve():
+            state = "released" if not self.held else f"of {self.layout.outdir}"
+            raise ValueError(f"the OUTDIR claim passed to run_batch is {state}, not a held claim of {layout.outdir}")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextmanager
+def claim_outdir(layout: BatchLayout, shots: list[ShotSpec], identity: dict) -> Iterator[OutdirClaim]:
+    """OUTDIR checked (:func:`check_outdir`), created when missing and locked (:func:`lock_outdir`: a batch running
+    on it refuses this one, in one line) for as long as the ``with`` block runs; released on every way out. An error
+    (Ctrl-C included) before the batch ran to its report removes an OUTDIR made here in which no shot ran.
+
+        >>> with claim_outdir(layout, shots, identity) as claim:      # doctest: +SKIP
+        ...     report = run_batch(shots, layout.outdir, pool, identity, options, claim=claim)
+    """
+    check_outdir(layout, shots, identity)
+    created = not layout.outdir.exists()
+    layout.outdir.mkdir(parents=True, exist_ok=True)
+    claim = OutdirClaim(layout, lock_outdir(layout))  # refused: nothing removed, the folder is the other batch's
+    try:
+        yield claim
+    except BaseException:
+        if created and not claim.finished and not any(layout.record_path(shot.name).exists() for shot in shots):
+            remove_unused_outdir(layout)  # the batch could not start (no worker, no weights): leave nothing behind
+        raise
+    finally:
+        claim.release()
 
 
 def remove_empty_state_folders(layout: BatchLayout) -> None:

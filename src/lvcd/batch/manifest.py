@@ -193,14 +193,26 @@ def check_shot_sizes(shots: list[ShotSpec], multiple: int, video_frames: int) ->
             )
 
 
+def shot_rate_problem(shot: ShotSpec, output_format: str, lineart_fps: float | None = None) -> str | None:
+    """Why the shot's output (of ``output_format``) cannot have the frame rate it gets, or None when it can: the
+    entry's fps, else (where given) the line art's own rate, as the worker's writer would refuse it."""
+    fps, own = (shot.settings.fps, False) if shot.settings.fps is not None else (lineart_fps, True)
+    problem = None if fps is None else frame_rate_problem(fps, output_format)
+    if problem is None:
+        return None
+    if own:
+        return f"the line art's own frame rate, {fps:.4g} fps: {problem}; give the shot an fps (or another --format)"
+    return f"fps {fps:g}: {problem}; give the shot another fps or --format"
+
+
 def check_shot_rates(shots: list[ShotSpec], output_format: str) -> None:
     """Each shot's frame rate fits the output format (a GIF's frames last at most 655.35 s): checked for the whole
-    manifest before the batch starts, as the rates themselves are when it is read."""
+    manifest before the batch starts, as the rates themselves are when it is read. (The batch's planning checks it
+    again for every caller, with the line art's own rate where the entry gives none: :mod:`lvcd.batch.run`.)"""
     for shot in shots:
-        fps = shot.settings.fps
-        problem = None if fps is None else frame_rate_problem(fps, output_format)
+        problem = shot_rate_problem(shot, output_format)
         if problem is not None:
-            raise InputError(f"shot {shot.name!r}: fps {fps:g}: {problem}; give the shot another fps or --format")
+            raise InputError(f"shot {shot.name!r}: {problem}")
 
 
 def read_shots(path: str | os.PathLike, defaults: ShotSettings = ShotSettings()) -> list[ShotSpec]:

@@ -146,6 +146,11 @@ class RayPool(WorkerPool):
         gpus, cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
         if self.gpus_per_worker is None:
             self.gpus_per_worker = 1 if gpus > 0 else 0
+        if not self.gpus_per_worker and not self.cpus_per_worker > 0:
+            raise InputError(
+                f"--cpus-per-worker {self.cpus_per_worker:g}: a CPU worker needs CPUs; give 1 or more (or GPU workers: "
+                "--gpus-per-worker)"
+            )
         capacity = int(gpus // self.gpus_per_worker) if self.gpus_per_worker else int(cpus // self.cpus_per_worker)
         self.size = self.requested or max(capacity, 1)
         if self.size > capacity:
@@ -167,15 +172,17 @@ class RayPool(WorkerPool):
         return self._actor_class.remote(self.model.with_device(device, threads), label)
 
     def connect(self) -> None:
-        """Reach the cluster now rather than in :meth:`start`: a cluster that is not there is said before slower work
-        (the metric networks of ``--evaluate``). :meth:`close` lets it go."""
+        """Reach the cluster now rather than in :meth:`start`: a cluster that is not there, or with no room for the
+        workers asked for, is said before slower work (the metric networks of ``--evaluate``). :meth:`close` lets it
+        go."""
         if self._ray is None:
             self._ray = self._connect()
+            self._plan(self._ray.cluster_resources())
 
     def start(self) -> None:
         self.connect()
         ray = self._ray
-        self._plan(ray.cluster_resources())
+        self._plan(ray.cluster_resources())  # again: machines may have joined (or left) since connect
         self._generation = [0] * self.size
         self._actors = [self._new_actor(slot) for slot in range(self.size)]
         self.workers = [f"ray-{slot}" for slot in range(self.size)]

@@ -1,10 +1,13 @@
 """Running a batch: decide what is left to do, hand it to a worker pool, show progress, keep the report.
 
-Before any model loads, every shot is checked (inputs exist and open, a folder's frames of one size, reference_frame
-and keyframes inside the shot, the reference and keyframes readable images, frame count): complete shots are skipped,
-bad ones are reported as failed, the rest become jobs, longest first so a 100x longer shot does not start last.
-A video's frame count for this is the one its container states: nothing is decoded but its first frame (the worker
-counts the frames it decodes, and that count is the shot's). Progress goes to stderr (:mod:`lvcd.batch.progress`);
+Before any model loads, every shot is checked (inputs exist and open, a folder's frames of one size, a frame rate the
+output format holds, reference_frame and keyframes inside the shot, the reference and keyframes readable images, frame
+count): complete shots are skipped, bad ones are reported as failed, the rest become jobs, longest first so a 100x
+longer shot does not start last. A video's frame count for this is the one its container states: nothing is decoded
+but its first frame (the worker counts the frames it decodes, and that count is the shot's). Where it states none, or
+the entry names a frame past it, the stream is decoded once, without colour conversion, and a frame size change in it
+is found in that same pass; otherwise a size change inside a video (known only by decoding it) is left to its
+worker, which fails the shot when it reads the line art. Progress goes to stderr (:mod:`lvcd.batch.progress`);
 the report is written as :mod:`lvcd.batch.report` says.
 
     >>> shots = read_shots("film.csv")                                                   # doctest: +SKIP
@@ -15,7 +18,6 @@ the report is written as :mod:`lvcd.batch.report` says.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -32,16 +34,15 @@ from lvcd.batch.layout import (
     EVALUATION_NAME,
     REPORT_NAME,
     BatchLayout,
-    check_outdir,
+    OutdirClaim,
+    claim_outdir,
     is_complete,
-    lock_outdir,
     model_files,
     read_record,
     remove_empty_state_folders,
-    remove_unused_outdir,
     shot_fingerprint,
 )
-from lvcd.batch.manifest import ShotSpec
+from lvcd.batch.manifest import ShotSpec, shot_rate_problem
 from lvcd.batch.progress import BatchProgress, is_terminal
 from lvcd.batch.report import BatchReport, ReportWriter, new_entry
 from lvcd.batch.shot import ShotJob, ShotResult, adopt_committed_output
@@ -77,19 +78,24 @@ def _stated_frames(path: Path) -> int:
         return 0
 
 
-def _planned_frames(shot: ShotSpec) -> int:
+def _planned_frames(shot: ShotSpec, output_format: str) -> int:
     """The shot's frame count for planning (order, progress), its inputs checked as far as is cheap; raises LVCDError
     for the first problem: a missing file, line art that does not open (or a folder's frames of mixed sizes, read
-    from their headers), a reference_frame or keyframe outside the shot, a reference or keyframe that is no image."""
+    from their headers), a frame rate the output cannot hold (the entry's, else the line art's own), a
+    reference_frame or keyframe outside the shot, a reference or keyframe that is no image."""
     from lvcd.io import VIDEO_SUFFIXES, FrameSource
 
     missing = [str(path) for path in shot.inputs if not path.exists()]
     if missing:
         raise LVCDError(f"not found: {', '.join(missing)}; fix the manifest entry")
     source = FrameSource.open(shot.lineart)  # a video: opened and its first frame decoded, not the whole stream
+    rate_problem = shot_rate_problem(shot, output_format, getattr(source, "fps", None) or None)  # as the worker's
+    if rate_problem is not None:
+        raise InputError(rate_problem)
     if shot.lineart.suffix.lower() in VIDEO_SUFFIXES and shot.lineart.is_file():
         count = _stated_frames(shot.lineart)
         if count <= _last_index(shot):  # none stated, or a given frame past it (a stated count may be off): decoded
+            source.check_uniform_size()  # that one pass (no colour conversion) counts it and finds a size change
             count = len(source)
     else:
         source.check_uniform_size()  # headers only (a video's would decode it whole: left to its worker)
@@ -140,7 +146,7 @@ def _plan_shot(shot: ShotSpec, output: Path, model_identity: dict, options: Batc
     check_not_input(output, [*shot.inputs, *model_files(model_identity)])
     if options.overwrite:
         check_replaceable(output)
-    frames = _planned_frames(shot)
+    frames = _planned_frames(shot, options.output_format)
     if output.exists() and not options.overwrite:
         raise LVCDError(
             f"{output} exists but was not made by this batch from these inputs and settings; "
@@ -197,26 +203,35 @@ def run_batch(
     pool: WorkerPool,
     model_identity: dict,
     options: BatchOptions = BatchOptions(),
+    claim: OutdirClaim | None = None,
 ) -> BatchReport:
     """Colorize every shot not already complete; returns the report (also written to OUTDIR/batch_report.json).
 
     Bad shots are reported and the others go on. Interrupted (Ctrl-C, SIGTERM, a killed batch), a re-run of the same
     command resumes: complete shots are skipped, interrupted ones continue from their last finished window.
+    ``claim``: OUTDIR already held by the caller (:func:`lvcd.batch.layout.claim_outdir`, taken before its own slow
+    setup, so that a batch running there refuses this one first); None: OUTDIR is claimed here, for this call.
     """
     layout = BatchLayout(outdir, options.output_format)
-    check_outdir(layout, shots, model_identity)
-    created = not layout.outdir.exists()
-    layout.outdir.mkdir(parents=True, exist_ok=True)
-    lock = lock_outdir(layout)
-    try:
-        with _terminate_as_exit():
-            return _run_locked(shots, layout, pool, model_identity, options)
-    except BaseException:
-        if created and not any(layout.record_path(shot.name).exists() for shot in shots):
-            remove_unused_outdir(layout)  # the batch could not start (no worker, no weights): leave nothing behind
-        raise
-    finally:
-        os.close(lock)
+    if claim is None:
+        with claim_outdir(layout, shots, model_identity) as claim:
+            return _run_claimed(shots, layout, pool, model_identity, options, claim)
+    claim.check_holds(layout)
+    return _run_claimed(shots, layout, pool, model_identity, options, claim)
+
+
+def _run_claimed(
+    shots: list[ShotSpec],
+    layout: BatchLayout,
+    pool: WorkerPool,
+    model_identity: dict,
+    options: BatchOptions,
+    claim: OutdirClaim,
+) -> BatchReport:
+    with _terminate_as_exit():
+        report = _run_locked(shots, layout, pool, model_identity, options)
+    claim.finished = True
+    return report
 
 
 @contextmanager

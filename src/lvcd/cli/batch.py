@@ -108,16 +108,14 @@ def batch(
 
 def _evaluation_plan(opts: dict, shots: list):
     """The ground truth of ``--evaluate`` and the evaluation's settings, checked before any shot runs (the metric
-    networks are loaded later, by :func:`_evaluation_tools`, once the cheap checks have all passed)."""
+    networks are loaded later, by :func:`_evaluation_tools`, once the cheap checks have all passed): the options
+    first, then the ground-truth manifest and its frames."""
     from lvcd.batch.evaluate import check_ground_truth, read_ground_truth, with_shot_lineart
+    from lvcd.cli.evaluate import MAX_EVAL_SIDE
     from lvcd.metrics import EvalSettings, parse_metrics, parse_size
+    from lvcd.metrics.clips import DEFAULT_SIZE
     from lvcd.metrics.evaluate import check_weight_options
 
-    truth = read_ground_truth(opts["evaluate"], [shot.name for shot in shots])
-    # before any shot runs: a bad entry would otherwise show only after the batch
-    check_ground_truth(truth, shots, opts["evaluate"], opts["skip_frames"])
-    # after the check: a shot's own line art that does not open fails the shot, not the command
-    truth = with_shot_lineart(truth, shots)
     metrics = parse_metrics(opts["metrics"])
     if "region" in metrics and "region" in opts["metrics"].lower():
         raise InputError(
@@ -127,7 +125,17 @@ def _evaluation_plan(opts: dict, shots: list):
     # a metric set (default, all) holds region: left out here rather than listed as skipped for want of --labels
     metrics = tuple(name for name in metrics if name != "region")
     check_weight_options(metrics, **_metric_weights(opts))  # each file given is there, before any network loads
-    return truth, EvalSettings(size=parse_size(opts["eval_size"]), metrics=metrics, skip_frames=opts["skip_frames"])
+    size = parse_size(opts["eval_size"], "--eval-size", minimum=32) or DEFAULT_SIZE  # lvcd evaluate --size's rules
+    if max(size) > MAX_EVAL_SIDE:
+        raise InputError(
+            f"--eval-size {size[0]}x{size[1]}: at most {MAX_EVAL_SIDE} pixels a side (the paper evaluates at 256)"
+        )
+    truth = read_ground_truth(opts["evaluate"], [shot.name for shot in shots])
+    # before any shot runs: a bad entry would otherwise show only after the batch
+    check_ground_truth(truth, shots, opts["evaluate"], opts["skip_frames"])
+    # after the check: a shot's own line art that does not open fails the shot, not the command
+    truth = with_shot_lineart(truth, shots)
+    return truth, EvalSettings(size=size, metrics=metrics, skip_frames=opts["skip_frames"])
 
 
 def _evaluation_tools(opts: dict, settings):
@@ -191,12 +199,18 @@ def _check_options(opts: dict) -> None:
     parse_dtype(opts["vae_dtype"], "--vae-dtype")
     # check_fps reads the output's kind off its path: a shot's output path in this format
     check_fps(opts["fps"], BatchLayout(opts["outdir"], opts["output_format"]).output("shot"))
+    for option, share in (
+        ("--gpus-per-worker", opts["gpus_per_worker"]),
+        ("--cpus-per-worker", opts["cpus_per_worker"]),
+    ):
+        if share is not None and not share >= 0:  # here, not once the cluster is reached (Ray's own error there)
+            raise InputError(f"{option} {share:g} is below 0; give a share of a device per worker, e.g. 1 or 0.5")
     if _uses_ray(opts):
         import_ray()  # the package there; the cluster is reached once the manifest has been checked
 
 
 def _shots_left(shots: list, layout, identity: dict) -> list:
-    """The shots not already complete in OUTDIR (read only: the batch plans them again once OUTDIR is locked)."""
+    """The shots not already complete in OUTDIR (read only: run_batch plans them again)."""
     from lvcd.batch.layout import is_complete, shot_fingerprint
 
     return [
@@ -240,17 +254,8 @@ def _check_memory(opts: dict, cfg, shots: list) -> None:
 
 
 def _run(**opts) -> bool:
-    from lvcd.batch import (
-        BatchLayout,
-        BatchOptions,
-        ModelSpec,
-        RayPool,
-        ShotSettings,
-        model_identity,
-        read_shots,
-        run_batch,
-    )
-    from lvcd.batch.layout import check_outdir
+    from lvcd.batch import BatchLayout, ModelSpec, ShotSettings, model_identity, read_shots
+    from lvcd.batch.layout import claim_outdir
     from lvcd.batch.manifest import check_shot_rates, check_shot_sizes
     from lvcd.cli.checks import expected_config
     from lvcd.io.sizing import parse_size
@@ -273,13 +278,21 @@ def _run(**opts) -> bool:
     if cfg is not None:
         check_shot_sizes(shots, cfg.size_multiple, cfg.video_frames)
     check_shot_rates(shots, opts["output_format"])
-    evaluation = _evaluation_plan(opts, shots) if opts["evaluate"] is not None else None
     dtype, vae_dtype = parse_dtype(opts["dtype"]), parse_dtype(opts["vae_dtype"], "--vae-dtype")
     svd, lvcd = (str(p) if p is not None else None for p in (opts["svd"], opts["lvcd_ckpt"]))
     model = ModelSpec(svd, lvcd, opts["config"], opts["device"], dtype, opts["offload"], opts["threads"], vae_dtype)
     identity = model_identity(svd, lvcd, opts["config"], dtype, vae_dtype)
     layout = BatchLayout(opts["outdir"], opts["output_format"])
-    check_outdir(layout, shots, identity)  # run_batch checks it again; here, before Ray and the metric networks
+    # OUTDIR held from here to the end (evaluation included): a batch running on it refuses this one now, before the
+    # ground truth's and the line art's frames are opened, Ray is reached or the metric networks load
+    with claim_outdir(layout, shots, identity) as claim:
+        return _run_claimed(opts, shots, cfg, model, identity, layout, claim)
+
+
+def _run_claimed(opts: dict, shots: list, cfg, model, identity: dict, layout, claim) -> bool:
+    from lvcd.batch import BatchOptions, RayPool, run_batch
+
+    evaluation = _evaluation_plan(opts, shots) if opts["evaluate"] is not None else None
     left = _shots_left(shots, layout, identity)
     if cfg is not None and not _uses_ray(opts):
         _check_memory(opts, cfg, left)
@@ -295,9 +308,9 @@ def _run(**opts) -> bool:
     )
     try:
         if isinstance(pool, RayPool) and left:
-            pool.connect()  # a cluster that is not there said before the metric networks load
+            pool.connect()  # a cluster that is not there (or too small) said before the metric networks load
         tools = _evaluation_tools(opts, evaluation[1]) if evaluation is not None else None
-        report = run_batch(shots, opts["outdir"], pool, identity, options)
+        report = run_batch(shots, layout.outdir, pool, identity, options, claim=claim)
     except BaseException:
         if isinstance(pool, RayPool):
             pool.close()  # connected above; run_batch closes it once it has started it (a second close does nothing)
