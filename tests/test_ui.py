@@ -339,6 +339,18 @@ def test_video_lineart_comes_back_at_its_frame_rate(pipe, tmp_path):
     assert len(video) == 3 and video.fps == pytest.approx(24)
 
 
+def test_a_gifs_held_drawings_are_kept_in_the_result_and_the_side_by_side(pipe, tmp_path):
+    """A GIF holding a drawing (a longer delay) came back at one constant rate: the holds were lost."""
+    gif = tmp_path / "up" / "held.gif"
+    gif.parent.mkdir()
+    drawings = [Image.fromarray(_drawing(index)).convert("RGB") for index in range(3)]
+    drawings[0].save(gif, save_all=True, append_images=drawings[1:], duration=[100, 500, 100], loop=0)
+    result = colorize_upload(pipe, str(_reference(tmp_path / "ref.png")), [str(gif)], JobSettings(steps=1),
+                             tmp_path / "out")  # fmt: skip
+    for video in (result.video, result.side_by_side):
+        assert FrameSource.open(video).frame_durations == pytest.approx([0.1, 0.5, 0.1], abs=1e-3), video
+
+
 def test_a_cancelled_job_leaves_no_folder_behind(pipe, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()

@@ -372,6 +372,7 @@ class LVCDPipeline:
                 inputs=shot.inputs,
                 frame_names=shot.frames.names,
                 fps=shot.fps,
+                frame_durations=shot.frame_durations,
             )
 
     def _sample_passes(

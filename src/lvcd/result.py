@@ -35,6 +35,9 @@ class ColorizeResult:
     inputs: tuple = ()  # the shot's input paths (reference, keyframes, line-art files): save() never replaces them
     frame_names: list[str] | None = None  # the line-art files' names: save() names PNG frames as output= does
     fps: float = DEFAULT_FPS  # the shot's frame rate (given, else its line art's own, else 20): save()'s default
+    # seconds, one per frame: the line art's own timing (a GIF's held drawings, a variable frame rate) when no fps was
+    # given and its frames are not all shown for the same time; save() keeps it unless given an fps. None: one rate
+    frame_durations: tuple[float, ...] | None = None
 
     def _kept_frames(self) -> torch.Tensor:
         if self.frames is None and self.output_path is None:
@@ -58,11 +61,13 @@ class ColorizeResult:
 
     def save(self, path: str | os.PathLike, fps: float | None = None, overwrite: bool = False) -> Path:
         """Write the frames as ``output=`` would have: a video (.mp4, .webm, .gif) at ``fps`` (default: the shot's,
-        ``self.fps``) or a folder of PNG frames named as the line-art files were, written atomically; an existing path
-        is replaced only with ``overwrite``, and never one of the shot's inputs (nor a folder holding one). Returns the
-        path written."""
+        ``self.fps``, or its frames' own durations, ``self.frame_durations``, when it has them) or a folder of PNG
+        frames named as the line-art files were, written atomically; an existing path is replaced only with
+        ``overwrite``, and never one of the shot's inputs (nor a folder holding one). Returns the path written."""
         self._kept_frames()  # refused when there are none, before anything is opened
-        writer = open_writer(path, fps=self.fps if fps is None else fps, overwrite=overwrite, inputs=self.inputs)
+        durations = self.frame_durations if fps is None else None
+        fps = self.fps if fps is None else fps
+        writer = open_writer(path, fps=fps, overwrite=overwrite, inputs=self.inputs, durations=durations)
         names = self.frame_names
         try:
             for index, frame in enumerate(self._rgb_frames()):

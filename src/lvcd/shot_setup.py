@@ -22,7 +22,7 @@ from lvcd.io import FrameWriter, SizePlan, open_writer, output_kind, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import PaperLevels, check_levels
 from lvcd.io.sizing import parse_size
-from lvcd.io.writers import DEFAULT_FPS
+from lvcd.io.timing import output_timing
 from lvcd.lineart import ExtractedLineart, LineartExtractor, get_extractor
 from lvcd.longvideo import WindowPlan, plan_passes
 from lvcd.sampling import SamplingSchemes
@@ -60,6 +60,9 @@ class PreparedShot:
     writer: FrameWriter | None  # open on `output`; None when the frames come back as a tensor
     inputs: tuple  # the reference, keyframes and line-art files given as paths: never written or replaced
     fps: float  # the output's frame rate: the one given, else the line art's own (a video, an animation), else 20
+    # seconds, one per frame: the line art's own timing when its frames are not all shown for the same time (a GIF's
+    # held drawings, a variable frame rate) and no fps was given; the output keeps it. None: one rate, fps
+    frame_durations: tuple[float, ...] | None
     num_steps: int
     seed: int | None
     initial_noise: torch.Tensor | None
@@ -285,8 +288,10 @@ def prepare_shot(
         lineart_levels = "off"  # lvcd's own sketches are what the model was trained on: leave them as they are
     levels = resolve_levels(frames, polarity, lineart_levels)  # reads the first frames: after the cheap checks
     inputs = (*frames.paths, reference, *keyframes.values())  # paths among them are never written or replaced
-    fps = fps if fps is not None else frames.fps or DEFAULT_FPS  # the line art's own rate, when it has one
-    writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs) if output is not None else None
+    fps, durations = output_timing(fps, frames)  # the fps given, else the line art's own rate and timing
+    writer = None
+    if output is not None:
+        writer = open_writer(output, fps=fps, overwrite=overwrite, inputs=inputs, durations=durations)
     unnamed = frames.unnamed_because()
     if output is not None and output_kind(output) == "png" and unnamed:
         warnings.warn(
@@ -305,6 +310,7 @@ def prepare_shot(
         writer=writer,
         inputs=inputs,
         fps=fps,
+        frame_durations=durations,
         num_steps=num_steps,
         seed=seed,
         initial_noise=initial_noise,

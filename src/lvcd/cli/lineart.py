@@ -92,6 +92,7 @@ def lineart(
     from lvcd.cli.checks import check_device, check_files, check_frame_size
     from lvcd.io.frames import FrameSource
     from lvcd.io.paths import check_not_input, check_output_location
+    from lvcd.io.timing import DEFAULT_FPS
     from lvcd.io.writers import open_writer, output_kind
     from lvcd.lineart import get_extractor
     from lvcd.lineart.extractor import check_method
@@ -112,7 +113,7 @@ def lineart(
         if not (output.exists() and not overwrite):
             check_output_location(output)
         # Opened first so that an existing output is refused before the frames are read and any weights load.
-        with open_writer(output, fps=source.fps or 20.0, overwrite=overwrite, inputs=(input_path,)) as writer:
+        with open_writer(output, fps=source.fps or DEFAULT_FPS, overwrite=overwrite, inputs=(input_path,)) as writer:
             extractor = None
             if method is not Method.levels:  # a damaged weights file is said before the frames are read too
                 extractor = get_extractor(method.value, weights=weights, device=device)
@@ -120,6 +121,8 @@ def lineart(
             # late in the shot would otherwise cost all the work before it.
             source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos
             source.check_intact()
+            # a GIF's held drawings, a variable frame rate: kept (a video's are read by the pass above)
+            writer.set_frame_durations(source.frame_durations)
             names = _frame_names(input_path, source, to_folder)
 
             def write(frame, name: str | None) -> None:

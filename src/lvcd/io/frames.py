@@ -38,6 +38,7 @@ from lvcd.io.images import (
     to_rgb_uint8,
 )
 from lvcd.io.pyav import av_errors, pyav
+from lvcd.io.timing import animation_durations, durations_from_timestamps
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -68,12 +69,19 @@ class FrameSource(ABC):
     """A sequence of frames of one shot. Use :meth:`FrameSource.open`; iterate for ``HxWx3 uint8 RGB``.
 
     Attributes: ``path``; ``names`` (file stems for folders, zero-padded indices otherwise);
-    ``size_hw`` (size of the first frame); ``fps`` (for videos and animations, when known).
+    ``size_hw`` (size of the first frame); ``fps`` (for videos and animations, when known); ``frame_durations``
+    (seconds, one per frame, for videos and animations whose frames are not all shown for the same time: a GIF
+    holding a drawing, a variable frame rate; None otherwise; see :mod:`lvcd.io.timing`).
     Iterating raises InputError if a frame's size differs from ``size_hw``: a shot has one size.
     """
 
     path: Path
     fps: float | None = None
+
+    @property
+    def frame_durations(self) -> tuple[float, ...] | None:
+        """How long each frame is shown (seconds) when that varies from frame to frame, else None."""
+        return None
 
     @classmethod
     def open(cls, path: str | Path) -> FrameSource:
@@ -239,6 +247,18 @@ class _PillowSequenceSource(FrameSource):
                     ) from err
                 yield self._check_frame_size(frame, f"{self.path} frame {index}")
 
+    @cached_property
+    def frame_durations(self) -> tuple[float, ...] | None:
+        """Read once, when first asked for (:func:`lvcd.io.timing.animation_durations`)."""
+        if self._count < 2:
+            return None
+        image = _open_pil(self.path)
+        with image:
+            try:
+                return animation_durations(image, self._count)
+            except _PIL_ERRORS as err:
+                raise InputError(f"{self.path}: a frame cannot be decoded ({err}). Re-export the file.") from err
+
     def check_uniform_size(self) -> None:
         """Pillow renders every frame of an animation (GIF, WebP, APNG) onto one canvas; a multi-page TIFF's pages
         each have their own size, read here from their headers (seeking decodes no pixels)."""
@@ -266,6 +286,8 @@ class _VideoSource(FrameSource):
         self._declared = 0  # the frame count the container's header states (0: none stated)
         self._declared_seconds: float | None = None  # the video stream's duration as the file states it, if it does
         self._decoded_seconds: float | None = None  # the time the frames of the last full decoding pass reach
+        self._durations: tuple[float, ...] | None = None  # set by a full decoding pass (see frame_durations)
+        self._timed = False  # whether a full decoding pass has set _durations
         frames = self._decode(convert=True)
         try:
             first = next(frames, None)
@@ -300,8 +322,13 @@ class _VideoSource(FrameSource):
         container, stream = self._open_container()
         index = -1
         first_time = end_time = None  # seconds: the first frame's start, the latest frame's end
+        timestamps: list[int | None] = []  # each frame's pts, in display order
+        last_end, time_base = None, stream.time_base  # where the last frame ends (pts) by its own duration
         try:
             for index, frame in enumerate(container.decode(stream)):  # noqa: B007
+                timestamps.append(frame.pts)
+                own = getattr(frame, "duration", None)
+                last_end = frame.pts + own if own and frame.pts is not None else None
                 if frame.time is not None:
                     first_time = frame.time if first_time is None else min(first_time, frame.time)
                     end_time = max(end_time or 0.0, frame.time + self._frame_seconds(frame))
@@ -321,6 +348,19 @@ class _VideoSource(FrameSource):
         # set once the pass is whole: the time the frames span, or the last one's end where the stated duration
         # counts from 0 while the frames start later (a cut that kept its timestamps; video after audio)
         self._decoded_seconds = None if first_time is None else max(end_time - first_time, end_time)
+        # where the last frame ends: at the duration the file states (an MP4's sample durations follow the decoding
+        # order, so a frame's own can be another frame's), else by its own duration
+        stated_end = round(self._declared_seconds / time_base) if self._declared_seconds and time_base else None
+        self._durations = durations_from_timestamps(timestamps, time_base, (stated_end, last_end))
+        self._timed = True
+
+    @property
+    def frame_durations(self) -> tuple[float, ...] | None:
+        """From the frames' timestamps (a variable frame rate); the first call decodes the stream once, without colour
+        conversion, unless a full pass (counting the frames, checking their sizes) has already run."""
+        if not self._timed:
+            self._count = self._checked_count(sum(1 for _ in self._decode(convert=False)))
+        return self._durations
 
     def _frame_seconds(self, frame: av.VideoFrame) -> float:
         """How long a decoded frame is shown: its own duration where the stream has one, else one frame at fps."""

@@ -17,6 +17,9 @@ Codec choices:
   colours; others Pillow's median cut, no dithering, so flat colours do not flicker between frames. Palettes and
   encoding are made in a worker thread while the caller makes the next frame (in order, so the bytes are the same).
   GIF delays are in 1/100 s, so fps is rounded per frame.
+- Given per-frame durations (:meth:`FrameWriter.set_frame_durations`: a GIF's holds, a variable frame rate), MP4, MKV
+  and WebM place every frame at its own time on a 90 kHz clock and GIF on its 1/100 s one (:mod:`lvcd.io.timing`);
+  AVI holds one rate only, and a folder of PNGs no timing.
 - anything else: a folder of ``00000.png, 00001.png, ...`` (or the names given to :meth:`FrameWriter.write`; the
   pipeline gives the line-art files' names).
 
@@ -45,8 +48,11 @@ from lvcd.io.atomic import AtomicOutput, recover_replaced
 from lvcd.io.images import IMAGE_SUFFIXES, to_rgb_uint8
 from lvcd.io.paths import check_not_input
 from lvcd.io.pyav import pyav
+from lvcd.io.timing import DEFAULT_FPS, FrameClock, TimedMuxer, output_clock, timing_notes
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import av
 
 OutputKind = Literal["mp4", "webm", "gif", "png"]
@@ -71,7 +77,6 @@ _GIF_AHEAD = 2  # GIF frames handed to the encoding thread and not yet encoded: 
 
 FPS_RANGE = (0.001, 1000.0)  # a video's time base is a fraction with a denominator of at most 1001
 GIF_MAX_FPS = 50  # GIF delays are whole 1/100 s; browsers play delays under 0.02 s as 0.1 s
-DEFAULT_FPS = 20.0  # a shot's frame rate when neither the caller nor its line art (a video, an animation) gives one
 GIF_MIN_FPS = 0.002  # a GIF delay is 16 bits of 1/100 s: at most 655.35 s a frame (longer ones wrap around)
 
 
@@ -85,11 +90,12 @@ def frame_rate_problem(fps: float, kind: OutputKind | None = None) -> str | None
     return None
 
 
-def video_format_notes(kind: OutputKind, fps: float, height: int, width: int) -> list[str]:
+def video_format_notes(kind: OutputKind, fps: float | None, height: int, width: int) -> list[str]:
     """What a viewer of this video may not get as meant: a GIF faster than browsers play, an odd-sized H.264 (4:4:4,
-    which QuickTime, Safari and many editors do not play)."""
+    which QuickTime, Safari and many editors do not play). ``fps`` None: frames timed one by one
+    (:func:`lvcd.io.timing.timing_notes`)."""
     notes = []
-    if kind == "gif" and fps > GIF_MAX_FPS:
+    if kind == "gif" and fps is not None and fps > GIF_MAX_FPS:
         notes.append(
             f"a GIF at {fps:g} frames per second: browsers play frames shorter than 0.02 s at 0.1 s each (a slow "
             f"shot); write .mp4 or .webm, or give --fps {GIF_MAX_FPS} or less"
@@ -171,11 +177,13 @@ def check_replaceable(target: Path) -> None:
 
 def open_writer(
     path: str | Path,
-    fps: float = 20.0,
+    fps: float = DEFAULT_FPS,
     overwrite: bool = False,
     inputs: tuple[Path, ...] | list[Path] | tuple = (),
+    durations: Sequence[float] | None = None,
 ) -> FrameWriter:
-    """Open an atomic, streaming writer for ``path`` (format from :func:`output_kind`).
+    """Open an atomic, streaming writer for ``path`` (format from :func:`output_kind`); ``durations``: each frame's
+    own duration in seconds, when they vary (see :meth:`FrameWriter.set_frame_durations`), else one rate, ``fps``.
 
     An earlier output that a killed ``--overwrite`` left moved aside is first moved back (:func:`recover_replaced`).
     Raises InputError if ``path`` exists and ``overwrite`` is false, if it is a folder holding more than PNG frames
@@ -199,9 +207,14 @@ def open_writer(
     problem = frame_rate_problem(fps, kind)
     if problem is not None:
         raise InputError(f"fps {fps!r}: {problem}.")
-    if kind == "png":
-        return _PngFolderWriter(target, overwrite)
-    return _VideoWriter(target, overwrite, kind, fps)
+    writer = _PngFolderWriter(target, overwrite) if kind == "png" else _VideoWriter(target, overwrite, kind, fps)
+    if durations is not None:
+        try:
+            writer.set_frame_durations(durations)
+        except BaseException:
+            writer.abort()
+            raise
+    return writer
 
 
 class FrameWriter:
@@ -216,7 +229,20 @@ class FrameWriter:
         self.temp_path = self.output.path
         self.frames_written = 0
         self.size_hw: tuple[int, int] | None = None
+        self.frame_durations: tuple[float, ...] | None = None  # seconds, one per frame: when the frames are timed
         self._state: Literal["open", "closed", "aborted", "kept"] = "open"
+
+    def set_frame_durations(self, durations: Sequence[float] | None) -> None:
+        """Show each frame for its own time (seconds; None: one constant rate), before the first frame is written: a
+        GIF's held drawings, a variable frame rate (:attr:`lvcd.io.FrameSource.frame_durations`). A folder of PNGs
+        keeps no timing. Raises InputError for durations the output cannot hold."""
+        if self.frames_written:
+            raise RuntimeError(f"{self.path}: frame durations are set before the first frame is written")
+        self.frame_durations = self._keep_timing(None if durations is None else tuple(durations))
+
+    def _keep_timing(self, durations: tuple | None) -> tuple[float, ...] | None:
+        """The durations the output keeps (InputError for ones it cannot hold): a folder of PNGs keeps none."""
+        return None
 
     def write(self, frame: np.ndarray, name: str | None = None) -> None:
         """Append one frame (HxWx3 uint8; other image-likes go through ``to_rgb_uint8``).
@@ -341,24 +367,40 @@ class _VideoWriter(FrameWriter):
         self._stream = None
         self._encoder: ThreadPoolExecutor | None = None  # GIF only: makes the palettes and encodes
         self._ahead: deque[Future] = deque()
+        self._clock: FrameClock | None = None  # each frame's start, when the frames are timed
+        self._timed_muxer: TimedMuxer | None = None
+
+    def _keep_timing(self, durations: tuple | None) -> tuple[float, ...] | None:
+        self._clock = None  # first: durations refused (InputError) leave one rate
+        self._clock = None if durations is None else output_clock(self.path, self.kind, durations, self.fps)
+        return None if self._clock is None else tuple(float(duration) for duration in durations)
 
     def _open(self, height: int, width: int) -> None:
-        for note in video_format_notes(self.kind, self.fps, height, width):
+        clock = self._clock
+        notes = video_format_notes(self.kind, self.fps if clock is None else None, height, width)
+        notes += timing_notes(self.kind, self.frame_durations) if clock is not None else []
+        for note in notes:
             warnings.warn(f"{self.path}: {note}.", stacklevel=2)
+        rate = self.rate if clock is None else clock.average_rate()
         if self.kind == "mp4":
             fmt = _H264_CONTAINERS[self.path.suffix.lower()]
             options = {**_BITEXACT, **({"movflags": "faststart"} if fmt in ("mp4", "mov") else {})}
             container = self._av.open(str(self.temp_path), mode="w", format=fmt, options=options)
-            stream = container.add_stream("libx264", rate=self.rate, options=h264_options(height, width))
+            stream = container.add_stream("libx264", rate=rate, options=h264_options(height, width))
             stream.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
         elif self.kind == "webm":
             container = self._av.open(str(self.temp_path), mode="w", format="webm", options=dict(_BITEXACT))
-            stream = container.add_stream("libvpx-vp9", rate=self.rate, options=dict(_VP9_OPTIONS))
+            stream = container.add_stream("libvpx-vp9", rate=rate, options=dict(_VP9_OPTIONS))
             stream.pix_fmt = "yuv420p"
         else:
-            container = self._av.open(str(self.temp_path), mode="w", format="gif")
-            stream = container.add_stream("gif", rate=self.rate)
+            # the muxer times a frame by the next one's start; the last one's delay is given (else it is the one before)
+            options = {} if clock is None else {"final_delay": str(clock.end - clock.starts[-1])}
+            container = self._av.open(str(self.temp_path), mode="w", format="gif", options=options)
+            stream = container.add_stream("gif", rate=rate)
             stream.pix_fmt = "pal8"
+        if clock is not None:
+            stream.time_base = stream.codec_context.time_base = clock.time_base
+            self._timed_muxer = TimedMuxer(container, clock)
         self._container = container
         stream.width, stream.height = width, height
         if self.kind != "gif":
@@ -376,15 +418,20 @@ class _VideoWriter(FrameWriter):
                 dst_colorspace=self._av.video.reformatter.Colorspace.ITU709,
                 dst_color_range=self._av.video.reformatter.ColorRange.MPEG,
             )
-        video_frame.pts = index
-        video_frame.time_base = 1 / self.rate
+        if self._clock is None:
+            video_frame.pts, video_frame.time_base = index, 1 / self.rate
+        else:
+            video_frame.pts, video_frame.time_base = self._clock.starts[index], self._clock.time_base
         return video_frame
 
-    def _encode(self, frame: np.ndarray, index: int) -> None:
-        for packet in self._stream.encode(self._to_video_frame(frame, index)):
-            self._container.mux(packet)
+    def _encode(self, frame: np.ndarray | None, index: int = 0) -> None:
+        """Encode one frame (None: flush the encoder) and mux what comes out."""
+        for packet in self._stream.encode(None if frame is None else self._to_video_frame(frame, index)):
+            (self._timed_muxer or self._container).mux(packet)
 
     def _write(self, frame: np.ndarray, name: str | None) -> None:
+        if self._clock is not None and self.frames_written >= len(self._clock):
+            raise ValueError(f"{self.path}: frame {self.frames_written} has no duration ({len(self._clock)} given)")
         if self._container is None:
             try:
                 self._open(*frame.shape[:2])
@@ -422,8 +469,9 @@ class _VideoWriter(FrameWriter):
 
     def _finish(self) -> None:
         self._wait_for_encoder(cancel=False)
-        for packet in self._stream.encode():
-            self._container.mux(packet)
+        self._encode(None)
+        if self._timed_muxer is not None:
+            self._timed_muxer.finish()
         self._container.close()
         self._container = None
 

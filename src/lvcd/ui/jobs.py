@@ -38,7 +38,6 @@ from lvcd.io import open_writer, plan_size
 from lvcd.io.lineart_input import POLARITIES
 from lvcd.io.paper import LEVELS, UNEVEN_LIGHT
 from lvcd.io.pyav import pyav
-from lvcd.io.writers import DEFAULT_FPS
 from lvcd.longvideo import plan_passes
 from lvcd.ui.progress import JobProgress
 from lvcd.ui.uploads import LineartUpload, check_reference, read_lineart
@@ -189,7 +188,6 @@ def colorize_upload(
     started = time.monotonic()
     reference_upload = check_reference(reference, limits.max_input_side, limits.max_frame_pixels)
     lineart = read_lineart(lineart_files, limits.max_input_side, limits.max_frame_pixels, limits.max_frames)
-    fps = settings.fps or lineart.fps or DEFAULT_FPS
     count, reference_frame = len(lineart.frames), settings.reference_frame
     if reference_frame >= count:
         raise InputError(
@@ -221,13 +219,14 @@ def colorize_upload(
         result = pipe(
             reference_upload.path, lineart.frames, size=settings.size_hw, num_steps=settings.steps,
             seed=settings.seed, polarity=settings.polarity, output=output_dir / f"{lineart.shot_name}_colorized.mp4",
-            fps=fps, overwrite=False, progress=False, callback=on_step, sampler=settings.sampler,
+            fps=settings.fps or None, overwrite=False, progress=False, callback=on_step, sampler=settings.sampler,
             lineart_levels=settings.lineart_levels, reference_frame=reference_frame,
         )  # fmt: skip
         made.append(result.output_path)
         side_by_side = write_side_by_side(
-            lineart, result.output_path, output_dir, fps, cancel, lambda i, n: report(*tracker.side_by_side(i, n))
-        )
+            lineart, result.output_path, output_dir, result.fps, cancel, lambda i, n: report(*tracker.side_by_side(i, n)),
+            result.frame_durations,
+        )  # fmt: skip
     except BaseException:
         for path in made:  # only what this job wrote; the folder too when this job made it and nothing else is in it
             path.unlink(missing_ok=True)
@@ -237,7 +236,7 @@ def colorize_upload(
         raise
     plan = result.size_plan
     return JobResult(
-        result.output_path, side_by_side, result.seed, len(lineart.frames), fps, plan.input_hw, plan.model_hw,
+        result.output_path, side_by_side, result.seed, len(lineart.frames), result.fps, plan.input_hw, plan.model_hw,
         result.polarity, time.monotonic() - started,
         None if result.lineart_levels is None else result.lineart_levels.describe(),
     )  # fmt: skip
@@ -284,13 +283,15 @@ def write_side_by_side(
     fps: float,
     cancel: threading.Event | None = None,
     written: Callable[[int, int], None] | None = None,
+    durations: tuple[float, ...] | None = None,
 ) -> Path:
     """``<shot>_side_by_side.mp4``: each line-art frame beside its colorized frame, scaled to fit
-    :data:`SIDE_BY_SIDE_MAX_HW` (``written(frame, frames)`` after each, 1-based)."""
+    :data:`SIDE_BY_SIDE_MAX_HW` (``written(frame, frames)`` after each, 1-based), timed as the result is (``fps``, or
+    the line art's own frame ``durations``: a GIF's held drawings)."""
     target = output_dir / f"{lineart.shot_name}_side_by_side.mp4"
     count = len(lineart.frames)
     half_hw = side_by_side_hw(lineart.size_hw)
-    with open_writer(target, fps=fps) as writer:
+    with open_writer(target, fps=fps, durations=durations) as writer:
         frames = zip(lineart.frames, _result_frames(video, half_hw), strict=True)
         for index, (drawing, colour) in enumerate(frames):
             if cancel is not None and cancel.is_set():
