@@ -1,10 +1,10 @@
-"""lvcd.io.writers: frames above 4K UHD are encoded with x264 settings that keep fewer frames in memory."""
+"""lvcd.io.writers (options from lvcd.io.formats): frames above 4K UHD are encoded with x264 settings that keep fewer frames in memory."""
 
 from __future__ import annotations
 
 import numpy as np
 
-import lvcd.io.writers as writers
+import lvcd.io.formats as formats
 from lvcd.io.writers import LARGE_FRAME_PIXELS, h264_options, open_writer
 
 
@@ -21,14 +21,14 @@ def test_frames_up_to_4k_keep_the_usual_options_larger_ones_drop_b_frames_and_re
 
 
 def test_a_large_frame_video_has_no_b_frames(tmp_path, monkeypatch):
-    monkeypatch.setattr(writers, "LARGE_FRAME_PIXELS", 0)  # every frame counts as large: a small, fast file
+    monkeypatch.setattr(formats, "LARGE_FRAME_PIXELS", 0)  # every frame counts as large: a small, fast file
     rng = np.random.default_rng(0)
     with open_writer(tmp_path / "large.mp4") as writer:
         for _ in range(6):
             writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
     data = (tmp_path / "large.mp4").read_bytes()
     assert b"bframes=0" in data and b" ref=1 " in data  # x264 writes its settings into the stream
-    monkeypatch.setattr(writers, "LARGE_FRAME_PIXELS", 3840 * 2160)
+    monkeypatch.setattr(formats, "LARGE_FRAME_PIXELS", 3840 * 2160)
     with open_writer(tmp_path / "usual.mp4") as writer:
         writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
     assert b"bframes=3" in (tmp_path / "usual.mp4").read_bytes()
