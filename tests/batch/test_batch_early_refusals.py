@@ -310,3 +310,29 @@ def test_ray_workers_the_cluster_cannot_place_are_refused_before_the_metric_netw
     line = _refused(_batch(manifest, tmp_path / "out", "--ray", "--evaluate", str(truth), *extra))
     assert fragment in line, line
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("scheduler", ["local", "ray"])
+def test_weights_that_do_not_fit_are_refused_before_ray_and_the_metric_networks(root, tmp_path, monkeypatch, scheduler):
+    """Another file given as --lvcd was found only when the workers loaded the weights, after Ray was reached and the
+    metric networks had loaded; it is now read from its header first (as lvcd colorize does)."""
+    from lvcd.demo import demo_weights_path
+
+    if scheduler == "ray":
+        pytest.importorskip("ray", reason="--ray needs the ray package")
+    slow_steps = []
+    for target in (
+        "lvcd.batch.ray_pool.RayPool.connect",
+        "lvcd.batch.local.InProcessPool.start",
+        "lvcd.metrics.build_tools",
+    ):
+        monkeypatch.setattr(target, lambda *a, _step=target, **k: slow_steps.append(_step))
+    manifest, truth = _manifest_and_truth(root, tmp_path)
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("not weights")
+    args = ["batch", str(manifest), "-o", str(tmp_path / "out"), "--svd", str(demo_weights_path()), "--lvcd",
+            str(notes), "--device", "cpu", "--format", "png", "--steps", "1", "--quiet", "--evaluate", str(truth)]  # fmt: skip
+    line = _refused(CliRunner().invoke(app, [*args, *(["--ray"] if scheduler == "ray" else [])]))
+    assert "notes.safetensors" in line, line
+    assert slow_steps == []
+    assert not (tmp_path / "out").exists()

@@ -253,6 +253,16 @@ def _check_memory(opts: dict, cfg, shots: list) -> None:
             raise InputError(f"shot {name!r}: {err}") from None
 
 
+def _check_weights(model) -> None:
+    """The weight files checked from their headers (missing, swapped, another model's, a config that does not fit),
+    where they are on this machine (Ray workers elsewhere may hold them at paths this one lacks: left to them)."""
+    from lvcd.weights import check_fit
+
+    files = [path for path in (model.svd, model.lvcd) if path is not None]
+    if model.svd is not None and all(Path(path).is_file() for path in files):  # (no --svd: the Hugging Face cache)
+        check_fit(model.svd, model.lvcd, model.config)
+
+
 def _run(**opts) -> bool:
     from lvcd.batch import BatchLayout, ModelSpec, ShotSettings, model_identity, read_shots
     from lvcd.batch.layout import claim_outdir
@@ -306,6 +316,8 @@ def _run_claimed(opts: dict, shots: list, cfg, model, identity: dict, layout, cl
         manifest=str(opts["manifest"]),
         scheduler="ray" if isinstance(pool, RayPool) else "local",
     )
+    if left and (evaluation is not None or isinstance(pool, RayPool)):
+        _check_weights(model)  # before Ray is reached and the metric networks load, not when the workers start
     try:
         if isinstance(pool, RayPool) and left:
             pool.connect()  # a cluster that is not there (or too small) said before the metric networks load
