@@ -75,8 +75,8 @@ def batch(
     metrics: str = typer.Option(
         "default",
         "--metrics",
-        help="With --evaluate: comma-separated from psnr,ssim,lpips,fid,fvd,edmd,tc,tc_mse; or default (all but "
-        "tc_mse, as lvcd evaluate), all, paper (the paper's seven).",
+        help="With --evaluate: comma-separated from psnr,ssim,lpips,fid,fvd,edmd,edmd_gt,tc,tc_mse; or default "
+        "(all but tc_mse, as lvcd evaluate), all, paper (the paper's seven).",
     ),
     eval_size: str = typer.Option("256", "--eval-size", help="With --evaluate: evaluation size N or HxW."),
     skip_frames: int = typer.Option(
