@@ -117,7 +117,8 @@ def colorize(
     lineart_method: str = typer.Option(
         "informative",
         "--lineart-method",
-        help="With --from-color: informative (sk_model.pth, as trained) or xdog (no weights).",
+        help="With --from-color: informative (sk_model.pth, as trained), informative-coarse (sk_model2.pth) or xdog "
+        "(no weights).",
     ),
     lineart_weights: Path | None = typer.Option(None, "--lineart-weights", help="With --from-color: sk_model.pth."),
     reference_frame: int = typer.Option(
@@ -206,7 +207,9 @@ def _run(**opts) -> None:
     result = run_job(work, seed, colorize_shot, keep_work=opts["keep_work"])
     plan = result.size_plan
     typer.echo(
-        f"wrote {len(result.latents)} frame{'s' * (len(result.latents) != 1)} ({plan.input_hw[1]}x{plan.input_hw[0]}, processed at {plan.model_hw[1]}x{plan.model_hw[0]}, "
+        # the frame size as pictures are measured (width x height), the processing size as --size takes it (HxW)
+        f"wrote {len(result.latents)} frame{'s' * (len(result.latents) != 1)} ({plan.input_hw[1]}x{plan.input_hw[0]} px, "
+        f"processed at --size {plan.model_hw[0]}x{plan.model_hw[1]}, "
         f"line art {result.polarity}, seed {result.seed}) to {result.output_path}"
     )
 
