@@ -109,7 +109,9 @@ def test_devices_lvcd_does_not_run_on_are_one_line():
 
     for name in ("mps", "xpu"):
         with pytest.raises(InputError, match=rf"--device {name}: lvcd runs on cpu or cuda \(cuda:N\) devices"):
-            require_device(name)
+            require_device(name, "--device")
+        with pytest.raises(InputError, match=rf"device='{name}': lvcd runs on cpu or cuda .*; use device='cpu' or"):
+            require_device(name)  # the library's words by default
     assert require_device("cpu").type == "cpu"
 
 

@@ -4,30 +4,47 @@ from __future__ import annotations
 
 import torch
 
-from lvcd.errors import InputError
+from lvcd.errors import InputError, setting
+
+PYTHON = "device="  # how the Python API names the setting (lvcd.errors.setting); a command passes its "--device"
 
 
-def parse_device(device: str | torch.device, what: str = "device") -> torch.device:
+def _setting(what: str, device) -> str:
+    return setting(what, str(device))  # a torch.device by its name
+
+
+def parse_device(device: str | torch.device, what: str = PYTHON) -> torch.device:
     """``device`` as a torch.device; a name torch does not know is a one-line InputError."""
     try:
         return torch.device(device)
     except (RuntimeError, TypeError, ValueError):
-        raise InputError(f"{what} {device!r} is not a device; give cpu, cuda or cuda:N.") from None
+        given = _setting(what, device) if what.endswith("=") else f"{what} {device!r}"  # a name quoted as given
+        raise InputError(f"{given} is not a device; give cpu, cuda or cuda:N.") from None
 
 
-def require_device(device: str | torch.device, what: str = "--device") -> torch.device:
+def require_device(device: str | torch.device, what: str = PYTHON) -> torch.device:
     """``device`` as a torch.device that this machine has: a name torch does not know, a kind lvcd does not run on
     (mps, xpu, ...), or a CUDA device that this machine or this torch build does not have, is a one-line InputError
-    (``what`` names the setting)."""
+    (``what`` names the setting: ``device=`` for Python, a command's ``--device``).
+
+        >>> require_device("cpu")
+        device(type='cpu')
+    """
     parsed = parse_device(device, what)
     if parsed.type == "cpu":
         return parsed
+    given = _setting(what, device)
     if parsed.type != "cuda":  # mps, xpu, ...: lvcd is built and tested for CUDA GPUs and the CPU only
-        raise InputError(f"{what} {device}: lvcd runs on cpu or cuda (cuda:N) devices; use {what} cpu or cuda.")
+        raise InputError(
+            f"{given}: lvcd runs on cpu or cuda (cuda:N) devices; use {_setting(what, 'cpu')} or "
+            f"{_setting(what, 'cuda')}."
+        )
     if not torch.cuda.is_available():
-        raise InputError(f"{what} {device}: this machine (or this torch build) has no CUDA device; use {what} cpu.")
+        raise InputError(
+            f"{given}: this machine (or this torch build) has no CUDA device; use {_setting(what, 'cpu')}."
+        )
     if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-        raise InputError(f"{what} {device}: there are {torch.cuda.device_count()} CUDA devices (cuda:0..).")
+        raise InputError(f"{given}: there are {torch.cuda.device_count()} CUDA devices (cuda:0..).")
     return parsed
 
 

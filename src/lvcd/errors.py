@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -27,6 +28,22 @@ class Interrupted(LVCDError):
 
 
 _CPU_OUT_OF_MEMORY = "DefaultCPUAllocator: can't allocate memory"
+
+
+def setting(option: str, value) -> str:
+    """A setting given ``value``, in its caller's words, for messages: a command's flag and the value
+    (``--method xdog``), a Python keyword ending in "=" and the value's repr (``device='cuda'``), or a template that
+    puts the value in (``"weights={}"``: ``weights=PATH``; ``"the SVD weights file {}"``). Library functions default
+    to the Python words and take a command's flags from the command.
+
+        >>> setting("--device", "cuda"), setting("device=", "cuda"), setting("weights={}", "PATH")
+        ('--device cuda', "device='cuda'", 'weights=PATH')
+    """
+    if "{" in option:
+        return option.format(value)
+    if option.endswith("="):
+        return f"{option}{os.fspath(value) if isinstance(value, os.PathLike) else value!r}"
+    return f"{option} {value}"
 
 
 def first_line(err: BaseException) -> str:

@@ -20,13 +20,14 @@ from tqdm.auto import tqdm
 
 from lvcd.config import LVCDConfig
 from lvcd.decoding import decode_frames
-from lvcd.devices import default_device, default_dtype
+from lvcd.devices import default_device, default_dtype, require_device
 from lvcd.diffusion import SAMPLERS, edm_sigmas
 from lvcd.errors import InputError
 from lvcd.hub import LVCD_REPO, SVD_REPO, hub_file
 from lvcd.io import SizePlan, plan_size, restore
 from lvcd.io.sizing import parse_size
 from lvcd.lineart import LineartExtractor
+from lvcd.lineart.extractor import check_method
 from lvcd.model import LVCDModel
 from lvcd.placement import PHASE_PARTS, Placement, host_attributes, offloads
 from lvcd.result import ColorizeResult
@@ -69,6 +70,12 @@ class SamplingProgress:
     frames: int = 0
 
 
+def _extract_lineart_options(method: str) -> tuple[str, str]:
+    """How ``__call__``'s errors name the line-art weights and method (``lvcd.errors.setting``): the
+    pipeline takes no weights of its own, an extractor made with them."""
+    return f"extract_lineart=get_extractor({method!r}, weights={{}})", "extract_lineart={!r}"
+
+
 class LVCDPipeline:
     """Holds a loaded ``LVCDModel`` and colorizes shots with it."""
 
@@ -86,10 +93,12 @@ class LVCDPipeline:
 
         ``model`` a ``lvcd.weights.PendingModel`` (``from_single_file(lazy=True)``): its weights are read when a shot
         first needs them (``load_weights``), after the shot's inputs are read and checked and a resumed job is matched
-        to its work directory; until then ``model`` is on the meta device and ``placement`` is None."""
+        to its work directory; until then ``model`` is on the meta device and ``placement`` is None.
+
+        A ``device`` this machine lacks (``device="cuda"`` with a CPU-only torch) is a one-line InputError."""
+        self.device = require_device(device)
         self._pending = model if isinstance(model, PendingModel) else None
         self.model = model.model if self._pending is not None else model
-        self.device = torch.device(device)
         self._placement_options = (offload, fixed_placement)
         self.placement: Placement | None = None
         if self._pending is None:
@@ -209,8 +218,9 @@ class LVCDPipeline:
         the estimated GPU peak, see ``lvcd.memory_estimate``; not measured). The files are checked now (headers);
         ``lazy``: their tensors are read when the first shot needs them, after its inputs are checked, so that a
         wrong input or another job's work directory is refused without loading gigabytes first (``lvcd colorize``
-        does this; see ``__init__``)."""
-        device = default_device(device)
+        does this; see ``__init__``). A ``device`` this machine lacks is refused (InputError) before any file is
+        read."""
+        device = default_device() if device is None else require_device(device)
         pending = open_model(
             svd_path, lvcd_path, config=config, dtype=dtype or default_dtype(device), vae_dtype=vae_dtype
         )
@@ -226,6 +236,8 @@ class LVCDPipeline:
         ``from_pretrained("demo")`` loads the demo model shipped inside the package instead (``lvcd.demo``: a small
         LVCD trained here on synthetic cartoons, 64x64; no download).
         """
+        if kwargs.get("device") is not None:  # before anything is downloaded or read
+            require_device(kwargs["device"])
         if svd_repo == "demo":
             from lvcd.demo import demo_weights_path
 
@@ -309,6 +321,8 @@ class LVCDPipeline:
         decode: False returns the latents alone (``result.frames`` None; no ``output``): for analysis, or a decoder of
         your own (``pipe.model.first_stage_model.decode``).
         """
+        if isinstance(extract_lineart, str):  # its weights found and checked (headers) in the words of this call
+            check_method(extract_lineart, None, _extract_lineart_options(extract_lineart))
         with torch.no_grad():  # not a decorator: its wrapper's frame would take the place of the caller's in warnings
             shot = prepare_shot(
                 self.config, self.device, self._check_memory, reference, lineart,

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from lvcd.config import LVCDConfig, config_from_dict, config_to_dict, get_config
-from lvcd.errors import WeightsError
+from lvcd.errors import WeightsError, setting
 from lvcd.io.atomic import atomic_output
 from lvcd.io.space import check_free_space
 from lvcd.model import PART_PREFIXES, PARTS, LVCDModel
@@ -73,8 +73,8 @@ class WeightsFile(_WeightsFile):
         except (ValueError, TypeError, RecursionError) as err:  # RecursionError: JSON nested too deep to read
             detail = " ".join(str(err).split()).rstrip(".")[:200] or type(err).__name__
             raise WeightsError(
-                f"{self.path} carries an unreadable model config ({detail}); pass --config (a preset name or a JSON "
-                "config) for the model this file holds."
+                f"{self.path} carries an unreadable model config ({detail}); pass --config (config= in Python): a "
+                "preset name or a JSON config, for the model this file holds."
             ) from None
 
 
@@ -127,7 +127,8 @@ def _check_roles(svd: WeightsFile | None, lvcd: WeightsFile | None) -> None:
         raise WeightsError(
             f"{svd.path} is an LVCD checkpoint (ControlNet weights), given where svd.safetensors was expected"
             + (
-                f", and {lvcd.path} is the SVD checkpoint: the two files are swapped. Pass --svd {lvcd.path} --lvcd {svd.path}."
+                f", and {lvcd.path} is the SVD checkpoint: the two files are swapped. Pass --svd {lvcd.path} --lvcd {svd.path} "
+                f"(in Python: svd_path={str(lvcd.path)!r}, lvcd_path={str(svd.path)!r})."
                 if lvcd
                 else "."
             )
@@ -152,12 +153,18 @@ def _target_dtype(key: str, dtype: torch.dtype, vae_dtype: torch.dtype) -> torch
     return dtype
 
 
-def check_weights_exist(svd_path, lvcd_path) -> None:
-    """Both official files named at once when both are missing (each with where to get it)."""
+# How the Python API names the two files in messages (lvcd.errors.setting); a command passes its ("--svd", "--lvcd").
+WEIGHTS_FILES = ("the SVD weights file {}", "the LVCD weights file {}")
+
+
+def check_weights_exist(svd_path, lvcd_path, options: tuple[str, str] = WEIGHTS_FILES) -> None:
+    """Both official files named at once when both are missing (each with where to get it), as the caller's
+    ``options`` name them (``--svd``/``--lvcd`` for a command)."""
     missing = [(role, Path(p)) for role, p in (("svd", svd_path), ("lvcd", lvcd_path)) if p and not Path(p).exists()]
     if len(missing) == 2:
         raise WeightsError(
-            f"Neither weights file exists: --svd {missing[0][1]} and --lvcd {missing[1][1]}. "
+            f"Neither weights file exists: {setting(options[0], missing[0][1])} and "
+            f"{setting(options[1], missing[1][1])}. "
             f"{_where_to_get('svd')} {_where_to_get('lvcd')}"
         )
 
@@ -310,7 +317,7 @@ def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDCon
         )
     hint = (
         "They are of another model or another config: pass the official svd.safetensors + lvcd.ckpt, or give --config "
-        "for a model of another size."
+        "(config= in Python) for a model of another size."
     )
     try:
         carried = config_of_files(files)
@@ -322,7 +329,10 @@ def _mismatch_message(files: list[WeightsFile], report: LoadReport, cfg: LVCDCon
     elif report.missing and "svd" not in roles and not any(_is_lvcd_trained_key(k) for k in report.missing):
         hint = f"The SVD weights (UNet, CLIP, VAE) are missing: pass svd.safetensors as well. {_where_to_get('svd')}"
     elif carried is not None and carried != cfg:
-        hint = f"The files carry the config of their own model ('{carried.name}'): leave --config out to use it."
+        hint = (
+            f"The files carry the config of their own model ('{carried.name}'): leave --config out (config=None in "
+            "Python) to use it."
+        )
     return f"Weights {names} do not fit the '{cfg.name}' model: {'; '.join(kinds)}. {hint}"
 
 
@@ -405,8 +415,8 @@ def save_safetensors(
         if overwrite or not Path(path).is_file():  # another cause (a parent path that is a file): as it is
             raise
         raise WeightsError(
-            f"{path} was created by another process while this one was writing it; it was kept. Pass --overwrite to "
-            "replace it, or choose another output name."
+            f"{path} was created by another process while this one was writing it; it was kept. Pass --overwrite "
+            "(overwrite=True in Python) to replace it, or choose another output name."
         ) from None
     return Path(path)
 
@@ -427,7 +437,7 @@ def _refuse_dropping_trained_tensors(lvcd_path) -> None:
         made = f" (its lvcd_subset is {made!r})" if made else ""
         raise WeightsError(
             f"{lvcd_path} holds {len(dropped)} UNet tensors outside the lvcd subset{made}, e.g. {dropped[0]}, which "
-            "--subset lvcd would drop; use --subset full to keep them."
+            "--subset lvcd would drop; use --subset full (subset='full' in Python) to keep them."
         )
 
 
@@ -464,7 +474,9 @@ def convert(
         if given and Path(given).resolve() == output.resolve():
             raise WeightsError("The output would overwrite an input file; choose another output name.")
     if output.exists() and not overwrite:
-        raise WeightsError(f"{output} exists; pass --overwrite or choose another output name.")
+        raise WeightsError(
+            f"{output} exists; pass --overwrite (overwrite=True in Python) or choose another output name."
+        )
     if subset not in ("lvcd", "full"):
         raise ValueError("subset must be 'lvcd' or 'full'")
     if subset == "lvcd" and lvcd_path:

@@ -247,11 +247,12 @@ def test_missing_weights_explain_download_and_xdog(no_default_weights):
     for needed in (
         "sk_model.pth",
         "huggingface.co/lllyasviel/Annotators",
-        "--weights",
-        "xdog",
+        "pass weights=PATH",  # the Python keyword: no command's flag reaches a Python caller
+        "line-art method 'xdog' works",
         "training distribution",
     ):
         assert needed in message
+    assert "--weights" not in message and "--method" not in message
     with pytest.raises(WeightsError, match="sk_model2.pth"):
         get_extractor("informative-coarse")
     # each command's own option names (evaluate's here), in the error and in xdog's warning

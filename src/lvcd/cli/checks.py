@@ -35,7 +35,7 @@ def check_weights_files(svd, lvcd) -> None:
     from lvcd.state_dict import require_weights_file
     from lvcd.weights import _where_to_get, check_weights_exist
 
-    check_weights_exist(svd, lvcd)
+    check_weights_exist(svd, lvcd, ("--svd", "--lvcd"))
     for role, path in (("svd", svd), ("lvcd", lvcd)):
         if path is not None:
             require_weights_file(path, role, _where_to_get(role))

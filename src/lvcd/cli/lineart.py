@@ -95,7 +95,7 @@ def lineart(
     from lvcd.io.timing import DEFAULT_FPS
     from lvcd.io.writers import open_writer, output_kind
     from lvcd.lineart import get_extractor
-    from lvcd.lineart.extractor import check_method
+    from lvcd.lineart.extractor import LINEART_CLI_OPTIONS, check_method
 
     try:
         if not input_path.exists():
@@ -105,7 +105,7 @@ def lineart(
         check_files({"--weights": weights})
         check_device(device)
         if method is not Method.levels:  # its weights found now, not after every frame is read
-            check_method(method.value, weights)
+            check_method(method.value, weights, LINEART_CLI_OPTIONS)
         check_not_input(output, {"INPUT": input_path, "--weights": weights})
         to_folder = output_kind(output) == "png"
         source = FrameSource.open(input_path)
@@ -116,7 +116,7 @@ def lineart(
         with open_writer(output, fps=source.fps or DEFAULT_FPS, overwrite=overwrite, inputs=(input_path,)) as writer:
             extractor = None
             if method is not Method.levels:  # a damaged weights file is said before the frames are read too
-                extractor = get_extractor(method.value, weights=weights, device=device)
+                extractor = get_extractor(method.value, weights=weights, device=device, options=LINEART_CLI_OPTIONS)
             # Every frame's size and data before the first is extracted, as lvcd colorize checks them: a bad frame
             # late in the shot would otherwise cost all the work before it.
             source.check_uniform_size()  # headers only for folders; one pass without colour conversion for videos

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from lvcd.devices import require_device
-from lvcd.errors import InputError, WeightsError
+from lvcd.errors import InputError, WeightsError, setting
 from lvcd.lineart.informative import (
     DOWNLOAD_HINT,
     InformativeDrawingsGenerator,
@@ -44,7 +44,7 @@ _DISTRIBUTION_WARNINGS = {
     ),
     "xdog": (
         "xdog line art is outside LVCD's training distribution (the model was trained on informative-drawings "
-        "line art, sk_model.pth); expect lower colorization quality. Use --method informative with sk_model.pth "
+        "line art, sk_model.pth); expect lower colorization quality. Use {informative} with sk_model.pth "
         "for the best results."
     ),
 }
@@ -69,13 +69,24 @@ def _huggingface_cached(filename: str) -> Path | None:
     return Path(found) if isinstance(found, str) and Path(found).is_file() else None
 
 
-OPTIONS = ("--weights", "--method")  # how `lvcd lineart` names the weights and the method; other commands differ
+# How a caller names the weights and the method in its messages (lvcd.errors.setting): a command's flags, or
+# templates that put the value in ("{}"). The library's default is worded for Python callers of get_extractor and of
+# LVCDPipeline(extract_lineart=...) alike.
+OPTIONS = ("weights={}", "line-art method {!r}")
+LINEART_CLI_OPTIONS = ("--weights", "--method")  # `lvcd lineart`; `lvcd colorize` has --lineart-weights, ...
+
+
+def distribution_warning(method: str, options: tuple[str, str] = OPTIONS) -> str | None:
+    """Why the line art of ``method`` is outside LVCD's training distribution (None for "informative"), advising the
+    in-distribution method in the caller's ``options``."""
+    warning = _DISTRIBUTION_WARNINGS.get(method)
+    return warning and warning.format(informative=setting(options[1], "informative"))
 
 
 def resolve_weights(method: str, weights: str | os.PathLike | None = None, options: tuple[str, str] = OPTIONS) -> Path:
     """Where the weights of ``method`` are: ``weights`` (file or folder), else $LVCD_LINEART_WEIGHTS (file or
     folder), else the default cache folder, else the Hugging Face cache. Raises WeightsError if none has them, naming
-    the command's ``options`` (its weights and method options)."""
+    the caller's ``options`` (how it names the weights and the method: :func:`lvcd.errors.setting`)."""
     filename = WEIGHT_FILES[method]
     if weights is not None:
         path = Path(weights).expanduser()
@@ -87,7 +98,7 @@ def resolve_weights(method: str, weights: str | os.PathLike | None = None, optio
         if not path.is_file():
             state = "which is not a file" if path.exists() else "which does not exist"
             raise WeightsError(
-                f"${WEIGHTS_ENV_VAR} points to {path}, {state}. {DOWNLOAD_HINT}, or pass {options[0]} PATH."
+                f"${WEIGHTS_ENV_VAR} points to {path}, {state}. {DOWNLOAD_HINT}, or pass {setting(options[0], 'PATH')}."
             )
         return path
     searched = default_weights_dir() / filename
@@ -98,9 +109,9 @@ def resolve_weights(method: str, weights: str | os.PathLike | None = None, optio
         return cached
     raise WeightsError(
         f"No weights for line-art method '{method}': {filename} was not found (looked in {searched} and the "
-        f"Hugging Face cache of {HF_REPO}). {DOWNLOAD_HINT}, then pass {options[0]} PATH (or set ${WEIGHTS_ENV_VAR}, "
-        f"or put it in {searched.parent}). Without weights, {options[1]} xdog works but its line art is outside "
-        "LVCD's training distribution, so colorization quality is lower."
+        f"Hugging Face cache of {HF_REPO}). {DOWNLOAD_HINT}, then pass {setting(options[0], 'PATH')} (or set "
+        f"${WEIGHTS_ENV_VAR}, or put it in {searched.parent}). Without weights, {setting(options[1], 'xdog')} works "
+        "but its line art is outside LVCD's training distribution, so colorization quality is lower."
     )
 
 
@@ -137,10 +148,10 @@ class LineartExtractor:
         if (model is None) != (method == "xdog"):
             raise ValueError(f"method {method!r} {'takes no' if method == 'xdog' else 'needs a'} generator model")
         self.method = method
-        self.device = require_device(device, "device")
+        self.device = require_device(device)
         self.model = model.to(self.device).eval() if model is not None else None
         self.in_distribution = method == "informative"
-        self.warning = _DISTRIBUTION_WARNINGS.get(method)
+        self.warning = distribution_warning(method)
         self.chunk_size = chunk_size
 
     def __repr__(self) -> str:
@@ -196,15 +207,17 @@ def check_method(
     """``method`` one of :data:`METHODS` and, for a network, its weights file found (``resolve_weights``) and checked
     from its header (:func:`check_informative_weights`: readable, and the generator's, not another network's): the
     file, or None for a method without weights. No network is built and no tensor read (seconds); one-line errors
-    name the command's ``options``."""
+    name the caller's ``options`` (:func:`lvcd.errors.setting`)."""
     if method not in METHODS:
-        raise InputError(f"{options[1]} {method!r} is not one of {', '.join(METHODS)}.")
+        raise InputError(f"{setting(options[1], method)} is not one of {', '.join(METHODS)}.")
     if method not in WEIGHT_FILES:
         return None
     path = resolve_weights(method, weights, options)
     if not path.is_file():
         state = "is a folder" if path.is_dir() else "does not exist"
-        raise WeightsError(f"{options[0]} {path} {state}: give {WEIGHT_FILES[method]} or the folder holding it.")
+        raise WeightsError(
+            f"{setting(options[0], path)} {state}: give {WEIGHT_FILES[method]} or the folder holding it."
+        )
     check_informative_weights(path)
     return path
 
@@ -218,19 +231,19 @@ def get_extractor(
     """A ready :class:`LineartExtractor`. "informative" loads sk_model.pth, "informative-coarse" sk_model2.pth,
     from ``weights`` (a file or a folder holding it), else $LVCD_LINEART_WEIGHTS, else ``~/.cache/lvcd/lineart/``,
     else the Hugging Face cache; "xdog" needs no weights (``weights`` is ignored) but is outside LVCD's training
-    distribution. Raises WeightsError when the weights are missing or wrong, InputError for a bad method/device;
-    messages and the warning name the command's ``options`` (weights, method).
+    distribution. Raises WeightsError when the weights are missing or wrong, InputError for a bad method/device
+    (before anything is read); messages and the warning name the caller's ``options`` (how it names the weights and
+    the method, :func:`lvcd.errors.setting`: Python's ``weights=`` by default, a command passes its flags).
 
         >>> extractor = get_extractor("xdog")
         >>> extractor.in_distribution
         False
     """
+    device = require_device(device)  # before the weights are looked for: the cheaper mistake first
     path = check_method(method, weights, options)
-    device = require_device(device, "device")
     if path is None:
         extractor = LineartExtractor(method, device=device)
     else:
         extractor = LineartExtractor(method, load_informative_drawings(path, device=device), device=device)
-    if extractor.warning:  # in the command's own words
-        extractor.warning = extractor.warning.replace("--method", options[1])
+    extractor.warning = distribution_warning(method, options)  # in the caller's own words
     return extractor
