@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from pathlib import Path
 
@@ -161,3 +162,28 @@ def test_files_in_the_cache_are_used_without_asking_the_hub(tmp_path, monkeypatc
     pipe = LVCDPipeline.from_pretrained(cache_dir=tmp_path, config=TINY_CONFIG, device="cpu")
     assert pipe.config.unet.model_channels == 32
     assert attempts == []
+
+
+def test_without_network_the_hubs_retries_are_not_printed_before_lvcds_one_line(tmp_path, monkeypatch, capfd):
+    """Without a network huggingface_hub logged two lines per retry (ten over some 20 s) before lvcd's one-line
+    error; its warnings are quiet while lvcd fetches a file (its level put back after)."""
+    import huggingface_hub
+    import huggingface_hub.utils.logging  # noqa: F401  (sets the hub logger's own level on import)
+
+    from lvcd.errors import WeightsError
+    from lvcd.hub import LVCD_REPO, hub_file
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    before = hub_logger.level
+
+    def retrying(*args, **kwargs):  # as the hub's request retries log, then fail
+        for attempt in range(1, 6):
+            logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry %d/5].", attempt)
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", retrying)
+    with pytest.raises(WeightsError, match=r"Could not get lvcd.ckpt from huggingface.co/luckyhzt"):
+        hub_file(LVCD_REPO, cache_dir=tmp_path)
+    captured = capfd.readouterr()
+    assert "Retrying" not in captured.err + captured.out
+    assert hub_logger.level == before

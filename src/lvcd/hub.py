@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from lvcd.errors import WeightsError
 
@@ -24,7 +27,8 @@ def hub_file(repo_and_file: tuple[str, str], cache_dir=None) -> str:
     if isinstance(cached, str) and os.path.isfile(cached):
         return cached
     try:
-        return hf_hub_download(repo_id=repo_id, filename=filename, cache_dir=cache_dir)
+        with _quiet_retries():
+            return hf_hub_download(repo_id=repo_id, filename=filename, cache_dir=cache_dir)
     except Exception as err:  # noqa: BLE001 - every hub failure gets the same guidance
         raise WeightsError(
             f"Could not get {filename} from huggingface.co/{repo_id} ({type(err).__name__}: {err}). "
@@ -33,6 +37,19 @@ def hub_file(repo_and_file: tuple[str, str], cache_dir=None) -> str:
             "Alternatively download the files yourself and give them with --svd/--lvcd "
             "(Python: LVCDPipeline.from_single_file)."
         ) from err
+
+
+@contextmanager
+def _quiet_retries() -> Iterator[None]:
+    """huggingface_hub's own warnings off while a file is fetched: without a network it logs two lines per retry
+    (about ten over some 20 s) before its error, which lvcd reports in one line; its download bar stays."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    previous = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(previous)
 
 
 def weights_files(svd=None, lvcd=None, cache_dir=None) -> tuple[str, str | None]:
