@@ -209,7 +209,8 @@ def check_method(
     file, or None for a method without weights. No network is built and no tensor read (seconds); one-line errors
     name the caller's ``options`` (:func:`lvcd.errors.setting`)."""
     if method not in METHODS:
-        raise InputError(f"{setting(options[1], method)} is not one of {', '.join(METHODS)}.")
+        given = f"{options[1]} {method!r}" if options[1].startswith("--") else setting(options[1], method)  # quoted
+        raise InputError(f"{given} is not one of {', '.join(METHODS)}.")
     if method not in WEIGHT_FILES:
         return None
     path = resolve_weights(method, weights, options)
