@@ -113,3 +113,17 @@ def test_a_resumed_job_reads_no_line_art_frame_for_its_hints_and_gives_the_same_
     resumed = pipe(reference, folder, resume=True, **arguments)
     assert len(converted) == 5  # the hints came from the work directory
     assert torch.equal(first.latents, resumed.latents)
+
+
+def test_a_job_no_one_can_resume_does_not_hash_its_line_art(tiny_weights, tmp_path, monkeypatch):
+    """Without work_dir= the job runs in a scratch folder that is never resumed: hashing its line-art files (a second
+    read of every file) would be for nothing."""
+    hashed = []
+    monkeypatch.setattr("lvcd.hint_source.files_digest", lambda files, progress=True: hashed.append(files) or "0" * 64)
+    pipe = LVCDPipeline.from_single_file(tiny_weights["svd"], tiny_weights["lvcd"], config=TINY_CONFIG, device="cpu")
+    folder = _drawings(tmp_path / "art", count=3, size_hw=(64, 64))
+    reference = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    pipe(reference, folder, num_steps=1, seed=3, progress=False)
+    assert hashed == []
+    pipe(reference, folder, num_steps=1, seed=3, work_dir=tmp_path / "w", progress=False)
+    assert len(hashed) == 1  # a work directory given: recorded for a resume

@@ -309,12 +309,13 @@ class HintStore:
         path: Path,
         progress: bool = True,
         levels: bool = False,
+        reusable: bool = True,
     ) -> HintStore:
         """The hints of ``frames`` in a new store at ``path``, or the store already there when it was made from the
         same line-art files with the same settings (:mod:`lvcd.hint_source`: a resumed job does not read every frame
-        again)."""
+        again). ``reusable=False``: a store no job will resume (a scratch folder), so its files are not hashed."""
         count, (height, width) = len(frames), plan.model_hw
-        record = hint_record(frames.files, count, plan, polarity, levels, progress)
+        record = hint_record(frames.files, count, plan, polarity, levels, progress) if reusable else None
         if record is not None and recorded(path) == record:
             store = cls._whole(path, (count, height, width))
             if store is not None:

@@ -74,9 +74,12 @@ class PreparedShot:
     sampler: str
 
     def build_hints(self, work: WorkDir) -> HintStore:
-        """The line art's hints, stored once in ``work`` (every frame is read here)."""
+        """The line art's hints, stored once in ``work`` (every frame is read here, unless a resumed job's store was
+        made from the same files); a scratch folder's, which no job resumes, with no record for a resume."""
         levelled = self.levels is not None
-        return HintStore.build(self.frames, self.plan, self.polarity, work.hints_path, self.progress, levelled)
+        return HintStore.build(
+            self.frames, self.plan, self.polarity, work.hints_path, self.progress, levelled, reusable=not work.scratch
+        )
 
     def jobs(self, work: WorkDir, store: HintStore | None) -> list[ShotJob]:
         """The shot's ``ShotJob``: one, or for a reference inside the shot two, the pass toward frame 0 first (its state
